@@ -1,0 +1,25 @@
+#!/bin/sh
+# The whole test suite: installs what is needed, builds, runs `make check`,
+# and ends with the line "N passed, N failed".
+set -e
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+./scripts/build.sh
+set +e
+make -j"$(nproc)" check >make-check.out 2>&1
+rc=$?
+set -e
+grep -E '^(PASS|FAIL|XPASS|ERROR|SKIP):' make-check.out || true
+for f in $(grep -lE '^(:test-result: FAIL|:test-result: ERROR)' $(find tests -name '*.trs') 2>/dev/null); do
+	echo "==== ${f%.trs}.log"
+	tail -n 40 "${f%.trs}.log"
+done
+pass=$(grep -cE '^(PASS|XFAIL):' make-check.out || true)
+fail=$(grep -cE '^(FAIL|XPASS|ERROR):' make-check.out || true)
+skip=$(grep -cE '^SKIP:' make-check.out || true)
+if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then
+	tail -n 30 make-check.out
+	fail=1
+fi
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]

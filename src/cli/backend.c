@@ -1,0 +1,305 @@
+/* Where the CLI gets its answers: the agent, or the modules in-process (--direct). */
+#include "config.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+#include "cli/cli.h"
+#include "common/conf.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/secmem.h"
+#include "proto/proto.h"
+
+void
+cli_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("scagent: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void
+cli_verbose(struct cli *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!c->verbose)
+		return;
+	fputs("scagent: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int
+cli_exit_for(int r)
+{
+	switch (r) {
+	case SC_OK:
+		return EX_SC_OK;
+	case SC_ERR_AGENT_UNREACHABLE:
+		return EX_SC_AGENT;
+	default:
+		return EX_SC_FAIL;
+	}
+}
+
+int
+cli_open_agent(struct cli *c)
+{
+	char *path = scagent_default_socket(c->socket);
+	int r = scagent_connect(c->socket, &c->client);
+
+	if (r != SC_OK) {
+		if (r == SC_ERR_AGENT_UNREACHABLE)
+			cli_err("no agent at %s: start one with `eval \"$(scagentd)\"`, or use "
+			    "--direct --module PATH for list and check", path ? path : "(unknown)");
+		else
+			cli_err("cannot talk to the agent at %s: %s", path ? path : "(unknown)",
+			    scagent_strerror(r));
+		free(path);
+		return EX_SC_AGENT;
+	}
+	cli_verbose(c, "connected to the agent at %s", path);
+	free(path);
+	return EX_SC_OK;
+}
+
+int
+cli_open(struct cli *c)
+{
+	struct sc_config cfg;
+	char *errmsg = NULL;
+	int loaded = 0;
+
+	if (!c->direct) {
+		if (c->nmodules > 0) {
+			cli_err("--module goes with --direct; the agent loads its own modules");
+			return EX_SC_USAGE;
+		}
+		return cli_open_agent(c);
+	}
+	if ((c->store = sc_store_new(NULL)) == NULL)
+		return EX_SC_FAIL;
+	if (c->nmodules > 0) {
+		for (int i = 0; i < c->nmodules; i++)
+			if (sc_store_add_module(c->store, c->modules[i]) == SC_OK)
+				loaded++;
+	} else {
+		if (sc_config_load(c->config, &cfg, &errmsg) != SC_OK) {
+			cli_err("%s", errmsg ? errmsg : "cannot read the configuration");
+			free(errmsg);
+			return EX_SC_USAGE;
+		}
+		for (size_t i = 0; i < cfg.nmodules; i++)
+			if (sc_store_add_module(c->store, cfg.modules[i]) == SC_OK)
+				loaded++;
+		if (cfg.nmodules == 0)
+			cli_err("no PKCS#11 modules configured in %s: use --module PATH", cfg.module_dir);
+		sc_config_clear(&cfg);
+	}
+	sc_store_refresh(c->store, NULL);
+	cli_verbose(c, "%d module%s loaded in-process", loaded, loaded == 1 ? "" : "s");
+	return EX_SC_OK;
+}
+
+void
+cli_close(struct cli *c)
+{
+	scagent_close(c->client);
+	c->client = NULL;
+	sc_store_free(c->store);
+	c->store = NULL;
+}
+
+static int
+agent_json(struct cli *c, const char *op, json_object *args, json_object **out)
+{
+	char *res = NULL;
+	int r;
+
+	*out = NULL;
+	r = scagent_call(c->client, op, args ? sc_json_text(args) : NULL, &res);
+	json_object_put(args);
+	if (r != SC_OK) {
+		cli_err("%s", scagent_error(c->client));
+		return r;
+	}
+	*out = json_tokener_parse(res);
+	scagent_free(res);
+	if (*out == NULL) {
+		cli_err("the agent sent an answer that is not JSON");
+		return SC_ERR_PROTOCOL;
+	}
+	return SC_OK;
+}
+
+int
+cli_list(struct cli *c, const char *cafile, json_object **out)
+{
+	json_object *args = NULL;
+
+	if (c->store != NULL) {
+		*out = sc_store_list_json(c->store, cafile);
+		return *out ? SC_OK : SC_ERR_NOMEM;
+	}
+	if (cafile != NULL) {
+		args = json_object_new_object();
+		json_object_object_add(args, "cafile", json_object_new_string(cafile));
+	}
+	return agent_json(c, "list", args, out);
+}
+
+int
+cli_find(struct cli *c, const char *ref, const char *cafile, json_object **out)
+{
+	json_object *args, *cand = NULL;
+	int r;
+
+	if (c->store != NULL) {
+		r = sc_store_find_cert(c->store, ref, cafile, out, &cand);
+		if (r == SC_ERR_NOT_FOUND || r == SC_ERR_AMBIGUOUS) {
+			size_t n = cand ? json_object_array_length(cand) : 0;
+			cli_err(r == SC_ERR_AMBIGUOUS ? "\"%s\" matches more than one certificate; "
+			    "use a longer fingerprint or a pkcs11: URI. Candidates:" :
+			    "no certificate matches \"%s\". Available:", ref);
+			for (size_t i = 0; i < n; i++)
+				fprintf(stderr, "  %s\n", json_object_get_string(json_object_array_get_idx(cand, i)));
+			if (n == 0)
+				fprintf(stderr, "  (no certificates on any token)\n");
+		} else if (r == SC_ERR_INVALID)
+			cli_err("\"%s\" is not a valid pkcs11: URI", ref);
+		else if (r != SC_OK)
+			cli_err("%s", sc_strerror(r));
+		json_object_put(cand);
+		return r;
+	}
+	args = json_object_new_object();
+	json_object_object_add(args, "ref", json_object_new_string(ref));
+	if (cafile != NULL)
+		json_object_object_add(args, "cafile", json_object_new_string(cafile));
+	return agent_json(c, "find", args, out);
+}
+
+char *
+cli_read_pin(const char *prompt, int pin_stdin)
+{
+	char *buf = sc_secmem_alloc(256), *nl;
+	struct termios old, noecho;
+	FILE *tty = NULL;
+	int restore = 0;
+
+	if (buf == NULL)
+		return NULL;
+	if (pin_stdin) {
+		if (fgets(buf, 256, stdin) == NULL) {
+			cli_err("--pin-stdin: no PIN on standard input");
+			sc_secmem_free(buf);
+			return NULL;
+		}
+	} else {
+		if ((tty = fopen("/dev/tty", "r+")) == NULL) {
+			cli_err("no terminal to ask for the PIN: use --pin-stdin");
+			sc_secmem_free(buf);
+			return NULL;
+		}
+		fputs(prompt, tty);
+		fflush(tty);
+		if (tcgetattr(fileno(tty), &old) == 0) {
+			noecho = old;
+			noecho.c_lflag &= ~(tcflag_t)ECHO;
+			restore = tcsetattr(fileno(tty), TCSAFLUSH, &noecho) == 0;
+		}
+		if (fgets(buf, 256, tty) == NULL)
+			buf[0] = '\0';
+		if (restore)
+			tcsetattr(fileno(tty), TCSAFLUSH, &old);
+		fputc('\n', tty);
+		fclose(tty);
+	}
+	if ((nl = strchr(buf, '\n')) != NULL)
+		*nl = '\0';
+	if ((nl = strchr(buf, '\r')) != NULL)
+		*nl = '\0';
+	if (buf[0] == '\0') {
+		cli_err("empty PIN: nothing was sent to the token");
+		sc_secmem_free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+int
+cli_read_file(const char *path, size_t max, unsigned char **buf, size_t *len)
+{
+	FILE *fp = (path == NULL || strcmp(path, "-") == 0) ? stdin : fopen(path, "rb");
+	unsigned char *b = NULL, *nb;
+	size_t cap = 0, n = 0, got;
+
+	*buf = NULL;
+	*len = 0;
+	if (fp == NULL) {
+		cli_err("cannot open %s: %s", path, strerror(errno));
+		return SC_ERR_IO;
+	}
+	for (;;) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 65536;
+			if (cap > max + 1)
+				cap = max + 1;
+			if ((nb = realloc(b, cap)) == NULL) {
+				free(b);
+				if (fp != stdin)
+					fclose(fp);
+				return SC_ERR_NOMEM;
+			}
+			b = nb;
+		}
+		got = fread(b + n, 1, cap - n, fp);
+		n += got;
+		if (n > max) {
+			cli_err("%s is larger than %zu bytes", path ? path : "standard input", max);
+			free(b);
+			if (fp != stdin)
+				fclose(fp);
+			return SC_ERR_TOO_LARGE;
+		}
+		if (got == 0)
+			break;
+	}
+	if (fp != stdin)
+		fclose(fp);
+	*buf = b;
+	*len = n;
+	return SC_OK;
+}
+
+int
+cli_write_file(const char *path, const unsigned char *buf, size_t len)
+{
+	FILE *fp = (path == NULL || strcmp(path, "-") == 0) ? stdout : fopen(path, "wb");
+
+	if (fp == NULL) {
+		cli_err("cannot create %s: %s", path, strerror(errno));
+		return SC_ERR_IO;
+	}
+	if (fwrite(buf, 1, len, fp) != len || fflush(fp) != 0) {
+		cli_err("cannot write %s: %s", path ? path : "standard output", strerror(errno));
+		if (fp != stdout)
+			fclose(fp);
+		return SC_ERR_IO;
+	}
+	if (fp != stdout && fclose(fp) != 0)
+		return SC_ERR_IO;
+	return SC_OK;
+}

@@ -1,0 +1,59 @@
+/* The scagent command line: shared state and helpers of the subcommands. */
+#ifndef SC_CLI_H
+#define SC_CLI_H
+
+#include <stdio.h>
+#include <json-c/json.h>
+#include "scagent/scagent.h"
+#include "token/token.h"
+
+/* Exit codes of INTERFACE.md. */
+#define EX_SC_OK 0
+#define EX_SC_FAIL 1
+#define EX_SC_USAGE 2
+#define EX_SC_AGENT 3
+
+struct cli {
+	const char *socket;
+	const char *config;
+	int direct;
+	const char **modules;
+	int nmodules;
+	int verbose;
+	struct sc_store *store;		/* --direct */
+	scagent_client *client;		/* through the agent */
+};
+
+/* Print "scagent: <msg>" to stderr (one line). */
+void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* -v diagnostics to stderr. */
+void cli_verbose(struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Open the backend: the in-process store (--direct) or the agent. Returns an exit code. */
+int cli_open(struct cli *c);
+/* Only the agent (commands that need it); exit code. */
+int cli_open_agent(struct cli *c);
+void cli_close(struct cli *c);
+
+/* Backend calls: 0 or SC_ERR_*, with a message printed on failure. */
+int cli_list(struct cli *c, const char *cafile, json_object **out);
+int cli_find(struct cli *c, const char *ref, const char *cafile, json_object **out);
+/* Map an SC_ERR_* to the exit status. */
+int cli_exit_for(int r);
+
+/* Read one PIN: from stdin (one line) when pin_stdin, else from the terminal without echo. */
+char *cli_read_pin(const char *prompt, int pin_stdin);
+/* Read a whole file (or stdin for NULL / "-"); max bytes. */
+int cli_read_file(const char *path, size_t max, unsigned char **buf, size_t *len);
+int cli_write_file(const char *path, const unsigned char *buf, size_t len);
+
+/* Subcommands: argc/argv start at the subcommand's name. */
+int cmd_list(struct cli *c, int argc, char **argv);
+int cmd_check(struct cli *c, int argc, char **argv);
+int cmd_login(struct cli *c, int argc, char **argv);
+int cmd_logout(struct cli *c, int argc, char **argv);
+int cmd_sign(struct cli *c, int argc, char **argv);
+int cmd_watch(struct cli *c, int argc, char **argv);
+int cmd_status(struct cli *c, int argc, char **argv);
+
+#endif

@@ -1,0 +1,222 @@
+/* scagent login, logout, sign, watch, status: commands that need the agent. */
+#include "config.h"
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/evp.h>
+#include "cli/cli.h"
+#include "common/err.h"
+#include "common/secmem.h"
+#include "proto/proto.h"
+
+#define SIGN_MAX_INPUT (64 * 1024)
+
+static const struct option tok_opts[] = {
+	{ "token", required_argument, NULL, 't' },
+	{ "pin-stdin", no_argument, NULL, 'P' },
+	{ "confirm-final-try", no_argument, NULL, 'F' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 }
+};
+
+static int
+agent_fail(struct cli *c, int r)
+{
+	cli_err("%s", *scagent_error(c->client) ? scagent_error(c->client) : scagent_strerror(r));
+	return cli_exit_for(r);
+}
+
+int
+cmd_login(struct cli *c, int argc, char **argv)
+{
+	const char *token = NULL;
+	int pin_stdin = 0, confirm = 0, ch, rc, r;
+	char *pin, prompt[128];
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "t:h", tok_opts, NULL)) != -1) {
+		switch (ch) {
+		case 't': token = optarg; break;
+		case 'P': pin_stdin = 1; break;
+		case 'F': confirm = 1; break;
+		case 'h':
+			printf("usage: scagent login --token LABEL [--pin-stdin] [--confirm-final-try]\n");
+			return EX_SC_OK;
+		default: return EX_SC_USAGE;
+		}
+	}
+	if (token == NULL || optind != argc) {
+		cli_err("usage: scagent login --token LABEL [--pin-stdin]");
+		return EX_SC_USAGE;
+	}
+	if (c->direct) {
+		cli_err("login keeps the agent logged in: it does not go with --direct");
+		return EX_SC_USAGE;
+	}
+	if ((rc = cli_open_agent(c)) != EX_SC_OK)
+		return rc;
+	snprintf(prompt, sizeof(prompt), "PIN for token \"%s\": ", token);
+	if ((pin = cli_read_pin(prompt, pin_stdin)) == NULL)
+		return EX_SC_FAIL;
+	r = scagent_login(c->client, token, pin, confirm);
+	sc_secstr_free(pin);
+	if (r != SC_OK)
+		return agent_fail(c, r);
+	fprintf(stderr, "scagent: logged in to token \"%s\"\n", token);
+	return EX_SC_OK;
+}
+
+int
+cmd_logout(struct cli *c, int argc, char **argv)
+{
+	const char *token = NULL;
+	int ch, rc, r;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "t:h", tok_opts, NULL)) != -1) {
+		switch (ch) {
+		case 't': token = optarg; break;
+		case 'h':
+			printf("usage: scagent logout --token LABEL\n");
+			return EX_SC_OK;
+		default: return EX_SC_USAGE;
+		}
+	}
+	if (token == NULL || optind != argc) {
+		cli_err("usage: scagent logout --token LABEL");
+		return EX_SC_USAGE;
+	}
+	if ((rc = cli_open_agent(c)) != EX_SC_OK)
+		return rc;
+	if ((r = scagent_logout(c->client, token)) != SC_OK)
+		return agent_fail(c, r);
+	return EX_SC_OK;
+}
+
+int
+cmd_sign(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "cert", required_argument, NULL, 'c' },
+		{ "alg", required_argument, NULL, 'a' },
+		{ "digest", no_argument, NULL, 'd' },
+		{ "in", required_argument, NULL, 'i' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *ref = NULL, *alg = NULL, *in = NULL, *out = NULL;
+	unsigned char *data = NULL, *sig = NULL;
+	size_t len = 0, siglen = 0;
+	int is_digest = 0, ch, rc, r, a;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "c:a:di:o:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': ref = optarg; break;
+		case 'a': alg = optarg; break;
+		case 'd': is_digest = 1; break;
+		case 'i': in = optarg; break;
+		case 'o': out = optarg; break;
+		case 'h':
+			printf("usage: scagent sign --cert REF --alg ALG [--digest] [--in FILE] [--out FILE]\n");
+			return EX_SC_OK;
+		default: return EX_SC_USAGE;
+		}
+	}
+	if (ref == NULL || alg == NULL || optind != argc) {
+		cli_err("usage: scagent sign --cert REF --alg ALG [--digest] [--in FILE] [--out FILE]");
+		return EX_SC_USAGE;
+	}
+	if ((a = sc_alg_parse(alg)) < 0) {
+		cli_err("unknown --alg '%s': use rsa-pkcs1-sha256|384|512, rsa-pss-sha256|384|512 "
+		    "or ecdsa-sha256|384|512", alg);
+		return EX_SC_USAGE;
+	}
+	if (c->direct) {
+		cli_err("sign goes through the agent; it does not go with --direct");
+		return EX_SC_USAGE;
+	}
+	if (cli_read_file(in, SIGN_MAX_INPUT, &data, &len) != SC_OK)
+		return EX_SC_FAIL;
+	if (is_digest && len != (size_t)EVP_MD_get_size(sc_alg_md(a))) {
+		cli_err("--digest: %s wants a %d-byte hash, the input has %zu bytes", alg,
+		    EVP_MD_get_size(sc_alg_md(a)), len);
+		free(data);
+		return EX_SC_FAIL;
+	}
+	if ((rc = cli_open_agent(c)) != EX_SC_OK) {
+		free(data);
+		return rc;
+	}
+	r = scagent_sign(c->client, ref, alg, is_digest, data, len, &sig, &siglen);
+	free(data);
+	if (r != SC_OK)
+		return agent_fail(c, r);
+	r = cli_write_file(out, sig, siglen);
+	free(sig);
+	return r == SC_OK ? EX_SC_OK : EX_SC_FAIL;
+}
+
+int
+cmd_watch(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int json = 0, ch, rc, r;
+	char *ev;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'j': json = 1; break;
+		case 'h':
+			printf("usage: scagent watch [--json]\n");
+			return EX_SC_OK;
+		default: return EX_SC_USAGE;
+		}
+	}
+	if ((rc = cli_open_agent(c)) != EX_SC_OK)
+		return rc;
+	if ((r = scagent_watch(c->client)) != SC_OK)
+		return agent_fail(c, r);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (;;) {
+		json_object *o, *v;
+		if ((r = scagent_next_event(c->client, -1, &ev)) != SC_OK) {
+			cli_err("%s", scagent_error(c->client));
+			return cli_exit_for(r == SC_ERR_AGENT_UNREACHABLE ? SC_ERR_AGENT_UNREACHABLE : r);
+		}
+		if (json) {
+			printf("%s\n", ev);
+		} else if ((o = json_tokener_parse(ev)) != NULL) {
+			printf("%s", json_object_object_get_ex(o, "event", &v) ? json_object_get_string(v) : "event");
+			json_object_object_foreach(o, key, val) {
+				if (strcmp(key, "event") != 0)
+					printf(" %s=%s", key, json_object_get_string(val));
+			}
+			printf("\n");
+			json_object_put(o);
+		}
+		scagent_free(ev);
+	}
+}
+
+int
+cmd_status(struct cli *c, int argc, char **argv)
+{
+	char *res = NULL;
+	int rc, r;
+
+	if ((rc = cli_open_agent(c)) != EX_SC_OK)
+		return rc;
+	if ((r = scagent_call(c->client, "status", NULL, &res)) != SC_OK)
+		return agent_fail(c, r);
+	printf("%s\n", res);
+	scagent_free(res);
+	return EX_SC_OK;
+}

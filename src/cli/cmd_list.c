@@ -1,0 +1,274 @@
+/* scagent list, scagent check: what is on the cards, and will it work for CBA. */
+#include "config.h"
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cert/certinfo.h"
+#include "cli/cli.h"
+#include "common/err.h"
+#include "common/secmem.h"
+#include "proto/proto.h"
+
+static const char *
+jstr(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (o == NULL || !json_object_object_get_ex(o, key, &v) || v == NULL)
+		return "";
+	return json_object_get_string(v);
+}
+
+static int
+jbool(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
+}
+
+static void
+print_joined(FILE *fp, json_object *arr, const char *none)
+{
+	size_t n = arr ? json_object_array_length(arr) : 0;
+
+	if (n == 0)
+		fputs(none, fp);
+	for (size_t i = 0; i < n; i++)
+		fprintf(fp, "%s%s", i ? ", " : "", json_object_get_string(json_object_array_get_idx(arr, i)));
+	fputc('\n', fp);
+}
+
+static void
+print_key(FILE *fp, json_object *cert)
+{
+	json_object *key = json_object_object_get(cert, "key");
+
+	if (key == NULL) {
+		fputs("unknown\n", fp);
+		return;
+	}
+	fprintf(fp, "%s %s", jstr(key, "type"), jstr(key, "bits"));
+	if (*jstr(key, "curve"))
+		fprintf(fp, " (%s)", jstr(key, "curve"));
+	fprintf(fp, ", private key %s\n", jstr(key, "private_key"));
+}
+
+static json_object *
+problems_of(json_object *cert)
+{
+	json_object *cba = json_object_object_get(cert, "cba");
+
+	return cba ? json_object_object_get(cba, "problems") : NULL;
+}
+
+static void
+print_cert_short(FILE *fp, json_object *cert)
+{
+	json_object *probs = problems_of(cert);
+	size_t np = probs ? json_object_array_length(probs) : 0;
+
+	fprintf(fp, "  %s  [%s]\n", *jstr(cert, "label") ? jstr(cert, "label") : "(no label)",
+	    np == 0 ? "CBA ok" : "CBA problems");
+	if (*jstr(cert, "error")) {
+		fprintf(fp, "      error:    %s\n", jstr(cert, "error"));
+		fprintf(fp, "      sha256:   %s\n", jstr(cert, "sha256"));
+		return;
+	}
+	fprintf(fp, "      subject:  %s\n", jstr(cert, "subject"));
+	fprintf(fp, "      issuer:   %s\n", jstr(cert, "issuer"));
+	fprintf(fp, "      valid:    %s to %s\n", jstr(cert, "not_before"), jstr(cert, "not_after"));
+	fprintf(fp, "      upn:      ");
+	print_joined(fp, json_object_object_get(cert, "upn"), "(none)");
+	fprintf(fp, "      eku:      ");
+	print_joined(fp, json_object_object_get(cert, "eku"), "(any purpose)");
+	fprintf(fp, "      key:      ");
+	print_key(fp, cert);
+	fprintf(fp, "      id:       %s\n", jstr(cert, "id"));
+	fprintf(fp, "      sha256:   %s\n", jstr(cert, "sha256"));
+	if (np > 0) {
+		fprintf(fp, "      problems: ");
+		print_joined(fp, probs, "");
+	}
+}
+
+static void
+print_list(FILE *fp, json_object *list)
+{
+	json_object *toks = json_object_object_get(list, "tokens");
+	json_object *readers = json_object_object_get(list, "readers");
+	json_object *errors = json_object_object_get(list, "errors");
+	size_t nt = toks ? json_object_array_length(toks) : 0;
+
+	if (nt == 0)
+		fprintf(fp, "No tokens.\n");
+	for (size_t i = 0; i < nt; i++) {
+		json_object *t = json_object_array_get_idx(toks, i);
+		json_object *f = json_object_object_get(t, "flags");
+		json_object *certs = json_object_object_get(t, "certificates");
+		size_t nc = certs ? json_object_array_length(certs) : 0;
+
+		fprintf(fp, "%sToken \"%s\"  %s %s, serial %s\n", i ? "\n" : "", jstr(t, "label"),
+		    jstr(t, "manufacturer"), jstr(t, "model"), jstr(t, "serial"));
+		fprintf(fp, "  slot %s (%s), module %s\n", jstr(t, "slot"), jstr(t, "reader"), jstr(t, "module"));
+		fprintf(fp, "  %s%s%s%s%s\n",
+		    jbool(f, "login_required") ? (jbool(f, "logged_in") ? "logged in" : "not logged in") :
+		    "no login required",
+		    jbool(f, "pin_count_low") ? ", PIN: failed tries counted" : "",
+		    jbool(f, "pin_final_try") ? ", PIN: FINAL TRY" : "",
+		    jbool(f, "pin_locked") ? ", PIN: LOCKED" : "", "");
+		if (nc == 0)
+			fprintf(fp, "  (no certificates)\n");
+		for (size_t k = 0; k < nc; k++)
+			print_cert_short(fp, json_object_array_get_idx(certs, k));
+	}
+	if (readers != NULL && json_object_array_length(readers) > 0) {
+		fprintf(fp, "\nReaders:\n");
+		for (size_t i = 0; i < json_object_array_length(readers); i++) {
+			json_object *r = json_object_array_get_idx(readers, i);
+			fprintf(fp, "  %s: %s\n", jstr(r, "name"), jbool(r, "card_present") ?
+			    (*jstr(r, "note") ? jstr(r, "note") : "card present") : "no card");
+		}
+	}
+	for (size_t i = 0; errors && i < json_object_array_length(errors); i++) {
+		json_object *e = json_object_array_get_idx(errors, i);
+		fprintf(stderr, "scagent: module %s: %s\n", jstr(e, "module"), jstr(e, "error"));
+	}
+}
+
+static const struct option list_opts[] = {
+	{ "json", no_argument, NULL, 'j' },
+	{ "cafile", required_argument, NULL, 'C' },
+	{ "login", required_argument, NULL, 'L' },
+	{ "pin-stdin", no_argument, NULL, 'P' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 }
+};
+
+/* --direct: log in before reading, so hidden private keys count. */
+static int
+direct_login(struct cli *c, const char *token, int pin_stdin)
+{
+	char *pin;
+	int r;
+
+	if (token == NULL)
+		return SC_OK;
+	if (c->store == NULL) {
+		cli_err("--login is for --direct; with an agent, run `scagent login --token %s`", token);
+		return SC_ERR_INVALID;
+	}
+	if ((pin = cli_read_pin("PIN: ", pin_stdin)) == NULL)
+		return SC_ERR_CANCELLED;
+	r = sc_store_login(c->store, token, pin, 0, NULL);
+	sc_secstr_free(pin);
+	if (r != SC_OK)
+		cli_err("login to token \"%s\" failed: %s", token, sc_strerror(r));
+	return r;
+}
+
+int
+cmd_list(struct cli *c, int argc, char **argv)
+{
+	json_object *list = NULL;
+	const char *cafile = NULL, *login = NULL;
+	int json = 0, pin_stdin = 0, ch, rc;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "jh", list_opts, NULL)) != -1) {
+		switch (ch) {
+		case 'j': json = 1; break;
+		case 'C': cafile = optarg; break;
+		case 'L': login = optarg; break;
+		case 'P': pin_stdin = 1; break;
+		case 'h':
+			printf("usage: scagent list [--json] [--cafile FILE] [--login TOKEN [--pin-stdin]]\n");
+			return EX_SC_OK;
+		default: return EX_SC_USAGE;
+		}
+	}
+	if (optind != argc) {
+		cli_err("list takes no arguments (got '%s')", argv[optind]);
+		return EX_SC_USAGE;
+	}
+	if ((rc = cli_open(c)) != EX_SC_OK)
+		return rc;
+	if (direct_login(c, login, pin_stdin) != SC_OK)
+		return EX_SC_FAIL;
+	if (cli_list(c, cafile, &list) != SC_OK)
+		return EX_SC_FAIL;
+	if (json) {
+		puts(json_object_to_json_string_ext(list, JSON_C_TO_STRING_PRETTY |
+		    JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object *errors = json_object_object_get(list, "errors");
+		for (size_t i = 0; errors && i < json_object_array_length(errors); i++) {
+			json_object *e = json_object_array_get_idx(errors, i);
+			fprintf(stderr, "scagent: module %s: %s\n", jstr(e, "module"), jstr(e, "error"));
+		}
+	} else
+		print_list(stdout, list);
+	json_object_put(list);
+	return EX_SC_OK;
+}
+
+int
+cmd_check(struct cli *c, int argc, char **argv)
+{
+	json_object *cert = NULL, *probs;
+	const char *cafile = NULL, *login = NULL;
+	int json = 0, pin_stdin = 0, ch, rc;
+	size_t np;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "jh", list_opts, NULL)) != -1) {
+		switch (ch) {
+		case 'j': json = 1; break;
+		case 'C': cafile = optarg; break;
+		case 'L': login = optarg; break;
+		case 'P': pin_stdin = 1; break;
+		case 'h':
+			printf("usage: scagent check REF [--cafile FILE] [--json] [--login TOKEN [--pin-stdin]]\n");
+			return EX_SC_OK;
+		default: return EX_SC_USAGE;
+		}
+	}
+	if (argc - optind != 1) {
+		cli_err("check wants one REF: a pkcs11: URI, a SHA-256 fingerprint (8+ hex digits) or a label");
+		return EX_SC_USAGE;
+	}
+	if ((rc = cli_open(c)) != EX_SC_OK)
+		return rc;
+	if (direct_login(c, login, pin_stdin) != SC_OK)
+		return EX_SC_FAIL;
+	if (cli_find(c, argv[optind], cafile, &cert) != SC_OK)
+		return EX_SC_FAIL;
+	probs = problems_of(cert);
+	np = probs ? json_object_array_length(probs) : 0;
+	if (json) {
+		puts(json_object_to_json_string_ext(cert, JSON_C_TO_STRING_PRETTY |
+		    JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
+	} else {
+		json_object *cba = json_object_object_get(cert, "cba");
+		printf("Certificate \"%s\" on token \"%s\"\n", jstr(cert, "label"), jstr(cert, "token"));
+		print_cert_short(stdout, cert);
+		if (np == 0) {
+			printf("\nSuitable for certificate-based authentication: it allows client "
+			    "authentication, names the account by UPN%s and has its private key on the token.\n",
+			    cafile ? ", chains to a trusted root" : "");
+			if (cafile == NULL)
+				printf("The chain of trust was not checked: add --cafile with your root CA.\n");
+		} else {
+			printf("\nNot suitable for certificate-based authentication:\n");
+			for (size_t i = 0; i < np; i++) {
+				const char *code = json_object_get_string(json_object_array_get_idx(probs, i));
+				printf("  %s: %s\n", code, sc_cba_explain(code));
+				if (strcmp(code, "chain-untrusted") == 0 && *jstr(cba, "chain_error"))
+					printf("      (OpenSSL: %s)\n", jstr(cba, "chain_error"));
+				printf("      %s\n", sc_cba_advice(code));
+			}
+		}
+	}
+	json_object_put(cert);
+	return np == 0 ? EX_SC_OK : EX_SC_FAIL;
+}

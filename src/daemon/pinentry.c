@@ -1,0 +1,229 @@
+/*
+ * A minimal Assuan client for pinentry: SETDESC, SETPROMPT, GETPIN or
+ * CONFIRM, BYE. The program is started with posix_spawn (no fork of this
+ * multi-threaded process with PKCS#11 modules in it).
+ */
+#include "config.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "common/err.h"
+#include "common/log.h"
+#include "common/secmem.h"
+#include "daemon/pinentry.h"
+
+extern char **environ;
+
+#define PINENTRY_TIMEOUT_MS (120 * 1000)
+#define LINE_MAX_ 2048
+
+struct pe {
+	pid_t pid;
+	int in;		/* we write */
+	int out;	/* we read */
+	char *buf;	/* secure: may hold the PIN */
+	size_t len;
+};
+
+static int
+pe_start(struct pe *p, const char *program)
+{
+	posix_spawn_file_actions_t fa;
+	int to[2], from[2], r;
+	char *argv[] = { (char *)program, NULL };
+
+	memset(p, 0, sizeof(*p));
+	p->in = p->out = -1;
+	if (pipe2(to, O_CLOEXEC) < 0)
+		return SC_ERR_IO;
+	if (pipe2(from, O_CLOEXEC) < 0) {
+		close(to[0]);
+		close(to[1]);
+		return SC_ERR_IO;
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, to[0], 0);
+	posix_spawn_file_actions_adddup2(&fa, from[1], 1);
+	r = posix_spawn(&p->pid, program, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(to[0]);
+	close(from[1]);
+	if (r != 0) {
+		sc_warn("cannot run pinentry %s: %s", program, strerror(r));
+		close(to[1]);
+		close(from[0]);
+		return SC_ERR_IO;
+	}
+	p->in = to[1];
+	p->out = from[0];
+	if ((p->buf = sc_secmem_alloc(LINE_MAX_)) == NULL)
+		return SC_ERR_NOMEM;
+	return SC_OK;
+}
+
+static void
+pe_end(struct pe *p)
+{
+	if (p->in >= 0) {
+		if (write(p->in, "BYE\n", 4) < 0) {
+			/* it is gone already */
+		}
+		close(p->in);
+	}
+	if (p->out >= 0)
+		close(p->out);
+	if (p->pid > 0) {
+		int st;
+		for (int i = 0; i < 50 && waitpid(p->pid, &st, WNOHANG) == 0; i++)
+			usleep(20000);
+		if (waitpid(p->pid, &st, WNOHANG) == 0) {
+			kill(p->pid, SIGKILL);
+			waitpid(p->pid, &st, 0);
+		}
+	}
+	sc_secmem_free(p->buf);
+}
+
+/* One line from pinentry into p->buf (NUL-terminated, no '\n'). */
+static int
+pe_line(struct pe *p)
+{
+	p->len = 0;
+	for (;;) {
+		struct pollfd pf = { p->out, POLLIN, 0 };
+		char ch;
+		ssize_t n;
+
+		if (poll(&pf, 1, PINENTRY_TIMEOUT_MS) <= 0)
+			return SC_ERR_TIMEOUT;
+		if ((n = read(p->out, &ch, 1)) <= 0)
+			return SC_ERR_IO;
+		if (ch == '\n')
+			break;
+		if (p->len + 1 >= LINE_MAX_)
+			return SC_ERR_TOO_LARGE;
+		p->buf[p->len++] = ch;
+	}
+	p->buf[p->len] = '\0';
+	return SC_OK;
+}
+
+/* Skip status and comment lines; SC_OK for OK, SC_ERR_CANCELLED for ERR. */
+static int
+pe_wait_ok(struct pe *p)
+{
+	int r;
+
+	for (;;) {
+		if ((r = pe_line(p)) != SC_OK)
+			return r;
+		if (strncmp(p->buf, "OK", 2) == 0)
+			return SC_OK;
+		if (strncmp(p->buf, "ERR", 3) == 0)
+			return SC_ERR_CANCELLED;
+	}
+}
+
+static int
+pe_cmd(struct pe *p, const char *cmd, const char *arg)
+{
+	char line[1024];
+	size_t o;
+
+	o = (size_t)snprintf(line, sizeof(line), "%s", cmd);
+	if (arg != NULL) {
+		line[o++] = ' ';
+		for (const char *s = arg; *s && o < sizeof(line) - 5; s++) {
+			if (*s == '%' || *s == '\n' || *s == '\r')
+				o += (size_t)snprintf(line + o, 4, "%%%02X", (unsigned char)*s);
+			else
+				line[o++] = *s;
+		}
+	}
+	line[o++] = '\n';
+	if (write(p->in, line, o) != (ssize_t)o)
+		return SC_ERR_IO;
+	return pe_wait_ok(p);
+}
+
+static int
+unescape(char *s)
+{
+	char *d = s;
+
+	for (; *s; s++) {
+		if (*s == '%' && s[1] && s[2]) {
+			char hex[3] = { s[1], s[2], 0 };
+			*d++ = (char)strtol(hex, NULL, 16);
+			s += 2;
+		} else
+			*d++ = *s;
+	}
+	*d = '\0';
+	return SC_OK;
+}
+
+int
+sc_pinentry_getpin(const char *program, const char *desc, char **pin)
+{
+	struct pe p;
+	int r;
+
+	*pin = NULL;
+	if ((r = pe_start(&p, program)) != SC_OK)
+		goto out;
+	if ((r = pe_wait_ok(&p)) != SC_OK ||
+	    (r = pe_cmd(&p, "SETDESC", desc)) != SC_OK ||
+	    (r = pe_cmd(&p, "SETPROMPT", "PIN:")) != SC_OK)
+		goto out;
+	if (write(p.in, "GETPIN\n", 7) != 7) {
+		r = SC_ERR_IO;
+		goto out;
+	}
+	for (;;) {
+		if ((r = pe_line(&p)) != SC_OK)
+			goto out;
+		if (strncmp(p.buf, "D ", 2) == 0) {
+			unescape(p.buf + 2);
+			sc_secstr_free(*pin);
+			if ((*pin = sc_secstr_dup(p.buf + 2)) == NULL) {
+				r = SC_ERR_NOMEM;
+				goto out;
+			}
+		} else if (strncmp(p.buf, "OK", 2) == 0) {
+			r = *pin ? SC_OK : SC_ERR_CANCELLED;
+			break;
+		} else if (strncmp(p.buf, "ERR", 3) == 0) {
+			r = SC_ERR_CANCELLED;
+			break;
+		}
+	}
+out:
+	if (r != SC_OK) {
+		sc_secstr_free(*pin);
+		*pin = NULL;
+	}
+	pe_end(&p);
+	return r;
+}
+
+int
+sc_pinentry_confirm(const char *program, const char *desc)
+{
+	struct pe p;
+	int r;
+
+	if ((r = pe_start(&p, program)) == SC_OK &&
+	    (r = pe_wait_ok(&p)) == SC_OK &&
+	    (r = pe_cmd(&p, "SETDESC", desc)) == SC_OK)
+		r = pe_cmd(&p, "CONFIRM", NULL);
+	pe_end(&p);
+	return r;
+}

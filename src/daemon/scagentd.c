@@ -1,0 +1,329 @@
+/* scagentd: the smart card agent. Owns the cards; every other program asks it. */
+#include "config.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include "common/conf.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "daemon/server.h"
+#include "scagent/scagent.h"
+#include "token/token.h"
+
+static struct sc_server *g_srv;
+
+static void
+on_signal(int sig)
+{
+	if (g_srv != NULL)
+		sc_server_stop(g_srv);
+}
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: scagentd [--foreground] [--socket PATH] [--config FILE] [--module PATH]...\n"
+	    "                [--log-level error|warn|info|debug] [--syslog] [--idle-timeout SEC]\n"
+	    "                [--pinentry PROGRAM] [--audit-log FILE|syslog]\n"
+	    "\n"
+	    "Loads the configured PKCS#11 modules (or exactly the --module ones) and serves\n"
+	    "their tokens on a Unix socket, by default $XDG_RUNTIME_DIR/scagent/agent.sock.\n"
+	    "Without --foreground it detaches and prints the SCAGENT_SOCKET to export.\n");
+}
+
+static void
+harden(void)
+{
+	struct rlimit rl = { 0, 0 };
+
+	if (setrlimit(RLIMIT_CORE, &rl) < 0)
+		sc_warn("cannot disable core dumps: %s", strerror(errno));
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		sc_warn("cannot make the agent non-dumpable: %s", strerror(errno));
+}
+
+/* mkdir -p of the socket's directory with mode 0700 for the last component. */
+static int
+make_socket_dir(const char *sock)
+{
+	char dir[PATH_MAX], *slash;
+	struct stat sb;
+
+	if (strlen(sock) >= sizeof(dir))
+		return -1;
+	strcpy(dir, sock);
+	if ((slash = strrchr(dir, '/')) == NULL || slash == dir)
+		return 0;
+	*slash = '\0';
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		sc_error("cannot create %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+		sc_error("%s is not a directory", dir);
+		return -1;
+	}
+	if (sb.st_uid != getuid()) {
+		sc_error("%s belongs to another user: choose another --socket", dir);
+		return -1;
+	}
+	if ((sb.st_mode & 077) != 0 && chmod(dir, 0700) < 0) {
+		sc_error("cannot make %s private: %s", dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+listen_socket(const char *path)
+{
+	struct sockaddr_un sa;
+	mode_t old;
+	int fd, probe;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		sc_error("socket path too long (%zu bytes, the limit is %zu): %s", strlen(path),
+		    sizeof(sa.sun_path) - 1, path);
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	if (make_socket_dir(path) < 0)
+		return -1;
+	/* A live agent keeps its socket; a stale one is replaced. */
+	if ((probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0) {
+		if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(probe);
+			sc_error("an agent is already running on %s; stop it first or use --socket", path);
+			return -1;
+		}
+		close(probe);
+		if (errno == ECONNREFUSED)
+			unlink(path);
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		sc_error("socket: %s", strerror(errno));
+		return -1;
+	}
+	old = umask(0177);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		umask(old);
+		sc_error("cannot bind %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	umask(old);
+	if (listen(fd, 64) < 0) {
+		sc_error("listen: %s", strerror(errno));
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	return fd;
+}
+
+/* systemd socket activation: LISTEN_PID/LISTEN_FDS, the socket is fd 3. */
+static int
+activated_socket(void)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+
+	if (pid == NULL || fds == NULL || strtol(pid, NULL, 10) != (long)getpid() ||
+	    strtol(fds, NULL, 10) != 1)
+		return -1;
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	fcntl(3, F_SETFD, FD_CLOEXEC);
+	return 3;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "module", required_argument, NULL, 'm' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "syslog", no_argument, NULL, 'S' },
+		{ "idle-timeout", required_argument, NULL, 'i' },
+		{ "pinentry", required_argument, NULL, 'p' },
+		{ "audit-log", required_argument, NULL, 'a' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct sc_config cfg;
+	struct sc_store_opts so;
+	struct sc_server_opts sv;
+	struct sc_store *st = NULL;
+	struct sigaction sa;
+	const char *config = NULL, *log_level = NULL, *pinentry = NULL, *audit_log = NULL;
+	const char **modules = NULL;
+	char *sock = NULL, *errmsg = NULL, *idle_arg = NULL;
+	int nmods = 0, foreground = 0, use_syslog = 0, lfd = -1, activated = 0;
+	int ready[2] = { -1, -1 }, ch, rc = 1;
+
+	if ((modules = calloc((size_t)argc, sizeof(*modules))) == NULL)
+		return 1;
+	while ((ch = getopt_long(argc, argv, "fs:c:m:l:Si:p:a:vhV", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'f': foreground = 1; break;
+		case 's': free(sock); sock = strdup(optarg); break;
+		case 'c': config = optarg; break;
+		case 'm': modules[nmods++] = optarg; break;
+		case 'l':
+			if (sc_log_parse_level(optarg) < 0) {
+				fprintf(stderr, "scagentd: --log-level is error, warn, info or debug\n");
+				return 2;
+			}
+			log_level = optarg;
+			break;
+		case 'S': use_syslog = 1; break;
+		case 'i': idle_arg = optarg; break;
+		case 'p': pinentry = optarg; break;
+		case 'a': audit_log = optarg; break;
+		case 'v': log_level = "debug"; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("scagentd %s\n", PACKAGE_VERSION); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "scagentd: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	sc_log_init("scagentd", SC_LOG_INFO, 0);
+	if (sc_config_load(config, &cfg, &errmsg) != SC_OK) {
+		fprintf(stderr, "scagentd: %s\n", errmsg ? errmsg : "cannot read the configuration");
+		return 2;
+	}
+	if (log_level == NULL)
+		log_level = cfg.log_level ? cfg.log_level : "info";
+	if (idle_arg != NULL) {
+		char *end;
+		cfg.idle_timeout = strtoul(idle_arg, &end, 10);
+		if (*end || *idle_arg == '\0' || *idle_arg == '-') {
+			fprintf(stderr, "scagentd: --idle-timeout wants seconds (0: never)\n");
+			return 2;
+		}
+	}
+	if (sock == NULL)
+		sock = scagent_default_socket(NULL);
+	harden();
+	signal(SIGPIPE, SIG_IGN);
+
+	/* Detach before any module is loaded: no fork after C_Initialize. */
+	if (!foreground) {
+		pid_t pid;
+		char c;
+		if (pipe(ready) < 0) {
+			perror("scagentd: pipe");
+			return 1;
+		}
+		if ((pid = fork()) < 0) {
+			perror("scagentd: fork");
+			return 1;
+		}
+		if (pid > 0) {
+			close(ready[1]);
+			if (read(ready[0], &c, 1) != 1) {
+				fprintf(stderr, "scagentd: the agent did not start (see the system log)\n");
+				return 1;
+			}
+			printf("SCAGENT_SOCKET=%s; export SCAGENT_SOCKET;\necho Agent pid %ld;\n", sock, (long)pid);
+			return 0;
+		}
+		close(ready[0]);
+		setsid();
+		if (!use_syslog && getenv("SCAGENT_LOG_STDERR") == NULL)
+			use_syslog = 1;
+		int nfd = open("/dev/null", O_RDWR);
+		if (nfd >= 0) {
+			dup2(nfd, 0);
+			dup2(nfd, 1);
+			if (use_syslog)
+				dup2(nfd, 2);
+			if (nfd > 2)
+				close(nfd);
+		}
+	}
+	sc_log_init("scagentd", (enum sc_log_level)sc_log_parse_level(log_level), use_syslog);
+	if (cfg.tpm_tcti)
+		setenv("TPM2_PKCS11_TCTI", cfg.tpm_tcti, 1);
+	if (cfg.tpm_store)
+		setenv("TPM2_PKCS11_STORE", cfg.tpm_store, 1);
+
+	if ((lfd = activated_socket()) >= 0)
+		activated = 1;
+	else if ((lfd = listen_socket(sock)) < 0)
+		goto out;
+
+	memset(&so, 0, sizeof(so));
+	so.verify_ecdsa = cfg.verify_ecdsa;
+	if ((st = sc_store_new(&so)) == NULL)
+		goto out;
+	if (nmods > 0) {
+		for (int i = 0; i < nmods; i++)
+			sc_store_add_module(st, modules[i]);
+	} else {
+		for (size_t i = 0; i < cfg.nmodules; i++)
+			sc_store_add_module(st, cfg.modules[i]);
+		if (cfg.nmodules == 0)
+			sc_warn("no PKCS#11 modules configured in %s: use --module PATH", cfg.module_dir);
+	}
+	sc_store_refresh(st, NULL);
+
+	memset(&sv, 0, sizeof(sv));
+	sv.idle_timeout_ms = cfg.idle_timeout * 1000UL;
+	sv.pinentry = pinentry ? pinentry : cfg.pinentry;
+	sv.confirm_sign = cfg.confirm_sign;
+	sv.audit_log = audit_log ? audit_log : cfg.audit_log;
+	if ((g_srv = sc_server_new(st, lfd, &sv)) == NULL)
+		goto out;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sc_info("listening on %s (%zu module%s)", activated ? "the activated socket" : sock,
+	    sc_store_nmodules(st), sc_store_nmodules(st) == 1 ? "" : "s");
+	if (ready[1] >= 0) {
+		if (write(ready[1], "r", 1) != 1) {
+			/* the parent is gone: keep serving */
+		}
+		close(ready[1]);
+		ready[1] = -1;
+	}
+	sc_server_run(g_srv);
+	sc_info("shutting down");
+	rc = 0;
+out:
+	sc_server_free(g_srv);
+	g_srv = NULL;
+	sc_store_free(st);
+	if (lfd >= 0 && !activated) {
+		close(lfd);
+		unlink(sock);
+	}
+	sc_config_clear(&cfg);
+	free(sock);
+	free(modules);
+	return rc;
+}

@@ -1,0 +1,810 @@
+/*
+ * One thread per client: a slow token only holds up the clients that use it.
+ * A monitor thread re-reads slots, expires idle logins and pushes events.
+ */
+#include "config.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include "common/err.h"
+#include "common/log.h"
+#include "common/secmem.h"
+#include "common/util.h"
+#include "daemon/pinentry.h"
+#include "daemon/server.h"
+#include "proto/proto.h"
+
+#define CLIENT_IDLE_MS (30UL * 60 * 1000)
+#define MAX_CLIENTS 256
+
+struct client {
+	struct sc_server *srv;
+	int fd;
+	pid_t pid;
+	uid_t uid;
+	char exe[256];
+	int hello;
+	int watching;
+	pthread_mutex_t wlock;		/* one writer at a time */
+	struct client *next;		/* in srv->clients */
+};
+
+struct sc_server {
+	struct sc_store *st;
+	struct sc_server_opts o;
+	int lfd;
+	int stop_pipe[2];
+	volatile sig_atomic_t stopping;
+	pthread_mutex_t lock;		/* clients list */
+	pthread_cond_t cond;		/* client count changes, monitor wakeups */
+	struct client *clients;
+	int nclients;
+	pthread_t monitor;
+	int monitor_started;
+	uint64_t started;
+	FILE *audit;
+};
+
+/* ------------------------------------------------------------------ */
+
+static int
+send_line(struct client *c, char *line, size_t len)
+{
+	int r = SC_OK;
+	size_t off = 0;
+
+	if (line == NULL)
+		return SC_ERR_NOMEM;
+	pthread_mutex_lock(&c->wlock);
+	while (off < len) {
+		ssize_t w = send(c->fd, line + off, len - off, MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				struct pollfd p = { c->fd, POLLOUT, 0 };
+				if (poll(&p, 1, 5000) > 0)
+					continue;
+			}
+			r = SC_ERR_IO;
+			break;
+		}
+		off += (size_t)w;
+	}
+	pthread_mutex_unlock(&c->wlock);
+	free(line);
+	return r;
+}
+
+static int
+reply_ok(struct client *c, int64_t id, json_object *result)
+{
+	size_t len = 0;
+	char *l = sc_proto_ok(id, result, &len);
+
+	return send_line(c, l, len);
+}
+
+static int
+reply_err(struct client *c, int64_t id, int code, const char *msg)
+{
+	size_t len = 0;
+	char *l = sc_proto_error(id, code, msg, &len);
+
+	return send_line(c, l, len);
+}
+
+void
+sc_server_broadcast(struct sc_server *srv, const char *event, json_object *fields)
+{
+	const char *text;
+	json_object *o = fields ? fields : json_object_new_object();
+
+	json_object_object_add(o, "event", json_object_new_string(event));
+	text = sc_json_text(o);
+	pthread_mutex_lock(&srv->lock);
+	for (struct client *c = srv->clients; c != NULL; c = c->next) {
+		size_t n = strlen(text);
+		char *l;
+		if (!c->watching || (l = malloc(n + 2)) == NULL)
+			continue;
+		memcpy(l, text, n);
+		l[n] = '\n';
+		l[n + 1] = '\0';
+		send_line(c, l, n + 1);
+	}
+	pthread_mutex_unlock(&srv->lock);
+	json_object_put(o);
+}
+
+static void
+audit(struct sc_server *srv, struct client *c, const char *what, const char *detail, int r)
+{
+	char line[1024];
+	time_t now = time(NULL);
+	struct tm tm;
+	char ts[32];
+
+	gmtime_r(&now, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	snprintf(line, sizeof(line), "%s pid=%ld uid=%lu exe=%s %s result=%s",
+	    what, (long)c->pid, (unsigned long)c->uid, c->exe, detail, sc_errname(r));
+	if (srv->audit != NULL) {
+		pthread_mutex_lock(&srv->lock);
+		fprintf(srv->audit, "%s %s\n", ts, line);
+		fflush(srv->audit);
+		pthread_mutex_unlock(&srv->lock);
+	} else
+		sc_info("audit: %s", line);
+}
+
+/* ------------------------------------------------------------------ */
+/* Operations */
+
+static const char *
+arg_str(json_object *req, const char *name)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(req, name, &v) ? json_object_get_string(v) : NULL;
+}
+
+static int
+arg_bool(json_object *req, const char *name)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(req, name, &v) && json_object_get_boolean(v);
+}
+
+static int
+ref_error(struct client *c, int64_t id, int r, const char *ref, json_object *cand)
+{
+	char msg[2048];
+	size_t off;
+
+	if (r == SC_ERR_AMBIGUOUS)
+		off = (size_t)snprintf(msg, sizeof(msg),
+		    "\"%s\" matches more than one certificate; use a longer fingerprint or a pkcs11: URI. Candidates:", ref);
+	else if (r == SC_ERR_NOT_FOUND)
+		off = (size_t)snprintf(msg, sizeof(msg), "no certificate matches \"%s\"; available:", ref);
+	else if (r == SC_ERR_INVALID)
+		off = (size_t)snprintf(msg, sizeof(msg), "\"%s\" is not a valid pkcs11: URI", ref);
+	else
+		off = (size_t)snprintf(msg, sizeof(msg), "%s", sc_strerror(r));
+	if (cand != NULL && (r == SC_ERR_AMBIGUOUS || r == SC_ERR_NOT_FOUND)) {
+		size_t n = json_object_array_length(cand);
+		if (n == 0 && off < sizeof(msg))
+			off += (size_t)snprintf(msg + off, sizeof(msg) - off, " none");
+		for (size_t i = 0; i < n && off < sizeof(msg); i++)
+			off += (size_t)snprintf(msg + off, sizeof(msg) - off, "%s %s",
+			    i ? ";" : "", json_object_get_string(json_object_array_get_idx(cand, i)));
+	}
+	json_object_put(cand);
+	return reply_err(c, id, r, msg);
+}
+
+static int
+op_list(struct client *c, int64_t id, json_object *req)
+{
+	json_object *j = sc_store_list_json(c->srv->st, arg_str(req, "cafile"));
+
+	return reply_ok(c, id, j);
+}
+
+static int
+op_find(struct client *c, int64_t id, json_object *req)
+{
+	json_object *out = NULL, *cand = NULL;
+	const char *ref = arg_str(req, "ref");
+	int r = sc_store_find_cert(c->srv->st, ref, arg_str(req, "cafile"), &out, &cand);
+
+	if (r != SC_OK)
+		return ref_error(c, id, r, ref, cand);
+	return reply_ok(c, id, out);
+}
+
+static int
+op_get_cert(struct client *c, int64_t id, json_object *req)
+{
+	unsigned char *der = NULL;
+	size_t derlen = 0;
+	json_object *chain = NULL, *res, *cand = NULL, *dummy = NULL;
+	const char *ref = arg_str(req, "ref");
+	char *b;
+	int r;
+
+	r = sc_store_get_cert(c->srv->st, ref, &der, &derlen, arg_bool(req, "chain") ? &chain : NULL);
+	if (r != SC_OK) {
+		/* For the candidates list in the message. */
+		if (r == SC_ERR_NOT_FOUND || r == SC_ERR_AMBIGUOUS)
+			sc_store_find_cert(c->srv->st, ref, NULL, &dummy, &cand);
+		json_object_put(dummy);
+		return ref_error(c, id, r, ref, cand);
+	}
+	res = json_object_new_object();
+	b = sc_b64(der, derlen);
+	json_object_object_add(res, "der", json_object_new_string(b ? b : ""));
+	free(b);
+	free(der);
+	if (chain != NULL)
+		json_object_object_add(res, "chain", chain);
+	return reply_ok(c, id, res);
+}
+
+static int
+login_error(struct client *c, int64_t id, int r, const char *token, json_object *flags)
+{
+	char msg[512];
+	json_object *v;
+	int low = flags && json_object_object_get_ex(flags, "pin_count_low", &v) && json_object_get_boolean(v);
+	int final = flags && json_object_object_get_ex(flags, "pin_final_try", &v) && json_object_get_boolean(v);
+
+	switch (r) {
+	case SC_ERR_PIN_INCORRECT:
+		snprintf(msg, sizeof(msg), "wrong PIN for token \"%s\"%s", token,
+		    final ? "; one try is left before the PIN locks" :
+		    low ? "; few tries are left before the PIN locks" :
+		    "; the token counts failed tries and locks after too many");
+		break;
+	case SC_ERR_PIN_LOCKED:
+		snprintf(msg, sizeof(msg), "the PIN of token \"%s\" is locked; unblock it with the "
+		    "SO PIN or PUK (for a TPM card, wait for or clear the dictionary-attack lockout)", token);
+		break;
+	case SC_ERR_PIN_FINAL_TRY:
+		snprintf(msg, sizeof(msg), "token \"%s\" has one PIN try left; if you are sure of the "
+		    "PIN, confirm with --confirm-final-try", token);
+		break;
+	case SC_ERR_NOT_FOUND:
+		snprintf(msg, sizeof(msg), "no token labelled \"%s\"; see `scagent list`", token);
+		break;
+	case SC_ERR_AMBIGUOUS:
+		snprintf(msg, sizeof(msg), "more than one token is labelled \"%s\"", token);
+		break;
+	case SC_ERR_ALREADY:
+		snprintf(msg, sizeof(msg), "already logged in to token \"%s\"", token);
+		break;
+	case SC_ERR_NOT_LOGGED_IN:
+		snprintf(msg, sizeof(msg), "not logged in to token \"%s\"", token);
+		break;
+	default:
+		snprintf(msg, sizeof(msg), "login to token \"%s\" failed: %s", token, sc_strerror(r));
+	}
+	return reply_err(c, id, r, msg);
+}
+
+/* Ask for the PIN through pinentry and log in once. */
+static int
+login_with_pinentry(struct client *c, const char *token, int confirm, json_object **flags)
+{
+	char *pin = NULL;
+	char desc[512];
+	int r;
+
+	if (c->srv->o.pinentry == NULL)
+		return SC_ERR_NOT_LOGGED_IN;
+	snprintf(desc, sizeof(desc), "Enter the PIN of smart card \"%s\" for %s", token, c->exe);
+	if ((r = sc_pinentry_getpin(c->srv->o.pinentry, desc, &pin)) != SC_OK)
+		return r;
+	r = sc_store_login(c->srv->st, token, pin, confirm, flags);
+	sc_secstr_free(pin);
+	return r;
+}
+
+static int
+op_login(struct client *c, int64_t id, json_object *req)
+{
+	const char *token = arg_str(req, "token"), *pin = arg_str(req, "pin");
+	json_object *flags = NULL, *res;
+	char detail[256];
+	int r;
+
+	if (pin != NULL)
+		r = sc_store_login(c->srv->st, token, pin, arg_bool(req, "confirm_final_try"), &flags);
+	else
+		r = login_with_pinentry(c, token, arg_bool(req, "confirm_final_try"), &flags);
+	/* The request text held the PIN: wipe our copy now. */
+	if (pin != NULL)
+		explicit_bzero((char *)pin, strlen(pin));
+	snprintf(detail, sizeof(detail), "token=\"%s\"", token);
+	audit(c->srv, c, "login", detail, r);
+	if (r != SC_OK) {
+		r = login_error(c, id, r, token, flags);
+		json_object_put(flags);
+		return r;
+	}
+	res = json_object_new_object();
+	json_object_object_add(res, "flags", flags);
+	sc_server_broadcast(c->srv, "login", json_object_new_object());
+	return reply_ok(c, id, res);
+}
+
+static int
+op_logout(struct client *c, int64_t id, json_object *req)
+{
+	const char *token = arg_str(req, "token");
+	int r = sc_store_logout(c->srv->st, token);
+
+	if (r != SC_OK)
+		return login_error(c, id, r, token, NULL);
+	sc_server_broadcast(c->srv, "logout", json_object_new_object());
+	return reply_ok(c, id, NULL);
+}
+
+static int
+op_sign(struct client *c, int64_t id, json_object *req)
+{
+	const char *ref = arg_str(req, "ref"), *algname = arg_str(req, "alg");
+	const char *data = arg_str(req, "data"), *digest = arg_str(req, "digest");
+	unsigned char *in = NULL, *sig = NULL;
+	size_t inlen = 0, siglen = 0;
+	json_object *info = NULL, *res, *cand = NULL, *dummy = NULL;
+	char msg[512], detail[512];
+	int alg = sc_alg_parse(algname), r;
+
+	if (alg < 0) {
+		snprintf(msg, sizeof(msg), "unknown algorithm \"%.64s\"; use rsa-pkcs1-sha256|384|512, "
+		    "rsa-pss-sha256|384|512 or ecdsa-sha256|384|512", algname);
+		return reply_err(c, id, SC_ERR_INVALID, msg);
+	}
+	if ((data == NULL) == (digest == NULL))
+		return reply_err(c, id, SC_ERR_INVALID, "give exactly one of \"data\" and \"digest\"");
+	if (sc_unb64(data ? data : digest, &in, &inlen) != SC_OK)
+		return reply_err(c, id, SC_ERR_INVALID, "\"data\"/\"digest\" is not valid base64");
+	if (c->srv->o.confirm_sign && c->srv->o.pinentry != NULL) {
+		snprintf(msg, sizeof(msg), "Allow %s (pid %ld) to sign with \"%s\"?", c->exe, (long)c->pid, ref);
+		if ((r = sc_pinentry_confirm(c->srv->o.pinentry, msg)) != SC_OK) {
+			free(in);
+			snprintf(detail, sizeof(detail), "ref=\"%s\" alg=%s", ref, algname);
+			audit(c->srv, c, "sign", detail, r);
+			return reply_err(c, id, SC_ERR_DENIED, "the signature was not confirmed");
+		}
+	}
+	r = sc_store_sign(c->srv->st, ref, alg, digest != NULL, in, inlen, &sig, &siglen, &info);
+	if (r == SC_ERR_NOT_LOGGED_IN && c->srv->o.pinentry != NULL) {
+		/* Ask once for the PIN of the key's token, then sign once more. */
+		json_object *found = NULL, *tok;
+		if (sc_store_find_cert(c->srv->st, ref, NULL, &found, NULL) == SC_OK &&
+		    json_object_object_get_ex(found, "token", &tok)) {
+			int lr = login_with_pinentry(c, json_object_get_string(tok), 0, NULL);
+			if (lr == SC_OK)
+				r = sc_store_sign(c->srv->st, ref, alg, digest != NULL, in, inlen,
+				    &sig, &siglen, &info);
+			else if (lr != SC_ERR_NOT_LOGGED_IN)
+				r = lr;
+		}
+		json_object_put(found);
+	}
+	free(in);
+	snprintf(detail, sizeof(detail), "cert=%s alg=%s",
+	    info ? json_object_get_string(json_object_object_get(info, "sha256")) : ref, algname);
+	audit(c->srv, c, "sign", detail, r);
+	json_object_put(info);
+	if (r != SC_OK) {
+		if (r == SC_ERR_NOT_FOUND || r == SC_ERR_AMBIGUOUS || r == SC_ERR_INVALID) {
+			if (r != SC_ERR_INVALID)
+				sc_store_find_cert(c->srv->st, ref, NULL, &dummy, &cand);
+			json_object_put(dummy);
+			return ref_error(c, id, r, ref, cand);
+		}
+		switch (r) {
+		case SC_ERR_NOT_LOGGED_IN:
+			snprintf(msg, sizeof(msg), "the token holding \"%s\" needs a login: run "
+			    "`scagent login --token LABEL` first", ref);
+			break;
+		case SC_ERR_KEY:
+			snprintf(msg, sizeof(msg), "the key of \"%s\" cannot make a %s signature "
+			    "(no private key with its ID, or the wrong key type)", ref, algname);
+			break;
+		case SC_ERR_MECHANISM:
+			snprintf(msg, sizeof(msg), "the token holding \"%s\" does not support %s", ref, algname);
+			break;
+		case SC_ERR_UNSUPPORTED:
+			snprintf(msg, sizeof(msg), "the key of \"%s\" requires a PIN for every signature "
+			    "(CKA_ALWAYS_AUTHENTICATE), which the agent does not support yet", ref);
+			break;
+		default:
+			snprintf(msg, sizeof(msg), "signing with \"%s\" failed: %s", ref, sc_strerror(r));
+		}
+		return reply_err(c, id, r, msg);
+	}
+	res = json_object_new_object();
+	{
+		char *b = sc_b64(sig, siglen);
+		json_object_object_add(res, "signature", json_object_new_string(b ? b : ""));
+		free(b);
+	}
+	free(sig);
+	return reply_ok(c, id, res);
+}
+
+static int
+op_status(struct client *c, int64_t id, json_object *req)
+{
+	json_object *res = json_object_new_object(), *list, *toks, *out = json_object_new_array();
+
+	json_object_object_add(res, "agent", json_object_new_string("scagentd " PACKAGE_VERSION));
+	json_object_object_add(res, "protocol", json_object_new_int(SC_PROTO_VERSION));
+	json_object_object_add(res, "pid", json_object_new_int64((int64_t)getpid()));
+	json_object_object_add(res, "uptime", json_object_new_int64(
+	    (int64_t)((sc_now_ms() - c->srv->started) / 1000)));
+	pthread_mutex_lock(&c->srv->lock);
+	json_object_object_add(res, "clients", json_object_new_int(c->srv->nclients));
+	pthread_mutex_unlock(&c->srv->lock);
+	json_object_object_add(res, "modules", json_object_new_int64((int64_t)sc_store_nmodules(c->srv->st)));
+	list = sc_store_list_json(c->srv->st, NULL);
+	if (json_object_object_get_ex(list, "tokens", &toks)) {
+		for (size_t i = 0; i < json_object_array_length(toks); i++) {
+			json_object *t = json_object_array_get_idx(toks, i), *s = json_object_new_object(), *f, *v;
+			json_object_object_add(s, "label", json_object_get(json_object_object_get(t, "label")));
+			if (json_object_object_get_ex(t, "flags", &f) && json_object_object_get_ex(f, "logged_in", &v))
+				json_object_object_add(s, "logged_in", json_object_get(v));
+			json_object_array_add(out, s);
+		}
+	}
+	json_object_put(list);
+	json_object_object_add(res, "tokens", out);
+	return reply_ok(c, id, res);
+}
+
+static int
+op_watch(struct client *c, int64_t id, json_object *req)
+{
+	int r = reply_ok(c, id, NULL);
+
+	pthread_mutex_lock(&c->srv->lock);
+	c->watching = 1;
+	pthread_mutex_unlock(&c->srv->lock);
+	return r;
+}
+
+static int
+op_refresh(struct client *c, int64_t id, json_object *req)
+{
+	int changed = 0, r = sc_store_refresh(c->srv->st, &changed);
+	json_object *res = json_object_new_object();
+
+	if (changed)
+		sc_server_broadcast(c->srv, "changed", json_object_new_object());
+	json_object_object_add(res, "changed", json_object_new_boolean(changed));
+	if (r != SC_OK)
+		json_object_object_add(res, "warning", json_object_new_string(sc_strerror(r)));
+	return reply_ok(c, id, res);
+}
+
+static int
+op_hello(struct client *c, int64_t id, json_object *req)
+{
+	json_object *v, *res, *ops;
+	char msg[128];
+
+	json_object_object_get_ex(req, "version", &v);
+	if (json_object_get_int64(v) != SC_PROTO_VERSION) {
+		snprintf(msg, sizeof(msg), "protocol version %lld is not supported; this agent speaks %d",
+		    (long long)json_object_get_int64(v), SC_PROTO_VERSION);
+		return reply_err(c, id, SC_ERR_UNSUPPORTED, msg);
+	}
+	c->hello = 1;
+	res = json_object_new_object();
+	ops = json_object_new_array();
+	for (const struct sc_op_spec *s = sc_proto_ops; s->name; s++)
+		json_object_array_add(ops, json_object_new_string(s->name));
+	json_object_object_add(res, "protocol", json_object_new_int(SC_PROTO_VERSION));
+	json_object_object_add(res, "agent", json_object_new_string("scagentd " PACKAGE_VERSION));
+	json_object_object_add(res, "ops", ops);
+	return reply_ok(c, id, res);
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(struct client *, int64_t, json_object *);
+} handlers[] = {
+	{ "hello", op_hello }, { "list", op_list }, { "find", op_find },
+	{ "get-cert", op_get_cert }, { "login", op_login }, { "logout", op_logout },
+	{ "sign", op_sign }, { "status", op_status }, { "watch", op_watch },
+	{ "refresh", op_refresh },
+};
+
+static int
+dispatch(struct client *c, char *line, size_t len)
+{
+	json_object *req = NULL;
+	const struct sc_op_spec *op;
+	char why[256];
+	int64_t id;
+	int r;
+
+	r = sc_proto_parse_request(line, len, &req, &id, &op, why, sizeof(why));
+	if (r != SC_OK)
+		return reply_err(c, id, r, why);
+	if (!c->hello && strcmp(op->name, "hello") != 0) {
+		json_object_put(req);
+		return reply_err(c, id, SC_ERR_PROTOCOL, "send {\"id\":0,\"op\":\"hello\",\"version\":1} first");
+	}
+	r = SC_ERR_UNSUPPORTED;
+	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
+		if (strcmp(handlers[i].name, op->name) == 0) {
+			r = handlers[i].fn(c, id, req);
+			break;
+		}
+	json_object_put(req);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Client threads */
+
+static void
+client_remove(struct client *c)
+{
+	struct sc_server *srv = c->srv;
+
+	pthread_mutex_lock(&srv->lock);
+	for (struct client **pp = &srv->clients; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	srv->nclients--;
+	pthread_cond_broadcast(&srv->cond);
+	pthread_mutex_unlock(&srv->lock);
+	close(c->fd);
+	pthread_mutex_destroy(&c->wlock);
+	free(c);
+}
+
+static void *
+client_main(void *arg)
+{
+	struct client *c = arg;
+	struct sc_linebuf lb;
+	uint64_t last = sc_now_ms(), partial_since = 0;
+	char *line;
+	size_t len;
+
+	sc_linebuf_init(&lb, SC_PROTO_MAX_REQUEST);
+	while (!c->srv->stopping) {
+		struct pollfd p = { c->fd, POLLIN, 0 };
+		int n = poll(&p, 1, 1000);
+		uint64_t now = sc_now_ms();
+
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n <= 0) {
+			if (partial_since && now - partial_since > c->srv->o.request_timeout_ms) {
+				sc_info("client pid %ld: request not completed in time, disconnected", (long)c->pid);
+				break;
+			}
+			if (!c->watching && now - last > CLIENT_IDLE_MS)
+				break;
+			continue;
+		}
+		long rd = sc_linebuf_read(&lb, c->fd);
+		if (rd == 0)
+			break;
+		if (rd == SC_ERR_TOO_LARGE) {
+			sc_warn("client pid %ld: request over %d bytes, disconnected", (long)c->pid,
+			    SC_PROTO_MAX_REQUEST);
+			reply_err(c, -1, SC_ERR_TOO_LARGE, "request too large: the limit is 262144 bytes");
+			break;
+		}
+		if (rd < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			break;
+		}
+		last = now;
+		int r;
+		while ((r = sc_linebuf_take(&lb, &line, &len)) != 0) {
+			if (r < 0) {
+				reply_err(c, -1, SC_ERR_PROTOCOL, "a request contains a NUL byte");
+				continue;
+			}
+			if (len > 0)
+				r = dispatch(c, line, len);
+			explicit_bzero(line, len);	/* may have held a PIN */
+			free(line);
+			if (r == SC_ERR_IO)
+				goto out;
+		}
+		partial_since = lb.len > 0 ? (partial_since ? partial_since : now) : 0;
+	}
+out:
+	if (lb.buf)
+		explicit_bzero(lb.buf, lb.cap);
+	sc_linebuf_free(&lb);
+	client_remove(c);
+	return NULL;
+}
+
+static void
+accept_client(struct sc_server *srv)
+{
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	struct client *c;
+	pthread_attr_t attr;
+	pthread_t th;
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	if ((fd = accept4(srv->lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
+		return;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+		sc_warn("cannot check the peer of a connection: %s", strerror(errno));
+		close(fd);
+		return;
+	}
+	if (cred.uid != getuid() && cred.uid != 0) {
+		sc_warn("refused a connection from uid %lu (pid %ld): not the agent's user",
+		    (unsigned long)cred.uid, (long)cred.pid);
+		close(fd);
+		return;
+	}
+	pthread_mutex_lock(&srv->lock);
+	if (srv->nclients >= MAX_CLIENTS) {
+		pthread_mutex_unlock(&srv->lock);
+		sc_warn("refused a connection: %d clients already", MAX_CLIENTS);
+		close(fd);
+		return;
+	}
+	pthread_mutex_unlock(&srv->lock);
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		close(fd);
+		return;
+	}
+	c->srv = srv;
+	c->fd = fd;
+	c->pid = cred.pid;
+	c->uid = cred.uid;
+	snprintf(path, sizeof(path), "/proc/%ld/exe", (long)cred.pid);
+	if ((n = readlink(path, c->exe, sizeof(c->exe) - 1)) > 0)
+		c->exe[n] = '\0';
+	else
+		strcpy(c->exe, "?");
+	pthread_mutex_init(&c->wlock, NULL);
+	pthread_mutex_lock(&srv->lock);
+	c->next = srv->clients;
+	srv->clients = c;
+	srv->nclients++;
+	pthread_mutex_unlock(&srv->lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	if (pthread_create(&th, &attr, client_main, c) != 0) {
+		sc_warn("cannot start a thread for a client");
+		client_remove(c);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+/* ------------------------------------------------------------------ */
+/* Monitor */
+
+static void *
+monitor_main(void *arg)
+{
+	struct sc_server *srv = arg;
+	uint64_t last_refresh = 0;
+
+	pthread_mutex_lock(&srv->lock);
+	while (!srv->stopping) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&srv->cond, &srv->lock, &ts);
+		if (srv->stopping)
+			break;
+		pthread_mutex_unlock(&srv->lock);
+		if (srv->o.idle_timeout_ms > 0 &&
+		    sc_store_expire_logins(srv->st, srv->o.idle_timeout_ms) > 0)
+			sc_server_broadcast(srv, "logout", json_object_new_object());
+		if (sc_now_ms() - last_refresh >= 2000) {
+			int changed = 0;
+			sc_store_refresh(srv->st, &changed);
+			if (changed)
+				sc_server_broadcast(srv, "changed", json_object_new_object());
+			last_refresh = sc_now_ms();
+		}
+		pthread_mutex_lock(&srv->lock);
+	}
+	pthread_mutex_unlock(&srv->lock);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+
+struct sc_server *
+sc_server_new(struct sc_store *st, int listen_fd, const struct sc_server_opts *o)
+{
+	struct sc_server *srv;
+
+	if ((srv = calloc(1, sizeof(*srv))) == NULL)
+		return NULL;
+	srv->st = st;
+	srv->o = *o;
+	if (srv->o.request_timeout_ms == 0)
+		srv->o.request_timeout_ms = 10000;
+	srv->lfd = listen_fd;
+	srv->started = sc_now_ms();
+	pthread_mutex_init(&srv->lock, NULL);
+	pthread_cond_init(&srv->cond, NULL);
+	if (pipe2(srv->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		free(srv);
+		return NULL;
+	}
+	if (o->audit_log != NULL && strcmp(o->audit_log, "syslog") != 0) {
+		int afd = open(o->audit_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+		if (afd < 0 || (srv->audit = fdopen(afd, "a")) == NULL)
+			sc_warn("cannot open the audit log %s: %s", o->audit_log, strerror(errno));
+	}
+	return srv;
+}
+
+void
+sc_server_stop(struct sc_server *srv)
+{
+	int saved = errno;
+
+	srv->stopping = 1;
+	if (write(srv->stop_pipe[1], "x", 1) < 0) {
+		/* the pipe is full: a stop is already pending */
+	}
+	errno = saved;
+}
+
+int
+sc_server_run(struct sc_server *srv)
+{
+	if (pthread_create(&srv->monitor, NULL, monitor_main, srv) == 0)
+		srv->monitor_started = 1;
+	while (!srv->stopping) {
+		struct pollfd p[2] = { { srv->lfd, POLLIN, 0 }, { srv->stop_pipe[0], POLLIN, 0 } };
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			sc_error("poll: %s", strerror(errno));
+			break;
+		}
+		if (p[1].revents)
+			break;
+		if (p[0].revents & POLLIN)
+			accept_client(srv);
+	}
+	srv->stopping = 1;
+	pthread_mutex_lock(&srv->lock);
+	pthread_cond_broadcast(&srv->cond);
+	/* Wake clients out of poll() and wait for them to go. */
+	for (struct client *c = srv->clients; c; c = c->next)
+		shutdown(c->fd, SHUT_RDWR);
+	while (srv->nclients > 0)
+		pthread_cond_wait(&srv->cond, &srv->lock);
+	pthread_mutex_unlock(&srv->lock);
+	if (srv->monitor_started)
+		pthread_join(srv->monitor, NULL);
+	return SC_OK;
+}
+
+void
+sc_server_free(struct sc_server *srv)
+{
+	if (srv == NULL)
+		return;
+	close(srv->stop_pipe[0]);
+	close(srv->stop_pipe[1]);
+	if (srv->audit)
+		fclose(srv->audit);
+	pthread_mutex_destroy(&srv->lock);
+	pthread_cond_destroy(&srv->cond);
+	free(srv);
+}

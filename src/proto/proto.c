@@ -1,0 +1,250 @@
+#include "config.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "common/err.h"
+#include "proto/proto.h"
+
+const struct sc_op_spec sc_proto_ops[] = {
+	{ "hello", { { "version", SC_ARG_INT, 1 }, { "client", SC_ARG_STRING, 0 } } },
+	{ "list", { { "cafile", SC_ARG_STRING, 0 } } },
+	{ "find", { { "ref", SC_ARG_STRING, 1 }, { "cafile", SC_ARG_STRING, 0 } } },
+	{ "get-cert", { { "ref", SC_ARG_STRING, 1 }, { "chain", SC_ARG_BOOL, 0 } } },
+	{ "login", { { "token", SC_ARG_STRING, 1 }, { "pin", SC_ARG_STRING, 0 },
+	    { "confirm_final_try", SC_ARG_BOOL, 0 } } },
+	{ "logout", { { "token", SC_ARG_STRING, 1 } } },
+	{ "sign", { { "ref", SC_ARG_STRING, 1 }, { "alg", SC_ARG_STRING, 1 },
+	    { "data", SC_ARG_B64, 0 }, { "digest", SC_ARG_B64, 0 } } },
+	{ "status", { { NULL, 0, 0 } } },
+	{ "watch", { { NULL, 0, 0 } } },
+	{ "refresh", { { NULL, 0, 0 } } },
+	{ NULL, { { NULL, 0, 0 } } }
+};
+
+void
+sc_linebuf_init(struct sc_linebuf *lb, size_t max)
+{
+	memset(lb, 0, sizeof(*lb));
+	lb->max = max;
+}
+
+void
+sc_linebuf_free(struct sc_linebuf *lb)
+{
+	free(lb->buf);
+	memset(lb, 0, sizeof(*lb));
+}
+
+long
+sc_linebuf_read(struct sc_linebuf *lb, int fd)
+{
+	ssize_t n;
+	char *nb;
+
+	if (lb->len >= lb->max)
+		return SC_ERR_TOO_LARGE;
+	if (lb->cap - lb->len < 4096 && lb->cap < lb->max) {
+		size_t ncap = lb->cap ? lb->cap * 2 : 8192;
+		if (ncap > lb->max)
+			ncap = lb->max;
+		if ((nb = realloc(lb->buf, ncap)) == NULL)
+			return SC_ERR_NOMEM;
+		lb->buf = nb;
+		lb->cap = ncap;
+	}
+	n = read(fd, lb->buf + lb->len, lb->cap - lb->len);
+	if (n < 0)
+		return SC_ERR_IO;
+	lb->len += (size_t)n;
+	if (n > 0 && lb->len >= lb->max && memchr(lb->buf + lb->scan, '\n', lb->len - lb->scan) == NULL)
+		return SC_ERR_TOO_LARGE;
+	return (long)n;
+}
+
+int
+sc_linebuf_take(struct sc_linebuf *lb, char **line, size_t *len)
+{
+	char *nl, *s;
+	size_t n;
+
+	*line = NULL;
+	*len = 0;
+	if (lb->len == 0)
+		return 0;
+	if ((nl = memchr(lb->buf + lb->scan, '\n', lb->len - lb->scan)) == NULL) {
+		lb->scan = lb->len;
+		return 0;
+	}
+	n = (size_t)(nl - lb->buf);
+	if ((s = malloc(n + 1)) == NULL)
+		return SC_ERR_NOMEM;
+	memcpy(s, lb->buf, n);
+	s[n] = '\0';
+	memmove(lb->buf, nl + 1, lb->len - n - 1);
+	lb->len -= n + 1;
+	lb->scan = 0;
+	if (n > 0 && s[n - 1] == '\r')
+		s[--n] = '\0';
+	if (memchr(s, '\0', n) != NULL) {
+		free(s);
+		return SC_ERR_PROTOCOL;
+	}
+	*line = s;
+	*len = n;
+	return 1;
+}
+
+static int
+arg_ok(json_object *v, enum sc_arg_kind kind)
+{
+	switch (kind) {
+	case SC_ARG_STRING:
+	case SC_ARG_B64:
+		return json_object_is_type(v, json_type_string);
+	case SC_ARG_INT:
+		return json_object_is_type(v, json_type_int);
+	case SC_ARG_BOOL:
+		return json_object_is_type(v, json_type_boolean);
+	}
+	return 0;
+}
+
+static const char *kind_names[] = { "a string", "an integer", "true or false", "base64 text" };
+
+int
+sc_proto_parse_request(const char *line, size_t len, json_object **req, int64_t *id,
+    const struct sc_op_spec **op, char *whybuf, size_t whylen)
+{
+	json_tokener *tok;
+	json_object *o = NULL, *v;
+	const struct sc_op_spec *spec = NULL;
+	const char *opname;
+	int r = SC_ERR_PROTOCOL;
+
+	*req = NULL;
+	*id = -1;
+	*op = NULL;
+	snprintf(whybuf, whylen, "malformed request");
+	if ((tok = json_tokener_new_ex(16)) == NULL)
+		return SC_ERR_NOMEM;
+	o = json_tokener_parse_ex(tok, line, (int)len);
+	if (o == NULL || json_tokener_get_error(tok) != json_tokener_success ||
+	    json_tokener_get_parse_end(tok) != len) {
+		snprintf(whybuf, whylen, "not one JSON object per line");
+		goto out;
+	}
+	if (!json_object_is_type(o, json_type_object)) {
+		snprintf(whybuf, whylen, "a request is a JSON object");
+		goto out;
+	}
+	if (json_object_object_get_ex(o, "id", &v) && json_object_is_type(v, json_type_int) &&
+	    json_object_get_int64(v) >= 0)
+		*id = json_object_get_int64(v);
+	else {
+		snprintf(whybuf, whylen, "\"id\" must be a non-negative integer");
+		goto out;
+	}
+	if (!json_object_object_get_ex(o, "op", &v) || !json_object_is_type(v, json_type_string)) {
+		snprintf(whybuf, whylen, "\"op\" must be a string");
+		goto out;
+	}
+	opname = json_object_get_string(v);
+	for (const struct sc_op_spec *s = sc_proto_ops; s->name != NULL; s++)
+		if (strcmp(s->name, opname) == 0)
+			spec = s;
+	if (spec == NULL) {
+		snprintf(whybuf, whylen, "unknown op \"%.64s\"", opname);
+		r = SC_ERR_UNSUPPORTED;
+		goto out;
+	}
+	json_object_object_foreach(o, key, val) {
+		const struct sc_arg_spec *a = NULL;
+		if (strcmp(key, "id") == 0 || strcmp(key, "op") == 0)
+			continue;
+		for (int i = 0; i < SC_OP_MAX_ARGS && spec->args[i].name; i++)
+			if (strcmp(spec->args[i].name, key) == 0)
+				a = &spec->args[i];
+		if (a == NULL) {
+			snprintf(whybuf, whylen, "op \"%s\" takes no argument \"%.64s\"", spec->name, key);
+			r = SC_ERR_INVALID;
+			goto out;
+		}
+		if (!arg_ok(val, a->kind)) {
+			snprintf(whybuf, whylen, "\"%s\" must be %s", a->name, kind_names[a->kind]);
+			r = SC_ERR_INVALID;
+			goto out;
+		}
+	}
+	for (int i = 0; i < SC_OP_MAX_ARGS && spec->args[i].name; i++)
+		if (spec->args[i].required && !json_object_object_get_ex(o, spec->args[i].name, NULL)) {
+			snprintf(whybuf, whylen, "op \"%s\" needs \"%s\"", spec->name, spec->args[i].name);
+			r = SC_ERR_INVALID;
+			goto out;
+		}
+	*req = o;
+	o = NULL;
+	*op = spec;
+	r = SC_OK;
+out:
+	json_object_put(o);
+	json_tokener_free(tok);
+	return r;
+}
+
+const char *
+sc_json_text(json_object *o)
+{
+	return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+static char *
+line_of(json_object *o, size_t *len)
+{
+	const char *s = sc_json_text(o);
+	size_t n = strlen(s);
+	char *out = malloc(n + 2);
+
+	if (out != NULL) {
+		memcpy(out, s, n);
+		out[n] = '\n';
+		out[n + 1] = '\0';
+		*len = n + 1;
+	}
+	json_object_put(o);
+	return out;
+}
+
+char *
+sc_proto_ok(int64_t id, json_object *result, size_t *len)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "id", json_object_new_int64(id));
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	json_object_object_add(o, "result", result ? result : json_object_new_object());
+	return line_of(o, len);
+}
+
+char *
+sc_proto_error(int64_t id, int code, const char *msg, size_t *len)
+{
+	json_object *o = json_object_new_object(), *e = json_object_new_object();
+
+	json_object_object_add(o, "id", id >= 0 ? json_object_new_int64(id) : NULL);
+	json_object_object_add(o, "ok", json_object_new_boolean(0));
+	json_object_object_add(e, "code", json_object_new_string(sc_errname(code)));
+	json_object_object_add(e, "message", json_object_new_string(msg ? msg : sc_strerror(code)));
+	json_object_object_add(o, "error", e);
+	return line_of(o, len);
+}
+
+char *
+sc_proto_event(const char *name, json_object *fields, size_t *len)
+{
+	json_object *o = fields ? fields : json_object_new_object();
+
+	json_object_object_add(o, "event", json_object_new_string(name));
+	return line_of(o, len);
+}
