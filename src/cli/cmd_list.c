@@ -253,9 +253,15 @@ cmd_check(struct cli *c, int argc, char **argv)
 		printf("Certificate \"%s\" on token \"%s\"\n", jstr(cert, "label"), jstr(cert, "token"));
 		print_cert_short(stdout, cert);
 		if (np == 0) {
+			json_object *key = json_object_object_get(cert, "key");
+			int unknown = strcmp(jstr(key, "private_key"), "unknown") == 0;
 			printf("\nSuitable for certificate-based authentication: it allows client "
-			    "authentication, names the account by UPN%s and has its private key on the token.\n",
-			    cafile ? ", chains to a trusted root" : "");
+			    "authentication, names the account by UPN%s%s.\n",
+			    cafile ? ", chains to a trusted root" : "",
+			    unknown ? "" : " and has its private key on the token");
+			if (unknown)
+				printf("The token hides private keys until login, so the key was not checked: "
+				    "log in (scagent login, or --login with --direct) to check it.\n");
 			if (cafile == NULL)
 				printf("The chain of trust was not checked: add --cafile with your root CA.\n");
 		} else {

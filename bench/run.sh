@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Benchmark: signatures per second on SoftHSM, in-process PKCS#11 C_Sign versus
+# through scagentd with 1, 2 and 8 clients, and the peers to beat in the same
+# run: `p11-kit server` (p11-kit-client.so) and ssh-agent with its PKCS#11
+# helper. Also: list from the agent's cache on a 200-certificate token, and the
+# agent's memory. Prints figures and ratios; asserts nothing (not a test).
+#   bench/run.sh [SECONDS-PER-RUN]   (default 2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$(pwd)
+secs=${1:-2}
+[ -x bench/bench-sign ] || make -s bench/bench-sign >/dev/null
+B=$top/bench/bench-sign
+. tests/testbed/testbed.sh
+tb_init
+tb_softhsm_token bench
+tb_enroll bench 01 alice rsa:2048 good
+tb_enroll bench 02 bob EC:prime256v1 good
+export BENCH_PIN=$TB_PIN
+
+# scagentd
+export SCAGENT_SOCKET=$TB_DIR/agent.sock
+"$top/scagentd" --foreground --module "$TB_SOFTHSM" --socket "$SCAGENT_SOCKET" --log-level error \
+	--idle-timeout 0 & agent=$!; tb_track_pid $agent
+for _ in $(seq 100); do [ -S "$SCAGENT_SOCKET" ] && break; sleep 0.05; done
+echo "$TB_PIN" | "$top/scagent" login --token bench --pin-stdin 2>/dev/null
+
+# p11-kit server exporting the same token
+mkdir -p "$TB_DIR/run" && chmod 700 "$TB_DIR/run"
+XDG_RUNTIME_DIR=$TB_DIR/run p11-kit server -f --provider "$TB_SOFTHSM" "pkcs11:token=bench" \
+	> "$TB_DIR/p11kit.out" 2>&1 & tb_track_pid $!
+for _ in $(seq 100); do grep -q P11_KIT_SERVER_ADDRESS "$TB_DIR/p11kit.out" 2>/dev/null && break; sleep 0.05; done
+p11addr=$(sed -n 's/^P11_KIT_SERVER_ADDRESS=\([^;]*\);.*/\1/p' "$TB_DIR/p11kit.out")
+P11CLIENT=/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so
+
+# ssh-agent with the PKCS#11 helper on the same token
+printf '#!/bin/sh\necho %s\n' "$TB_PIN" > "$TB_DIR/askpass"; chmod +x "$TB_DIR/askpass"
+ssh-agent -D -a "$TB_DIR/ssh.sock" -P "$(dirname "$TB_SOFTHSM")/*" >/dev/null 2>&1 & tb_track_pid $!
+for _ in $(seq 100); do [ -S "$TB_DIR/ssh.sock" ] && break; sleep 0.05; done
+SSH_AUTH_SOCK=$TB_DIR/ssh.sock SSH_ASKPASS=$TB_DIR/askpass SSH_ASKPASS_REQUIRE=force DISPLAY=: \
+	ssh-add -s "$TB_SOFTHSM" </dev/null >/dev/null 2>&1 || echo "(ssh-add -s failed: no ssh-agent figures)"
+
+rate() { "$@" 2>/dev/null | awk '{print $1}' || echo 0; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
+
+printf '\nSignatures per second on SoftHSM (%s s per run, %s cores)\n\n' "$secs" "$(nproc)"
+printf '%-18s %10s %10s %10s %8s %8s %8s %10s %8s %10s %8s\n' alg in-proc in-proc-2 agent-1 ratio agent-2 ratio-2 agent-8 \
+	p11kit-1 ratio ssh-agent
+for alg in rsa-pkcs1-sha256 rsa-pss-sha256 ecdsa-sha256; do
+	case $alg in ecdsa*) key=bob; ssht=ecdsa ;; *) key=alice; ssht=rsa ;; esac
+	base1=$(rate "$B" pkcs11 "$TB_SOFTHSM" bench $key $alg 1 "$secs")
+	base2=$(rate "$B" pkcs11 "$TB_SOFTHSM" bench $key $alg 2 "$secs")
+	a1=$(rate "$B" agent "$SCAGENT_SOCKET" $key $alg 1 "$secs")
+	a2=$(rate "$B" agent "$SCAGENT_SOCKET" $key $alg 2 "$secs")
+	a8=$(rate "$B" agent "$SCAGENT_SOCKET" $key $alg 8 "$secs")
+	p1=$(P11_KIT_SERVER_ADDRESS=$p11addr rate "$B" pkcs11 "$P11CLIENT" bench $key $alg 1 "$secs")
+	s1=-
+	if [ "$alg" != rsa-pss-sha256 ]; then
+		s1=$(rate "$B" ssh "$TB_DIR/ssh.sock" $ssht 1 "$secs")
+		s1="$s1 ($(ratio "$s1" "$base1"))"
+	fi
+	printf '%-18s %10s %10s %10s %8s %8s %8s %10s %8s %10s %8s\n' $alg "$base1" "$base2" "$a1" \
+		"$(ratio "$a1" "$base1")" "$a2" "$(ratio "$a2" "$base2")" "$a8" "$p1" "$(ratio "$p1" "$base1")" "$s1"
+done
+echo
+echo "ratio: agent-1 / in-process 1 thread; ratio-2: agent with 2 clients / in-process 2 threads;"
+echo "p11kit-1: p11-kit server through p11-kit-client.so, 1 thread; ssh-agent: 1 client (pss: not offered by ssh-agent)."
+
+# Memory of the agent holding one SoftHSM token, logged in.
+rss=$(awk '/VmRSS/ {print $2}' /proc/$agent/status)
+echo
+printf 'scagentd RSS with one SoftHSM token: %.1f MiB\n' "$(awk -v k="$rss" 'BEGIN{print k/1024}')"
+for p in $(pgrep -f "ssh-agent -D -a $TB_DIR" || true) $(pgrep -f ssh-pkcs11-helper || true); do
+	printf '  peer %s: %.1f MiB\n' "$(cat /proc/$p/comm)" "$(awk '/VmRSS/ {print $2/1024}' /proc/$p/status)"
+done
+
+# A 200-certificate token: cold enumeration versus list from the agent's cache.
+tb_softhsm_token many
+der=$TB_DIR/alice.der
+openssl x509 -in "$TB_DIR/certs/alice.pem" -outform DER -out "$der"
+for i in $(seq 1 200); do
+	pkcs11-tool --module "$TB_SOFTHSM" --token-label many --login --pin "$TB_PIN" \
+		--write-object "$der" --type cert --id "$(printf '%04x' "$i")" --label "c$i" >/dev/null 2>&1
+done
+sock2=$TB_DIR/agent2.sock
+t0=$(date +%s.%N)
+"$top/scagent" --direct --module "$TB_SOFTHSM" list --json >/dev/null
+t1=$(date +%s.%N)
+"$top/scagentd" --foreground --module "$TB_SOFTHSM" --socket "$sock2" --log-level error & tb_track_pid $!
+for _ in $(seq 200); do [ -S "$sock2" ] && break; sleep 0.05; done
+cached=$("$B" list "$sock2" 50)
+echo
+printf '200-certificate token (+2): cold `scagent --direct list` (whole process) %.0f ms; list from the agent cache (median of 50) %s ms\n' \
+	"$(awk -v a="$t0" -v b="$t1" 'BEGIN{print (b-a)*1000}')" "$cached"
