@@ -35,7 +35,7 @@ P11CLIENT=/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so
 
 # ssh-agent with the PKCS#11 helper on the same token
 printf '#!/bin/sh\necho %s\n' "$TB_PIN" > "$TB_DIR/askpass"; chmod +x "$TB_DIR/askpass"
-ssh-agent -D -a "$TB_DIR/ssh.sock" -P "$(dirname "$TB_SOFTHSM")/*" >/dev/null 2>&1 & tb_track_pid $!
+ssh-agent -D -a "$TB_DIR/ssh.sock" -P "$(dirname "$(readlink -f "$TB_SOFTHSM")")/*" >/dev/null 2>&1 & tb_track_pid $!
 for _ in $(seq 100); do [ -S "$TB_DIR/ssh.sock" ] && break; sleep 0.05; done
 SSH_AUTH_SOCK=$TB_DIR/ssh.sock SSH_ASKPASS=$TB_DIR/askpass SSH_ASKPASS_REQUIRE=force DISPLAY=: \
 	ssh-add -s "$TB_SOFTHSM" </dev/null >/dev/null 2>&1 || echo "(ssh-add -s failed: no ssh-agent figures)"
