@@ -133,7 +133,8 @@ call(scagent_client *c, const char *op, json_object *args, json_object **result)
 {
 	json_object *req = args ? args : json_object_new_object(), *resp = NULL, *v, *e;
 	const char *text;
-	char *line = NULL;
+	char *line = NULL, *msg = NULL;
+	size_t len;
 	int64_t id;
 	int r;
 
@@ -145,7 +146,15 @@ call(scagent_client *c, const char *op, json_object *args, json_object **result)
 	json_object_object_add(req, "id", json_object_new_int64(id));
 	json_object_object_add(req, "op", json_object_new_string(op));
 	text = sc_json_text(req);
-	if (write_all(c->fd, text, strlen(text)) < 0 || write_all(c->fd, "\n", 1) < 0) {
+	/* One write per request: the agent wakes once. */
+	len = strlen(text);
+	if ((msg = malloc(len + 1)) == NULL) {
+		r = fail(c, SC_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	memcpy(msg, text, len);
+	msg[len] = '\n';
+	if (write_all(c->fd, msg, len + 1) < 0) {
 		r = fail(c, SC_ERR_AGENT_UNREACHABLE, "cannot send to the agent: %s", strerror(errno));
 		goto out;
 	}
@@ -172,17 +181,18 @@ call(scagent_client *c, const char *op, json_object *args, json_object **result)
 		c->err[0] = '\0';
 		r = SC_OK;
 	} else if (json_object_object_get_ex(resp, "error", &e)) {
-		json_object *code = NULL, *msg = NULL;
+		json_object *code = NULL, *text_o = NULL;
 		json_object_object_get_ex(e, "code", &code);
-		json_object_object_get_ex(e, "message", &msg);
+		json_object_object_get_ex(e, "message", &text_o);
 		r = fail(c, sc_errcode(code ? json_object_get_string(code) : NULL), "%s",
-		    msg ? json_object_get_string(msg) : "the agent reported an error");
+		    text_o ? json_object_get_string(text_o) : "the agent reported an error");
 		if (r == SC_OK)
 			r = SC_ERR_INTERNAL;
 	} else
 		r = fail(c, SC_ERR_PROTOCOL, "the agent's answer has neither result nor error");
 out:
 	pthread_mutex_unlock(&c->lock);
+	free(msg);
 	free(line);
 	json_object_put(resp);
 	json_object_put(req);
