@@ -1154,11 +1154,13 @@ store_resolve(struct sc_store *st, const char *ref, struct match *out, json_obje
 					hit = strncmp(c->sha256, lower, strlen(lower)) == 0;
 				else
 					hit = strcmp(c->label, ref) == 0;
-				if (pass == 0)
+				/* Candidate strings cost: build them only for an error. */
+				if (pass == 0 && candidates != NULL && nm == 0)
 					json_object_array_add(all, candidate(v[i], c));
 				if (!hit)
 					continue;
-				json_object_array_add(cand, candidate(v[i], c));
+				if (candidates != NULL)
+					json_object_array_add(cand, candidate(v[i], c));
 				if (nm++ == 0) {
 					out->tok = v[i];
 					__atomic_add_fetch(&v[i]->refs, 1, __ATOMIC_ACQ_REL);
