@@ -1,0 +1,16 @@
+#!/bin/sh
+# The whole suite with scagent, scagentd and the unit tests under valgrind
+# (memcheck: invalid accesses, uninitialised reads, definite leaks fail a test).
+set -e
+cd "$(dirname "$0")/.."
+top=$(pwd)
+./scripts/build.sh
+wrap=$(mktemp -d)
+trap 'rm -rf "$wrap"' EXIT
+vg="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --suppressions=$top/tests/valgrind.supp"
+for p in scagent scagentd; do
+	printf '#!/bin/sh\nexec %s "%s/%s" "$@"\n' "$vg" "$top" "$p" > "$wrap/$p"
+	chmod +x "$wrap/$p"
+done
+make -j"$(nproc)" check SCAGENT_WRAPPED="$wrap/scagent" SCAGENTD_WRAPPED="$wrap/scagentd" \
+	LOG_COMPILER="$vg"
