@@ -100,6 +100,7 @@ cli_open(struct cli *c)
 		if (sc_config_load(c->config, &cfg, &errmsg) != SC_OK) {
 			cli_err("%s", errmsg ? errmsg : "cannot read the configuration");
 			free(errmsg);
+			sc_config_clear(&cfg);	/* what was read before the error */
 			return EX_SC_USAGE;
 		}
 		for (size_t i = 0; i < cfg.nmodules; i++)
