@@ -8,6 +8,7 @@
 #include <string.h>
 #include <termios.h>
 #include <unistd.h>
+#include <p11-kit/uri.h>
 #include "cli/cli.h"
 #include "common/conf.h"
 #include "common/err.h"
@@ -99,6 +100,7 @@ cli_open(struct cli *c)
 		if (sc_config_load(c->config, &cfg, &errmsg) != SC_OK) {
 			cli_err("%s", errmsg ? errmsg : "cannot read the configuration");
 			free(errmsg);
+			sc_config_clear(&cfg);	/* what was read before the error */
 			return EX_SC_USAGE;
 		}
 		for (size_t i = 0; i < cfg.nmodules; i++)
@@ -160,6 +162,17 @@ cli_list(struct cli *c, const char *cafile, json_object **out)
 	return agent_json(c, "list", args, out);
 }
 
+/* What p11-kit finds wrong with a pkcs11: URI. */
+static const char *
+uri_problem(const char *ref)
+{
+	P11KitUri *uri = p11_kit_uri_new();
+	int r = uri ? p11_kit_uri_parse(ref, P11_KIT_URI_FOR_ANY, uri) : P11_KIT_URI_NO_MEMORY;
+
+	p11_kit_uri_free(uri);
+	return r == P11_KIT_URI_OK ? "unsupported" : p11_kit_uri_message(r);
+}
+
 int
 cli_find(struct cli *c, const char *ref, const char *cafile, json_object **out)
 {
@@ -178,7 +191,8 @@ cli_find(struct cli *c, const char *ref, const char *cafile, json_object **out)
 			if (n == 0)
 				fprintf(stderr, "  (no certificates on any token)\n");
 		} else if (r == SC_ERR_INVALID)
-			cli_err("\"%s\" is not a valid pkcs11: URI", ref);
+			cli_err("\"%s\" is not a valid pkcs11: URI (%s): write it as RFC 7512 says, "
+			    "e.g. pkcs11:token=LABEL;object=LABEL;type=cert", ref, uri_problem(ref));
 		else if (r != SC_OK)
 			cli_err("%s", sc_strerror(r));
 		json_object_put(cand);

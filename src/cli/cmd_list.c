@@ -1,5 +1,6 @@
 /* scagent list, scagent check: what is on the cards, and will it work for CBA. */
 #include "config.h"
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,6 +138,31 @@ print_list(FILE *fp, json_object *list)
 	}
 }
 
+/*
+ * --cafile: read it here, so that a typo is one clear error instead of
+ * chain-untrusted on every certificate, and pass it on as an absolute path
+ * (the agent does not share our working directory). *abs is malloc'd.
+ */
+static int
+resolve_cafile(const char *cafile, char **abs)
+{
+	FILE *fp;
+
+	*abs = NULL;
+	if (cafile == NULL)
+		return SC_OK;
+	if ((fp = fopen(cafile, "r")) == NULL) {
+		cli_err("cannot read the CA file %s: %s", cafile, strerror(errno));
+		return SC_ERR_IO;
+	}
+	fclose(fp);
+	if ((*abs = realpath(cafile, NULL)) == NULL) {
+		cli_err("cannot resolve the CA file %s: %s", cafile, strerror(errno));
+		return SC_ERR_IO;
+	}
+	return SC_OK;
+}
+
 static const struct option list_opts[] = {
 	{ "json", no_argument, NULL, 'j' },
 	{ "cafile", required_argument, NULL, 'C' },
@@ -173,6 +199,7 @@ cmd_list(struct cli *c, int argc, char **argv)
 {
 	json_object *list = NULL;
 	const char *cafile = NULL, *login = NULL;
+	char *abs_cafile = NULL;
 	int json = 0, pin_stdin = 0, ch, rc;
 
 	optind = 1;
@@ -192,12 +219,15 @@ cmd_list(struct cli *c, int argc, char **argv)
 		cli_err("list takes no arguments (got '%s')", argv[optind]);
 		return EX_SC_USAGE;
 	}
+	if (resolve_cafile(cafile, &abs_cafile) != SC_OK)
+		return EX_SC_USAGE;
 	if ((rc = cli_open(c)) != EX_SC_OK)
-		return rc;
+		goto out;
+	rc = EX_SC_FAIL;
 	if (direct_login(c, login, pin_stdin) != SC_OK)
-		return EX_SC_FAIL;
-	if (cli_list(c, cafile, &list) != SC_OK)
-		return EX_SC_FAIL;
+		goto out;
+	if (cli_list(c, abs_cafile, &list) != SC_OK)
+		goto out;
 	if (json) {
 		puts(json_object_to_json_string_ext(list, JSON_C_TO_STRING_PRETTY |
 		    JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -208,16 +238,20 @@ cmd_list(struct cli *c, int argc, char **argv)
 		}
 	} else
 		print_list(stdout, list);
+	rc = EX_SC_OK;
+out:
 	json_object_put(list);
-	return EX_SC_OK;
+	free(abs_cafile);
+	return rc;
 }
 
 int
 cmd_check(struct cli *c, int argc, char **argv)
 {
-	json_object *cert = NULL, *probs;
+	json_object *cert = NULL, *probs, *key;
 	const char *cafile = NULL, *login = NULL;
-	int json = 0, pin_stdin = 0, ch, rc;
+	char *abs_cafile = NULL;
+	int json = 0, pin_stdin = 0, ch, rc, key_unknown;
 	size_t np;
 
 	optind = 1;
@@ -237,14 +271,19 @@ cmd_check(struct cli *c, int argc, char **argv)
 		cli_err("check wants one REF: a pkcs11: URI, a SHA-256 fingerprint (8+ hex digits) or a label");
 		return EX_SC_USAGE;
 	}
+	if (resolve_cafile(cafile, &abs_cafile) != SC_OK)
+		return EX_SC_USAGE;
 	if ((rc = cli_open(c)) != EX_SC_OK)
-		return rc;
+		goto out;
+	rc = EX_SC_FAIL;
 	if (direct_login(c, login, pin_stdin) != SC_OK)
-		return EX_SC_FAIL;
-	if (cli_find(c, argv[optind], cafile, &cert) != SC_OK)
-		return EX_SC_FAIL;
+		goto out;
+	if (cli_find(c, argv[optind], abs_cafile, &cert) != SC_OK)
+		goto out;
 	probs = problems_of(cert);
 	np = probs ? json_object_array_length(probs) : 0;
+	key = json_object_object_get(cert, "key");
+	key_unknown = strcmp(jstr(key, "private_key"), "unknown") == 0;
 	if (json) {
 		puts(json_object_to_json_string_ext(cert, JSON_C_TO_STRING_PRETTY |
 		    JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -253,15 +292,14 @@ cmd_check(struct cli *c, int argc, char **argv)
 		printf("Certificate \"%s\" on token \"%s\"\n", jstr(cert, "label"), jstr(cert, "token"));
 		print_cert_short(stdout, cert);
 		if (np == 0) {
-			json_object *key = json_object_object_get(cert, "key");
-			int unknown = strcmp(jstr(key, "private_key"), "unknown") == 0;
 			printf("\nSuitable for certificate-based authentication: it allows client "
 			    "authentication, names the account by UPN%s%s.\n",
-			    cafile ? ", chains to a trusted root" : "",
-			    unknown ? "" : " and has its private key on the token");
-			if (unknown)
-				printf("The token hides private keys until login, so the key was not checked: "
-				    "log in (scagent login, or --login with --direct) to check it.\n");
+			    cafile == NULL ? "" : key_unknown ? " and chains to a trusted root" :
+			    ", chains to a trusted root",
+			    key_unknown ? "" : " and has its private key on the token");
+			if (key_unknown)
+				printf("The private key was not checked: the token shows private keys only "
+				    "after login (log in first, or add --login TOKEN with --direct).\n");
 			if (cafile == NULL)
 				printf("The chain of trust was not checked: add --cafile with your root CA.\n");
 		} else {
@@ -275,6 +313,9 @@ cmd_check(struct cli *c, int argc, char **argv)
 			}
 		}
 	}
+	rc = np == 0 ? EX_SC_OK : EX_SC_FAIL;
+out:
 	json_object_put(cert);
-	return np == 0 ? EX_SC_OK : EX_SC_FAIL;
+	free(abs_cafile);
+	return rc;
 }

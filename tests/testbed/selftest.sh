@@ -167,8 +167,11 @@ ok "corrupt: certificate object with ID 1b exists" \
 nok "corrupt: its CKA_VALUE is not a parseable certificate" \
 	bash -c "pkcs11-tool --module '$TB_SOFTHSM' --token-label negatives --read-object --type cert --id 1b 2>/dev/null |
 		openssl x509 -inform DER -noout"
-ok "negatives token holds 11 certificates" \
-	test "$(p11 negatives --list-objects --type cert | grep -c 'Certificate Object')" = 11
+ok "negatives token holds 12 certificates (11 profiles + issuing CA)" \
+	test "$(p11 negatives --list-objects --type cert | grep -c 'Certificate Object')" = 12
+ok "issuing CA certificate on negatives token too (ID ca01)" \
+	bash -c "pkcs11-tool --module '$TB_SOFTHSM' --token-label negatives --read-object --type cert --id ca01 -o '$W/ca-neg.der' 2>/dev/null &&
+		cmp -s '$W/ca-neg.der' <(openssl x509 -in '$P/issuing.pem' -outform DER)"
 
 # ---------------------------------------------------------------- ports and TLS
 ports=$(for _ in $(seq 20); do tb_port; done)

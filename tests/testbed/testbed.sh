@@ -464,7 +464,8 @@ tb_corrupt_cert() {
 
 # tb_demo_card: token "demo" (alice RSA-2048, bob EC P-256, carol RSA-3072,
 # all good, plus the issuing CA) and token "negatives" (one certificate per
-# negative profile, a certificate without key and a corrupt certificate).
+# negative profile, a certificate without key, a corrupt certificate and the
+# issuing CA).
 tb_demo_card() {
 	tb_pki
 	tb_softhsm_token demo
@@ -484,6 +485,9 @@ tb_demo_card() {
 	tb_enroll negatives 19 upnsubject EC:prime256v1 upnsubject
 	tb_cert_only negatives 1a nokey
 	tb_corrupt_cert negatives 1b corrupt
+	# The issuing CA here too: a --cafile check then fails only for the
+	# certificate from the rogue CA, not for every negative one.
+	tb_write_ca_certs negatives
 	_tb_log "demo card ready"
 }
 

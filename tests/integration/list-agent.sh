@@ -1,0 +1,102 @@
+#!/bin/bash
+# `scagent list` / `check` through the agent answer exactly what --direct
+# answers on the same SoftHSM tokens; without an agent, exit 3 with a hint.
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/list-common.sh"
+: "${SCAGENTD:?run through make check (SCAGENTD unset)}"
+tb_init
+tb_demo_card
+
+W=$TB_DIR/list-agent S=$TB_DIR/agent.sock P=$TB_DIR/pki
+mkdir -p "$W"
+unset SCAGENT_SOCKET
+
+# ---- no agent
+"$SCAGENT" --socket "$S" list >"$W/na.out" 2>"$W/na.err"
+rc_is "list with no agent: exit 3" 3 $?
+has "no agent: names the socket" "$W/na.err" "no agent at $S"
+has "no agent: hints how to start one" "$W/na.err" "scagentd"
+has "no agent: hints at --direct" "$W/na.err" "--direct --module"
+ok "no agent: one line on stderr, nothing on stdout" test "$(wc -l <"$W/na.err")" = 1 -a ! -s "$W/na.out"
+SCAGENT_SOCKET=$S "$SCAGENT" check alice >/dev/null 2>"$W/na2.err"
+rc_is "check with no agent (SCAGENT_SOCKET): exit 3" 3 $?
+has "check with no agent: names the socket" "$W/na2.err" "no agent at $S"
+"$SCAGENT" --socket "$S" --module "$TB_SOFTHSM" list >/dev/null 2>"$W/mod.err"
+rc_is "--module without --direct: usage error, exit 2" 2 $?
+has "--module without --direct: says why" "$W/mod.err" "--module goes with --direct"
+
+# ---- the agent
+"$SCAGENTD" --foreground --module "$TB_SOFTHSM" --socket "$S" --log-level warn \
+	>"$W/agent.log" 2>&1 &
+tb_track_pid $!
+for _ in $(seq 100); do [ -S "$S" ] && break; sleep 0.1; done
+[ -S "$S" ] || { cat "$W/agent.log"; echo "agent socket $S did not appear"; exit 99; }
+
+# same DESC A.json B.json: equal JSON, token and certificate order ignored
+same() {
+	local out
+	if out=$(python3 - "$2" "$3" <<-'PY' 2>&1
+		import json, sys
+		def norm(d):
+		    for t in d["tokens"]:
+		        t["certificates"].sort(key=lambda c: (c["sha256"], c["uri"]))
+		    d["tokens"].sort(key=lambda t: (t["label"], t["serial"]))
+		    return d
+		a, b = (norm(json.load(open(f))) for f in sys.argv[1:3])
+		if a != b:
+		    print(json.dumps(a, sort_keys=True, indent=1)[:3000])
+		    print("----")
+		    print(json.dumps(b, sort_keys=True, indent=1)[:3000])
+		    sys.exit(1)
+		n = sum(len(t["certificates"]) for t in a["tokens"])
+		if n < 15:
+		    sys.exit("only %d certificates listed" % n)
+	PY
+	); then pass "$1"; else fail "$1" "$out"; fi
+}
+
+"$SCAGENT" --socket "$S" list --json >"$W/a1.json" 2>"$W/a1.err"
+rc_is "list --json through the agent: exit 0" 0 $?
+sca list --json >"$W/d1.json" 2>/dev/null
+same "agent list --json == --direct list --json (not logged in)" "$W/a1.json" "$W/d1.json"
+
+(cd "$P" && "$SCAGENT" --socket "$S" list --cafile root.pem --json >"$W/a2.json" 2>"$W/a2.err")
+rc_is "list --cafile (relative path) through the agent: exit 0" 0 $?
+sca list --cafile "$P/root.pem" --json >"$W/d2.json" 2>/dev/null
+same "agent list --cafile == --direct list --cafile" "$W/a2.json" "$W/d2.json"
+ok "agent --cafile: the rogue-issued certificate is untrusted" test "$(python3 -c '
+import json,sys
+d=json.load(open(sys.argv[1]))
+print([c["label"] for t in d["tokens"] for c in t["certificates"] if "chain-untrusted" in c["cba"]["problems"]])' "$W/a2.json")" = "['untrusted']"
+
+echo "$TB_PIN" | "$SCAGENT" --socket "$S" login --token negatives --pin-stdin >/dev/null 2>"$W/login.err"
+rc_is "login to negatives through the agent: exit 0" 0 $?
+"$SCAGENT" --socket "$S" list --json >"$W/a3.json" 2>/dev/null
+echo "$TB_PIN" | sca list --login negatives --pin-stdin --json >"$W/d3.json" 2>/dev/null
+same "agent list --json == --direct list --login negatives --json (logged in)" "$W/a3.json" "$W/d3.json"
+
+"$SCAGENT" --socket "$S" list >"$W/ah.txt" 2>/dev/null
+sca list >"$W/dh.txt" 2>/dev/null
+has "agent human list: negatives logged in" "$W/ah.txt" "logged in"
+has "agent human list: nokey has no private key" "$W/ah.txt" "problems: no-private-key"
+
+for ref in nokey expired untrusted alice; do
+	"$SCAGENT" --socket "$S" check "$ref" --cafile "$P/root.pem" --json >"$W/ac.json" 2>/dev/null
+	arc=$?
+	echo "$TB_PIN" | sca check "$ref" --cafile "$P/root.pem" --login negatives --pin-stdin --json \
+		>"$W/dc.json" 2>/dev/null
+	drc=$?
+	if [ "$arc" = "$drc" ] && python3 -c '
+import json,sys
+a,b=(json.load(open(f)) for f in sys.argv[1:3])
+sys.exit(a != b)' "$W/ac.json" "$W/dc.json"; then
+		pass "check $ref through the agent == --direct (exit $arc)"
+	else
+		fail "check $ref through the agent == --direct" "exit $arc vs $drc" "$(cat "$W/ac.json" "$W/dc.json")"
+	fi
+done
+"$SCAGENT" --socket "$S" check "Contoso Issuing CA" >/dev/null 2>"$W/amb.err"
+rc_is "agent: ambiguous REF: exit 1" 1 $?
+has "agent: ambiguous REF says so" "$W/amb.err" "more than one"
+
+finish
