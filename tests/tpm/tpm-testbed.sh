@@ -100,3 +100,67 @@ tb_tpm_lockout_counter() {
 		sed -n 's/^TPM2_PT_LOCKOUT_COUNTER: *\(0x[0-9A-Fa-f]*\|[0-9]*\).*/\1/p' |
 		{ read -r v; [ -n "$v" ] || _tb_die "cannot read TPM2_PT_LOCKOUT_COUNTER"; echo $((v)); }
 }
+
+# ---------------------------------------------------------------- enrolment helpers
+
+# tb_agent_start MODULE...: scagentd on $TB_DIR/agent.sock with those modules
+# (log in $TB_DIR/agent.log); exports SCAGENT_SOCKET.
+tb_agent_start() {
+	local m args=() pid
+	for m in "$@"; do args+=(--module "$m"); done
+	SCAGENT_SOCKET=$TB_DIR/agent.sock
+	export SCAGENT_SOCKET
+	"$SCAGENTD" --foreground "${args[@]}" --socket "$SCAGENT_SOCKET" \
+		--log-level info </dev/null >>"$TB_DIR/agent.log" 2>&1 &
+	pid=$!
+	tb_track_pid "$pid"
+	_tb_wait_for scagentd "$pid" "$TB_DIR/agent.log" test -S "$SCAGENT_SOCKET"
+}
+
+# tb_issue_csr CSR OUT: issue a certificate for a PKCS#10 request with the
+# issuing CA of tb_pki, copying the extensions the request asks for (SAN,
+# EKU, key usage), as an AD CS enterprise CA does for its templates.
+tb_issue_csr() {
+	local csr=$1 out=$2 ext=$TB_DIR/pki/csr-ee.ext
+	tb_pki
+	cat >"$ext" <<-'EOF2'
+		[ee]
+		basicConstraints = critical, CA:FALSE
+		subjectKeyIdentifier = hash
+		authorityKeyIdentifier = keyid
+	EOF2
+	_tb_run openssl x509 -req -in "$csr" -CA "$TB_DIR/pki/issuing.pem" \
+		-CAkey "$TB_DIR/pki/issuing.key" -set_serial "0x$(openssl rand -hex 8)" \
+		-days 30 -copy_extensions copyall -extfile "$ext" -extensions ee -out "$out"
+}
+
+# TAP-like helpers: ok DESC CMD... (CMD must succeed), nok DESC CMD...
+# (CMD must fail), tb_done (exit status from the count of failures).
+TB_N=0 TB_FAILED=0
+ok() {
+	local d=$1; shift
+	TB_N=$((TB_N + 1))
+	if "$@" >>"$TB_DIR/test.log" 2>&1; then echo "ok $TB_N - $d"
+	else echo "not ok $TB_N - $d"; TB_FAILED=$((TB_FAILED + 1)); fi
+}
+nok() {
+	local d=$1; shift
+	TB_N=$((TB_N + 1))
+	if "$@" >>"$TB_DIR/test.log" 2>&1; then echo "not ok $TB_N - $d"; TB_FAILED=$((TB_FAILED + 1))
+	else echo "ok $TB_N - $d"; fi
+}
+# has TEXT NEEDLE: TEXT contains NEEDLE
+has() { grep -qF -- "$2" <<<"$1"; }
+# eq A B
+eq() { [ "$1" = "$2" ]; }
+# jq_py JSON EXPR: print a Python expression over the JSON document j
+jq_py() { python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
+tb_done() {
+	echo "1..$TB_N"
+	if [ "$TB_FAILED" -ne 0 ]; then
+		echo "# $TB_FAILED of $TB_N failed; agent log:"
+		sed 's/^/# /' "$TB_DIR/agent.log" 2>/dev/null | tail -40
+		exit 1
+	fi
+	exit 0
+}
