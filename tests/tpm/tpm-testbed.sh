@@ -114,7 +114,8 @@ tb_agent_start() {
 		--log-level info </dev/null >>"$TB_DIR/agent.log" 2>&1 &
 	pid=$!
 	tb_track_pid "$pid"
-	_tb_wait_for scagentd "$pid" "$TB_DIR/agent.log" test -S "$SCAGENT_SOCKET"
+	# The socket file appears at bind(), before listen(): wait for an answer.
+	_tb_wait_for scagentd "$pid" "$TB_DIR/agent.log" "$SCAGENT" status
 }
 
 # tb_issue_csr CSR OUT: issue a certificate for a PKCS#10 request with the
