@@ -1,5 +1,6 @@
 /* scagent vsc create/list/delete: TPM virtual smart cards, through the agent. */
 #include "config.h"
+#include <ctype.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,8 @@ read_new_pin(const char *what, const char *label, int pin_stdin)
 	char prompt[160], *a, *b;
 	size_t n;
 
-	snprintf(prompt, sizeof(prompt), "%s for the new token \"%s\": ", what, label);
+	snprintf(prompt, sizeof(prompt), "%c%s for the new token \"%s\": ",
+	    toupper((unsigned char)what[0]), what + 1, label);
 	if ((a = cli_read_pin(prompt, pin_stdin)) == NULL || pin_stdin)
 		return a;
 	snprintf(prompt, sizeof(prompt), "Repeat the %s: ", what);
