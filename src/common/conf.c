@@ -237,6 +237,9 @@ sc_config_load(const char *file, struct sc_config *cfg, char **errmsg)
 		} else if (strcmp(key, "tpm-store") == 0) {
 			free(cfg->tpm_store);
 			cfg->tpm_store = strdup(val);
+		} else if (strcmp(key, "vsc-module") == 0) {
+			free(cfg->vsc_module);
+			cfg->vsc_module = strdup(val);
 		} else if (strcmp(key, "module-dir") == 0) {
 			free(cfg->module_dir);
 			cfg->module_dir = strdup(val);
@@ -280,6 +283,7 @@ sc_config_clear(struct sc_config *cfg)
 	free(cfg->audit_log);
 	free(cfg->tpm_tcti);
 	free(cfg->tpm_store);
+	free(cfg->vsc_module);
 	free(cfg->module_dir);
 	free(cfg->file);
 	memset(cfg, 0, sizeof(*cfg));

@@ -17,6 +17,7 @@ struct sc_config {
 	char *audit_log;		/* "syslog", a file path, or NULL (stderr log only) */
 	char *tpm_tcti;			/* exported as TPM2_PKCS11_TCTI when set */
 	char *tpm_store;		/* exported as TPM2_PKCS11_STORE when set */
+	char *vsc_module;		/* module for TPM virtual smart cards (default: tpm2-pkcs11) */
 	char *module_dir;
 	char *file;			/* the file that was read, or NULL */
 };

@@ -36,11 +36,27 @@ usage(FILE *fp)
 	fprintf(fp,
 	    "usage: scagentd [--foreground] [--socket PATH] [--config FILE] [--module PATH]...\n"
 	    "                [--log-level error|warn|info|debug] [--syslog] [--idle-timeout SEC]\n"
-	    "                [--pinentry PROGRAM] [--audit-log FILE|syslog]\n"
+	    "                [--pinentry PROGRAM] [--audit-log FILE|syslog] [--vsc-module PATH]\n"
 	    "\n"
 	    "Loads the configured PKCS#11 modules (or exactly the --module ones) and serves\n"
 	    "their tokens on a Unix socket, by default $XDG_RUNTIME_DIR/scagent/agent.sock.\n"
-	    "Without --foreground it detaches and prints the SCAGENT_SOCKET to export.\n");
+	    "Without --foreground it detaches and prints the SCAGENT_SOCKET to export.\n"
+	    "--vsc-module loads the module that holds TPM virtual smart cards (default:\n"
+	    "the loaded module that is tpm2-pkcs11; scagent.conf: vsc-module).\n");
+}
+
+/* TPM2_PKCS11_STORE for tpm2-pkcs11, with a leading "~/" taken as $HOME. */
+static void
+export_store(const char *store)
+{
+	const char *home = getenv("HOME");
+	char *s = NULL;
+
+	if (strncmp(store, "~/", 2) == 0 && home != NULL && asprintf(&s, "%s/%s", home, store + 2) > 0) {
+		setenv("TPM2_PKCS11_STORE", s, 1);
+		free(s);
+	} else
+		setenv("TPM2_PKCS11_STORE", store, 1);
 }
 
 static void
@@ -163,6 +179,7 @@ main(int argc, char **argv)
 		{ "idle-timeout", required_argument, NULL, 'i' },
 		{ "pinentry", required_argument, NULL, 'p' },
 		{ "audit-log", required_argument, NULL, 'a' },
+		{ "vsc-module", required_argument, NULL, 'T' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -174,6 +191,7 @@ main(int argc, char **argv)
 	struct sc_store *st = NULL;
 	struct sigaction sa;
 	const char *config = NULL, *log_level = NULL, *pinentry = NULL, *audit_log = NULL;
+	const char *vsc_module = NULL;
 	const char **modules = NULL;
 	char *sock = NULL, *errmsg = NULL, *idle_arg = NULL;
 	int nmods = 0, foreground = 0, use_syslog = 0, lfd = -1, activated = 0;
@@ -181,7 +199,7 @@ main(int argc, char **argv)
 
 	if ((modules = calloc((size_t)argc, sizeof(*modules))) == NULL)
 		return 1;
-	while ((ch = getopt_long(argc, argv, "fs:c:m:l:Si:p:a:vhV", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "fs:c:m:l:Si:p:a:T:vhV", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'f': foreground = 1; break;
 		case 's': free(sock); sock = strdup(optarg); break;
@@ -198,6 +216,7 @@ main(int argc, char **argv)
 		case 'i': idle_arg = optarg; break;
 		case 'p': pinentry = optarg; break;
 		case 'a': audit_log = optarg; break;
+		case 'T': vsc_module = optarg; break;
 		case 'v': log_level = "debug"; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("scagentd %s\n", PACKAGE_VERSION); return 0;
@@ -268,7 +287,7 @@ main(int argc, char **argv)
 	if (cfg.tpm_tcti)
 		setenv("TPM2_PKCS11_TCTI", cfg.tpm_tcti, 1);
 	if (cfg.tpm_store)
-		setenv("TPM2_PKCS11_STORE", cfg.tpm_store, 1);
+		export_store(cfg.tpm_store);
 
 	if ((lfd = activated_socket()) >= 0)
 		activated = 1;
@@ -285,9 +304,15 @@ main(int argc, char **argv)
 	} else {
 		for (size_t i = 0; i < cfg.nmodules; i++)
 			sc_store_add_module(st, cfg.modules[i]);
-		if (cfg.nmodules == 0)
+		if (cfg.nmodules == 0 && cfg.vsc_module == NULL && vsc_module == NULL)
 			sc_warn("no PKCS#11 modules configured in %s: use --module PATH", cfg.module_dir);
 	}
+	/* The TPM virtual smart card module: loaded too, and used for vsc create/delete. */
+	if (vsc_module == NULL && nmods == 0)
+		vsc_module = cfg.vsc_module;
+	if (vsc_module != NULL && (sc_store_add_module(st, vsc_module) != SC_OK ||
+	    sc_store_set_vsc_module(st, vsc_module) != SC_OK))
+		sc_warn("the TPM virtual smart card module %s could not be loaded", vsc_module);
 	sc_store_refresh(st, NULL);
 
 	memset(&sv, 0, sizeof(sv));

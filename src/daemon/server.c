@@ -22,6 +22,7 @@
 #include "daemon/pinentry.h"
 #include "daemon/server.h"
 #include "proto/proto.h"
+#include "token/tpm.h"
 
 #define CLIENT_IDLE_MS (30UL * 60 * 1000)
 #define MAX_CLIENTS 256
@@ -241,6 +242,8 @@ op_get_cert(struct client *c, int64_t id, json_object *req)
 	return reply_ok(c, id, res);
 }
 
+static int tpm_login_message(struct client *c, int r, const char *token, char *msg, size_t len);
+
 static int
 login_error(struct client *c, int64_t id, int r, const char *token, json_object *flags)
 {
@@ -249,6 +252,8 @@ login_error(struct client *c, int64_t id, int r, const char *token, json_object 
 	int low = flags && json_object_object_get_ex(flags, "pin_count_low", &v) && json_object_get_boolean(v);
 	int final = flags && json_object_object_get_ex(flags, "pin_final_try", &v) && json_object_get_boolean(v);
 
+	if (tpm_login_message(c, r, token, msg, sizeof(msg)))
+		return reply_err(c, id, r, msg);	/* a TPM says how its lockout stands */
 	switch (r) {
 	case SC_ERR_PIN_INCORRECT:
 		snprintf(msg, sizeof(msg), "wrong PIN for token \"%s\"%s", token,
@@ -504,6 +509,256 @@ op_hello(struct client *c, int64_t id, json_object *req)
 	return reply_ok(c, id, res);
 }
 
+/* ------------------------------------------------------------------ */
+/* TPM virtual smart cards and enrolment */
+
+/*
+ * For a token on a TPM: the PIN error with the TPM's dictionary-attack
+ * state. Returns 0 when the token is not on a TPM or the TPM cannot be read.
+ */
+static int
+tpm_login_message(struct client *c, int r, const char *token, char *msg, size_t len)
+{
+	json_object *l = NULL, *v;
+	unsigned long counter, max, interval;
+	char d1[32], d2[32];
+
+	if (r != SC_ERR_PIN_INCORRECT && r != SC_ERR_PIN_LOCKED && r != SC_ERR_PIN_FINAL_TRY)
+		return 0;
+	if (sc_store_tpm_lockout(c->srv->st, token, &l) != SC_OK)
+		return 0;
+	counter = json_object_object_get_ex(l, "counter", &v) ? (unsigned long)json_object_get_int64(v) : 0;
+	max = json_object_object_get_ex(l, "max_tries", &v) ? (unsigned long)json_object_get_int64(v) : 0;
+	interval = json_object_object_get_ex(l, "interval", &v) ? (unsigned long)json_object_get_int64(v) : 0;
+	json_object_put(l);
+	sc_tpm_duration(interval, d1, sizeof(d1));
+	switch (r) {
+	case SC_ERR_PIN_INCORRECT:
+		snprintf(msg, len, "wrong PIN for TPM token \"%s\"; the TPM has counted %lu of %lu failed "
+		    "tries before its dictionary-attack lockout (it forgives one every %s)",
+		    token, counter, max, d1);
+		break;
+	case SC_ERR_PIN_FINAL_TRY:
+		snprintf(msg, len, "TPM token \"%s\": %lu of %lu failed tries are counted, one more wrong "
+		    "PIN locks the TPM for at least %s; if you are sure of the PIN, confirm with "
+		    "--confirm-final-try", token, counter, max, d1);
+		break;
+	default:
+		if (interval == 0)
+			snprintf(msg, len, "the TPM holding token \"%s\" is in dictionary-attack lockout "
+			    "(%lu failed tries, the limit is %lu) and does not recover by itself: the TPM "
+			    "owner must clear it (tpm2_dictionarylockout --clear-lockout)", token, counter, max);
+		else
+			snprintf(msg, len, "the TPM holding token \"%s\" is in dictionary-attack lockout "
+			    "(%lu failed tries, the limit is %lu): no PIN was tried. It forgives one failed "
+			    "try every %s, so a PIN can be tried again in at most %s (all forgiven in %s); "
+			    "the TPM owner can clear the lockout at once (tpm2_dictionarylockout "
+			    "--clear-lockout)", token, counter, max, d1, d1,
+			    sc_tpm_duration(counter * interval, d2, sizeof(d2)));
+	}
+	return 1;
+}
+
+static void
+wipe_arg(json_object *req, const char *name)
+{
+	const char *v = arg_str(req, name);
+
+	if (v != NULL)
+		explicit_bzero((char *)v, strlen(v));
+}
+
+static int
+op_init_token(struct client *c, int64_t id, json_object *req)
+{
+	const char *label = arg_str(req, "label");
+	json_object *res;
+	char why[512], detail[256];
+	int r;
+
+	r = sc_store_init_token(c->srv->st, label, arg_str(req, "so_pin"), arg_str(req, "pin"),
+	    why, sizeof(why));
+	wipe_arg(req, "so_pin");
+	wipe_arg(req, "pin");
+	snprintf(detail, sizeof(detail), "token=\"%s\"", label);
+	audit(c->srv, c, "init-token", detail, r);
+	if (r != SC_OK)
+		return reply_err(c, id, r, *why ? why : sc_strerror(r));
+	sc_server_broadcast(c->srv, "changed", json_object_new_object());
+	res = json_object_new_object();
+	json_object_object_add(res, "label", json_object_new_string(label));
+	json_object_object_add(res, "module", json_object_new_string(sc_store_vsc_module(c->srv->st)));
+	return reply_ok(c, id, res);
+}
+
+static int
+op_delete_token(struct client *c, int64_t id, json_object *req)
+{
+	const char *label = arg_str(req, "label");
+	char why[512], detail[256];
+	int r;
+
+	r = sc_store_delete_token(c->srv->st, label, why, sizeof(why));
+	snprintf(detail, sizeof(detail), "token=\"%s\"", label);
+	audit(c->srv, c, "delete-token", detail, r);
+	if (r != SC_OK)
+		return reply_err(c, id, r, *why ? why : sc_strerror(r));
+	sc_server_broadcast(c->srv, "changed", json_object_new_object());
+	return reply_ok(c, id, NULL);
+}
+
+static int
+op_vsc_list(struct client *c, int64_t id, json_object *req)
+{
+	return reply_ok(c, id, sc_store_vsc_list_json(c->srv->st));
+}
+
+static int
+op_keygen(struct client *c, int64_t id, json_object *req)
+{
+	const char *token = arg_str(req, "token"), *type = arg_str(req, "type");
+	const char *hexid = arg_str(req, "key_id");
+	unsigned char *kid = NULL;
+	size_t kidlen = 0;
+	json_object *out = NULL;
+	char why[512], detail[256];
+	int kt = sc_keytype_parse(type), r;
+
+	if (kt < 0) {
+		snprintf(why, sizeof(why), "unknown key type \"%.32s\"; use rsa:2048, rsa:3072 or ec:p256", type);
+		return reply_err(c, id, SC_ERR_INVALID, why);
+	}
+	if (hexid != NULL && sc_unhex(hexid, &kid, &kidlen) != SC_OK)
+		return reply_err(c, id, SC_ERR_INVALID, "\"key_id\" must be an even number of hex digits");
+	r = sc_store_keygen(c->srv->st, token, kt, arg_str(req, "label"), kid, kidlen, &out,
+	    why, sizeof(why));
+	free(kid);
+	snprintf(detail, sizeof(detail), "token=\"%s\" type=%s", token, type);
+	audit(c->srv, c, "keygen", detail, r);
+	if (r != SC_OK)
+		return reply_err(c, id, r, *why ? why : sc_strerror(r));
+	sc_server_broadcast(c->srv, "changed", json_object_new_object());
+	return reply_ok(c, id, out);
+}
+
+static int
+op_import(struct client *c, int64_t id, json_object *req)
+{
+	const char *token = arg_str(req, "token"), *chain64 = arg_str(req, "chain");
+	unsigned char *der = NULL, *chain = NULL;
+	size_t derlen = 0, chainlen = 0;
+	json_object *out = NULL;
+	char why[1024], detail[256];
+	int r;
+
+	if (sc_unb64(arg_str(req, "cert"), &der, &derlen) != SC_OK ||
+	    (chain64 != NULL && sc_unb64(chain64, &chain, &chainlen) != SC_OK)) {
+		free(der);
+		return reply_err(c, id, SC_ERR_INVALID, "\"cert\"/\"chain\" is not valid base64");
+	}
+	r = sc_store_import_cert(c->srv->st, token, der, derlen, chain, chainlen, &out,
+	    why, sizeof(why));
+	free(der);
+	free(chain);
+	snprintf(detail, sizeof(detail), "token=\"%s\"", token);
+	audit(c->srv, c, "import", detail, r);
+	if (r != SC_OK)
+		return reply_err(c, id, r, *why ? why : sc_strerror(r));
+	sc_server_broadcast(c->srv, "changed", json_object_new_object());
+	return reply_ok(c, id, out);
+}
+
+static int
+key_ref_error(struct client *c, int64_t id, int r, const char *ref, json_object *cand)
+{
+	char msg[2048];
+	size_t off;
+
+	if (r != SC_ERR_NOT_FOUND && r != SC_ERR_AMBIGUOUS)
+		return ref_error(c, id, r, ref, cand);
+	off = (size_t)snprintf(msg, sizeof(msg), r == SC_ERR_AMBIGUOUS ?
+	    "\"%s\" matches more than one key; use its pkcs11: URI. Candidates:" :
+	    "no key matches \"%s\" (a key is named by label, hex ID or pkcs11: URI); keys:", ref);
+	for (size_t i = 0; cand != NULL && i < json_object_array_length(cand) && off < sizeof(msg); i++)
+		off += (size_t)snprintf(msg + off, sizeof(msg) - off, "%s %s", i ? ";" : "",
+		    json_object_get_string(json_object_array_get_idx(cand, i)));
+	if ((cand == NULL || json_object_array_length(cand) == 0) && off < sizeof(msg))
+		snprintf(msg + off, sizeof(msg) - off, " none (log in to see keys that hide until then)");
+	json_object_put(cand);
+	return reply_err(c, id, r, msg);
+}
+
+static int
+op_get_public_key(struct client *c, int64_t id, json_object *req)
+{
+	const char *ref = arg_str(req, "ref");
+	json_object *out = NULL, *cand = NULL;
+	int r = sc_store_find_key(c->srv->st, ref, &out, &cand);
+
+	if (r != SC_OK)
+		return key_ref_error(c, id, r, ref, cand);
+	json_object_put(cand);
+	return reply_ok(c, id, out);
+}
+
+static int
+op_sign_key(struct client *c, int64_t id, json_object *req)
+{
+	const char *ref = arg_str(req, "ref"), *algname = arg_str(req, "alg");
+	const char *data = arg_str(req, "data"), *digest = arg_str(req, "digest");
+	unsigned char *in = NULL, *sig = NULL;
+	size_t inlen = 0, siglen = 0;
+	json_object *info = NULL, *res, *cand = NULL, *dummy = NULL;
+	char msg[512], detail[512];
+	int alg = sc_alg_parse(algname), r;
+
+	if (alg < 0) {
+		snprintf(msg, sizeof(msg), "unknown algorithm \"%.64s\"", algname);
+		return reply_err(c, id, SC_ERR_INVALID, msg);
+	}
+	if ((data == NULL) == (digest == NULL))
+		return reply_err(c, id, SC_ERR_INVALID, "give exactly one of \"data\" and \"digest\"");
+	if (sc_unb64(data ? data : digest, &in, &inlen) != SC_OK)
+		return reply_err(c, id, SC_ERR_INVALID, "\"data\"/\"digest\" is not valid base64");
+	if (c->srv->o.confirm_sign && c->srv->o.pinentry != NULL) {
+		snprintf(msg, sizeof(msg), "Allow %s (pid %ld) to sign with key \"%s\"?", c->exe,
+		    (long)c->pid, ref);
+		if (sc_pinentry_confirm(c->srv->o.pinentry, msg) != SC_OK) {
+			free(in);
+			return reply_err(c, id, SC_ERR_DENIED, "the signature was not confirmed");
+		}
+	}
+	r = sc_store_sign_key(c->srv->st, ref, alg, digest != NULL, in, inlen, &sig, &siglen, &info);
+	free(in);
+	snprintf(detail, sizeof(detail), "key=\"%s\" alg=%s", ref, algname);
+	audit(c->srv, c, "sign-key", detail, r);
+	json_object_put(info);
+	if (r == SC_ERR_NOT_FOUND || r == SC_ERR_AMBIGUOUS) {
+		sc_store_find_key(c->srv->st, ref, &dummy, &cand);
+		json_object_put(dummy);
+		return key_ref_error(c, id, r, ref, cand);
+	}
+	if (r != SC_OK) {
+		if (r == SC_ERR_NOT_LOGGED_IN)
+			snprintf(msg, sizeof(msg), "the token holding key \"%s\" needs a login: run "
+			    "`scagent login --token LABEL` first", ref);
+		else if (r == SC_ERR_KEY)
+			snprintf(msg, sizeof(msg), "key \"%s\" cannot make a %s signature (no private key, "
+			    "or the wrong key type)", ref, algname);
+		else
+			snprintf(msg, sizeof(msg), "signing with key \"%s\" failed: %s", ref, sc_strerror(r));
+		return reply_err(c, id, r, msg);
+	}
+	res = json_object_new_object();
+	{
+		char *b = sc_b64(sig, siglen);
+		json_object_object_add(res, "signature", json_object_new_string(b ? b : ""));
+		free(b);
+	}
+	free(sig);
+	return reply_ok(c, id, res);
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(struct client *, int64_t, json_object *);
@@ -512,6 +767,9 @@ static const struct {
 	{ "get-cert", op_get_cert }, { "login", op_login }, { "logout", op_logout },
 	{ "sign", op_sign }, { "status", op_status }, { "watch", op_watch },
 	{ "refresh", op_refresh },
+	{ "init-token", op_init_token }, { "delete-token", op_delete_token },
+	{ "vsc-list", op_vsc_list }, { "keygen", op_keygen }, { "import", op_import },
+	{ "get-public-key", op_get_public_key }, { "sign-key", op_sign_key },
 };
 
 static int

@@ -20,6 +20,17 @@ const struct sc_op_spec sc_proto_ops[] = {
 	{ "status", { { NULL, 0, 0 } } },
 	{ "watch", { { NULL, 0, 0 } } },
 	{ "refresh", { { NULL, 0, 0 } } },
+	{ "init-token", { { "label", SC_ARG_STRING, 1 }, { "so_pin", SC_ARG_STRING, 1 },
+	    { "pin", SC_ARG_STRING, 1 } } },
+	{ "delete-token", { { "label", SC_ARG_STRING, 1 } } },
+	{ "vsc-list", { { NULL, 0, 0 } } },
+	{ "keygen", { { "token", SC_ARG_STRING, 1 }, { "type", SC_ARG_STRING, 1 },
+	    { "label", SC_ARG_STRING, 0 }, { "key_id", SC_ARG_STRING, 0 } } },
+	{ "import", { { "token", SC_ARG_STRING, 1 }, { "cert", SC_ARG_B64, 1 },
+	    { "chain", SC_ARG_B64, 0 } } },
+	{ "get-public-key", { { "ref", SC_ARG_STRING, 1 } } },
+	{ "sign-key", { { "ref", SC_ARG_STRING, 1 }, { "alg", SC_ARG_STRING, 1 },
+	    { "data", SC_ARG_B64, 0 }, { "digest", SC_ARG_B64, 0 } } },
 	{ NULL, { { NULL, 0, 0 } } }
 };
 

@@ -12,14 +12,21 @@
 #include "config.h"
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <libp11.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/param_build.h>
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
 #include <p11-kit/uri.h>
@@ -28,6 +35,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "token/token.h"
+#include "token/tpm.h"
 
 #define SC_MAX_SESSIONS_IDLE 8
 
@@ -89,6 +97,7 @@ struct sc_token {
 	uint64_t last_use;
 	struct sc_objset *objs;
 	int seen;			/* refresh mark */
+	int dead;			/* its module was re-initialised: handles are void */
 };
 
 struct sc_store {
@@ -100,6 +109,7 @@ struct sc_store {
 	struct sc_token **toks;
 	size_t ntoks;
 	pthread_mutex_t refresh_lock;
+	char *vsc_real;			/* realpath of the TPM virtual smart card module, or NULL */
 };
 
 /* ------------------------------------------------------------------ */
@@ -304,6 +314,10 @@ session_get(struct sc_token *t, CK_SESSION_HANDLE *s)
 	CK_RV rv;
 
 	pthread_mutex_lock(&t->lock);
+	if (t->dead) {
+		pthread_mutex_unlock(&t->lock);
+		return SC_ERR_TOKEN_REMOVED;
+	}
 	if (t->npool > 0) {
 		*s = t->pool[--t->npool];
 		pthread_mutex_unlock(&t->lock);
@@ -324,7 +338,9 @@ static void
 session_put(struct sc_token *t, CK_SESSION_HANDLE s, int bad)
 {
 	pthread_mutex_lock(&t->lock);
-	if (!bad && t->npool < SC_MAX_SESSIONS_IDLE) {
+	if (t->dead)
+		s = CK_INVALID_HANDLE;	/* belongs to the module's previous life */
+	else if (!bad && t->npool < SC_MAX_SESSIONS_IDLE) {
 		t->pool[t->npool++] = s;
 		s = CK_INVALID_HANDLE;
 	}
@@ -602,6 +618,7 @@ sc_store_free(struct sc_store *st)
 		free(m);
 	}
 	free(st->mods);
+	free(st->vsc_real);
 	json_object_put(st->errors);
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->refresh_lock);
@@ -1293,12 +1310,15 @@ token_update_info(struct sc_token *t)
 	}
 }
 
+static CK_FLAGS tpm_pin_flags(struct sc_store *st, struct sc_token *t);
+
 int
 sc_store_login(struct sc_store *st, const char *token_label, const char *pin,
     int confirm_final_try, json_object **flags_out)
 {
 	struct sc_token *t;
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	CK_FLAGS tflags;
 	CK_RV rv;
 	int r;
 
@@ -1308,16 +1328,17 @@ sc_store_login(struct sc_store *st, const char *token_label, const char *pin,
 		return r;
 	/* Fresh flags: never spend a try on a locked PIN or a final try unasked. */
 	token_update_info(t);
+	tflags = tpm_pin_flags(st, t);	/* a TPM's lockout counter, as PIN flags */
 	pthread_mutex_lock(&t->lock);
 	if (t->logged_in) {
 		r = SC_ERR_ALREADY;
 		goto out_locked;
 	}
-	if (t->info.flags & CKF_USER_PIN_LOCKED) {
+	if ((t->info.flags | tflags) & CKF_USER_PIN_LOCKED) {
 		r = SC_ERR_PIN_LOCKED;
 		goto out_locked;
 	}
-	if ((t->info.flags & CKF_USER_PIN_FINAL_TRY) && !confirm_final_try &&
+	if (((t->info.flags | tflags) & CKF_USER_PIN_FINAL_TRY) && !confirm_final_try &&
 	    !st->opts.confirm_final_try) {
 		r = SC_ERR_PIN_FINAL_TRY;
 		goto out_locked;
@@ -1629,4 +1650,1441 @@ out:
 	OPENSSL_cleanse(dgst, sizeof(dgst));
 	match_clear(&m);
 	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* TPM virtual smart cards */
+
+int
+sc_store_set_vsc_module(struct sc_store *st, const char *path)
+{
+	char real[PATH_MAX];
+	char *copy = NULL;
+
+	if (path != NULL) {
+		if (realpath(path, real) == NULL)
+			return SC_ERR_NOT_FOUND;
+		if ((copy = strdup(real)) == NULL)
+			return SC_ERR_NOMEM;
+	}
+	free(st->vsc_real);
+	st->vsc_real = copy;
+	return SC_OK;
+}
+
+/* tpm2-pkcs11 says who it is in C_GetInfo. */
+static int
+module_is_tpm2_pkcs11(struct sc_module *m)
+{
+	static const char id[] = "tpm2-software.github.io";
+	CK_INFO info;
+
+	if (m->f == NULL || m->f->C_GetInfo(&info) != CKR_OK)
+		return 0;
+	return memcmp(info.manufacturerID, id, sizeof(id) - 1) == 0;
+}
+
+/* The module holding TPM virtual smart cards: the configured one, else tpm2-pkcs11. */
+static struct sc_module *
+vsc_module(struct sc_store *st)
+{
+	for (size_t i = 0; i < st->nmods; i++) {
+		struct sc_module *m = st->mods[i];
+		if (st->vsc_real != NULL ? strcmp(m->real, st->vsc_real) == 0 :
+		    module_is_tpm2_pkcs11(m))
+			return m;
+	}
+	return NULL;
+}
+
+const char *
+sc_store_vsc_module(struct sc_store *st)
+{
+	struct sc_module *m = vsc_module(st);
+
+	return m != NULL ? m->path : NULL;
+}
+
+/* The lockout state of the TPM under a tpm2-pkcs11 token (same TCTI as the module). */
+static int
+token_tpm_lockout(struct sc_token *t, struct sc_tpm_lockout *l)
+{
+	memset(l, 0, sizeof(*l));
+	if (!module_is_tpm2_pkcs11(t->mod))
+		return SC_ERR_UNSUPPORTED;
+	return sc_tpm_read_lockout(getenv("TPM2_PKCS11_TCTI"), l);
+}
+
+/*
+ * tpm2-pkcs11 never sets the PIN flags: the TPM's dictionary-attack counter
+ * is the truth. Map it to them so that login treats a TPM like a card: no
+ * try on a locked TPM, and the try that would lock it only when confirmed.
+ */
+static CK_FLAGS
+tpm_pin_flags(struct sc_store *st, struct sc_token *t)
+{
+	struct sc_tpm_lockout l;
+
+	if (token_tpm_lockout(t, &l) != SC_OK || l.max_tries == 0)
+		return 0;
+	if (l.in_lockout || l.counter >= l.max_tries)
+		return CKF_USER_PIN_LOCKED;
+	if (l.counter + 1 >= l.max_tries)
+		return CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_COUNT_LOW;
+	return l.counter > 0 ? CKF_USER_PIN_COUNT_LOW : 0;
+}
+
+int
+sc_store_tpm_lockout(struct sc_store *st, const char *token_label, json_object **out)
+{
+	struct sc_tpm_lockout l;
+	struct sc_token *t;
+	int r;
+
+	*out = NULL;
+	if ((t = store_find_label(st, token_label, &r)) == NULL)
+		return r;
+	if ((r = token_tpm_lockout(t, &l)) == SC_OK)
+		*out = sc_tpm_lockout_json(&l);
+	token_unref(t);
+	return r;
+}
+
+/* Run `tpm2_ptool rmtoken --label LABEL [--path STORE]`; its first output line goes to why. */
+static int
+ptool_rmtoken(const char *label, char *why, size_t whylen)
+{
+	extern char **environ;
+	const char *store = getenv("TPM2_PKCS11_STORE");
+	char *argv[] = { "tpm2_ptool", "rmtoken", "--label", (char *)label,
+	    store ? "--path" : NULL, (char *)store, NULL };
+	posix_spawn_file_actions_t fa;
+	char buf[1024], *nl;
+	size_t got = 0;
+	ssize_t n;
+	int p[2], status = 0, err, r = SC_ERR_DEVICE;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return SC_ERR_IO;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+	/* posix_spawn: no copy of the modules' state, the child only execs. */
+	err = posix_spawnp(&pid, "tpm2_ptool", &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(p[1]);
+	if (err != 0) {
+		close(p[0]);
+		snprintf(why, whylen, "cannot run tpm2_ptool (Debian package libtpm2-pkcs11-tools), "
+		    "which removes tokens from the tpm2-pkcs11 store: %s", strerror(err));
+		return SC_ERR_UNSUPPORTED;
+	}
+	while ((n = read(p[0], buf + got, sizeof(buf) - 1 - got)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		if (got + (size_t)n < sizeof(buf) - 1)
+			got += (size_t)n;
+		else {
+			char sink[512];	/* keep draining so the child never blocks */
+			got = sizeof(buf) - 1;
+			while (read(p[0], sink, sizeof(sink)) > 0)
+				;
+			break;
+		}
+	}
+	close(p[0]);
+	buf[got] = '\0';
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		r = SC_OK;
+	} else {
+		if ((nl = strchr(buf, '\n')) != NULL)
+			*nl = '\0';
+		snprintf(why, whylen, "tpm2_ptool rmtoken failed: %s", *buf ? buf : "no reason given");
+	}
+	return r;
+}
+
+/*
+ * Finalize and initialise a module again: tpm2-pkcs11 reads its store only
+ * in C_Initialize. The module's tokens are dropped (and marked dead, so no
+ * stale session handle is ever used) and found again by the next refresh.
+ */
+static int
+module_reinit(struct sc_store *st, struct sc_module *m)
+{
+	int r = SC_OK;
+
+	pthread_mutex_lock(&st->refresh_lock);
+	pthread_mutex_lock(&m->lock);
+	pthread_mutex_lock(&st->lock);
+	for (size_t i = 0; i < st->ntoks;) {
+		struct sc_token *t = st->toks[i];
+		if (t->mod != m) {
+			i++;
+			continue;
+		}
+		pthread_mutex_lock(&t->lock);
+		t->dead = 1;
+		t->npool = 0;		/* C_Finalize closes them all */
+		t->login_session = CK_INVALID_HANDLE;
+		t->logged_in = 0;
+		pthread_mutex_unlock(&t->lock);
+		memmove(&st->toks[i], &st->toks[i + 1], (st->ntoks - i - 1) * sizeof(*st->toks));
+		st->ntoks--;
+		token_unref(t);
+	}
+	pthread_mutex_unlock(&st->lock);
+	if (m->slots)
+		PKCS11_release_all_slots(m->ctx, m->slots, m->nslots);
+	m->slots = NULL;
+	m->nslots = 0;
+	PKCS11_CTX_unload(m->ctx);
+	PKCS11_CTX_free(m->ctx);
+	if ((m->ctx = PKCS11_CTX_new()) == NULL) {
+		r = SC_ERR_NOMEM;
+	} else if (PKCS11_CTX_load(m->ctx, m->real) != 0 ||
+	    PKCS11_enumerate_slots(m->ctx, &m->slots, &m->nslots) != 0) {
+		sc_error("module %s could not be initialised again", m->path);
+		ERR_clear_error();
+		r = SC_ERR_MODULE;
+	}
+	pthread_mutex_unlock(&m->lock);
+	pthread_mutex_unlock(&st->refresh_lock);
+	return r;
+}
+
+int
+sc_store_init_token(struct sc_store *st, const char *label, const char *so_pin,
+    const char *user_pin, char *why, size_t whylen)
+{
+	struct sc_module *m;
+	struct sc_token *t;
+	CK_SLOT_ID *ids = NULL, slot = 0;
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	CK_UTF8CHAR lab[32];
+	CK_ULONG n = 0;
+	CK_RV rv;
+	size_t len = strlen(label);
+	int r, found = 0, initialised = 0;
+
+	*why = '\0';
+	if ((m = vsc_module(st)) == NULL) {
+		snprintf(why, whylen, "no TPM virtual smart card module is loaded: configure tpm2-pkcs11 "
+		    "(modules.d/tpm2-pkcs11.module or vsc-module in scagent.conf, or scagentd --vsc-module PATH)");
+		return SC_ERR_UNSUPPORTED;
+	}
+	if (len == 0 || len > sizeof(lab)) {
+		snprintf(why, whylen, "a token label has 1 to %zu bytes", sizeof(lab));
+		return SC_ERR_INVALID;
+	}
+	if (strlen(so_pin) < 4 || strlen(user_pin) < 4) {
+		snprintf(why, whylen, "the user PIN and the SO PIN need at least 4 characters");
+		return SC_ERR_PIN_INVALID;
+	}
+	if ((t = store_find_label(st, label, &r)) != NULL || r == SC_ERR_AMBIGUOUS) {
+		token_unref(t);
+		snprintf(why, whylen, "a token labelled \"%s\" exists already; choose another label", label);
+		return SC_ERR_ALREADY;
+	}
+	pthread_mutex_lock(&st->refresh_lock);
+	pthread_mutex_lock(&m->lock);
+	rv = m->f->C_GetSlotList(CK_TRUE, NULL, &n);
+	if (rv == CKR_OK && n > 0 && n < 1024) {
+		if ((ids = calloc(n, sizeof(*ids))) == NULL)
+			rv = CKR_HOST_MEMORY;
+		else
+			rv = m->f->C_GetSlotList(CK_TRUE, ids, &n);
+	}
+	for (CK_ULONG i = 0; rv == CKR_OK && ids != NULL && i < n && !found; i++) {
+		CK_TOKEN_INFO ti;
+		if (m->f->C_GetTokenInfo(ids[i], &ti) == CKR_OK && !(ti.flags & CKF_TOKEN_INITIALIZED)) {
+			slot = ids[i];
+			found = 1;
+		}
+	}
+	if (rv != CKR_OK) {
+		snprintf(why, whylen, "cannot list the slots of %s: %s", m->path, sc_ckr_name(rv));
+		r = sc_err_from_ckr(rv);
+		goto out;
+	}
+	if (!found) {
+		snprintf(why, whylen, "%s offers no empty slot for a new token", m->path);
+		r = SC_ERR_UNSUPPORTED;
+		goto out;
+	}
+	memset(lab, ' ', sizeof(lab));
+	memcpy(lab, label, len);
+	if ((rv = m->f->C_InitToken(slot, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin), lab)) != CKR_OK) {
+		snprintf(why, whylen, "the module could not create the token (C_InitToken: %s)%s",
+		    sc_ckr_name(rv), module_is_tpm2_pkcs11(m) ? "; is the TPM reachable (tpm-tcti) "
+		    "and the store directory writable (tpm-store)?" : "");
+		r = sc_err_from_ckr(rv);
+		goto out;
+	}
+	initialised = 1;
+	rv = m->f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+	if (rv == CKR_OK)
+		rv = m->f->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin));
+	if (rv == CKR_OK) {
+		rv = m->f->C_InitPIN(s, (CK_UTF8CHAR_PTR)user_pin, strlen(user_pin));
+		m->f->C_Logout(s);
+	}
+	if (rv != CKR_OK) {
+		snprintf(why, whylen, "token \"%s\" was created but its user PIN could not be set (%s); "
+		    "delete it with `scagent vsc delete --label %s` and try again", label,
+		    sc_ckr_name(rv), label);
+		r = sc_err_from_ckr(rv);
+		goto out;
+	}
+	sc_info("created token \"%s\" on %s", label, m->path);
+	r = SC_OK;
+out:
+	if (s != CK_INVALID_HANDLE)
+		m->f->C_CloseSession(s);
+	pthread_mutex_unlock(&m->lock);
+	pthread_mutex_unlock(&st->refresh_lock);
+	free(ids);
+	if (initialised)
+		sc_store_refresh(st, NULL);
+	return r;
+}
+
+int
+sc_store_delete_token(struct sc_store *st, const char *label, char *why, size_t whylen)
+{
+	struct sc_module *m;
+	struct sc_token *t;
+	int r;
+
+	*why = '\0';
+	if ((m = vsc_module(st)) == NULL) {
+		snprintf(why, whylen, "no TPM virtual smart card module is loaded");
+		return SC_ERR_UNSUPPORTED;
+	}
+	if ((t = store_find_label(st, label, &r)) == NULL) {
+		snprintf(why, whylen, r == SC_ERR_NOT_FOUND ? "no token labelled \"%s\"; see "
+		    "`scagent vsc list`" : "more than one token is labelled \"%s\"", label);
+		return r;
+	}
+	if (t->mod != m) {
+		snprintf(why, whylen, "token \"%s\" is not a TPM virtual smart card (it belongs to %s); "
+		    "scagent deletes only those", label, t->mod->path);
+		token_unref(t);
+		return SC_ERR_DENIED;
+	}
+	if (!module_is_tpm2_pkcs11(m)) {
+		/* C_InitToken cannot remove a token; only tpm2-pkcs11's store tool can. */
+		snprintf(why, whylen, "deleting a token is supported with tpm2-pkcs11 only");
+		token_unref(t);
+		return SC_ERR_UNSUPPORTED;
+	}
+	token_logout(t);	/* not logged in is fine */
+	token_unref(t);
+	if ((r = ptool_rmtoken(label, why, whylen)) != SC_OK)
+		return r;
+	sc_info("deleted token \"%s\" from the tpm2-pkcs11 store", label);
+	if ((r = module_reinit(st, m)) != SC_OK) {
+		snprintf(why, whylen, "token \"%s\" was deleted, but %s could not be initialised again; "
+		    "restart the agent", label, m->path);
+		return r;
+	}
+	sc_store_refresh(st, NULL);
+	return SC_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Key pairs */
+
+struct sc_kp {
+	unsigned char *id;
+	size_t idlen;
+	char *label;
+	CK_KEY_TYPE type;
+	CK_OBJECT_HANDLE priv, pub;	/* CK_INVALID_HANDLE: absent or not visible */
+	EVP_PKEY *pk;			/* the public key, NULL when unknown */
+};
+
+static void
+kps_free(struct sc_kp *v, size_t n)
+{
+	for (size_t i = 0; v != NULL && i < n; i++) {
+		free(v[i].id);
+		free(v[i].label);
+		EVP_PKEY_free(v[i].pk);
+	}
+	free(v);
+}
+
+static EVP_PKEY *
+pkey_fromdata(const char *type, OSSL_PARAM_BLD *bld)
+{
+	OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
+	EVP_PKEY *pk = NULL;
+
+	if (params != NULL && ctx != NULL && EVP_PKEY_fromdata_init(ctx) > 0 &&
+	    EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY, params) <= 0)
+		pk = NULL;
+	OSSL_PARAM_free(params);
+	EVP_PKEY_CTX_free(ctx);
+	ERR_clear_error();
+	return pk;
+}
+
+static EVP_PKEY *
+pkey_rsa(const unsigned char *n, size_t nlen, const unsigned char *e, size_t elen)
+{
+	BIGNUM *bn = BN_bin2bn(n, (int)nlen, NULL), *be = BN_bin2bn(e, (int)elen, NULL);
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	EVP_PKEY *pk = NULL;
+
+	if (bn != NULL && be != NULL && bld != NULL &&
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn) &&
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, be))
+		pk = pkey_fromdata("RSA", bld);
+	OSSL_PARAM_BLD_free(bld);
+	BN_free(bn);
+	BN_free(be);
+	return pk;
+}
+
+static EVP_PKEY *
+pkey_ec_point(const char *group, const unsigned char *pt, size_t ptlen)
+{
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	EVP_PKEY *pk = NULL;
+
+	if (bld != NULL &&
+	    OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, 0) &&
+	    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt, ptlen))
+		pk = pkey_fromdata("EC", bld);
+	OSSL_PARAM_BLD_free(bld);
+	return pk;
+}
+
+/* CKA_EC_PARAMS (a named curve OID) and CKA_EC_POINT (DER OCTET STRING, or raw from some modules). */
+static EVP_PKEY *
+pkey_ec(const unsigned char *params, size_t plen, const unsigned char *point, size_t ptlen)
+{
+	const unsigned char *p = params, *q = point;
+	ASN1_OBJECT *oid = d2i_ASN1_OBJECT(NULL, &p, (long)plen);
+	ASN1_OCTET_STRING *os = d2i_ASN1_OCTET_STRING(NULL, &q, (long)ptlen);
+	const char *group = oid != NULL ? OBJ_nid2sn(OBJ_obj2nid(oid)) : NULL;
+	EVP_PKEY *pk = NULL;
+
+	if (group != NULL && OBJ_obj2nid(oid) != NID_undef) {
+		/* A point that is not on the curve does not load: try the DER form, then raw. */
+		if (os != NULL && q == point + ptlen)
+			pk = pkey_ec_point(group, os->data, (size_t)os->length);
+		if (pk == NULL)
+			pk = pkey_ec_point(group, point, ptlen);
+	}
+	ASN1_OBJECT_free(oid);
+	ASN1_OCTET_STRING_free(os);
+	ERR_clear_error();
+	return pk;
+}
+
+/* The public key held by a key object (RSA private keys carry it too). */
+static EVP_PKEY *
+object_pkey(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, CK_KEY_TYPE type)
+{
+	unsigned char *a = NULL, *b = NULL;
+	size_t alen = 0, blen = 0;
+	EVP_PKEY *pk = NULL;
+
+	if (type == CKK_RSA) {
+		if (get_attr(f, s, h, CKA_MODULUS, &a, &alen) == CKR_OK && a != NULL &&
+		    get_attr(f, s, h, CKA_PUBLIC_EXPONENT, &b, &blen) == CKR_OK && b != NULL)
+			pk = pkey_rsa(a, alen, b, blen);
+	} else if (type == CKK_EC) {
+		if (get_attr(f, s, h, CKA_EC_PARAMS, &a, &alen) == CKR_OK && a != NULL &&
+		    get_attr(f, s, h, CKA_EC_POINT, &b, &blen) == CKR_OK && b != NULL)
+			pk = pkey_ec(a, alen, b, blen);
+	}
+	free(a);
+	free(b);
+	return pk;
+}
+
+/* Public and private key objects of a token, paired by CKA_ID. */
+static int
+token_keypairs(struct sc_token *t, CK_SESSION_HANDLE s, struct sc_kp **out, size_t *nout)
+{
+	static const CK_OBJECT_CLASS classes[2] = { CKO_PUBLIC_KEY, CKO_PRIVATE_KEY };
+	CK_FUNCTION_LIST_PTR f = t->mod->f;
+	struct sc_kp *v = NULL, *nv;
+	size_t n = 0;
+	int r = SC_OK;
+
+	*out = NULL;
+	*nout = 0;
+	for (int c = 0; c < 2 && r == SC_OK; c++) {
+		CK_OBJECT_CLASS cls = classes[c];
+		CK_ATTRIBUTE tmpl = { CKA_CLASS, &cls, sizeof(cls) };
+		CK_OBJECT_HANDLE *h = NULL;
+		CK_ULONG nh = 0;
+		CK_RV rv;
+
+		if ((rv = find_objects(f, s, &tmpl, 1, &h, &nh)) != CKR_OK) {
+			r = sc_err_from_ckr(rv);
+			break;
+		}
+		for (CK_ULONG i = 0; i < nh; i++) {
+			unsigned char *id = NULL, *label = NULL;
+			size_t idlen = 0, labellen = 0, k;
+			CK_KEY_TYPE type = (CK_KEY_TYPE)-1;
+			CK_ATTRIBUTE ta = { CKA_KEY_TYPE, &type, sizeof(type) };
+
+			if (get_attr(f, s, h[i], CKA_ID, &id, &idlen) != CKR_OK)
+				continue;
+			get_attr(f, s, h[i], CKA_LABEL, &label, &labellen);
+			f->C_GetAttributeValue(s, h[i], &ta, 1);
+			for (k = 0; k < n; k++)
+				if (idlen > 0 && v[k].idlen == idlen && memcmp(v[k].id, id, idlen) == 0)
+					break;
+			if (k == n) {
+				if ((nv = realloc(v, (n + 1) * sizeof(*v))) == NULL) {
+					free(id);
+					free(label);
+					r = SC_ERR_NOMEM;
+					break;
+				}
+				v = nv;
+				memset(&v[n], 0, sizeof(v[n]));
+				v[n].priv = v[n].pub = CK_INVALID_HANDLE;
+				v[n].type = type;
+				v[n].id = id;
+				v[n].idlen = idlen;
+				id = NULL;
+				n++;
+			}
+			free(id);
+			if (v[k].label == NULL || *v[k].label == '\0') {
+				free(v[k].label);
+				v[k].label = label ? (char *)label : strdup("");
+				label = NULL;
+			}
+			free(label);
+			if (cls == CKO_PUBLIC_KEY)
+				v[k].pub = h[i];
+			else
+				v[k].priv = h[i];
+			if (v[k].pk == NULL)
+				v[k].pk = object_pkey(f, s, h[i], type);
+		}
+		free(h);
+	}
+	if (r != SC_OK) {
+		kps_free(v, n);
+		return r;
+	}
+	*out = v;
+	*nout = n;
+	return SC_OK;
+}
+
+static json_object *
+kp_json(struct sc_token *t, const struct sc_kp *k)
+{
+	json_object *j = json_object_new_object();
+	char *hex = sc_hex(k->id, k->idlen), *uri, *b64;
+	unsigned char *der = NULL;
+	char curve[64];
+	size_t clen = 0;
+	int dlen;
+	int hidden = (t->info.flags & CKF_LOGIN_REQUIRED) && !t->logged_in;
+
+	json_object_object_add(j, "token", json_object_new_string(t->label));
+	json_object_object_add(j, "label", json_object_new_string(k->label ? k->label : ""));
+	json_object_object_add(j, "id", json_object_new_string(hex ? hex : ""));
+	free(hex);
+	uri = make_uri(&t->info, CKO_PRIVATE_KEY, k->id, k->idlen, k->label);
+	json_object_object_add(j, "uri", json_object_new_string(uri ? uri : ""));
+	free(uri);
+	json_object_object_add(j, "type", json_object_new_string(k->type == CKK_RSA ? "rsa" :
+	    k->type == CKK_EC ? "ec" : "other"));
+	if (k->pk != NULL) {
+		if (k->type == CKK_EC && EVP_PKEY_get_utf8_string_param(k->pk,
+		    OSSL_PKEY_PARAM_GROUP_NAME, curve, sizeof(curve), &clen))
+			json_object_object_add(j, "curve", json_object_new_string(curve));
+		json_object_object_add(j, "bits", json_object_new_int(EVP_PKEY_get_bits(k->pk)));
+		if ((dlen = i2d_PUBKEY(k->pk, &der)) > 0 &&
+		    (b64 = sc_b64(der, (size_t)dlen)) != NULL) {
+			json_object_object_add(j, "public_key", json_object_new_string(b64));
+			free(b64);
+		}
+		OPENSSL_free(der);
+	}
+	json_object_object_add(j, "private_key", json_object_new_string(
+	    k->priv != CK_INVALID_HANDLE ? "present" : hidden ? "unknown" : "absent"));
+	return j;
+}
+
+static json_object *
+kp_candidate(struct sc_token *t, const struct sc_kp *k)
+{
+	char buf[512], *hex = sc_hex(k->id, k->idlen);
+
+	snprintf(buf, sizeof(buf), "%s (id %s) on token \"%s\"", k->label && *k->label ?
+	    k->label : "(no label)", hex ? hex : "", t->label);
+	free(hex);
+	return json_object_new_string(buf);
+}
+
+struct kmatch {
+	struct sc_token *tok;		/* referenced */
+	struct sc_kp kp;		/* owned copy */
+};
+
+static void
+kmatch_clear(struct kmatch *m)
+{
+	free(m->kp.id);
+	free(m->kp.label);
+	EVP_PKEY_free(m->kp.pk);
+	token_unref(m->tok);
+	memset(m, 0, sizeof(*m));
+}
+
+static int
+kp_uri_matches(P11KitUri *uri, const struct sc_kp *k)
+{
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE attrs[3], *ucls;
+
+	ucls = p11_kit_uri_get_attribute(uri, CKA_CLASS);
+	if (ucls != NULL && ucls->ulValueLen == sizeof(cls))
+		memcpy(&cls, ucls->pValue, sizeof(cls));
+	if (cls != CKO_PRIVATE_KEY && cls != CKO_PUBLIC_KEY)
+		return 0;
+	attrs[0].type = CKA_CLASS;
+	attrs[0].pValue = &cls;
+	attrs[0].ulValueLen = sizeof(cls);
+	attrs[1].type = CKA_ID;
+	attrs[1].pValue = k->id;
+	attrs[1].ulValueLen = k->idlen;
+	attrs[2].type = CKA_LABEL;
+	attrs[2].pValue = k->label;
+	attrs[2].ulValueLen = k->label ? strlen(k->label) : 0;
+	return p11_kit_uri_match_attributes(uri, attrs, 3);
+}
+
+/* m->kp becomes a copy of k (its own id, label and key reference) on token t. */
+static void
+kmatch_set(struct kmatch *m, struct sc_token *t, const struct sc_kp *k)
+{
+	m->tok = t;
+	__atomic_add_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
+	m->kp = *k;
+	if (k->pk != NULL)
+		EVP_PKEY_up_ref(k->pk);
+	if ((m->kp.id = malloc(k->idlen ? k->idlen : 1)) != NULL)
+		memcpy(m->kp.id, k->id, k->idlen);
+	m->kp.label = sc_strdup0(k->label);
+}
+
+/* The key pair with CKA_ID id on token t. */
+static int
+token_find_kp(struct sc_token *t, const unsigned char *id, size_t idlen, struct kmatch *out)
+{
+	CK_SESSION_HANDLE s;
+	struct sc_kp *kps = NULL;
+	size_t nk = 0;
+	int r;
+
+	if ((r = session_get(t, &s)) != SC_OK)
+		return r;
+	r = token_keypairs(t, s, &kps, &nk);
+	session_put(t, s, r == SC_ERR_TOKEN_REMOVED);
+	if (r == SC_OK) {
+		r = SC_ERR_NOT_FOUND;
+		for (size_t k = 0; k < nk; k++)
+			if (kps[k].idlen == idlen && memcmp(kps[k].id, id, idlen) == 0) {
+				kmatch_set(out, t, &kps[k]);
+				r = SC_OK;
+				break;
+			}
+	}
+	kps_free(kps, nk);
+	return r;
+}
+
+/*
+ * Resolve a key REF: a pkcs11: URI of the private or public key, the key's
+ * CKA_ID in hex, or its label (IDs win over labels); failing that, a
+ * certificate REF names the key with the certificate's ID.
+ */
+static int
+key_resolve(struct sc_store *st, const char *ref, struct kmatch *out, json_object **candidates)
+{
+	P11KitUri *uri = NULL;
+	struct sc_token **v;
+	json_object *hits[2], *all = json_object_new_array();
+	size_t n, nhits[2] = { 0, 0 };
+	struct kmatch first[2];
+	int r, is_uri = strncmp(ref, "pkcs11:", 7) == 0;
+	int is_id = !is_uri && strlen(ref) % 2 == 0 && *ref && sc_is_hex(ref);
+
+	memset(out, 0, sizeof(*out));
+	memset(first, 0, sizeof(first));
+	hits[0] = json_object_new_array();
+	hits[1] = json_object_new_array();
+	if (candidates)
+		*candidates = NULL;
+	if (is_uri && ((uri = p11_kit_uri_new()) == NULL ||
+	    p11_kit_uri_parse(ref, P11_KIT_URI_FOR_ANY, uri) != P11_KIT_URI_OK)) {
+		r = SC_ERR_INVALID;
+		goto out;
+	}
+	v = tokens_get(st, &n);
+	for (size_t i = 0; i < n; i++) {
+		CK_SESSION_HANDLE s;
+		struct sc_kp *kps = NULL;
+		size_t nk = 0;
+
+		if (is_uri && !p11_kit_uri_match_token_info(uri, &v[i]->info))
+			continue;
+		if (session_get(v[i], &s) != SC_OK)
+			continue;
+		r = token_keypairs(v[i], s, &kps, &nk);
+		session_put(v[i], s, r == SC_ERR_TOKEN_REMOVED);
+		for (size_t k = 0; r == SC_OK && k < nk; k++) {
+			char *hex = sc_hex(kps[k].id, kps[k].idlen);
+			int how = -1;	/* 0: by URI or ID, 1: by label */
+
+			if (is_uri)
+				how = kp_uri_matches(uri, &kps[k]) ? 0 : -1;
+			else if (is_id && hex != NULL && strcasecmp(hex, ref) == 0)
+				how = 0;
+			else if (kps[k].label != NULL && strcmp(kps[k].label, ref) == 0)
+				how = 1;
+			free(hex);
+			json_object_array_add(all, kp_candidate(v[i], &kps[k]));
+			if (how < 0)
+				continue;
+			json_object_array_add(hits[how], kp_candidate(v[i], &kps[k]));
+			if (nhits[how]++ == 0)
+				kmatch_set(&first[how], v[i], &kps[k]);
+		}
+		kps_free(kps, nk);
+	}
+	tokens_put(v, n);
+	for (int how = 0; how < 2; how++) {
+		if (nhits[how] == 0)
+			continue;
+		if (nhits[how] == 1) {
+			*out = first[how];
+			memset(&first[how], 0, sizeof(first[how]));
+			r = SC_OK;
+		} else {
+			r = SC_ERR_AMBIGUOUS;
+			if (candidates)
+				*candidates = json_object_get(hits[how]);
+		}
+		goto out;
+	}
+	/* A certificate REF: its key. */
+	{
+		struct match cm;
+		if (store_resolve(st, ref, &cm, NULL) == SC_OK) {
+			struct sc_cert *c = &cm.objs->certs[cm.idx];
+			r = c->idlen > 0 ? token_find_kp(cm.tok, c->id, c->idlen, out) : SC_ERR_NOT_FOUND;
+			match_clear(&cm);
+			if (r == SC_OK)
+				goto out;
+		}
+	}
+	r = SC_ERR_NOT_FOUND;
+	if (candidates)
+		*candidates = json_object_get(all);
+out:
+	kmatch_clear(&first[0]);
+	kmatch_clear(&first[1]);
+	p11_kit_uri_free(uri);
+	json_object_put(hits[0]);
+	json_object_put(hits[1]);
+	json_object_put(all);
+	return r;
+}
+
+int
+sc_store_find_key(struct sc_store *st, const char *ref, json_object **out,
+    json_object **candidates)
+{
+	struct kmatch m;
+	int r;
+
+	*out = NULL;
+	if ((r = key_resolve(st, ref, &m, candidates)) != SC_OK)
+		return r;
+	*out = kp_json(m.tok, &m.kp);
+	kmatch_clear(&m);
+	return *out ? SC_OK : SC_ERR_NOMEM;
+}
+
+static int
+verify_sig_pkey(EVP_PKEY *pk, int alg, const unsigned char *dgst, size_t dlen,
+    const unsigned char *sig, size_t siglen)
+{
+	EVP_PKEY_CTX *ctx;
+	int ok = 0;
+
+	if ((ctx = EVP_PKEY_CTX_new(pk, NULL)) == NULL)
+		return SC_ERR_NOMEM;
+	if (EVP_PKEY_verify_init(ctx) <= 0 ||
+	    EVP_PKEY_CTX_set_signature_md(ctx, sc_alg_md(alg)) <= 0)
+		goto out;
+	if (sc_alg_family(alg) == 1 && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) <= 0)
+		goto out;
+	if (sc_alg_family(alg) == 2 &&
+	    (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, sc_alg_md(alg)) <= 0))
+		goto out;
+	ok = EVP_PKEY_verify(ctx, sig, siglen, dgst, dlen) == 1;
+out:
+	EVP_PKEY_CTX_free(ctx);
+	ERR_clear_error();
+	return ok ? SC_OK : SC_ERR_BAD_SIGNATURE;
+}
+
+int
+sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
+    const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen,
+    json_object **info)
+{
+	struct kmatch m;
+	CK_RSA_PKCS_PSS_PARAMS pss;
+	CK_MECHANISM mech = { 0, NULL, 0 };
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	unsigned char dgst[EVP_MAX_MD_SIZE], tbs[EVP_MAX_MD_SIZE + 32], out[1024];
+	unsigned int dlen = 0;
+	CK_ULONG outlen = sizeof(out), tbslen = 0;
+	const EVP_MD *md = sc_alg_md(alg);
+	int r, family = sc_alg_family(alg), bad = 0, hidden;
+	CK_RV rv;
+
+	*sig = NULL;
+	*siglen = 0;
+	if (info)
+		*info = NULL;
+	if (md == NULL || (is_digest && inlen != (size_t)EVP_MD_get_size(md)))
+		return SC_ERR_INVALID;
+	if ((r = key_resolve(st, ref, &m, NULL)) != SC_OK)
+		return r;
+	if (m.kp.priv == CK_INVALID_HANDLE) {
+		pthread_mutex_lock(&m.tok->lock);
+		hidden = (m.tok->info.flags & CKF_LOGIN_REQUIRED) && !m.tok->logged_in;
+		pthread_mutex_unlock(&m.tok->lock);
+		r = hidden ? SC_ERR_NOT_LOGGED_IN : SC_ERR_KEY;
+		goto out;
+	}
+	if ((family == 3) != (m.kp.type == CKK_EC)) {
+		r = SC_ERR_KEY;
+		goto out;
+	}
+	if (is_digest) {
+		memcpy(dgst, in, inlen);
+		dlen = (unsigned int)inlen;
+	} else if (!EVP_Digest(in, inlen, dgst, &dlen, md, NULL)) {
+		r = SC_ERR_NOMEM;
+		goto out;
+	}
+	memcpy(tbs, dgst, dlen);
+	tbslen = dlen;
+	if (family == 1) {
+		/* DigestInfo prefixes are all 19 bytes long. */
+		memcpy(tbs, md == EVP_sha256() ? di_sha256 : md == EVP_sha384() ? di_sha384 :
+		    di_sha512, sizeof(di_sha256));
+		memcpy(tbs + sizeof(di_sha256), dgst, dlen);
+		tbslen = sizeof(di_sha256) + dlen;
+		mech.mechanism = CKM_RSA_PKCS;
+	} else if (family == 2) {
+		pss.hashAlg = algs[alg].hash_mech;
+		pss.mgf = algs[alg].mgf;
+		pss.sLen = dlen;
+		mech.mechanism = CKM_RSA_PKCS_PSS;
+		mech.pParameter = &pss;
+		mech.ulParameterLen = sizeof(pss);
+	} else
+		mech.mechanism = CKM_ECDSA;
+	if (m.tok->nmechs > 0 && !token_has_mech(m.tok, mech.mechanism)) {
+		if (is_digest || !token_has_mech(m.tok, algs[alg].data_mech) || inlen > sizeof(tbs)) {
+			r = SC_ERR_MECHANISM;
+			goto out;
+		}
+		mech.mechanism = algs[alg].data_mech;
+		memcpy(tbs, in, inlen);
+		tbslen = inlen;
+	}
+	if ((r = session_get(m.tok, &s)) != SC_OK)
+		goto out;
+	rv = m.tok->mod->f->C_SignInit(s, &mech, m.kp.priv);
+	if (rv == CKR_OK)
+		rv = m.tok->mod->f->C_Sign(s, tbs, tbslen, out, &outlen);
+	if (rv != CKR_OK) {
+		sc_info("signature on \"%s\" failed: %s", m.tok->label, sc_ckr_name(rv));
+		bad = ckr_session_bad(rv);
+		r = sc_err_from_ckr(rv);
+		goto out;
+	}
+	pthread_mutex_lock(&m.tok->lock);
+	m.tok->last_use = sc_now_ms();
+	pthread_mutex_unlock(&m.tok->lock);
+	if (family == 3) {
+		if ((r = ecdsa_raw_to_der(out, outlen, sig, siglen)) != SC_OK)
+			goto out;
+	} else {
+		if ((*sig = malloc(outlen)) == NULL) {
+			r = SC_ERR_NOMEM;
+			goto out;
+		}
+		memcpy(*sig, out, outlen);
+		*siglen = outlen;
+	}
+	/* Key REFs serve enrolment: every signature is checked, ECDSA too. */
+	if (m.kp.pk != NULL && (r = verify_sig_pkey(m.kp.pk, alg, dgst, dlen, *sig, *siglen)) != SC_OK) {
+		sc_error("token \"%s\" returned a signature that does not verify: discarded", m.tok->label);
+		free(*sig);
+		*sig = NULL;
+		*siglen = 0;
+		goto out;
+	}
+	if (info)
+		*info = kp_json(m.tok, &m.kp);
+	r = SC_OK;
+out:
+	if (s != CK_INVALID_HANDLE)
+		session_put(m.tok, s, bad);
+	OPENSSL_cleanse(dgst, sizeof(dgst));
+	kmatch_clear(&m);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Enrolment: key generation and certificate import */
+
+int
+sc_keytype_parse(const char *s)
+{
+	if (strcmp(s, "rsa:2048") == 0)
+		return SC_KEY_RSA2048;
+	if (strcmp(s, "rsa:3072") == 0)
+		return SC_KEY_RSA3072;
+	if (strcmp(s, "ec:p256") == 0 || strcmp(s, "ec:prime256v1") == 0)
+		return SC_KEY_EC_P256;
+	return -1;
+}
+
+/* The token labelled label, with a fresh read-write session on it. */
+static int
+token_rw_session(struct sc_store *st, const char *label, struct sc_token **tp,
+    CK_SESSION_HANDLE *s, char *why, size_t whylen)
+{
+	struct sc_token *t;
+	CK_RV rv;
+	int r;
+
+	*tp = NULL;
+	*s = CK_INVALID_HANDLE;
+	if ((t = store_find_label(st, label, &r)) == NULL) {
+		snprintf(why, whylen, r == SC_ERR_NOT_FOUND ? "no token labelled \"%s\"; see `scagent list`" :
+		    "more than one token is labelled \"%s\"", label);
+		return r;
+	}
+	rv = t->dead ? CKR_TOKEN_NOT_PRESENT :
+	    t->mod->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, s);
+	if (rv != CKR_OK) {
+		snprintf(why, whylen, "cannot open a read-write session on token \"%s\": %s%s", label,
+		    sc_ckr_name(rv), rv == CKR_TOKEN_WRITE_PROTECTED ? " (the token is write-protected)" : "");
+		token_unref(t);
+		return sc_err_from_ckr(rv);
+	}
+	*tp = t;
+	return SC_OK;
+}
+
+static int
+id_in_use(const struct sc_kp *kps, size_t nk, const struct sc_objset *o,
+    const unsigned char *id, size_t idlen)
+{
+	for (size_t i = 0; i < nk; i++)
+		if (kps[i].idlen == idlen && memcmp(kps[i].id, id, idlen) == 0)
+			return 1;
+	for (size_t i = 0; o != NULL && i < o->ncerts; i++)
+		if (o->certs[i].idlen == idlen && memcmp(o->certs[i].id, id, idlen) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+attr_add(CK_ATTRIBUTE *v, CK_ULONG *n, CK_ATTRIBUTE_TYPE type, const void *p, size_t len)
+{
+	v[*n].type = type;
+	v[*n].pValue = (void *)p;
+	v[*n].ulValueLen = len;
+	(*n)++;
+}
+
+int
+sc_store_keygen(struct sc_store *st, const char *token_label, int type, const char *label,
+    const unsigned char *id, size_t idlen, json_object **out, char *why, size_t whylen)
+{
+	static const unsigned char p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+	static const unsigned char f4[] = { 0x01, 0x00, 0x01 };
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ULONG bits = type == SC_KEY_RSA3072 ? 3072 : 2048;
+	CK_OBJECT_CLASS pubcls = CKO_PUBLIC_KEY, privcls = CKO_PRIVATE_KEY;
+	CK_KEY_TYPE kt = type == SC_KEY_EC_P256 ? CKK_EC : CKK_RSA;
+	CK_MECHANISM mech = { kt == CKK_EC ? CKM_EC_KEY_PAIR_GEN : CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 };
+	CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	struct sc_token *t = NULL;
+	struct sc_objset *o = NULL;
+	struct sc_kp *kps = NULL, made;
+	size_t nk = 0;
+	unsigned char idbuf[1];
+	char deflabel[16];
+	CK_ATTRIBUTE pub[8], priv[10];
+	CK_ULONG np = 0, nv = 0;
+	CK_RV rv;
+	int r, need_login;
+
+	*out = NULL;
+	*why = '\0';
+	memset(&made, 0, sizeof(made));
+	if (type < 0 || type > SC_KEY_EC_P256)
+		return SC_ERR_INVALID;
+	if (label != NULL && strlen(label) > 64) {
+		snprintf(why, whylen, "a key label has at most 64 bytes");
+		return SC_ERR_INVALID;
+	}
+	if (id != NULL && (idlen == 0 || idlen > 64)) {
+		snprintf(why, whylen, "a key ID has 1 to 64 bytes");
+		return SC_ERR_INVALID;
+	}
+	if ((r = token_rw_session(st, token_label, &t, &s, why, whylen)) != SC_OK)
+		return r;
+	pthread_mutex_lock(&t->lock);
+	need_login = (t->info.flags & CKF_LOGIN_REQUIRED) && !t->logged_in;
+	pthread_mutex_unlock(&t->lock);
+	if (need_login) {
+		snprintf(why, whylen, "key generation on token \"%s\" needs a login: run "
+		    "`scagent login --token %s` first", token_label, token_label);
+		r = SC_ERR_NOT_LOGGED_IN;
+		goto out;
+	}
+	if (t->nmechs > 0 && !token_has_mech(t, mech.mechanism)) {
+		snprintf(why, whylen, "token \"%s\" cannot generate %s keys", token_label,
+		    kt == CKK_EC ? "EC" : "RSA");
+		r = SC_ERR_MECHANISM;
+		goto out;
+	}
+	if ((r = token_keypairs(t, s, &kps, &nk)) != SC_OK) {
+		snprintf(why, whylen, "cannot read the keys of token \"%s\": %s", token_label, sc_strerror(r));
+		goto out;
+	}
+	o = token_objs(t);
+	if (id != NULL) {
+		if (id_in_use(kps, nk, o, id, idlen)) {
+			char *hex = sc_hex(id, idlen);
+			snprintf(why, whylen, "ID %s is already used on token \"%s\"; choose another --id "
+			    "or leave it out", hex ? hex : "", token_label);
+			free(hex);
+			r = SC_ERR_ALREADY;
+			goto out;
+		}
+	} else {
+		/* The lowest free one-byte ID, as pkcs11-tool users number their keys. */
+		unsigned int b;
+		for (b = 1; b < 256; b++) {
+			idbuf[0] = (unsigned char)b;
+			if (!id_in_use(kps, nk, o, idbuf, 1))
+				break;
+		}
+		if (b == 256) {
+			snprintf(why, whylen, "token \"%s\" has no free one-byte key ID: give --id", token_label);
+			r = SC_ERR_ALREADY;
+			goto out;
+		}
+		id = idbuf;
+		idlen = 1;
+	}
+	if (label == NULL) {
+		snprintf(deflabel, sizeof(deflabel), "key-%02x", id[0]);
+		label = idlen == 1 ? deflabel : "key";
+	}
+	for (size_t i = 0; i < nk; i++)
+		if (kps[i].label != NULL && strcmp(kps[i].label, label) == 0) {
+			snprintf(why, whylen, "a key labelled \"%s\" exists on token \"%s\"; choose another --label",
+			    label, token_label);
+			r = SC_ERR_ALREADY;
+			goto out;
+		}
+	attr_add(pub, &np, CKA_CLASS, &pubcls, sizeof(pubcls));
+	attr_add(pub, &np, CKA_TOKEN, &yes, sizeof(yes));
+	attr_add(pub, &np, CKA_VERIFY, &yes, sizeof(yes));
+	attr_add(pub, &np, CKA_ID, id, idlen);
+	attr_add(pub, &np, CKA_LABEL, label, strlen(label));
+	if (kt == CKK_RSA) {
+		attr_add(pub, &np, CKA_MODULUS_BITS, &bits, sizeof(bits));
+		attr_add(pub, &np, CKA_PUBLIC_EXPONENT, f4, sizeof(f4));
+		attr_add(pub, &np, CKA_ENCRYPT, &yes, sizeof(yes));
+	} else
+		attr_add(pub, &np, CKA_EC_PARAMS, p256, sizeof(p256));
+	attr_add(priv, &nv, CKA_CLASS, &privcls, sizeof(privcls));
+	attr_add(priv, &nv, CKA_TOKEN, &yes, sizeof(yes));
+	attr_add(priv, &nv, CKA_PRIVATE, &yes, sizeof(yes));
+	attr_add(priv, &nv, CKA_SENSITIVE, &yes, sizeof(yes));
+	attr_add(priv, &nv, CKA_EXTRACTABLE, &no, sizeof(no));
+	attr_add(priv, &nv, CKA_SIGN, &yes, sizeof(yes));
+	attr_add(priv, &nv, CKA_ID, id, idlen);
+	attr_add(priv, &nv, CKA_LABEL, label, strlen(label));
+	if (kt == CKK_RSA)
+		attr_add(priv, &nv, CKA_DECRYPT, &yes, sizeof(yes));
+	rv = t->mod->f->C_GenerateKeyPair(s, &mech, pub, np, priv, nv, &hpub, &hpriv);
+	if (rv != CKR_OK) {
+		snprintf(why, whylen, "token \"%s\" could not generate the key pair: %s", token_label,
+		    sc_ckr_name(rv));
+		r = rv == CKR_USER_NOT_LOGGED_IN ? SC_ERR_NOT_LOGGED_IN : sc_err_from_ckr(rv);
+		goto out;
+	}
+	made.id = (unsigned char *)id;
+	made.idlen = idlen;
+	made.label = (char *)label;
+	made.type = kt;
+	made.priv = hpriv;
+	made.pub = hpub;
+	made.pk = object_pkey(t->mod->f, s, hpub, kt);
+	if (made.pk == NULL)
+		made.pk = object_pkey(t->mod->f, s, hpriv, kt);
+	sc_info("generated a %s key pair \"%s\" on token \"%s\"", kt == CKK_EC ? "P-256" :
+	    bits == 3072 ? "RSA-3072" : "RSA-2048", label, token_label);
+	*out = kp_json(t, &made);
+	EVP_PKEY_free(made.pk);
+	r = SC_OK;
+out:
+	if (s != CK_INVALID_HANDLE)
+		t->mod->f->C_CloseSession(s);
+	if (t != NULL && r == SC_OK)
+		token_reload(t, 0);
+	kps_free(kps, nk);
+	objset_unref(o);
+	token_unref(t);
+	return r;
+}
+
+/* Create a certificate object. */
+static CK_RV
+put_cert(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, X509 *x, const unsigned char *der,
+    size_t derlen, const char *label, const unsigned char *id, size_t idlen)
+{
+	CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+	CK_CERTIFICATE_TYPE ct = CKC_X_509;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_OBJECT_HANDLE h;
+	CK_ATTRIBUTE a[11];
+	CK_ULONG n = 0;
+	unsigned char *subj = NULL, *iss = NULL, *ser = NULL;
+	int sl, il, nl;
+	CK_RV rv = CKR_HOST_MEMORY;
+
+	sl = i2d_X509_NAME(X509_get_subject_name(x), &subj);
+	il = i2d_X509_NAME(X509_get_issuer_name(x), &iss);
+	nl = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &ser);
+	if (sl <= 0 || il <= 0 || nl <= 0)
+		goto out;
+	attr_add(a, &n, CKA_CLASS, &cls, sizeof(cls));
+	attr_add(a, &n, CKA_CERTIFICATE_TYPE, &ct, sizeof(ct));
+	attr_add(a, &n, CKA_TOKEN, &yes, sizeof(yes));
+	attr_add(a, &n, CKA_PRIVATE, &no, sizeof(no));
+	attr_add(a, &n, CKA_LABEL, label, strlen(label));
+	attr_add(a, &n, CKA_ID, id, idlen);
+	attr_add(a, &n, CKA_VALUE, der, derlen);
+	attr_add(a, &n, CKA_SUBJECT, subj, (size_t)sl);
+	attr_add(a, &n, CKA_ISSUER, iss, (size_t)il);
+	attr_add(a, &n, CKA_SERIAL_NUMBER, ser, (size_t)nl);
+	rv = f->C_CreateObject(s, a, n, &h);
+out:
+	OPENSSL_free(subj);
+	OPENSSL_free(iss);
+	OPENSSL_free(ser);
+	return rv;
+}
+
+/* A certificate's common name (or its whole subject) as an object label. */
+static void
+cert_label(X509 *x, char *buf, size_t len)
+{
+	X509_NAME *nm = X509_get_subject_name(x);
+	int i = X509_NAME_get_index_by_NID(nm, NID_commonName, -1);
+	unsigned char *utf8 = NULL;
+	int n;
+
+	if (i >= 0 && (n = ASN1_STRING_to_UTF8(&utf8,
+	    X509_NAME_ENTRY_get_data(X509_NAME_get_entry(nm, i)))) > 0) {
+		snprintf(buf, len, "%.*s", n, (char *)utf8);
+		OPENSSL_free(utf8);
+	} else
+		X509_NAME_oneline(nm, buf, (int)len);
+}
+
+static void
+der_sha256(const unsigned char *der, size_t len, char hex[65])
+{
+	unsigned char md[32];
+	unsigned int mdlen = sizeof(md);
+	char *h;
+
+	hex[0] = '\0';
+	if (EVP_Digest(der, len, md, &mdlen, EVP_sha256(), NULL) && (h = sc_hex(md, 32)) != NULL) {
+		memcpy(hex, h, 65);
+		free(h);
+	}
+}
+
+static int
+objset_has(const struct sc_objset *o, const char *sha256)
+{
+	for (size_t i = 0; o != NULL && i < o->ncerts; i++)
+		if (strcmp(o->certs[i].sha256, sha256) == 0)
+			return 1;
+	return 0;
+}
+
+static const char *
+pkey_desc(EVP_PKEY *pk, char *buf, size_t len)
+{
+	if (pk == NULL)
+		snprintf(buf, len, "unknown");
+	else
+		snprintf(buf, len, "%s %d bits", EVP_PKEY_get_base_id(pk) == EVP_PKEY_EC ? "EC" :
+		    EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA ? "RSA" : "other", EVP_PKEY_get_bits(pk));
+	return buf;
+}
+
+int
+sc_store_import_cert(struct sc_store *st, const char *token_label, const unsigned char *der,
+    size_t derlen, const unsigned char *chain, size_t chainlen, json_object **out,
+    char *why, size_t whylen)
+{
+	STACK_OF(X509) *cas = sk_X509_new_null();
+	X509 *leaf = NULL;
+	struct sc_token *t = NULL;
+	struct sc_objset *o = NULL;
+	struct sc_kp *kps = NULL, *key = NULL;
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	json_object *res = NULL, *jc, *jchain;
+	const unsigned char *p = der, *end;
+	char sha[65], label[256], desc[64], *hex;
+	size_t nk = 0;
+	CK_RV rv;
+	int r;
+
+	*out = NULL;
+	*why = '\0';
+	if (cas == NULL)
+		return SC_ERR_NOMEM;
+	if ((leaf = d2i_X509(NULL, &p, (long)derlen)) == NULL || p != der + derlen) {
+		snprintf(why, whylen, "the certificate is not a DER or PEM X.509 certificate");
+		r = SC_ERR_CERT;
+		goto out;
+	}
+	for (p = chain, end = chain + chainlen; chain != NULL && p < end;) {
+		X509 *ca = d2i_X509(NULL, &p, (long)(end - p));
+		if (ca == NULL) {
+			snprintf(why, whylen, "chain certificate %d is not a DER or PEM X.509 certificate",
+			    sk_X509_num(cas) + 1);
+			r = SC_ERR_CERT;
+			goto out;
+		}
+		sk_X509_push(cas, ca);
+		if (X509_check_ca(ca) <= 0) {
+			cert_label(ca, label, sizeof(label));
+			snprintf(why, whylen, "chain certificate \"%s\" is not a CA certificate; give the "
+			    "issued certificate first and then only its issuing CAs", label);
+			r = SC_ERR_CERT;
+			goto out;
+		}
+	}
+	if ((r = token_rw_session(st, token_label, &t, &s, why, whylen)) != SC_OK)
+		goto out;
+	if ((r = token_keypairs(t, s, &kps, &nk)) != SC_OK) {
+		snprintf(why, whylen, "cannot read the keys of token \"%s\": %s", token_label, sc_strerror(r));
+		goto out;
+	}
+	/* The key is found by comparing public keys, never by name. */
+	for (size_t i = 0; i < nk && key == NULL; i++)
+		if (kps[i].pk != NULL && kps[i].idlen > 0 &&
+		    EVP_PKEY_eq(kps[i].pk, X509_get0_pubkey(leaf)) == 1)
+			key = &kps[i];
+	ERR_clear_error();
+	if (key == NULL) {
+		size_t off = (size_t)snprintf(why, whylen, "the certificate's public key (%s) matches no "
+		    "key on token \"%s\"; it was issued for another key. Keys on the token:",
+		    pkey_desc(X509_get0_pubkey(leaf), desc, sizeof(desc)), token_label);
+		for (size_t i = 0; i < nk && off < whylen; i++) {
+			hex = sc_hex(kps[i].id, kps[i].idlen);
+			off += (size_t)snprintf(why + off, whylen - off, "%s \"%s\" id %s (%s)", i ? "," : "",
+			    kps[i].label ? kps[i].label : "", hex ? hex : "", pkey_desc(kps[i].pk, desc, sizeof(desc)));
+			free(hex);
+		}
+		if (nk == 0 && off < whylen)
+			snprintf(why + off, whylen - off, " none");
+		r = SC_ERR_KEY;
+		goto out;
+	}
+	o = token_objs(t);
+	res = json_object_new_object();
+	json_object_object_add(res, "token", json_object_new_string(t->label));
+	der_sha256(der, derlen, sha);
+	jc = json_object_new_object();
+	hex = sc_hex(key->id, key->idlen);
+	json_object_object_add(jc, "id", json_object_new_string(hex ? hex : ""));
+	free(hex);
+	json_object_object_add(jc, "sha256", json_object_new_string(sha));
+	json_object_object_add(jc, "key_label", json_object_new_string(key->label ? key->label : ""));
+	if (key->label != NULL && *key->label)
+		snprintf(label, sizeof(label), "%s", key->label);
+	else
+		cert_label(leaf, label, sizeof(label));
+	json_object_object_add(jc, "label", json_object_new_string(label));
+	if (objset_has(o, sha)) {
+		json_object_object_add(jc, "status", json_object_new_string("already-present"));
+	} else if ((rv = put_cert(t->mod->f, s, leaf, der, derlen, label, key->id, key->idlen)) != CKR_OK) {
+		snprintf(why, whylen, "token \"%s\" refused the certificate object: %s%s", token_label,
+		    sc_ckr_name(rv), rv == CKR_USER_NOT_LOGGED_IN ? "; run `scagent login --token "
+		    "LABEL` first" : "");
+		r = rv == CKR_USER_NOT_LOGGED_IN ? SC_ERR_NOT_LOGGED_IN : sc_err_from_ckr(rv);
+		json_object_put(jc);
+		goto out;
+	} else
+		json_object_object_add(jc, "status", json_object_new_string("imported"));
+	json_object_object_add(res, "certificate", jc);
+	jchain = json_object_new_array();
+	json_object_object_add(res, "chain", jchain);
+	for (int i = 0; i < sk_X509_num(cas); i++) {
+		X509 *ca = sk_X509_value(cas, i);
+		const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(ca);
+		unsigned char md[EVP_MAX_MD_SIZE], *cader = NULL;
+		unsigned int mdlen = 0;
+		int calen = i2d_X509(ca, &cader);
+		const unsigned char *caid = md;
+		size_t caidlen;
+
+		if (calen <= 0) {
+			r = SC_ERR_NOMEM;
+			goto out;
+		}
+		/* A CA's own ID: its subject key identifier, else the SHA-1 of its key. */
+		if (ski != NULL && ski->length > 0) {
+			caid = ski->data;
+			caidlen = (size_t)ski->length;
+		} else {
+			X509_pubkey_digest(ca, EVP_sha1(), md, &mdlen);
+			caidlen = mdlen;
+		}
+		cert_label(ca, label, sizeof(label));
+		der_sha256(cader, (size_t)calen, sha);
+		jc = json_object_new_object();
+		hex = sc_hex(caid, caidlen);
+		json_object_object_add(jc, "label", json_object_new_string(label));
+		json_object_object_add(jc, "id", json_object_new_string(hex ? hex : ""));
+		json_object_object_add(jc, "sha256", json_object_new_string(sha));
+		free(hex);
+		json_object_array_add(jchain, jc);
+		if (objset_has(o, sha)) {
+			json_object_object_add(jc, "status", json_object_new_string("already-present"));
+			OPENSSL_free(cader);
+			continue;
+		}
+		rv = put_cert(t->mod->f, s, ca, cader, (size_t)calen, label, caid, caidlen);
+		OPENSSL_free(cader);
+		if (rv != CKR_OK) {
+			snprintf(why, whylen, "the certificate was stored, but token \"%s\" refused CA "
+			    "certificate \"%s\": %s", token_label, label, sc_ckr_name(rv));
+			r = sc_err_from_ckr(rv);
+			goto out;
+		}
+		json_object_object_add(jc, "status", json_object_new_string("imported"));
+	}
+	sc_info("imported a certificate for key \"%s\" and %d CA certificate%s on token \"%s\"",
+	    key->label ? key->label : "", sk_X509_num(cas), sk_X509_num(cas) == 1 ? "" : "s", token_label);
+	*out = res;
+	res = NULL;
+	r = SC_OK;
+out:
+	if (s != CK_INVALID_HANDLE)
+		t->mod->f->C_CloseSession(s);
+	if (t != NULL)
+		token_reload(t, 0);	/* also after a partial import */
+	json_object_put(res);
+	kps_free(kps, nk);
+	objset_unref(o);
+	token_unref(t);
+	X509_free(leaf);
+	sk_X509_pop_free(cas, X509_free);
+	return r;
+}
+
+json_object *
+sc_store_vsc_list_json(struct sc_store *st)
+{
+	json_object *j = json_object_new_object(), *toks = json_object_new_array();
+	struct sc_module *m = vsc_module(st);
+	struct sc_tpm_lockout l;
+	struct sc_token **v;
+	const char *tcti = getenv("TPM2_PKCS11_TCTI"), *store = getenv("TPM2_PKCS11_STORE");
+	size_t n;
+
+	json_object_object_add(j, "module", m ? json_object_new_string(m->path) : NULL);
+	json_object_object_add(j, "tcti", tcti ? json_object_new_string(tcti) : NULL);
+	json_object_object_add(j, "store", store ? json_object_new_string(store) : NULL);
+	if (m != NULL && module_is_tpm2_pkcs11(m) && sc_tpm_read_lockout(tcti, &l) == SC_OK)
+		json_object_object_add(j, "lockout", sc_tpm_lockout_json(&l));
+	v = tokens_get(st, &n);
+	for (size_t i = 0; m != NULL && i < n; i++) {
+		struct sc_token *t = v[i];
+		struct sc_objset *o;
+		struct sc_kp *kps = NULL;
+		size_t nk = 0;
+		CK_SESSION_HANDLE s;
+		CK_TOKEN_INFO ti;
+		json_object *tj;
+		int logged_in;
+
+		if (t->mod != m)
+			continue;
+		if (session_get(t, &s) == SC_OK) {
+			int rr = token_keypairs(t, s, &kps, &nk);
+			session_put(t, s, rr == SC_ERR_TOKEN_REMOVED);
+		}
+		pthread_mutex_lock(&t->lock);
+		ti = t->info;
+		logged_in = t->logged_in;
+		pthread_mutex_unlock(&t->lock);
+		o = token_objs(t);
+		tj = json_object_new_object();
+		json_object_object_add(tj, "label", json_object_new_string(t->label));
+		json_object_object_add(tj, "serial", json_object_new_string(t->serial));
+		json_object_object_add(tj, "slot", json_object_new_int64((int64_t)t->slot));
+		json_object_object_add(tj, "manufacturer", json_object_new_string(t->manufacturer));
+		json_object_object_add(tj, "model", json_object_new_string(t->model));
+		json_object_object_add(tj, "keys", json_object_new_int64((int64_t)nk));
+		json_object_object_add(tj, "certificates", json_object_new_int64(o ? (int64_t)o->ncerts : 0));
+		json_object_object_add(tj, "flags", token_flags_json(&ti, logged_in));
+		json_object_array_add(toks, tj);
+		objset_unref(o);
+		kps_free(kps, nk);
+	}
+	tokens_put(v, n);
+	json_object_object_add(j, "tokens", toks);
+	return j;
 }

@@ -100,4 +100,72 @@ int sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
     const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen,
     json_object **info);
 
+/* ------------------------------------------------------------------ */
+/* TPM virtual smart cards and enrolment. Functions that take why/whylen put a
+ * one-line reason there on failure (empty when the code says it all). */
+
+/*
+ * The module that holds TPM virtual smart cards. Default (path NULL): the
+ * loaded module that identifies as tpm2-pkcs11 in C_GetInfo.
+ */
+int sc_store_set_vsc_module(struct sc_store *st, const char *path);
+/* Its configured path, or NULL when none is loaded. */
+const char *sc_store_vsc_module(struct sc_store *st);
+
+/*
+ * Create a token on the vsc module's empty slot: C_InitToken with the SO PIN
+ * and label, then C_Login as SO and C_InitPIN with the user PIN.
+ */
+int sc_store_init_token(struct sc_store *st, const char *label, const char *so_pin,
+    const char *user_pin, char *why, size_t whylen);
+/*
+ * Delete a token of the vsc module. tpm2-pkcs11 refuses C_InitToken on an
+ * initialised token, so the token is removed from its store with
+ * `tpm2_ptool rmtoken` and the module is initialised again to forget it.
+ */
+int sc_store_delete_token(struct sc_store *st, const char *label, char *why, size_t whylen);
+/*
+ * {"module","tcti","store","lockout":{...},"tokens":[{"label","serial","slot",
+ * "manufacturer","model","keys","certificates","flags"}]} for the vsc module.
+ */
+json_object *sc_store_vsc_list_json(struct sc_store *st);
+/* The TPM lockout state under a tpm2-pkcs11 token; SC_ERR_UNSUPPORTED for other tokens. */
+int sc_store_tpm_lockout(struct sc_store *st, const char *token_label, json_object **out);
+
+enum sc_keytype { SC_KEY_RSA2048 = 0, SC_KEY_RSA3072, SC_KEY_EC_P256 };
+/* "rsa:2048", "rsa:3072", "ec:p256" -> enum sc_keytype; -1 when unknown. */
+int sc_keytype_parse(const char *s);
+
+/*
+ * Generate a key pair on the token (logged in): private key CKA_TOKEN,
+ * CKA_PRIVATE, CKA_SENSITIVE, not CKA_EXTRACTABLE, CKA_SIGN. id NULL: the
+ * lowest free one-byte ID; label NULL: "key-<id>". *out: the key as
+ * sc_store_find_key describes it.
+ */
+int sc_store_keygen(struct sc_store *st, const char *token_label, int type, const char *label,
+    const unsigned char *id, size_t idlen, json_object **out, char *why, size_t whylen);
+
+/*
+ * Store a certificate (DER) with the CKA_ID of the key pair whose public key
+ * it carries (SC_ERR_KEY with the reason when none does), and the CA
+ * certificates of chain (concatenated DER, may be NULL) with their own IDs
+ * (subject key identifier). Certificates already on the token are skipped.
+ */
+int sc_store_import_cert(struct sc_store *st, const char *token_label, const unsigned char *der,
+    size_t derlen, const unsigned char *chain, size_t chainlen, json_object **out,
+    char *why, size_t whylen);
+
+/*
+ * Resolve a key REF (pkcs11: URI of the private or public key, CKA_ID in hex,
+ * unique label, or a certificate REF) to one key pair:
+ * {"token","label","id","uri","type","bits","curve","public_key" (base64
+ * SubjectPublicKeyInfo DER),"private_key"}. Candidates as sc_store_find_cert.
+ */
+int sc_store_find_key(struct sc_store *st, const char *ref, json_object **out,
+    json_object **candidates);
+/* Sign with the private key a key REF names; as sc_store_sign, every signature verified. */
+int sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
+    const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen,
+    json_object **info);
+
 #endif

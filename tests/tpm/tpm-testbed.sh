@@ -1,0 +1,167 @@
+# shellcheck shell=bash
+# TPM test bed: a private software TPM (swtpm) behind a private resource
+# manager (tpm2-abrmd on a private D-Bus session bus), and a private
+# tpm2-pkcs11 store, for one test.  Source after tests/testbed/testbed.sh:
+#
+#     . "$TOP_SRCDIR/tests/testbed/testbed.sh"
+#     . "$TOP_SRCDIR/tests/tpm/tpm-testbed.sh"
+#     tb_init
+#     tb_tpm_start
+#
+# Exports TPM2_PKCS11_TCTI, TPM2TOOLS_TCTI (both to the private abrmd),
+# TPM2_PKCS11_STORE ($TB_DIR/tpm2store) and TB_TPM2_PKCS11 (the module).
+# Every process is tracked with tb_track_pid, so tb_init's EXIT trap stops
+# them.  A test that lacks one of the tools exits 77 (skip).
+
+TB_TPM2_PKCS11=${TB_TPM2_PKCS11:-/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so}
+export TB_TPM2_PKCS11
+
+# tb_tpm_need: exit 77 when a TPM tool is missing.
+tb_tpm_need() {
+	local t
+	for t in swtpm tpm2-abrmd dbus-daemon tpm2_getcap tpm2_startup; do
+		if ! command -v "$t" >/dev/null 2>&1; then
+			echo "# skip: $t not installed"
+			exit 77
+		fi
+	done
+	if [ ! -r "$TB_TPM2_PKCS11" ]; then
+		echo "# skip: $TB_TPM2_PKCS11 not installed"
+		exit 77
+	fi
+}
+
+_tb_wait_for() {
+	local what=$1 pid=$2 log=$3
+	shift 3
+	for _ in $(seq 100); do
+		if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+			cat "$log" >&2 2>/dev/null
+			_tb_die "$what exited"
+		fi
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	cat "$log" >&2 2>/dev/null
+	_tb_die "$what did not come up within 10 s"
+}
+
+# tb_tpm_start: swtpm + dbus-daemon + tpm2-abrmd on fresh ports.
+tb_tpm_start() {
+	local d=$TB_DIR/tpm p c pid
+	tb_tpm_need
+	mkdir -p "$d/state" "$TB_DIR/tpm2store"
+	# The swtpm TCTI expects the control channel on the next port.
+	for _ in $(seq 50); do
+		p=$(tb_port)
+		c=$((p + 1))
+		if ! grep -qx "$c" "$TB_DIR/ports" && ! _tb_port_busy "$c"; then
+			echo "$c" >>"$TB_DIR/ports"
+			break
+		fi
+		c=
+	done
+	[ -n "$c" ] || _tb_die "no two consecutive free TCP ports found"
+	swtpm socket --tpm2 --tpmstate "dir=$d/state" \
+		--flags not-need-init,startup-clear \
+		--server "type=tcp,port=$p,bindaddr=127.0.0.1" \
+		--ctrl "type=tcp,port=$c,bindaddr=127.0.0.1" \
+		--log "file=$d/swtpm.log" </dev/null >>"$d/swtpm.out" 2>&1 &
+	pid=$!
+	tb_track_pid "$pid"
+	_tb_wait_for swtpm "$pid" "$d/swtpm.out" _tb_listening "$p"
+	TB_TPM_PORT=$p
+	# A private session bus: abrmd's well-known name cannot clash with
+	# another test's.
+	dbus-daemon --session --fork --nopidfile --print-address=3 --print-pid=4 \
+		3>"$d/bus.addr" 4>"$d/bus.pid" </dev/null >>"$d/dbus.out" 2>&1 ||
+		_tb_die "dbus-daemon failed to start"
+	tb_track_pid "$(cat "$d/bus.pid")"
+	DBUS_SESSION_BUS_ADDRESS=$(head -n1 "$d/bus.addr")
+	export DBUS_SESSION_BUS_ADDRESS
+	tpm2-abrmd --allow-root --session --tcti="swtpm:host=127.0.0.1,port=$p" \
+		--flush-all </dev/null >>"$d/abrmd.out" 2>&1 &
+	pid=$!
+	tb_track_pid "$pid"
+	TPM2_PKCS11_TCTI="tabrmd:bus_type=session"
+	TPM2TOOLS_TCTI="tabrmd:bus_type=session"
+	TPM2_PKCS11_STORE=$TB_DIR/tpm2store
+	export TPM2_PKCS11_TCTI TPM2TOOLS_TCTI TPM2_PKCS11_STORE
+	_tb_wait_for tpm2-abrmd "$pid" "$d/abrmd.out" tpm2_getcap properties-variable
+	# tpm2-pkcs11 logs to stderr at this level: errors only.
+	TPM2_PKCS11_LOG_LEVEL=${TPM2_PKCS11_LOG_LEVEL:-0}
+	export TPM2_PKCS11_LOG_LEVEL
+	_tb_log "TPM on 127.0.0.1:$p, abrmd on $DBUS_SESSION_BUS_ADDRESS"
+}
+
+# tb_tpm_lockout_counter: TPM2_PT_LOCKOUT_COUNTER now.
+tb_tpm_lockout_counter() {
+	tpm2_getcap properties-variable 2>/dev/null |
+		sed -n 's/^TPM2_PT_LOCKOUT_COUNTER: *\(0x[0-9A-Fa-f]*\|[0-9]*\).*/\1/p' |
+		{ read -r v; [ -n "$v" ] || _tb_die "cannot read TPM2_PT_LOCKOUT_COUNTER"; echo $((v)); }
+}
+
+# ---------------------------------------------------------------- enrolment helpers
+
+# tb_agent_start MODULE...: scagentd on $TB_DIR/agent.sock with those modules
+# (log in $TB_DIR/agent.log); exports SCAGENT_SOCKET.
+tb_agent_start() {
+	local m args=() pid
+	for m in "$@"; do args+=(--module "$m"); done
+	SCAGENT_SOCKET=$TB_DIR/agent.sock
+	export SCAGENT_SOCKET
+	"$SCAGENTD" --foreground "${args[@]}" --socket "$SCAGENT_SOCKET" \
+		--log-level info </dev/null >>"$TB_DIR/agent.log" 2>&1 &
+	pid=$!
+	tb_track_pid "$pid"
+	# The socket file appears at bind(), before listen(): wait for an answer.
+	_tb_wait_for scagentd "$pid" "$TB_DIR/agent.log" "$SCAGENT" status
+}
+
+# tb_issue_csr CSR OUT: issue a certificate for a PKCS#10 request with the
+# issuing CA of tb_pki, copying the extensions the request asks for (SAN,
+# EKU, key usage), as an AD CS enterprise CA does for its templates.
+tb_issue_csr() {
+	local csr=$1 out=$2 ext=$TB_DIR/pki/csr-ee.ext
+	tb_pki
+	cat >"$ext" <<-'EOF2'
+		[ee]
+		basicConstraints = critical, CA:FALSE
+		subjectKeyIdentifier = hash
+		authorityKeyIdentifier = keyid
+	EOF2
+	_tb_run openssl x509 -req -in "$csr" -CA "$TB_DIR/pki/issuing.pem" \
+		-CAkey "$TB_DIR/pki/issuing.key" -set_serial "0x$(openssl rand -hex 8)" \
+		-days 30 -copy_extensions copyall -extfile "$ext" -extensions ee -out "$out"
+}
+
+# TAP-like helpers: ok DESC CMD... (CMD must succeed), nok DESC CMD...
+# (CMD must fail), tb_done (exit status from the count of failures).
+TB_N=0 TB_FAILED=0
+ok() {
+	local d=$1; shift
+	TB_N=$((TB_N + 1))
+	if "$@" >>"$TB_DIR/test.log" 2>&1; then echo "ok $TB_N - $d"
+	else echo "not ok $TB_N - $d"; TB_FAILED=$((TB_FAILED + 1)); fi
+}
+nok() {
+	local d=$1; shift
+	TB_N=$((TB_N + 1))
+	if "$@" >>"$TB_DIR/test.log" 2>&1; then echo "not ok $TB_N - $d"; TB_FAILED=$((TB_FAILED + 1))
+	else echo "ok $TB_N - $d"; fi
+}
+# has TEXT NEEDLE: TEXT contains NEEDLE
+has() { grep -qF -- "$2" <<<"$1"; }
+# eq A B
+eq() { [ "$1" = "$2" ]; }
+# jq_py JSON EXPR: print a Python expression over the JSON document j
+jq_py() { python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
+tb_done() {
+	echo "1..$TB_N"
+	if [ "$TB_FAILED" -ne 0 ]; then
+		echo "# $TB_FAILED of $TB_N failed; agent log:"
+		sed 's/^/# /' "$TB_DIR/agent.log" 2>/dev/null | tail -40
+		exit 1
+	fi
+	exit 0
+}
