@@ -31,7 +31,7 @@
 
 #define CLIENT_IDLE_MS (30UL * 60 * 1000)
 #define MAX_CLIENTS 256
-#define FALLBACK_REFRESH_MS 10000	/* re-read slots this often without events */
+#define FALLBACK_REFRESH_MS 30000	/* re-read slots this often without events */
 #define STALE_REFRESH_MS 1000		/* a client's list re-reads slots older than this */
 
 /* Slot re-reads after a PC/SC event, in ms after it. */
@@ -156,12 +156,17 @@ monitor_kick(struct sc_server *srv)
  * token-removed), then "changed" when anything visible changed.
  */
 static int
-server_refresh(struct sc_server *srv, int *changed_out)
+server_refresh(struct sc_server *srv, int wait, int *changed_out)
 {
 	json_object *ev = NULL;
 	int changed = 0, r;
 
-	r = sc_store_refresh_report(srv->st, &changed, &ev);
+	if (changed_out != NULL)
+		*changed_out = 0;
+	if (wait)
+		r = sc_store_refresh_report(srv->st, &changed, &ev);
+	else if ((r = sc_store_refresh_try(srv->st, &changed, &ev)) == SC_ERR_BUSY)
+		return r;
 	pthread_mutex_lock(&srv->lock);
 	srv->last_refresh = sc_now_ms();
 	pthread_mutex_unlock(&srv->lock);
@@ -182,7 +187,11 @@ server_refresh(struct sc_server *srv, int *changed_out)
 	return r;
 }
 
-/* A client wants the inventory: re-read slots unless that was just done. */
+/*
+ * A client wants the inventory: re-read slots unless that was just done or
+ * is being done (then the client gets what is known rather than waiting for
+ * a module that is busy with a card).
+ */
 static void
 refresh_if_stale(struct sc_server *srv)
 {
@@ -192,7 +201,7 @@ refresh_if_stale(struct sc_server *srv)
 	last = srv->last_refresh;
 	pthread_mutex_unlock(&srv->lock);
 	if (sc_now_ms() - last >= STALE_REFRESH_MS)
-		server_refresh(srv, NULL);
+		server_refresh(srv, 0, NULL);
 }
 
 /* From the PC/SC watcher thread: pass the event on and re-read slots soon. */
@@ -578,7 +587,7 @@ op_watch(struct client *c, int64_t id, json_object *req)
 static int
 op_refresh(struct client *c, int64_t id, json_object *req)
 {
-	int changed = 0, r = server_refresh(c->srv, &changed);
+	int changed = 0, r = server_refresh(c->srv, 1, &changed);
 	json_object *res = json_object_new_object();
 
 	json_object_object_add(res, "changed", json_object_new_boolean(changed));
@@ -822,7 +831,8 @@ monitor_main(void *arg)
 	pthread_mutex_lock(&srv->lock);
 	while (!srv->stopping) {
 		uint64_t now = sc_now_ms(), due, login_due = 0;
-		int refresh = 0, expire = 0;
+		int refresh = 0, expire = 0, changed = 0;
+		uint64_t burst_at = srv->burst_at;
 
 		due = srv->last_refresh + FALLBACK_REFRESH_MS;
 		if (srv->burst < NBURST && srv->burst_at + burst_ms[srv->burst] < due)
@@ -853,8 +863,10 @@ monitor_main(void *arg)
 		if (expire && sc_store_expire_logins(srv->st, srv->o.idle_timeout_ms) > 0)
 			sc_server_broadcast(srv, "logout", json_object_new_object());
 		if (refresh)
-			server_refresh(srv, NULL);
+			server_refresh(srv, 1, &changed);
 		pthread_mutex_lock(&srv->lock);
+		if (changed && burst_at == srv->burst_at)
+			srv->burst = NBURST;	/* the card's token came or went: done */
 	}
 	pthread_mutex_unlock(&srv->lock);
 	return NULL;

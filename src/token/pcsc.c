@@ -142,7 +142,6 @@ emit(struct sc_pcsc *p, json_object *q)
 		snprintf(name, sizeof(name), "%s",
 		    json_object_get_string(json_object_object_get(e, "event")));
 		json_object_object_del(e, "event");
-		sc_debug("pcsc: %s %s", name, json_object_to_json_string(e));
 		if (p->fn != NULL)
 			p->fn(p->arg, name, e);
 		else

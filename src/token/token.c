@@ -811,6 +811,7 @@ refresh_module(struct sc_store *st, struct sc_module *m, int *changed, json_obje
 		/* Keep what we know: a module that failed once may answer next time. */
 		return sc_err_from_ckr(rv);
 	}
+	sc_debug("module %s: %lu slot%s with a token", m->path, (unsigned long)n, n == 1 ? "" : "s");
 	for (CK_ULONG i = 0; i < n; i++) {
 		CK_SLOT_ID id = ids[i];
 		CK_SLOT_INFO si;
@@ -876,15 +877,22 @@ sc_store_refresh(struct sc_store *st, int *changed)
 	return sc_store_refresh_report(st, changed, NULL);
 }
 
-int
-sc_store_refresh_report(struct sc_store *st, int *changed, json_object **events)
+static int
+store_refresh(struct sc_store *st, int wait, int *changed, json_object **events)
 {
 	int r = SC_OK, ch = 0;
-	json_object *ev = events != NULL ? json_object_new_array() : NULL;
+	json_object *ev = NULL;
 
+	if (changed != NULL)
+		*changed = 0;
 	if (events != NULL)
-		*events = ev;
-	pthread_mutex_lock(&st->refresh_lock);
+		*events = NULL;
+	if (wait)
+		pthread_mutex_lock(&st->refresh_lock);
+	else if (pthread_mutex_trylock(&st->refresh_lock) != 0)
+		return SC_ERR_BUSY;
+	if (events != NULL)
+		*events = ev = json_object_new_array();
 	for (size_t i = 0; i < st->nmods; i++) {
 		int rr = refresh_module(st, st->mods[i], &ch, ev);
 		if (rr != SC_OK)
@@ -894,6 +902,18 @@ sc_store_refresh_report(struct sc_store *st, int *changed, json_object **events)
 	if (changed != NULL)
 		*changed = ch;
 	return r;
+}
+
+int
+sc_store_refresh_report(struct sc_store *st, int *changed, json_object **events)
+{
+	return store_refresh(st, 1, changed, events);
+}
+
+int
+sc_store_refresh_try(struct sc_store *st, int *changed, json_object **events)
+{
+	return store_refresh(st, 0, changed, events);
 }
 
 /* The tokens now present, each with a reference held; free with tokens_put. */

@@ -63,6 +63,11 @@ int sc_store_refresh(struct sc_store *st, int *changed);
  * "serial": serial}. A token that vanished has been dropped with its login.
  */
 int sc_store_refresh_report(struct sc_store *st, int *changed, json_object **events);
+/*
+ * The same, but SC_ERR_BUSY at once when another thread is re-reading slots
+ * (a module can take seconds over a card it does not know).
+ */
+int sc_store_refresh_try(struct sc_store *st, int *changed, json_object **events);
 
 /*
  * The inventory of INTERFACE.md's `scagent list --json` ("tokens", and
