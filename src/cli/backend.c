@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/secmem.h"
 #include "proto/proto.h"
+#include "token/pcsc.h"
 
 void
 cli_err(const char *fmt, ...)
@@ -152,8 +153,16 @@ cli_list(struct cli *c, const char *cafile, json_object **out)
 	json_object *args = NULL;
 
 	if (c->store != NULL) {
-		*out = sc_store_list_json(c->store, cafile);
-		return *out ? SC_OK : SC_ERR_NOMEM;
+		json_object *readers = NULL;
+		char reason[256];
+
+		if ((*out = sc_store_list_json(c->store, cafile)) == NULL)
+			return SC_ERR_NOMEM;
+		/* One look at the readers, as the agent's watcher would report them. */
+		if (sc_pcsc_snapshot(&readers, reason, sizeof(reason)) != SC_OK)
+			cli_verbose(c, "no readers: %s", reason);
+		sc_pcsc_list_add_readers(*out, readers, reason);
+		return SC_OK;
 	}
 	if (cafile != NULL) {
 		args = json_object_new_object();

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <openssl/evp.h>
 #include "cli/cli.h"
 #include "common/err.h"
@@ -159,6 +160,64 @@ cmd_sign(struct cli *c, int argc, char **argv)
 	return r == SC_OK ? EX_SC_OK : EX_SC_FAIL;
 }
 
+static const char *
+ev_str(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || v == NULL)
+		return NULL;
+	return json_object_get_string(v);
+}
+
+/*
+ * One line per event: local time with milliseconds, the event's name, then
+ * what it is about in words ("reader \"X\", ATR ..."); fields without words
+ * follow as key=value.
+ */
+static void
+print_event(FILE *fp, json_object *o)
+{
+	const char *ev = ev_str(o, "event"), *reader = ev_str(o, "reader");
+	const char *token = ev_str(o, "token");
+	struct timespec now;
+	struct tm tm;
+	char ts[32];
+	int described = 1;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	localtime_r(&now.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
+	fprintf(fp, "%s.%03ld  %-16s", ts, now.tv_nsec / 1000000L, ev ? ev : "event");
+	if (ev == NULL)
+		described = 0;
+	else if (strcmp(ev, "token-added") == 0 || strcmp(ev, "token-removed") == 0)
+		fprintf(fp, " token \"%s\"%s%s%s", token ? token : "",
+		    reader && *reader ? (ev[6] == 'a' ? " in \"" : " from \"") : "",
+		    reader && *reader ? reader : "", reader && *reader ? "\"" : "");
+	else if (strncmp(ev, "reader-", 7) == 0 || strncmp(ev, "card-", 5) == 0)
+		fprintf(fp, " reader \"%s\"", reader ? reader : "");
+	else if (strcmp(ev, "pcsc-unavailable") == 0)
+		fprintf(fp, " %s; readers unknown until it is back", ev_str(o, "reason") ?
+		    ev_str(o, "reason") : "PC/SC is not reachable");
+	else if (strcmp(ev, "pcsc-available") == 0)
+		fprintf(fp, " PC/SC service reachable, %s reader(s)", ev_str(o, "readers") ?
+		    ev_str(o, "readers") : "?");
+	else
+		described = 0;
+	json_object_object_foreach(o, key, val) {
+		if (strcmp(key, "event") == 0 || (described && (strcmp(key, "reader") == 0 ||
+		    strcmp(key, "token") == 0 || strcmp(key, "reason") == 0 ||
+		    strcmp(key, "readers") == 0)))
+			continue;
+		if (strcmp(key, "atr") == 0)
+			fprintf(fp, ", ATR %s", json_object_get_string(val));
+		else
+			fprintf(fp, " %s=%s", key, val ? json_object_get_string(val) : "null");
+	}
+	fputc('\n', fp);
+}
+
 int
 cmd_watch(struct cli *c, int argc, char **argv)
 {
@@ -186,22 +245,20 @@ cmd_watch(struct cli *c, int argc, char **argv)
 		return agent_fail(c, r);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (;;) {
-		json_object *o, *v;
+		json_object *o;
 		if ((r = scagent_next_event(c->client, -1, &ev)) != SC_OK) {
 			cli_err("%s", scagent_error(c->client));
 			return cli_exit_for(r == SC_ERR_AGENT_UNREACHABLE ? SC_ERR_AGENT_UNREACHABLE : r);
 		}
-		if (json) {
-			printf("%s\n", ev);
-		} else if ((o = json_tokener_parse(ev)) != NULL) {
-			printf("%s", json_object_object_get_ex(o, "event", &v) ? json_object_get_string(v) : "event");
-			json_object_object_foreach(o, key, val) {
-				if (strcmp(key, "event") != 0)
-					printf(" %s=%s", key, json_object_get_string(val));
-			}
-			printf("\n");
-			json_object_put(o);
-		}
+		if ((o = json_tokener_parse(ev)) == NULL) {
+			cli_err("the agent sent an event that is not JSON");
+		} else if (json) {
+			/* One compact object per line, whatever the agent's spacing. */
+			printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+			    JSON_C_TO_STRING_NOSLASHESCAPE));
+		} else
+			print_event(stdout, o);
+		json_object_put(o);
 		scagent_free(ev);
 	}
 }

@@ -94,6 +94,45 @@ print_cert_short(FILE *fp, json_object *cert)
 	}
 }
 
+/* PC/SC readers: with or without a card, and cards no module recognises. */
+static void
+print_readers(FILE *fp, json_object *list, json_object *readers)
+{
+	size_t n = readers ? json_object_array_length(readers) : 0;
+
+	if (readers == NULL) {
+		if (*jstr(list, "readers_error"))
+			fprintf(fp, "\nReaders: unknown, %s\n", jstr(list, "readers_error"));
+		return;
+	}
+	fprintf(fp, "\nReaders:%s\n", n == 0 ? " none" : "");
+	for (size_t i = 0; i < n; i++) {
+		json_object *r = json_object_array_get_idx(readers, i), *toks;
+		size_t nt;
+
+		fprintf(fp, "  %s: ", jstr(r, "name"));
+		if (!jbool(r, "card_present")) {
+			fprintf(fp, "no card\n");
+			continue;
+		}
+		toks = json_object_object_get(r, "tokens");
+		nt = toks ? json_object_array_length(toks) : 0;
+		if (jbool(r, "mute"))
+			fprintf(fp, "card present but mute (it does not answer: reinsert it)");
+		else if (nt == 0)
+			fprintf(fp, "card present, not recognized by any module");
+		else {
+			fprintf(fp, "card present, token%s ", nt == 1 ? "" : "s");
+			for (size_t k = 0; k < nt; k++)
+				fprintf(fp, "%s\"%s\"", k ? ", " : "",
+				    json_object_get_string(json_object_array_get_idx(toks, k)));
+		}
+		if (*jstr(r, "atr"))
+			fprintf(fp, " (ATR %s)", jstr(r, "atr"));
+		fputc('\n', fp);
+	}
+}
+
 static void
 print_list(FILE *fp, json_object *list)
 {
@@ -124,14 +163,7 @@ print_list(FILE *fp, json_object *list)
 		for (size_t k = 0; k < nc; k++)
 			print_cert_short(fp, json_object_array_get_idx(certs, k));
 	}
-	if (readers != NULL && json_object_array_length(readers) > 0) {
-		fprintf(fp, "\nReaders:\n");
-		for (size_t i = 0; i < json_object_array_length(readers); i++) {
-			json_object *r = json_object_array_get_idx(readers, i);
-			fprintf(fp, "  %s: %s\n", jstr(r, "name"), jbool(r, "card_present") ?
-			    (*jstr(r, "note") ? jstr(r, "note") : "card present") : "no card");
-		}
-	}
+	print_readers(fp, list, readers);
 	for (size_t i = 0; errors && i < json_object_array_length(errors); i++) {
 		json_object *e = json_object_array_get_idx(errors, i);
 		fprintf(stderr, "scagent: module %s: %s\n", jstr(e, "module"), jstr(e, "error"));

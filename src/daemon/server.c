@@ -1,6 +1,11 @@
 /*
  * One thread per client: a slow token only holds up the clients that use it.
- * A monitor thread re-reads slots, expires idle logins and pushes events.
+ * A PC/SC watcher thread reports reader and card changes; a monitor thread
+ * re-reads slots when told to (after a PC/SC event, in a short burst because
+ * a module may need a moment to see a new card), when a client asks for the
+ * inventory, and otherwise only on a long fallback interval (modules without
+ * PC/SC, such as SoftHSM). It also logs idle tokens out. It sleeps until the
+ * next of these is due: an idle agent uses no CPU.
  */
 #include "config.h"
 #include <errno.h>
@@ -23,9 +28,16 @@
 #include "daemon/server.h"
 #include "proto/proto.h"
 #include "token/tpm.h"
+#include "token/pcsc.h"
 
 #define CLIENT_IDLE_MS (30UL * 60 * 1000)
 #define MAX_CLIENTS 256
+#define FALLBACK_REFRESH_MS 30000	/* re-read slots this often without events */
+#define STALE_REFRESH_MS 1000		/* a client's list re-reads slots older than this */
+
+/* Slot re-reads after a PC/SC event, in ms after it. */
+static const unsigned int burst_ms[] = { 0, 250, 1000, 3000 };
+#define NBURST (sizeof(burst_ms) / sizeof(burst_ms[0]))
 
 struct client {
 	struct sc_server *srv;
@@ -53,6 +65,10 @@ struct sc_server {
 	int monitor_started;
 	uint64_t started;
 	FILE *audit;
+	struct sc_pcsc *pcsc;		/* PC/SC watcher */
+	uint64_t last_refresh;		/* under lock */
+	size_t burst;			/* next step of burst_ms; NBURST: none */
+	uint64_t burst_at;		/* when the burst began */
 };
 
 /* ------------------------------------------------------------------ */
@@ -127,6 +143,83 @@ sc_server_broadcast(struct sc_server *srv, const char *event, json_object *field
 	json_object_put(o);
 }
 
+/* Wake the monitor: something it schedules by has changed. */
+static void
+monitor_kick(struct sc_server *srv)
+{
+	pthread_mutex_lock(&srv->lock);
+	pthread_cond_broadcast(&srv->cond);
+	pthread_mutex_unlock(&srv->lock);
+}
+
+/*
+ * Re-read slots and tell watchers what appeared and vanished (token-added,
+ * token-removed), then "changed" when anything visible changed.
+ */
+static int
+server_refresh(struct sc_server *srv, int wait, int *changed_out)
+{
+	json_object *ev = NULL;
+	int changed = 0, r;
+
+	if (changed_out != NULL)
+		*changed_out = 0;
+	if (wait)
+		r = sc_store_refresh_report(srv->st, &changed, &ev);
+	else if ((r = sc_store_refresh_try(srv->st, &changed, &ev)) == SC_ERR_BUSY)
+		return r;
+	pthread_mutex_lock(&srv->lock);
+	srv->last_refresh = sc_now_ms();
+	pthread_mutex_unlock(&srv->lock);
+	for (size_t i = 0; ev != NULL && i < json_object_array_length(ev); i++) {
+		json_object *e = json_object_get(json_object_array_get_idx(ev, i));
+		char name[32];
+
+		snprintf(name, sizeof(name), "%s",
+		    json_object_get_string(json_object_object_get(e, "event")));
+		json_object_object_del(e, "event");
+		sc_server_broadcast(srv, name, e);
+	}
+	json_object_put(ev);
+	if (changed)
+		sc_server_broadcast(srv, "changed", json_object_new_object());
+	if (changed_out != NULL)
+		*changed_out = changed;
+	return r;
+}
+
+/*
+ * A client wants the inventory: re-read slots unless that was just done or
+ * is being done (then the client gets what is known rather than waiting for
+ * a module that is busy with a card).
+ */
+static void
+refresh_if_stale(struct sc_server *srv)
+{
+	uint64_t last;
+
+	pthread_mutex_lock(&srv->lock);
+	last = srv->last_refresh;
+	pthread_mutex_unlock(&srv->lock);
+	if (sc_now_ms() - last >= STALE_REFRESH_MS)
+		server_refresh(srv, 0, NULL);
+}
+
+/* From the PC/SC watcher thread: pass the event on and re-read slots soon. */
+static void
+pcsc_event(void *arg, const char *event, json_object *fields)
+{
+	struct sc_server *srv = arg;
+
+	sc_info("pcsc: %s %s", event, json_object_to_json_string_ext(fields, JSON_C_TO_STRING_PLAIN));
+	sc_server_broadcast(srv, event, fields);
+	pthread_mutex_lock(&srv->lock);
+	srv->burst = 0;
+	srv->burst_at = sc_now_ms();
+	pthread_cond_broadcast(&srv->cond);
+	pthread_mutex_unlock(&srv->lock);
+}
+
 static void
 audit(struct sc_server *srv, struct client *c, const char *what, const char *detail, int r)
 {
@@ -197,8 +290,13 @@ ref_error(struct client *c, int64_t id, int r, const char *ref, json_object *can
 static int
 op_list(struct client *c, int64_t id, json_object *req)
 {
-	json_object *j = sc_store_list_json(c->srv->st, arg_str(req, "cafile"));
+	json_object *j, *readers;
+	char reason[256];
 
+	refresh_if_stale(c->srv);
+	j = sc_store_list_json(c->srv->st, arg_str(req, "cafile"));
+	readers = sc_pcsc_readers(c->srv->pcsc, reason, sizeof(reason));
+	sc_pcsc_list_add_readers(j, readers, reason);
 	return reply_ok(c, id, j);
 }
 
@@ -207,7 +305,10 @@ op_find(struct client *c, int64_t id, json_object *req)
 {
 	json_object *out = NULL, *cand = NULL;
 	const char *ref = arg_str(req, "ref");
-	int r = sc_store_find_cert(c->srv->st, ref, arg_str(req, "cafile"), &out, &cand);
+	int r;
+
+	refresh_if_stale(c->srv);
+	r = sc_store_find_cert(c->srv->st, ref, arg_str(req, "cafile"), &out, &cand);
 
 	if (r != SC_OK)
 		return ref_error(c, id, r, ref, cand);
@@ -302,6 +403,8 @@ login_with_pinentry(struct client *c, const char *token, int confirm, json_objec
 		return r;
 	r = sc_store_login(c->srv->st, token, pin, confirm, flags);
 	sc_secstr_free(pin);
+	if (r == SC_OK)
+		monitor_kick(c->srv);	/* a new idle-logout deadline */
 	return r;
 }
 
@@ -313,6 +416,7 @@ op_login(struct client *c, int64_t id, json_object *req)
 	char detail[256];
 	int r;
 
+	refresh_if_stale(c->srv);	/* a token that just arrived can be logged in to */
 	if (pin != NULL)
 		r = sc_store_login(c->srv->st, token, pin, arg_bool(req, "confirm_final_try"), &flags);
 	else
@@ -329,6 +433,7 @@ op_login(struct client *c, int64_t id, json_object *req)
 	}
 	res = json_object_new_object();
 	json_object_object_add(res, "flags", flags);
+	monitor_kick(c->srv);	/* a new idle-logout deadline */
 	sc_server_broadcast(c->srv, "login", json_object_new_object());
 	return reply_ok(c, id, res);
 }
@@ -436,6 +541,8 @@ static int
 op_status(struct client *c, int64_t id, json_object *req)
 {
 	json_object *res = json_object_new_object(), *list, *toks, *out = json_object_new_array();
+	json_object *readers, *pcsc;
+	char reason[256];
 
 	json_object_object_add(res, "agent", json_object_new_string("scagentd " PACKAGE_VERSION));
 	json_object_object_add(res, "protocol", json_object_new_int(SC_PROTO_VERSION));
@@ -458,6 +565,16 @@ op_status(struct client *c, int64_t id, json_object *req)
 	}
 	json_object_put(list);
 	json_object_object_add(res, "tokens", out);
+	pcsc = json_object_new_object();
+	readers = sc_pcsc_readers(c->srv->pcsc, reason, sizeof(reason));
+	json_object_object_add(pcsc, "available", json_object_new_boolean(readers != NULL));
+	if (readers != NULL)
+		json_object_object_add(pcsc, "readers", json_object_new_int(
+		    (int)json_object_array_length(readers)));
+	else
+		json_object_object_add(pcsc, "reason", json_object_new_string(reason));
+	json_object_put(readers);
+	json_object_object_add(res, "pcsc", pcsc);
 	return reply_ok(c, id, res);
 }
 
@@ -475,11 +592,9 @@ op_watch(struct client *c, int64_t id, json_object *req)
 static int
 op_refresh(struct client *c, int64_t id, json_object *req)
 {
-	int changed = 0, r = sc_store_refresh(c->srv->st, &changed);
+	int changed = 0, r = server_refresh(c->srv, 1, &changed);
 	json_object *res = json_object_new_object();
 
-	if (changed)
-		sc_server_broadcast(c->srv, "changed", json_object_new_object());
 	json_object_object_add(res, "changed", json_object_new_boolean(changed));
 	if (r != SC_OK)
 		json_object_object_add(res, "warning", json_object_new_string(sc_strerror(r)));
@@ -949,32 +1064,67 @@ accept_client(struct sc_server *srv)
 /* ------------------------------------------------------------------ */
 /* Monitor */
 
+/* Wait on srv->cond (lock held) until due (sc_now_ms() time) or a wake-up. */
+static void
+monitor_wait(struct sc_server *srv, uint64_t due)
+{
+	uint64_t now = sc_now_ms(), ms = due > now ? due - now : 0;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&srv->cond, &srv->lock, &ts);
+}
+
 static void *
 monitor_main(void *arg)
 {
 	struct sc_server *srv = arg;
-	uint64_t last_refresh = 0;
 
 	pthread_mutex_lock(&srv->lock);
 	while (!srv->stopping) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
-		pthread_cond_timedwait(&srv->cond, &srv->lock, &ts);
-		if (srv->stopping)
-			break;
-		pthread_mutex_unlock(&srv->lock);
-		if (srv->o.idle_timeout_ms > 0 &&
-		    sc_store_expire_logins(srv->st, srv->o.idle_timeout_ms) > 0)
-			sc_server_broadcast(srv, "logout", json_object_new_object());
-		if (sc_now_ms() - last_refresh >= 2000) {
-			int changed = 0;
-			sc_store_refresh(srv->st, &changed);
-			if (changed)
-				sc_server_broadcast(srv, "changed", json_object_new_object());
-			last_refresh = sc_now_ms();
+		uint64_t now = sc_now_ms(), due, login_due = 0;
+		int refresh = 0, expire = 0, changed = 0;
+		uint64_t burst_at = srv->burst_at;
+
+		due = srv->last_refresh + FALLBACK_REFRESH_MS;
+		if (srv->burst < NBURST && srv->burst_at + burst_ms[srv->burst] < due)
+			due = srv->burst_at + burst_ms[srv->burst];
+		if (srv->o.idle_timeout_ms > 0) {
+			pthread_mutex_unlock(&srv->lock);
+			login_due = sc_store_login_deadline(srv->st, srv->o.idle_timeout_ms);
+			pthread_mutex_lock(&srv->lock);
+			if (srv->stopping)
+				break;
+			if (login_due != 0 && login_due < due)
+				due = login_due;
 		}
+		if (now < due) {
+			monitor_wait(srv, due);
+			continue;	/* look again: woken early, or now due */
+		}
+		if (srv->burst < NBURST && srv->burst_at + burst_ms[srv->burst] <= now) {
+			/* Steps that are already past collapse into this one. */
+			while (srv->burst < NBURST && srv->burst_at + burst_ms[srv->burst] <= now)
+				srv->burst++;
+			refresh = 1;
+		}
+		if (srv->last_refresh + FALLBACK_REFRESH_MS <= now)
+			refresh = 1;
+		expire = login_due != 0 && login_due <= now;
+		pthread_mutex_unlock(&srv->lock);
+		if (expire && sc_store_expire_logins(srv->st, srv->o.idle_timeout_ms) > 0)
+			sc_server_broadcast(srv, "logout", json_object_new_object());
+		if (refresh)
+			server_refresh(srv, 1, &changed);
 		pthread_mutex_lock(&srv->lock);
+		if (changed && burst_at == srv->burst_at)
+			srv->burst = NBURST;	/* the card's token came or went: done */
 	}
 	pthread_mutex_unlock(&srv->lock);
 	return NULL;
@@ -995,6 +1145,8 @@ sc_server_new(struct sc_store *st, int listen_fd, const struct sc_server_opts *o
 		srv->o.request_timeout_ms = 10000;
 	srv->lfd = listen_fd;
 	srv->started = sc_now_ms();
+	srv->last_refresh = srv->started;	/* the caller has just read the slots */
+	srv->burst = NBURST;
 	pthread_mutex_init(&srv->lock, NULL);
 	pthread_cond_init(&srv->cond, NULL);
 	if (pipe2(srv->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
@@ -1024,6 +1176,10 @@ sc_server_stop(struct sc_server *srv)
 int
 sc_server_run(struct sc_server *srv)
 {
+	if ((srv->pcsc = sc_pcsc_new(pcsc_event, srv)) == NULL ||
+	    sc_pcsc_start(srv->pcsc) != SC_OK)
+		sc_warn("cannot start the PC/SC watcher: card and reader changes are "
+		    "seen only when slots are re-read");
 	if (pthread_create(&srv->monitor, NULL, monitor_main, srv) == 0)
 		srv->monitor_started = 1;
 	while (!srv->stopping) {
@@ -1040,6 +1196,8 @@ sc_server_run(struct sc_server *srv)
 			accept_client(srv);
 	}
 	srv->stopping = 1;
+	/* No more PC/SC events: they would go to clients that are leaving. */
+	sc_pcsc_stop(srv->pcsc);
 	pthread_mutex_lock(&srv->lock);
 	pthread_cond_broadcast(&srv->cond);
 	/* Wake clients out of poll() and wait for them to go. */
@@ -1062,6 +1220,7 @@ sc_server_free(struct sc_server *srv)
 	close(srv->stop_pipe[1]);
 	if (srv->audit)
 		fclose(srv->audit);
+	sc_pcsc_free(srv->pcsc);
 	pthread_mutex_destroy(&srv->lock);
 	pthread_cond_destroy(&srv->cond);
 	free(srv);

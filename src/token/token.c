@@ -689,8 +689,14 @@ sc_store_add_module(struct sc_store *st, const char *path)
 		goto fail_unload;
 	}
 	if (PKCS11_enumerate_slots(m->ctx, &m->slots, &m->nslots) != 0) {
-		module_error(st, path, "%s", "cannot list slots");
-		goto fail_unload;
+		/*
+		 * No slots yet is not a failure: OpenSC has none while pcscd is
+		 * down, and slots appear later through sc_store_refresh().
+		 */
+		sc_info("module %s: no slots yet", path);
+		ERR_clear_error();
+		m->slots = NULL;
+		m->nslots = 0;
 	}
 	if ((nm = realloc(st->mods, (st->nmods + 1) * sizeof(*nm))) == NULL) {
 		r = SC_ERR_NOMEM;
@@ -753,14 +759,33 @@ store_find_slot(struct sc_store *st, struct sc_module *m, CK_SLOT_ID slot)
 	return t;
 }
 
+/* Append {"event": what, "token", "reader", "module", "slot", "serial"} to ev (may be NULL). */
 static void
-store_drop_unseen(struct sc_store *st, struct sc_module *m, int *changed)
+token_event(json_object *ev, const char *what, const struct sc_token *t)
+{
+	json_object *e;
+
+	if (ev == NULL)
+		return;
+	e = json_object_new_object();
+	json_object_object_add(e, "event", json_object_new_string(what));
+	json_object_object_add(e, "token", json_object_new_string(t->label));
+	json_object_object_add(e, "reader", json_object_new_string(t->reader));
+	json_object_object_add(e, "module", json_object_new_string(t->mod->path));
+	json_object_object_add(e, "slot", json_object_new_int64((int64_t)t->slot));
+	json_object_object_add(e, "serial", json_object_new_string(t->serial));
+	json_object_array_add(ev, e);
+}
+
+static void
+store_drop_unseen(struct sc_store *st, struct sc_module *m, int *changed, json_object *ev)
 {
 	pthread_mutex_lock(&st->lock);
 	for (size_t i = 0; i < st->ntoks;) {
 		struct sc_token *t = st->toks[i];
 		if (t->mod == m && !t->seen) {
 			sc_info("token \"%s\" removed", t->label);
+			token_event(ev, "token-removed", t);
 			memmove(&st->toks[i], &st->toks[i + 1], (st->ntoks - i - 1) * sizeof(*st->toks));
 			st->ntoks--;
 			token_unref(t);
@@ -779,8 +804,9 @@ store_drop_unseen(struct sc_store *st, struct sc_module *m, int *changed)
  * of the slot, which would log the agent out.
  */
 static int
-refresh_module(struct sc_store *st, struct sc_module *m, int *changed)
+refresh_module(struct sc_store *st, struct sc_module *m, int *changed, json_object *ev)
 {
+	json_object *added = ev != NULL ? json_object_new_array() : NULL;
 	CK_SLOT_ID *ids = NULL;
 	CK_ULONG n = 0;
 	int r = SC_OK;
@@ -798,9 +824,11 @@ refresh_module(struct sc_store *st, struct sc_module *m, int *changed)
 		pthread_mutex_unlock(&m->lock);
 		free(ids);
 		sc_debug("module %s: C_GetSlotList: %s", m->path, sc_ckr_name(rv));
+		json_object_put(added);
 		/* Keep what we know: a module that failed once may answer next time. */
 		return sc_err_from_ckr(rv);
 	}
+	sc_debug("module %s: %lu slot%s with a token", m->path, (unsigned long)n, n == 1 ? "" : "s");
 	for (CK_ULONG i = 0; i < n; i++) {
 		CK_SLOT_ID id = ids[i];
 		CK_SLOT_INFO si;
@@ -847,22 +875,43 @@ refresh_module(struct sc_store *st, struct sc_module *m, int *changed)
 			continue;
 		}
 		sc_info("token \"%s\" present in %s", t->label, t->reader);
+		token_event(added, "token-added", t);
 		*changed = 1;
 	}
 	pthread_mutex_unlock(&m->lock);
 	free(ids);
-	store_drop_unseen(st, m, changed);
+	/* Removals first: a card swapped for one with the same label reads right. */
+	store_drop_unseen(st, m, changed, ev);
+	for (size_t i = 0; added != NULL && i < json_object_array_length(added); i++)
+		json_object_array_add(ev, json_object_get(json_object_array_get_idx(added, i)));
+	json_object_put(added);
 	return r;
 }
 
 int
 sc_store_refresh(struct sc_store *st, int *changed)
 {
-	int r = SC_OK, ch = 0;
+	return sc_store_refresh_report(st, changed, NULL);
+}
 
-	pthread_mutex_lock(&st->refresh_lock);
+static int
+store_refresh(struct sc_store *st, int wait, int *changed, json_object **events)
+{
+	int r = SC_OK, ch = 0;
+	json_object *ev = NULL;
+
+	if (changed != NULL)
+		*changed = 0;
+	if (events != NULL)
+		*events = NULL;
+	if (wait)
+		pthread_mutex_lock(&st->refresh_lock);
+	else if (pthread_mutex_trylock(&st->refresh_lock) != 0)
+		return SC_ERR_BUSY;
+	if (events != NULL)
+		*events = ev = json_object_new_array();
 	for (size_t i = 0; i < st->nmods; i++) {
-		int rr = refresh_module(st, st->mods[i], &ch);
+		int rr = refresh_module(st, st->mods[i], &ch, ev);
 		if (rr != SC_OK)
 			r = rr;
 	}
@@ -870,6 +919,18 @@ sc_store_refresh(struct sc_store *st, int *changed)
 	if (changed != NULL)
 		*changed = ch;
 	return r;
+}
+
+int
+sc_store_refresh_report(struct sc_store *st, int *changed, json_object **events)
+{
+	return store_refresh(st, 1, changed, events);
+}
+
+int
+sc_store_refresh_try(struct sc_store *st, int *changed, json_object **events)
+{
+	return store_refresh(st, 0, changed, events);
 }
 
 /* The tokens now present, each with a reference held; free with tokens_put. */
@@ -3087,4 +3148,27 @@ sc_store_vsc_list_json(struct sc_store *st)
 	tokens_put(v, n);
 	json_object_object_add(j, "tokens", toks);
 	return j;
+}
+
+/* ------------------------------------------------------------------ */
+/* Idle logins */
+
+uint64_t
+sc_store_login_deadline(struct sc_store *st, unsigned long idle_ms)
+{
+	struct sc_token **v;
+	size_t n;
+	uint64_t due = 0;
+
+	v = tokens_get(st, &n);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t d;
+		pthread_mutex_lock(&v[i]->lock);
+		d = v[i]->logged_in ? v[i]->last_use + idle_ms + 1 : 0;
+		pthread_mutex_unlock(&v[i]->lock);
+		if (d != 0 && (due == 0 || d < due))
+			due = d;
+	}
+	tokens_put(v, n);
+	return due;
 }

@@ -8,6 +8,7 @@
 #define SC_TOKEN_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <json-c/json.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -55,6 +56,18 @@ size_t sc_store_nmodules(struct sc_store *st);
  * (may be NULL) is set to 1 when anything visible changed.
  */
 int sc_store_refresh(struct sc_store *st, int *changed);
+/*
+ * sc_store_refresh, and *events (may be NULL) gets a new array of what
+ * appeared and vanished, in order: {"event": "token-added"|"token-removed",
+ * "token": label, "reader": slot description, "module": path, "slot": id,
+ * "serial": serial}. A token that vanished has been dropped with its login.
+ */
+int sc_store_refresh_report(struct sc_store *st, int *changed, json_object **events);
+/*
+ * The same, but SC_ERR_BUSY at once when another thread is re-reading slots
+ * (a module can take seconds over a card it does not know).
+ */
+int sc_store_refresh_try(struct sc_store *st, int *changed, json_object **events);
 
 /*
  * The inventory of INTERFACE.md's `scagent list --json` ("tokens", and
@@ -88,6 +101,11 @@ int sc_store_login(struct sc_store *st, const char *token_label, const char *pin
 int sc_store_logout(struct sc_store *st, const char *token_label);
 /* Log out of tokens idle for more than idle_ms; returns how many. */
 int sc_store_expire_logins(struct sc_store *st, unsigned long idle_ms);
+/*
+ * When (sc_now_ms() time) the first login idle for idle_ms expires, so a
+ * caller can sleep until then; 0 when no token is logged in.
+ */
+uint64_t sc_store_login_deadline(struct sc_store *st, unsigned long idle_ms);
 
 /*
  * Sign with the private key of certificate REF. is_digest: in is the already
