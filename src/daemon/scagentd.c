@@ -37,6 +37,7 @@ usage(FILE *fp)
 	    "usage: scagentd [--foreground] [--socket PATH] [--config FILE] [--module PATH]...\n"
 	    "                [--log-level error|warn|info|debug] [--syslog] [--idle-timeout SEC]\n"
 	    "                [--pinentry PROGRAM] [--audit-log FILE|syslog]\n"
+	    "                [--request-timeout SEC]\n"
 	    "\n"
 	    "Loads the configured PKCS#11 modules (or exactly the --module ones) and serves\n"
 	    "their tokens on a Unix socket, by default $XDG_RUNTIME_DIR/scagent/agent.sock.\n"
@@ -163,6 +164,7 @@ main(int argc, char **argv)
 		{ "idle-timeout", required_argument, NULL, 'i' },
 		{ "pinentry", required_argument, NULL, 'p' },
 		{ "audit-log", required_argument, NULL, 'a' },
+		{ "request-timeout", required_argument, NULL, 'R' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -175,7 +177,8 @@ main(int argc, char **argv)
 	struct sigaction sa;
 	const char *config = NULL, *log_level = NULL, *pinentry = NULL, *audit_log = NULL;
 	const char **modules = NULL;
-	char *sock = NULL, *errmsg = NULL, *idle_arg = NULL;
+	char *sock = NULL, *errmsg = NULL, *idle_arg = NULL, *reqto_arg = NULL;
+	unsigned long reqto = 0;
 	int nmods = 0, foreground = 0, use_syslog = 0, lfd = -1, activated = 0;
 	int ready[2] = { -1, -1 }, ch, rc = 1;
 
@@ -198,6 +201,7 @@ main(int argc, char **argv)
 		case 'i': idle_arg = optarg; break;
 		case 'p': pinentry = optarg; break;
 		case 'a': audit_log = optarg; break;
+		case 'R': reqto_arg = optarg; break;
 		case 'v': log_level = "debug"; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("scagentd %s\n", PACKAGE_VERSION); return 0;
@@ -221,6 +225,14 @@ main(int argc, char **argv)
 		cfg.idle_timeout = strtoul(idle_arg, &end, 10);
 		if (*end || *idle_arg == '\0' || *idle_arg == '-') {
 			fprintf(stderr, "scagentd: --idle-timeout wants seconds (0: never)\n");
+			return 2;
+		}
+	}
+	if (reqto_arg != NULL) {
+		char *end;
+		reqto = strtoul(reqto_arg, &end, 10);
+		if (*end || *reqto_arg == '\0' || *reqto_arg == '-' || reqto == 0 || reqto > 3600) {
+			fprintf(stderr, "scagentd: --request-timeout wants seconds from 1 to 3600\n");
 			return 2;
 		}
 	}
@@ -295,6 +307,7 @@ main(int argc, char **argv)
 	sv.pinentry = pinentry ? pinentry : cfg.pinentry;
 	sv.confirm_sign = cfg.confirm_sign;
 	sv.audit_log = audit_log ? audit_log : cfg.audit_log;
+	sv.request_timeout_ms = reqto * 1000UL;
 	if ((g_srv = sc_server_new(st, lfd, &sv)) == NULL)
 		goto out;
 	memset(&sa, 0, sizeof(sa));
