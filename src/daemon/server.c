@@ -323,6 +323,9 @@ op_login(struct client *c, int64_t id, json_object *req)
 	char detail[256];
 	int r;
 
+	if (pin == NULL && c->srv->o.pinentry == NULL)
+		return reply_err(c, id, SC_ERR_INVALID, "login needs \"pin\": this agent has no "
+		    "pinentry program to ask for it (scagentd --pinentry PROGRAM)");
 	if (pin != NULL)
 		r = sc_store_login(c->srv->st, token, pin, arg_bool(req, "confirm_final_try"), &flags);
 	else
