@@ -1,0 +1,246 @@
+/*
+ * fault-pkcs11: a PKCS#11 module for tests that forwards every call to a real
+ * module (SoftHSM) and injects the faults a real token produces only when it
+ * breaks. Built by `make check` only, as tests/mock/.libs/fault-pkcs11.so.
+ *
+ * Load it INSTEAD of SoftHSM (not next to it: both would C_Initialize the
+ * same SoftHSM library), e.g.
+ *
+ *     SCAGENT_FAULT=sign-removed scagentd --module "$FAULT_MODULE" ...
+ *
+ * Environment:
+ *   SCAGENT_FAULT_TARGET  the real module (default /usr/lib/softhsm/libsofthsm2.so)
+ *   SCAGENT_FAULT         comma-separated faults (default: none, pure forwarding):
+ *     init              C_Initialize returns CKR_DEVICE_ERROR (nothing forwarded)
+ *     sign-removed      C_Sign returns CKR_DEVICE_REMOVED (same as
+ *                       sign-fail=CKR_DEVICE_REMOVED)
+ *     sign-fail=CKR     C_Sign returns CKR (a name below or a number, 0x.. ok)
+ *     sign-bad          C_Sign flips one byte of a successful signature (a
+ *                       faulty RSA-CRT card's wrong signature stand-in)
+ *     sign-delay=MS     C_Sign sleeps MS milliseconds first (a slow card)
+ *     login-fail=CKR    C_Login returns CKR without trying the PIN
+ *   SCAGENT_FAULT_FILE    when set, the fault list is read from this file
+ *                         (first line, same syntax) at every faultable call,
+ *                         instead of SCAGENT_FAULT: a test can change the
+ *                         faults of a running agent. A missing file = no faults.
+ * CKR names understood: CKR_DEVICE_ERROR, CKR_DEVICE_REMOVED,
+ * CKR_TOKEN_NOT_PRESENT, CKR_PIN_INCORRECT, CKR_PIN_LOCKED, CKR_PIN_EXPIRED,
+ * CKR_FUNCTION_FAILED, CKR_GENERAL_ERROR, CKR_SESSION_HANDLE_INVALID,
+ * CKR_USER_NOT_LOGGED_IN, CKR_DEVICE_MEMORY, CKR_FUNCTION_CANCELED.
+ * An unknown fault word is reported on stderr and makes C_GetFunctionList
+ * fail, so a typo in a test cannot pass silently.
+ *
+ * A failed C_Sign still ends the real module's signing operation (as PKCS#11
+ * says a failed C_Sign does), so the session stays usable.
+ */
+#include "config.h"
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <p11-kit/pkcs11.h>
+
+#define DEFAULT_TARGET "/usr/lib/softhsm/libsofthsm2.so"
+
+struct faults {
+	int init;
+	CK_RV sign_fail;		/* 0: none */
+	int sign_bad;
+	long sign_delay_ms;
+	CK_RV login_fail;		/* 0: none */
+};
+
+static CK_FUNCTION_LIST_PTR real;
+static CK_FUNCTION_LIST wrapped;
+
+static const struct {
+	const char *name;
+	CK_RV rv;
+} ckr_names[] = {
+	{ "CKR_DEVICE_ERROR", CKR_DEVICE_ERROR },
+	{ "CKR_DEVICE_REMOVED", CKR_DEVICE_REMOVED },
+	{ "CKR_TOKEN_NOT_PRESENT", CKR_TOKEN_NOT_PRESENT },
+	{ "CKR_PIN_INCORRECT", CKR_PIN_INCORRECT },
+	{ "CKR_PIN_LOCKED", CKR_PIN_LOCKED },
+	{ "CKR_PIN_EXPIRED", CKR_PIN_EXPIRED },
+	{ "CKR_FUNCTION_FAILED", CKR_FUNCTION_FAILED },
+	{ "CKR_GENERAL_ERROR", CKR_GENERAL_ERROR },
+	{ "CKR_SESSION_HANDLE_INVALID", CKR_SESSION_HANDLE_INVALID },
+	{ "CKR_USER_NOT_LOGGED_IN", CKR_USER_NOT_LOGGED_IN },
+	{ "CKR_DEVICE_MEMORY", CKR_DEVICE_MEMORY },
+	{ "CKR_FUNCTION_CANCELED", CKR_FUNCTION_CANCELED },
+};
+
+static int
+parse_ckr(const char *s, CK_RV *rv)
+{
+	char *end;
+	unsigned long v;
+
+	for (size_t i = 0; i < sizeof(ckr_names) / sizeof(ckr_names[0]); i++)
+		if (strcmp(s, ckr_names[i].name) == 0) {
+			*rv = ckr_names[i].rv;
+			return 0;
+		}
+	v = strtoul(s, &end, 0);
+	if (*s == '\0' || *end != '\0' || v == 0)
+		return -1;
+	*rv = v;
+	return 0;
+}
+
+/* Parse "a,b=1,..." into f; -1 (with a message) on an unknown word. */
+static int
+parse_faults(const char *spec, struct faults *f)
+{
+	char buf[512], *save = NULL, *w, *val;
+	int r = 0;
+
+	memset(f, 0, sizeof(*f));
+	if (spec == NULL)
+		return 0;
+	snprintf(buf, sizeof(buf), "%s", spec);
+	buf[strcspn(buf, "\r\n")] = '\0';
+	for (w = strtok_r(buf, ", ", &save); w != NULL; w = strtok_r(NULL, ", ", &save)) {
+		if ((val = strchr(w, '=')) != NULL)
+			*val++ = '\0';
+		if (strcmp(w, "init") == 0 && val == NULL)
+			f->init = 1;
+		else if (strcmp(w, "sign-removed") == 0 && val == NULL)
+			f->sign_fail = CKR_DEVICE_REMOVED;
+		else if (strcmp(w, "sign-bad") == 0 && val == NULL)
+			f->sign_bad = 1;
+		else if (strcmp(w, "sign-fail") == 0 && val != NULL && parse_ckr(val, &f->sign_fail) == 0)
+			;
+		else if (strcmp(w, "login-fail") == 0 && val != NULL && parse_ckr(val, &f->login_fail) == 0)
+			;
+		else if (strcmp(w, "sign-delay") == 0 && val != NULL && (f->sign_delay_ms = atol(val)) > 0)
+			;
+		else {
+			fprintf(stderr, "fault-pkcs11: unknown fault '%s%s%s'\n", w,
+			    val ? "=" : "", val ? val : "");
+			r = -1;
+		}
+	}
+	return r;
+}
+
+/* The faults in force now. */
+static void
+current_faults(struct faults *f)
+{
+	const char *file = getenv("SCAGENT_FAULT_FILE");
+	char line[512];
+	FILE *fp;
+
+	if (file == NULL || *file == '\0') {
+		parse_faults(getenv("SCAGENT_FAULT"), f);
+		return;
+	}
+	memset(f, 0, sizeof(*f));
+	if ((fp = fopen(file, "r")) == NULL)
+		return;
+	if (fgets(line, sizeof(line), fp) != NULL)
+		parse_faults(line, f);
+	fclose(fp);
+}
+
+static CK_RV
+fault_Initialize(void *args)
+{
+	struct faults f;
+
+	current_faults(&f);
+	if (f.init)
+		return CKR_DEVICE_ERROR;
+	return real->C_Initialize(args);
+}
+
+static CK_RV
+fault_Login(CK_SESSION_HANDLE s, CK_USER_TYPE who, CK_UTF8CHAR_PTR pin, CK_ULONG len)
+{
+	struct faults f;
+
+	current_faults(&f);
+	if (f.login_fail != 0)
+		return f.login_fail;
+	return real->C_Login(s, who, pin, len);
+}
+
+/* End the real module's signing operation after an injected failure. */
+static void
+end_sign(CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len)
+{
+	CK_ULONG n = 0;
+	CK_BYTE_PTR buf;
+
+	if (real->C_Sign(s, data, len, NULL, &n) != CKR_OK || n == 0)
+		return;
+	if ((buf = malloc(n)) == NULL)
+		return;
+	real->C_Sign(s, data, len, buf, &n);
+	free(buf);
+}
+
+static CK_RV
+fault_Sign(CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
+    CK_ULONG_PTR siglen)
+{
+	struct faults f;
+	CK_RV rv;
+
+	current_faults(&f);
+	if (f.sign_delay_ms > 0) {
+		struct timespec ts = { f.sign_delay_ms / 1000, (f.sign_delay_ms % 1000) * 1000000L };
+		while (nanosleep(&ts, &ts) != 0)
+			;
+	}
+	if (f.sign_fail != 0) {
+		end_sign(s, data, len);
+		return f.sign_fail;
+	}
+	rv = real->C_Sign(s, data, len, sig, siglen);
+	if (rv == CKR_OK && f.sign_bad && sig != NULL && *siglen > 0)
+		sig[*siglen / 2] ^= 0x01;
+	return rv;
+}
+
+/* The only export (the build hides everything else). */
+__attribute__((visibility("default"))) CK_RV
+C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
+{
+	const char *target = getenv("SCAGENT_FAULT_TARGET");
+	CK_C_GetFunctionList getfl;
+	struct faults f;
+	void *dl;
+	CK_RV rv;
+
+	if (list == NULL)
+		return CKR_ARGUMENTS_BAD;
+	if (getenv("SCAGENT_FAULT_FILE") == NULL && parse_faults(getenv("SCAGENT_FAULT"), &f) < 0)
+		return CKR_GENERAL_ERROR;
+	if (real == NULL) {
+		if (target == NULL || *target == '\0')
+			target = DEFAULT_TARGET;
+		if ((dl = dlopen(target, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+			fprintf(stderr, "fault-pkcs11: cannot load %s: %s\n", target, dlerror());
+			return CKR_GENERAL_ERROR;
+		}
+		if ((getfl = (CK_C_GetFunctionList)dlsym(dl, "C_GetFunctionList")) == NULL ||
+		    (rv = getfl(&real)) != CKR_OK || real == NULL) {
+			fprintf(stderr, "fault-pkcs11: %s is not a PKCS#11 module\n", target);
+			real = NULL;
+			dlclose(dl);
+			return CKR_GENERAL_ERROR;
+		}
+		/* Everything forwarded; only the faultable entries replaced. */
+		wrapped = *real;
+		wrapped.C_GetFunctionList = C_GetFunctionList;
+		wrapped.C_Initialize = fault_Initialize;
+		wrapped.C_Login = fault_Login;
+		wrapped.C_Sign = fault_Sign;
+	}
+	*list = &wrapped;
+	return CKR_OK;
+}
