@@ -136,17 +136,35 @@ listen_socket(const char *path)
 	return fd;
 }
 
-/* systemd socket activation: LISTEN_PID/LISTEN_FDS, the socket is fd 3. */
+/*
+ * systemd socket activation: LISTEN_PID/LISTEN_FDS, the socket is fd 3.
+ * Returns 3, -1 when not activated, -2 when fd 3 is not a listening Unix
+ * stream socket (a broken unit: refuse to start rather than poll a bad fd).
+ */
 static int
 activated_socket(void)
 {
 	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	struct stat sb;
+	int type = 0, listening = 0;
+	socklen_t tl = sizeof(type), ll = sizeof(listening);
 
-	if (pid == NULL || fds == NULL || strtol(pid, NULL, 10) != (long)getpid() ||
-	    strtol(fds, NULL, 10) != 1)
+	if (pid == NULL || fds == NULL || strtol(pid, NULL, 10) != (long)getpid())
 		return -1;
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	if (strtol(fds, NULL, 10) != 1) {
+		sc_error("socket activation passed %s sockets; scagentd.socket must have exactly one "
+		    "ListenStream", fds);
+		return -2;
+	}
+	if (fstat(3, &sb) < 0 || !S_ISSOCK(sb.st_mode) ||
+	    getsockopt(3, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM ||
+	    getsockopt(3, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) < 0 || !listening) {
+		sc_error("socket activation: fd 3 is not a listening stream socket");
+		return -2;
+	}
 	fcntl(3, F_SETFD, FD_CLOEXEC);
 	return 3;
 }
@@ -284,8 +302,10 @@ main(int argc, char **argv)
 
 	if ((lfd = activated_socket()) >= 0)
 		activated = 1;
-	else if ((lfd = listen_socket(sock)) < 0)
+	else if (lfd == -2 || (lfd = listen_socket(sock)) < 0) {
+		lfd = -1;
 		goto out;
+	}
 
 	memset(&so, 0, sizeof(so));
 	so.verify_ecdsa = cfg.verify_ecdsa;

@@ -857,6 +857,11 @@ sc_server_run(struct sc_server *srv)
 			break;
 		if (p[0].revents & POLLIN)
 			accept_client(srv);
+		else if (p[0].revents & (POLLNVAL | POLLERR | POLLHUP)) {
+			/* Never spin on a listening socket that went bad. */
+			sc_error("the listening socket failed; stopping");
+			break;
+		}
 	}
 	srv->stopping = 1;
 	pthread_mutex_lock(&srv->lock);
