@@ -86,6 +86,16 @@ pubkey() {
 }
 
 done_testing() {
+	# Under ASan/UBSan (CI), an agent that stopped during the test reported
+	# its memory errors and leaks to its log: they fail the test.
+	local f
+	for f in "$TB_DIR"/agent-*.log "$TB_DIR"/w/*.log; do
+		[ -f "$f" ] || continue
+		if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$f"; then
+			fail "no sanitizer report in $(basename "$f")" "$(grep -m1 -E 'Sanitizer|runtime error:' "$f")"
+			sed 's/^/#   /' "$f" | head -n 40
+		fi
+	done
 	echo "1..$n"
 	if [ "$failed" -gt 0 ]; then
 		echo "# $failed of $n failed"
