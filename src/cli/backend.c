@@ -236,13 +236,14 @@ cli_read_pin(const char *prompt, int pin_stdin)
 			sc_secmem_free(buf);
 			return NULL;
 		}
-		fputs(prompt, tty);
-		fflush(tty);
+		/* Echo off before the prompt: what is typed after it is never shown or flushed. */
 		if (tcgetattr(fileno(tty), &old) == 0) {
 			noecho = old;
 			noecho.c_lflag &= ~(tcflag_t)ECHO;
 			restore = tcsetattr(fileno(tty), TCSAFLUSH, &noecho) == 0;
 		}
+		fputs(prompt, tty);
+		fflush(tty);
 		if (fgets(buf, 256, tty) == NULL)
 			buf[0] = '\0';
 		if (restore)

@@ -170,6 +170,31 @@ unescape(char *s)
 	return SC_OK;
 }
 
+/*
+ * Tell pinentry which terminal to use, as gpg-agent does: $GPG_TTY and $TERM
+ * of the agent's environment. Terminal pinentries (pinentry-tty, -curses)
+ * need it; an ERR (option unknown to this pinentry) is not a failure.
+ */
+static int
+pe_options(struct pe *p)
+{
+	const char *tty = getenv("GPG_TTY"), *term = getenv("TERM");
+	char opt[512];
+	int r;
+
+	if (tty != NULL && *tty) {
+		snprintf(opt, sizeof(opt), "ttyname=%s", tty);
+		if ((r = pe_cmd(p, "OPTION", opt)) != SC_OK && r != SC_ERR_CANCELLED)
+			return r;
+		if (term != NULL && *term) {
+			snprintf(opt, sizeof(opt), "ttytype=%s", term);
+			if ((r = pe_cmd(p, "OPTION", opt)) != SC_OK && r != SC_ERR_CANCELLED)
+				return r;
+		}
+	}
+	return SC_OK;
+}
+
 int
 sc_pinentry_getpin(const char *program, const char *desc, char **pin)
 {
@@ -179,7 +204,7 @@ sc_pinentry_getpin(const char *program, const char *desc, char **pin)
 	*pin = NULL;
 	if ((r = pe_start(&p, program)) != SC_OK)
 		goto out;
-	if ((r = pe_wait_ok(&p)) != SC_OK ||
+	if ((r = pe_wait_ok(&p)) != SC_OK || (r = pe_options(&p)) != SC_OK ||
 	    (r = pe_cmd(&p, "SETDESC", desc)) != SC_OK ||
 	    (r = pe_cmd(&p, "SETPROMPT", "PIN:")) != SC_OK)
 		goto out;
@@ -221,7 +246,7 @@ sc_pinentry_confirm(const char *program, const char *desc)
 	int r;
 
 	if ((r = pe_start(&p, program)) == SC_OK &&
-	    (r = pe_wait_ok(&p)) == SC_OK &&
+	    (r = pe_wait_ok(&p)) == SC_OK && (r = pe_options(&p)) == SC_OK &&
 	    (r = pe_cmd(&p, "SETDESC", desc)) == SC_OK)
 		r = pe_cmd(&p, "CONFIRM", NULL);
 	pe_end(&p);

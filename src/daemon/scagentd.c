@@ -37,6 +37,7 @@ usage(FILE *fp)
 	    "usage: scagentd [--foreground] [--socket PATH] [--config FILE] [--module PATH]...\n"
 	    "                [--log-level error|warn|info|debug] [--syslog] [--idle-timeout SEC]\n"
 	    "                [--pinentry PROGRAM] [--audit-log FILE|syslog] [--vsc-module PATH]\n"
+	    "                [--request-timeout SEC]\n"
 	    "\n"
 	    "Loads the configured PKCS#11 modules (or exactly the --module ones) and serves\n"
 	    "their tokens on a Unix socket, by default $XDG_RUNTIME_DIR/scagent/agent.sock.\n"
@@ -151,17 +152,35 @@ listen_socket(const char *path)
 	return fd;
 }
 
-/* systemd socket activation: LISTEN_PID/LISTEN_FDS, the socket is fd 3. */
+/*
+ * systemd socket activation: LISTEN_PID/LISTEN_FDS, the socket is fd 3.
+ * Returns 3, -1 when not activated, -2 when fd 3 is not a listening Unix
+ * stream socket (a broken unit: refuse to start rather than poll a bad fd).
+ */
 static int
 activated_socket(void)
 {
 	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	struct stat sb;
+	int type = 0, listening = 0;
+	socklen_t tl = sizeof(type), ll = sizeof(listening);
 
-	if (pid == NULL || fds == NULL || strtol(pid, NULL, 10) != (long)getpid() ||
-	    strtol(fds, NULL, 10) != 1)
+	if (pid == NULL || fds == NULL || strtol(pid, NULL, 10) != (long)getpid())
 		return -1;
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	if (strtol(fds, NULL, 10) != 1) {
+		sc_error("socket activation passed %s sockets; scagentd.socket must have exactly one "
+		    "ListenStream", fds);
+		return -2;
+	}
+	if (fstat(3, &sb) < 0 || !S_ISSOCK(sb.st_mode) ||
+	    getsockopt(3, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM ||
+	    getsockopt(3, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) < 0 || !listening) {
+		sc_error("socket activation: fd 3 is not a listening stream socket");
+		return -2;
+	}
 	fcntl(3, F_SETFD, FD_CLOEXEC);
 	return 3;
 }
@@ -180,6 +199,7 @@ main(int argc, char **argv)
 		{ "pinentry", required_argument, NULL, 'p' },
 		{ "audit-log", required_argument, NULL, 'a' },
 		{ "vsc-module", required_argument, NULL, 'T' },
+		{ "request-timeout", required_argument, NULL, 'R' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -193,13 +213,14 @@ main(int argc, char **argv)
 	const char *config = NULL, *log_level = NULL, *pinentry = NULL, *audit_log = NULL;
 	const char *vsc_module = NULL;
 	const char **modules = NULL;
-	char *sock = NULL, *errmsg = NULL, *idle_arg = NULL;
+	char *sock = NULL, *errmsg = NULL, *idle_arg = NULL, *reqto_arg = NULL;
+	unsigned long reqto = 0;
 	int nmods = 0, foreground = 0, use_syslog = 0, lfd = -1, activated = 0;
 	int ready[2] = { -1, -1 }, ch, rc = 1;
 
 	if ((modules = calloc((size_t)argc, sizeof(*modules))) == NULL)
 		return 1;
-	while ((ch = getopt_long(argc, argv, "fs:c:m:l:Si:p:a:T:vhV", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "fs:c:m:l:Si:p:a:T:R:vhV", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'f': foreground = 1; break;
 		case 's': free(sock); sock = strdup(optarg); break;
@@ -217,6 +238,7 @@ main(int argc, char **argv)
 		case 'p': pinentry = optarg; break;
 		case 'a': audit_log = optarg; break;
 		case 'T': vsc_module = optarg; break;
+		case 'R': reqto_arg = optarg; break;
 		case 'v': log_level = "debug"; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("scagentd %s\n", PACKAGE_VERSION); return 0;
@@ -240,6 +262,14 @@ main(int argc, char **argv)
 		cfg.idle_timeout = strtoul(idle_arg, &end, 10);
 		if (*end || *idle_arg == '\0' || *idle_arg == '-') {
 			fprintf(stderr, "scagentd: --idle-timeout wants seconds (0: never)\n");
+			return 2;
+		}
+	}
+	if (reqto_arg != NULL) {
+		char *end;
+		reqto = strtoul(reqto_arg, &end, 10);
+		if (*end || *reqto_arg == '\0' || *reqto_arg == '-' || reqto == 0 || reqto > 3600) {
+			fprintf(stderr, "scagentd: --request-timeout wants seconds from 1 to 3600\n");
 			return 2;
 		}
 	}
@@ -291,8 +321,10 @@ main(int argc, char **argv)
 
 	if ((lfd = activated_socket()) >= 0)
 		activated = 1;
-	else if ((lfd = listen_socket(sock)) < 0)
+	else if (lfd == -2 || (lfd = listen_socket(sock)) < 0) {
+		lfd = -1;
 		goto out;
+	}
 
 	memset(&so, 0, sizeof(so));
 	so.verify_ecdsa = cfg.verify_ecdsa;
@@ -320,6 +352,7 @@ main(int argc, char **argv)
 	sv.pinentry = pinentry ? pinentry : cfg.pinentry;
 	sv.confirm_sign = cfg.confirm_sign;
 	sv.audit_log = audit_log ? audit_log : cfg.audit_log;
+	sv.request_timeout_ms = reqto * 1000UL;
 	if ((g_srv = sc_server_new(st, lfd, &sv)) == NULL)
 		goto out;
 	memset(&sa, 0, sizeof(sa));

@@ -83,7 +83,7 @@ send_line(struct client *c, char *line, size_t len)
 		return SC_ERR_NOMEM;
 	pthread_mutex_lock(&c->wlock);
 	while (off < len) {
-		ssize_t w = send(c->fd, line + off, len - off, MSG_NOSIGNAL);
+		ssize_t w = send(c->fd, line + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
@@ -92,6 +92,8 @@ send_line(struct client *c, char *line, size_t len)
 				if (poll(&p, 1, 5000) > 0)
 					continue;
 			}
+			/* A client that does not read its answers or events is dropped. */
+			shutdown(c->fd, SHUT_RDWR);
 			r = SC_ERR_IO;
 			break;
 		}
@@ -388,6 +390,19 @@ login_error(struct client *c, int64_t id, int r, const char *token, json_object 
 	return reply_err(c, id, r, msg);
 }
 
+/* Fields of a login/logout event. */
+static json_object *
+token_fields(const char *token, const char *reason)
+{
+	json_object *o = json_object_new_object();
+
+	if (token != NULL)
+		json_object_object_add(o, "token", json_object_new_string(token));
+	if (reason != NULL)
+		json_object_object_add(o, "reason", json_object_new_string(reason));
+	return o;
+}
+
 /* Ask for the PIN through pinentry and log in once. */
 static int
 login_with_pinentry(struct client *c, const char *token, int confirm, json_object **flags)
@@ -417,6 +432,9 @@ op_login(struct client *c, int64_t id, json_object *req)
 	int r;
 
 	refresh_if_stale(c->srv);	/* a token that just arrived can be logged in to */
+	if (pin == NULL && c->srv->o.pinentry == NULL)
+		return reply_err(c, id, SC_ERR_INVALID, "login needs \"pin\": this agent has no "
+		    "pinentry program to ask for it (scagentd --pinentry PROGRAM)");
 	if (pin != NULL)
 		r = sc_store_login(c->srv->st, token, pin, arg_bool(req, "confirm_final_try"), &flags);
 	else
@@ -434,7 +452,7 @@ op_login(struct client *c, int64_t id, json_object *req)
 	res = json_object_new_object();
 	json_object_object_add(res, "flags", flags);
 	monitor_kick(c->srv);	/* a new idle-logout deadline */
-	sc_server_broadcast(c->srv, "login", json_object_new_object());
+	sc_server_broadcast(c->srv, "login", token_fields(token, NULL));
 	return reply_ok(c, id, res);
 }
 
@@ -446,8 +464,29 @@ op_logout(struct client *c, int64_t id, json_object *req)
 
 	if (r != SC_OK)
 		return login_error(c, id, r, token, NULL);
-	sc_server_broadcast(c->srv, "logout", json_object_new_object());
+	sc_server_broadcast(c->srv, "logout", token_fields(token, NULL));
 	return reply_ok(c, id, NULL);
+}
+
+/* The certificate REF names, for messages and the audit log: fingerprint, token, key type. */
+static void
+sign_facts(struct client *c, const char *ref, char *sha, size_t shalen, char *tok, size_t toklen,
+    char *keytype, size_t ktlen)
+{
+	json_object *found = NULL, *v, *key;
+
+	snprintf(sha, shalen, "?");
+	snprintf(tok, toklen, "LABEL");
+	snprintf(keytype, ktlen, "?");
+	if (sc_store_find_cert(c->srv->st, ref, NULL, &found, NULL) != SC_OK)
+		return;
+	if (json_object_object_get_ex(found, "sha256", &v))
+		snprintf(sha, shalen, "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(found, "token", &v))
+		snprintf(tok, toklen, "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(found, "key", &key) && json_object_object_get_ex(key, "type", &v))
+		snprintf(keytype, ktlen, "%s", json_object_get_string(v));
+	json_object_put(found);
 }
 
 static int
@@ -457,8 +496,8 @@ op_sign(struct client *c, int64_t id, json_object *req)
 	const char *data = arg_str(req, "data"), *digest = arg_str(req, "digest");
 	unsigned char *in = NULL, *sig = NULL;
 	size_t inlen = 0, siglen = 0;
-	json_object *info = NULL, *res, *cand = NULL, *dummy = NULL;
-	char msg[512], detail[512];
+	json_object *res, *cand = NULL, *dummy = NULL, *info = NULL;
+	char msg[1024], detail[512], sha[80], tok[128], keytype[16];
 	int alg = sc_alg_parse(algname), r;
 
 	if (alg < 0) {
@@ -470,35 +509,50 @@ op_sign(struct client *c, int64_t id, json_object *req)
 		return reply_err(c, id, SC_ERR_INVALID, "give exactly one of \"data\" and \"digest\"");
 	if (sc_unb64(data ? data : digest, &in, &inlen) != SC_OK)
 		return reply_err(c, id, SC_ERR_INVALID, "\"data\"/\"digest\" is not valid base64");
+	if (digest != NULL && inlen != (size_t)EVP_MD_get_size(sc_alg_md(alg))) {
+		snprintf(msg, sizeof(msg), "\"digest\" has %zu bytes; %s wants a %d-byte hash",
+		    inlen, algname, EVP_MD_get_size(sc_alg_md(alg)));
+		free(in);
+		return reply_err(c, id, SC_ERR_INVALID, msg);
+	}
 	if (c->srv->o.confirm_sign && c->srv->o.pinentry != NULL) {
+		sign_facts(c, ref, sha, sizeof(sha), tok, sizeof(tok), keytype, sizeof(keytype));
+		snprintf(detail, sizeof(detail), "cert=%s alg=%s", sha, algname);
 		snprintf(msg, sizeof(msg), "Allow %s (pid %ld) to sign with \"%s\"?", c->exe, (long)c->pid, ref);
 		if ((r = sc_pinentry_confirm(c->srv->o.pinentry, msg)) != SC_OK) {
 			free(in);
-			snprintf(detail, sizeof(detail), "ref=\"%s\" alg=%s", ref, algname);
-			audit(c->srv, c, "sign", detail, r);
+			audit(c->srv, c, "sign", detail, SC_ERR_DENIED);
 			return reply_err(c, id, SC_ERR_DENIED, "the signature was not confirmed");
 		}
 	}
 	r = sc_store_sign(c->srv->st, ref, alg, digest != NULL, in, inlen, &sig, &siglen, &info);
-	if (r == SC_ERR_NOT_LOGGED_IN && c->srv->o.pinentry != NULL) {
+	/* Facts for the audit line and the messages (looked up again only on failure). */
+	if (r != SC_OK)
+		sign_facts(c, ref, sha, sizeof(sha), tok, sizeof(tok), keytype, sizeof(keytype));
+	if (r == SC_ERR_NOT_LOGGED_IN && c->srv->o.pinentry != NULL && strcmp(sha, "?") != 0) {
 		/* Ask once for the PIN of the key's token, then sign once more. */
-		json_object *found = NULL, *tok;
-		if (sc_store_find_cert(c->srv->st, ref, NULL, &found, NULL) == SC_OK &&
-		    json_object_object_get_ex(found, "token", &tok)) {
-			int lr = login_with_pinentry(c, json_object_get_string(tok), 0, NULL);
-			if (lr == SC_OK)
-				r = sc_store_sign(c->srv->st, ref, alg, digest != NULL, in, inlen,
-				    &sig, &siglen, &info);
-			else if (lr != SC_ERR_NOT_LOGGED_IN)
-				r = lr;
-		}
-		json_object_put(found);
+		int lr = login_with_pinentry(c, tok, 0, NULL);
+		char ldetail[200];
+
+		snprintf(ldetail, sizeof(ldetail), "token=\"%s\" via=pinentry", tok);
+		if (lr != SC_ERR_NOT_LOGGED_IN)
+			audit(c->srv, c, "login", ldetail, lr);
+		if (lr == SC_OK) {
+			sc_server_broadcast(c->srv, "login", token_fields(tok, NULL));
+			r = sc_store_sign(c->srv->st, ref, alg, digest != NULL, in, inlen,
+			    &sig, &siglen, &info);
+		} else if (lr != SC_ERR_NOT_LOGGED_IN)
+			r = lr;
 	}
 	free(in);
-	snprintf(detail, sizeof(detail), "cert=%s alg=%s",
-	    info ? json_object_get_string(json_object_object_get(info, "sha256")) : ref, algname);
+	if (info != NULL) {
+		json_object *v;
+		if (json_object_object_get_ex(info, "sha256", &v))
+			snprintf(sha, sizeof(sha), "%s", json_object_get_string(v));
+		json_object_put(info);
+	}
+	snprintf(detail, sizeof(detail), "cert=%s alg=%s", sha, algname);
 	audit(c->srv, c, "sign", detail, r);
-	json_object_put(info);
 	if (r != SC_OK) {
 		if (r == SC_ERR_NOT_FOUND || r == SC_ERR_AMBIGUOUS || r == SC_ERR_INVALID) {
 			if (r != SC_ERR_INVALID)
@@ -508,12 +562,27 @@ op_sign(struct client *c, int64_t id, json_object *req)
 		}
 		switch (r) {
 		case SC_ERR_NOT_LOGGED_IN:
-			snprintf(msg, sizeof(msg), "the token holding \"%s\" needs a login: run "
-			    "`scagent login --token LABEL` first", ref);
+			snprintf(msg, sizeof(msg), "the token \"%s\" holding \"%s\" needs a login: run "
+			    "`scagent login --token %s` first", tok, ref, tok);
+			break;
+		case SC_ERR_PIN_INCORRECT:
+			snprintf(msg, sizeof(msg), "wrong PIN for token \"%s\" (asked through pinentry, "
+			    "tried once): nothing was signed", tok);
+			break;
+		case SC_ERR_CANCELLED:
+			snprintf(msg, sizeof(msg), "the PIN entry for token \"%s\" was cancelled: "
+			    "nothing was signed", tok);
 			break;
 		case SC_ERR_KEY:
-			snprintf(msg, sizeof(msg), "the key of \"%s\" cannot make a %s signature "
-			    "(no private key with its ID, or the wrong key type)", ref, algname);
+			if (strcmp(keytype, "ec") == 0 && sc_alg_family(alg) != 3)
+				snprintf(msg, sizeof(msg), "the key of \"%s\" is an EC key and cannot make "
+				    "a %s signature; use ecdsa-sha256|384|512", ref, algname);
+			else if (strcmp(keytype, "rsa") == 0 && sc_alg_family(alg) == 3)
+				snprintf(msg, sizeof(msg), "the key of \"%s\" is an RSA key and cannot make "
+				    "a %s signature; use rsa-pkcs1-* or rsa-pss-*", ref, algname);
+			else
+				snprintf(msg, sizeof(msg), "the key of \"%s\" cannot make a %s signature "
+				    "(no private key with its ID on the token)", ref, algname);
 			break;
 		case SC_ERR_MECHANISM:
 			snprintf(msg, sizeof(msg), "the token holding \"%s\" does not support %s", ref, algname);
@@ -521,6 +590,14 @@ op_sign(struct client *c, int64_t id, json_object *req)
 		case SC_ERR_UNSUPPORTED:
 			snprintf(msg, sizeof(msg), "the key of \"%s\" requires a PIN for every signature "
 			    "(CKA_ALWAYS_AUTHENTICATE), which the agent does not support yet", ref);
+			break;
+		case SC_ERR_TOKEN_REMOVED:
+			snprintf(msg, sizeof(msg), "the token \"%s\" was removed or reset while signing "
+			    "with \"%s\"; insert it and log in again", tok, ref);
+			break;
+		case SC_ERR_BAD_SIGNATURE:
+			snprintf(msg, sizeof(msg), "the token \"%s\" returned a signature with \"%s\" that "
+			    "does not verify; it was discarded (the token may be faulty)", tok, ref);
 			break;
 		default:
 			snprintf(msg, sizeof(msg), "signing with \"%s\" failed: %s", ref, sc_strerror(r));
@@ -1119,7 +1196,7 @@ monitor_main(void *arg)
 		expire = login_due != 0 && login_due <= now;
 		pthread_mutex_unlock(&srv->lock);
 		if (expire && sc_store_expire_logins(srv->st, srv->o.idle_timeout_ms) > 0)
-			sc_server_broadcast(srv, "logout", json_object_new_object());
+			sc_server_broadcast(srv, "logout", token_fields(NULL, "idle-timeout"));
 		if (refresh)
 			server_refresh(srv, 1, &changed);
 		pthread_mutex_lock(&srv->lock);
@@ -1194,6 +1271,11 @@ sc_server_run(struct sc_server *srv)
 			break;
 		if (p[0].revents & POLLIN)
 			accept_client(srv);
+		else if (p[0].revents & (POLLNVAL | POLLERR | POLLHUP)) {
+			/* Never spin on a listening socket that went bad. */
+			sc_error("the listening socket failed; stopping");
+			break;
+		}
 	}
 	srv->stopping = 1;
 	/* No more PC/SC events: they would go to clients that are leaving. */

@@ -140,6 +140,8 @@ sc_proto_parse_request(const char *line, size_t len, json_object **req, int64_t 
 	snprintf(whybuf, whylen, "malformed request");
 	if ((tok = json_tokener_new_ex(16)) == NULL)
 		return SC_ERR_NOMEM;
+	/* Strict JSON in UTF-8 only: no single quotes, NaN, comments or bad bytes. */
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	o = json_tokener_parse_ex(tok, line, (int)len);
 	if (o == NULL || json_tokener_get_error(tok) != json_tokener_success ||
 	    json_tokener_get_parse_end(tok) != len) {

@@ -1,0 +1,171 @@
+#!/bin/bash
+# Faults a real token produces only when it breaks, injected by
+# tests/mock/fault-pkcs11 (a PKCS#11 module forwarding to SoftHSM):
+# C_Initialize failing in one module while another works; CKR_DEVICE_REMOVED
+# during C_Sign; a signature that does not verify; a slow token that must
+# delay only its own requests. The agent must answer each with a typed error
+# and keep serving.
+#
+# Two modules in one agent need two independent SoftHSM instances with their
+# own token directories: two modules loading the same library share one
+# instance, and one SOFTHSM2_CONF shows every token through both. So the
+# faulty module wraps a copy of libsofthsm2.so whose configuration variable
+# is renamed (SOFTHSM2_CONF -> SOFTHSM2_CONG, same length): the same SoftHSM
+# code, reading its own token directory.
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/../testbed/testbed.sh"
+. "$here/agent-lib.sh"
+[ -n "$PY" ] || { echo "SKIP: python3 not installed"; exit 77; }
+FAULT=$TOP_BUILDDIR/tests/mock/.libs/fault-pkcs11.so
+[ -f "$FAULT" ] || { echo "fault module $FAULT not built"; exit 99; }
+
+set -e
+tb_init
+tb_pki
+# "fast": plain SoftHSM
+tb_softhsm_token fast
+tb_enroll fast 01 alice rsa:2048 good
+tb_enroll fast 02 bob EC:prime256v1 good
+# "slow": the second SoftHSM instance, behind the fault module
+B=$TB_DIR/hsm-b
+mkdir -p "$B/tokens"
+printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n' "$B" >"$B/softhsm2.conf"
+"$PY" - "$(readlink -f "$TB_SOFTHSM")" "$B/libsofthsm2-b.so" <<'PYEOF'
+import sys
+lib = open(sys.argv[1], "rb").read()
+assert lib.count(b"SOFTHSM2_CONF\0") == 1, "SOFTHSM2_CONF not found exactly once"
+open(sys.argv[2], "wb").write(lib.replace(b"SOFTHSM2_CONF\0", b"SOFTHSM2_CONG\0"))
+PYEOF
+SOFTHSM2_CONF=$B/softhsm2.conf
+_tb_run softhsm2-util --init-token --free --label slow --so-pin "$TB_SO_PIN" --pin "$TB_PIN"
+tb_enroll slow 03 carol rsa:2048 good
+tb_enroll slow 04 dave EC:prime256v1 good
+SOFTHSM2_CONF=$TB_DIR/softhsm2.conf
+set +e
+export SOFTHSM2_CONG=$B/softhsm2.conf SCAGENT_FAULT_TARGET=$B/libsofthsm2-b.so
+S=$TB_DIR/agent.sock
+W=$TB_DIR/w
+mkdir -p "$W"
+sc() { "$SCAGENT" --socket "$S" "$@"; }
+head -c 2000 /dev/urandom >"$W/data"
+labels() { "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(sorted(t["label"] for t in d["tokens"])))'; }
+
+# ---------------------------------------------------------------- C_Initialize fails in one module
+SCAGENT_FAULT=init start_agent "$S" --module "$FAULT" --module "$TB_SOFTHSM"
+run sc list --json
+is "C_Initialize fails in one module: list still works" "$RC" 0
+is "... and shows the other module's token" "$(labels <<<"$OUT")" fast
+has "... and says which module failed and why" "$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["errors"])' <<<"$OUT")" "fault-pkcs11.so"
+has "... naming C_Initialize" "$OUT" "C_Initialize"
+sc login --token fast --pin-stdin <<<"$TB_PIN" 2>/dev/null
+run sc sign --cert alice --alg rsa-pss-sha256 --in "$W/data" --out "$W/init.sig"
+is "... and signing on the working module works" "$RC" 0
+ok "... signature verifies" openssl dgst -sha256 -verify "$(pubkey alice)" -sigopt rsa_padding_mode:pss \
+	-sigopt rsa_pss_saltlen:digest -signature "$W/init.sig" "$W/data"
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID"
+is "agent with a failed module exits cleanly" "$?" 0
+
+# ---------------------------------------------------------------- one agent, faults switched at run time
+: >"$W/faults"
+SCAGENT_FAULT_FILE=$W/faults start_agent "$S" --module "$FAULT" --module "$TB_SOFTHSM"
+is "both modules' tokens listed" "$(sc list --json | labels)" "fast slow"
+sc login --token fast --pin-stdin <<<"$TB_PIN" 2>/dev/null
+sc login --token slow --pin-stdin <<<"$TB_PIN" 2>/dev/null
+run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/carol0.sig"
+is "no fault: the faulty module's token signs" "$RC" 0
+ok "no fault: verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/carol0.sig" "$W/data"
+
+# CKR_DEVICE_REMOVED during C_Sign
+echo sign-removed >"$W/faults"
+out=$(printf '%s\n' '{"id":0,"op":"hello","version":1}' \
+	"{\"id\":1,\"op\":\"sign\",\"ref\":\"carol\",\"alg\":\"rsa-pkcs1-sha256\",\"data\":\"$(base64 -w0 "$W/data")\"}" \
+	'{"id":2,"op":"status"}' | "$PY" "$here/rawclient.py" "$S" --lines 3 --wait 10)
+l=$(sed -n 2p <<<"$out")
+has "CKR_DEVICE_REMOVED: typed error token-removed" "$l" '"code":"token-removed"'
+has "CKR_DEVICE_REMOVED: the message names the token" "$l" 'the token \"slow\" was removed'
+has "CKR_DEVICE_REMOVED: same connection keeps working" "$(sed -n 3p <<<"$out")" '"ok":true'
+run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data"
+is "CKR_DEVICE_REMOVED via the CLI: exit 1" "$RC" 1
+has "CKR_DEVICE_REMOVED via the CLI: says removed" "$ERR" "removed"
+ok "the agent is still running" kill -0 "$AGENT_PID"
+: >"$W/faults"
+run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/carol1.sig"
+is "token back: the next sign on it works" "$RC" 0
+ok "token back: verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/carol1.sig" "$W/data"
+run sc sign --cert alice --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/alice1.sig"
+is "the other module was never affected" "$RC" 0
+
+# A faulty signature (one byte flipped) is never returned
+echo sign-bad >"$W/faults"
+for alg in rsa-pkcs1-sha256 rsa-pss-sha256; do
+	rm -f "$W/bad.sig"
+	run sc sign --cert carol --alg "$alg" --in "$W/data" --out "$W/bad.sig"
+	is "sign-bad $alg: exit 1" "$RC" 1
+	has "sign-bad $alg: says the signature did not verify" "$ERR" "does not verify"
+	ok "sign-bad $alg: no signature written" test ! -s "$W/bad.sig"
+done
+out=$(printf '%s\n' '{"id":0,"op":"hello","version":1}' \
+	"{\"id\":1,\"op\":\"sign\",\"ref\":\"carol\",\"alg\":\"rsa-pss-sha512\",\"digest\":\"$(openssl dgst -sha512 -binary "$W/data" | base64 -w0)\"}" |
+	"$PY" "$here/rawclient.py" "$S" --lines 2 --wait 10)
+l=$(sed -n 2p <<<"$out")
+has "sign-bad over a digest: error bad-signature" "$l" '"code":"bad-signature"'
+hasnt "sign-bad: no signature in the reply" "$l" '"signature"'
+grep -q 'returned a signature that does not verify' "$AGENT_LOG"
+is "sign-bad: the agent logs the faulty token" "$?" 0
+: >"$W/faults"
+run sc sign --cert carol --alg rsa-pss-sha256 --in "$W/data" --out "$W/carol2.sig"
+is "after sign-bad: a good signature again" "$RC" 0
+
+# A slow token delays only its own requests
+echo sign-delay=3000 >"$W/faults"
+t0=$(date +%s.%N)
+sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/slow.sig" 2>"$W/slow.err" &
+slow=$!
+sleep 0.3
+t1=$(date +%s.%N)
+sc list --json >"$W/during.json"
+list_rc=$?
+t2=$(date +%s.%N)
+sc sign --cert alice --alg rsa-pss-sha256 --in "$W/data" --out "$W/fast.sig"
+fast_rc=$?
+sc sign --cert bob --alg ecdsa-sha256 --in "$W/data" --out "$W/fast-ec.sig"
+fast_ec_rc=$((fast_rc + $?))
+t3=$(date +%s.%N)
+ok "while the slow token signs, it is still signing (not done yet)" kill -0 "$slow"
+wait "$slow"
+slow_rc=$?
+t4=$(date +%s.%N)
+elapsed() { "$PY" -c "print('%.2f' % ($2 - $1))"; }
+is "slow token: list during its signature succeeds" "$list_rc" 0
+is "... and shows both tokens" "$(labels <"$W/during.json")" "fast slow"
+ok "... within 1 s ($(elapsed "$t1" "$t2") s)" "$PY" -c "import sys; sys.exit(not ($t2 - $t1 < 1.0))"
+is "slow token: signatures on the other token meanwhile succeed" "$fast_ec_rc" 0
+ok "... within 1.5 s for two ($(elapsed "$t2" "$t3") s)" "$PY" -c "import sys; sys.exit(not ($t3 - $t2 < 1.5))"
+ok "... and verify" openssl dgst -sha256 -verify "$(pubkey alice)" -sigopt rsa_padding_mode:pss \
+	-sigopt rsa_pss_saltlen:digest -signature "$W/fast.sig" "$W/data"
+is "the slow signature itself completes" "$slow_rc" 0
+ok "... taking the 3 s delay ($(elapsed "$t0" "$t4") s)" "$PY" -c "import sys; sys.exit(not ($t4 - $t0 >= 2.9))"
+ok "... and verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/slow.sig" "$W/data"
+: >"$W/faults"
+
+# ---------------------------------------------------------------- login faults
+sc logout --token slow 2>/dev/null
+echo login-fail=CKR_DEVICE_REMOVED >"$W/faults"
+run sc login --token slow --pin-stdin <<<"$TB_PIN"
+is "login, CKR_DEVICE_REMOVED: exit 1" "$RC" 1
+has "login, CKR_DEVICE_REMOVED: says removed" "$ERR" "token removed"
+echo login-fail=CKR_PIN_LOCKED >"$W/faults"
+run sc login --token slow --pin-stdin <<<"$TB_PIN"
+is "login, CKR_PIN_LOCKED: exit 1" "$RC" 1
+has "login, CKR_PIN_LOCKED: says locked and what to do" "$ERR" "is locked; unblock it"
+: >"$W/faults"
+run sc login --token slow --pin-stdin <<<"$TB_PIN"
+is "after the login faults, a login works" "$RC" 0
+ok "the agent survived every fault" kill -0 "$AGENT_PID"
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID"
+is "and exits cleanly on SIGTERM" "$?" 0
+
+done_testing

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""A user at a terminal, for the login tests.
+
+pty-driver.py run PIN CMD...
+    Runs CMD with a new pseudo-terminal as its controlling terminal, waits
+    for it to print a prompt ending in ": ", types PIN and Enter, and prints
+    everything CMD wrote to the terminal, then "EXIT <status>". Since the
+    terminal echoes typed characters unless the program turned echo off, the
+    PIN shows up in that output exactly when it was echoed.
+
+pty-driver.py answer TTYFILE LOGFILE PIN...
+    Opens a pseudo-terminal, writes its name to TTYFILE, then plays the user
+    of a terminal pinentry (pinentry-tty) on it: each time "PIN:" appears it
+    appends "prompt N: <what the terminal showed>" to LOGFILE and types the
+    next PIN (the last one again when they run out). Runs until killed.
+"""
+import os
+import pty
+import select
+import sys
+import time
+
+
+def run(pin, cmd):
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvp(cmd[0], cmd)
+    out = b""
+    typed = False
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                got = os.read(fd, 4096)
+            except OSError:
+                break
+            if not got:
+                break
+            out += got
+        if not typed and out.rstrip(b" ").endswith(b":"):
+            time.sleep(0.1)
+            os.write(fd, pin.encode() + b"\r")
+            typed = True
+    _, status = os.waitpid(pid, 0)
+    sys.stdout.write(out.decode("utf-8", "replace"))
+    print("\nEXIT %d" % os.waitstatus_to_exitcode(status))
+
+
+def answer(ttyfile, logfile, pins):
+    master, slave = pty.openpty()
+    with open(ttyfile + ".tmp", "w") as f:
+        f.write(os.ttyname(slave) + "\n")
+    os.rename(ttyfile + ".tmp", ttyfile)
+    seen = b""
+    count = 0
+    end = time.time() + 300
+    while time.time() < end:
+        r, _, _ = select.select([master], [], [], 0.5)
+        if not r:
+            continue
+        seen += os.read(master, 4096)
+        if b"PIN:" in seen:
+            count += 1
+            with open(logfile, "a") as f:
+                f.write("prompt %d: %s\n" % (count, seen.decode("utf-8", "replace").replace("\r", "").replace("\n", " ")))
+            pin = pins[min(count, len(pins)) - 1]
+            time.sleep(0.1)
+            os.write(master, pin.encode() + b"\r")
+            seen = b""
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 4 and sys.argv[1] == "run":
+        run(sys.argv[2], sys.argv[3:])
+    elif len(sys.argv) >= 5 and sys.argv[1] == "answer":
+        answer(sys.argv[2], sys.argv[3], sys.argv[4:])
+    else:
+        sys.exit(__doc__)
