@@ -52,6 +52,9 @@ tls_nginx() {
 	[ -f "$p/localhost.pem" ] || tb_server_cert localhost DNS:localhost IP:127.0.0.1
 	mkdir -p "$d/html" "$d/logs" "$d/tmp"
 	echo "hello from nginx $name" >"$d/html/index.html"
+	# nginx's workers run as nobody: they must reach the page
+	chmod a+x "$TB_DIR" "$d"
+	chmod -R a+rX "$d/html"
 	cat >"$d/nginx.conf" <<-NGX
 		worker_processes 1;
 		pid $d/nginx.pid;
@@ -108,8 +111,6 @@ tls_apache() {
 		LoadModule authz_core_module $mods/mod_authz_core.so
 		LoadModule mime_module $mods/mod_mime.so
 		LoadModule dir_module $mods/mod_dir.so
-		LoadModule log_config_module $mods/mod_log_config.so
-		LoadModule unixd_module $mods/mod_unixd.so
 		LoadModule socache_shmcb_module $mods/mod_socache_shmcb.so
 		LoadModule ssl_module $mods/mod_ssl.so
 		TypesConfig /etc/mime.types
