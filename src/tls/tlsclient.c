@@ -462,7 +462,7 @@ cert_cb(SSL *ssl, void *arg)
 		return 1;	/* the certificate already given stays */
 	if (!c->o->offer_cert)
 		return 1;
-	r = sc_tls_choose_cert(c->o, &c->req, &c->choice, c->logprefix);
+	r = c->choice_err = sc_tls_choose_cert(c->o, &c->req, &c->choice, c->logprefix);
 	if (r != SC_OK) {
 		sc_tls_note(c, "sending no certificate: %s", c->choice.why);
 		return 1;
@@ -573,6 +573,17 @@ sc_tls_record_failure(struct sc_tls_conn *c, int ret, const char *during)
 	char errs[384];
 
 	ssl_errors(errs, sizeof(errs));
+	if (c->choice_err == SC_ERR_AGENT_UNREACHABLE) {
+		fail(c, SC_TLS_E_AGENT, SC_ERR_AGENT_UNREACHABLE, "the server asks for a client "
+		    "certificate and the agent is unreachable: %s", c->choice.why);
+		return;
+	}
+	if (c->signer.last_err == SC_ERR_NOT_LOGGED_IN) {
+		fail(c, SC_TLS_E_SIGN, SC_ERR_TLS, "the key of \"%s\" cannot sign: token \"%s\" needs "
+		    "a login; run `scagent login --token %s` first", c->signer.label, c->choice.token,
+		    c->choice.token);
+		return;
+	}
 	if (c->signer.last_err != 0) {
 		fail(c, c->signer.last_err == SC_ERR_AGENT_UNREACHABLE ? SC_TLS_E_AGENT : SC_TLS_E_SIGN,
 		    SC_ERR_TLS, "the agent could not sign with \"%s\" (%s): %s", c->signer.label,
@@ -1253,7 +1264,8 @@ sc_tls_advice(const struct sc_tls_conn *c)
 		    "issuing CA (its CA list names the CAs it accepts), or pick one with --cert REF";
 	case SC_TLS_E_SIGN:
 		if (c->signer.last_err == SC_ERR_NOT_LOGGED_IN)
-			return "log the agent in to the token first: scagent login --token LABEL";
+			return "log the agent in to the token (it asks through pinentry when the agent "
+			    "has one configured)";
 		if (c->signer.last_err == SC_ERR_MECHANISM && strncmp(c->signer.last_alg, "rsa-pss", 7) == 0)
 			return "the token cannot make RSA-PSS signatures, which TLS 1.3 requires for RSA "
 			    "keys: use --tls-max 1.2, or an EC key";
@@ -1465,7 +1477,10 @@ sc_http_exchange(struct sc_tls_conn *c, const char *method, const char *path,
 		if ((r = rline(rb, line, sizeof(line), &eof)) != SC_OK)
 			goto out;
 		if (eof) {
-			if (c->fail == SC_TLS_OK) {
+			if (c->fail == SC_TLS_OK && c->choice_err == SC_ERR_AGENT_UNREACHABLE)
+				fail(c, SC_TLS_E_AGENT, SC_ERR_AGENT_UNREACHABLE, "the server asked for a "
+				    "client certificate and the agent is unreachable: %s", c->choice.why);
+			else if (c->fail == SC_TLS_OK) {
 				if (c->cert_sent)
 					fail(c, SC_TLS_E_CLOSED, SC_ERR_PROTOCOL, "the server closed the "
 					    "connection without an answer after it received the client "

@@ -109,6 +109,7 @@ struct sc_tls_conn {
 	struct sc_tls_req req;		/* the last request */
 	int cert_sent;			/* a certificate was given to OpenSSL */
 	struct sc_tls_choice choice;
+	int choice_err;			/* SC_ERR_* of the last choice, 0 when one was made */
 	EVP_PKEY *pkey;
 	struct sc_tls_signer signer;
 	/* the server certificate */

@@ -152,4 +152,19 @@ for v in 1.2 1.3; do
 		nok "server closing after the certificate TLS $v (rc=$rc)"; show "$err"
 	fi
 done
+
+# The token logged out: the command says to log in; no agent: exit 3.
+"$SCAGENT" logout --token demo 2>/dev/null
+connect connect "${CA[@]}" "$URL"
+if [ "$rc" = 1 ] && grep -q 'scagent login --token demo' "$err"; then
+	ok "token not logged in: says to run scagent login"
+else
+	nok "not logged in (rc=$rc)"; show "$err"
+fi
+connect --socket "$TB_DIR/no-agent.sock" connect "${CA[@]}" "$URL"
+if [ "$rc" = 3 ] && grep -q 'agent is unreachable' "$err"; then
+	ok "no agent: exit 3"
+else
+	nok "no agent (rc=$rc)"; show "$err"
+fi
 t_done
