@@ -1186,7 +1186,7 @@ sc_tls_choose_cert(const struct sc_tls_opts *o, const struct sc_tls_req *req,
 		    "(is the card inserted? `scagent list` shows what the agent sees)");
 	else
 		snprintf(ch->why, sizeof(ch->why), "none of the %d certificate%s on the agent's tokens "
-		    "fits the server's request%s%s%s: %s", ch->candidates, ch->candidates == 1 ? "" : "s",
+		    "fits the server's request%s%.250s%s: %.300s", ch->candidates, ch->candidates == 1 ? "" : "s",
 		    accepted[0] ? " (it accepts certificates from " : "", accepted, accepted[0] ? ")" : "",
 		    skipped);
 	return SC_ERR_NOT_FOUND;
