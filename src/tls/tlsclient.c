@@ -1593,11 +1593,16 @@ sc_http_advice(const struct sc_tls_conn *c, const struct sc_http_resp *resp)
 		    "the server did not accept the client certificate: check its trust of the issuing CA" :
 		    "the server requires a client certificate and none was sent: see `scagent -v list`, "
 		    "or pick one with --cert REF";
-	if (resp->status == 413 && (c->req_phase == SC_TLS_REQ_RENEGOTIATION ||
-	    c->req_phase == SC_TLS_REQ_PHA))
-		return "413 after the server asked for the certificate during the request: IIS must "
-		    "buffer the request body to renegotiate; raise uploadReadAheadSize for this site, "
-		    "or have the certificate negotiated in the handshake (netsh http "
+	if (resp->status == 413 && c->req_phase != SC_TLS_REQ_HANDSHAKE)
+		return c->req_phase == SC_TLS_REQ_NONE ?
+		    "413 for a request with a body, and no certificate was asked for in the "
+		    "handshake: a server that wants the certificate only for this path must buffer the "
+		    "body before it renegotiates; raise IIS's uploadReadAheadSize (Apache: "
+		    "SSLRenegBufferSize), or negotiate the certificate in the handshake (netsh http "
+		    "clientcertnegotiation=enable)" :
+		    "413 after the server asked for the certificate during the request: it must "
+		    "buffer the request body to renegotiate; raise IIS's uploadReadAheadSize (Apache: "
+		    "SSLRenegBufferSize), or negotiate the certificate in the handshake (netsh http "
 		    "clientcertnegotiation=enable)";
 	if (resp->status == 401)
 		return "the server wants other credentials as well (Basic, NTLM or Kerberos); the "

@@ -10,7 +10,7 @@ tls_agent
 PKI=$TB_DIR/pki
 NP=$(tb_port)
 AP=$(tb_port)
-tls_nginx main "$NP"
+tls_nginx main "$NP" 'location /iis { return 403 "HTTP Error 403.7 - Forbidden: the page requires a client certificate"; }'
 tls_apache "$AP"
 CA=(--cafile "$PKI/root.pem")
 out=$TB_DIR/out err=$TB_DIR/err
@@ -68,5 +68,20 @@ if [ "$rc" = 0 ] && grep -q 'activesync ok' "$out"; then
 	ok "POST with a body over TLS 1.2 renegotiation, certificate chosen automatically"
 else
 	nok "POST over renegotiation (rc=$rc)"; show "$err"
+fi
+# A body too large for the renegotiation buffer: 413 with the IIS advice.
+head -c 5000 /dev/zero | tr '\0' 'a' >"$TB_DIR/big.txt"
+connect connect "${CA[@]}" --tls-max 1.2 -d @"$TB_DIR/big.txt" "https://localhost:$AP/Microsoft-Server-ActiveSync/"
+if [ "$rc" = 1 ] && grep -q 'HTTP 413' "$err" && grep -q 'uploadReadAheadSize' "$err"; then
+	ok "413 after renegotiation: advice about uploadReadAheadSize"
+else
+	nok "413 after renegotiation (rc=$rc)"; show "$err"
+fi
+# A 403.7 page (as IIS sends): exit 1 with advice.
+connect connect "${CA[@]}" "https://localhost:$NP/iis"
+if [ "$rc" = 1 ] && grep -q 'HTTP 403' "$err" && grep -q 'advice: 403.7' "$err"; then
+	ok "403.7: advice about the client certificate"
+else
+	nok "403.7 (rc=$rc)"; show "$err"
 fi
 t_done

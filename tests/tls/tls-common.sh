@@ -135,6 +135,9 @@ tls_apache() {
 		    </Directory>
 		    <Location /Microsoft-Server-ActiveSync>
 		        SSLVerifyClient require
+		        # small, so that a POST body over a renegotiation gets 413 (as IIS
+		        # with its default uploadReadAheadSize)
+		        SSLRenegBufferSize 1024
 		    </Location>
 		</VirtualHost>
 	APA
