@@ -16,7 +16,15 @@ int cmd_vsc(struct cli *c, int argc, char **argv);
 /* One agent operation with a JSON result; the agent's message is printed on failure. */
 int enrol_call(struct cli *c, const char *op, json_object *args, json_object **out);
 
+/* src/cli/cmd_tls.c: mutual TLS with the card's key. */
+int cmd_connect(struct cli *c, int argc, char **argv);
+int cmd_probe(struct cli *c, int argc, char **argv);
+int cmd_tunnel(struct cli *c, int argc, char **argv);
+
 #define SC_CLI_MORE_COMMANDS \
+	{ "connect", cmd_connect, "an HTTPS request with mutual TLS (curl-like)" }, \
+	{ "probe", cmd_probe, "step-by-step connectivity analysis of an HTTPS URL" }, \
+	{ "tunnel", cmd_tunnel, "local plain-TCP listener forwarding over mutual TLS" }, \
 	{ "vsc", cmd_vsc, "TPM virtual smart cards: create, list, delete" }, \
 	{ "keygen", cmd_keygen, "generate a key pair on a token" }, \
 	{ "csr", cmd_csr, "PKCS#10 certificate request signed on the token" }, \

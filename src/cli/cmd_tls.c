@@ -1,0 +1,1117 @@
+/* scagent connect, probe, tunnel: mutual TLS with a key on the card (src/tls). */
+#include "config.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include "cert/certinfo.h"
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "common/err.h"
+#include "tls/tlsclient.h"
+
+#define MAX_BODY (256u * 1024 * 1024)
+#define MAX_DATA (64u * 1024 * 1024)
+#define TIMEOUT_MS 30000
+
+/* Options shared by the three commands. */
+enum { O_CERT = 1000, O_CAFILE, O_PRINCIPAL, O_RESOLVE, O_TLSMAX, O_JSON, O_LISTEN,
+	O_CONNECT, O_REMOTE };
+
+#define TLS_LONGOPTS \
+	{ "cert", required_argument, NULL, O_CERT }, \
+	{ "cafile", required_argument, NULL, O_CAFILE }, \
+	{ "principal", required_argument, NULL, O_PRINCIPAL }, \
+	{ "resolve", required_argument, NULL, O_RESOLVE }, \
+	{ "tls-max", required_argument, NULL, O_TLSMAX }, \
+	{ "verbose", no_argument, NULL, 'v' }, \
+	{ "help", no_argument, NULL, 'h' }
+
+struct tls_args {
+	struct sc_tls_opts o;
+	struct sc_tls_agent agent;
+	const char **resolve;
+};
+
+static void
+tls_args_init(struct cli *c, struct tls_args *a, int argc)
+{
+	memset(a, 0, sizeof(*a));
+	sc_tls_agent_init(&a->agent, c->socket);
+	a->o.agent = &a->agent;
+	a->o.verbose = c->verbose;
+	a->o.tls_max = TLS1_3_VERSION;
+	a->o.timeout_ms = TIMEOUT_MS;
+	a->o.offer_cert = 1;
+	a->o.strict = 1;
+	a->resolve = calloc((size_t)argc + 1, sizeof(*a->resolve));
+	a->o.resolve = a->resolve;
+}
+
+static void
+tls_args_clear(struct tls_args *a)
+{
+	sc_tls_agent_clear(&a->agent);
+	free(a->resolve);
+	sc_tls_provider_cleanup();
+}
+
+/* One shared option; 1 when taken, 0 when not ours, -1 on a bad value. */
+static int
+tls_option(struct cli *c, struct tls_args *a, int ch, const char *arg)
+{
+	switch (ch) {
+	case O_CERT:
+		a->o.cert_ref = arg;
+		return 1;
+	case O_CAFILE:
+		if (access(arg, R_OK) != 0) {
+			cli_err("--cafile %s: %s", arg, strerror(errno));
+			return -1;
+		}
+		a->o.cafile = arg;
+		return 1;
+	case O_PRINCIPAL:
+		if (strncasecmp(arg, "msstd:", 6) != 0 || arg[6] == '\0') {
+			cli_err("--principal wants msstd:NAME (as Outlook's \"msstd:mail.contoso.com\"), "
+			    "not \"%s\"", arg);
+			return -1;
+		}
+		a->o.principal = arg + 6;
+		return 1;
+	case O_RESOLVE: {
+		const char *c1 = strchr(arg, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		if (c1 == NULL || c2 == NULL || c1 == arg || c2 == c1 + 1 || c2[1] == '\0') {
+			cli_err("--resolve wants HOST:PORT:ADDR (as curl), not \"%s\"", arg);
+			return -1;
+		}
+		a->resolve[a->o.nresolve++] = arg;
+		return 1;
+	}
+	case O_TLSMAX:
+		if (strcmp(arg, "1.2") == 0)
+			a->o.tls_max = TLS1_2_VERSION;
+		else if (strcmp(arg, "1.3") == 0)
+			a->o.tls_max = TLS1_3_VERSION;
+		else {
+			cli_err("--tls-max is 1.2 or 1.3, not \"%s\"", arg);
+			return -1;
+		}
+		return 1;
+	case 'v':
+		c->verbose++;
+		a->o.verbose = c->verbose;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int
+exit_for_fail(const struct sc_tls_conn *conn)
+{
+	switch (conn->fail) {
+	case SC_TLS_E_AGENT:
+		return EX_SC_AGENT;
+	case SC_TLS_E_USAGE:
+		return EX_SC_USAGE;
+	default:
+		return EX_SC_FAIL;
+	}
+}
+
+static void
+report_failure(const struct sc_tls_conn *conn)
+{
+	const char *adv = sc_tls_advice(conn);
+
+	cli_err("%s", conn->err[0] ? conn->err : "the TLS connection failed");
+	if (adv[0])
+		fprintf(stderr, "scagent: advice: %s\n", adv);
+}
+
+/* ================================================================ connect */
+
+static const char connect_usage[] =
+    "usage: scagent connect URL [-X METHOD] [-H 'Name: value']... [-d DATA|@FILE] [-o FILE] [-i]\n"
+    "                       [--cert REF] [--cafile FILE] [--principal msstd:NAME]\n"
+    "                       [--resolve HOST:PORT:ADDR]... [--tls-max 1.2|1.3]\n";
+
+static int
+read_data(const char *arg, unsigned char **data, size_t *len)
+{
+	if (arg[0] == '@')
+		return cli_read_file(strcmp(arg + 1, "-") == 0 ? NULL : arg + 1, MAX_DATA, data, len);
+	*len = strlen(arg);
+	if ((*data = (unsigned char *)strdup(arg)) == NULL)
+		return SC_ERR_NOMEM;
+	return SC_OK;
+}
+
+int
+cmd_connect(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		TLS_LONGOPTS,
+		{ "request", required_argument, NULL, 'X' },
+		{ "header", required_argument, NULL, 'H' },
+		{ "data", required_argument, NULL, 'd' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "include", no_argument, NULL, 'i' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct tls_args a;
+	struct sc_tls_conn conn;
+	struct sc_http_resp resp;
+	const char *method = NULL, *out = NULL, *url;
+	const char **headers;
+	unsigned char *data = NULL;
+	size_t datalen = 0;
+	char host[256], port[8], *path = NULL, why[256], desc[128];
+	int nheaders = 0, include = 0, ch, t, rc = EX_SC_FAIL;
+	FILE *fp = NULL;
+
+	tls_args_init(c, &a, argc);
+	headers = calloc((size_t)argc + 1, sizeof(*headers));
+	if (a.resolve == NULL || headers == NULL) {
+		tls_args_clear(&a);
+		free(headers);
+		return EX_SC_FAIL;
+	}
+	memset(&conn, 0, sizeof(conn));
+	conn.fd = -1;
+	memset(&resp, 0, sizeof(resp));
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "X:H:d:o:ivh", opts, NULL)) != -1) {
+		if ((t = tls_option(c, &a, ch, optarg)) < 0) {
+			rc = EX_SC_USAGE;
+			goto out;
+		} else if (t > 0)
+			continue;
+		switch (ch) {
+		case 'X': method = optarg; break;
+		case 'H':
+			if (strchr(optarg, ':') == NULL || strpbrk(optarg, "\r\n") != NULL) {
+				cli_err("-H wants 'Name: value', not \"%s\"", optarg);
+				rc = EX_SC_USAGE;
+				goto out;
+			}
+			headers[nheaders++] = optarg;
+			break;
+		case 'd':
+			free(data);
+			if (read_data(optarg, &data, &datalen) != SC_OK)
+				goto out;
+			break;
+		case 'o': out = optarg; break;
+		case 'i': include = 1; break;
+		case 'h':
+			fputs(connect_usage, stdout);
+			rc = EX_SC_OK;
+			goto out;
+		default:
+			rc = EX_SC_USAGE;
+			goto out;
+		}
+	}
+	if (optind != argc - 1) {
+		fputs(connect_usage, stderr);
+		rc = EX_SC_USAGE;
+		goto out;
+	}
+	url = argv[optind];
+	if (sc_tls_parse_url(url, host, sizeof(host), port, sizeof(port), &path, why, sizeof(why)) != SC_OK) {
+		cli_err("%s", why);
+		rc = EX_SC_USAGE;
+		goto out;
+	}
+	if (method == NULL)
+		method = data ? "POST" : "GET";
+	if (strpbrk(method, " \r\n") != NULL) {
+		cli_err("-X \"%s\" is not an HTTP method", method);
+		rc = EX_SC_USAGE;
+		goto out;
+	}
+	sc_tls_conn_init(&conn, &a.o, host, port);
+	if (sc_tls_open(&conn) != SC_OK) {
+		report_failure(&conn);
+		rc = exit_for_fail(&conn);
+		goto out;
+	}
+	if (sc_http_exchange(&conn, method, path, headers, nheaders, data, datalen, MAX_BODY, &resp) != SC_OK) {
+		report_failure(&conn);
+		rc = exit_for_fail(&conn);
+		goto out;
+	}
+	sc_tls_describe(&conn, desc, sizeof(desc));
+	if (conn.cert_sent)
+		cli_verbose(c, "client certificate \"%s\" requested %s; the token signed %d time%s (%s)",
+		    conn.choice.label, sc_tls_req_phase_text(conn.req_phase), conn.signer.nsigs,
+		    conn.signer.nsigs == 1 ? "" : "s", conn.signer.last_alg[0] ? conn.signer.last_alg : "none");
+	else if (conn.requests == 0)
+		cli_verbose(c, "the server did not ask for a client certificate");
+	fprintf(stderr, "scagent: HTTP %d %s (%s%s%s)\n", resp.status, resp.reason, desc,
+	    conn.cert_sent ? ", client certificate " : "", conn.cert_sent ? conn.choice.label : "");
+	if (out != NULL && strcmp(out, "-") != 0 && (fp = fopen(out, "wb")) == NULL) {
+		cli_err("cannot create %s: %s", out, strerror(errno));
+		goto out;
+	}
+	if (fp == NULL)
+		fp = stdout;
+	if ((include && fwrite(resp.head, 1, resp.headlen, fp) != resp.headlen) ||
+	    (include && fputs("\r\n", fp) == EOF) ||
+	    (resp.bodylen > 0 && fwrite(resp.body, 1, resp.bodylen, fp) != resp.bodylen) ||
+	    fflush(fp) != 0) {
+		cli_err("cannot write %s: %s", out ? out : "standard output", strerror(errno));
+		goto out;
+	}
+	if (resp.status >= 400) {
+		const char *adv = sc_http_advice(&conn, &resp);
+		cli_err("the server answered %d %s", resp.status, resp.reason);
+		if (adv[0])
+			fprintf(stderr, "scagent: advice: %s\n", adv);
+		goto out;
+	}
+	rc = EX_SC_OK;
+out:
+	if (fp != NULL && fp != stdout)
+		fclose(fp);
+	if (conn.ssl != NULL && conn.fail == SC_TLS_OK)
+		SSL_shutdown(conn.ssl);
+	sc_http_resp_free(&resp);
+	sc_tls_conn_free(&conn);
+	free(path);
+	free(data);
+	free(headers);
+	tls_args_clear(&a);
+	return rc;
+}
+
+/* ================================================================ probe */
+
+enum { P_RESOLVE, P_TCP, P_HANDSHAKE, P_CHAIN, P_NAME, P_PRINCIPAL, P_REQUEST, P_MATCH,
+	P_AUTH, P_HTTP, P_COUNT };
+
+static const char *const check_ids[P_COUNT] = {
+	"resolve", "tcp", "tls-handshake", "server-chain", "server-name", "principal",
+	"client-cert-request", "client-cert-match", "client-auth", "http"
+};
+
+struct check {
+	const char *status;
+	char detail[1024];
+	char advice[512];
+	json_object *extra;
+};
+
+static void set_check(struct check *k, const char *status, const char *advice, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void
+set_check(struct check *k, const char *status, const char *advice, const char *fmt, ...)
+{
+	va_list ap;
+
+	k->status = status;
+	va_start(ap, fmt);
+	vsnprintf(k->detail, sizeof(k->detail), fmt, ap);
+	va_end(ap);
+	snprintf(k->advice, sizeof(k->advice), "%s", advice ? advice : "");
+}
+
+static char *
+name_of(const X509_NAME *n)
+{
+	char *s = sc_name_oneline(n);
+
+	return s ? s : strdup("(none)");
+}
+
+/* server-chain: each certificate, and where the path breaks. */
+static void
+check_chain(struct sc_tls_conn *conn, struct check *k)
+{
+	STACK_OF(X509) *sk = SSL_get_peer_cert_chain(conn->ssl);
+	STACK_OF(X509) *vc = SSL_get0_verified_chain(conn->ssl);
+	json_object *arr = json_object_new_array();
+	char *anchor = NULL;
+
+	if (sk == NULL || sk_X509_num(sk) == 0) {
+		json_object_put(arr);
+		set_check(k, "fail", "the server must send its certificate", "the server sent no certificate");
+		return;
+	}
+	for (int i = 0; i < sk_X509_num(sk); i++) {
+		json_object *o = json_object_new_object(), *d = json_object_new_object(), *v;
+		if (sc_cert_describe(sk_X509_value(sk, i), d) == SC_OK) {
+			json_object_object_add(o, "depth", json_object_new_int(i));
+			for (const char *const *f = (const char *const[]){ "subject", "issuer", "not_before",
+			    "not_after", "sha256", NULL }; *f; f++)
+				if (json_object_object_get_ex(d, *f, &v))
+					json_object_object_add(o, *f, json_object_get(v));
+		}
+		json_object_put(d);
+		json_object_array_add(arr, o);
+		if (conn->o->verbose) {
+			X509 *x = sk_X509_value(sk, i);
+			char *s = name_of(X509_get_subject_name(x)), *is = name_of(X509_get_issuer_name(x));
+			fprintf(stderr, "scagent: server certificate %d: %s (issuer %s)\n", i, s, is);
+			free(s);
+			free(is);
+		}
+	}
+	k->extra = arr;
+	if (conn->verify_err == X509_V_OK && vc != NULL && sk_X509_num(vc) > 0) {
+		anchor = name_of(X509_get_subject_name(sk_X509_value(vc, sk_X509_num(vc) - 1)));
+		set_check(k, "pass", NULL, "%d certificate%s sent, verified to the trust anchor %s",
+		    sk_X509_num(sk), sk_X509_num(sk) == 1 ? "" : "s", anchor);
+		free(anchor);
+		return;
+	}
+	conn->fail = SC_TLS_E_CHAIN;
+	set_check(k, "fail", sc_tls_advice(conn), "%d certificate%s sent; the path breaks at depth %d (%s): %s",
+	    sk_X509_num(sk), sk_X509_num(sk) == 1 ? "" : "s", conn->verify_depth, conn->verify_subject,
+	    X509_verify_cert_error_string(conn->verify_err));
+	conn->fail = SC_TLS_OK;
+}
+
+static void
+check_name(struct sc_tls_conn *conn, struct check *k)
+{
+	X509 *peer = SSL_get0_peer_certificate(conn->ssl);
+	unsigned char tmp[16];
+	char names[512];
+	int ok;
+
+	if (peer == NULL) {
+		set_check(k, "skip", NULL, "no server certificate");
+		return;
+	}
+	if (inet_pton(AF_INET, conn->host, tmp) == 1 || inet_pton(AF_INET6, conn->host, tmp) == 1)
+		ok = X509_check_ip_asc(peer, conn->host, 0) == 1;
+	else
+		ok = X509_check_host(peer, conn->host, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
+	sc_tls_principal_matches(peer, "", names, sizeof(names));
+	if (ok)
+		set_check(k, "pass", NULL, "the certificate is valid for %s", conn->host);
+	else {
+		conn->fail = SC_TLS_E_NAME;
+		set_check(k, "fail", sc_tls_advice(conn), "the certificate is for %s, not %s",
+		    names[0] ? names : "no DNS name", conn->host);
+		conn->fail = SC_TLS_OK;
+	}
+}
+
+static void
+print_checks(const char *url, struct check *k, int json)
+{
+	int failed = 0;
+
+	for (int i = 0; i < P_COUNT; i++)
+		failed |= strcmp(k[i].status, "fail") == 0;
+	if (json) {
+		json_object *o = json_object_new_object(), *arr = json_object_new_array();
+		json_object_object_add(o, "url", json_object_new_string(url));
+		json_object_object_add(o, "result", json_object_new_string(failed ? "fail" : "pass"));
+		for (int i = 0; i < P_COUNT; i++) {
+			json_object *e = json_object_new_object();
+			json_object_object_add(e, "id", json_object_new_string(check_ids[i]));
+			json_object_object_add(e, "status", json_object_new_string(k[i].status));
+			json_object_object_add(e, "detail", json_object_new_string(k[i].detail));
+			if (strcmp(k[i].status, "pass") != 0 && k[i].advice[0])
+				json_object_object_add(e, "advice", json_object_new_string(k[i].advice));
+			if (k[i].extra != NULL && i == P_CHAIN)
+				json_object_object_add(e, "chain", json_object_get(k[i].extra));
+			json_object_array_add(arr, e);
+		}
+		json_object_object_add(o, "checks", arr);
+		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+		    JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(o);
+	} else {
+		printf("probe %s\n", url);
+		for (int i = 0; i < P_COUNT; i++) {
+			char up[8];
+			snprintf(up, sizeof(up), "%s", k[i].status);
+			for (char *p = up; *p; p++)
+				*p = (char)(*p - 'a' + 'A');
+			printf("  %-4s  %-19s %s\n", up, check_ids[i], k[i].detail);
+			if (strcmp(k[i].status, "pass") != 0 && k[i].advice[0])
+				printf("        %-19s advice: %s\n", "", k[i].advice);
+		}
+		printf("result: %s\n", failed ? "fail" : "pass");
+	}
+}
+
+static const char probe_usage[] =
+    "usage: scagent probe URL [--json] [--cert REF] [--cafile FILE] [--principal msstd:NAME]\n"
+    "                     [--resolve HOST:PORT:ADDR]... [--tls-max 1.2|1.3]\n";
+
+/* An HTTP answer that says the client certificate was refused or missing. */
+static int
+http_cert_refusal(const struct sc_http_resp *r)
+{
+	const char *b = r->body ? (const char *)r->body : "";
+
+	return (r->status == 403 && (strstr(b, "403.7") || strcasestr(b, "client certificate"))) ||
+	    (r->status == 400 && strcasestr(b, "SSL certificate"));
+}
+
+int
+cmd_probe(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		TLS_LONGOPTS,
+		{ "json", no_argument, NULL, O_JSON },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct tls_args a;
+	struct sc_tls_opts o1, o2;
+	struct sc_tls_conn c1, c2;
+	struct sc_http_resp r1, r2, *final = NULL;
+	struct sc_tls_choice choice;
+	struct check k[P_COUNT];
+	struct addrinfo *res = NULL;
+	const char *url = NULL;
+	char host[256], port[8], *path = NULL, why[256], desc[128];
+	int json = 0, ch, t, rc = EX_SC_FAIL, hs_ok, matched = 0;
+
+	tls_args_init(c, &a, argc);
+	memset(&c1, 0, sizeof(c1));
+	memset(&c2, 0, sizeof(c2));
+	c1.fd = c2.fd = -1;
+	memset(&r1, 0, sizeof(r1));
+	memset(&r2, 0, sizeof(r2));
+	memset(&choice, 0, sizeof(choice));
+	memset(k, 0, sizeof(k));
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		if ((t = tls_option(c, &a, ch, optarg)) < 0) {
+			rc = EX_SC_USAGE;
+			goto out;
+		} else if (t > 0)
+			continue;
+		switch (ch) {
+		case O_JSON: json = 1; break;
+		case 'h':
+			fputs(probe_usage, stdout);
+			rc = EX_SC_OK;
+			goto out;
+		default:
+			rc = EX_SC_USAGE;
+			goto out;
+		}
+	}
+	if (optind != argc - 1) {
+		fputs(probe_usage, stderr);
+		rc = EX_SC_USAGE;
+		goto out;
+	}
+	url = argv[optind];
+	if (sc_tls_parse_url(url, host, sizeof(host), port, sizeof(port), &path, why, sizeof(why)) != SC_OK) {
+		cli_err("%s", why);
+		rc = EX_SC_USAGE;
+		goto out;
+	}
+	for (int i = 0; i < P_COUNT; i++)
+		set_check(&k[i], "skip", NULL, "not reached: an earlier check failed");
+	if (a.o.principal == NULL)
+		set_check(&k[P_PRINCIPAL], "skip", NULL, "no --principal given");
+
+	/* First connection: observe, send no certificate. */
+	o1 = a.o;
+	o1.strict = 0;
+	o1.offer_cert = 0;
+	o1.timeout_ms = 15000;
+	sc_tls_conn_init(&c1, &o1, host, port);
+	if (sc_tls_resolve(&c1, &res) != SC_OK) {
+		set_check(&k[P_RESOLVE], "fail", sc_tls_advice(&c1), "%s", c1.err);
+		goto report;
+	}
+	{
+		char addrs[256] = "";
+		for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+			char h[64];
+			size_t off = strlen(addrs);
+			if (getnameinfo(ai->ai_addr, ai->ai_addrlen, h, sizeof(h), NULL, 0, NI_NUMERICHOST) == 0 &&
+			    strstr(addrs, h) == NULL && off < sizeof(addrs))
+				snprintf(addrs + off, sizeof(addrs) - off, "%s%s", off ? ", " : "", h);
+		}
+		set_check(&k[P_RESOLVE], "pass", NULL, "%s is %s%s", host, addrs,
+		    c1.err[0] ? "" : "");
+	}
+	if (sc_tls_tcp(&c1, res) != SC_OK) {
+		set_check(&k[P_TCP], "fail", sc_tls_advice(&c1), "%s", c1.err);
+		goto report;
+	}
+	set_check(&k[P_TCP], "pass", NULL, "connected to %s port %s", c1.addr, port);
+	hs_ok = sc_tls_handshake(&c1) == SC_OK;
+	if (c1.ssl != NULL)
+		sc_tls_describe(&c1, desc, sizeof(desc));
+	if (hs_ok)
+		set_check(&k[P_HANDSHAKE], "pass", NULL, "%s", desc);
+	else if (c1.requests > 0)
+		set_check(&k[P_HANDSHAKE], "pass", NULL, "%s; the server ended this handshake because no "
+		    "client certificate was sent (checked below)", SSL_get_version(c1.ssl));
+	else {
+		set_check(&k[P_HANDSHAKE], "fail", sc_tls_advice(&c1), "%s", c1.err);
+	}
+	if (SSL_get0_peer_certificate(c1.ssl) != NULL) {
+		check_chain(&c1, &k[P_CHAIN]);
+		check_name(&c1, &k[P_NAME]);
+		if (a.o.principal != NULL) {
+			char names[512];
+			if (sc_tls_principal_matches(SSL_get0_peer_certificate(c1.ssl), a.o.principal,
+			    names, sizeof(names)))
+				set_check(&k[P_PRINCIPAL], "pass", NULL, "msstd:%s matches the server "
+				    "certificate", a.o.principal);
+			else {
+				c1.fail = SC_TLS_E_PRINCIPAL;
+				set_check(&k[P_PRINCIPAL], "fail", sc_tls_advice(&c1), "msstd:%s does not "
+				    "match the server certificate, which names %s", a.o.principal,
+				    names[0] ? names : "nothing");
+				c1.fail = SC_TLS_OK;
+			}
+		}
+	}
+	if (!hs_ok && c1.requests == 0)
+		goto report;
+	/* When does the server ask? In the handshake, or after the request. */
+	if (hs_ok && c1.requests == 0) {
+		c1.fail = SC_TLS_OK;
+		if (sc_http_exchange(&c1, "GET", path, NULL, 0, NULL, 0, MAX_BODY, &r1) == SC_OK)
+			final = &r1;
+	}
+	if (c1.requests == 0) {
+		set_check(&k[P_REQUEST], "warn", "if this URL should require a certificate, configure the "
+		    "server to (IIS: SSL Settings, Require; Apache: SSLVerifyClient require; nginx: "
+		    "ssl_verify_client on)", "the server did not ask for a client certificate, neither "
+		    "in the handshake nor after the request");
+		set_check(&k[P_MATCH], "skip", NULL, "no certificate was asked for");
+		set_check(&k[P_AUTH], "skip", NULL, "no certificate was asked for");
+	} else {
+		char names[512] = "";
+		for (int i = 0; i < sk_X509_NAME_num(c1.req.ca_names); i++) {
+			char *n = name_of(sk_X509_NAME_value(c1.req.ca_names, i));
+			size_t off = strlen(names);
+			if (off < sizeof(names))
+				snprintf(names + off, sizeof(names) - off, "%s%s", off ? "; " : "", n);
+			free(n);
+		}
+		set_check(&k[P_REQUEST], "pass", NULL, "requested %s; acceptable CAs: %s",
+		    sc_tls_req_phase_text(c1.req_phase), names[0] ? names : "any (empty list)");
+		/* Which certificate would go. */
+		switch (sc_tls_choose_cert(&a.o, &c1.req, &choice, "")) {
+		case SC_OK:
+			matched = 1;
+			if (a.o.cert_ref != NULL && choice.matches == 0)
+				set_check(&k[P_MATCH], "warn", "the server will likely refuse it: pick a "
+				    "certificate issued under a CA it names", "--cert \"%s\" (%s) does not chain "
+				    "to a CA the server names", choice.label, choice.subject);
+			else
+				set_check(&k[P_MATCH], "pass", NULL, "\"%s\" (%s) on token %s chains to %s%s",
+				    choice.label, choice.subject, choice.token[0] ? choice.token : "?",
+				    choice.matched_ca[0] ? choice.matched_ca : "an accepted CA",
+				    choice.matches > 1 ? " (others fit too)" : "");
+			break;
+		case SC_ERR_AGENT_UNREACHABLE:
+			set_check(&k[P_MATCH], "fail", "start the agent (eval \"$(scagentd)\") or give --socket",
+			    "%s", choice.why);
+			break;
+		default:
+			c1.fail = SC_TLS_E_NOCERT;
+			set_check(&k[P_MATCH], "fail", sc_tls_advice(&c1), "%s", choice.why);
+			c1.fail = SC_TLS_OK;
+		}
+		if (!matched) {
+			set_check(&k[P_AUTH], "skip", NULL, "no certificate to present");
+		} else {
+			/* Second connection: with the certificate. */
+			o2 = a.o;
+			o2.strict = 0;
+			o2.timeout_ms = 15000;
+			sc_tls_conn_init(&c2, &o2, host, port);
+			snprintf(c2.logprefix, sizeof(c2.logprefix), "auth: ");
+			if (sc_tls_open(&c2) == SC_OK &&
+			    sc_http_exchange(&c2, "GET", path, NULL, 0, NULL, 0, MAX_BODY, &r2) == SC_OK) {
+				final = &r2;
+				if (!c2.cert_sent)
+					set_check(&k[P_AUTH], "fail", "see client-cert-match", "no certificate "
+					    "was sent on the second connection: %s", c2.choice.why);
+				else if (http_cert_refusal(&r2))
+					set_check(&k[P_AUTH], "fail", sc_http_advice(&c2, &r2), "\"%s\" was sent "
+					    "but the server answered %d %s", c2.choice.label, r2.status, r2.reason);
+				else
+					set_check(&k[P_AUTH], "pass", NULL, "\"%s\" accepted; the token signed "
+					    "with %s", c2.choice.label, c2.signer.last_alg[0] ?
+					    c2.signer.last_alg : "(no signature)");
+			} else {
+				set_check(&k[P_AUTH], "fail", sc_tls_advice(&c2), "%s", c2.err);
+				set_check(&k[P_HTTP], "skip", NULL, "no HTTP answer: client authentication failed");
+			}
+		}
+	}
+	if (final != NULL) {
+		const struct sc_tls_conn *hc = final == &r2 ? &c2 : &c1;
+		if (final->status >= 400)
+			set_check(&k[P_HTTP], "fail", sc_http_advice(hc, final)[0] ? sc_http_advice(hc, final) :
+			    "check the server's logs for this URL", "HTTP %d %s", final->status, final->reason);
+		else
+			set_check(&k[P_HTTP], "pass", NULL, "HTTP %d %s, %zu bytes", final->status,
+			    final->reason, final->bodylen);
+	} else if (c1.requests == 0 && hs_ok)
+		set_check(&k[P_HTTP], "fail", sc_tls_advice(&c1), "no HTTP answer: %s", c1.err);
+report:
+	print_checks(url, k, json);
+	rc = EX_SC_OK;
+	for (int i = 0; i < P_COUNT; i++)
+		if (strcmp(k[i].status, "fail") == 0)
+			rc = EX_SC_FAIL;
+out:
+	for (int i = 0; i < P_COUNT; i++)
+		json_object_put(k[i].extra);
+	if (res != NULL)
+		freeaddrinfo(res);
+	sc_tls_choice_clear(&choice);
+	sc_http_resp_free(&r1);
+	sc_http_resp_free(&r2);
+	sc_tls_conn_free(&c1);
+	sc_tls_conn_free(&c2);
+	free(path);
+	tls_args_clear(&a);
+	return rc;
+}
+
+/* ================================================================ tunnel */
+
+struct tunnel {
+	struct tls_args *a;
+	char host[256];
+	char port[8];
+	int stop_rd, stop_wr;		/* self-pipe: SIGTERM/SIGINT */
+	pthread_mutex_t lock;
+	pthread_cond_t idle;
+	int active;
+	unsigned long served;
+};
+
+struct tconn {
+	struct tunnel *t;
+	unsigned long id;
+	int fd;
+	char peer[80];
+};
+
+static int tunnel_stop_fd = -1;
+
+static void
+tunnel_signal(int sig)
+{
+	int saved = errno;
+	ssize_t w;
+
+	(void)sig;
+	w = write(tunnel_stop_fd, "x", 1);
+	(void)w;
+	errno = saved;
+}
+
+static void tlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void
+tlog(const char *fmt, ...)
+{
+	char ts[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	va_list ap;
+
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", localtime_r(&now, &tm));
+	flockfile(stderr);
+	fprintf(stderr, "%s scagent tunnel: ", ts);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	funlockfile(stderr);
+}
+
+#define RELAY_BUF 16384
+
+struct relay {
+	unsigned char buf[RELAY_BUF];
+	size_t off, len;
+};
+
+/* Copy both ways until both sides are done (half-close kept), or stop. */
+static void
+relay(struct tconn *tc, struct sc_tls_conn *up, unsigned long long *nup, unsigned long long *ndown)
+{
+	struct relay *c2u = calloc(1, sizeof(*c2u)), *u2c = calloc(1, sizeof(*u2c));
+	int c_eof = 0, u_eof = 0, shut_c = 0, shut_u = 0, ssl_want_r = 0, ssl_want_w = 0;
+	int fl = fcntl(up->fd, F_GETFL);
+
+	if (c2u == NULL || u2c == NULL)
+		goto out;
+	fcntl(up->fd, F_SETFL, fl | O_NONBLOCK);
+	fcntl(tc->fd, F_SETFL, fcntl(tc->fd, F_GETFL) | O_NONBLOCK);
+	while (!(c_eof && u_eof && c2u->len == 0 && u2c->len == 0)) {
+		struct pollfd p[3];
+		int timeout = SSL_pending(up->ssl) > 0 ? 0 : -1;
+
+		p[0].fd = tc->fd;
+		p[0].events = (short)((!c_eof && c2u->len == 0 ? POLLIN : 0) | (u2c->len ? POLLOUT : 0));
+		p[1].fd = up->fd;
+		p[1].events = (short)(((!u_eof && u2c->len == 0) || ssl_want_r ? POLLIN : 0) |
+		    (ssl_want_w ? POLLOUT : 0));
+		p[2].fd = tc->t->stop_rd;
+		p[2].events = POLLIN;
+		p[0].revents = p[1].revents = p[2].revents = 0;
+		if (poll(p, 3, timeout) < 0 && errno != EINTR)
+			break;
+		if (p[2].revents & POLLIN) {
+			tlog("connection #%lu: closing for shutdown", tc->id);
+			break;
+		}
+		ssl_want_r = ssl_want_w = 0;
+		/* upstream -> client */
+		if (!u_eof && u2c->len == 0) {
+			size_t got = 0;
+			ERR_clear_error();
+			if (SSL_read_ex(up->ssl, u2c->buf, sizeof(u2c->buf), &got) == 1) {
+				u2c->off = 0;
+				u2c->len = got;
+				*ndown += got;
+			} else {
+				int e = SSL_get_error(up->ssl, 0);
+				if (e == SSL_ERROR_WANT_READ)
+					ssl_want_r = 1;
+				else if (e == SSL_ERROR_WANT_WRITE)
+					ssl_want_w = 1;
+				else if (e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL) {
+					u_eof = 1;
+				} else {
+					sc_tls_record_failure(up, 0, "while relaying");
+					tlog("connection #%lu: upstream failed: %s", tc->id, up->err);
+					break;
+				}
+			}
+		}
+		if (u2c->len > 0) {
+			ssize_t w = send(tc->fd, u2c->buf + u2c->off, u2c->len, MSG_NOSIGNAL);
+			if (w < 0 && errno != EAGAIN && errno != EINTR) {
+				tlog("connection #%lu: client gone: %s", tc->id, strerror(errno));
+				break;
+			}
+			if (w > 0) {
+				u2c->off += (size_t)w;
+				u2c->len -= (size_t)w;
+			}
+		}
+		if (u_eof && u2c->len == 0 && !shut_c) {
+			shutdown(tc->fd, SHUT_WR);
+			shut_c = 1;
+		}
+		/* client -> upstream */
+		if (!c_eof && c2u->len == 0) {
+			ssize_t n = recv(tc->fd, c2u->buf, sizeof(c2u->buf), 0);
+			if (n > 0) {
+				c2u->off = 0;
+				c2u->len = (size_t)n;
+				*nup += (unsigned long long)n;
+			} else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+				c_eof = 1;
+		}
+		if (c2u->len > 0) {
+			size_t w = 0;
+			ERR_clear_error();
+			if (SSL_write_ex(up->ssl, c2u->buf + c2u->off, c2u->len, &w) == 1) {
+				c2u->off += w;
+				c2u->len -= w;
+			} else {
+				int e = SSL_get_error(up->ssl, 0);
+				if (e == SSL_ERROR_WANT_READ)
+					ssl_want_r = 1;
+				else if (e == SSL_ERROR_WANT_WRITE)
+					ssl_want_w = 1;
+				else {
+					sc_tls_record_failure(up, 0, "while relaying");
+					tlog("connection #%lu: upstream write failed: %s", tc->id, up->err);
+					break;
+				}
+			}
+		}
+		if (c_eof && c2u->len == 0 && !shut_u) {
+			ERR_clear_error();
+			if (SSL_shutdown(up->ssl) >= 0)
+				shut_u = 1;	/* close_notify: the write half is closed */
+			else if (SSL_get_error(up->ssl, 0) == SSL_ERROR_WANT_WRITE)
+				ssl_want_w = 1;
+			else
+				shut_u = 1;
+			if (u_eof)
+				break;
+		}
+	}
+out:
+	free(c2u);
+	free(u2c);
+}
+
+static void *
+tunnel_conn(void *arg)
+{
+	struct tconn *tc = arg;
+	struct tunnel *t = tc->t;
+	struct sc_tls_conn up;
+	unsigned long long nup = 0, ndown = 0;
+	char desc[128];
+	int active;
+
+	sc_tls_conn_init(&up, &t->a->o, t->host, t->port);
+	snprintf(up.logprefix, sizeof(up.logprefix), "#%lu: ", tc->id);
+	if (sc_tls_open(&up) != SC_OK) {
+		const char *adv = sc_tls_advice(&up);
+		tlog("connection #%lu: upstream %s:%s failed: %s%s%s", tc->id, t->host, t->port, up.err,
+		    adv[0] ? "; advice: " : "", adv);
+	} else {
+		sc_tls_describe(&up, desc, sizeof(desc));
+		tlog("connection #%lu: upstream %s:%s up (%s%s%s)", tc->id, t->host, t->port, desc,
+		    up.cert_sent ? ", client certificate " : "", up.cert_sent ? up.choice.label : "");
+		relay(tc, &up, &nup, &ndown);
+	}
+	sc_tls_conn_free(&up);
+	close(tc->fd);
+	pthread_mutex_lock(&t->lock);
+	active = --t->active;
+	pthread_cond_broadcast(&t->idle);
+	pthread_mutex_unlock(&t->lock);
+	tlog("connection #%lu from %s closed: %llu bytes up, %llu down (%d active)", tc->id,
+	    tc->peer, nup, ndown, active);
+	free(tc);
+	return NULL;
+}
+
+static int
+split_hostport(const char *s, char *host, size_t hl, char *port, size_t pl)
+{
+	const char *colon;
+
+	if (s[0] == '[') {
+		const char *e = strchr(s, ']');
+		if (e == NULL || e[1] != ':')
+			return -1;
+		snprintf(host, hl, "%.*s", (int)(e - s - 1), s + 1);
+		colon = e + 1;
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL)
+			return -1;
+		snprintf(host, hl, "%.*s", (int)(colon - s), s);
+	}
+	if (host[0] == '\0' || strlen(colon + 1) >= pl || colon[1] == '\0' ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) > 65535)
+		return -1;
+	snprintf(port, pl, "%s", colon + 1);
+	return 0;
+}
+
+static int
+is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (IN6_IS_ADDR_LOOPBACK(a6))
+			return 1;
+		if (IN6_IS_ADDR_V4MAPPED(a6))
+			return a6->s6_addr[12] == 127;
+	}
+	return 0;
+}
+
+static const char tunnel_usage[] =
+    "usage: scagent tunnel --listen ADDR:PORT --connect HOST:PORT [--allow-remote]\n"
+    "                      [--cert REF] [--cafile FILE] [--principal msstd:NAME]\n"
+    "                      [--resolve HOST:PORT:ADDR]... [--tls-max 1.2|1.3]\n";
+
+int
+cmd_tunnel(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		TLS_LONGOPTS,
+		{ "listen", required_argument, NULL, O_LISTEN },
+		{ "connect", required_argument, NULL, O_CONNECT },
+		{ "allow-remote", no_argument, NULL, O_REMOTE },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct tls_args a;
+	struct tunnel t;
+	struct addrinfo hints, *res = NULL;
+	struct sigaction sa, old_term, old_int;
+	const char *listen_arg = NULL, *connect_arg = NULL;
+	char lhost[256], lport[8], shown[96];
+	int pipefd[2] = { -1, -1 }, lfd = -1, remote = 0, ch, tt, e, rc = EX_SC_FAIL, one = 1;
+
+	tls_args_init(c, &a, argc);
+	memset(&t, 0, sizeof(t));
+	t.a = &a;
+	pthread_mutex_init(&t.lock, NULL);
+	pthread_cond_init(&t.idle, NULL);
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		if ((tt = tls_option(c, &a, ch, optarg)) < 0) {
+			rc = EX_SC_USAGE;
+			goto out;
+		} else if (tt > 0)
+			continue;
+		switch (ch) {
+		case O_LISTEN: listen_arg = optarg; break;
+		case O_CONNECT: connect_arg = optarg; break;
+		case O_REMOTE: remote = 1; break;
+		case 'h':
+			fputs(tunnel_usage, stdout);
+			rc = EX_SC_OK;
+			goto out;
+		default:
+			rc = EX_SC_USAGE;
+			goto out;
+		}
+	}
+	if (optind != argc || listen_arg == NULL || connect_arg == NULL) {
+		fputs(tunnel_usage, stderr);
+		rc = EX_SC_USAGE;
+		goto out;
+	}
+	if (split_hostport(listen_arg, lhost, sizeof(lhost), lport, sizeof(lport)) != 0) {
+		cli_err("--listen wants ADDR:PORT (e.g. 127.0.0.1:8443), not \"%s\"", listen_arg);
+		rc = EX_SC_USAGE;
+		goto out;
+	}
+	if (split_hostport(connect_arg, t.host, sizeof(t.host), t.port, sizeof(t.port)) != 0) {
+		cli_err("--connect wants HOST:PORT, not \"%s\"", connect_arg);
+		rc = EX_SC_USAGE;
+		goto out;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	if ((e = getaddrinfo(lhost, lport, &hints, &res)) != 0) {
+		cli_err("--listen %s: %s", listen_arg, gai_strerror(e));
+		rc = EX_SC_USAGE;
+		goto out;
+	}
+	if (!is_loopback(res->ai_addr) && !remote) {
+		cli_err("--listen %s is not a loopback address: anyone who reaches it could use your "
+		    "card; add --allow-remote if that is what you want", listen_arg);
+		rc = EX_SC_USAGE;
+		goto out;
+	}
+	if ((lfd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(lfd, res->ai_addr, res->ai_addrlen) < 0 || listen(lfd, 64) < 0) {
+		cli_err("cannot listen on %s: %s", listen_arg, strerror(errno));
+		goto out;
+	}
+	if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0) {
+		cli_err("pipe: %s", strerror(errno));
+		goto out;
+	}
+	t.stop_rd = pipefd[0];
+	t.stop_wr = pipefd[1];
+	tunnel_stop_fd = pipefd[1];
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = tunnel_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, &old_term);
+	sigaction(SIGINT, &sa, &old_int);
+	signal(SIGPIPE, SIG_IGN);
+	tlog("listening on %s, forwarding to %s over mutual TLS%s", listen_arg, connect_arg,
+	    remote && !is_loopback(res->ai_addr) ? " (remote clients allowed)" : "");
+	for (;;) {
+		struct pollfd p[2] = { { lfd, POLLIN, 0 }, { t.stop_rd, POLLIN, 0 } };
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		struct tconn *tc;
+		pthread_t th;
+		pthread_attr_t attr;
+		char h[64] = "?", s[16] = "?";
+		int fd;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents & POLLIN)
+			break;
+		if ((fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC)) < 0)
+			continue;
+		getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), s, sizeof(s), NI_NUMERICHOST | NI_NUMERICSERV);
+		if ((tc = calloc(1, sizeof(*tc))) == NULL) {
+			close(fd);
+			continue;
+		}
+		tc->t = &t;
+		tc->fd = fd;
+		snprintf(tc->peer, sizeof(tc->peer), "%s:%s", h, s);
+		pthread_mutex_lock(&t.lock);
+		tc->id = ++t.served;
+		t.active++;
+		snprintf(shown, sizeof(shown), "%d active", t.active);
+		pthread_mutex_unlock(&t.lock);
+		tlog("connection #%lu from %s (%s)", tc->id, tc->peer, shown);
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&th, &attr, tunnel_conn, tc) != 0) {
+			tlog("connection #%lu: cannot start a thread", tc->id);
+			close(fd);
+			free(tc);
+			pthread_mutex_lock(&t.lock);
+			t.active--;
+			pthread_mutex_unlock(&t.lock);
+		}
+		pthread_attr_destroy(&attr);
+	}
+	close(lfd);
+	lfd = -1;
+	pthread_mutex_lock(&t.lock);
+	if (t.active > 0)
+		tlog("stopping: closing %d connection%s", t.active, t.active == 1 ? "" : "s");
+	while (t.active > 0)
+		pthread_cond_wait(&t.idle, &t.lock);
+	pthread_mutex_unlock(&t.lock);
+	tlog("stopped after %lu connection%s", t.served, t.served == 1 ? "" : "s");
+	sigaction(SIGTERM, &old_term, NULL);
+	sigaction(SIGINT, &old_int, NULL);
+	tunnel_stop_fd = -1;
+	rc = EX_SC_OK;
+out:
+	if (res != NULL)
+		freeaddrinfo(res);
+	if (lfd >= 0)
+		close(lfd);
+	if (pipefd[0] >= 0)
+		close(pipefd[0]);
+	if (pipefd[1] >= 0)
+		close(pipefd[1]);
+	pthread_mutex_destroy(&t.lock);
+	pthread_cond_destroy(&t.idle);
+	tls_args_clear(&a);
+	return rc;
+}
