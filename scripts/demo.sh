@@ -16,7 +16,7 @@ export SCAGENT_SOCKET=$TB_DIR/agent.sock
 "$top/scagentd" --foreground --module "$TB_SOFTHSM" --socket "$SCAGENT_SOCKET" \
 	--log-level warn & tb_track_pid $!
 for _ in $(seq 50); do [ -S "$SCAGENT_SOCKET" ] && break; sleep 0.1; done
-sc() { echo "\$ scagent $*"; "$top/scagent" "$@"; }
+sc() { echo "\$ scagent $*" >&2; "$top/scagent" "$@"; }
 
 echo; echo "== What is on the card, and will it work for certificate-based authentication?"
 sc list
@@ -33,10 +33,7 @@ openssl dgst -sha256 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest
 
 port=$(tb_port)
 tb_s_server "$port"
-echo; echo "== A server that requires a client certificate: https://localhost:$port/"
-if "$top/scagent" connect --help >/dev/null 2>&1; then
-	sc connect --cafile "$TB_DIR/pki/root.pem" "https://localhost:$port/" | head -n 5
-else
-	echo "(scagent connect is not built yet)"
-fi
-echo; echo "Demo done."
+echo; echo "== A server that requires a client certificate in the handshake: https://localhost:$port/"
+sc probe --cafile "$TB_DIR/pki/root.pem" "https://localhost:$port/"
+echo; sc -v connect --cert alice --cafile "$TB_DIR/pki/root.pem" "https://localhost:$port/" | head -n 3
+echo; echo "Demo done: the card's keys signed the TLS handshakes through the agent."
