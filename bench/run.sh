@@ -42,21 +42,33 @@ SSH_AUTH_SOCK=$TB_DIR/ssh.sock SSH_ASKPASS=$TB_DIR/askpass SSH_ASKPASS_REQUIRE=f
 
 rate() { "$@" 2>/dev/null | awk '{print $1}' || echo 0; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
+# The median of ROUNDS runs; the configurations of one algorithm take turns
+# (baseline, agent, peers, baseline, ...) so that load that comes and goes
+# during the run hits them alike.
+rounds=${BENCH_ROUNDS:-3}
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
-printf '\nSignatures per second on SoftHSM (%s s per run, %s cores)\n\n' "$secs" "$(nproc)"
+printf '\nSignatures per second on SoftHSM (median of %s runs of %s s, %s cores, load %s)\n\n' \
+	"$rounds" "$secs" "$(nproc)" "$(cut -d' ' -f1 /proc/loadavg)"
 printf '%-18s %10s %10s %10s %8s %8s %8s %10s %8s %10s %8s\n' alg in-proc in-proc-2 agent-1 ratio agent-2 ratio-2 agent-8 \
 	p11kit-1 ratio ssh-agent
 for alg in rsa-pkcs1-sha256 rsa-pss-sha256 ecdsa-sha256; do
 	case $alg in ecdsa*) key=bob; ssht=ecdsa ;; *) key=alice; ssht=rsa ;; esac
-	base1=$(rate "$B" pkcs11 "$TB_SOFTHSM" bench $key $alg 1 "$secs")
-	base2=$(rate "$B" pkcs11 "$TB_SOFTHSM" bench $key $alg 2 "$secs")
-	a1=$(rate "$B" agent "$SCAGENT_SOCKET" $key $alg 1 "$secs")
-	a2=$(rate "$B" agent "$SCAGENT_SOCKET" $key $alg 2 "$secs")
-	a8=$(rate "$B" agent "$SCAGENT_SOCKET" $key $alg 8 "$secs")
-	p1=$(P11_KIT_SERVER_ADDRESS=$p11addr rate "$B" pkcs11 "$P11CLIENT" bench $key $alg 1 "$secs")
+	b1=(); b2=(); x1=(); x2=(); x8=(); q1=(); h1=()
+	for _ in $(seq "$rounds"); do
+		b1+=("$(rate "$B" pkcs11 "$TB_SOFTHSM" bench $key $alg 1 "$secs")")
+		x1+=("$(rate "$B" agent "$SCAGENT_SOCKET" $key $alg 1 "$secs")")
+		b2+=("$(rate "$B" pkcs11 "$TB_SOFTHSM" bench $key $alg 2 "$secs")")
+		x2+=("$(rate "$B" agent "$SCAGENT_SOCKET" $key $alg 2 "$secs")")
+		x8+=("$(rate "$B" agent "$SCAGENT_SOCKET" $key $alg 8 "$secs")")
+		q1+=("$(P11_KIT_SERVER_ADDRESS=$p11addr rate "$B" pkcs11 "$P11CLIENT" bench $key $alg 1 "$secs")")
+		[ "$alg" != rsa-pss-sha256 ] && h1+=("$(rate "$B" ssh "$TB_DIR/ssh.sock" $ssht 1 "$secs")")
+	done
+	base1=$(median "${b1[@]}"); base2=$(median "${b2[@]}")
+	a1=$(median "${x1[@]}"); a2=$(median "${x2[@]}"); a8=$(median "${x8[@]}"); p1=$(median "${q1[@]}")
 	s1=-
 	if [ "$alg" != rsa-pss-sha256 ]; then
-		s1=$(rate "$B" ssh "$TB_DIR/ssh.sock" $ssht 1 "$secs")
+		s1=$(median "${h1[@]}")
 		s1="$s1 ($(ratio "$s1" "$base1"))"
 	fi
 	printf '%-18s %10s %10s %10s %8s %8s %8s %10s %8s %10s %8s\n' $alg "$base1" "$base2" "$a1" \
@@ -65,6 +77,7 @@ done
 echo
 echo "ratio: agent-1 / in-process 1 thread; ratio-2: agent with 2 clients / in-process 2 threads;"
 echo "p11kit-1: p11-kit server through p11-kit-client.so, 1 thread; ssh-agent: 1 client (pss: not offered by ssh-agent)."
+echo "Figures depend on what else the machine runs: compare ratios from one run, on a quiet machine."
 
 # Memory of the agent holding one SoftHSM token, logged in.
 rss=$(awk '/VmRSS/ {print $2}' /proc/$agent/status)
