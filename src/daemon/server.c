@@ -230,10 +230,21 @@ audit(struct sc_server *srv, struct client *c, const char *what, const char *det
 	struct tm tm;
 	char ts[32];
 
+	char exe[3 * sizeof(c->exe)];
+	size_t o = 0;
+
+	/* One field per word: blanks, controls and '%' in the path are %XX. */
+	for (const unsigned char *p = (const unsigned char *)c->exe; *p && o + 4 < sizeof(exe); p++) {
+		if (*p <= 0x20 || *p == 0x7f || *p == '%')
+			o += (size_t)snprintf(exe + o, sizeof(exe) - o, "%%%02X", *p);
+		else
+			exe[o++] = (char)*p;
+	}
+	exe[o] = '\0';
 	gmtime_r(&now, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	snprintf(line, sizeof(line), "%s pid=%ld uid=%lu exe=%s %s result=%s",
-	    what, (long)c->pid, (unsigned long)c->uid, c->exe, detail, sc_errname(r));
+	    what, (long)c->pid, (unsigned long)c->uid, exe, detail, sc_errname(r));
 	if (srv->audit != NULL) {
 		pthread_mutex_lock(&srv->lock);
 		fprintf(srv->audit, "%s %s\n", ts, line);
