@@ -132,7 +132,7 @@ static int
 call(scagent_client *c, const char *op, json_object *args, json_object **result)
 {
 	json_object *req = args ? args : json_object_new_object(), *resp = NULL, *v, *e;
-	const char *text;
+	const char *text = NULL;
 	char *line = NULL, *msg = NULL;
 	size_t len;
 	int64_t id;
@@ -192,7 +192,17 @@ call(scagent_client *c, const char *op, json_object *args, json_object **result)
 		r = fail(c, SC_ERR_PROTOCOL, "the agent's answer has neither result nor error");
 out:
 	pthread_mutex_unlock(&c->lock);
+	/* The request may carry a PIN: wipe every copy we made of it. */
+	if (msg != NULL)
+		explicit_bzero(msg, len + 1);
 	free(msg);
+	if (text != NULL)
+		explicit_bzero((char *)text, strlen(text));
+	for (const char *const *k = (const char *const[]){ "pin", "so_pin", NULL }; *k; k++) {
+		json_object *p;
+		if (json_object_object_get_ex(req, *k, &p) && json_object_is_type(p, json_type_string))
+			explicit_bzero((char *)json_object_get_string(p), (size_t)json_object_get_string_len(p));
+	}
 	free(line);
 	json_object_put(resp);
 	json_object_put(req);

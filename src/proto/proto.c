@@ -44,6 +44,8 @@ sc_linebuf_init(struct sc_linebuf *lb, size_t max)
 void
 sc_linebuf_free(struct sc_linebuf *lb)
 {
+	if (lb->buf != NULL)
+		explicit_bzero(lb->buf, lb->cap);
 	free(lb->buf);
 	memset(lb, 0, sizeof(*lb));
 }
@@ -60,8 +62,14 @@ sc_linebuf_read(struct sc_linebuf *lb, int fd)
 		size_t ncap = lb->cap ? lb->cap * 2 : 8192;
 		if (ncap > lb->max)
 			ncap = lb->max;
-		if ((nb = realloc(lb->buf, ncap)) == NULL)
+		/* Not realloc(): the old block may hold a PIN and must be wiped. */
+		if ((nb = malloc(ncap)) == NULL)
 			return SC_ERR_NOMEM;
+		if (lb->buf != NULL) {
+			memcpy(nb, lb->buf, lb->len);
+			explicit_bzero(lb->buf, lb->cap);
+			free(lb->buf);
+		}
 		lb->buf = nb;
 		lb->cap = ncap;
 	}
@@ -94,6 +102,7 @@ sc_linebuf_take(struct sc_linebuf *lb, char **line, size_t *len)
 	memcpy(s, lb->buf, n);
 	s[n] = '\0';
 	memmove(lb->buf, nl + 1, lb->len - n - 1);
+	explicit_bzero(lb->buf + lb->len - n - 1, n + 1);	/* the taken line's old bytes */
 	lb->len -= n + 1;
 	lb->scan = 0;
 	if (n > 0 && s[n - 1] == '\r')
