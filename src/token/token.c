@@ -1539,12 +1539,11 @@ ecdsa_raw_to_der(const unsigned char *raw, size_t len, unsigned char **der, size
 	return SC_OK;
 }
 
-/* Check sig over digest with the certificate's public key. */
+/* Check sig over digest with the public key pk. */
 static int
-verify_sig(X509 *x, int alg, const unsigned char *dgst, size_t dlen,
+verify_sig(EVP_PKEY *pk, int alg, const unsigned char *dgst, size_t dlen,
     const unsigned char *sig, size_t siglen)
 {
-	EVP_PKEY *pk = X509_get0_pubkey(x);
 	EVP_PKEY_CTX *ctx;
 	int ok = 0;
 
@@ -1567,18 +1566,21 @@ out:
 	return ok ? SC_OK : SC_ERR_BAD_SIGNATURE;
 }
 
-int
-sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
-    const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen,
-    json_object **info)
+/*
+ * Sign on token t with the private key object key: the mechanism the token
+ * supports (DigestInfo + CKM_RSA_PKCS, CKM_RSA_PKCS_PSS, CKM_ECDSA, or the
+ * hash-and-sign variant over the data), ECDSA converted to DER, and, when
+ * check is not NULL, the signature verified against it before it is returned.
+ */
+static int
+token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
+    const unsigned char *in, size_t inlen, EVP_PKEY *check,
+    unsigned char **sig, size_t *siglen)
 {
-	struct match m;
-	struct sc_cert *c;
-	const struct sc_key *k;
+	CK_FUNCTION_LIST_PTR f = t->mod->f;
 	CK_RSA_PKCS_PSS_PARAMS pss;
 	CK_MECHANISM mech = { 0, NULL, 0 };
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
-	CK_FUNCTION_LIST_PTR f;
 	unsigned char dgst[EVP_MAX_MD_SIZE], tbs[EVP_MAX_MD_SIZE + 32], out[1024];
 	unsigned int dlen = 0;
 	CK_ULONG outlen = sizeof(out), tbslen = 0;
@@ -1588,16 +1590,105 @@ sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
 
 	*sig = NULL;
 	*siglen = 0;
+	if (md == NULL || (is_digest && inlen != (size_t)EVP_MD_get_size(md)))
+		return SC_ERR_INVALID;
+	if (is_digest) {
+		memcpy(dgst, in, inlen);
+		dlen = (unsigned int)inlen;
+	} else if (!EVP_Digest(in, inlen, dgst, &dlen, md, NULL))
+		return SC_ERR_NOMEM;
+	memcpy(tbs, dgst, dlen);
+	tbslen = dlen;
+	if (family == 1) {
+		/* DigestInfo prefixes are all 19 bytes long. */
+		memcpy(tbs, alg == SC_ALG_RSA_PKCS1_SHA256 ? di_sha256 :
+		    alg == SC_ALG_RSA_PKCS1_SHA384 ? di_sha384 : di_sha512, sizeof(di_sha256));
+		memcpy(tbs + sizeof(di_sha256), dgst, dlen);
+		tbslen = sizeof(di_sha256) + dlen;
+		mech.mechanism = CKM_RSA_PKCS;
+	} else if (family == 2) {
+		pss.hashAlg = algs[alg].hash_mech;
+		pss.mgf = algs[alg].mgf;
+		pss.sLen = dlen;
+		mech.mechanism = CKM_RSA_PKCS_PSS;
+		mech.pParameter = &pss;
+		mech.ulParameterLen = sizeof(pss);
+	} else
+		mech.mechanism = CKM_ECDSA;
+	if (t->nmechs > 0 && !token_has_mech(t, mech.mechanism)) {
+		/* The hash-and-sign variant over the data is the only other way in. */
+		if (is_digest || !token_has_mech(t, algs[alg].data_mech) || inlen > sizeof(tbs)) {
+			r = SC_ERR_MECHANISM;
+			goto out;
+		}
+		mech.mechanism = algs[alg].data_mech;
+		memcpy(tbs, in, inlen);
+		tbslen = inlen;
+	}
+	if ((r = session_get(t, &s)) != SC_OK)
+		goto out;
+	rv = f->C_SignInit(s, &mech, key);
+	if (rv == CKR_OK)
+		rv = f->C_Sign(s, tbs, tbslen, out, &outlen);
+	if (rv != CKR_OK) {
+		sc_info("signature on \"%s\" failed: %s", t->label, sc_ckr_name(rv));
+		bad = ckr_session_bad(rv);
+		r = sc_err_from_ckr(rv);
+		if (rv == CKR_USER_NOT_LOGGED_IN) {
+			/* The token forgot us (removed and reinserted, or logged out outside). */
+			pthread_mutex_lock(&t->lock);
+			t->logged_in = 0;
+			pthread_mutex_unlock(&t->lock);
+		}
+		goto out;
+	}
+	pthread_mutex_lock(&t->lock);
+	t->last_use = sc_now_ms();
+	pthread_mutex_unlock(&t->lock);
+	if (family == 3) {
+		if ((r = ecdsa_raw_to_der(out, outlen, sig, siglen)) != SC_OK)
+			goto out;
+	} else {
+		if ((*sig = malloc(outlen)) == NULL) {
+			r = SC_ERR_NOMEM;
+			goto out;
+		}
+		memcpy(*sig, out, outlen);
+		*siglen = outlen;
+	}
+	if (check != NULL && (r = verify_sig(check, alg, dgst, dlen, *sig, *siglen)) != SC_OK) {
+		sc_error("token \"%s\" returned a signature that does not verify: discarded", t->label);
+		free(*sig);
+		*sig = NULL;
+		*siglen = 0;
+		goto out;
+	}
+	r = SC_OK;
+out:
+	if (s != CK_INVALID_HANDLE)
+		session_put(t, s, bad);
+	OPENSSL_cleanse(dgst, sizeof(dgst));
+	OPENSSL_cleanse(tbs, sizeof(tbs));
+	return r;
+}
+
+int
+sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
+    const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen,
+    json_object **info)
+{
+	struct match m;
+	struct sc_cert *c;
+	const struct sc_key *k;
+	int r, family = sc_alg_family(alg);
+
+	*sig = NULL;
+	*siglen = 0;
 	if (info)
 		*info = NULL;
-	if (md == NULL)
-		return SC_ERR_INVALID;
-	if (is_digest && inlen != (size_t)EVP_MD_get_size(md))
-		return SC_ERR_INVALID;
 	if ((r = store_resolve(st, ref, &m, NULL)) != SC_OK)
 		return r;
 	c = &m.objs->certs[m.idx];
-	f = m.tok->mod->f;
 	if (key_status(m.objs, c, &k) != 1) {
 		r = m.objs->keys_hidden ? SC_ERR_NOT_LOGGED_IN : SC_ERR_KEY;
 		goto out;
@@ -1611,104 +1702,16 @@ sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
 		r = SC_ERR_UNSUPPORTED;
 		goto out;
 	}
-	if (is_digest) {
-		memcpy(dgst, in, inlen);
-		dlen = (unsigned int)inlen;
-	} else if (!EVP_Digest(in, inlen, dgst, &dlen, md, NULL)) {
-		r = SC_ERR_NOMEM;
-		goto out;
-	}
-	switch (family) {
-	case 1: {
-		const unsigned char *pre = alg == SC_ALG_RSA_PKCS1_SHA256 ? di_sha256 :
-		    alg == SC_ALG_RSA_PKCS1_SHA384 ? di_sha384 : di_sha512;
-		size_t prelen = sizeof(di_sha256);	/* all three are 19 bytes */
-		memcpy(tbs, pre, prelen);
-		memcpy(tbs + prelen, dgst, dlen);
-		tbslen = prelen + dlen;
-		mech.mechanism = CKM_RSA_PKCS;
-		break;
-	}
-	case 2:
-		pss.hashAlg = algs[alg].hash_mech;
-		pss.mgf = algs[alg].mgf;
-		pss.sLen = dlen;
-		mech.mechanism = CKM_RSA_PKCS_PSS;
-		mech.pParameter = &pss;
-		mech.ulParameterLen = sizeof(pss);
-		memcpy(tbs, dgst, dlen);
-		tbslen = dlen;
-		break;
-	case 3:
-		mech.mechanism = CKM_ECDSA;
-		memcpy(tbs, dgst, dlen);
-		tbslen = dlen;
-		break;
-	}
-	if (m.tok->nmechs > 0 && !token_has_mech(m.tok, mech.mechanism)) {
-		/* The hash-and-sign variant over the data is the only other way in. */
-		if (is_digest || !token_has_mech(m.tok, algs[alg].data_mech)) {
-			r = SC_ERR_MECHANISM;
-			goto out;
-		}
-		mech.mechanism = algs[alg].data_mech;
-		if (inlen > sizeof(tbs)) {
-			r = SC_ERR_MECHANISM;	/* would need multi-part: use the digest */
-			goto out;
-		}
-		memcpy(tbs, in, inlen);
-		tbslen = inlen;
-	}
-	if ((r = session_get(m.tok, &s)) != SC_OK)
-		goto out;
-	rv = f->C_SignInit(s, &mech, k->handle);
-	if (rv == CKR_OK)
-		rv = f->C_Sign(s, tbs, tbslen, out, &outlen);
-	if (rv != CKR_OK) {
-		sc_info("signature on \"%s\" failed: %s", m.tok->label, sc_ckr_name(rv));
-		bad = ckr_session_bad(rv);
-		r = sc_err_from_ckr(rv);
-		if (rv == CKR_USER_NOT_LOGGED_IN) {
-			/* The token forgot us (removed and reinserted, or logged out outside). */
-			pthread_mutex_lock(&m.tok->lock);
-			m.tok->logged_in = 0;
-			pthread_mutex_unlock(&m.tok->lock);
-		}
-		goto out;
-	}
-	pthread_mutex_lock(&m.tok->lock);
-	m.tok->last_use = sc_now_ms();
-	pthread_mutex_unlock(&m.tok->lock);
-	if (family == 3) {
-		if ((r = ecdsa_raw_to_der(out, outlen, sig, siglen)) != SC_OK)
-			goto out;
-	} else {
-		if ((*sig = malloc(outlen)) == NULL) {
-			r = SC_ERR_NOMEM;
-			goto out;
-		}
-		memcpy(*sig, out, outlen);
-		*siglen = outlen;
-	}
-	if (c->x509 != NULL && (family != 3 || st->opts.verify_ecdsa) &&
-	    (r = verify_sig(c->x509, alg, dgst, dlen, *sig, *siglen)) != SC_OK) {
-		sc_error("token \"%s\" returned a signature that does not verify: discarded",
-		    m.tok->label);
-		free(*sig);
-		*sig = NULL;
-		*siglen = 0;
-		goto out;
-	}
-	if (info) {
+	/* RSA signatures are always checked (RSA-CRT faults leak the key); ECDSA on request. */
+	r = token_sign(m.tok, k->handle, alg, is_digest, in, inlen,
+	    c->x509 != NULL && (family != 3 || st->opts.verify_ecdsa) ? X509_get0_pubkey(c->x509) : NULL,
+	    sig, siglen);
+	if (r == SC_OK && info) {
 		*info = json_object_new_object();
 		json_object_object_add(*info, "sha256", json_object_new_string(c->sha256));
 		json_object_object_add(*info, "token", json_object_new_string(m.tok->label));
 	}
-	r = SC_OK;
 out:
-	if (s != CK_INVALID_HANDLE)
-		session_put(m.tok, s, bad);
-	OPENSSL_cleanse(dgst, sizeof(dgst));
 	match_clear(&m);
 	return r;
 }
@@ -2490,54 +2493,18 @@ sc_store_find_key(struct sc_store *st, const char *ref, json_object **out,
 	return *out ? SC_OK : SC_ERR_NOMEM;
 }
 
-static int
-verify_sig_pkey(EVP_PKEY *pk, int alg, const unsigned char *dgst, size_t dlen,
-    const unsigned char *sig, size_t siglen)
-{
-	EVP_PKEY_CTX *ctx;
-	int ok = 0;
-
-	if ((ctx = EVP_PKEY_CTX_new(pk, NULL)) == NULL)
-		return SC_ERR_NOMEM;
-	if (EVP_PKEY_verify_init(ctx) <= 0 ||
-	    EVP_PKEY_CTX_set_signature_md(ctx, sc_alg_md(alg)) <= 0)
-		goto out;
-	if (sc_alg_family(alg) == 1 && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) <= 0)
-		goto out;
-	if (sc_alg_family(alg) == 2 &&
-	    (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
-	    EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) <= 0 ||
-	    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, sc_alg_md(alg)) <= 0))
-		goto out;
-	ok = EVP_PKEY_verify(ctx, sig, siglen, dgst, dlen) == 1;
-out:
-	EVP_PKEY_CTX_free(ctx);
-	ERR_clear_error();
-	return ok ? SC_OK : SC_ERR_BAD_SIGNATURE;
-}
-
 int
 sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
     const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen,
     json_object **info)
 {
 	struct kmatch m;
-	CK_RSA_PKCS_PSS_PARAMS pss;
-	CK_MECHANISM mech = { 0, NULL, 0 };
-	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
-	unsigned char dgst[EVP_MAX_MD_SIZE], tbs[EVP_MAX_MD_SIZE + 32], out[1024];
-	unsigned int dlen = 0;
-	CK_ULONG outlen = sizeof(out), tbslen = 0;
-	const EVP_MD *md = sc_alg_md(alg);
-	int r, family = sc_alg_family(alg), bad = 0, hidden;
-	CK_RV rv;
+	int r, hidden;
 
 	*sig = NULL;
 	*siglen = 0;
 	if (info)
 		*info = NULL;
-	if (md == NULL || (is_digest && inlen != (size_t)EVP_MD_get_size(md)))
-		return SC_ERR_INVALID;
 	if ((r = key_resolve(st, ref, &m, NULL)) != SC_OK)
 		return r;
 	if (m.kp.priv == CK_INVALID_HANDLE) {
@@ -2547,84 +2514,15 @@ sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
 		r = hidden ? SC_ERR_NOT_LOGGED_IN : SC_ERR_KEY;
 		goto out;
 	}
-	if ((family == 3) != (m.kp.type == CKK_EC)) {
+	if ((sc_alg_family(alg) == 3) != (m.kp.type == CKK_EC)) {
 		r = SC_ERR_KEY;
 		goto out;
 	}
-	if (is_digest) {
-		memcpy(dgst, in, inlen);
-		dlen = (unsigned int)inlen;
-	} else if (!EVP_Digest(in, inlen, dgst, &dlen, md, NULL)) {
-		r = SC_ERR_NOMEM;
-		goto out;
-	}
-	memcpy(tbs, dgst, dlen);
-	tbslen = dlen;
-	if (family == 1) {
-		/* DigestInfo prefixes are all 19 bytes long. */
-		memcpy(tbs, md == EVP_sha256() ? di_sha256 : md == EVP_sha384() ? di_sha384 :
-		    di_sha512, sizeof(di_sha256));
-		memcpy(tbs + sizeof(di_sha256), dgst, dlen);
-		tbslen = sizeof(di_sha256) + dlen;
-		mech.mechanism = CKM_RSA_PKCS;
-	} else if (family == 2) {
-		pss.hashAlg = algs[alg].hash_mech;
-		pss.mgf = algs[alg].mgf;
-		pss.sLen = dlen;
-		mech.mechanism = CKM_RSA_PKCS_PSS;
-		mech.pParameter = &pss;
-		mech.ulParameterLen = sizeof(pss);
-	} else
-		mech.mechanism = CKM_ECDSA;
-	if (m.tok->nmechs > 0 && !token_has_mech(m.tok, mech.mechanism)) {
-		if (is_digest || !token_has_mech(m.tok, algs[alg].data_mech) || inlen > sizeof(tbs)) {
-			r = SC_ERR_MECHANISM;
-			goto out;
-		}
-		mech.mechanism = algs[alg].data_mech;
-		memcpy(tbs, in, inlen);
-		tbslen = inlen;
-	}
-	if ((r = session_get(m.tok, &s)) != SC_OK)
-		goto out;
-	rv = m.tok->mod->f->C_SignInit(s, &mech, m.kp.priv);
-	if (rv == CKR_OK)
-		rv = m.tok->mod->f->C_Sign(s, tbs, tbslen, out, &outlen);
-	if (rv != CKR_OK) {
-		sc_info("signature on \"%s\" failed: %s", m.tok->label, sc_ckr_name(rv));
-		bad = ckr_session_bad(rv);
-		r = sc_err_from_ckr(rv);
-		goto out;
-	}
-	pthread_mutex_lock(&m.tok->lock);
-	m.tok->last_use = sc_now_ms();
-	pthread_mutex_unlock(&m.tok->lock);
-	if (family == 3) {
-		if ((r = ecdsa_raw_to_der(out, outlen, sig, siglen)) != SC_OK)
-			goto out;
-	} else {
-		if ((*sig = malloc(outlen)) == NULL) {
-			r = SC_ERR_NOMEM;
-			goto out;
-		}
-		memcpy(*sig, out, outlen);
-		*siglen = outlen;
-	}
 	/* Key REFs serve enrolment: every signature is checked, ECDSA too. */
-	if (m.kp.pk != NULL && (r = verify_sig_pkey(m.kp.pk, alg, dgst, dlen, *sig, *siglen)) != SC_OK) {
-		sc_error("token \"%s\" returned a signature that does not verify: discarded", m.tok->label);
-		free(*sig);
-		*sig = NULL;
-		*siglen = 0;
-		goto out;
-	}
-	if (info)
+	r = token_sign(m.tok, m.kp.priv, alg, is_digest, in, inlen, m.kp.pk, sig, siglen);
+	if (r == SC_OK && info)
 		*info = kp_json(m.tok, &m.kp);
-	r = SC_OK;
 out:
-	if (s != CK_INVALID_HANDLE)
-		session_put(m.tok, s, bad);
-	OPENSSL_cleanse(dgst, sizeof(dgst));
 	kmatch_clear(&m);
 	return r;
 }
