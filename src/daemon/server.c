@@ -500,32 +500,65 @@ sign_facts(struct client *c, const char *ref, char *sha, size_t shalen, char *to
 	json_object_put(found);
 }
 
+/* The arguments of sign and sign-key: alg, and exactly one of data and digest. */
+static int
+sign_args(json_object *req, int *alg, unsigned char **in, size_t *inlen, int *is_digest,
+    char *msg, size_t msglen)
+{
+	const char *algname = arg_str(req, "alg");
+	const char *data = arg_str(req, "data"), *digest = arg_str(req, "digest");
+
+	*in = NULL;
+	*inlen = 0;
+	if ((*alg = sc_alg_parse(algname)) < 0) {
+		snprintf(msg, msglen, "unknown algorithm \"%.64s\"; use rsa-pkcs1-sha256|384|512, "
+		    "rsa-pss-sha256|384|512 or ecdsa-sha256|384|512", algname);
+		return SC_ERR_INVALID;
+	}
+	if ((data == NULL) == (digest == NULL)) {
+		snprintf(msg, msglen, "give exactly one of \"data\" and \"digest\"");
+		return SC_ERR_INVALID;
+	}
+	if (sc_unb64(data ? data : digest, in, inlen) != SC_OK) {
+		snprintf(msg, msglen, "\"data\"/\"digest\" is not valid base64");
+		return SC_ERR_INVALID;
+	}
+	*is_digest = digest != NULL;
+	if (*is_digest && *inlen != (size_t)EVP_MD_get_size(sc_alg_md(*alg))) {
+		snprintf(msg, msglen, "\"digest\" has %zu bytes; %s wants a %d-byte hash",
+		    *inlen, algname, EVP_MD_get_size(sc_alg_md(*alg)));
+		free(*in);
+		*in = NULL;
+		return SC_ERR_INVALID;
+	}
+	return SC_OK;
+}
+
+/* {"signature": base64}; frees sig. */
+static int
+reply_signature(struct client *c, int64_t id, unsigned char *sig, size_t siglen)
+{
+	json_object *res = json_object_new_object();
+	char *b = sc_b64(sig, siglen);
+
+	json_object_object_add(res, "signature", json_object_new_string(b ? b : ""));
+	free(b);
+	free(sig);
+	return reply_ok(c, id, res);
+}
+
 static int
 op_sign(struct client *c, int64_t id, json_object *req)
 {
 	const char *ref = arg_str(req, "ref"), *algname = arg_str(req, "alg");
-	const char *data = arg_str(req, "data"), *digest = arg_str(req, "digest");
 	unsigned char *in = NULL, *sig = NULL;
 	size_t inlen = 0, siglen = 0;
-	json_object *res, *cand = NULL, *dummy = NULL, *info = NULL;
+	json_object *cand = NULL, *dummy = NULL, *info = NULL;
 	char msg[1024], detail[512], sha[80], tok[128], keytype[16];
-	int alg = sc_alg_parse(algname), r;
+	int alg, is_digest = 0, r;
 
-	if (alg < 0) {
-		snprintf(msg, sizeof(msg), "unknown algorithm \"%.64s\"; use rsa-pkcs1-sha256|384|512, "
-		    "rsa-pss-sha256|384|512 or ecdsa-sha256|384|512", algname);
-		return reply_err(c, id, SC_ERR_INVALID, msg);
-	}
-	if ((data == NULL) == (digest == NULL))
-		return reply_err(c, id, SC_ERR_INVALID, "give exactly one of \"data\" and \"digest\"");
-	if (sc_unb64(data ? data : digest, &in, &inlen) != SC_OK)
-		return reply_err(c, id, SC_ERR_INVALID, "\"data\"/\"digest\" is not valid base64");
-	if (digest != NULL && inlen != (size_t)EVP_MD_get_size(sc_alg_md(alg))) {
-		snprintf(msg, sizeof(msg), "\"digest\" has %zu bytes; %s wants a %d-byte hash",
-		    inlen, algname, EVP_MD_get_size(sc_alg_md(alg)));
-		free(in);
-		return reply_err(c, id, SC_ERR_INVALID, msg);
-	}
+	if ((r = sign_args(req, &alg, &in, &inlen, &is_digest, msg, sizeof(msg))) != SC_OK)
+		return reply_err(c, id, r, msg);
 	if (c->srv->o.confirm_sign && c->srv->o.pinentry != NULL) {
 		sign_facts(c, ref, sha, sizeof(sha), tok, sizeof(tok), keytype, sizeof(keytype));
 		snprintf(detail, sizeof(detail), "cert=%s alg=%s", sha, algname);
@@ -536,7 +569,7 @@ op_sign(struct client *c, int64_t id, json_object *req)
 			return reply_err(c, id, SC_ERR_DENIED, "the signature was not confirmed");
 		}
 	}
-	r = sc_store_sign(c->srv->st, ref, alg, digest != NULL, in, inlen, &sig, &siglen, &info);
+	r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen, &sig, &siglen, &info);
 	/* Facts for the audit line and the messages (looked up again only on failure). */
 	if (r != SC_OK)
 		sign_facts(c, ref, sha, sizeof(sha), tok, sizeof(tok), keytype, sizeof(keytype));
@@ -550,7 +583,7 @@ op_sign(struct client *c, int64_t id, json_object *req)
 			audit(c->srv, c, "login", ldetail, lr);
 		if (lr == SC_OK) {
 			sc_server_broadcast(c->srv, "login", token_fields(tok, NULL));
-			r = sc_store_sign(c->srv->st, ref, alg, digest != NULL, in, inlen,
+			r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen,
 			    &sig, &siglen, &info);
 		} else if (lr != SC_ERR_NOT_LOGGED_IN)
 			r = lr;
@@ -615,14 +648,7 @@ op_sign(struct client *c, int64_t id, json_object *req)
 		}
 		return reply_err(c, id, r, msg);
 	}
-	res = json_object_new_object();
-	{
-		char *b = sc_b64(sig, siglen);
-		json_object_object_add(res, "signature", json_object_new_string(b ? b : ""));
-		free(b);
-	}
-	free(sig);
-	return reply_ok(c, id, res);
+	return reply_signature(c, id, sig, siglen);
 }
 
 static int
@@ -908,21 +934,14 @@ static int
 op_sign_key(struct client *c, int64_t id, json_object *req)
 {
 	const char *ref = arg_str(req, "ref"), *algname = arg_str(req, "alg");
-	const char *data = arg_str(req, "data"), *digest = arg_str(req, "digest");
 	unsigned char *in = NULL, *sig = NULL;
 	size_t inlen = 0, siglen = 0;
-	json_object *info = NULL, *res, *cand = NULL, *dummy = NULL;
+	json_object *info = NULL, *cand = NULL, *dummy = NULL;
 	char msg[512], detail[512];
-	int alg = sc_alg_parse(algname), r;
+	int alg, is_digest = 0, r;
 
-	if (alg < 0) {
-		snprintf(msg, sizeof(msg), "unknown algorithm \"%.64s\"", algname);
-		return reply_err(c, id, SC_ERR_INVALID, msg);
-	}
-	if ((data == NULL) == (digest == NULL))
-		return reply_err(c, id, SC_ERR_INVALID, "give exactly one of \"data\" and \"digest\"");
-	if (sc_unb64(data ? data : digest, &in, &inlen) != SC_OK)
-		return reply_err(c, id, SC_ERR_INVALID, "\"data\"/\"digest\" is not valid base64");
+	if ((r = sign_args(req, &alg, &in, &inlen, &is_digest, msg, sizeof(msg))) != SC_OK)
+		return reply_err(c, id, r, msg);
 	if (c->srv->o.confirm_sign && c->srv->o.pinentry != NULL) {
 		snprintf(msg, sizeof(msg), "Allow %s (pid %ld) to sign with key \"%s\"?", c->exe,
 		    (long)c->pid, ref);
@@ -931,7 +950,7 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 			return reply_err(c, id, SC_ERR_DENIED, "the signature was not confirmed");
 		}
 	}
-	r = sc_store_sign_key(c->srv->st, ref, alg, digest != NULL, in, inlen, &sig, &siglen, &info);
+	r = sc_store_sign_key(c->srv->st, ref, alg, is_digest, in, inlen, &sig, &siglen, &info);
 	free(in);
 	snprintf(detail, sizeof(detail), "key=\"%s\" alg=%s", ref, algname);
 	audit(c->srv, c, "sign-key", detail, r);
@@ -952,14 +971,7 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 			snprintf(msg, sizeof(msg), "signing with key \"%s\" failed: %s", ref, sc_strerror(r));
 		return reply_err(c, id, r, msg);
 	}
-	res = json_object_new_object();
-	{
-		char *b = sc_b64(sig, siglen);
-		json_object_object_add(res, "signature", json_object_new_string(b ? b : ""));
-		free(b);
-	}
-	free(sig);
-	return reply_ok(c, id, res);
+	return reply_signature(c, id, sig, siglen);
 }
 
 static const struct {
