@@ -575,6 +575,26 @@ token_has_mech(struct sc_token *t, CK_MECHANISM_TYPE m)
 	return 0;
 }
 
+/*
+ * Whether to sign over the data with the hash-and-sign mechanism DATA_MECH
+ * instead of the raw mechanism MECH: only when the token lists DATA_MECH and
+ * not MECH, and the data was given (not a digest) and fits.  Otherwise the
+ * raw mechanism is tried even when it is not listed: the list is advisory,
+ * and tpm2-pkcs11 leaves out the PSS mechanisms it makes itself (PSS padding
+ * in software, raw RSA on the TPM) when the TPM is not in FIPS mode, although
+ * the key's CKA_ALLOWED_MECHANISMS has them and C_Sign works.  A token that
+ * really lacks the mechanism answers C_SignInit with CKR_MECHANISM_INVALID,
+ * which is SC_ERR_MECHANISM.
+ */
+static int
+sign_over_data(struct sc_token *t, CK_MECHANISM_TYPE mech, CK_MECHANISM_TYPE data_mech,
+    int is_digest, size_t inlen, size_t tbsmax)
+{
+	if (t->nmechs == 0 || token_has_mech(t, mech))
+		return 0;
+	return !is_digest && inlen <= tbsmax && token_has_mech(t, data_mech);
+}
+
 /* ------------------------------------------------------------------ */
 /* Store */
 
@@ -1645,17 +1665,9 @@ sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
 		tbslen = dlen;
 		break;
 	}
-	if (m.tok->nmechs > 0 && !token_has_mech(m.tok, mech.mechanism)) {
-		/* The hash-and-sign variant over the data is the only other way in. */
-		if (is_digest || !token_has_mech(m.tok, algs[alg].data_mech)) {
-			r = SC_ERR_MECHANISM;
-			goto out;
-		}
+	if (sign_over_data(m.tok, mech.mechanism, algs[alg].data_mech, is_digest, inlen,
+	    sizeof(tbs))) {
 		mech.mechanism = algs[alg].data_mech;
-		if (inlen > sizeof(tbs)) {
-			r = SC_ERR_MECHANISM;	/* would need multi-part: use the digest */
-			goto out;
-		}
 		memcpy(tbs, in, inlen);
 		tbslen = inlen;
 	}
@@ -2576,11 +2588,8 @@ sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
 		mech.ulParameterLen = sizeof(pss);
 	} else
 		mech.mechanism = CKM_ECDSA;
-	if (m.tok->nmechs > 0 && !token_has_mech(m.tok, mech.mechanism)) {
-		if (is_digest || !token_has_mech(m.tok, algs[alg].data_mech) || inlen > sizeof(tbs)) {
-			r = SC_ERR_MECHANISM;
-			goto out;
-		}
+	if (sign_over_data(m.tok, mech.mechanism, algs[alg].data_mech, is_digest, inlen,
+	    sizeof(tbs))) {
 		mech.mechanism = algs[alg].data_mech;
 		memcpy(tbs, in, inlen);
 		tbslen = inlen;

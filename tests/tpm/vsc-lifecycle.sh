@@ -106,6 +106,11 @@ ok "vsc list: 2 keys, 4 certificates" eq "$(jq_py "$j" '(j["tokens"][0]["keys"],
 head -c 1000 /dev/urandom >"$W/data"
 ok "sign with alice (rsa-pkcs1-sha256)" $A sign --cert alice --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/alice.sig"
 ok "  ... verifies against alice's certificate" bash -c "openssl x509 -in $W/alice.pem -pubkey -noout >$W/alice.pub && openssl dgst -sha256 -verify $W/alice.pub -signature $W/alice.sig $W/data"
+ok "sign with alice (rsa-pss-sha256: tpm2-pkcs11 does not list PSS but makes it)" \
+	$A sign --cert alice --alg rsa-pss-sha256 --in "$W/data" --out "$W/alice-pss.sig"
+ok "  ... verifies as RSA-PSS (salt = digest length) against alice's certificate" \
+	openssl dgst -sha256 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest \
+	-verify "$W/alice.pub" -signature "$W/alice-pss.sig" "$W/data"
 ok "sign with bob (ecdsa-sha256)" $A sign --cert bob --alg ecdsa-sha256 --in "$W/data" --out "$W/bob.sig"
 ok "  ... verifies against bob's certificate" bash -c "openssl x509 -in $W/bob.pem -pubkey -noout >$W/bob.pub && openssl dgst -sha256 -verify $W/bob.pub -signature $W/bob.sig $W/data"
 ok "the chain of alice's certificate is on the token" bash -c "$A list --json | grep -q 'Contoso Issuing CA'"
