@@ -11,7 +11,7 @@ tb_tpm_need
 tb_init
 tb_tpm_start
 tb_pki
-tb_agent_start "$TB_TPM2_PKCS11"
+tb_agent_start --log-level info --module "$TB_TPM2_PKCS11"
 W=$TB_DIR/w
 mkdir -p "$W"
 A=$SCAGENT
@@ -126,4 +126,5 @@ ok "list after delete: no token vsc1" eq "$(jq_py "$j" '[t["label"] for t in j["
 ok "a new card can be created after delete" bash -c "printf '%s\n%s\n' 654321 87654321 | $A vsc create --label vsc2 --pin-stdin && $A vsc list | grep -q '^vsc2 '"
 out=$($A vsc delete --label nosuch --yes 2>&1)
 ok "vsc delete of an unknown label: refused" has "$out" "no token labelled \"nosuch\""
+ok "the agent stops on SIGTERM: exit 0, no sanitizer report" tb_agent_stop
 tb_done

@@ -12,7 +12,7 @@ tb_tpm_need
 tb_init
 tb_tpm_start
 tb_pki
-tb_agent_start "$TB_TPM2_PKCS11"
+tb_agent_start --log-level info --module "$TB_TPM2_PKCS11"
 W=$TB_DIR/w
 mkdir -p "$W"
 A=$SCAGENT
@@ -69,4 +69,5 @@ rc=0
 "$A" connect --cafile "$TB_DIR/pki/root.pem" --cert alice "$URL" >"$W/body-gone" 2>"$W/err-gone" || rc=$?
 ok "after delete: connect --cert alice fails (exit 1)" eq "$rc" 1
 ok "  ... naming the certificate it cannot find" grep -q "alice" "$W/err-gone"
+ok "the agent stops on SIGTERM: exit 0, no sanitizer report" tb_agent_stop
 tb_done
