@@ -110,6 +110,7 @@ struct sc_store {
 	size_t ntoks;
 	pthread_mutex_t refresh_lock;
 	char *vsc_real;			/* realpath of the TPM virtual smart card module, or NULL */
+	json_object *pending;		/* events not reported yet (module_reinit), under lock */
 };
 
 /* ------------------------------------------------------------------ */
@@ -639,6 +640,7 @@ sc_store_free(struct sc_store *st)
 	}
 	free(st->mods);
 	free(st->vsc_real);
+	json_object_put(st->pending);
 	json_object_put(st->errors);
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->refresh_lock);
@@ -930,6 +932,16 @@ store_refresh(struct sc_store *st, int wait, int *changed, json_object **events)
 		return SC_ERR_BUSY;
 	if (events != NULL)
 		*events = ev = json_object_new_array();
+	/* Tokens dropped by module_reinit come first: they are gone already. */
+	pthread_mutex_lock(&st->lock);
+	for (size_t i = 0; st->pending != NULL && i < json_object_array_length(st->pending); i++) {
+		if (ev != NULL)
+			json_object_array_add(ev, json_object_get(json_object_array_get_idx(st->pending, i)));
+		ch = 1;
+	}
+	json_object_put(st->pending);
+	st->pending = NULL;
+	pthread_mutex_unlock(&st->lock);
 	for (size_t i = 0; i < st->nmods; i++) {
 		int rr = refresh_module(st, st->mods[i], &ch, ev);
 		if (rr != SC_OK)
@@ -1902,6 +1914,11 @@ module_reinit(struct sc_store *st, struct sc_module *m)
 			i++;
 			continue;
 		}
+		/* Reported at the next refresh, which adds those still there again. */
+		if (st->pending == NULL)
+			st->pending = json_object_new_array();
+		sc_info("token \"%s\" dropped: %s is initialised again", t->label, m->path);
+		token_event(st->pending, "token-removed", t);
 		pthread_mutex_lock(&t->lock);
 		t->dead = 1;
 		t->npool = 0;		/* C_Finalize closes them all */
@@ -1944,7 +1961,7 @@ sc_store_init_token(struct sc_store *st, const char *label, const char *so_pin,
 	CK_ULONG n = 0;
 	CK_RV rv;
 	size_t len = strlen(label);
-	int r, found = 0, initialised = 0;
+	int r, found = 0;
 
 	*why = '\0';
 	if ((m = vsc_module(st)) == NULL) {
@@ -2000,7 +2017,6 @@ sc_store_init_token(struct sc_store *st, const char *label, const char *so_pin,
 		r = sc_err_from_ckr(rv);
 		goto out;
 	}
-	initialised = 1;
 	rv = m->f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
 	if (rv == CKR_OK)
 		rv = m->f->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin));
@@ -2023,8 +2039,6 @@ out:
 	pthread_mutex_unlock(&m->lock);
 	pthread_mutex_unlock(&st->refresh_lock);
 	free(ids);
-	if (initialised)
-		sc_store_refresh(st, NULL);
 	return r;
 }
 
@@ -2067,7 +2081,6 @@ sc_store_delete_token(struct sc_store *st, const char *label, char *why, size_t 
 		    "restart the agent", label, m->path);
 		return r;
 	}
-	sc_store_refresh(st, NULL);
 	return SC_OK;
 }
 
