@@ -918,6 +918,8 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 		    (long)c->pid, ref);
 		if (sc_pinentry_confirm(c->srv->o.pinentry, msg) != SC_OK) {
 			free(in);
+			snprintf(detail, sizeof(detail), "key=\"%s\" alg=%s", ref, algname);
+			audit(c->srv, c, "sign-key", detail, SC_ERR_DENIED);
 			return reply_err(c, id, SC_ERR_DENIED, "the signature was not confirmed");
 		}
 	}
