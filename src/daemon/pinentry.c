@@ -245,9 +245,15 @@ sc_pinentry_confirm(const char *program, const char *desc)
 	struct pe p;
 	int r;
 
+	/*
+	 * Both buttons named: without SETCANCEL, pinentry-tty offers only "OK"
+	 * for CONFIRM, and the user could not refuse.
+	 */
 	if ((r = pe_start(&p, program)) == SC_OK &&
 	    (r = pe_wait_ok(&p)) == SC_OK && (r = pe_options(&p)) == SC_OK &&
-	    (r = pe_cmd(&p, "SETDESC", desc)) == SC_OK)
+	    (r = pe_cmd(&p, "SETDESC", desc)) == SC_OK &&
+	    (r = pe_cmd(&p, "SETOK", "Allow")) == SC_OK &&
+	    (r = pe_cmd(&p, "SETCANCEL", "Deny")) == SC_OK)
 		r = pe_cmd(&p, "CONFIRM", NULL);
 	pe_end(&p);
 	return r;

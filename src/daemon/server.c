@@ -811,9 +811,10 @@ op_init_token(struct client *c, int64_t id, json_object *req)
 	wipe_arg(req, "pin");
 	snprintf(detail, sizeof(detail), "token=\"%s\"", label);
 	audit(c->srv, c, "init-token", detail, r);
+	/* Also after a failure: the token may exist without its user PIN. */
+	server_refresh(c->srv, 1, NULL);	/* token-added, changed */
 	if (r != SC_OK)
 		return reply_err(c, id, r, *why ? why : sc_strerror(r));
-	sc_server_broadcast(c->srv, "changed", json_object_new_object());
 	res = json_object_new_object();
 	json_object_object_add(res, "label", json_object_new_string(label));
 	json_object_object_add(res, "module", json_object_new_string(sc_store_vsc_module(c->srv->st)));
@@ -830,9 +831,9 @@ op_delete_token(struct client *c, int64_t id, json_object *req)
 	r = sc_store_delete_token(c->srv->st, label, why, sizeof(why));
 	snprintf(detail, sizeof(detail), "token=\"%s\"", label);
 	audit(c->srv, c, "delete-token", detail, r);
+	server_refresh(c->srv, 1, NULL);	/* token-removed, changed */
 	if (r != SC_OK)
 		return reply_err(c, id, r, *why ? why : sc_strerror(r));
-	sc_server_broadcast(c->srv, "changed", json_object_new_object());
 	return reply_ok(c, id, NULL);
 }
 
@@ -947,6 +948,8 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 		    (long)c->pid, ref);
 		if (sc_pinentry_confirm(c->srv->o.pinentry, msg) != SC_OK) {
 			free(in);
+			snprintf(detail, sizeof(detail), "key=\"%s\" alg=%s", ref, algname);
+			audit(c->srv, c, "sign-key", detail, SC_ERR_DENIED);
 			return reply_err(c, id, SC_ERR_DENIED, "the signature was not confirmed");
 		}
 	}

@@ -110,6 +110,7 @@ struct sc_store {
 	size_t ntoks;
 	pthread_mutex_t refresh_lock;
 	char *vsc_real;			/* realpath of the TPM virtual smart card module, or NULL */
+	json_object *pending;		/* events not reported yet (module_reinit), under lock */
 };
 
 /* ------------------------------------------------------------------ */
@@ -575,6 +576,26 @@ token_has_mech(struct sc_token *t, CK_MECHANISM_TYPE m)
 	return 0;
 }
 
+/*
+ * Whether to sign over the data with the hash-and-sign mechanism DATA_MECH
+ * instead of the raw mechanism MECH: only when the token lists DATA_MECH and
+ * not MECH, and the data was given (not a digest) and fits.  Otherwise the
+ * raw mechanism is tried even when it is not listed: the list is advisory,
+ * and tpm2-pkcs11 leaves out the PSS mechanisms it makes itself (PSS padding
+ * in software, raw RSA on the TPM) when the TPM is not in FIPS mode, although
+ * the key's CKA_ALLOWED_MECHANISMS has them and C_Sign works.  A token that
+ * really lacks the mechanism answers C_SignInit with CKR_MECHANISM_INVALID,
+ * which is SC_ERR_MECHANISM.
+ */
+static int
+sign_over_data(struct sc_token *t, CK_MECHANISM_TYPE mech, CK_MECHANISM_TYPE data_mech,
+    int is_digest, size_t inlen, size_t tbsmax)
+{
+	if (t->nmechs == 0 || token_has_mech(t, mech))
+		return 0;
+	return !is_digest && inlen <= tbsmax && token_has_mech(t, data_mech);
+}
+
 /* ------------------------------------------------------------------ */
 /* Store */
 
@@ -619,6 +640,7 @@ sc_store_free(struct sc_store *st)
 	}
 	free(st->mods);
 	free(st->vsc_real);
+	json_object_put(st->pending);
 	json_object_put(st->errors);
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->refresh_lock);
@@ -910,6 +932,16 @@ store_refresh(struct sc_store *st, int wait, int *changed, json_object **events)
 		return SC_ERR_BUSY;
 	if (events != NULL)
 		*events = ev = json_object_new_array();
+	/* Tokens dropped by module_reinit come first: they are gone already. */
+	pthread_mutex_lock(&st->lock);
+	for (size_t i = 0; st->pending != NULL && i < json_object_array_length(st->pending); i++) {
+		if (ev != NULL)
+			json_object_array_add(ev, json_object_get(json_object_array_get_idx(st->pending, i)));
+		ch = 1;
+	}
+	json_object_put(st->pending);
+	st->pending = NULL;
+	pthread_mutex_unlock(&st->lock);
 	for (size_t i = 0; i < st->nmods; i++) {
 		int rr = refresh_module(st, st->mods[i], &ch, ev);
 		if (rr != SC_OK)
@@ -1615,12 +1647,7 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
 		mech.ulParameterLen = sizeof(pss);
 	} else
 		mech.mechanism = CKM_ECDSA;
-	if (t->nmechs > 0 && !token_has_mech(t, mech.mechanism)) {
-		/* The hash-and-sign variant over the data is the only other way in. */
-		if (is_digest || !token_has_mech(t, algs[alg].data_mech) || inlen > sizeof(tbs)) {
-			r = SC_ERR_MECHANISM;
-			goto out;
-		}
+	if (sign_over_data(t, mech.mechanism, algs[alg].data_mech, is_digest, inlen, sizeof(tbs))) {
 		mech.mechanism = algs[alg].data_mech;
 		memcpy(tbs, in, inlen);
 		tbslen = inlen;
@@ -1893,6 +1920,11 @@ module_reinit(struct sc_store *st, struct sc_module *m)
 			i++;
 			continue;
 		}
+		/* Reported at the next refresh, which adds those still there again. */
+		if (st->pending == NULL)
+			st->pending = json_object_new_array();
+		sc_info("token \"%s\" dropped: %s is initialised again", t->label, m->path);
+		token_event(st->pending, "token-removed", t);
 		pthread_mutex_lock(&t->lock);
 		t->dead = 1;
 		t->npool = 0;		/* C_Finalize closes them all */
@@ -1935,7 +1967,7 @@ sc_store_init_token(struct sc_store *st, const char *label, const char *so_pin,
 	CK_ULONG n = 0;
 	CK_RV rv;
 	size_t len = strlen(label);
-	int r, found = 0, initialised = 0;
+	int r, found = 0;
 
 	*why = '\0';
 	if ((m = vsc_module(st)) == NULL) {
@@ -1991,7 +2023,6 @@ sc_store_init_token(struct sc_store *st, const char *label, const char *so_pin,
 		r = sc_err_from_ckr(rv);
 		goto out;
 	}
-	initialised = 1;
 	rv = m->f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
 	if (rv == CKR_OK)
 		rv = m->f->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin));
@@ -2014,8 +2045,6 @@ out:
 	pthread_mutex_unlock(&m->lock);
 	pthread_mutex_unlock(&st->refresh_lock);
 	free(ids);
-	if (initialised)
-		sc_store_refresh(st, NULL);
 	return r;
 }
 
@@ -2058,7 +2087,6 @@ sc_store_delete_token(struct sc_store *st, const char *label, char *why, size_t 
 		    "restart the agent", label, m->path);
 		return r;
 	}
-	sc_store_refresh(st, NULL);
 	return SC_OK;
 }
 

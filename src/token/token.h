@@ -132,7 +132,9 @@ const char *sc_store_vsc_module(struct sc_store *st);
 
 /*
  * Create a token on the vsc module's empty slot: C_InitToken with the SO PIN
- * and label, then C_Login as SO and C_InitPIN with the user PIN.
+ * and label, then C_Login as SO and C_InitPIN with the user PIN.  The store
+ * sees the new token at the next sc_store_refresh_report (which reports it as
+ * token-added); the same for a deleted token (token-removed).
  */
 int sc_store_init_token(struct sc_store *st, const char *label, const char *so_pin,
     const char *user_pin, char *why, size_t whylen);

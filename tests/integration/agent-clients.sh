@@ -70,4 +70,5 @@ for c in $(sed -n 's/.*{ SC_ERR[A-Z_]*, "\([a-z-]*\)".*/\1/p' "$TOP_SRCDIR/src/c
 	ok "error code $c is documented" grep -q "^| \`$c\` |" "$doc"
 done
 
+stop_agent "the agent stops on SIGTERM: exit 0, no sanitizer report"
 done_testing

@@ -63,9 +63,7 @@ run sc sign --cert alice --alg rsa-pss-sha256 --in "$W/data" --out "$W/init.sig"
 is "... and signing on the working module works" "$RC" 0
 ok "... signature verifies" openssl dgst -sha256 -verify "$(pubkey alice)" -sigopt rsa_padding_mode:pss \
 	-sigopt rsa_pss_saltlen:digest -signature "$W/init.sig" "$W/data"
-kill -TERM "$AGENT_PID"
-wait "$AGENT_PID"
-is "agent with a failed module exits cleanly" "$?" 0
+stop_agent "agent with a failed module exits cleanly"
 
 # ---------------------------------------------------------------- one agent, faults switched at run time
 : >"$W/faults"
@@ -164,8 +162,6 @@ has "login, CKR_PIN_LOCKED: says locked and what to do" "$ERR" "is locked; unblo
 run sc login --token slow --pin-stdin <<<"$TB_PIN"
 is "after the login faults, a login works" "$RC" 0
 ok "the agent survived every fault" kill -0 "$AGENT_PID"
-kill -TERM "$AGENT_PID"
-wait "$AGENT_PID"
-is "and exits cleanly on SIGTERM" "$?" 0
+stop_agent "and exits cleanly on SIGTERM"
 
 done_testing

@@ -57,25 +57,26 @@ wait_for() {
 	return 1
 }
 
-# start_agent SOCKET [scagentd args...]: scagentd --foreground on SOCKET with
-# SoftHSM (unless the args name a --module), log in $TB_DIR/agent-N.log;
-# sets AGENT_PID and AGENT_LOG.  Fails the test (exit 99) if the socket does
-# not appear.
+# start_agent SOCKET [scagentd args...]: tb_agent_start --log-level debug on
+# SOCKET with SoftHSM (unless the args name a --module), log in
+# $TB_DIR/agent-N.log; sets AGENT_PID and AGENT_LOG.  Fails the test (exit
+# 99) if the agent does not answer.  stop_agent DESC [PID] stops it with
+# tb_agent_stop and checks exit status 0 and no sanitizer report.
 agent_count=0
 start_agent() {
 	local sock=$1 mod=(--module "$TB_SOFTHSM"); shift
 	case " $* " in *" --module "*) mod=() ;; esac
 	agent_count=$((agent_count + 1))
 	AGENT_LOG=$TB_DIR/agent-$agent_count.log
-	"$SCAGENTD" --foreground --log-level debug "${mod[@]}" --socket "$sock" "$@" \
-		</dev/null 2>"$AGENT_LOG" &
-	AGENT_PID=$!
-	tb_track_pid "$AGENT_PID"
-	if ! wait_for 20 agent_up "$sock"; then
-		cat "$AGENT_LOG" >&2
-		echo "agent did not come up on $sock" >&2
-		exit 99
-	fi
+	TB_AGENT_LOG=$AGENT_LOG tb_agent_start --log-level debug "${mod[@]}" --socket "$sock" "$@"
+	AGENT_PID=$TB_AGENT_PID
+}
+stop_agent() {
+	local rc=0
+	tb_agent_stop "${2:-$AGENT_PID}" 2>"$TB_DIR/stop.err" || rc=$?
+	if [ "$rc" = 0 ]; then pass "$1"
+	else fail "$1" "exit status $rc: $(head -c 600 "$TB_DIR/stop.err" | tr '\n' ' ')"; fi
+	return "$rc"
 }
 agent_up() { [ -S "$1" ] && "$SCAGENT" --socket "$1" status; }
 

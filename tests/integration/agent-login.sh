@@ -78,8 +78,7 @@ is "audit: logins are logged" "$(grep -c 'login .*token="demo" result=pin-incorr
 is "audit log is 0600" "$(stat -c %a "$W/audit.log")" 600
 hasnt "audit: no PIN in the log" "$(cat "$W/audit.log" "$AGENT_LOG")" "$TB_PIN"
 
-kill -TERM "$AGENT_PID"
-wait "$AGENT_PID"
+stop_agent "the agent stops on SIGTERM: exit 0, no sanitizer report"
 
 # ---------------------------------------------------------------- idle timeout
 start_agent "$S" --idle-timeout 2
@@ -100,4 +99,5 @@ is "idle timeout: logged" "$?" 0
 run sc login --token demo --pin-stdin <<<"$TB_PIN"
 is "idle timeout: a new login works" "$RC" 0
 
+stop_agent "the idle-timeout agent stops on SIGTERM: exit 0, no sanitizer report"
 done_testing

@@ -63,4 +63,5 @@ has "login op without pin: pinentry asked, logged in" "$(sed -n 2p <<<"$out")" '
 is "login op without pin: one prompt" "$(prompts)" 3
 hasnt "no PIN in the agent's log" "$(cat "$AGENT_LOG" "$W/audit.log")" "$TB_PIN"
 
+stop_agent "the agent stops on SIGTERM: exit 0, no sanitizer report"
 done_testing

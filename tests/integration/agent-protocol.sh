@@ -210,6 +210,7 @@ ok "killed -9: the socket file stays behind (stale)" test -S "$S"
 run sc status
 is "stale socket: clients get exit 3" "$RC" 3
 start_agent "$S"
+replaced_pid=$AGENT_PID
 ok "a new agent replaces the stale socket" sc status
 is "replaced socket is 0600" "$(stat -c %a "$S")" 600
 
@@ -218,9 +219,7 @@ start_agent "$TB_DIR/open/agent.sock"
 is "an existing 0755 socket directory is made 0700" "$(stat -c %a "$TB_DIR/open")" 700
 
 # ---------------------------------------------------------------- SIGTERM
-kill -TERM "$AGENT_PID"
-wait "$AGENT_PID"
-is "SIGTERM: exit status 0" "$?" 0
+stop_agent "SIGTERM: exit status 0, no sanitizer report"
 ok "SIGTERM: socket removed" test ! -e "$TB_DIR/open/agent.sock"
 grep -q "shutting down" "$AGENT_LOG"
 is "SIGTERM: logged" "$?" 0
@@ -246,4 +245,6 @@ is "uid nobody: refusal logged with the uid" "$?" 0
 out=$(printf '{"id":0,"op":"hello","version":1}\n' | "$PY" "$here/rawclient.py" "$PD/s/agent.sock" --wait 1)
 is "same socket, same uid as the agent: answered" "$(code "$(head -n 1 <<<"$out")")" ok
 
+stop_agent "the agent of the replaced socket stops: exit 0, no sanitizer report" "$replaced_pid"
+stop_agent "the peer-credentials agent stops: exit 0, no sanitizer report"
 done_testing

@@ -145,4 +145,5 @@ run sc status
 has "status after logout: demo not logged in" "$OUT" '{"label":"demo","logged_in":false}'
 ok "the agent is still running" kill -0 "$AGENT_PID"
 
+stop_agent "the agent stops on SIGTERM: exit 0, no sanitizer report"
 done_testing

@@ -55,9 +55,8 @@ has "activated: the agent says it uses the activated socket" "$(cat "$W/sa.log")
 run "$SCAGENT" --socket "$S" sign --cert alice --alg rsa-pkcs1-sha384 --in "$W/data" --out "$W/sa.sig"
 is "activated: sign works" "$RC" 0
 ok "activated: the signature verifies" openssl dgst -sha384 -verify "$(pubkey alice)" -signature "$W/sa.sig" "$W/data"
-kill -TERM "$sa"
-wait "$sa"
-is "activated: SIGTERM, exit 0" "$?" 0
+tb_agent_stop "$sa" "$W/sa.log"
+is "activated: SIGTERM, exit 0, no sanitizer report" "$?" 0
 ok "activated: the socket (systemd's) is left in place" test -S "$S"
 
 # ---------------------------------------------------------------- the protocol without systemd
@@ -84,9 +83,8 @@ tb_track_pid "$emu"
 wait_for 10 "$SCAGENT" --socket "$E" status
 is "emulated activation: answered on the passed socket" "$?" 0
 ok "emulated activation: the --socket path is not created" test ! -e "$TB_DIR/emu/unused.sock"
-kill -TERM "$emu"
-wait "$emu"
-is "emulated activation: SIGTERM, exit 0" "$?" 0
+tb_agent_stop "$emu" "$W/emu.log"
+is "emulated activation: SIGTERM, exit 0, no sanitizer report" "$?" 0
 ok "emulated activation: the passed socket is left in place" test -S "$E"
 
 rm -f "$E"
@@ -97,7 +95,7 @@ wait_for 10 "$SCAGENT" --socket "$TB_DIR/emu/own.sock" status
 is "LISTEN_PID of another process: ignored, the agent binds its own socket" "$?" 0
 run timeout 2 "$SCAGENT" --socket "$E" status
 ok "... and does not serve the inherited fd 3 (no answer there)" test "$RC" != 0
-kill -TERM "$emu2"
-wait "$emu2"
+tb_agent_stop "$emu2" "$W/emu2.log"
+is "LISTEN_PID of another process: SIGTERM, exit 0, no sanitizer report" "$?" 0
 
 done_testing

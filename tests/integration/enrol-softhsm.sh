@@ -4,14 +4,13 @@
 # with the test CA, import with the chain (and the refusals), list, sign.
 set -uo pipefail
 . "$TOP_SRCDIR/tests/testbed/testbed.sh"
-. "$TOP_SRCDIR/tests/tpm/tpm-testbed.sh"
 for t in openssl pkcs11-tool softhsm2-util python3 ss; do
 	command -v "$t" >/dev/null 2>&1 || { echo "# skip: $t not installed"; exit 77; }
 done
 tb_init
 tb_softhsm_token card1
 tb_pki
-tb_agent_start "$TB_SOFTHSM"
+tb_agent_start --log-level info --module "$TB_SOFTHSM"
 W=$TB_DIR/w
 mkdir -p "$W"
 A=$SCAGENT
@@ -84,4 +83,5 @@ ok "  ... verifies against carol's certificate" bash -c "openssl x509 -in $W/car
 ok "sign with bob (ecdsa-sha256) verifies" bash -c "$A sign --cert bob --alg ecdsa-sha256 --in $W/data --out $W/bob.sig && openssl x509 -in $W/bob.pem -pubkey -noout >$W/bob.pub && openssl dgst -sha256 -verify $W/bob.pub -signature $W/bob.sig $W/data"
 out=$($A vsc create --label x --pin-stdin </dev/null 2>&1); rc=$?
 ok "vsc create without a TPM module: refused" bash -c '[ "$1" != 0 ]' _ "$rc"
+ok "the agent stops on SIGTERM: exit 0, no sanitizer report" tb_agent_stop
 tb_done

@@ -26,11 +26,7 @@ rc_is "--module without --direct: usage error, exit 2" 2 $?
 has "--module without --direct: says why" "$W/mod.err" "--module goes with --direct"
 
 # ---- the agent
-"$SCAGENTD" --foreground --module "$TB_SOFTHSM" --socket "$S" --log-level warn \
-	>"$W/agent.log" 2>&1 &
-tb_track_pid $!
-for _ in $(seq 100); do [ -S "$S" ] && break; sleep 0.1; done
-[ -S "$S" ] || { cat "$W/agent.log"; echo "agent socket $S did not appear"; exit 99; }
+TB_AGENT_LOG=$W/agent.log tb_agent_start --module "$TB_SOFTHSM" --socket "$S" --log-level warn
 
 # same DESC A.json B.json: equal JSON, token and certificate order ignored
 same() {
@@ -99,4 +95,5 @@ done
 rc_is "agent: ambiguous REF: exit 1" 1 $?
 has "agent: ambiguous REF says so" "$W/amb.err" "more than one"
 
+ok "the agent stops on SIGTERM: exit 0, no sanitizer report" tb_agent_stop
 finish

@@ -12,7 +12,10 @@ pty-driver.py answer TTYFILE LOGFILE PIN...
     Opens a pseudo-terminal, writes its name to TTYFILE, then plays the user
     of a terminal pinentry (pinentry-tty) on it: each time "PIN:" appears it
     appends "prompt N: <what the terminal showed>" to LOGFILE and types the
-    next PIN (the last one again when they run out). Runs until killed.
+    next PIN (the last one again when they run out). A confirmation
+    (pinentry's CONFIRM: a line of choices like "[ad]? ") is answered the
+    same way, with the next word of PIN... typed as the key (no Enter), logged
+    as "confirm N: ...". Runs until killed.
 """
 import os
 import pty
@@ -60,13 +63,15 @@ def answer(ttyfile, logfile, pins):
         if not r:
             continue
         seen += os.read(master, 4096)
-        if b"PIN:" in seen:
+        what = "prompt" if b"PIN:" in seen else "confirm" if seen.rstrip(b" ").endswith(b"]?") else None
+        if what:
             count += 1
             with open(logfile, "a") as f:
-                f.write("prompt %d: %s\n" % (count, seen.decode("utf-8", "replace").replace("\r", "").replace("\n", " ")))
+                f.write("%s %d: %s\n" % (what, count, seen.decode("utf-8", "replace").replace("\r", "").replace("\n", " ")))
             pin = pins[min(count, len(pins)) - 1]
             time.sleep(0.1)
-            os.write(master, pin.encode() + b"\r")
+            # a confirmation takes one key, a PIN a line
+            os.write(master, pin.encode() + (b"" if what == "confirm" else b"\r"))
             seen = b""
 
 

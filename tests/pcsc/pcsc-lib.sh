@@ -45,14 +45,19 @@ print(json.dumps(r) if not isinstance(r, str) else r)
 
 # ---------------------------------------------------------------- agent
 
-# start_agent MODULE [ARGS...]: scagentd on $TB_DIR/agent.sock, pid in $AGENT_PID.
+# start_agent MODULE [ARGS...]: tb_agent_start on $TB_DIR/agent.sock, pid in
+# $AGENT_PID; stop_agent DESC: tb_agent_stop, a check that it exits 0 with no
+# sanitizer report.
 start_agent() {
 	SOCK=$TB_DIR/agent.sock
-	"$SCAGENTD" --foreground --log-level info --socket "$SOCK" --module "$@" \
-		>>"$TB_DIR/agent.log" 2>&1 &
-	AGENT_PID=$!
-	tb_track_pid "$AGENT_PID"
-	wait_until 10 test -S "$SOCK" || { echo "# agent did not start"; cat "$TB_DIR/agent.log"; exit 99; }
+	tb_agent_start --log-level info --socket "$SOCK" --module "$@"
+	AGENT_PID=$TB_AGENT_PID
+}
+stop_agent() {
+	local rc=0
+	tb_agent_stop "$AGENT_PID" 2>"$TB_DIR/stop.err" || rc=$?
+	if [ "$rc" = 0 ]; then ok "$1"
+	else notok "$1 (exit $rc)"; sed 's/^/# /' "$TB_DIR/stop.err"; fi
 }
 
 sa() { "$SCAGENT" --socket "$SOCK" "$@"; }

@@ -74,6 +74,7 @@ out=$(sa logout --token card2 2>&1)
 check "its login went with it: logout says no such token" grep -q 'no token labelled "card2"' <<<"$out"
 check "the agent is still running" kill -0 "$AGENT_PID"
 check "card1 is untouched" only_card1
+stop_agent "the agent stops on SIGTERM, no sanitizer report"
 
 if [ "$failed" != 0 ]; then
 	echo "# --- agent log"; tail -n 40 "$TB_DIR/agent.log"

@@ -188,6 +188,30 @@ ok "s_server accepts alice with her key on the token (libp11 engine)" \
 	env OPENSSL_CONF="$TB_DIR/openssl-pkcs11.cnf" bash -c "$(declare -f http http_ok); P=$P port=$port http_ok \
 		-engine pkcs11 -keyform engine -cert $C/alice.pem -key 'pkcs11:token=demo;id=%01;type=private?pin-value=$TB_PIN'"
 
+# ---------------------------------------------------------------- the agent
+if [ -x "${SCAGENTD:-}" ] && [ -x "${SCAGENT:-}" ]; then
+	tb_agent_start --module "$TB_SOFTHSM"
+	apid=$TB_AGENT_PID
+	ok "tb_agent_start: SCAGENT_SOCKET is \$TB_DIR/agent.sock" test "$SCAGENT_SOCKET" = "$TB_DIR/agent.sock"
+	ok "tb_agent_start: the agent answers there" "$SCAGENT" status
+	ok "tb_agent_stop: a clean stop returns 0" tb_agent_stop
+	nok "tb_agent_stop: the agent is gone" kill -0 "$apid"
+	tb_agent_start --module "$TB_SOFTHSM"
+	echo "==1==ERROR: LeakSanitizer: detected memory leaks" >>"$TB_DIR/agent.log"
+	nok "tb_agent_stop: a sanitizer report in the agent's log fails" tb_agent_stop
+	tb_agent_start --module "$TB_SOFTHSM"
+	ok "tb_agent_stop: the report of an earlier agent in the same log does not count" tb_agent_stop
+	tb_agent_start --module "$TB_SOFTHSM"
+	kill -KILL "$TB_AGENT_PID"
+	nok "tb_agent_stop: an agent that died of a signal fails" tb_agent_stop
+	TB_AGENT_LOG=$TB_DIR/other.log tb_agent_start --module "$TB_SOFTHSM" --socket "$TB_DIR/other.sock"
+	ok "tb_agent_start --socket S, TB_AGENT_LOG: answers on S, logs there" \
+		bash -c '"$0" --socket "$1" status && grep -q "listening on $1" "$2"' \
+		"$SCAGENT" "$TB_DIR/other.sock" "$TB_DIR/other.log"
+	ok "tb_agent_start --socket S: SCAGENT_SOCKET left alone" test "$SCAGENT_SOCKET" = "$TB_DIR/agent.sock"
+	ok "tb_agent_stop: the other agent stops cleanly" tb_agent_stop
+fi
+
 # ---------------------------------------------------------------- cleanup trap
 # A child test bed: its EXIT trap must kill its server and remove its dir.
 out=$(TB_KEEP=0 bash -c '. "$1"; tb_init; tb_s_server "$(tb_port)"; echo "$TB_DIR $(head -1 "$TB_DIR/pids")"' _ "$here/testbed.sh")

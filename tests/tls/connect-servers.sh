@@ -84,4 +84,5 @@ if [ "$rc" = 1 ] && grep -q 'HTTP 403' "$err" && grep -q 'advice: 403.7' "$err";
 else
 	nok "403.7 (rc=$rc)"; show "$err"
 fi
+tls_agent_stop
 t_done

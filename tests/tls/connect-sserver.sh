@@ -167,4 +167,5 @@ if [ "$rc" = 3 ] && grep -q 'agent is unreachable' "$err"; then
 else
 	nok "no agent (rc=$rc)"; show "$err"
 fi
+tls_agent_stop
 t_done

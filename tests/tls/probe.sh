@@ -99,4 +99,5 @@ if [ "$rc" = 0 ] && grep -q '^  PASS  client-auth' "$out" && grep -q '^result: p
 else
 	nok "text output (rc=$rc)"; show "$out"
 fi
+tls_agent_stop
 t_done

@@ -13,3 +13,5 @@ if ! grep -q 'alg=rsa-pss-sha384' "$TB_DIR/agent.log"; then
 	sed 's/^/# /' "$TB_DIR/agent.log" | tail -5
 	exit 1
 fi
+tls_agent_stop >"$TB_DIR/stop.tap"
+grep -q '^ok' "$TB_DIR/stop.tap" || { sed 's/^/# /' "$TB_DIR/stop.tap"; exit 1; }

@@ -11,6 +11,13 @@ check() { local what=$1; shift; if "$@"; then ok "$what"; else nok "$what"; fi; 
 # show FILE: the file's lines as TAP comments
 show() { sed 's/^/# /' "$1" >&2; }
 t_done() { echo "1..$T_N"; [ "$T_FAIL" = 0 ]; }
+# tls_agent_stop: tb_agent_stop as a test: exit 0, no sanitizer report
+tls_agent_stop() {
+	local rc=0
+	tb_agent_stop 2>"$TB_DIR/stop.err" || rc=$?
+	if [ "$rc" = 0 ]; then ok "the agent stops on SIGTERM: exit 0, no sanitizer report"
+	else nok "the agent stops on SIGTERM (exit $rc)"; show "$TB_DIR/stop.err"; fi
+}
 
 # tls_card: token "demo" with alice (RSA-2048), bob (EC P-256), an expired
 # RSA certificate "expired" and the issuing CA (for the chain).
@@ -26,13 +33,7 @@ tls_card() {
 # tls_agent: that card, an agent on $TB_DIR/agent.sock, logged in to "demo".
 tls_agent() {
 	tls_card
-	SCAGENT_SOCKET=$TB_DIR/agent.sock
-	export SCAGENT_SOCKET
-	"$SCAGENTD" --foreground --module "$TB_SOFTHSM" --socket "$SCAGENT_SOCKET" \
-		>"$TB_DIR/agent.log" 2>&1 &
-	tb_track_pid $!
-	for _ in $(seq 100); do [ -S "$SCAGENT_SOCKET" ] && break; sleep 0.1; done
-	[ -S "$SCAGENT_SOCKET" ] || { cat "$TB_DIR/agent.log" >&2; echo "Bail out! no agent"; exit 99; }
+	tb_agent_start --module "$TB_SOFTHSM"
 	echo "$TB_PIN" | "$SCAGENT" login --token demo --pin-stdin 2>/dev/null ||
 		{ echo "Bail out! login failed"; exit 99; }
 }

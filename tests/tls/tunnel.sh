@@ -94,4 +94,5 @@ if [ "$rc" = 0 ] && grep -q 'stopped after 4 connections' "$log"; then
 else
 	nok "SIGTERM (rc=$rc)"; show "$log"
 fi
+tls_agent_stop
 t_done

@@ -11,7 +11,7 @@ tb_tpm_need
 tb_init
 tb_tpm_start
 tb_pki
-tb_agent_start "$TB_TPM2_PKCS11"
+tb_agent_start --log-level info --module "$TB_TPM2_PKCS11"
 W=$TB_DIR/w
 mkdir -p "$W"
 A=$SCAGENT
@@ -106,6 +106,11 @@ ok "vsc list: 2 keys, 4 certificates" eq "$(jq_py "$j" '(j["tokens"][0]["keys"],
 head -c 1000 /dev/urandom >"$W/data"
 ok "sign with alice (rsa-pkcs1-sha256)" $A sign --cert alice --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/alice.sig"
 ok "  ... verifies against alice's certificate" bash -c "openssl x509 -in $W/alice.pem -pubkey -noout >$W/alice.pub && openssl dgst -sha256 -verify $W/alice.pub -signature $W/alice.sig $W/data"
+ok "sign with alice (rsa-pss-sha256: tpm2-pkcs11 does not list PSS but makes it)" \
+	$A sign --cert alice --alg rsa-pss-sha256 --in "$W/data" --out "$W/alice-pss.sig"
+ok "  ... verifies as RSA-PSS (salt = digest length) against alice's certificate" \
+	openssl dgst -sha256 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest \
+	-verify "$W/alice.pub" -signature "$W/alice-pss.sig" "$W/data"
 ok "sign with bob (ecdsa-sha256)" $A sign --cert bob --alg ecdsa-sha256 --in "$W/data" --out "$W/bob.sig"
 ok "  ... verifies against bob's certificate" bash -c "openssl x509 -in $W/bob.pem -pubkey -noout >$W/bob.pub && openssl dgst -sha256 -verify $W/bob.pub -signature $W/bob.sig $W/data"
 ok "the chain of alice's certificate is on the token" bash -c "$A list --json | grep -q 'Contoso Issuing CA'"
@@ -121,4 +126,5 @@ ok "list after delete: no token vsc1" eq "$(jq_py "$j" '[t["label"] for t in j["
 ok "a new card can be created after delete" bash -c "printf '%s\n%s\n' 654321 87654321 | $A vsc create --label vsc2 --pin-stdin && $A vsc list | grep -q '^vsc2 '"
 out=$($A vsc delete --label nosuch --yes 2>&1)
 ok "vsc delete of an unknown label: refused" has "$out" "no token labelled \"nosuch\""
+ok "the agent stops on SIGTERM: exit 0, no sanitizer report" tb_agent_stop
 tb_done

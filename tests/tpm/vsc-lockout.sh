@@ -9,7 +9,7 @@ set -uo pipefail
 tb_tpm_need
 tb_init
 tb_tpm_start
-tb_agent_start "$TB_TPM2_PKCS11"
+tb_agent_start --log-level info --module "$TB_TPM2_PKCS11"
 A=$SCAGENT
 cnt() { tb_tpm_lockout_counter; }
 login() { echo "$1" | $A login --token vsc1 --pin-stdin "${@:2}" 2>&1; }
@@ -61,4 +61,5 @@ ok "the TPM owner clears the lockout" tpm2_dictionarylockout --clear-lockout
 ok "  ... counter back to 0" eq "$(cnt)" 0
 ok "login with the right PIN now works" bash -c "echo 123456 | $A login --token vsc1 --pin-stdin"
 ok "  ... and counts nothing" eq "$(cnt)" 0
+ok "the agent stops on SIGTERM: exit 0, no sanitizer report" tb_agent_stop
 tb_done
