@@ -18,7 +18,8 @@ char *sc_p11_str(const unsigned char *field, size_t len);
 int sc_is_hex(const char *s);
 /* strdup that returns NULL for NULL. */
 char *sc_strdup0(const char *s);
-/* Monotonic time in milliseconds. */
+/* Monotonic time in milliseconds and microseconds. */
 uint64_t sc_now_ms(void);
+uint64_t sc_now_us(void);
 
 #endif

@@ -1,5 +1,8 @@
 #include "config.h"
 #include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,4 +272,22 @@ sc_proto_event(const char *name, json_object *fields, size_t *len)
 
 	json_object_object_add(o, "event", json_object_new_string(name));
 	return line_of(o, len);
+}
+
+int
+sc_spin_readable(int fd, unsigned spin_us)
+{
+	struct timespec t0, t;
+	struct pollfd p = { fd, POLLIN, 0 };
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		p.revents = 0;
+		if (poll(&p, 1, 0) != 0)
+			return 1;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((unsigned long)((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000) >= spin_us)
+			return 0;
+		sched_yield();
+	}
 }

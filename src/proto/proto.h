@@ -71,6 +71,17 @@ char *sc_proto_error(int64_t id, int code, const char *msg, size_t *len);
 /* An event line {"event":name,...fields}. Steals fields (may be NULL). */
 char *sc_proto_event(const char *name, json_object *fields, size_t *len);
 
+/*
+ * Wait up to spin_us for fd to become readable without sleeping: poll with a
+ * zero timeout and sched_yield() in between. A thread that sleeps is woken on
+ * another CPU through an inter-processor interrupt, which costs tens of
+ * microseconds on virtual machines (measured in bench/); a short spin right
+ * after a request keeps request/response pairs on running CPUs. Returns 1
+ * when readable (or on error/hang-up, for the caller's read to see), 0 when
+ * the budget ran out.
+ */
+int sc_spin_readable(int fd, unsigned spin_us);
+
 /* Serialise compactly, '/' not escaped. */
 const char *sc_json_text(json_object *o);
 
