@@ -482,6 +482,18 @@ op_refresh(struct client *c, int64_t id, json_object *req)
 }
 
 static int
+op_mechanisms(struct client *c, int64_t id, json_object *req)
+{
+	const char *token = arg_str(req, "token");
+	json_object *res = NULL;
+	int r = sc_store_mechanisms(c->srv->st, token, &res);
+
+	if (r != SC_OK)
+		return login_error(c, id, r, token, NULL);
+	return reply_ok(c, id, res);
+}
+
+static int
 op_hello(struct client *c, int64_t id, json_object *req)
 {
 	json_object *v, *res, *ops;
@@ -512,6 +524,7 @@ static const struct {
 	{ "get-cert", op_get_cert }, { "login", op_login }, { "logout", op_logout },
 	{ "sign", op_sign }, { "status", op_status }, { "watch", op_watch },
 	{ "refresh", op_refresh },
+	{ "mechanisms", op_mechanisms },
 };
 
 static int

@@ -20,6 +20,7 @@ const struct sc_op_spec sc_proto_ops[] = {
 	{ "status", { { NULL, 0, 0 } } },
 	{ "watch", { { NULL, 0, 0 } } },
 	{ "refresh", { { NULL, 0, 0 } } },
+	{ "mechanisms", { { "token", SC_ARG_STRING, 1 } } },
 	{ NULL, { { NULL, 0, 0 } } }
 };
 
