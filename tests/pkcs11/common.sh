@@ -45,7 +45,7 @@ _p11_sanitizer_env() {
 	local asan
 	if ldd "$MODULE" 2>/dev/null | grep -q 'libasan'; then
 		asan=$(ldd "$MODULE" | sed -n 's/.*libasan[^ ]* => \([^ ]*\).*/\1/p' | head -n 1)
-		_P11_ENV=(LD_PRELOAD="$asan" ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}")
+		_P11_ENV=(LD_PRELOAD="$asan" ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0")
 	fi
 }
 ext() { env "${_P11_ENV[@]}" "$@"; }

@@ -8,7 +8,7 @@ p11_setup
 D=$TB_DIR/nssdb W=$TB_DIR/w
 mkdir -p "$D" "$W"
 ok "certutil -N: a fresh database" certutil -N -d "sql:$D" --empty-password
-ok "modutil -add scagent" sh -c "echo | $(printf '%q ' env "${_P11_ENV[@]}") modutil -dbdir 'sql:$D' -add scagent -libfile '$MODULE' -force"
+ok "modutil -add scagent" ext modutil -dbdir "sql:$D" -add scagent -libfile "$MODULE" -force <<<""
 ext modutil -dbdir "sql:$D" -list scagent >"$W/mod" 2>&1 </dev/null
 ok "modutil -list shows the module's slot for demo" grep -q 'Token Name: demo' "$W/mod"
 
