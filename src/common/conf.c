@@ -74,7 +74,7 @@ int
 sc_config_read_module_file(const char *path, char **module, char **errmsg)
 {
 	FILE *fp;
-	char line[1024], *key, *val, *mod = NULL;
+	char line[1024], *key, *val, *mod = NULL, *base;
 	int lineno = 0, enabled = 1, r = SC_OK;
 
 	*module = NULL;
@@ -114,6 +114,10 @@ sc_config_read_module_file(const char *path, char **module, char **errmsg)
 	}
 	if (mod == NULL)
 		return set_errmsg(errmsg, path, 0, "no 'module:' line");
+	/* The agent's own PKCS#11 module would make it forward to itself. */
+	base = strrchr(mod, '/');
+	if (strcmp(base ? base + 1 : mod, "scagent-pkcs11.so") == 0)
+		enabled = 0;
 	if (!enabled) {
 		free(mod);
 		mod = NULL;

@@ -718,6 +718,18 @@ op_refresh(struct client *c, int64_t id, json_object *req)
 }
 
 static int
+op_mechanisms(struct client *c, int64_t id, json_object *req)
+{
+	const char *token = arg_str(req, "token");
+	json_object *res = NULL;
+	int r = sc_store_mechanisms(c->srv->st, token, &res);
+
+	if (r != SC_OK)
+		return login_error(c, id, r, token, NULL);
+	return reply_ok(c, id, res);
+}
+
+static int
 op_hello(struct client *c, int64_t id, json_object *req)
 {
 	json_object *v, *res, *ops;
@@ -990,6 +1002,7 @@ static const struct {
 	{ "init-token", op_init_token }, { "delete-token", op_delete_token },
 	{ "vsc-list", op_vsc_list }, { "keygen", op_keygen }, { "import", op_import },
 	{ "get-public-key", op_get_public_key }, { "sign-key", op_sign_key },
+	{ "mechanisms", op_mechanisms },
 };
 
 static int

@@ -34,6 +34,7 @@ const struct sc_op_spec sc_proto_ops[] = {
 	{ "get-public-key", { { "ref", SC_ARG_STRING, 1 } } },
 	{ "sign-key", { { "ref", SC_ARG_STRING, 1 }, { "alg", SC_ARG_STRING, 1 },
 	    { "data", SC_ARG_B64, 0 }, { "digest", SC_ARG_B64, 0 } } },
+	{ "mechanisms", { { "token", SC_ARG_STRING, 1 } } },
 	{ NULL, { { NULL, 0, 0 } } }
 };
 

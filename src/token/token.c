@@ -3098,3 +3098,39 @@ sc_store_login_deadline(struct sc_store *st, unsigned long idle_ms)
 	tokens_put(v, n);
 	return due;
 }
+
+/* ------------------------------------------------------------------ */
+/* Mechanisms */
+
+int
+sc_store_mechanisms(struct sc_store *st, const char *token_label, json_object **out)
+{
+	struct sc_token *t;
+	json_object *arr;
+	int r;
+
+	*out = NULL;
+	if ((t = store_find_label(st, token_label, &r)) == NULL)
+		return r;
+	if ((arr = json_object_new_array()) == NULL) {
+		token_unref(t);
+		return SC_ERR_NOMEM;
+	}
+	for (CK_ULONG i = 0; i < t->nmechs; i++) {
+		CK_MECHANISM_INFO mi;
+		json_object *m;
+
+		if (t->mod->f->C_GetMechanismInfo(t->slot, t->mechs[i], &mi) != CKR_OK)
+			continue;
+		m = json_object_new_object();
+		json_object_object_add(m, "type", json_object_new_int64((int64_t)t->mechs[i]));
+		json_object_object_add(m, "min_key_size", json_object_new_int64((int64_t)mi.ulMinKeySize));
+		json_object_object_add(m, "max_key_size", json_object_new_int64((int64_t)mi.ulMaxKeySize));
+		json_object_object_add(m, "flags", json_object_new_int64((int64_t)mi.flags));
+		json_object_array_add(arr, m);
+	}
+	token_unref(t);
+	*out = json_object_new_object();
+	json_object_object_add(*out, "mechanisms", arr);
+	return SC_OK;
+}

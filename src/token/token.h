@@ -187,5 +187,11 @@ int sc_store_find_key(struct sc_store *st, const char *ref, json_object **out,
 int sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
     const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen,
     json_object **info);
+/*
+ * The mechanisms of the token labelled token_label with their
+ * C_GetMechanismInfo: {"mechanisms": [{"type": CKM number, "min_key_size",
+ * "max_key_size", "flags": CKF_ bits}]} (new reference in *out).
+ */
+int sc_store_mechanisms(struct sc_store *st, const char *token_label, json_object **out);
 
 #endif

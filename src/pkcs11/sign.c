@@ -1,0 +1,311 @@
+/*
+ * PKCS#11 signature mechanisms on top of the agent's "sign" operation,
+ * which takes a hash and an algorithm name (rsa-pkcs1-sha256, rsa-pss-sha256,
+ * ecdsa-sha256, ... of INTERFACE.md):
+ *
+ * - CKM_RSA_PKCS: the input is a DigestInfo; it is parsed (strict DER) and
+ *   its SHA-256/384/512 hash goes to the agent. Anything else, SHA-1 and
+ *   SHA-224 DigestInfos included, is CKR_DATA_INVALID: the agent signs
+ *   only what it can name.
+ * - CKM_RSA_PKCS_PSS: the input is the hash; the parameters must be what
+ *   the agent makes: MGF1 with the same hash and a salt as long as the hash.
+ * - CKM_ECDSA: the input is the hash, 32, 48 or 64 bytes; a shorter one
+ *   (SHA-1, SHA-224) is left-padded with zeros to 32 bytes, which is the
+ *   same integer and so the same signature for curves of 256 bits or more.
+ *   The agent answers in DER; PKCS#11 wants r || s.
+ * - CKM_SHA*_RSA_PKCS, CKM_SHA*_RSA_PKCS_PSS, CKM_ECDSA_SHA*: hashed here
+ *   (single- or multi-part), then as above.
+ */
+#include "config.h"
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+#include "pkcs11/p11mod.h"
+
+/* Largest single-part input kept: a DigestInfo of SHA-512 is 83 bytes. */
+#define RAW_MAX 512
+
+const struct p11_mech_spec p11_mechs[] = {
+	{ CKM_RSA_PKCS, CKK_RSA, CKM_RSA_PKCS, NULL },
+	{ CKM_SHA256_RSA_PKCS, CKK_RSA, CKM_RSA_PKCS, "SHA256" },
+	{ CKM_SHA384_RSA_PKCS, CKK_RSA, CKM_RSA_PKCS, "SHA384" },
+	{ CKM_SHA512_RSA_PKCS, CKK_RSA, CKM_RSA_PKCS, "SHA512" },
+	{ CKM_RSA_PKCS_PSS, CKK_RSA, CKM_RSA_PKCS_PSS, NULL },
+	{ CKM_SHA256_RSA_PKCS_PSS, CKK_RSA, CKM_RSA_PKCS_PSS, "SHA256" },
+	{ CKM_SHA384_RSA_PKCS_PSS, CKK_RSA, CKM_RSA_PKCS_PSS, "SHA384" },
+	{ CKM_SHA512_RSA_PKCS_PSS, CKK_RSA, CKM_RSA_PKCS_PSS, "SHA512" },
+	{ CKM_ECDSA, CKK_EC, CKM_ECDSA, NULL },
+	{ CKM_ECDSA_SHA256, CKK_EC, CKM_ECDSA, "SHA256" },
+	{ CKM_ECDSA_SHA384, CKK_EC, CKM_ECDSA, "SHA384" },
+	{ CKM_ECDSA_SHA512, CKK_EC, CKM_ECDSA, "SHA512" },
+};
+const size_t p11_nmechs = sizeof(p11_mechs) / sizeof(p11_mechs[0]);
+
+const struct p11_mech_spec *
+p11_mech_find(CK_MECHANISM_TYPE type)
+{
+	for (size_t i = 0; i < p11_nmechs; i++)
+		if (p11_mechs[i].type == type)
+			return &p11_mechs[i];
+	return NULL;
+}
+
+/* The hashes the agent knows, by PKCS#11 mechanism, MGF and OpenSSL NID. */
+static const struct {
+	CK_MECHANISM_TYPE hash;
+	CK_RSA_PKCS_MGF_TYPE mgf;
+	int nid;
+	size_t len;
+	const char *suffix;
+} hashes[] = {
+	{ CKM_SHA256, CKG_MGF1_SHA256, NID_sha256, 32, "sha256" },
+	{ CKM_SHA384, CKG_MGF1_SHA384, NID_sha384, 48, "sha384" },
+	{ CKM_SHA512, CKG_MGF1_SHA512, NID_sha512, 64, "sha512" },
+};
+#define NHASHES (sizeof(hashes) / sizeof(hashes[0]))
+
+static int
+hash_by_mech(CK_MECHANISM_TYPE m)
+{
+	for (size_t i = 0; i < NHASHES; i++)
+		if (hashes[i].hash == m)
+			return (int)i;
+	return -1;
+}
+
+static int
+hash_by_name(const char *md)
+{
+	int nid = OBJ_sn2nid(md);
+
+	for (size_t i = 0; i < NHASHES; i++)
+		if (hashes[i].nid == nid)
+			return (int)i;
+	return -1;
+}
+
+static int
+hash_by_len(size_t len)
+{
+	for (size_t i = 0; i < NHASHES; i++)
+		if (hashes[i].len == len)
+			return (int)i;
+	return -1;
+}
+
+void
+p11_signop_clear(struct p11_signop *op)
+{
+	if (op == NULL)
+		return;
+	p11_cert_unref(op->cert);
+	free(op->ref);
+	EVP_MD_CTX_free(op->md);
+	if (op->buf != NULL)
+		OPENSSL_cleanse(op->buf, op->buflen);
+	free(op->buf);
+	memset(op, 0, sizeof(*op));
+}
+
+CK_RV
+p11_signop_init(struct p11_signop *op, const CK_MECHANISM *mech, const struct p11_object *key)
+{
+	const struct p11_mech_spec *spec = p11_mech_find(mech->mechanism);
+	int h;
+
+	memset(op, 0, sizeof(*op));
+	if (spec == NULL)
+		return CKR_MECHANISM_INVALID;
+	if (spec->key_type != key->cert->key_type)
+		return CKR_KEY_TYPE_INCONSISTENT;
+	if (spec->token_mech == CKM_RSA_PKCS_PSS) {
+		if (mech->pParameter == NULL || mech->ulParameterLen != sizeof(CK_RSA_PKCS_PSS_PARAMS))
+			return CKR_MECHANISM_PARAM_INVALID;
+		memcpy(&op->pss, mech->pParameter, sizeof(op->pss));
+		h = hash_by_mech(op->pss.hashAlg);
+		if (h < 0 || op->pss.mgf != hashes[h].mgf || op->pss.sLen != hashes[h].len)
+			return CKR_MECHANISM_PARAM_INVALID;
+		if (spec->md != NULL && h != hash_by_name(spec->md))
+			return CKR_MECHANISM_PARAM_INVALID;
+	} else if (mech->ulParameterLen != 0)
+		return CKR_MECHANISM_PARAM_INVALID;
+	if (spec->md != NULL) {
+		if ((op->md = EVP_MD_CTX_new()) == NULL)
+			return CKR_HOST_MEMORY;
+		if (!EVP_DigestInit_ex(op->md, EVP_get_digestbyname(spec->md), NULL)) {
+			p11_signop_clear(op);
+			ERR_clear_error();
+			return CKR_GENERAL_ERROR;
+		}
+	}
+	if ((op->ref = strdup(key->ref)) == NULL) {
+		p11_signop_clear(op);
+		return CKR_HOST_MEMORY;
+	}
+	op->spec = spec;
+	op->key = key->handle;
+	op->cert = key->cert;
+	__atomic_add_fetch(&op->cert->refs, 1, __ATOMIC_ACQ_REL);
+	return CKR_OK;
+}
+
+CK_RV
+p11_signop_update(struct p11_signop *op, const unsigned char *data, size_t len)
+{
+	unsigned char *nb;
+
+	if (op->md != NULL)
+		return EVP_DigestUpdate(op->md, data, len) ? CKR_OK : CKR_GENERAL_ERROR;
+	if (len > RAW_MAX || op->buflen + len > RAW_MAX)
+		return CKR_DATA_LEN_RANGE;
+	if (len == 0)
+		return CKR_OK;
+	if ((nb = malloc(op->buflen + len)) == NULL)
+		return CKR_HOST_MEMORY;
+	if (op->buf != NULL) {
+		memcpy(nb, op->buf, op->buflen);
+		OPENSSL_cleanse(op->buf, op->buflen);
+		free(op->buf);
+	}
+	memcpy(nb + op->buflen, data, len);
+	op->buf = nb;
+	op->buflen += len;
+	return CKR_OK;
+}
+
+/* The hash inside a DigestInfo (RFC 8017 9.2) of SHA-256/384/512. */
+static CK_RV
+parse_digestinfo(const unsigned char *in, size_t inlen, int *h, unsigned char *dgst, size_t *dlen)
+{
+	const unsigned char *p = in;
+	X509_SIG *sig;
+	const X509_ALGOR *alg;
+	const ASN1_OCTET_STRING *os;
+	const ASN1_OBJECT *oid;
+	const void *pval;
+	unsigned char *re = NULL;
+	int ptype, n;
+	CK_RV rv = CKR_DATA_INVALID;
+
+	if ((sig = d2i_X509_SIG(NULL, &p, (long)inlen)) == NULL || p != in + inlen)
+		goto out;
+	/* Strict DER: what we parsed encodes back to exactly the input. */
+	if ((n = i2d_X509_SIG(sig, &re)) <= 0 || (size_t)n != inlen || memcmp(re, in, inlen) != 0)
+		goto out;
+	X509_SIG_get0(sig, &alg, &os);
+	X509_ALGOR_get0(&oid, &ptype, &pval, alg);
+	if (ptype != V_ASN1_NULL && ptype != V_ASN1_UNDEF)
+		goto out;
+	for (size_t i = 0; i < NHASHES; i++)
+		if (OBJ_obj2nid(oid) == hashes[i].nid &&
+		    (size_t)ASN1_STRING_length(os) == hashes[i].len) {
+			*h = (int)i;
+			memcpy(dgst, ASN1_STRING_get0_data(os), hashes[i].len);
+			*dlen = hashes[i].len;
+			rv = CKR_OK;
+		}
+out:
+	OPENSSL_free(re);
+	X509_SIG_free(sig);
+	ERR_clear_error();
+	return rv;
+}
+
+static const char *
+alg_name(CK_MECHANISM_TYPE token_mech, int h)
+{
+	static const char *names[3][NHASHES] = {
+		{ "rsa-pkcs1-sha256", "rsa-pkcs1-sha384", "rsa-pkcs1-sha512" },
+		{ "rsa-pss-sha256", "rsa-pss-sha384", "rsa-pss-sha512" },
+		{ "ecdsa-sha256", "ecdsa-sha384", "ecdsa-sha512" },
+	};
+	int fam = token_mech == CKM_RSA_PKCS ? 0 : token_mech == CKM_RSA_PKCS_PSS ? 1 : 2;
+
+	return names[fam][h];
+}
+
+CK_RV
+p11_signop_prepare(struct p11_signop *op, const char **alg, unsigned char *dgst, size_t *dlen)
+{
+	const struct p11_mech_spec *spec = op->spec;
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *tmp;
+	int h = -1;
+	CK_RV rv;
+
+	*alg = NULL;
+	*dlen = 0;
+	if (op->md != NULL) {
+		/* Finish a copy: a failed size check keeps the operation going. */
+		if ((tmp = EVP_MD_CTX_new()) == NULL)
+			return CKR_HOST_MEMORY;
+		if (!EVP_MD_CTX_copy_ex(tmp, op->md) || !EVP_DigestFinal_ex(tmp, dgst, &mdlen)) {
+			EVP_MD_CTX_free(tmp);
+			return CKR_GENERAL_ERROR;
+		}
+		EVP_MD_CTX_free(tmp);
+		*dlen = mdlen;
+		h = hash_by_name(spec->md);
+	} else if (spec->token_mech == CKM_RSA_PKCS) {
+		if (op->buflen + 11 > op->cert->siglen)
+			return CKR_DATA_LEN_RANGE;
+		if ((rv = parse_digestinfo(op->buf, op->buflen, &h, dgst, dlen)) != CKR_OK)
+			return rv;
+	} else if (spec->token_mech == CKM_RSA_PKCS_PSS) {
+		h = hash_by_mech(op->pss.hashAlg);
+		if (op->buflen != hashes[h].len)
+			return CKR_DATA_LEN_RANGE;
+		memcpy(dgst, op->buf, op->buflen);
+		*dlen = op->buflen;
+	} else {
+		/* CKM_ECDSA */
+		if ((h = hash_by_len(op->buflen)) >= 0) {
+			memcpy(dgst, op->buf, op->buflen);
+			*dlen = op->buflen;
+		} else if (op->buflen > 0 && op->buflen < 32 && op->cert->bits >= 256) {
+			memset(dgst, 0, 32 - op->buflen);
+			memcpy(dgst + 32 - op->buflen, op->buf, op->buflen);
+			*dlen = 32;
+			h = 0;
+		} else
+			return CKR_DATA_LEN_RANGE;
+	}
+	if (h < 0)
+		return CKR_GENERAL_ERROR;
+	*alg = alg_name(spec->token_mech, h);
+	return CKR_OK;
+}
+
+CK_RV
+p11_signop_finish(const struct p11_signop *op, const unsigned char *sig, size_t siglen,
+    unsigned char *out, CK_ULONG *outlen)
+{
+	const unsigned char *p = sig;
+	ECDSA_SIG *es;
+	const BIGNUM *r, *s;
+	int half = (int)(op->cert->siglen / 2);
+	CK_RV rv = CKR_DEVICE_ERROR;
+
+	if (op->spec->key_type == CKK_RSA) {
+		if (siglen != op->cert->siglen)
+			return CKR_DEVICE_ERROR;
+		memcpy(out, sig, siglen);
+		*outlen = (CK_ULONG)siglen;
+		return CKR_OK;
+	}
+	if ((es = d2i_ECDSA_SIG(NULL, &p, (long)siglen)) == NULL || p != sig + siglen)
+		goto out;
+	ECDSA_SIG_get0(es, &r, &s);
+	if (BN_bn2binpad(r, out, half) != half || BN_bn2binpad(s, out + half, half) != half)
+		goto out;
+	*outlen = op->cert->siglen;
+	rv = CKR_OK;
+out:
+	ECDSA_SIG_free(es);
+	ERR_clear_error();
+	return rv;
+}
