@@ -129,6 +129,25 @@ pcsc_tools() {
 pcsc_lock() {
 	exec 9>/tmp/scagent-pcscd.lock
 	flock -w 600 9 || { echo "# could not get /tmp/scagent-pcscd.lock in 10 minutes"; exit 99; }
+	vpcd_ports_free
+}
+
+# vpcd listens on the fixed ports 35963/35964, inside Linux's ephemeral range:
+# any test's client connection may take one as its source port (seen: pcscd
+# then starts with no readers, "Address already in use"). Reserve them from
+# ephemeral allocation (net.ipv4.ip_local_reserved_ports, root) and wait until
+# connections that hold them now are gone (TIME_WAIT lasts 60 s).
+vpcd_ports_free() {
+	local f=/proc/sys/net/ipv4/ip_local_reserved_ports cur
+	if [ -w "$f" ]; then
+		cur=$(cat "$f")
+		case ",$cur," in
+		*,35963-35964,*|*,35963,35964,*) ;;
+		*) echo "${cur:+$cur,}35963-35964" >"$f" ;;
+		esac
+	fi
+	wait_until 70 bash -c '[ -z "$(ss -Htan "( sport = :35963 or sport = :35964 )")" ]' ||
+		{ echo "# ports 35963/35964 (vpcd) stay in use:"; ss -tanp "( sport = :35963 or sport = :35964 )"; exit 99; }
 }
 
 # pcscd_reachable: something answers on pcscd's socket.

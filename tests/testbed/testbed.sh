@@ -105,7 +105,9 @@ _tb_cleanup() {
 tb_port() {
 	local p
 	for _ in $(seq 200); do
-		p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40001 ))
+		# Below Linux's ephemeral range (32768-60999): a client connection's
+		# source port (or its TIME_WAIT) can never take a port a test listens on.
+		p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 12000 ))
 		grep -qx "$p" "$TB_DIR/ports" && continue
 		_tb_port_busy "$p" && continue
 		echo "$p" >>"$TB_DIR/ports"
