@@ -235,6 +235,9 @@ audit(struct sc_server *srv, struct client *c, const char *what, const char *det
 	char exe[3 * sizeof(c->exe)];
 	size_t o = 0;
 
+	if (srv->audit == NULL && sc_log_get_level() < SC_LOG_INFO)
+		return;		/* nowhere to write it: spare the signing path the formatting */
+
 	/* One field per word: blanks, controls and '%' in the path are %XX. */
 	for (const unsigned char *p = (const unsigned char *)c->exe; *p && o + 4 < sizeof(exe); p++) {
 		if (*p <= 0x20 || *p == 0x7f || *p == '%')
@@ -1070,7 +1073,7 @@ client_main(void *arg)
 
 		/* A client in a loop sends its next request at once: catch it awake. */
 		if (spin && sc_spin_readable(c->fd, AGENT_SPIN_US))
-			n = poll(&p, 1, 0);
+			n = 1;		/* readable (or hung up: read() says which) */
 		else
 			n = poll(&p, 1, 1000);
 		spin = 0;
