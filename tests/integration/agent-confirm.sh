@@ -47,7 +47,7 @@ run sc sign --cert alice --alg rsa-pss-sha256 --in "$W/data" --out "$W/1.sig"
 is "sign, confirmation allowed: exit 0" "$RC" 0
 is "  ... after exactly one confirmation" "$(confirms)" 1
 has "  ... which names the program and the certificate" "$(grep '^confirm 1' "$W/prompts")" \
-	"Allow $(readlink -f "$SCAGENT") (pid "
+	"Allow ${SCAGENT_EXE_SEEN:-$(readlink -f "$SCAGENT")} (pid "
 has "  ... and the key" "$(grep '^confirm 1' "$W/prompts")" 'to sign with "alice"?'
 has "  ... offering Allow and Deny" "$(grep '^confirm 1' "$W/prompts")" "[ad]?"
 ok "  ... the signature verifies" openssl dgst -sha256 -verify "$(pubkey alice)" \
