@@ -879,11 +879,20 @@ tunnel_conn(void *arg)
 	struct tconn *tc = arg;
 	struct tunnel *t = tc->t;
 	struct sc_tls_conn up;
+	struct sc_tls_agent ag;
+	struct sc_tls_opts o = t->a->o;
 	unsigned long long nup = 0, ndown = 0;
 	char desc[128];
 	int active;
 
-	sc_tls_conn_init(&up, &t->a->o, t->host, t->port);
+	/*
+	 * Each connection talks to the agent on its own connection: one that
+	 * fails costs the others nothing, and an agent restarted meanwhile is
+	 * simply found again.
+	 */
+	sc_tls_agent_init(&ag, t->a->agent.socket);
+	o.agent = &ag;
+	sc_tls_conn_init(&up, &o, t->host, t->port);
 	snprintf(up.logprefix, sizeof(up.logprefix), "#%lu: ", tc->id);
 	if (sc_tls_open(&up) != SC_OK) {
 		const char *adv = sc_tls_advice(&up);
@@ -896,6 +905,7 @@ tunnel_conn(void *arg)
 		relay(tc, &up, &nup, &ndown);
 	}
 	sc_tls_conn_free(&up);
+	sc_tls_agent_clear(&ag);
 	close(tc->fd);
 	pthread_mutex_lock(&t->lock);
 	active = --t->active;

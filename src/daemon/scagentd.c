@@ -71,9 +71,15 @@ harden(void)
 		sc_warn("cannot make the agent non-dumpable: %s", strerror(errno));
 }
 
-/* mkdir -p of the socket's directory with mode 0700 for the last component. */
+/*
+ * The socket's directory. The default one ($XDG_RUNTIME_DIR/scagent) is ours:
+ * created 0700, owned by us, made private if it is not. A directory the user
+ * chose with --socket or $SCAGENT_SOCKET is created 0700 when missing, and
+ * left as it is when it exists (the socket itself is 0600 and every peer is
+ * checked): chmod'ing, say, /tmp would break the system.
+ */
 static int
-make_socket_dir(const char *sock)
+make_socket_dir(const char *sock, int own_dir)
 {
 	char dir[PATH_MAX], *slash;
 	struct stat sb;
@@ -84,6 +90,13 @@ make_socket_dir(const char *sock)
 	if ((slash = strrchr(dir, '/')) == NULL || slash == dir)
 		return 0;
 	*slash = '\0';
+	if (!own_dir && stat(dir, &sb) == 0) {
+		if (!S_ISDIR(sb.st_mode)) {
+			sc_error("%s is not a directory", dir);
+			return -1;
+		}
+		return 0;	/* the user's directory: its mode is theirs */
+	}
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		sc_error("cannot create %s: %s", dir, strerror(errno));
 		return -1;
@@ -104,7 +117,7 @@ make_socket_dir(const char *sock)
 }
 
 static int
-listen_socket(const char *path)
+listen_socket(const char *path, int own_dir)
 {
 	struct sockaddr_un sa;
 	mode_t old;
@@ -118,7 +131,7 @@ listen_socket(const char *path)
 		return -1;
 	}
 	strcpy(sa.sun_path, path);
-	if (make_socket_dir(path) < 0)
+	if (make_socket_dir(path, own_dir) < 0)
 		return -1;
 	/* A live agent keeps its socket; a stale one is replaced. */
 	if ((probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0) {
@@ -215,7 +228,8 @@ main(int argc, char **argv)
 	const char **modules = NULL;
 	char *sock = NULL, *errmsg = NULL, *idle_arg = NULL, *reqto_arg = NULL;
 	unsigned long reqto = 0;
-	int nmods = 0, foreground = 0, use_syslog = 0, lfd = -1, activated = 0;
+	int nmods = 0, foreground = 0, use_syslog = 0, lfd = -1, activated = 0, own_dir = 0;
+	const char *env;
 	int ready[2] = { -1, -1 }, ch, rc = 1;
 
 	if ((modules = calloc((size_t)argc, sizeof(*modules))) == NULL)
@@ -273,8 +287,11 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (sock == NULL)
+	if (sock == NULL) {
+		/* Our own directory only when neither --socket nor $SCAGENT_SOCKET chose one. */
+		own_dir = (env = getenv("SCAGENT_SOCKET")) == NULL || *env == '\0';
 		sock = scagent_default_socket(NULL);
+	}
 	harden();
 	signal(SIGPIPE, SIG_IGN);
 
@@ -321,7 +338,7 @@ main(int argc, char **argv)
 
 	if ((lfd = activated_socket()) >= 0)
 		activated = 1;
-	else if (lfd == -2 || (lfd = listen_socket(sock)) < 0) {
+	else if (lfd == -2 || (lfd = listen_socket(sock, own_dir)) < 0) {
 		lfd = -1;
 		goto out;
 	}

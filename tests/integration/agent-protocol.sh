@@ -216,13 +216,28 @@ is "replaced socket is 0600" "$(stat -c %a "$S")" 600
 
 mkdir -m 0755 "$TB_DIR/open"
 start_agent "$TB_DIR/open/agent.sock"
-is "an existing 0755 socket directory is made 0700" "$(stat -c %a "$TB_DIR/open")" 700
+is "an existing directory given with --socket keeps its mode (think /tmp)" "$(stat -c %a "$TB_DIR/open")" 755
+is "  ... and the socket in it is 0600" "$(stat -c %a "$TB_DIR/open/agent.sock")" 600
 
 # ---------------------------------------------------------------- SIGTERM
 stop_agent "SIGTERM: exit status 0, no sanitizer report"
 ok "SIGTERM: socket removed" test ! -e "$TB_DIR/open/agent.sock"
 grep -q "shutting down" "$AGENT_LOG"
 is "SIGTERM: logged" "$?" 0
+
+# ---------------------------------------------------------------- the default directory
+# Without --socket and $SCAGENT_SOCKET the directory is the agent's own:
+# $XDG_RUNTIME_DIR/scagent, made 0700 even when it exists with another mode.
+mkdir -p "$TB_DIR/xdg/scagent" && chmod 0755 "$TB_DIR/xdg/scagent"
+env -u SCAGENT_SOCKET XDG_RUNTIME_DIR="$TB_DIR/xdg" "$SCAGENTD" --foreground --module "$TB_SOFTHSM" \
+	>"$TB_DIR/xdg.log" 2>&1 &
+xdg_pid=$!
+tb_track_pid $xdg_pid
+for _ in $(seq 100); do [ -S "$TB_DIR/xdg/scagent/agent.sock" ] && break; sleep 0.05; done
+is "default socket: \$XDG_RUNTIME_DIR/scagent/agent.sock" "$(stat -c %F "$TB_DIR/xdg/scagent/agent.sock" 2>&1)" socket
+is "default directory made 0700" "$(stat -c %a "$TB_DIR/xdg/scagent")" 700
+kill -TERM $xdg_pid; wait $xdg_pid
+is "default-socket agent: SIGTERM exits 0" "$?" 0
 
 # ---------------------------------------------------------------- peer credentials
 # The socket directory is normally 0700, which keeps other users out before

@@ -84,12 +84,24 @@ else
 	nok "non-loopback listen (rc=$rc)"; show "$TB_DIR/t3.log"
 fi
 
+# The agent restarts while the tunnel runs: the next connection finds the new one.
+rc=0
+tb_agent_stop 2>/dev/null || rc=$?
+tb_agent_start --module "$TB_SOFTHSM"
+echo "$TB_PIN" | "$SCAGENT" login --token demo --pin-stdin 2>/dev/null
+body=$(curl -sS --max-time 20 "http://127.0.0.1:$LP/" 2>&1)
+if [ "$rc" = 0 ] && [ "$body" = "hello from nginx main" ]; then
+	ok "after an agent restart, the next connection signs through the new agent"
+else
+	nok "after an agent restart (stop rc=$rc): $body"; show "$log"
+fi
+
 # SIGTERM: clean stop, exit 0, the count in the log.
 kill -TERM $TPID
 rc=0
 for _ in $(seq 50); do kill -0 $TPID 2>/dev/null || break; sleep 0.1; done
 wait $TPID || rc=$?
-if [ "$rc" = 0 ] && grep -q 'stopped after 4 connections' "$log"; then
+if [ "$rc" = 0 ] && grep -q 'stopped after 5 connections' "$log"; then
 	ok "SIGTERM stops the tunnel cleanly"
 else
 	nok "SIGTERM (rc=$rc)"; show "$log"
