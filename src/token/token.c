@@ -1170,29 +1170,39 @@ match_clear(struct match *m)
 	memset(m, 0, sizeof(*m));
 }
 
+/* Whether uri's object attributes (class, id, label) name this object. */
+static int
+uri_match_object(P11KitUri *uri, CK_OBJECT_CLASS cls, const unsigned char *id, size_t idlen,
+    const char *label)
+{
+	CK_ATTRIBUTE attrs[3] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_ID, (void *)id, idlen },
+		{ CKA_LABEL, (void *)label, label ? strlen(label) : 0 },
+	};
+
+	return p11_kit_uri_match_attributes(uri, attrs, 3);
+}
+
+/* The class a URI names, or dflt when it names none. */
+static CK_OBJECT_CLASS
+uri_class(P11KitUri *uri, CK_OBJECT_CLASS dflt)
+{
+	CK_ATTRIBUTE *ucls = p11_kit_uri_get_attribute(uri, CKA_CLASS);
+	CK_OBJECT_CLASS cls = dflt;
+
+	if (ucls != NULL && ucls->ulValueLen == sizeof(cls))
+		memcpy(&cls, ucls->pValue, sizeof(cls));
+	return cls;
+}
+
 static int
 uri_matches(P11KitUri *uri, struct sc_token *t, const struct sc_cert *c)
 {
-	CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
-	CK_ATTRIBUTE attrs[3];
-	CK_ATTRIBUTE *ucls;
-
 	if (!p11_kit_uri_match_token_info(uri, &t->info))
 		return 0;
 	/* A URI that names the private or public key selects its certificate. */
-	ucls = p11_kit_uri_get_attribute(uri, CKA_CLASS);
-	if (ucls != NULL && ucls->ulValueLen == sizeof(cls))
-		memcpy(&cls, ucls->pValue, sizeof(cls));
-	attrs[0].type = CKA_CLASS;
-	attrs[0].pValue = &cls;
-	attrs[0].ulValueLen = sizeof(cls);
-	attrs[1].type = CKA_ID;
-	attrs[1].pValue = c->id;
-	attrs[1].ulValueLen = c->idlen;
-	attrs[2].type = CKA_LABEL;
-	attrs[2].pValue = c->label;
-	attrs[2].ulValueLen = strlen(c->label);
-	return p11_kit_uri_match_attributes(uri, attrs, 3);
+	return uri_match_object(uri, uri_class(uri, CKO_CERTIFICATE), c->id, c->idlen, c->label);
 }
 
 static int
@@ -2419,24 +2429,11 @@ kmatch_clear(struct kmatch *m)
 static int
 kp_uri_matches(P11KitUri *uri, const struct sc_kp *k)
 {
-	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-	CK_ATTRIBUTE attrs[3], *ucls;
+	CK_OBJECT_CLASS cls = uri_class(uri, CKO_PRIVATE_KEY);
 
-	ucls = p11_kit_uri_get_attribute(uri, CKA_CLASS);
-	if (ucls != NULL && ucls->ulValueLen == sizeof(cls))
-		memcpy(&cls, ucls->pValue, sizeof(cls));
 	if (cls != CKO_PRIVATE_KEY && cls != CKO_PUBLIC_KEY)
 		return 0;
-	attrs[0].type = CKA_CLASS;
-	attrs[0].pValue = &cls;
-	attrs[0].ulValueLen = sizeof(cls);
-	attrs[1].type = CKA_ID;
-	attrs[1].pValue = k->id;
-	attrs[1].ulValueLen = k->idlen;
-	attrs[2].type = CKA_LABEL;
-	attrs[2].pValue = k->label;
-	attrs[2].ulValueLen = k->label ? strlen(k->label) : 0;
-	return p11_kit_uri_match_attributes(uri, attrs, 3);
+	return uri_match_object(uri, cls, k->id, k->idlen, k->label);
 }
 
 /* m->kp becomes a copy of k (its own id, label and key reference) on token t. */
