@@ -44,6 +44,7 @@ extern "C" {
 #define SCAGENT_ECANCELLED	(-23)
 #define SCAGENT_ETIMEOUT	(-24)
 #define SCAGENT_EALREADY	(-28)
+#define SCAGENT_EPIN_REQUIRED	(-29)
 
 typedef struct scagent_client scagent_client;
 
@@ -74,6 +75,17 @@ int scagent_logout(scagent_client *c, const char *token);
  */
 int scagent_sign(scagent_client *c, const char *ref, const char *alg, int is_digest,
     const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen);
+/*
+ * scagent_sign for a key that needs its PIN for every signature
+ * (CKA_ALWAYS_AUTHENTICATE, a PIV card's signature key say): pin is tried
+ * once, for this signature only; NULL lets the agent ask through its
+ * pinentry, or answer SCAGENT_EPIN_REQUIRED having tried nothing. Keys
+ * without the attribute ignore pin. confirm_final_try: spend the PIN's last
+ * try. The library wipes its copies of pin.
+ */
+int scagent_sign_pin(scagent_client *c, const char *ref, const char *alg, int is_digest,
+    const unsigned char *in, size_t inlen, const char *pin, int confirm_final_try,
+    unsigned char **sig, size_t *siglen);
 /*
  * Any operation: args_json is a JSON object of its arguments (or NULL);
  * *result_json gets the "result" object as text.

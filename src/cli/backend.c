@@ -214,6 +214,17 @@ cli_find(struct cli *c, const char *ref, const char *cafile, json_object **out)
 	return agent_json(c, "find", args, out);
 }
 
+int
+cli_have_tty(void)
+{
+	int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return 1;
+}
+
 char *
 cli_read_pin(const char *prompt, int pin_stdin)
 {

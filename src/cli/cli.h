@@ -43,6 +43,8 @@ int cli_exit_for(int r);
 
 /* Read one PIN: from stdin (one line) when pin_stdin, else from the terminal without echo. */
 char *cli_read_pin(const char *prompt, int pin_stdin);
+/* Whether there is a terminal to ask on (cli_read_pin without pin_stdin). */
+int cli_have_tty(void);
 /* Read a whole file (or stdin for NULL / "-"); max bytes. */
 int cli_read_file(const char *path, size_t max, unsigned char **buf, size_t *len);
 int cli_write_file(const char *path, const unsigned char *buf, size_t len);

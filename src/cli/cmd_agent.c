@@ -104,13 +104,18 @@ cmd_sign(struct cli *c, int argc, char **argv)
 		{ "digest", no_argument, NULL, 'd' },
 		{ "in", required_argument, NULL, 'i' },
 		{ "out", required_argument, NULL, 'o' },
+		{ "pin-stdin", no_argument, NULL, 'P' },
+		{ "confirm-final-try", no_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
+	static const char usage[] = "usage: scagent sign --cert REF --alg ALG [--digest] [--in FILE] "
+	    "[--out FILE] [--pin-stdin --in FILE] [--confirm-final-try]";
 	const char *ref = NULL, *alg = NULL, *in = NULL, *out = NULL;
 	unsigned char *data = NULL, *sig = NULL;
+	char *pin = NULL, prompt[300];
 	size_t len = 0, siglen = 0;
-	int is_digest = 0, ch, rc, r, a;
+	int is_digest = 0, pin_stdin = 0, confirm = 0, ch, rc, r, a;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "c:a:di:o:h", opts, NULL)) != -1) {
@@ -120,14 +125,22 @@ cmd_sign(struct cli *c, int argc, char **argv)
 		case 'd': is_digest = 1; break;
 		case 'i': in = optarg; break;
 		case 'o': out = optarg; break;
+		case 'P': pin_stdin = 1; break;
+		case 'F': confirm = 1; break;
 		case 'h':
-			printf("usage: scagent sign --cert REF --alg ALG [--digest] [--in FILE] [--out FILE]\n");
+			printf("%s\n  --pin-stdin: the PIN of a key that needs it for every signature "
+			    "(CKA_ALWAYS_AUTHENTICATE);\n  without it such a key's PIN is asked on the "
+			    "terminal, or by the agent's pinentry\n", usage);
 			return EX_SC_OK;
 		default: return EX_SC_USAGE;
 		}
 	}
 	if (ref == NULL || alg == NULL || optind != argc) {
-		cli_err("usage: scagent sign --cert REF --alg ALG [--digest] [--in FILE] [--out FILE]");
+		cli_err("%s", usage);
+		return EX_SC_USAGE;
+	}
+	if (pin_stdin && (in == NULL || strcmp(in, "-") == 0)) {
+		cli_err("--pin-stdin reads the PIN from standard input: give the data with --in FILE");
 		return EX_SC_USAGE;
 	}
 	if ((a = sc_alg_parse(alg)) < 0) {
@@ -151,7 +164,23 @@ cmd_sign(struct cli *c, int argc, char **argv)
 		free(data);
 		return rc;
 	}
-	r = scagent_sign(c->client, ref, alg, is_digest, data, len, &sig, &siglen);
+	snprintf(prompt, sizeof(prompt), "PIN for the key of \"%s\" (it asks for it at every "
+	    "signature): ", ref);
+	if (pin_stdin && (pin = cli_read_pin(prompt, 1)) == NULL) {
+		free(data);
+		return EX_SC_FAIL;
+	}
+	r = scagent_sign_pin(c->client, ref, alg, is_digest, data, len, pin, confirm, &sig, &siglen);
+	if (r == SC_ERR_PIN_REQUIRED && pin == NULL && cli_have_tty()) {
+		/* No PIN was tried: this is the first and only one. */
+		if ((pin = cli_read_pin(prompt, 0)) == NULL) {
+			free(data);
+			return EX_SC_FAIL;
+		}
+		r = scagent_sign_pin(c->client, ref, alg, is_digest, data, len, pin, confirm,
+		    &sig, &siglen);
+	}
+	sc_secstr_free(pin);
 	free(data);
 	if (r != SC_OK)
 		return agent_fail(c, r);

@@ -371,6 +371,14 @@ EXPORT int
 scagent_sign(scagent_client *c, const char *ref, const char *alg, int is_digest,
     const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen)
 {
+	return scagent_sign_pin(c, ref, alg, is_digest, in, inlen, NULL, 0, sig, siglen);
+}
+
+EXPORT int
+scagent_sign_pin(scagent_client *c, const char *ref, const char *alg, int is_digest,
+    const unsigned char *in, size_t inlen, const char *pin, int confirm_final_try,
+    unsigned char **sig, size_t *siglen)
+{
 	json_object *args = json_object_new_object(), *res = NULL, *v;
 	char *b;
 	int r;
@@ -385,6 +393,10 @@ scagent_sign(scagent_client *c, const char *ref, const char *alg, int is_digest,
 	json_object_object_add(args, "alg", json_object_new_string(alg));
 	json_object_object_add(args, is_digest ? "digest" : "data", json_object_new_string(b));
 	free(b);
+	if (pin != NULL)
+		json_object_object_add(args, "pin", json_object_new_string(pin));
+	if (confirm_final_try)
+		json_object_object_add(args, "confirm_final_try", json_object_new_boolean(1));
 	if ((r = call(c, "sign", args, &res)) != SC_OK)
 		return r;
 	if (!json_object_object_get_ex(res, "signature", &v) ||

@@ -37,6 +37,7 @@ static const struct {
 	{ SC_ERR_CERT, "certificate", "certificate unusable" },
 	{ SC_ERR_BUSY, "busy", "resource busy" },
 	{ SC_ERR_ALREADY, "already", "already done" },
+	{ SC_ERR_PIN_REQUIRED, "pin-required", "the key needs its PIN for every signature" },
 };
 
 #define NERR (sizeof(errtab) / sizeof(errtab[0]))

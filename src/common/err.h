@@ -34,7 +34,8 @@ enum {
 	SC_ERR_CERT = -26,		/* certificate unparseable or unsuitable */
 	SC_ERR_BUSY = -27,
 	SC_ERR_ALREADY = -28,		/* already logged in / exists */
-	SC_ERR_MAX_ = -29
+	SC_ERR_PIN_REQUIRED = -29,	/* the key needs its PIN for this signature */
+	SC_ERR_MAX_ = -30
 };
 
 /* Human message for a code ("PIN incorrect"). Never NULL. */

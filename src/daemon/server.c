@@ -484,6 +484,16 @@ op_logout(struct client *c, int64_t id, json_object *req)
 	return reply_ok(c, id, NULL);
 }
 
+/* Overwrite the string argument name in place (a PIN). */
+static void
+wipe_arg(json_object *req, const char *name)
+{
+	const char *v = arg_str(req, name);
+
+	if (v != NULL)
+		explicit_bzero((char *)v, strlen(v));
+}
+
 /* The certificate REF names, for messages and the audit log: fingerprint, token, key type. */
 static void
 sign_facts(struct client *c, const char *ref, char *sha, size_t shalen, char *tok, size_t toklen,
@@ -539,6 +549,66 @@ sign_args(json_object *req, int *alg, unsigned char **in, size_t *inlen, int *is
 	return SC_OK;
 }
 
+/*
+ * A key that needs its PIN for every signature (CKA_ALWAYS_AUTHENTICATE)
+ * and got none in the request: ask pinentry once. *pin is locked memory.
+ */
+static int
+key_pin_from_pinentry(struct client *c, const char *what, const char *token, char **pin)
+{
+	char desc[1024];
+
+	*pin = NULL;
+	if (c->srv->o.pinentry == NULL)
+		return SC_ERR_PIN_REQUIRED;
+	snprintf(desc, sizeof(desc), "Enter the PIN for one signature with %s on smart card \"%s\" "
+	    "for %s (this key asks for it every time)", what, token, c->exe);
+	return sc_pinentry_getpin(c->srv->o.pinentry, desc, pin);
+}
+
+/* The message of a PIN error of a per-signature PIN (key on token). */
+static void
+key_pin_message(int r, const char *key, const char *token, int asked, char *msg, size_t len)
+{
+	switch (r) {
+	case SC_ERR_PIN_REQUIRED:
+		snprintf(msg, len, "%s on token \"%s\" needs its PIN for every signature "
+		    "(CKA_ALWAYS_AUTHENTICATE): give it with --pin-stdin (protocol: \"pin\") or run "
+		    "scagentd with --pinentry; no PIN was tried", key, token);
+		break;
+	case SC_ERR_PIN_INCORRECT:
+		snprintf(msg, len, "wrong PIN for %s on token \"%s\"%s (tried once): nothing was "
+		    "signed", key, token, asked ? ", asked through pinentry" : "");
+		break;
+	case SC_ERR_PIN_LOCKED:
+		snprintf(msg, len, "the PIN of token \"%s\" is locked: nothing was tried; unblock it "
+		    "with the SO PIN or PUK", token);
+		break;
+	case SC_ERR_PIN_FINAL_TRY:
+		snprintf(msg, len, "token \"%s\" has one PIN try left: nothing was tried; if you are "
+		    "sure of the PIN, repeat with --confirm-final-try (protocol: "
+		    "\"confirm_final_try\")", token);
+		break;
+	case SC_ERR_PIN_INVALID:
+		snprintf(msg, len, "the PIN for %s on token \"%s\" has an invalid length or "
+		    "characters: nothing was signed", key, token);
+		break;
+	case SC_ERR_CANCELLED:
+		snprintf(msg, len, "the PIN entry for %s on token \"%s\" was cancelled: nothing was "
+		    "signed", key, token);
+		break;
+	default:
+		snprintf(msg, len, "signing with %s failed: %s", key, sc_strerror(r));
+	}
+}
+
+static int
+is_key_pin_error(int r)
+{
+	return r == SC_ERR_PIN_REQUIRED || r == SC_ERR_PIN_INCORRECT || r == SC_ERR_PIN_LOCKED ||
+	    r == SC_ERR_PIN_FINAL_TRY || r == SC_ERR_PIN_INVALID;
+}
+
 /* {"signature": base64}; frees sig. */
 static int
 reply_signature(struct client *c, int64_t id, unsigned char *sig, size_t siglen)
@@ -559,8 +629,10 @@ op_sign(struct client *c, int64_t id, json_object *req)
 	unsigned char *in = NULL, *sig = NULL;
 	size_t inlen = 0, siglen = 0;
 	json_object *cand = NULL, *dummy = NULL, *info = NULL;
-	char msg[1024], detail[512], sha[80], tok[128], keytype[16];
-	int alg, is_digest = 0, r;
+	struct sc_sign_pin sp = { arg_str(req, "pin"), arg_bool(req, "confirm_final_try") };
+	char msg[1024], detail[512], sha[80], tok[128], keytype[16], what[300];
+	char *asked = NULL;
+	int alg, is_digest = 0, via_pinentry = 0, login_failed = 0, r;
 
 	if ((r = sign_args(req, &alg, &in, &inlen, &is_digest, msg, sizeof(msg))) != SC_OK)
 		return reply_err(c, id, r, msg);
@@ -574,7 +646,7 @@ op_sign(struct client *c, int64_t id, json_object *req)
 			return reply_err(c, id, SC_ERR_DENIED, "the signature was not confirmed");
 		}
 	}
-	r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen, &sig, &siglen, &info);
+	r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen, &sp, &sig, &siglen, &info);
 	/* Facts for the audit line and the messages (looked up again only on failure). */
 	if (r != SC_OK)
 		sign_facts(c, ref, sha, sizeof(sha), tok, sizeof(tok), keytype, sizeof(keytype));
@@ -589,10 +661,23 @@ op_sign(struct client *c, int64_t id, json_object *req)
 		if (lr == SC_OK) {
 			sc_server_broadcast(c->srv, "login", token_fields(tok, NULL));
 			r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen,
-			    &sig, &siglen, &info);
-		} else if (lr != SC_ERR_NOT_LOGGED_IN)
+			    &sp, &sig, &siglen, &info);
+		} else if (lr != SC_ERR_NOT_LOGGED_IN) {
 			r = lr;
+			login_failed = 1;	/* the token's PIN, not the key's */
+		}
 	}
+	snprintf(what, sizeof(what), "the key of \"%s\"", ref);
+	if (r == SC_ERR_PIN_REQUIRED && c->srv->o.pinentry != NULL) {
+		/* The key wants a PIN for this signature and the client gave none: ask once. */
+		via_pinentry = 1;
+		if ((r = key_pin_from_pinentry(c, what, tok, &asked)) == SC_OK) {
+			sp.pin = asked;
+			r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen,
+			    &sp, &sig, &siglen, &info);
+		}
+	}
+	sc_secstr_free(asked);
 	free(in);
 	if (info != NULL) {
 		json_object *v;
@@ -608,6 +693,10 @@ op_sign(struct client *c, int64_t id, json_object *req)
 				sc_store_find_cert(c->srv->st, ref, NULL, &dummy, &cand);
 			json_object_put(dummy);
 			return ref_error(c, id, r, ref, cand);
+		}
+		if (!login_failed && (is_key_pin_error(r) || (r == SC_ERR_CANCELLED && via_pinentry))) {
+			key_pin_message(r, what, tok, via_pinentry, msg, sizeof(msg));
+			return reply_err(c, id, r, msg);
 		}
 		switch (r) {
 		case SC_ERR_NOT_LOGGED_IN:
@@ -635,10 +724,6 @@ op_sign(struct client *c, int64_t id, json_object *req)
 			break;
 		case SC_ERR_MECHANISM:
 			snprintf(msg, sizeof(msg), "the token holding \"%s\" does not support %s", ref, algname);
-			break;
-		case SC_ERR_UNSUPPORTED:
-			snprintf(msg, sizeof(msg), "the key of \"%s\" requires a PIN for every signature "
-			    "(CKA_ALWAYS_AUTHENTICATE), which the agent does not support yet", ref);
 			break;
 		case SC_ERR_TOKEN_REMOVED:
 			snprintf(msg, sizeof(msg), "the token \"%s\" was removed or reset while signing "
@@ -805,15 +890,6 @@ tpm_login_message(struct client *c, int r, const char *token, char *msg, size_t 
 	return 1;
 }
 
-static void
-wipe_arg(json_object *req, const char *name)
-{
-	const char *v = arg_str(req, name);
-
-	if (v != NULL)
-		explicit_bzero((char *)v, strlen(v));
-}
-
 static int
 op_init_token(struct client *c, int64_t id, json_object *req)
 {
@@ -954,9 +1030,11 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 	const char *ref = arg_str(req, "ref"), *algname = arg_str(req, "alg");
 	unsigned char *in = NULL, *sig = NULL;
 	size_t inlen = 0, siglen = 0;
-	json_object *info = NULL, *cand = NULL, *dummy = NULL;
-	char msg[512], detail[512];
-	int alg, is_digest = 0, r;
+	json_object *info = NULL, *cand = NULL, *dummy = NULL, *found = NULL, *v;
+	struct sc_sign_pin sp = { arg_str(req, "pin"), arg_bool(req, "confirm_final_try") };
+	char msg[1024], detail[512], what[300], tok[128];
+	char *asked = NULL;
+	int alg, is_digest = 0, via_pinentry = 0, r;
 
 	if ((r = sign_args(req, &alg, &in, &inlen, &is_digest, msg, sizeof(msg))) != SC_OK)
 		return reply_err(c, id, r, msg);
@@ -970,7 +1048,23 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 			return reply_err(c, id, SC_ERR_DENIED, "the signature was not confirmed");
 		}
 	}
-	r = sc_store_sign_key(c->srv->st, ref, alg, is_digest, in, inlen, &sig, &siglen, &info);
+	r = sc_store_sign_key(c->srv->st, ref, alg, is_digest, in, inlen, &sp, &sig, &siglen, &info);
+	snprintf(what, sizeof(what), "key \"%s\"", ref);
+	snprintf(tok, sizeof(tok), "LABEL");
+	if (is_key_pin_error(r) && sc_store_find_key(c->srv->st, ref, &found, NULL) == SC_OK &&
+	    json_object_object_get_ex(found, "token", &v))
+		snprintf(tok, sizeof(tok), "%s", json_object_get_string(v));
+	json_object_put(found);
+	if (r == SC_ERR_PIN_REQUIRED && c->srv->o.pinentry != NULL) {
+		/* The key wants a PIN for this signature and the client gave none: ask once. */
+		via_pinentry = 1;
+		if ((r = key_pin_from_pinentry(c, what, tok, &asked)) == SC_OK) {
+			sp.pin = asked;
+			r = sc_store_sign_key(c->srv->st, ref, alg, is_digest, in, inlen, &sp,
+			    &sig, &siglen, &info);
+		}
+	}
+	sc_secstr_free(asked);
 	free(in);
 	snprintf(detail, sizeof(detail), "key=\"%s\" alg=%s", ref, algname);
 	audit(c->srv, c, "sign-key", detail, r);
@@ -979,6 +1073,10 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 		sc_store_find_key(c->srv->st, ref, &dummy, &cand);
 		json_object_put(dummy);
 		return key_ref_error(c, id, r, ref, cand);
+	}
+	if (is_key_pin_error(r) || (r == SC_ERR_CANCELLED && via_pinentry)) {
+		key_pin_message(r, what, tok, via_pinentry, msg, sizeof(msg));
+		return reply_err(c, id, r, msg);
 	}
 	if (r != SC_OK) {
 		if (r == SC_ERR_NOT_LOGGED_IN)
@@ -1030,6 +1128,9 @@ dispatch(struct client *c, char *line, size_t len)
 			r = handlers[i].fn(c, id, req);
 			break;
 		}
+	/* Whatever the handler did, no PIN stays behind in the freed request. */
+	wipe_arg(req, "pin");
+	wipe_arg(req, "so_pin");
 	json_object_put(req);
 	return r;
 }

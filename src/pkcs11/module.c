@@ -153,6 +153,7 @@ ckr_from_agent(int r)
 		/* The agent keeps the last try for an explicit `scagent login --confirm-final-try`. */
 		return CKR_FUNCTION_CANCELED;
 	case SC_ERR_NOT_LOGGED_IN:
+	case SC_ERR_PIN_REQUIRED:	/* C_Sign without C_Login(CKU_CONTEXT_SPECIFIC) */
 		return CKR_USER_NOT_LOGGED_IN;
 	case SC_ERR_ALREADY:
 		return CKR_USER_ALREADY_LOGGED_IN;
@@ -1345,8 +1346,8 @@ p11_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPi
 	pthread_mutex_lock(&g.lock);
 	if ((rv = session_get(hSession, &s, &slot)) != CKR_OK)
 		goto out_locked;
-	if (userType != CKU_USER) {
-		/* The agent logs in users only: no SO, no per-operation PINs. */
+	if (userType != CKU_USER && userType != CKU_CONTEXT_SPECIFIC) {
+		/* The agent logs in users only: no SO. */
 		rv = CKR_USER_TYPE_INVALID;
 		goto out_locked;
 	}
@@ -1356,6 +1357,29 @@ p11_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPi
 	}
 	if (pPin != NULL && memchr(pPin, '\0', ulPinLen) != NULL) {
 		rv = CKR_ARGUMENTS_BAD;
+		goto out_locked;
+	}
+	if (userType == CKU_CONTEXT_SPECIFIC) {
+		/*
+		 * The PIN for the signature being made with a key that asks for
+		 * it every time: kept for C_Sign, which hands it to the agent,
+		 * which tries it once. A NULL PIN leaves it to the agent's
+		 * pinentry.
+		 */
+		if (!s->signing || s->sign_busy || !s->sign.always_auth)
+			rv = CKR_OPERATION_NOT_INITIALIZED;
+		else if (pPin != NULL) {
+			if (s->sign.ctx_pin != NULL) {
+				OPENSSL_cleanse(s->sign.ctx_pin, strlen(s->sign.ctx_pin));
+				free(s->sign.ctx_pin);
+			}
+			if ((s->sign.ctx_pin = malloc(ulPinLen + 1)) == NULL)
+				rv = CKR_HOST_MEMORY;
+			else {
+				memcpy(s->sign.ctx_pin, pPin, ulPinLen);
+				s->sign.ctx_pin[ulPinLen] = '\0';
+			}
+		}
 		goto out_locked;
 	}
 	if (slot->app_login) {
@@ -1644,7 +1668,7 @@ sign_complete(struct p11_session *s, CK_SESSION_HANDLE h, CK_BYTE_PTR pSignature
 	unsigned char dgst[EVP_MAX_MD_SIZE], *sig = NULL;
 	size_t dlen = 0, siglen = 0;
 	const char *alg;
-	char *ref = NULL;
+	char *ref = NULL, *pin = NULL;
 	CK_ULONG need = s->sign.cert->siglen;
 	int r = SC_ERR_AGENT_UNREACHABLE;
 	CK_RV rv;
@@ -1660,10 +1684,12 @@ sign_complete(struct p11_session *s, CK_SESSION_HANDLE h, CK_BYTE_PTR pSignature
 		return CKR_BUFFER_TOO_SMALL;
 	}
 	if ((rv = p11_signop_prepare(&s->sign, &alg, dgst, &dlen)) != CKR_OK ||
-	    (ref = strdup(s->sign.ref)) == NULL) {
+	    (ref = strdup(s->sign.ref)) == NULL ||
+	    (s->sign.ctx_pin != NULL && (pin = strdup(s->sign.ctx_pin)) == NULL)) {
 		sign_end(s);
 		pthread_mutex_unlock(&g.lock);
 		OPENSSL_cleanse(dgst, sizeof(dgst));
+		free(ref);
 		return rv != CKR_OK ? rv : CKR_HOST_MEMORY;
 	}
 	/* What finishing needs, kept while the agent works without the lock. */
@@ -1675,9 +1701,12 @@ sign_complete(struct p11_session *s, CK_SESSION_HANDLE h, CK_BYTE_PTR pSignature
 	pthread_mutex_unlock(&g.lock);
 
 	if ((ac = conn_get()) != NULL)
-		r = scagent_sign(ac->c, ref, alg, 1, dgst, dlen, &sig, &siglen);
+		r = scagent_sign_pin(ac->c, ref, alg, 1, dgst, dlen, pin, 0, &sig, &siglen);
 	conn_put(ac, r);
 	OPENSSL_cleanse(dgst, sizeof(dgst));
+	if (pin != NULL)
+		OPENSSL_cleanse(pin, strlen(pin));
+	free(pin);
 	free(ref);
 	rv = ckr_from_agent(r);
 	if (r == SC_ERR_NOT_FOUND || r == SC_ERR_KEY || r == SC_ERR_MECHANISM)

@@ -110,6 +110,8 @@ struct p11_signop {
 	unsigned char *buf;		/* single-part mechanisms: the input so far */
 	size_t buflen;
 	int multi;			/* C_SignUpdate was called */
+	int always_auth;		/* the key wants a PIN for this signature */
+	char *ctx_pin;			/* C_Login(CKU_CONTEXT_SPECIFIC)'s, for the agent */
 };
 
 /*

@@ -108,6 +108,9 @@ p11_signop_clear(struct p11_signop *op)
 	if (op->buf != NULL)
 		OPENSSL_cleanse(op->buf, op->buflen);
 	free(op->buf);
+	if (op->ctx_pin != NULL)
+		OPENSSL_cleanse(op->ctx_pin, strlen(op->ctx_pin));
+	free(op->ctx_pin);
 	memset(op, 0, sizeof(*op));
 }
 
@@ -148,6 +151,7 @@ p11_signop_init(struct p11_signop *op, const CK_MECHANISM *mech, const struct p1
 	}
 	op->spec = spec;
 	op->key = key->handle;
+	op->always_auth = key->always_auth;
 	op->cert = key->cert;
 	__atomic_add_fetch(&op->cert->refs, 1, __ATOMIC_ACQ_REL);
 	return CKR_OK;

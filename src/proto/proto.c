@@ -19,7 +19,8 @@ const struct sc_op_spec sc_proto_ops[] = {
 	    { "confirm_final_try", SC_ARG_BOOL, 0 } } },
 	{ "logout", { { "token", SC_ARG_STRING, 1 } } },
 	{ "sign", { { "ref", SC_ARG_STRING, 1 }, { "alg", SC_ARG_STRING, 1 },
-	    { "data", SC_ARG_B64, 0 }, { "digest", SC_ARG_B64, 0 } } },
+	    { "data", SC_ARG_B64, 0 }, { "digest", SC_ARG_B64, 0 }, { "pin", SC_ARG_STRING, 0 },
+	    { "confirm_final_try", SC_ARG_BOOL, 0 } } },
 	{ "status", { { NULL, 0, 0 } } },
 	{ "watch", { { NULL, 0, 0 } } },
 	{ "refresh", { { NULL, 0, 0 } } },
@@ -33,7 +34,8 @@ const struct sc_op_spec sc_proto_ops[] = {
 	    { "chain", SC_ARG_B64, 0 } } },
 	{ "get-public-key", { { "ref", SC_ARG_STRING, 1 } } },
 	{ "sign-key", { { "ref", SC_ARG_STRING, 1 }, { "alg", SC_ARG_STRING, 1 },
-	    { "data", SC_ARG_B64, 0 }, { "digest", SC_ARG_B64, 0 } } },
+	    { "data", SC_ARG_B64, 0 }, { "digest", SC_ARG_B64, 0 }, { "pin", SC_ARG_STRING, 0 },
+	    { "confirm_final_try", SC_ARG_BOOL, 0 } } },
 	{ "mechanisms", { { "token", SC_ARG_STRING, 1 } } },
 	{ NULL, { { NULL, 0, 0 } } }
 };

@@ -1684,10 +1684,12 @@ verify_sig(EVP_PKEY *pk, int alg, const unsigned char *dgst, size_t dlen,
  * supports (DigestInfo + CKM_RSA_PKCS, CKM_RSA_PKCS_PSS, CKM_ECDSA, or the
  * hash-and-sign variant over the data), ECDSA converted to DER, and, when
  * check is not NULL, the signature verified against it before it is returned.
+ * ctx_pin (a key with CKA_ALWAYS_AUTHENTICATE) is given to C_Login as
+ * CKU_CONTEXT_SPECIFIC between C_SignInit and C_Sign, once.
  */
 static int
 token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
-    const unsigned char *in, size_t inlen, EVP_PKEY *check,
+    const unsigned char *in, size_t inlen, EVP_PKEY *check, const char *ctx_pin,
     unsigned char **sig, size_t *siglen)
 {
 	CK_FUNCTION_LIST_PTR f = t->mod->f;
@@ -1736,6 +1738,21 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
 	if ((r = session_get(t, &s)) != SC_OK)
 		goto out;
 	rv = f->C_SignInit(s, &mech, key);
+	if (rv == CKR_OK && ctx_pin != NULL) {
+		rv = f->C_Login(s, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR_PTR)ctx_pin, strlen(ctx_pin));
+		if (rv != CKR_OK) {
+			/*
+			 * The PIN was refused: the signing operation is still
+			 * active on the session, which therefore is closed, not
+			 * pooled. The token's PIN flags changed.
+			 */
+			sc_info("PIN for a signature on \"%s\" refused: %s", t->label, sc_ckr_name(rv));
+			r = rv == CKR_USER_NOT_LOGGED_IN ? SC_ERR_NOT_LOGGED_IN : sc_err_from_ckr(rv);
+			bad = 1;
+			token_update_info(t);
+			goto out;
+		}
+	}
 	if (rv == CKR_OK)
 		rv = f->C_Sign(s, tbs, tbslen, out, &outlen);
 	if (rv != CKR_OK) {
@@ -1780,10 +1797,34 @@ out:
 	return r;
 }
 
+/*
+ * Before a key with CKA_ALWAYS_AUTHENTICATE signs: a PIN was given (else
+ * pin-required, nothing tried), and it is not about to be spent on a locked
+ * PIN, or on the final try without confirmation (as a login).
+ */
+static int
+ctx_pin_check(struct sc_store *st, struct sc_token *t, const struct sc_sign_pin *sp)
+{
+	CK_FLAGS fl;
+
+	if (sp == NULL || sp->pin == NULL)
+		return SC_ERR_PIN_REQUIRED;
+	token_update_info(t);
+	fl = tpm_pin_flags(st, t);
+	pthread_mutex_lock(&t->lock);
+	fl |= t->info.flags;
+	pthread_mutex_unlock(&t->lock);
+	if (fl & CKF_USER_PIN_LOCKED)
+		return SC_ERR_PIN_LOCKED;
+	if ((fl & CKF_USER_PIN_FINAL_TRY) && !sp->confirm_final_try && !st->opts.confirm_final_try)
+		return SC_ERR_PIN_FINAL_TRY;
+	return SC_OK;
+}
+
 int
 sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
-    const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen,
-    json_object **info)
+    const unsigned char *in, size_t inlen, const struct sc_sign_pin *sp,
+    unsigned char **sig, size_t *siglen, json_object **info)
 {
 	struct match m;
 	struct sc_cert *c;
@@ -1805,15 +1846,12 @@ sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
 		r = SC_ERR_KEY;	/* an RSA algorithm for an EC key or the reverse */
 		goto out;
 	}
-	if (k->always_auth) {
-		/* Needs a PIN for every signature (CKU_CONTEXT_SPECIFIC): not offered. */
-		r = SC_ERR_UNSUPPORTED;
+	if (k->always_auth && (r = ctx_pin_check(st, m.tok, sp)) != SC_OK)
 		goto out;
-	}
 	/* RSA signatures are always checked (RSA-CRT faults leak the key); ECDSA on request. */
 	r = token_sign(m.tok, k->handle, alg, is_digest, in, inlen,
 	    c->x509 != NULL && (family != 3 || st->opts.verify_ecdsa) ? X509_get0_pubkey(c->x509) : NULL,
-	    sig, siglen);
+	    k->always_auth ? sp->pin : NULL, sig, siglen);
 	if (r == SC_OK && info) {
 		*info = json_object_new_object();
 		json_object_object_add(*info, "sha256", json_object_new_string(c->sha256));
@@ -2181,6 +2219,7 @@ struct sc_kp {
 	CK_KEY_TYPE type;
 	CK_OBJECT_HANDLE priv, pub;	/* CK_INVALID_HANDLE: absent or not visible */
 	EVP_PKEY *pk;			/* the public key, NULL when unknown */
+	int always_auth;		/* the private key has CKA_ALWAYS_AUTHENTICATE */
 };
 
 static void
@@ -2347,8 +2386,15 @@ token_keypairs(struct sc_token *t, CK_SESSION_HANDLE s, struct sc_kp **out, size
 			free(label);
 			if (cls == CKO_PUBLIC_KEY)
 				v[k].pub = h[i];
-			else
+			else {
+				CK_BBOOL aa = CK_FALSE;
+				CK_ATTRIBUTE a = { CKA_ALWAYS_AUTHENTICATE, &aa, sizeof(aa) };
+
 				v[k].priv = h[i];
+				/* Optional attribute: a module that does not know it fails the call. */
+				v[k].always_auth = f->C_GetAttributeValue(s, h[i], &a, 1) == CKR_OK &&
+				    aa == CK_TRUE;
+			}
 			if (v[k].pk == NULL)
 				v[k].pk = object_pkey(f, s, h[i], type);
 		}
@@ -2591,8 +2637,8 @@ sc_store_find_key(struct sc_store *st, const char *ref, json_object **out,
 
 int
 sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
-    const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen,
-    json_object **info)
+    const unsigned char *in, size_t inlen, const struct sc_sign_pin *sp,
+    unsigned char **sig, size_t *siglen, json_object **info)
 {
 	struct kmatch m;
 	int r, hidden;
@@ -2614,8 +2660,11 @@ sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
 		r = SC_ERR_KEY;
 		goto out;
 	}
+	if (m.kp.always_auth && (r = ctx_pin_check(st, m.tok, sp)) != SC_OK)
+		goto out;
 	/* Key REFs serve enrolment: every signature is checked, ECDSA too. */
-	r = token_sign(m.tok, m.kp.priv, alg, is_digest, in, inlen, m.kp.pk, sig, siglen);
+	r = token_sign(m.tok, m.kp.priv, alg, is_digest, in, inlen, m.kp.pk,
+	    m.kp.always_auth ? sp->pin : NULL, sig, siglen);
 	if (r == SC_OK && info)
 		*info = kp_json(m.tok, &m.kp);
 out:

@@ -108,6 +108,17 @@ int sc_store_expire_logins(struct sc_store *st, unsigned long idle_ms);
 uint64_t sc_store_login_deadline(struct sc_store *st, unsigned long idle_ms);
 
 /*
+ * The PIN for one signature with a key that has CKA_ALWAYS_AUTHENTICATE (a
+ * PIV card's signature key, say): C_Login as CKU_CONTEXT_SPECIFIC after
+ * C_SignInit, tried once. Without it such a key answers SC_ERR_PIN_REQUIRED
+ * having tried nothing. Other keys ignore it.
+ */
+struct sc_sign_pin {
+	const char *pin;
+	int confirm_final_try;		/* spend the final try (as for a login) */
+};
+
+/*
  * Sign with the private key of certificate REF. is_digest: in is the already
  * computed hash for alg's digest, else the data. The signature is checked
  * against the certificate's public key (RSA always, ECDSA per opts) before it
@@ -115,8 +126,8 @@ uint64_t sc_store_login_deadline(struct sc_store *st, unsigned long idle_ms);
  * info (may be NULL) gets {"sha256": cert fingerprint, "token": label}.
  */
 int sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
-    const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen,
-    json_object **info);
+    const unsigned char *in, size_t inlen, const struct sc_sign_pin *sp,
+    unsigned char **sig, size_t *siglen, json_object **info);
 
 /* ------------------------------------------------------------------ */
 /* TPM virtual smart cards and enrolment. Functions that take why/whylen put a
@@ -185,8 +196,8 @@ int sc_store_find_key(struct sc_store *st, const char *ref, json_object **out,
     json_object **candidates);
 /* Sign with the private key a key REF names; as sc_store_sign, every signature verified. */
 int sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
-    const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen,
-    json_object **info);
+    const unsigned char *in, size_t inlen, const struct sc_sign_pin *sp,
+    unsigned char **sig, size_t *siglen, json_object **info);
 /*
  * The mechanisms of the token labelled token_label with their
  * C_GetMechanismInfo: {"mechanisms": [{"type": CKM number, "min_key_size",

@@ -370,7 +370,7 @@ _tb_subject() {
 	fi
 }
 
-# tb_enroll TOKEN ID LABEL KEYTYPE PROFILE [UPN]
+# tb_enroll TOKEN ID LABEL KEYTYPE PROFILE [UPN]     (env TB_ALWAYS_AUTH=1: see below)
 #   Key pair generated on TOKEN (KEYTYPE rsa:1024|rsa:2048|rsa:3072|
 #   EC:prime256v1; profile "weak" always uses rsa:1024), CSR signed on the
 #   token, certificate of PROFILE issued and written to the token with the same
@@ -388,13 +388,18 @@ tb_enroll() {
 	EC:prime256v1 | ec:p256 | ec:prime256v1) keytype=EC:prime256v1 rsa=0 ;;
 	*) _tb_die "unsupported key type '$keytype'" ;;
 	esac
-	_tb_p11 "$token" --keypairgen --key-type "$keytype" --id "$id" --label "$label"
+	# TB_ALWAYS_AUTH=1: the private key asks for the PIN at every signature
+	# (CKA_ALWAYS_AUTHENTICATE, like a PIV card's signature key).
+	_tb_p11 "$token" --keypairgen --key-type "$keytype" --id "$id" --label "$label" \
+		${TB_ALWAYS_AUTH:+--always-auth}
 	# CSR signed by the token key through the libp11 engine.
 	conf=$(_tb_engine_conf) || exit 99
 	uri="pkcs11:token=$token;id=$(_tb_pct_id "$id");type=private?pin-value=$TB_PIN"
-	_tb_run env OPENSSL_CONF="$conf" openssl req -new -utf8 -engine pkcs11 \
-		-keyform engine -key "$uri" -subj "$(_tb_subject "$profile" "$label" "$upn")" \
-		-out "$w/$label.csr"
+	# libp11 asks for an always-authenticate key's PIN through OpenSSL's UI:
+	# on standard input when there is no terminal (setsid: none).
+	printf '%s\n' "$TB_PIN" | _tb_run setsid -w env OPENSSL_CONF="$conf" openssl req -new \
+		-utf8 -engine pkcs11 -keyform engine -key "$uri" \
+		-subj "$(_tb_subject "$profile" "$label" "$upn")" -out "$w/$label.csr"
 	_tb_issue_profile "$profile" "$label" "$upn" "$rsa" "$w/$label.csr" "$TB_DIR/certs/$label.pem"
 	_tb_write_cert "$token" "$id" "$label" "$TB_DIR/certs/$label.pem"
 	_tb_log "enrolled $label ($keytype, $profile) on $token id $id"
