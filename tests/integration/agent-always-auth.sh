@@ -115,6 +115,14 @@ out=$("$PY" "$here/pty-driver.py" run 999999 "$SCAGENT" --socket "$S" sign --cer
 hasnt "terminal: a key without the attribute asks nothing" "$out" "it asks for it at every signature"
 has "  and signs" "$out" "EXIT 0"
 
+# ---------------------------------------------------------------- mutual TLS
+P=$(tb_port)
+tb_s_server "$P"
+URL=https://localhost:$P/
+run notty "$SCAGENT" --socket "$S" connect --cafile "$TB_DIR/pki/root.pem" --cert carol "$URL"
+is "connect with carol's key, no PIN and no pinentry: exit 1" "$RC" 1
+has "  the error says the key needs its PIN every time" "$ERR" "needs its PIN for every signature"
+
 # ---------------------------------------------------------------- scagent-pkcs11.so
 MODULE=$TOP_BUILDDIR/.libs/scagent-pkcs11.so
 P11ENV=()
@@ -135,7 +143,7 @@ has "  the agent's login stays" "$(sc status)" '{"label":"demo","logged_in":true
 stop_agent "the agent stops on SIGTERM: exit 0, no sanitizer report"
 
 # ---------------------------------------------------------------- pinentry, once per signature
-"$PY" "$here/pty-driver.py" answer "$W/tty" "$W/prompts" "$TB_PIN" "$TB_PIN" 999999 "$TB_PIN" &
+"$PY" "$here/pty-driver.py" answer "$W/tty" "$W/prompts" "$TB_PIN" "$TB_PIN" 999999 "$TB_PIN" "$TB_PIN" &
 tb_track_pid $!
 wait_for 10 test -s "$W/tty" || { echo "pty-driver did not start"; exit 99; }
 prompts() { if [ -f "$W/prompts" ]; then grep -c '^prompt' "$W/prompts"; else echo 0; fi; }
@@ -155,8 +163,12 @@ has "  the message says it came from pinentry and was tried once" "$ERR" \
 	"asked through pinentry (tried once): nothing was signed"
 sleep 1
 is "  asked once, not again" "$(prompts)" 3
+run notty "$SCAGENT" --socket "$S" connect --cafile "$TB_DIR/pki/root.pem" --cert carol --tls-max 1.3 "$URL"
+is "pinentry: connect (TLS 1.3) with carol's key: exit 0" "$RC" 0
+has "  the server's page came back" "$OUT" "Protocol  : TLSv1.3"
+is "  one prompt for the handshake's signature" "$(prompts)" 4
 run notty "$SCAGENT" --socket "$S" sign --cert alice --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/23.sig"
-is "pinentry: a key without the attribute is not asked for" "$(prompts)" 3
+is "pinentry: a key without the attribute is not asked for" "$(prompts)" 4
 is "  and signs" "$RC" 0
 hasnt "no PIN in the agent's logs" "$(cat "$TB_DIR"/agent-*.log "$W"/audit*.log)" "$TB_PIN"
 stop_agent "the agent stops on SIGTERM: exit 0, no sanitizer report"
