@@ -126,8 +126,10 @@ has "  the error says the key needs its PIN every time" "$ERR" "needs its PIN fo
 # ---------------------------------------------------------------- scagent-pkcs11.so
 MODULE=$TOP_BUILDDIR/.libs/scagent-pkcs11.so
 P11ENV=()
-if ldd "$MODULE" 2>/dev/null | grep -q libasan; then
-	P11ENV=(LD_PRELOAD="$(ldd "$MODULE" | sed -n 's/.*libasan[^ ]* => \([^ ]*\).*/\1/p' | head -n 1)"
+deps=$(ldd "$MODULE" 2>/dev/null)	# not `ldd | grep -q`: SIGPIPE + pipefail
+if grep -q libasan <<<"$deps"; then
+	# The sanitizer build of the module in an uninstrumented pkcs11-tool.
+	P11ENV=(LD_PRELOAD="$(sed -n 's/.*libasan[^ ]* => \([^ ]*\).*/\1/p' <<<"$deps" | head -n 1)"
 		ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0")
 fi
 p11sign() { # PIN OUT: pkcs11-tool signs with carol's key (it logs in CKU_CONTEXT_SPECIFIC itself)

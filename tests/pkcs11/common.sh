@@ -42,9 +42,11 @@ finish() {
 # (the C test of the module checks ours).
 _P11_ENV=()
 _p11_sanitizer_env() {
-	local asan
-	if ldd "$MODULE" 2>/dev/null | grep -q 'libasan'; then
-		asan=$(ldd "$MODULE" | sed -n 's/.*libasan[^ ]* => \([^ ]*\).*/\1/p' | head -n 1)
+	local asan deps
+	# Not `ldd | grep -q`: with pipefail, ldd killed by SIGPIPE fails the test.
+	deps=$(ldd "$MODULE" 2>/dev/null)
+	if grep -q 'libasan' <<<"$deps"; then
+		asan=$(sed -n 's/.*libasan[^ ]* => \([^ ]*\).*/\1/p' <<<"$deps" | head -n 1)
 		_P11_ENV=(LD_PRELOAD="$asan" ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0")
 	fi
 }
