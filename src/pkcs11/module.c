@@ -1342,7 +1342,8 @@ p11_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPi
 	int r = SC_ERR_AGENT_UNREACHABLE;
 	CK_RV rv;
 
-	refresh(1);
+	if (userType != CKU_CONTEXT_SPECIFIC)
+		refresh(1);	/* a per-signature PIN concerns the operation, not the token */
 	pthread_mutex_lock(&g.lock);
 	if ((rv = session_get(hSession, &s, &slot)) != CKR_OK)
 		goto out_locked;
