@@ -7,6 +7,9 @@
  *   bench-sign agent SOCKET REF ALG CLIENTS SECONDS
  *   bench-sign ssh SOCKET rsa|ecdsa THREADS SECONDS
  *   bench-sign list SOCKET COUNT      (prints the median list time in ms)
+ *   bench-sign ping SOCKET COUNT      (median round trip of an empty request, us)
+ *   bench-sign verify COUNT           (median RSA-2048 PKCS#1 verification, us:
+ *                                      what the agent adds to every RSA signature)
  */
 #include "config.h"
 #include <arpa/inet.h>
@@ -19,6 +22,8 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
 #include <p11-kit/pkcs11.h>
 #include "scagent/scagent.h"
 
@@ -316,6 +321,67 @@ cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static double
+median_us(double *v, int count)
+{
+	qsort(v, (size_t)count, sizeof(double), cmp_double);
+	return v[count / 2] * 1e6;
+}
+
+/* The agent's floor: a request that does nothing (hello), socket and JSON both ways. */
+static int
+bench_ping(const char *sock, int count)
+{
+	scagent_client *c;
+	double *t = calloc((size_t)count, sizeof(double)), t0;
+	char *res;
+
+	if (t == NULL || count <= 0 || scagent_connect(sock, &c) != 0)
+		return 1;
+	for (int i = 0; i < count; i++) {
+		t0 = now();
+		if (scagent_call(c, "hello", "{\"version\":1}", &res) != 0)
+			return 1;
+		t[i] = now() - t0;
+		scagent_free(res);
+	}
+	printf("%.1f\n", median_us(t, count));
+	scagent_close(c);
+	free(t);
+	return 0;
+}
+
+/* What checking an RSA-2048 signature costs here, context set up once (as the agent keeps it). */
+static int
+bench_verify(int count)
+{
+	EVP_PKEY *pk = EVP_RSA_gen(2048);
+	EVP_PKEY_CTX *sc = pk ? EVP_PKEY_CTX_new(pk, NULL) : NULL, *vc = pk ? EVP_PKEY_CTX_new(pk, NULL) : NULL;
+	double *t = calloc((size_t)count, sizeof(double)), t0;
+	unsigned char sig[512];
+	size_t siglen = sizeof(sig);
+
+	if (t == NULL || count <= 0 || sc == NULL || vc == NULL ||
+	    EVP_PKEY_sign_init(sc) <= 0 || EVP_PKEY_CTX_set_rsa_padding(sc, RSA_PKCS1_PADDING) <= 0 ||
+	    EVP_PKEY_CTX_set_signature_md(sc, EVP_sha256()) <= 0 ||
+	    EVP_PKEY_sign(sc, sig, &siglen, digest, sizeof(digest)) <= 0 ||
+	    EVP_PKEY_verify_init(vc) <= 0 || EVP_PKEY_CTX_set_rsa_padding(vc, RSA_PKCS1_PADDING) <= 0 ||
+	    EVP_PKEY_CTX_set_signature_md(vc, EVP_sha256()) <= 0)
+		return 1;
+	for (int i = 0; i < count; i++) {
+		t0 = now();
+		if (EVP_PKEY_verify(vc, sig, siglen, digest, sizeof(digest)) != 1)
+			return 1;
+		t[i] = now() - t0;
+	}
+	printf("%.1f\n", median_us(t, count));
+	EVP_PKEY_CTX_free(sc);
+	EVP_PKEY_CTX_free(vc);
+	EVP_PKEY_free(pk);
+	free(t);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -326,6 +392,10 @@ main(int argc, char **argv)
 	long total = 0;
 
 	memset(&proto, 0, sizeof(proto));
+	if (argc == 4 && strcmp(argv[1], "ping") == 0)
+		return bench_ping(argv[2], atoi(argv[3]));
+	if (argc == 3 && strcmp(argv[1], "verify") == 0)
+		return bench_verify(atoi(argv[2]));
 	if (argc == 4 && strcmp(argv[1], "list") == 0) {
 		scagent_client *c;
 		int count = atoi(argv[3]);

@@ -71,6 +71,7 @@ for alg in rsa-pkcs1-sha256 rsa-pss-sha256 ecdsa-sha256; do
 		s1=$(median "${h1[@]}")
 		s1="$s1 ($(ratio "$s1" "$base1"))"
 	fi
+	[ "$alg" = rsa-pkcs1-sha256 ] && { rsa_base=$base1 rsa_agent=$a1; }
 	printf '%-18s %10s %10s %10s %8s %8s %8s %10s %8s %10s %8s\n' $alg "$base1" "$base2" "$a1" \
 		"$(ratio "$a1" "$base1")" "$a2" "$(ratio "$a2" "$base2")" "$a8" "$p1" "$(ratio "$p1" "$base1")" "$s1"
 done
@@ -78,6 +79,17 @@ echo
 echo "ratio: agent-1 / in-process 1 thread; ratio-2: agent with 2 clients / in-process 2 threads;"
 echo "p11kit-1: p11-kit server through p11-kit-client.so, 1 thread; ssh-agent: 1 client (pss: not offered by ssh-agent)."
 echo "Figures depend on what else the machine runs: compare ratios from one run, on a quiet machine."
+
+# Where the time of one RSA signature through the agent goes (same run).
+ping=$("$B" ping "$SCAGENT_SOCKET" 5000)
+ver=$("$B" verify 2000)
+awk -v b="$rsa_base" -v a="$rsa_agent" -v p="$ping" -v v="$ver" 'BEGIN {
+	if (a <= 0 || b <= 0) exit
+	printf "\nrsa-pkcs1-sha256, 1 client: %.0f us per signature in-process, %.0f us through the agent: +%.1f us.\n", 1e6 / b, 1e6 / a, 1e6 / a - 1e6 / b
+	printf "  of which checking the RSA signature before answering (required): %.1f us (bench-sign verify, median)\n", v
+	printf "  and at least an empty request'"'"'s round trip (hello: socket and JSON both ways): %.1f us (median)\n", p
+	printf "  0.95x would leave %.1f us for all the agent adds.\n", 1e6 / b / 0.95 - 1e6 / b
+}'
 
 # Memory of the agent holding one SoftHSM token, logged in.
 rss=$(awk '/VmRSS/ {print $2}' /proc/$agent/status)
