@@ -53,7 +53,10 @@ print_key(FILE *fp, json_object *cert)
 	fprintf(fp, "%s %s", jstr(key, "type"), jstr(key, "bits"));
 	if (*jstr(key, "curve"))
 		fprintf(fp, " (%s)", jstr(key, "curve"));
-	fprintf(fp, ", private key %s\n", jstr(key, "private_key"));
+	fprintf(fp, ", private key %s", jstr(key, "private_key"));
+	if (json_object_get_boolean(json_object_object_get(key, "always_authenticate")))
+		fputs(", PIN at every signature", fp);
+	fputc('\n', fp);
 }
 
 static json_object *

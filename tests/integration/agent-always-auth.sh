@@ -43,6 +43,9 @@ has "list: carol's key asks for the PIN every time" \
 has "list: alice's does not" \
 	"$("$PY" -c 'import json,sys; d=json.load(sys.stdin); print([c["key"].get("always_authenticate") for t in d["tokens"] for c in t["certificates"] if c["label"] == "alice"])' <<<"$json")" "[None]"
 
+has "list (human): says so" "$(sc list)" "key:      rsa 2048, private key present, PIN at every signature"
+hasnt "list (human): not for alice" "$(sc list | grep -A8 '^  alice')" "PIN at every signature"
+
 # ---------------------------------------------------------------- no PIN: nothing tried
 run notty "$SCAGENT" --socket "$S" sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/0.sig"
 is "no PIN, no terminal, no pinentry: exit 1" "$RC" 1
