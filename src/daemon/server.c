@@ -13,7 +13,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,8 +72,6 @@ struct sc_server {
 	uint64_t last_refresh;		/* under lock */
 	size_t burst;			/* next step of burst_ms; NBURST: none */
 	uint64_t burst_at;		/* when the burst began */
-	int busy;			/* client threads working or spinning (atomic) */
-	int ncpu;			/* CPUs this process may run on */
 };
 
 /* ------------------------------------------------------------------ */
@@ -1179,31 +1176,6 @@ client_remove(struct client *c)
 	free(c);
 }
 
-/* CPUs this process may run on (its affinity mask: a container's share). */
-static int
-online_cpus(void)
-{
-	cpu_set_t set;
-	long n;
-
-	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
-		return CPU_COUNT(&set);
-	n = sysconf(_SC_NPROCESSORS_ONLN);
-	return n > 0 ? (int)n : 1;
-}
-
-/*
- * Spinning for a client's next request pays only while every busy client has
- * a CPU for itself and one for its agent thread: past that, a spinning agent
- * thread takes the CPU another client's signature needs (two ECDSA clients on
- * two CPUs ran 0.7x slower with it than without, in the benchmark).
- */
-static int
-may_spin(struct sc_server *srv)
-{
-	return __atomic_load_n(&srv->busy, __ATOMIC_RELAXED) * 2 <= srv->ncpu;
-}
-
 static void *
 client_main(void *arg)
 {
@@ -1212,7 +1184,7 @@ client_main(void *arg)
 	uint64_t last = sc_now_ms(), partial_since = 0;
 	char *line;
 	size_t len;
-	int spin = 0, busy = 0;
+	int spin = 0;
 
 	sc_linebuf_init(&lb, SC_PROTO_MAX_REQUEST);
 	while (!c->srv->stopping) {
@@ -1220,18 +1192,10 @@ client_main(void *arg)
 		int n;
 
 		/* A client in a loop sends its next request at once: catch it awake. */
-		if (spin && may_spin(c->srv) && sc_spin_readable(c->fd, AGENT_SPIN_US))
+		if (spin && sc_spin_readable(c->fd, AGENT_SPIN_US))
 			n = 1;		/* readable (or hung up: read() says which) */
-		else {
-			if (busy)
-				__atomic_sub_fetch(&c->srv->busy, 1, __ATOMIC_RELAXED);
-			busy = 0;
+		else
 			n = poll(&p, 1, 1000);
-		}
-		if (!busy && n > 0) {
-			__atomic_add_fetch(&c->srv->busy, 1, __ATOMIC_RELAXED);
-			busy = 1;
-		}
 		spin = 0;
 		uint64_t now = sc_now_ms();
 
@@ -1278,8 +1242,6 @@ client_main(void *arg)
 		partial_since = lb.len > 0 ? (partial_since ? partial_since : now) : 0;
 	}
 out:
-	if (busy)
-		__atomic_sub_fetch(&c->srv->busy, 1, __ATOMIC_RELAXED);
 	if (lb.buf)
 		explicit_bzero(lb.buf, lb.cap);
 	sc_linebuf_free(&lb);
@@ -1435,7 +1397,6 @@ sc_server_new(struct sc_store *st, int listen_fd, const struct sc_server_opts *o
 	srv->started = sc_now_ms();
 	srv->last_refresh = srv->started;	/* the caller has just read the slots */
 	srv->burst = NBURST;
-	srv->ncpu = online_cpus();
 	pthread_mutex_init(&srv->lock, NULL);
 	pthread_cond_init(&srv->cond, NULL);
 	if (pipe2(srv->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
