@@ -175,6 +175,40 @@ is "  one prompt for the handshake's signature" "$(prompts)" 4
 run notty "$SCAGENT" --socket "$S" sign --cert alice --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/23.sig"
 is "pinentry: a key without the attribute is not asked for" "$(prompts)" 4
 is "  and signs" "$RC" 0
+stop_agent "the agent stops on SIGTERM: exit 0, no sanitizer report"
+
+# ---------------------------------------------------------------- PIN flags (fault module)
+# SoftHSM counts no failed tries: the fault module adds the PIN flags a card
+# reports to C_GetTokenInfo, switched at run time through $W/faults.
+FAULT=$TOP_BUILDDIR/tests/mock/.libs/fault-pkcs11.so
+[ -f "$FAULT" ] || { echo "fault module $FAULT not built"; exit 99; }
+: >"$W/faults"
+SCAGENT_FAULT_FILE=$W/faults start_agent "$S" --module "$FAULT" --audit-log "$W/audit3.log"
+echo "$TB_PIN" | sc login --token demo --pin-stdin 2>/dev/null
+psign() { # PIN OUT [ARGS]: carol signs with PIN from standard input
+	local pin=$1 out=$2
+	shift 2
+	run sh -c "echo '$pin' | '$SCAGENT' --socket '$S' sign --cert carol --alg rsa-pkcs1-sha256 --in '$W/data' --out '$out' --pin-stdin $*"
+}
+echo pin-final-try >"$W/faults"
+psign 999999 "$W/30.sig"
+is "final try, not confirmed: exit 1" "$RC" 1
+has "  says one try is left and nothing was tried" "$ERR" 'token "demo" has one PIN try left: nothing was tried'
+has "  says how to confirm" "$ERR" "--confirm-final-try"
+is "  audited as pin-final-try" "$(grep -c 'result=pin-final-try' "$W/audit3.log")" 1
+psign 999999 "$W/31.sig" --confirm-final-try
+has "final try, confirmed: the (wrong) PIN is tried" "$ERR" 'wrong PIN for the key of "carol"'
+psign "$TB_PIN" "$W/32.sig" --confirm-final-try
+is "final try, confirmed, right PIN: exit 0" "$RC" 0
+ok "  verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/32.sig" "$W/data"
+echo pin-locked >"$W/faults"
+psign "$TB_PIN" "$W/33.sig" --confirm-final-try
+is "locked PIN: exit 1" "$RC" 1
+has "  says so, nothing tried" "$ERR" 'the PIN of token "demo" is locked: nothing was tried'
+ok "  nothing signed" test ! -s "$W/33.sig"
+: >"$W/faults"
+psign "$TB_PIN" "$W/34.sig"
+is "flags clear again: signs" "$RC" 0
 hasnt "no PIN in the agent's logs" "$(cat "$TB_DIR"/agent-*.log "$W"/audit*.log)" "$TB_PIN"
 stop_agent "the agent stops on SIGTERM: exit 0, no sanitizer report"
 done_testing

@@ -19,6 +19,9 @@
  *                       faulty RSA-CRT card's wrong signature stand-in)
  *     sign-delay=MS     C_Sign sleeps MS milliseconds first (a slow card)
  *     login-fail=CKR    C_Login returns CKR without trying the PIN
+ *     pin-final-try, pin-count-low, pin-locked
+ *                       C_GetTokenInfo adds CKF_USER_PIN_FINAL_TRY, ..._COUNT_LOW,
+ *                       ..._LOCKED to the real flags (SoftHSM counts no tries)
  *   SCAGENT_FAULT_FILE    when set, the fault list is read from this file
  *                         (first line, same syntax) at every faultable call,
  *                         instead of SCAGENT_FAULT: a test can change the
@@ -49,6 +52,7 @@ struct faults {
 	int sign_bad;
 	long sign_delay_ms;
 	CK_RV login_fail;		/* 0: none */
+	CK_FLAGS pin_flags;		/* added to C_GetTokenInfo's flags */
 };
 
 static CK_FUNCTION_LIST_PTR real;
@@ -117,6 +121,12 @@ parse_faults(const char *spec, struct faults *f)
 			;
 		else if (strcmp(w, "sign-delay") == 0 && val != NULL && (f->sign_delay_ms = atol(val)) > 0)
 			;
+		else if (strcmp(w, "pin-final-try") == 0 && val == NULL)
+			f->pin_flags |= CKF_USER_PIN_FINAL_TRY;
+		else if (strcmp(w, "pin-count-low") == 0 && val == NULL)
+			f->pin_flags |= CKF_USER_PIN_COUNT_LOW;
+		else if (strcmp(w, "pin-locked") == 0 && val == NULL)
+			f->pin_flags |= CKF_USER_PIN_LOCKED;
 		else {
 			fprintf(stderr, "fault-pkcs11: unknown fault '%s%s%s'\n", w,
 			    val ? "=" : "", val ? val : "");
@@ -166,6 +176,18 @@ fault_Login(CK_SESSION_HANDLE s, CK_USER_TYPE who, CK_UTF8CHAR_PTR pin, CK_ULONG
 	if (f.login_fail != 0)
 		return f.login_fail;
 	return real->C_Login(s, who, pin, len);
+}
+
+static CK_RV
+fault_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
+{
+	struct faults f;
+	CK_RV rv = real->C_GetTokenInfo(slot, info);
+
+	current_faults(&f);
+	if (rv == CKR_OK && info != NULL)
+		info->flags |= f.pin_flags;
+	return rv;
 }
 
 /* End the real module's signing operation after an injected failure. */
@@ -239,6 +261,7 @@ C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
 		wrapped.C_GetFunctionList = C_GetFunctionList;
 		wrapped.C_Initialize = fault_Initialize;
 		wrapped.C_Login = fault_Login;
+		wrapped.C_GetTokenInfo = fault_GetTokenInfo;
 		wrapped.C_Sign = fault_Sign;
 	}
 	*list = &wrapped;
