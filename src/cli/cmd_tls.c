@@ -63,6 +63,17 @@ tls_args_init(struct cli *c, struct tls_args *a, int argc)
 	a->o.resolve = a->resolve;
 }
 
+/* connect and probe, at a terminal: the PIN of a key that wants it at every signature. */
+static char *
+tls_ask_pin(const char *label)
+{
+	char prompt[300];
+
+	snprintf(prompt, sizeof(prompt), "PIN for the key of \"%s\" (it asks for it at every "
+	    "signature): ", label);
+	return cli_read_pin(prompt, 0);
+}
+
 static void
 tls_args_clear(struct tls_args *a)
 {
@@ -187,6 +198,8 @@ cmd_connect(struct cli *c, int argc, char **argv)
 	FILE *fp = NULL;
 
 	tls_args_init(c, &a, argc);
+	if (cli_have_tty())
+		a.o.ask_pin = tls_ask_pin;
 	headers = calloc((size_t)argc + 1, sizeof(*headers));
 	if (a.resolve == NULL || headers == NULL) {
 		tls_args_clear(&a);
@@ -492,6 +505,8 @@ cmd_probe(struct cli *c, int argc, char **argv)
 	int json = 0, ch, t, rc = EX_SC_FAIL, hs_ok, matched = 0;
 
 	tls_args_init(c, &a, argc);
+	if (cli_have_tty())
+		a.o.ask_pin = tls_ask_pin;
 	memset(&c1, 0, sizeof(c1));
 	memset(&c2, 0, sizeof(c2));
 	c1.fd = c2.fd = -1;

@@ -27,6 +27,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include "common/err.h"
+#include "common/secmem.h"
 #include "tls/provider.h"
 
 #define SC_PARAM_SIGNER "scagent-signer"
@@ -516,6 +517,15 @@ agent_sign(struct sc_sigctx *s, unsigned char *sig, size_t *siglen, size_t sigsi
 		family = "rsa-pkcs1";
 	snprintf(sg->last_alg, sizeof(sg->last_alg), "%s-%s", family, suffix);
 	r = scagent_sign(sg->client, sg->ref, sg->last_alg, 1, dgst, dlen, &out, &outlen);
+	if (r == SC_ERR_PIN_REQUIRED && sg->ask_pin != NULL) {
+		char *pin = sg->ask_pin(sg->label);
+
+		if (pin != NULL) {
+			r = scagent_sign_pin(sg->client, sg->ref, sg->last_alg, 1, dgst, dlen, pin, 0,
+			    &out, &outlen);
+			sc_secstr_free(pin);
+		}
+	}
 	if (r != 0) {
 		sg->last_err = r;
 		snprintf(sg->last_msg, sizeof(sg->last_msg), "%s", scagent_error(sg->client));

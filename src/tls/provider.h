@@ -24,6 +24,13 @@ struct sc_tls_signer {
 	char last_msg[512];		/* the agent's message for it */
 	char last_alg[32];		/* scheme of the last signature asked for */
 	int nsigs;			/* signatures made */
+	/*
+	 * For a key that wants its PIN at every signature (the agent answered
+	 * pin-required, having tried nothing): ask for it (a string to free
+	 * with sc_secstr_free, or NULL: none) and sign once more with it. NULL:
+	 * no one to ask here; the agent's pinentry, if it has one, asks.
+	 */
+	char *(*ask_pin)(const char *label);
 };
 
 /*

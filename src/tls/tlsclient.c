@@ -473,6 +473,7 @@ cert_cb(SSL *ssl, void *arg)
 		return 1;
 	snprintf(c->signer.ref, sizeof(c->signer.ref), "%s", c->choice.sha256);
 	snprintf(c->signer.label, sizeof(c->signer.label), "%s", c->choice.label);
+	c->signer.ask_pin = c->o->ask_pin;
 	if ((r = sc_tls_agent_pkey(c->choice.cert, &c->signer, &c->pkey)) != SC_OK) {
 		snprintf(c->choice.why, sizeof(c->choice.why), "cannot use the key of \"%s\" "
 		    "with OpenSSL: %s", c->choice.label, sc_strerror(r));

@@ -43,6 +43,7 @@ struct sc_tls_opts {
 	int strict;			/* 1: a bad chain or name fails the handshake; 0: recorded only */
 	int offer_cert;			/* 0: record a certificate request, send no certificate */
 	int timeout_ms;			/* connect, read and write timeout; 0: none */
+	char *(*ask_pin)(const char *label);	/* a per-signature PIN (struct sc_tls_signer) */
 	struct sc_tls_agent *agent;
 };
 

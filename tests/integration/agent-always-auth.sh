@@ -125,6 +125,17 @@ URL=https://localhost:$P/
 run notty "$SCAGENT" --socket "$S" connect --cafile "$TB_DIR/pki/root.pem" --cert carol "$URL"
 is "connect with carol's key, no PIN and no pinentry: exit 1" "$RC" 1
 has "  the error says the key needs its PIN every time" "$ERR" "needs its PIN for every signature"
+out=$("$PY" "$here/pty-driver.py" run "$TB_PIN" "$SCAGENT" --socket "$S" connect \
+	--cafile "$TB_DIR/pki/root.pem" --cert carol "$URL")
+has "terminal: connect asks for the key's PIN" "$out" 'PIN for the key of "carol" (it asks for it at every signature): '
+has "  exit 0" "$out" "EXIT 0"
+has "  the server's page came back" "$out" "Ciphers supported in s_server binary"
+hasnt "  the PIN is not echoed" "$out" "$TB_PIN"
+out=$("$PY" "$here/pty-driver.py" run 999999 "$SCAGENT" --socket "$S" probe \
+	--cafile "$TB_DIR/pki/root.pem" --cert carol "$URL")
+has "terminal: probe asks too; a wrong PIN fails the handshake" "$out" "wrong PIN for the key of"
+is "  asked once" "$(grep -o 'it asks for it at every signature' <<<"$out" | wc -l)" 1
+has "  the agent's login stays" "$(sc status)" '{"label":"demo","logged_in":true}'
 
 # ---------------------------------------------------------------- scagent-pkcs11.so
 MODULE=$TOP_BUILDDIR/.libs/scagent-pkcs11.so
