@@ -139,6 +139,63 @@ arg_ok(json_object *v, enum sc_arg_kind kind)
 
 static const char *kind_names[] = { "a string", "an integer", "true or false", "base64 text" };
 
+static int
+is_pin_name(const char *k)
+{
+	return k != NULL && (strcmp(k, "pin") == 0 || strcmp(k, "so_pin") == 0);
+}
+
+/* Overwrite o's "pin" and "so_pin" strings, or o itself when it is the value of one. */
+static void
+wipe_pins(json_object *o, int is_pin_value)
+{
+	json_object *v;
+
+	if (o == NULL)
+		return;
+	if (json_object_is_type(o, json_type_string) && is_pin_value)
+		explicit_bzero((char *)json_object_get_string(o), (size_t)json_object_get_string_len(o));
+	if (!json_object_is_type(o, json_type_object))
+		return;
+	for (const char *const *k = (const char *const[]){ "pin", "so_pin", NULL }; *k; k++)
+		if (json_object_object_get_ex(o, *k, &v) && json_object_is_type(v, json_type_string))
+			explicit_bzero((char *)json_object_get_string(v), (size_t)json_object_get_string_len(v));
+}
+
+/*
+ * json-c gathers every string in its tokener's buffer before copying it into
+ * the object, and frees that buffer without wiping it. For a request that may
+ * carry a PIN, a filler string as long as the line is parsed through the same
+ * tokener, which overwrites whatever that buffer held.
+ */
+static void
+tokener_scrub(json_tokener *tok, const char *line, size_t len)
+{
+	char *filler;
+
+	if (memmem(line, len, "pin\"", 4) == NULL)
+		return;
+	/*
+	 * A parse that stopped part-way leaves its objects on the tokener's
+	 * stack, freed unwiped by the reset below. json-c 0.16 has no accessor
+	 * for them: its (deprecated) public fields are read, for PINs only.
+	 */
+	for (int d = 0; d <= tok->depth && d < tok->max_depth; d++) {
+		int named = d > 0 && is_pin_name(tok->stack[d - 1].obj_field_name);
+		wipe_pins(tok->stack[d].obj, named);
+		wipe_pins(tok->stack[d].current, named);
+	}
+	if ((filler = malloc(len + 3)) == NULL)
+		return;
+	filler[0] = '"';
+	memset(filler + 1, 'x', len);
+	filler[len + 1] = '"';
+	filler[len + 2] = '\0';
+	json_tokener_reset(tok);
+	json_object_put(json_tokener_parse_ex(tok, filler, (int)len + 2));
+	free(filler);
+}
+
 int
 sc_proto_parse_request(const char *line, size_t len, json_object **req, int64_t *id,
     const struct sc_op_spec **op, char *whybuf, size_t whylen)
@@ -216,7 +273,10 @@ sc_proto_parse_request(const char *line, size_t len, json_object **req, int64_t 
 	*op = spec;
 	r = SC_OK;
 out:
+	/* A refused request is freed here: its PINs are wiped first (the caller wipes an accepted one's). */
+	wipe_pins(o, 0);
 	json_object_put(o);
+	tokener_scrub(tok, line, len);
 	json_tokener_free(tok);
 	return r;
 }
