@@ -502,24 +502,33 @@ wipe_arg(json_object *req, const char *name)
 		explicit_bzero((char *)v, strlen(v));
 }
 
-/* The certificate REF names, for messages and the audit log: fingerprint, token, key type. */
+/* The certificate REF names, for messages and the audit log. */
+struct sign_facts {
+	char sha[80];			/* fingerprint, "?" when unknown */
+	char tok[128];			/* token label, "LABEL" when unknown */
+	char keytype[16];		/* "rsa", "ec", "?" */
+	char label[128];		/* the certificate's label, "" when unknown */
+};
+
 static void
-sign_facts(struct client *c, const char *ref, char *sha, size_t shalen, char *tok, size_t toklen,
-    char *keytype, size_t ktlen)
+sign_facts(struct client *c, const char *ref, struct sign_facts *f)
 {
 	json_object *found = NULL, *v, *key;
 
-	snprintf(sha, shalen, "?");
-	snprintf(tok, toklen, "LABEL");
-	snprintf(keytype, ktlen, "?");
+	snprintf(f->sha, sizeof(f->sha), "?");
+	snprintf(f->tok, sizeof(f->tok), "LABEL");
+	snprintf(f->keytype, sizeof(f->keytype), "?");
+	f->label[0] = '\0';
 	if (sc_store_find_cert(c->srv->st, ref, NULL, &found, NULL) != SC_OK)
 		return;
 	if (json_object_object_get_ex(found, "sha256", &v))
-		snprintf(sha, shalen, "%s", json_object_get_string(v));
+		snprintf(f->sha, sizeof(f->sha), "%s", json_object_get_string(v));
 	if (json_object_object_get_ex(found, "token", &v))
-		snprintf(tok, toklen, "%s", json_object_get_string(v));
+		snprintf(f->tok, sizeof(f->tok), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(found, "label", &v))
+		snprintf(f->label, sizeof(f->label), "%s", json_object_get_string(v));
 	if (json_object_object_get_ex(found, "key", &key) && json_object_object_get_ex(key, "type", &v))
-		snprintf(keytype, ktlen, "%s", json_object_get_string(v));
+		snprintf(f->keytype, sizeof(f->keytype), "%s", json_object_get_string(v));
 	json_object_put(found);
 }
 
@@ -647,15 +656,16 @@ op_sign(struct client *c, int64_t id, json_object *req)
 	size_t inlen = 0, siglen = 0;
 	json_object *cand = NULL, *dummy = NULL, *info = NULL;
 	struct sc_sign_pin sp = { arg_str(req, "pin"), arg_bool(req, "confirm_final_try") };
-	char msg[1024], detail[512], sha[80] = "?", tok[128], keytype[16], what[300];
+	char msg[1024], detail[512], what[300];
+	struct sign_facts sf = { .sha = "?", .tok = "LABEL", .keytype = "?" };
 	char *asked = NULL;
 	int alg, is_digest = 0, via_pinentry = 0, login_failed = 0, r;
 
 	if ((r = sign_args(req, &alg, &in, &inlen, &is_digest, msg, sizeof(msg))) != SC_OK)
 		return reply_err(c, id, r, msg);
 	if (c->srv->o.confirm_sign && c->srv->o.pinentry != NULL) {
-		sign_facts(c, ref, sha, sizeof(sha), tok, sizeof(tok), keytype, sizeof(keytype));
-		snprintf(detail, sizeof(detail), "cert=%s alg=%s", sha, algname);
+		sign_facts(c, ref, &sf);
+		snprintf(detail, sizeof(detail), "cert=%s alg=%s", sf.sha, algname);
 		snprintf(msg, sizeof(msg), "Allow %s (pid %ld) to sign with \"%s\"?", c->exe, (long)c->pid, ref);
 		if ((r = sc_pinentry_confirm(c->srv->o.pinentry, msg)) != SC_OK) {
 			free(in);
@@ -668,17 +678,17 @@ op_sign(struct client *c, int64_t id, json_object *req)
 	    audit_on(c->srv) ? &info : NULL);
 	/* Facts for the audit line and the messages (looked up again only on failure). */
 	if (r != SC_OK)
-		sign_facts(c, ref, sha, sizeof(sha), tok, sizeof(tok), keytype, sizeof(keytype));
-	if (r == SC_ERR_NOT_LOGGED_IN && c->srv->o.pinentry != NULL && strcmp(sha, "?") != 0) {
+		sign_facts(c, ref, &sf);
+	if (r == SC_ERR_NOT_LOGGED_IN && c->srv->o.pinentry != NULL && strcmp(sf.sha, "?") != 0) {
 		/* Ask once for the PIN of the key's token, then sign once more. */
-		int lr = login_with_pinentry(c, tok, 0, NULL);
+		int lr = login_with_pinentry(c, sf.tok, 0, NULL);
 		char ldetail[200];
 
-		snprintf(ldetail, sizeof(ldetail), "token=\"%s\" via=pinentry", tok);
+		snprintf(ldetail, sizeof(ldetail), "token=\"%s\" via=pinentry", sf.tok);
 		if (lr != SC_ERR_NOT_LOGGED_IN)
 			audit(c->srv, c, "login", ldetail, lr);
 		if (lr == SC_OK) {
-			sc_server_broadcast(c->srv, "login", token_fields(tok, NULL));
+			sc_server_broadcast(c->srv, "login", token_fields(sf.tok, NULL));
 			r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen,
 			    &sp, &sig, &siglen, &info);
 		} else if (lr != SC_ERR_NOT_LOGGED_IN) {
@@ -686,11 +696,11 @@ op_sign(struct client *c, int64_t id, json_object *req)
 			login_failed = 1;	/* the token's PIN, not the key's */
 		}
 	}
-	snprintf(what, sizeof(what), "the key of \"%s\"", ref);
+	snprintf(what, sizeof(what), "the key of \"%s\"", sf.label[0] ? sf.label : ref);
 	if (r == SC_ERR_PIN_REQUIRED && c->srv->o.pinentry != NULL) {
 		/* The key wants a PIN for this signature and the client gave none: ask once. */
 		via_pinentry = 1;
-		if ((r = key_pin_from_pinentry(c, what, tok, &asked)) == SC_OK) {
+		if ((r = key_pin_from_pinentry(c, what, sf.tok, &asked)) == SC_OK) {
 			sp.pin = asked;
 			r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen,
 			    &sp, &sig, &siglen, &info);
@@ -701,10 +711,10 @@ op_sign(struct client *c, int64_t id, json_object *req)
 	if (info != NULL) {
 		json_object *v;
 		if (json_object_object_get_ex(info, "sha256", &v))
-			snprintf(sha, sizeof(sha), "%s", json_object_get_string(v));
+			snprintf(sf.sha, sizeof(sf.sha), "%s", json_object_get_string(v));
 		json_object_put(info);
 	}
-	snprintf(detail, sizeof(detail), "cert=%s alg=%s", sha, algname);
+	snprintf(detail, sizeof(detail), "cert=%s alg=%s", sf.sha, algname);
 	audit(c->srv, c, "sign", detail, r);
 	if (r != SC_OK) {
 		if (r == SC_ERR_NOT_FOUND || r == SC_ERR_AMBIGUOUS || r == SC_ERR_INVALID) {
@@ -714,27 +724,27 @@ op_sign(struct client *c, int64_t id, json_object *req)
 			return ref_error(c, id, r, ref, cand);
 		}
 		if (!login_failed && (is_key_pin_error(r) || (r == SC_ERR_CANCELLED && via_pinentry))) {
-			key_pin_message(r, what, tok, via_pinentry, msg, sizeof(msg));
+			key_pin_message(r, what, sf.tok, via_pinentry, msg, sizeof(msg));
 			return reply_err(c, id, r, msg);
 		}
 		switch (r) {
 		case SC_ERR_NOT_LOGGED_IN:
 			snprintf(msg, sizeof(msg), "the token \"%s\" holding \"%s\" needs a login: run "
-			    "`scagent login --token %s` first", tok, ref, tok);
+			    "`scagent login --token %s` first", sf.tok, ref, sf.tok);
 			break;
 		case SC_ERR_PIN_INCORRECT:
 			snprintf(msg, sizeof(msg), "wrong PIN for token \"%s\" (asked through pinentry, "
-			    "tried once): nothing was signed", tok);
+			    "tried once): nothing was signed", sf.tok);
 			break;
 		case SC_ERR_CANCELLED:
 			snprintf(msg, sizeof(msg), "the PIN entry for token \"%s\" was cancelled: "
-			    "nothing was signed", tok);
+			    "nothing was signed", sf.tok);
 			break;
 		case SC_ERR_KEY:
-			if (strcmp(keytype, "ec") == 0 && sc_alg_family(alg) != 3)
+			if (strcmp(sf.keytype, "ec") == 0 && sc_alg_family(alg) != 3)
 				snprintf(msg, sizeof(msg), "the key of \"%s\" is an EC key and cannot make "
 				    "a %s signature; use ecdsa-sha256|384|512", ref, algname);
-			else if (strcmp(keytype, "rsa") == 0 && sc_alg_family(alg) == 3)
+			else if (strcmp(sf.keytype, "rsa") == 0 && sc_alg_family(alg) == 3)
 				snprintf(msg, sizeof(msg), "the key of \"%s\" is an RSA key and cannot make "
 				    "a %s signature; use rsa-pkcs1-* or rsa-pss-*", ref, algname);
 			else
@@ -746,11 +756,11 @@ op_sign(struct client *c, int64_t id, json_object *req)
 			break;
 		case SC_ERR_TOKEN_REMOVED:
 			snprintf(msg, sizeof(msg), "the token \"%s\" was removed or reset while signing "
-			    "with \"%s\"; insert it and log in again", tok, ref);
+			    "with \"%s\"; insert it and log in again", sf.tok, ref);
 			break;
 		case SC_ERR_BAD_SIGNATURE:
 			snprintf(msg, sizeof(msg), "the token \"%s\" returned a signature with \"%s\" that "
-			    "does not verify; it was discarded (the token may be faulty)", tok, ref);
+			    "does not verify; it was discarded (the token may be faulty)", sf.tok, ref);
 			break;
 		default:
 			snprintf(msg, sizeof(msg), "signing with \"%s\" failed: %s", ref, sc_strerror(r));

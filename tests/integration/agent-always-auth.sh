@@ -133,7 +133,7 @@ has "  the server's page came back" "$out" "Ciphers supported in s_server binary
 hasnt "  the PIN is not echoed" "$out" "$TB_PIN"
 out=$("$PY" "$here/pty-driver.py" run 999999 "$SCAGENT" --socket "$S" probe \
 	--cafile "$TB_DIR/pki/root.pem" --cert carol "$URL")
-has "terminal: probe asks too; a wrong PIN fails the handshake" "$out" "wrong PIN for the key of"
+has "terminal: probe asks too; a wrong PIN fails the handshake" "$out" 'wrong PIN for the key of "carol"'
 is "  asked once" "$(grep -o 'it asks for it at every signature' <<<"$out" | wc -l)" 1
 has "  the agent's login stays" "$(sc status)" '{"label":"demo","logged_in":true}'
 
