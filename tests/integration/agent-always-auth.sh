@@ -125,6 +125,9 @@ URL=https://localhost:$P/
 run notty "$SCAGENT" --socket "$S" connect --cafile "$TB_DIR/pki/root.pem" --cert carol "$URL"
 is "connect with carol's key, no PIN and no pinentry: exit 1" "$RC" 1
 has "  the error says the key needs its PIN every time" "$ERR" "needs its PIN for every signature"
+run notty "$SCAGENT" --socket "$S" probe --cafile "$TB_DIR/pki/root.pem" --cert carol "$URL"
+has "probe without a PIN or pinentry: client-auth fails with advice" "$OUT$ERR" \
+	"start scagentd with --pinentry PROGRAM"
 out=$("$PY" "$here/pty-driver.py" run "$TB_PIN" "$SCAGENT" --socket "$S" connect \
 	--cafile "$TB_DIR/pki/root.pem" --cert carol "$URL")
 has "terminal: connect asks for the key's PIN" "$out" 'PIN for the key of "carol" (it asks for it at every signature): '
@@ -135,6 +138,7 @@ out=$("$PY" "$here/pty-driver.py" run 999999 "$SCAGENT" --socket "$S" probe \
 	--cafile "$TB_DIR/pki/root.pem" --cert carol "$URL")
 has "terminal: probe asks too; a wrong PIN fails the handshake" "$out" 'wrong PIN for the key of "carol"'
 is "  asked once" "$(grep -o 'it asks for it at every signature' <<<"$out" | wc -l)" 1
+has "  its advice: the PIN was wrong" "$out" "advice: the key's PIN was wrong (tried once)"
 has "  the agent's login stays" "$(sc status)" '{"label":"demo","logged_in":true}'
 
 # ---------------------------------------------------------------- scagent-pkcs11.so
