@@ -6,12 +6,8 @@
 # delay only its own requests. The agent must answer each with a typed error
 # and keep serving.
 #
-# Two modules in one agent need two independent SoftHSM instances with their
-# own token directories: two modules loading the same library share one
-# instance, and one SOFTHSM2_CONF shows every token through both. So the
-# faulty module wraps a copy of libsofthsm2.so whose configuration variable
-# is renamed (SOFTHSM2_CONF -> SOFTHSM2_CONG, same length): the same SoftHSM
-# code, reading its own token directory.
+# Two modules in one agent need two independent SoftHSM instances: the faulty
+# module wraps the test bed's second one (tb_softhsm_b).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
@@ -28,22 +24,11 @@ tb_softhsm_token fast
 tb_enroll fast 01 alice rsa:2048 good
 tb_enroll fast 02 bob EC:prime256v1 good
 # "slow": the second SoftHSM instance, behind the fault module
-B=$TB_DIR/hsm-b
-mkdir -p "$B/tokens"
-printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n' "$B" >"$B/softhsm2.conf"
-"$PY" - "$(readlink -f "$TB_SOFTHSM")" "$B/libsofthsm2-b.so" <<'PYEOF'
-import sys
-lib = open(sys.argv[1], "rb").read()
-assert lib.count(b"SOFTHSM2_CONF\0") == 1, "SOFTHSM2_CONF not found exactly once"
-open(sys.argv[2], "wb").write(lib.replace(b"SOFTHSM2_CONF\0", b"SOFTHSM2_CONG\0"))
-PYEOF
-SOFTHSM2_CONF=$B/softhsm2.conf
-_tb_run softhsm2-util --init-token --free --label slow --so-pin "$TB_SO_PIN" --pin "$TB_PIN"
-tb_enroll slow 03 carol rsa:2048 good
-tb_enroll slow 04 dave EC:prime256v1 good
-SOFTHSM2_CONF=$TB_DIR/softhsm2.conf
+tb_softhsm_b_token slow
+SOFTHSM2_CONF=$SOFTHSM2_CONG tb_enroll slow 03 carol rsa:2048 good
+SOFTHSM2_CONF=$SOFTHSM2_CONG tb_enroll slow 04 dave EC:prime256v1 good
 set +e
-export SOFTHSM2_CONG=$B/softhsm2.conf SCAGENT_FAULT_TARGET=$B/libsofthsm2-b.so
+export SCAGENT_FAULT_TARGET=$TB_SOFTHSM_B
 S=$TB_DIR/agent.sock
 W=$TB_DIR/w
 mkdir -p "$W"

@@ -157,6 +157,35 @@ tb_softhsm_token() {
 	_tb_log "token '$label' initialised"
 }
 
+# tb_softhsm_b: a second, independent SoftHSM instance with its own token
+# directory, for a second module in one agent (two modules loading the same
+# library share one instance, and one SOFTHSM2_CONF shows every token through
+# both): a copy of libsofthsm2.so whose configuration variable is renamed
+# SOFTHSM2_CONF -> SOFTHSM2_CONG (same length), so the same SoftHSM code reads
+# its own configuration. Sets TB_SOFTHSM_B (the copy) and exports
+# SOFTHSM2_CONG. tb_softhsm_b_token LABEL makes a token there; enrol on it with
+# `SOFTHSM2_CONF=$SOFTHSM2_CONG tb_enroll ...` (the stock tools read that).
+tb_softhsm_b() {
+	local b=$TB_DIR/hsm-b
+	mkdir -p "$b/tokens"
+	printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n' \
+		"$b" >"$b/softhsm2.conf"
+	perl -0777 -pe 'BEGIN { binmode STDIN; binmode STDOUT }
+		$n = s/SOFTHSM2_CONF\0/SOFTHSM2_CONG\0/g;
+		END { die "SOFTHSM2_CONF not found exactly once\n" unless $n == 1 }' \
+		<"$(readlink -f "$TB_SOFTHSM")" >"$b/libsofthsm2-b.so" ||
+		_tb_die "cannot make the second SoftHSM library"
+	TB_SOFTHSM_B=$b/libsofthsm2-b.so
+	SOFTHSM2_CONG=$b/softhsm2.conf
+	export TB_SOFTHSM_B SOFTHSM2_CONG
+}
+tb_softhsm_b_token() {
+	[ -n "${TB_SOFTHSM_B:-}" ] || tb_softhsm_b
+	SOFTHSM2_CONF=$SOFTHSM2_CONG _tb_run softhsm2-util --init-token --free --label "$1" \
+		--so-pin "$TB_SO_PIN" --pin "$TB_PIN"
+	_tb_log "token '$1' initialised in the second SoftHSM"
+}
+
 # pkcs11-tool on one token, logged in
 _tb_p11() {
 	local token=$1; shift
