@@ -369,6 +369,12 @@ op_get_cert(struct client *c, int64_t id, json_object *req)
 	return reply_ok(c, id, res);
 }
 
+static int
+is_token_uri(const char *token)
+{
+	return token != NULL && strncmp(token, "pkcs11:", 7) == 0;
+}
+
 static int tpm_login_message(struct client *c, int r, const char *token, char *msg, size_t len);
 
 static int
@@ -397,10 +403,17 @@ login_error(struct client *c, int64_t id, int r, const char *token, json_object 
 		    "PIN, confirm with --confirm-final-try", token);
 		break;
 	case SC_ERR_NOT_FOUND:
-		snprintf(msg, sizeof(msg), "no token labelled \"%s\"; see `scagent list`", token);
+		snprintf(msg, sizeof(msg), "no token %s \"%s\"; see `scagent list`",
+		    is_token_uri(token) ? "matches" : "labelled", token);
 		break;
 	case SC_ERR_AMBIGUOUS:
-		snprintf(msg, sizeof(msg), "more than one token is labelled \"%s\"", token);
+		snprintf(msg, sizeof(msg), "more than one token %s \"%s\": name one with a token URI "
+		    "(pkcs11:token=LABEL;serial=SERIAL, serials in `scagent list`)",
+		    is_token_uri(token) ? "matches" : "is labelled", token);
+		break;
+	case SC_ERR_INVALID:
+		snprintf(msg, sizeof(msg), "\"%s\" is not a valid token URI (RFC 7512: "
+		    "pkcs11:token=LABEL;serial=SERIAL)", token);
 		break;
 	case SC_ERR_ALREADY:
 		snprintf(msg, sizeof(msg), "already logged in to token \"%s\"", token);
@@ -412,6 +425,15 @@ login_error(struct client *c, int64_t id, int r, const char *token, json_object 
 		snprintf(msg, sizeof(msg), "login to token \"%s\" failed: %s", token, sc_strerror(r));
 	}
 	return reply_err(c, id, r, msg);
+}
+
+/* A token's label for an event, also when the request named it by URI. */
+static const char *
+event_label(struct client *c, const char *token, char *label, size_t len)
+{
+	if (!is_token_uri(token) || sc_store_token_label(c->srv->st, token, label, len) != SC_OK)
+		snprintf(label, len, "%s", token);
+	return label;
 }
 
 /* Fields of a login/logout event. */
@@ -452,7 +474,7 @@ op_login(struct client *c, int64_t id, json_object *req)
 {
 	const char *token = arg_str(req, "token"), *pin = arg_str(req, "pin");
 	json_object *flags = NULL, *res;
-	char detail[256];
+	char detail[256], label[256];
 	int r;
 
 	refresh_if_stale(c->srv);	/* a token that just arrived can be logged in to */
@@ -476,7 +498,7 @@ op_login(struct client *c, int64_t id, json_object *req)
 	res = json_object_new_object();
 	json_object_object_add(res, "flags", flags);
 	monitor_kick(c->srv);	/* a new idle-logout deadline */
-	sc_server_broadcast(c->srv, "login", token_fields(token, NULL));
+	sc_server_broadcast(c->srv, "login", token_fields(event_label(c, token, label, sizeof(label)), NULL));
 	return reply_ok(c, id, res);
 }
 
@@ -484,11 +506,12 @@ static int
 op_logout(struct client *c, int64_t id, json_object *req)
 {
 	const char *token = arg_str(req, "token");
+	char label[256];
 	int r = sc_store_logout(c->srv->st, token);
 
 	if (r != SC_OK)
 		return login_error(c, id, r, token, NULL);
-	sc_server_broadcast(c->srv, "logout", token_fields(token, NULL));
+	sc_server_broadcast(c->srv, "logout", token_fields(event_label(c, token, label, sizeof(label)), NULL));
 	return reply_ok(c, id, NULL);
 }
 

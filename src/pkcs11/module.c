@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <json-c/json.h>
 #include <openssl/crypto.h>
+#include <p11-kit/uri.h>
 #include "common/err.h"
 #include "common/util.h"
 #include "pkcs11/p11mod.h"
@@ -105,6 +106,31 @@ pad(unsigned char *dst, size_t n, const char *src)
 
 	memset(dst, ' ', n);
 	memcpy(dst, src ? src : "", len < n ? len : n);
+}
+
+/*
+ * How the agent is told which token a slot is: a token URI with its label,
+ * serial, manufacturer and model, so that two tokens with one label (two
+ * cards of one person, two YubiKeys "PIV_II") stay apart. Freed with free().
+ */
+static char *
+slot_token_uri(const struct p11_slot *s)
+{
+	P11KitUri *uri = p11_kit_uri_new();
+	CK_TOKEN_INFO *ti;
+	char *out = NULL;
+
+	if (uri == NULL)
+		return NULL;
+	ti = p11_kit_uri_get_token_info(uri);
+	pad(ti->label, sizeof(ti->label), s->label);
+	pad(ti->serialNumber, sizeof(ti->serialNumber), s->serial);
+	pad(ti->manufacturerID, sizeof(ti->manufacturerID), s->manufacturer);
+	pad(ti->model, sizeof(ti->model), s->model);
+	if (p11_kit_uri_format(uri, P11_KIT_URI_FOR_TOKEN, &out) != P11_KIT_URI_OK)
+		out = NULL;
+	p11_kit_uri_free(uri);
+	return out;
 }
 
 static const char *
@@ -673,7 +699,7 @@ slot_load_mechs(CK_SLOT_ID id)
 		rv = CKR_SLOT_ID_INVALID;
 	else if (!s->present)
 		rv = CKR_TOKEN_NOT_PRESENT;
-	else if (!s->mechs_loaded && (label = strdup(s->label)) == NULL)
+	else if (!s->mechs_loaded && (label = slot_token_uri(s)) == NULL)
 		rv = CKR_HOST_MEMORY;
 	pthread_mutex_unlock(&g.lock);
 	if (rv != CKR_OK || label == NULL)
@@ -1338,7 +1364,7 @@ p11_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPi
 	struct agent_conn *ac;
 	struct p11_session *s;
 	struct p11_slot *slot;
-	char *label = NULL, *pin = NULL;
+	char *label = NULL, *ident = NULL, *pin = NULL;
 	int r = SC_ERR_AGENT_UNREACHABLE;
 	CK_RV rv;
 
@@ -1396,7 +1422,8 @@ p11_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPi
 		slot->app_login = 1;
 		goto out_locked;
 	}
-	if ((label = strdup(slot->label)) == NULL) {
+	if ((label = slot_token_uri(slot)) == NULL || (ident = strdup(slot->ident)) == NULL) {
+		free(label);
 		rv = CKR_HOST_MEMORY;
 		goto out_locked;
 	}
@@ -1404,6 +1431,7 @@ p11_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPi
 	if (pPin != NULL) {
 		if ((pin = malloc(ulPinLen + 1)) == NULL) {
 			free(label);
+			free(ident);
 			return CKR_HOST_MEMORY;
 		}
 		memcpy(pin, pPin, ulPinLen);
@@ -1422,12 +1450,13 @@ p11_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPi
 		/* "already": someone logged the agent in meanwhile; that login is ours. */
 		pthread_mutex_lock(&g.lock);
 		for (size_t i = 0; i < g.nslots; i++)
-			if (g.slots[i]->present && strcmp(g.slots[i]->label, label) == 0)
+			if (g.slots[i]->present && strcmp(g.slots[i]->ident, ident) == 0)
 				g.slots[i]->app_login = 1;
 		pthread_mutex_unlock(&g.lock);
 		r = SC_OK;
 	}
 	free(label);
+	free(ident);
 	if (r == SC_ERR_NOT_LOGGED_IN && pPin == NULL)
 		return CKR_ARGUMENTS_BAD;	/* no PIN, and the agent has no way to ask */
 	return ckr_from_agent(r);
@@ -1442,7 +1471,7 @@ p11_Logout(CK_SESSION_HANDLE hSession)
 	struct agent_conn *ac;
 	struct p11_session *s;
 	struct p11_slot *slot;
-	char *label = NULL;
+	char *label = NULL, *ident = NULL;
 	int r = SC_ERR_AGENT_UNREACHABLE;
 	CK_RV rv;
 
@@ -1451,21 +1480,24 @@ p11_Logout(CK_SESSION_HANDLE hSession)
 	if ((rv = session_get(hSession, &s, &slot)) == CKR_OK) {
 		if (!slot->logged_in)
 			rv = CKR_USER_NOT_LOGGED_IN;
-		else if ((label = strdup(slot->label)) == NULL)
+		else if ((label = slot_token_uri(slot)) == NULL || (ident = strdup(slot->ident)) == NULL)
 			rv = CKR_HOST_MEMORY;
 	}
 	pthread_mutex_unlock(&g.lock);
-	if (rv != CKR_OK)
+	if (rv != CKR_OK) {
+		free(label);
 		return rv;
+	}
 	if ((ac = conn_get()) != NULL)
 		r = scagent_logout(ac->c, label);
 	conn_put(ac, r);
 	pthread_mutex_lock(&g.lock);
 	for (size_t i = 0; i < g.nslots; i++)
-		if (g.slots[i]->present && strcmp(g.slots[i]->label, label) == 0)
+		if (g.slots[i]->present && strcmp(g.slots[i]->ident, ident) == 0)
 			g.slots[i]->app_login = 0;
 	pthread_mutex_unlock(&g.lock);
 	free(label);
+	free(ident);
 	refresh(1);
 	return ckr_from_agent(r);
 }

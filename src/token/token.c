@@ -1385,20 +1385,52 @@ sc_store_get_cert(struct sc_store *st, const char *ref, unsigned char **der,
 static struct sc_token *
 store_find_label(struct sc_store *st, const char *label, int *r)
 {
-	struct sc_token *t = NULL;
-	int n = 0;
+	struct sc_token **v, *t = NULL;
+	P11KitUri *uri = NULL;
+	size_t n;
+	int hits = 0;
 
-	pthread_mutex_lock(&st->lock);
-	for (size_t i = 0; i < st->ntoks; i++)
-		if (strcmp(st->toks[i]->label, label) == 0) {
-			if (n++ == 0)
-				t = st->toks[i];
+	/* Or a token URI (pkcs11:token=...;serial=...): two cards with one label differ by serial. */
+	if (strncmp(label, "pkcs11:", 7) == 0) {
+		if ((uri = p11_kit_uri_new()) == NULL ||
+		    p11_kit_uri_parse(label, P11_KIT_URI_FOR_TOKEN, uri) != P11_KIT_URI_OK) {
+			p11_kit_uri_free(uri);
+			*r = SC_ERR_INVALID;
+			return NULL;
 		}
-	if (n == 1)
+	}
+	v = tokens_get(st, &n);
+	for (size_t i = 0; i < n; i++) {
+		int hit;
+
+		if (uri != NULL) {
+			pthread_mutex_lock(&v[i]->lock);
+			hit = p11_kit_uri_match_token_info(uri, &v[i]->info);
+			pthread_mutex_unlock(&v[i]->lock);
+		} else
+			hit = strcmp(v[i]->label, label) == 0;
+		if (hit && hits++ == 0)
+			t = v[i];
+	}
+	if (hits == 1)
 		__atomic_add_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
-	pthread_mutex_unlock(&st->lock);
-	*r = n == 0 ? SC_ERR_NOT_FOUND : n > 1 ? SC_ERR_AMBIGUOUS : SC_OK;
-	return n == 1 ? t : NULL;
+	tokens_put(v, n);
+	p11_kit_uri_free(uri);
+	*r = hits == 0 ? SC_ERR_NOT_FOUND : hits > 1 ? SC_ERR_AMBIGUOUS : SC_OK;
+	return hits == 1 ? t : NULL;
+}
+
+int
+sc_store_token_label(struct sc_store *st, const char *token, char *label, size_t len)
+{
+	struct sc_token *t;
+	int r;
+
+	if ((t = store_find_label(st, token, &r)) == NULL)
+		return r;
+	snprintf(label, len, "%s", t->label);
+	token_unref(t);
+	return SC_OK;
 }
 
 static void

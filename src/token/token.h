@@ -99,6 +99,13 @@ int sc_store_get_cert(struct sc_store *st, const char *ref,
 int sc_store_login(struct sc_store *st, const char *token_label, const char *pin,
     int confirm_final_try, json_object **flags_out);
 int sc_store_logout(struct sc_store *st, const char *token_label);
+/*
+ * Wherever a token is named (login, logout, mechanisms, keygen, import,
+ * delete-token): its label, or a token URI (pkcs11:token=...;serial=...),
+ * which tells apart two tokens with one label. The label of the token so
+ * named, into label: SC_OK, SC_ERR_NOT_FOUND, SC_ERR_AMBIGUOUS, SC_ERR_INVALID.
+ */
+int sc_store_token_label(struct sc_store *st, const char *token, char *label, size_t len);
 /* Log out of tokens idle for more than idle_ms; returns how many. */
 int sc_store_expire_logins(struct sc_store *st, unsigned long idle_ms);
 /*

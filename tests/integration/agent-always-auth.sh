@@ -143,13 +143,7 @@ has "  the agent's login stays" "$(sc status)" '{"label":"demo","logged_in":true
 
 # ---------------------------------------------------------------- scagent-pkcs11.so
 MODULE=$TOP_BUILDDIR/.libs/scagent-pkcs11.so
-P11ENV=()
-deps=$(ldd "$MODULE" 2>/dev/null)	# not `ldd | grep -q`: SIGPIPE + pipefail
-if grep -q libasan <<<"$deps"; then
-	# The sanitizer build of the module in an uninstrumented pkcs11-tool.
-	P11ENV=(LD_PRELOAD="$(sed -n 's/.*libasan[^ ]* => \([^ ]*\).*/\1/p' <<<"$deps" | head -n 1)"
-		ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0")
-fi
+module_env "$MODULE"
 p11sign() { # PIN OUT: pkcs11-tool signs with carol's key (it logs in CKU_CONTEXT_SPECIFIC itself)
 	env "${P11ENV[@]}" SCAGENT_SOCKET="$S" pkcs11-tool --module "$MODULE" --token-label demo \
 		--login --pin "$1" --sign --id 01 -m SHA256-RSA-PKCS -i "$W/data" -o "$2"

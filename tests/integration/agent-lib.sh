@@ -80,6 +80,19 @@ stop_agent() {
 }
 agent_up() { [ -S "$1" ] && "$SCAGENT" --socket "$1" status; }
 
+# module_env MODULE: P11ENV=(VAR=VALUE...) to run an uninstrumented program
+# (pkcs11-tool) with MODULE: when MODULE is the ASan build, its runtime must
+# come first, and the program's own leaks are not ours.
+module_env() {
+	local deps
+	P11ENV=()
+	deps=$(ldd "$1" 2>/dev/null)	# not `ldd | grep -q`: SIGPIPE + pipefail
+	if grep -q libasan <<<"$deps"; then
+		P11ENV=(LD_PRELOAD="$(sed -n 's/.*libasan[^ ]* => \([^ ]*\).*/\1/p' <<<"$deps" | head -n 1)"
+			ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0")
+	fi
+}
+
 # pubkey LABEL: the public key of $TB_DIR/certs/LABEL.pem as PEM file path
 pubkey() {
 	[ -f "$TB_DIR/$1.pub" ] || openssl x509 -in "$TB_DIR/certs/$1.pem" -noout -pubkey >"$TB_DIR/$1.pub"
