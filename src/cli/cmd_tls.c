@@ -721,8 +721,10 @@ struct tunnel {
 	int stop_rd, stop_wr;		/* self-pipe: SIGTERM/SIGINT */
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
-	int active;
+	int active;			/* connection threads not yet finished */
 	unsigned long served;
+	pthread_t *done;		/* finished threads, to be joined */
+	size_t ndone, capdone;
 };
 
 struct tconn {
@@ -923,13 +925,51 @@ tunnel_conn(void *arg)
 	sc_tls_agent_clear(&ag);
 	close(tc->fd);
 	pthread_mutex_lock(&t->lock);
-	active = --t->active;
-	pthread_cond_broadcast(&t->idle);
+	active = t->active - 1;
 	pthread_mutex_unlock(&t->lock);
 	tlog("connection #%lu from %s closed: %llu bytes up, %llu down (%d active)", tc->id,
 	    tc->peer, nup, ndown, active);
 	free(tc);
+	/*
+	 * Last: the main thread joins finished threads, so that at shutdown
+	 * each has ended (OpenSSL's per-thread state freed) before it exits.
+	 */
+	pthread_mutex_lock(&t->lock);
+	if (t->ndone == t->capdone) {
+		size_t cap = t->capdone ? 2 * t->capdone : 16;
+		pthread_t *nd = realloc(t->done, cap * sizeof(*nd));
+
+		if (nd != NULL) {
+			t->done = nd;
+			t->capdone = cap;
+		}
+	}
+	if (t->ndone < t->capdone)
+		t->done[t->ndone++] = pthread_self();
+	else
+		pthread_detach(pthread_self());	/* no memory to be joined: end on its own */
+	t->active--;
+	pthread_cond_broadcast(&t->idle);
+	pthread_mutex_unlock(&t->lock);
 	return NULL;
+}
+
+/* Join the connection threads that have finished. */
+static void
+tunnel_reap(struct tunnel *t)
+{
+	pthread_t *v;
+	size_t n;
+
+	pthread_mutex_lock(&t->lock);
+	v = t->done;
+	n = t->ndone;
+	t->done = NULL;
+	t->ndone = t->capdone = 0;
+	pthread_mutex_unlock(&t->lock);
+	for (size_t i = 0; i < n; i++)
+		pthread_join(v[i], NULL);
+	free(v);
 }
 
 static int
@@ -1074,10 +1114,10 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 		socklen_t sl = sizeof(ss);
 		struct tconn *tc;
 		pthread_t th;
-		pthread_attr_t attr;
 		char h[64] = "?", s[16] = "?";
 		int fd;
 
+		tunnel_reap(&t);
 		if (poll(p, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -1101,9 +1141,7 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 		snprintf(shown, sizeof(shown), "%d active", t.active);
 		pthread_mutex_unlock(&t.lock);
 		tlog("connection #%lu from %s (%s)", tc->id, tc->peer, shown);
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		if (pthread_create(&th, &attr, tunnel_conn, tc) != 0) {
+		if (pthread_create(&th, NULL, tunnel_conn, tc) != 0) {
 			tlog("connection #%lu: cannot start a thread", tc->id);
 			close(fd);
 			free(tc);
@@ -1111,7 +1149,6 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 			t.active--;
 			pthread_mutex_unlock(&t.lock);
 		}
-		pthread_attr_destroy(&attr);
 	}
 	close(lfd);
 	lfd = -1;
@@ -1121,6 +1158,7 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 	while (t.active > 0)
 		pthread_cond_wait(&t.idle, &t.lock);
 	pthread_mutex_unlock(&t.lock);
+	tunnel_reap(&t);
 	tlog("stopped after %lu connection%s", t.served, t.served == 1 ? "" : "s");
 	sigaction(SIGTERM, &old_term, NULL);
 	sigaction(SIGINT, &old_int, NULL);
