@@ -10,6 +10,9 @@
 
 set -uo pipefail
 : "${TOP_SRCDIR:?run through make check}" "${TOP_BUILDDIR:?}" "${SCAGENTD:?}" "${SCAGENT:?}"
+# First: the test bed has an ok/nok of its own, which must not replace these
+# (finish counts what these count).
+. "$TOP_SRCDIR/tests/testbed/testbed.sh"
 
 p11_need() {
 	local t
@@ -55,7 +58,6 @@ ext() { env "${_P11_ENV[@]}" "$@"; }
 p11_setup() {
 	local i
 	p11_need openssl pkcs11-tool softhsm2-util
-	. "$TOP_SRCDIR/tests/testbed/testbed.sh"
 	MODULE=$TOP_BUILDDIR/.libs/scagent-pkcs11.so
 	[ -f "$MODULE" ] || { echo "module $MODULE not built" >&2; exit 99; }
 	_p11_sanitizer_env
