@@ -59,6 +59,8 @@ struct p11_session {
 	size_t nfound, pos;
 	int signing, sign_busy;
 	struct p11_signop sign;
+	int verifying;			/* C_VerifyInit done: verify holds the operation */
+	struct p11_signop verify;
 	struct p11_session *next;
 };
 
@@ -352,6 +354,7 @@ session_free(struct p11_session *s)
 		return;
 	free(s->found);
 	p11_signop_clear(&s->sign);
+	p11_signop_clear(&s->verify);
 	free(s);
 }
 
@@ -732,6 +735,12 @@ slot_load_mechs(CK_SLOT_ID id)
 		return CKR_HOST_MEMORY;
 	}
 	for (size_t i = 0; i < p11_nmechs; i++) {
+		/*
+		 * Only CKF_SIGN: C_Verify works, in-process with the
+		 * certificate's key, but a module that lists CKF_VERIFY gets
+		 * pkcs11-tool --test to sign arbitrary data with raw
+		 * CKM_RSA_PKCS, which the agent refuses (a SHA-2 DigestInfo only).
+		 */
 		CK_MECHANISM_INFO mi = { 0, 0, CKF_SIGN };
 		int have = all;
 
@@ -1650,8 +1659,12 @@ sign_end(struct p11_session *s)
 	s->sign_busy = 0;
 }
 
+/*
+ * C_SignInit (a private key) and C_VerifyInit (a public key): the same
+ * mechanisms and checks, into the session's sign or verify operation.
+ */
 static CK_RV
-p11_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
+op_init(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey, int verify)
 {
 	struct p11_session *s;
 	struct p11_slot *slot;
@@ -1672,19 +1685,25 @@ p11_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_
 		goto out;
 	if (pMechanism == NULL)
 		rv = CKR_ARGUMENTS_BAD;
-	else if (s->signing)
+	else if (verify ? s->verifying : s->signing)
 		rv = CKR_OPERATION_ACTIVE;
 	else if ((o = session_object(slot, hKey)) == NULL || o->cls == CKO_CERTIFICATE)
 		rv = CKR_KEY_HANDLE_INVALID;
-	else if (o->cls != CKO_PRIVATE_KEY)
-		rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
+	else if (o->cls != (verify ? CKO_PUBLIC_KEY : CKO_PRIVATE_KEY))
+		rv = CKR_KEY_FUNCTION_NOT_PERMITTED;	/* a private key signs, its public key verifies */
 	else if (!slot_has_mech(slot, pMechanism->mechanism))
 		rv = CKR_MECHANISM_INVALID;
-	else if ((rv = p11_signop_init(&s->sign, pMechanism, o)) == CKR_OK)
-		s->signing = 1;
+	else if ((rv = p11_signop_init(verify ? &s->verify : &s->sign, pMechanism, o)) == CKR_OK)
+		*(verify ? &s->verifying : &s->signing) = 1;
 out:
 	pthread_mutex_unlock(&g.lock);
 	return rv;
+}
+
+static CK_RV
+p11_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
+{
+	return op_init(hSession, pMechanism, hKey, 0);
 }
 
 /*
@@ -1798,29 +1817,43 @@ out:
 	return rv;
 }
 
+static void verify_end(struct p11_session *s);
+
+/* C_SignUpdate and C_VerifyUpdate: a part of the data; an error ends the operation. */
 static CK_RV
-p11_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen)
+op_update(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen, int verify)
 {
 	struct p11_session *s;
+	struct p11_signop *op;
 	CK_RV rv;
 
 	pthread_mutex_lock(&g.lock);
 	if ((rv = session_get(hSession, &s, NULL)) != CKR_OK)
 		goto out;
-	if (!s->signing)
+	op = verify ? &s->verify : &s->sign;
+	if (!(verify ? s->verifying : s->signing))
 		rv = CKR_OPERATION_NOT_INITIALIZED;
-	else if (s->sign_busy)
+	else if (!verify && s->sign_busy)
 		rv = CKR_OPERATION_ACTIVE;
-	else if (pPart == NULL && ulPartLen > 0) {
-		sign_end(s);
-		rv = CKR_ARGUMENTS_BAD;
-	} else if ((rv = p11_signop_update(&s->sign, pPart, ulPartLen)) != CKR_OK)
-		sign_end(s);
-	else
-		s->sign.multi = 1;
+	else if ((pPart == NULL && ulPartLen > 0) ||
+	    (rv = p11_signop_update(op, pPart, ulPartLen)) != CKR_OK) {
+		if (rv == CKR_OK)
+			rv = CKR_ARGUMENTS_BAD;
+		if (verify)
+			verify_end(s);
+		else
+			sign_end(s);
+	} else
+		op->multi = 1;
 out:
 	pthread_mutex_unlock(&g.lock);
 	return rv;
+}
+
+static CK_RV
+p11_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen)
+{
+	return op_update(hSession, pPart, ulPartLen, 0);
 }
 
 static CK_RV
@@ -1846,6 +1879,77 @@ p11_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature, CK_ULONG_PTR p
 		goto out;
 	}
 	return sign_complete(s, hSession, pSignature, pulSignatureLen);
+out:
+	pthread_mutex_unlock(&g.lock);
+	return rv;
+}
+
+/* ------------------------------------------------------------------ */
+/* Verifying: in-process, with the public key of the certificate */
+
+static void
+verify_end(struct p11_session *s)
+{
+	p11_signop_clear(&s->verify);
+	s->verifying = 0;
+}
+
+static CK_RV
+p11_VerifyInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
+{
+	return op_init(hSession, pMechanism, hKey, 1);
+}
+
+static CK_RV
+p11_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+    CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	pthread_mutex_lock(&g.lock);
+	if ((rv = session_get(hSession, &s, NULL)) != CKR_OK)
+		goto out;
+	if (!s->verifying) {
+		rv = CKR_OPERATION_NOT_INITIALIZED;
+		goto out;
+	}
+	if (s->verify.multi) {
+		rv = CKR_OPERATION_ACTIVE;
+		goto out;
+	}
+	if ((pData == NULL && ulDataLen > 0) || pSignature == NULL)
+		rv = CKR_ARGUMENTS_BAD;
+	else if ((rv = p11_signop_update(&s->verify, pData, ulDataLen)) == CKR_OK)
+		rv = p11_signop_verify(&s->verify, pSignature, ulSignatureLen);
+	verify_end(s);		/* C_Verify always ends the operation */
+out:
+	pthread_mutex_unlock(&g.lock);
+	return rv;
+}
+
+static CK_RV
+p11_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen)
+{
+	return op_update(hSession, pPart, ulPartLen, 1);
+}
+
+static CK_RV
+p11_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	pthread_mutex_lock(&g.lock);
+	if ((rv = session_get(hSession, &s, NULL)) != CKR_OK)
+		goto out;
+	if (!s->verifying) {
+		rv = CKR_OPERATION_NOT_INITIALIZED;
+		goto out;
+	}
+	rv = pSignature == NULL ? CKR_ARGUMENTS_BAD :
+	    p11_signop_verify(&s->verify, pSignature, ulSignatureLen);
+	verify_end(s);
 out:
 	pthread_mutex_unlock(&g.lock);
 	return rv;
@@ -1971,17 +2075,6 @@ p11_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE b)
 	return session_not_supported(h);
 }
 
-static CK_RV
-p11_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG e)
-{
-	return session_not_supported(h);
-}
-
-static CK_RV
-p11_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR b, CK_ULONG c)
-{
-	return session_not_supported(h);
-}
 
 static CK_RV
 p11_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR b, CK_ATTRIBUTE_PTR c, CK_ULONG d,
@@ -2104,9 +2197,9 @@ static CK_FUNCTION_LIST function_list = {
 	p11_SignFinal,
 	p11_InitMech,		/* C_SignRecoverInit */
 	p11_OneShot,		/* C_SignRecover */
-	p11_InitMech,		/* C_VerifyInit */
+	p11_VerifyInit,
 	p11_Verify,
-	p11_Update,		/* C_VerifyUpdate */
+	p11_VerifyUpdate,
 	p11_VerifyFinal,
 	p11_InitMech,		/* C_VerifyRecoverInit */
 	p11_OneShot,		/* C_VerifyRecover */

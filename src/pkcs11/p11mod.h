@@ -135,5 +135,11 @@ CK_RV p11_signop_prepare(struct p11_signop *op, const char **alg,
  */
 CK_RV p11_signop_finish(const struct p11_signop *op, const unsigned char *sig,
     size_t siglen, unsigned char *out, CK_ULONG *outlen);
+/*
+ * Check sig (PKCS#11 form) over what op was given with its certificate's
+ * public key, in-process: CKR_OK, CKR_SIGNATURE_INVALID,
+ * CKR_SIGNATURE_LEN_RANGE, or what p11_signop_prepare says of the data.
+ */
+CK_RV p11_signop_verify(struct p11_signop *op, const unsigned char *sig, size_t siglen);
 
 #endif

@@ -22,6 +22,8 @@
 #include <openssl/bn.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 #include "pkcs11/p11mod.h"
@@ -310,6 +312,73 @@ p11_signop_finish(const struct p11_signop *op, const unsigned char *sig, size_t 
 	rv = CKR_OK;
 out:
 	ECDSA_SIG_free(es);
+	ERR_clear_error();
+	return rv;
+}
+
+/*
+ * C_Verify and C_VerifyFinal: sig (PKCS#11 form: RSA as long as the modulus,
+ * ECDSA r||s) over what op was given, checked in-process with the public key
+ * of op's certificate; the token is not involved.
+ */
+CK_RV
+p11_signop_verify(struct p11_signop *op, const unsigned char *sig, size_t siglen)
+{
+	const unsigned char *p = op->cert->spki;
+	unsigned char dgst[EVP_MAX_MD_SIZE], *der = NULL;
+	const char *alg;
+	const EVP_MD *md;
+	EVP_PKEY *pk = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	ECDSA_SIG *es = NULL;
+	BIGNUM *r = NULL, *s = NULL;
+	size_t dlen = 0, half = siglen / 2;
+	int derlen = 0, ok = 0;
+	CK_RV rv;
+
+	if (siglen != op->cert->siglen)
+		return CKR_SIGNATURE_LEN_RANGE;
+	if ((rv = p11_signop_prepare(op, &alg, dgst, &dlen)) != CKR_OK)
+		return rv;
+	md = EVP_get_digestbyname(strrchr(alg, '-') + 1);
+	if ((pk = d2i_PUBKEY(NULL, &p, (long)op->cert->spkilen)) == NULL ||
+	    (ctx = EVP_PKEY_CTX_new(pk, NULL)) == NULL || EVP_PKEY_verify_init(ctx) <= 0) {
+		rv = CKR_GENERAL_ERROR;
+		goto out;
+	}
+	if (op->spec->token_mech == CKM_ECDSA) {
+		/* r||s, each half the length, to the DER that OpenSSL checks. */
+		if ((es = ECDSA_SIG_new()) == NULL ||
+		    (r = BN_bin2bn(sig, (int)half, NULL)) == NULL ||
+		    (s = BN_bin2bn(sig + half, (int)half, NULL)) == NULL || !ECDSA_SIG_set0(es, r, s)) {
+			BN_free(r);
+			BN_free(s);
+			rv = CKR_HOST_MEMORY;
+			goto out;
+		}
+		if ((derlen = i2d_ECDSA_SIG(es, &der)) <= 0) {
+			rv = CKR_HOST_MEMORY;
+			goto out;
+		}
+		ok = EVP_PKEY_verify(ctx, der, (size_t)derlen, dgst, dlen) == 1;
+	} else {
+		int pss = op->spec->token_mech == CKM_RSA_PKCS_PSS;
+
+		if (md == NULL || EVP_PKEY_CTX_set_signature_md(ctx, md) <= 0 ||
+		    EVP_PKEY_CTX_set_rsa_padding(ctx, pss ? RSA_PKCS1_PSS_PADDING : RSA_PKCS1_PADDING) <= 0 ||
+		    (pss && (EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) <= 0 ||
+		    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) <= 0))) {
+			rv = CKR_GENERAL_ERROR;
+			goto out;
+		}
+		ok = EVP_PKEY_verify(ctx, sig, siglen, dgst, dlen) == 1;
+	}
+	rv = ok ? CKR_OK : CKR_SIGNATURE_INVALID;
+out:
+	OPENSSL_free(der);
+	ECDSA_SIG_free(es);
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(pk);
 	ERR_clear_error();
 	return rv;
 }

@@ -83,6 +83,35 @@ ok "a signature by the wrong key does not verify (the check can fail)" \
 head -c 100000 /dev/urandom >"$W/big"
 ok "multi-part SHA256-RSA-PKCS over 100 kB (alice)" sig alice SHA256-RSA-PKCS "$W/big" "$W/s9"
 ok "  verifies" openssl dgst -sha256 -verify "$alice" -signature "$W/s9" "$W/big"
+
+# C_Verify through the module: in-process with the certificate's public key.
+vfy() { # USER MECH IN SIG [extra pkcs11-tool args]
+	local u=$1 m=$2 in=$3 sg=$4 id; shift 4
+	case $u in alice) id=01 ;; bob) id=02 ;; carol) id=03 ;; esac
+	p11 --token-label demo --verify --id "$id" -m "$m" -i "$in" --signature-file "$sg" "$@"
+}
+bad() { # a copy of SIG with one bit flipped in its middle
+	perl -0777 -pe 'BEGIN { binmode STDIN; binmode STDOUT } substr($_, length($_) / 2, 1) ^= "\x01"' <"$1" >"$2"
+}
+vfy alice RSA-PKCS "$W/di256" "$W/s1" >"$W/v1" 2>&1
+ok "C_Verify RSA-PKCS (alice): valid" grep -q '^Signature is valid' "$W/v1"
+vfy alice SHA256-RSA-PKCS "$W/data" "$W/s2" >"$W/v2" 2>&1
+ok "C_Verify SHA256-RSA-PKCS (alice): valid" grep -q '^Signature is valid' "$W/v2"
+bad "$W/s2" "$W/s2.bad"
+vfy alice SHA256-RSA-PKCS "$W/data" "$W/s2.bad" >"$W/v2b" 2>&1
+ok "  one bit flipped: invalid (CKR_SIGNATURE_INVALID)" grep -q 'Invalid signature\|CKR_SIGNATURE_INVALID' "$W/v2b"
+vfy carol SHA256-RSA-PKCS "$W/data" "$W/s2" >"$W/v2c" 2>&1
+ok "  with the wrong key (RSA-3072): CKR_SIGNATURE_LEN_RANGE" grep -q 'CKR_SIGNATURE_LEN_RANGE' "$W/v2c"
+vfy carol SHA384-RSA-PKCS-PSS "$W/data" "$W/s5" >"$W/v5" 2>&1
+ok "C_Verify SHA384-RSA-PKCS-PSS (carol): valid" grep -q '^Signature is valid' "$W/v5"
+vfy bob ECDSA-SHA256 "$W/data" "$W/s7" >"$W/v7" 2>&1
+ok "C_Verify ECDSA-SHA256, r||s (bob): valid" grep -q '^Signature is valid' "$W/v7"
+bad "$W/s7" "$W/s7.bad"
+vfy bob ECDSA-SHA256 "$W/data" "$W/s7.bad" >"$W/v7b" 2>&1
+ok "  one bit flipped: invalid" grep -q 'Invalid signature\|CKR_SIGNATURE_INVALID' "$W/v7b"
+vfy alice SHA256-RSA-PKCS "$W/big" "$W/s9" >"$W/v9" 2>&1
+ok "C_VerifyUpdate/C_VerifyFinal over 100 kB (alice): valid" grep -q '^Signature is valid' "$W/v9"
+
 printf 'not a DigestInfo' >"$W/raw"
 p11 --token-label demo --login --pin "$TB_PIN" --sign --id 01 -m RSA-PKCS -i "$W/raw" \
 	-o "$W/s10" >"$W/rawerr" 2>&1

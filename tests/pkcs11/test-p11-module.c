@@ -231,6 +231,9 @@ test_slots_and_sessions(void **state)
 	assert_int_equal(f->C_Sign(s, (CK_BYTE_PTR)"x", 1, NULL, &cnt), CKR_OPERATION_NOT_INITIALIZED);
 	assert_int_equal(f->C_SignUpdate(s, (CK_BYTE_PTR)"x", 1), CKR_OPERATION_NOT_INITIALIZED);
 	assert_int_equal(f->C_SignFinal(s, NULL, &cnt), CKR_OPERATION_NOT_INITIALIZED);
+	assert_int_equal(f->C_Verify(s, (CK_BYTE_PTR)"x", 1, (CK_BYTE_PTR)"y", 1), CKR_OPERATION_NOT_INITIALIZED);
+	assert_int_equal(f->C_VerifyUpdate(s, (CK_BYTE_PTR)"x", 1), CKR_OPERATION_NOT_INITIALIZED);
+	assert_int_equal(f->C_VerifyFinal(s, (CK_BYTE_PTR)"y", 1), CKR_OPERATION_NOT_INITIALIZED);
 	/* A per-signature PIN needs a signature being made with a key that asks for one. */
 	assert_int_equal(f->C_Login(s, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR_PTR)"x", 1),
 	    CKR_OPERATION_NOT_INITIALIZED);
