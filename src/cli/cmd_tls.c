@@ -719,6 +719,7 @@ struct tunnel {
 	char host[256];
 	char port[8];
 	int stop_rd, stop_wr;		/* self-pipe: SIGTERM/SIGINT */
+	int done_rd, done_wr;		/* a byte per finished connection thread */
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
 	int active;			/* connection threads not yet finished */
@@ -951,6 +952,7 @@ tunnel_conn(void *arg)
 	t->active--;
 	pthread_cond_broadcast(&t->idle);
 	pthread_mutex_unlock(&t->lock);
+	(void)!write(t->done_wr, "", 1);	/* wake the main thread to join this one */
 	return NULL;
 }
 
@@ -1031,7 +1033,7 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 	struct sigaction sa, old_term, old_int;
 	const char *listen_arg = NULL, *connect_arg = NULL;
 	char lhost[256], lport[8], shown[96];
-	int pipefd[2] = { -1, -1 }, lfd = -1, remote = 0, ch, tt, e, rc = EX_SC_FAIL, one = 1;
+	int pipefd[2] = { -1, -1 }, donefd[2] = { -1, -1 }, lfd = -1, remote = 0, ch, tt, e, rc = EX_SC_FAIL, one = 1;
 
 	tls_args_init(c, &a, argc);
 	memset(&t, 0, sizeof(t));
@@ -1093,12 +1095,14 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 		cli_err("cannot listen on %s: %s", listen_arg, strerror(errno));
 		goto out;
 	}
-	if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0) {
+	if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(donefd, O_CLOEXEC | O_NONBLOCK) < 0) {
 		cli_err("pipe: %s", strerror(errno));
 		goto out;
 	}
 	t.stop_rd = pipefd[0];
 	t.stop_wr = pipefd[1];
+	t.done_rd = donefd[0];
+	t.done_wr = donefd[1];
 	tunnel_stop_fd = pipefd[1];
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = tunnel_signal;
@@ -1109,7 +1113,9 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 	tlog("listening on %s, forwarding to %s over mutual TLS%s", listen_arg, connect_arg,
 	    remote && !is_loopback(res->ai_addr) ? " (remote clients allowed)" : "");
 	for (;;) {
-		struct pollfd p[2] = { { lfd, POLLIN, 0 }, { t.stop_rd, POLLIN, 0 } };
+		struct pollfd p[3] = { { lfd, POLLIN, 0 }, { t.stop_rd, POLLIN, 0 },
+			{ t.done_rd, POLLIN, 0 } };
+		char drain[64];
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		struct tconn *tc;
@@ -1118,13 +1124,18 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 		int fd;
 
 		tunnel_reap(&t);
-		if (poll(p, 2, -1) < 0) {
+		if (poll(p, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
 		if (p[1].revents & POLLIN)
 			break;
+		if (p[2].revents & POLLIN) {
+			while (read(t.done_rd, drain, sizeof(drain)) > 0)
+				;
+			continue;	/* join it at the top */
+		}
 		if ((fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC)) < 0)
 			continue;
 		getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), s, sizeof(s), NI_NUMERICHOST | NI_NUMERICSERV);
@@ -1173,6 +1184,9 @@ out:
 		close(pipefd[0]);
 	if (pipefd[1] >= 0)
 		close(pipefd[1]);
+	for (int i = 0; i < 2; i++)
+		if (donefd[i] >= 0)
+			close(donefd[i]);
 	pthread_mutex_destroy(&t.lock);
 	pthread_cond_destroy(&t.idle);
 	tls_args_clear(&a);
