@@ -310,6 +310,28 @@ slot_get(CK_SLOT_ID id)
 	return NULL;
 }
 
+/* rv, or CKR_CRYPTOKI_NOT_INITIALIZED outside C_Initialize..C_Finalize. */
+static CK_RV
+if_initialized(CK_RV rv)
+{
+	pthread_mutex_lock(&g.lock);
+	if (!g.initialized)
+		rv = CKR_CRYPTOKI_NOT_INITIALIZED;
+	pthread_mutex_unlock(&g.lock);
+	return rv;
+}
+
+/* With g.lock held: slot id, when it exists and has a token. */
+static CK_RV
+present_slot(CK_SLOT_ID id, struct p11_slot **s)
+{
+	if (!g.initialized)
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	if ((*s = slot_get(id)) == NULL)
+		return CKR_SLOT_ID_INVALID;
+	return (*s)->present ? CKR_OK : CKR_TOKEN_NOT_PRESENT;
+}
+
 static void
 slot_drop_mechs(struct p11_slot *s)
 {
@@ -696,13 +718,8 @@ slot_load_mechs(CK_SLOT_ID id)
 	CK_RV rv = CKR_OK;
 
 	pthread_mutex_lock(&g.lock);
-	if (!g.initialized)
-		rv = CKR_CRYPTOKI_NOT_INITIALIZED;
-	else if ((s = slot_get(id)) == NULL)
-		rv = CKR_SLOT_ID_INVALID;
-	else if (!s->present)
-		rv = CKR_TOKEN_NOT_PRESENT;
-	else if (!s->mechs_loaded && (label = slot_token_uri(s)) == NULL)
+	if ((rv = present_slot(id, &s)) == CKR_OK && !s->mechs_loaded &&
+	    (label = slot_token_uri(s)) == NULL)
 		rv = CKR_HOST_MEMORY;
 	pthread_mutex_unlock(&g.lock);
 	if (rv != CKR_OK || label == NULL)
@@ -1206,30 +1223,17 @@ p11_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pMechanismList, CK
 	struct p11_slot *s;
 	CK_RV rv;
 
-	if (pulCount == NULL) {
-		pthread_mutex_lock(&g.lock);
-		rv = g.initialized ? CKR_ARGUMENTS_BAD : CKR_CRYPTOKI_NOT_INITIALIZED;
-		pthread_mutex_unlock(&g.lock);
-		return rv;
-	}
+	if (pulCount == NULL)
+		return if_initialized(CKR_ARGUMENTS_BAD);
 	refresh(0);
 	if ((rv = slot_load_mechs(slotID)) != CKR_OK)
 		return rv;
 	pthread_mutex_lock(&g.lock);
-	if (!g.initialized)
-		rv = CKR_CRYPTOKI_NOT_INITIALIZED;
-	else if ((s = slot_get(slotID)) == NULL)
-		rv = CKR_SLOT_ID_INVALID;
-	else if (!s->present)
-		rv = CKR_TOKEN_NOT_PRESENT;
-	else if (pMechanismList == NULL)
-		*pulCount = s->nmechs;
-	else if (*pulCount < s->nmechs) {
-		*pulCount = s->nmechs;
-		rv = CKR_BUFFER_TOO_SMALL;
-	} else {
-		for (size_t i = 0; i < s->nmechs; i++)
-			pMechanismList[i] = s->mechs[i];
+	if ((rv = present_slot(slotID, &s)) == CKR_OK) {
+		if (pMechanismList != NULL && *pulCount < s->nmechs)
+			rv = CKR_BUFFER_TOO_SMALL;
+		else if (pMechanismList != NULL && s->nmechs > 0)
+			memcpy(pMechanismList, s->mechs, s->nmechs * sizeof(*s->mechs));
 		*pulCount = s->nmechs;
 	}
 	pthread_mutex_unlock(&g.lock);
@@ -1242,29 +1246,20 @@ p11_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type, CK_MECHANISM_INF
 	struct p11_slot *s;
 	CK_RV rv;
 
-	if (pInfo == NULL) {
-		pthread_mutex_lock(&g.lock);
-		rv = g.initialized ? CKR_ARGUMENTS_BAD : CKR_CRYPTOKI_NOT_INITIALIZED;
-		pthread_mutex_unlock(&g.lock);
-		return rv;
-	}
+	if (pInfo == NULL)
+		return if_initialized(CKR_ARGUMENTS_BAD);
 	refresh(0);
 	if ((rv = slot_load_mechs(slotID)) != CKR_OK)
 		return rv;
 	pthread_mutex_lock(&g.lock);
-	rv = CKR_MECHANISM_INVALID;
-	if (!g.initialized)
-		rv = CKR_CRYPTOKI_NOT_INITIALIZED;
-	else if ((s = slot_get(slotID)) == NULL)
-		rv = CKR_SLOT_ID_INVALID;
-	else if (!s->present)
-		rv = CKR_TOKEN_NOT_PRESENT;
-	else
+	if ((rv = present_slot(slotID, &s)) == CKR_OK) {
+		rv = CKR_MECHANISM_INVALID;
 		for (size_t i = 0; i < s->nmechs; i++)
 			if (s->mechs[i] == type) {
 				*pInfo = s->minfo[i];
 				rv = CKR_OK;
 			}
+	}
 	pthread_mutex_unlock(&g.lock);
 	return rv;
 }
@@ -1900,8 +1895,12 @@ p11_VerifyInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJEC
 	return op_init(hSession, pMechanism, hKey, 1);
 }
 
+/*
+ * C_Verify (single: the data, then the signature) and C_VerifyFinal (the
+ * signature after C_VerifyUpdate): either ends the operation.
+ */
 static CK_RV
-p11_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+verify_finish(CK_SESSION_HANDLE hSession, int single, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
     CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen)
 {
 	struct p11_session *s;
@@ -1914,18 +1913,25 @@ p11_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
 		rv = CKR_OPERATION_NOT_INITIALIZED;
 		goto out;
 	}
-	if (s->verify.multi) {
+	if (single && s->verify.multi) {
 		rv = CKR_OPERATION_ACTIVE;
 		goto out;
 	}
-	if ((pData == NULL && ulDataLen > 0) || pSignature == NULL)
+	if (pSignature == NULL || (single && pData == NULL && ulDataLen > 0))
 		rv = CKR_ARGUMENTS_BAD;
-	else if ((rv = p11_signop_update(&s->verify, pData, ulDataLen)) == CKR_OK)
+	else if (!single || (rv = p11_signop_update(&s->verify, pData, ulDataLen)) == CKR_OK)
 		rv = p11_signop_verify(&s->verify, pSignature, ulSignatureLen);
-	verify_end(s);		/* C_Verify always ends the operation */
+	verify_end(s);
 out:
 	pthread_mutex_unlock(&g.lock);
 	return rv;
+}
+
+static CK_RV
+p11_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+    CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen)
+{
+	return verify_finish(hSession, 1, pData, ulDataLen, pSignature, ulSignatureLen);
 }
 
 static CK_RV
@@ -1937,22 +1943,7 @@ p11_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartL
 static CK_RV
 p11_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen)
 {
-	struct p11_session *s;
-	CK_RV rv;
-
-	pthread_mutex_lock(&g.lock);
-	if ((rv = session_get(hSession, &s, NULL)) != CKR_OK)
-		goto out;
-	if (!s->verifying) {
-		rv = CKR_OPERATION_NOT_INITIALIZED;
-		goto out;
-	}
-	rv = pSignature == NULL ? CKR_ARGUMENTS_BAD :
-	    p11_signop_verify(&s->verify, pSignature, ulSignatureLen);
-	verify_end(s);
-out:
-	pthread_mutex_unlock(&g.lock);
-	return rv;
+	return verify_finish(hSession, 0, NULL, 0, pSignature, ulSignatureLen);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1961,12 +1952,7 @@ out:
 static CK_RV
 not_supported(void)
 {
-	CK_RV rv;
-
-	pthread_mutex_lock(&g.lock);
-	rv = g.initialized ? CKR_FUNCTION_NOT_SUPPORTED : CKR_CRYPTOKI_NOT_INITIALIZED;
-	pthread_mutex_unlock(&g.lock);
-	return rv;
+	return if_initialized(CKR_FUNCTION_NOT_SUPPORTED);
 }
 
 /* Functions on a session that this module does not offer. */
