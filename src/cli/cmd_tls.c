@@ -63,6 +63,25 @@ tls_args_init(struct cli *c, struct tls_args *a, int argc)
 	a->o.resolve = a->resolve;
 }
 
+/* The one URL argument of connect and probe, split: EX_SC_OK, or EX_SC_USAGE (said). */
+static int
+url_arg(int argc, char **argv, const char *usage, const char **url, char *host, size_t hostlen,
+    char *port, size_t portlen, char **path)
+{
+	char why[256];
+
+	if (optind != argc - 1) {
+		fputs(usage, stderr);
+		return EX_SC_USAGE;
+	}
+	*url = argv[optind];
+	if (sc_tls_parse_url(*url, host, hostlen, port, portlen, path, why, sizeof(why)) != SC_OK) {
+		cli_err("%s", why);
+		return EX_SC_USAGE;
+	}
+	return EX_SC_OK;
+}
+
 /* connect and probe, at a terminal: the PIN of a key that wants it at every signature. */
 static char *
 tls_ask_pin(const char *label)
@@ -193,7 +212,7 @@ cmd_connect(struct cli *c, int argc, char **argv)
 	const char **headers;
 	unsigned char *data = NULL;
 	size_t datalen = 0;
-	char host[256], port[8], *path = NULL, why[256], desc[128];
+	char host[256], port[8], *path = NULL, desc[128];
 	int nheaders = 0, include = 0, ch, t, rc = EX_SC_FAIL;
 	FILE *fp = NULL;
 
@@ -242,17 +261,10 @@ cmd_connect(struct cli *c, int argc, char **argv)
 			goto out;
 		}
 	}
-	if (optind != argc - 1) {
-		fputs(connect_usage, stderr);
-		rc = EX_SC_USAGE;
+	if ((rc = url_arg(argc, argv, connect_usage, &url, host, sizeof(host), port, sizeof(port),
+	    &path)) != EX_SC_OK)
 		goto out;
-	}
-	url = argv[optind];
-	if (sc_tls_parse_url(url, host, sizeof(host), port, sizeof(port), &path, why, sizeof(why)) != SC_OK) {
-		cli_err("%s", why);
-		rc = EX_SC_USAGE;
-		goto out;
-	}
+	rc = EX_SC_FAIL;
 	if (method == NULL)
 		method = data ? "POST" : "GET";
 	if (strpbrk(method, " \r\n") != NULL) {
@@ -501,7 +513,7 @@ cmd_probe(struct cli *c, int argc, char **argv)
 	struct check k[P_COUNT];
 	struct addrinfo *res = NULL;
 	const char *url = NULL;
-	char host[256], port[8], *path = NULL, why[256], desc[128];
+	char host[256], port[8], *path = NULL, desc[128];
 	int json = 0, ch, t, rc = EX_SC_FAIL, hs_ok, matched = 0;
 
 	tls_args_init(c, &a, argc);
@@ -532,17 +544,10 @@ cmd_probe(struct cli *c, int argc, char **argv)
 			goto out;
 		}
 	}
-	if (optind != argc - 1) {
-		fputs(probe_usage, stderr);
-		rc = EX_SC_USAGE;
+	if ((rc = url_arg(argc, argv, probe_usage, &url, host, sizeof(host), port, sizeof(port),
+	    &path)) != EX_SC_OK)
 		goto out;
-	}
-	url = argv[optind];
-	if (sc_tls_parse_url(url, host, sizeof(host), port, sizeof(port), &path, why, sizeof(why)) != SC_OK) {
-		cli_err("%s", why);
-		rc = EX_SC_USAGE;
-		goto out;
-	}
+	rc = EX_SC_FAIL;
 	for (int i = 0; i < P_COUNT; i++)
 		set_check(&k[i], "skip", NULL, "not reached: an earlier check failed");
 	if (a.o.principal == NULL)
