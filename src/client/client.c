@@ -209,11 +209,7 @@ out:
 	free(msg);
 	if (text != NULL)
 		explicit_bzero((char *)text, strlen(text));
-	for (const char *const *k = (const char *const[]){ "pin", "so_pin", NULL }; *k; k++) {
-		json_object *p;
-		if (json_object_object_get_ex(req, *k, &p) && json_object_is_type(p, json_type_string))
-			explicit_bzero((char *)json_object_get_string(p), (size_t)json_object_get_string_len(p));
-	}
+	sc_proto_wipe_pins(req);
 	free(line);
 	json_object_put(resp);
 	json_object_put(req);

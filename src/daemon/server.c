@@ -485,9 +485,6 @@ op_login(struct client *c, int64_t id, json_object *req)
 		r = sc_store_login(c->srv->st, token, pin, arg_bool(req, "confirm_final_try"), &flags);
 	else
 		r = login_with_pinentry(c, token, arg_bool(req, "confirm_final_try"), &flags);
-	/* The request text held the PIN: wipe our copy now. */
-	if (pin != NULL)
-		explicit_bzero((char *)pin, strlen(pin));
 	snprintf(detail, sizeof(detail), "token=\"%s\"", token);
 	audit(c->srv, c, "login", detail, r);
 	if (r != SC_OK) {
@@ -513,16 +510,6 @@ op_logout(struct client *c, int64_t id, json_object *req)
 		return login_error(c, id, r, token, NULL);
 	sc_server_broadcast(c->srv, "logout", token_fields(event_label(c, token, label, sizeof(label)), NULL));
 	return reply_ok(c, id, NULL);
-}
-
-/* Overwrite the string argument name in place (a PIN). */
-static void
-wipe_arg(json_object *req, const char *name)
-{
-	const char *v = arg_str(req, name);
-
-	if (v != NULL)
-		explicit_bzero((char *)v, strlen(v));
 }
 
 /* The certificate REF names, for messages and the audit log. */
@@ -952,8 +939,6 @@ op_init_token(struct client *c, int64_t id, json_object *req)
 
 	r = sc_store_init_token(c->srv->st, label, arg_str(req, "so_pin"), arg_str(req, "pin"),
 	    why, sizeof(why));
-	wipe_arg(req, "so_pin");
-	wipe_arg(req, "pin");
 	snprintf(detail, sizeof(detail), "token=\"%s\"", label);
 	audit(c->srv, c, "init-token", detail, r);
 	/* Also after a failure: the token may exist without its user PIN. */
@@ -1181,8 +1166,7 @@ dispatch(struct client *c, char *line, size_t len)
 			break;
 		}
 	/* Whatever the handler did, no PIN stays behind in the freed request. */
-	wipe_arg(req, "pin");
-	wipe_arg(req, "so_pin");
+	sc_proto_wipe_pins(req);
 	json_object_put(req);
 	return r;
 }

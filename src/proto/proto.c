@@ -162,6 +162,12 @@ wipe_pins(json_object *o, int is_pin_value)
 			explicit_bzero((char *)json_object_get_string(v), (size_t)json_object_get_string_len(v));
 }
 
+void
+sc_proto_wipe_pins(json_object *req)
+{
+	wipe_pins(req, 0);
+}
+
 /*
  * json-c gathers every string in its tokener's buffer before copying it into
  * the object, and frees that buffer without wiping it. For a request that may

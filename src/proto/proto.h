@@ -84,5 +84,10 @@ int sc_spin_readable(int fd, unsigned spin_us);
 
 /* Serialise compactly, '/' not escaped. */
 const char *sc_json_text(json_object *o);
+/*
+ * Overwrite the "pin" and "so_pin" strings of a request in place, before it is
+ * freed (the agent after handling it, the client after sending it).
+ */
+void sc_proto_wipe_pins(json_object *req);
 
 #endif

@@ -55,7 +55,7 @@ static int
 parse_and_release(const char *line)
 {
 	const struct sc_op_spec *op;
-	json_object *req = NULL, *v;
+	json_object *req = NULL;
 	char why[256];
 	int64_t id;
 	int r;
@@ -63,9 +63,8 @@ parse_and_release(const char *line)
 	seen = 0;
 	watch = PIN;
 	r = sc_proto_parse_request(line, strlen(line), &req, &id, &op, why, sizeof(why));
-	for (const char *const *k = (const char *const[]){ "pin", "so_pin", NULL }; req && *k; k++)
-		if (json_object_object_get_ex(req, *k, &v))
-			explicit_bzero((char *)json_object_get_string(v), (size_t)json_object_get_string_len(v));
+	if (req != NULL)
+		sc_proto_wipe_pins(req);
 	json_object_put(req);
 	watch = NULL;
 	return r;
