@@ -24,33 +24,18 @@
 #define OID_UPN "1.3.6.1.4.1.311.20.2.3"
 #define OID_TEMPLATE_NAME "1.3.6.1.4.1.311.20.2"	/* szOID_ENROLL_CERTTYPE_EXTENSION */
 
-static void
-wipe_json_str(json_object *o, const char *key)
-{
-	json_object *v;
-
-	if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
-		explicit_bzero((char *)json_object_get_string(v), (size_t)json_object_get_string_len(v));
-}
-
 int
 enrol_call(struct cli *c, const char *op, json_object *args, json_object **out)
 {
-	char *res = NULL, *text = NULL;
+	const char *text = args != NULL ? sc_proto_text(args) : NULL;
+	char *res = NULL;
 	int r;
 
 	*out = NULL;
-	if (args != NULL && (text = strdup(sc_json_text(args))) == NULL) {
-		json_object_put(args);
-		return SC_ERR_NOMEM;
-	}
-	r = scagent_call(c->client, op, text, &res);
-	if (text != NULL) {
-		explicit_bzero(text, strlen(text));	/* may hold PINs */
-		free(text);
-	}
-	wipe_json_str(args, "pin");
-	wipe_json_str(args, "so_pin");
+	r = args != NULL && text == NULL ? SC_ERR_NOMEM : scagent_call(c->client, op, text, &res);
+	if (text != NULL)
+		explicit_bzero((char *)text, strlen(text));	/* may hold PINs */
+	sc_proto_wipe_pins(args);
 	json_object_put(args);
 	if (r != SC_OK) {
 		cli_err("%s", *scagent_error(c->client) ? scagent_error(c->client) : scagent_strerror(r));

@@ -152,7 +152,7 @@ call(scagent_client *c, const char *op, json_object *args, json_object **result)
 	id = c->next_id++;
 	json_object_object_add(req, "id", json_object_new_int64(id));
 	json_object_object_add(req, "op", json_object_new_string(op));
-	text = sc_json_text(req);
+	text = sc_proto_text(req);
 	/* One write per request: the agent wakes once. */
 	len = strlen(text);
 	if ((msg = malloc(len + 1)) == NULL) {
@@ -292,8 +292,9 @@ scagent_call(scagent_client *c, const char *op, const char *args_json, char **re
 
 	*result_json = NULL;
 	if (args_json != NULL) {
-		args = json_tokener_parse(args_json);
+		args = sc_proto_parse_text(args_json);
 		if (args == NULL || !json_object_is_type(args, json_type_object)) {
+			sc_proto_wipe_pins(args);
 			json_object_put(args);
 			return fail(c, SC_ERR_INVALID, "arguments must be a JSON object");
 		}

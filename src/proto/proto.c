@@ -168,18 +168,36 @@ sc_proto_wipe_pins(json_object *req)
 	wipe_pins(req, 0);
 }
 
+/* A request that may carry a PIN ("pin", "so_pin"). */
+static int
+names_pin(const char *line, size_t len)
+{
+	return memmem(line, len, "pin\"", 4) != NULL;
+}
+
 /*
  * json-c gathers every string in its tokener's buffer before copying it into
- * the object, and frees that buffer without wiping it. For a request that may
- * carry a PIN, a filler string as long as the line is parsed through the same
- * tokener, which overwrites whatever that buffer held.
+ * the object, and frees that buffer without wiping it; a buffer that grows is
+ * moved by realloc(), which frees the old one unwiped too. For a request that
+ * may carry a PIN the buffer is first made as large as the line (it then never
+ * grows: no string in the line is longer), and after the parse a filler
+ * string as long as the line is parsed through the same tokener, which
+ * overwrites whatever that buffer held.
  */
+static void
+tokener_presize(json_tokener *tok, size_t len)
+{
+	/* Extends the empty buffer (one realloc() of nothing secret), then empties it. */
+	if (printbuf_memset(tok->pb, 0, 0, (int)len + 8) == 0)
+		printbuf_reset(tok->pb);
+}
+
 static void
 tokener_scrub(json_tokener *tok, const char *line, size_t len)
 {
 	char *filler;
 
-	if (memmem(line, len, "pin\"", 4) == NULL)
+	if (!names_pin(line, len))
 		return;
 	/*
 	 * A parse that stopped part-way leaves its objects on the tokener's
@@ -220,6 +238,8 @@ sc_proto_parse_request(const char *line, size_t len, json_object **req, int64_t 
 		return SC_ERR_NOMEM;
 	/* Strict JSON in UTF-8 only: no single quotes, NaN, comments or bad bytes. */
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	if (names_pin(line, len))
+		tokener_presize(tok, len);
 	o = json_tokener_parse_ex(tok, line, (int)len);
 	if (o == NULL || json_tokener_get_error(tok) != json_tokener_success ||
 	    json_tokener_get_parse_end(tok) != len) {
@@ -287,10 +307,71 @@ out:
 	return r;
 }
 
+json_object *
+sc_proto_parse_text(const char *text)
+{
+	size_t len = strlen(text);
+	json_tokener *tok;
+	json_object *o;
+
+	if ((tok = json_tokener_new()) == NULL)
+		return NULL;
+	if (names_pin(text, len))
+		tokener_presize(tok, len);
+	o = json_tokener_parse_ex(tok, text, (int)len);
+	if (o != NULL && (json_tokener_get_error(tok) != json_tokener_success ||
+	    json_tokener_get_parse_end(tok) != len)) {
+		wipe_pins(o, 0);
+		json_object_put(o);
+		o = NULL;
+	}
+	tokener_scrub(tok, text, len);
+	json_tokener_free(tok);
+	return o;
+}
+
 const char *
 sc_json_text(json_object *o)
 {
 	return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+/*
+ * json-c prints into a buffer of the object that grows by realloc(), which
+ * frees the smaller copies unwiped. A first print with every PIN replaced by
+ * a filler at least as long as the PIN could print (6 bytes a character,
+ * \u00XX) grows that buffer to full size; the second, with the PINs, then
+ * fits in it without moving.
+ */
+const char *
+sc_proto_text(json_object *req)
+{
+	json_object *real[2] = { NULL, NULL }, *v;
+	const char *const names[2] = { "pin", "so_pin" };
+	char *filler;
+	size_t n;
+	int any = 0;
+
+	for (int i = 0; i < 2; i++) {
+		if (!json_object_object_get_ex(req, names[i], &v) || !json_object_is_type(v, json_type_string))
+			continue;
+		n = (size_t)json_object_get_string_len(v) * 6 + 1;
+		if ((filler = malloc(n + 1)) == NULL)
+			continue;
+		memset(filler, 'x', n);
+		filler[n] = '\0';
+		real[i] = json_object_get(v);
+		json_object_object_add(req, names[i], json_object_new_string_len(filler, (int)n));
+		free(filler);
+		any = 1;
+	}
+	if (any) {
+		sc_json_text(req);
+		for (int i = 0; i < 2; i++)
+			if (real[i] != NULL)
+				json_object_object_add(req, names[i], real[i]);
+	}
+	return sc_json_text(req);
 }
 
 static char *

@@ -85,6 +85,18 @@ int sc_spin_readable(int fd, unsigned spin_us);
 /* Serialise compactly, '/' not escaped. */
 const char *sc_json_text(json_object *o);
 /*
+ * The same for a request that may carry a PIN ("pin", "so_pin"), printed
+ * without leaving a copy of it in memory given back to malloc. The text
+ * belongs to req: wipe it (explicit_bzero) before req is put.
+ */
+const char *sc_proto_text(json_object *req);
+/*
+ * Parse JSON text that may carry a PIN, leaving no copy of it in memory given
+ * back to malloc (as sc_proto_parse_request does). NULL when text is not one
+ * JSON value.
+ */
+json_object *sc_proto_parse_text(const char *text);
+/*
  * Overwrite the "pin" and "so_pin" strings of a request in place, before it is
  * freed (the agent after handling it, the client after sending it).
  */
