@@ -41,12 +41,15 @@ SSH_AUTH_SOCK=$TB_DIR/ssh.sock SSH_ASKPASS=$TB_DIR/askpass SSH_ASKPASS_REQUIRE=f
 	ssh-add -s "$TB_SOFTHSM" </dev/null >/dev/null 2>&1 || echo "(ssh-add -s failed: no ssh-agent figures)"
 
 rate() { "$@" 2>/dev/null | awk '{print $1}' || echo 0; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
 # The median of ROUNDS runs; the configurations of one algorithm take turns
 # (baseline, agent, peers, baseline, ...) so that load that comes and goes
-# during the run hits them alike.
-rounds=${BENCH_ROUNDS:-3}
+# during the run hits them alike. A ratio is the median of each round's ratio
+# (its run against the baseline run just before it), which cancels load that
+# drifts from one round to the next.
+rounds=${BENCH_ROUNDS:-5}
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+q() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.4f", a / b; else print 0 }'; }
+mratio() { local m; m=$(median "$@"); awk -v m="$m" 'BEGIN { if (m > 0) printf "%.2fx", m; else print "-" }'; }
 
 printf '\nSignatures per second on SoftHSM (median of %s runs of %s s, %s cores, load %s)\n\n' \
 	"$rounds" "$secs" "$(nproc)" "$(cut -d' ' -f1 /proc/loadavg)"
@@ -54,29 +57,34 @@ printf '%-18s %10s %10s %10s %8s %8s %8s %10s %8s %10s %8s\n' alg in-proc in-pro
 	p11kit-1 ratio ssh-agent
 for alg in rsa-pkcs1-sha256 rsa-pss-sha256 ecdsa-sha256; do
 	case $alg in ecdsa*) key=bob; ssht=ecdsa ;; *) key=alice; ssht=rsa ;; esac
-	b1=(); b2=(); x1=(); x2=(); x8=(); q1=(); h1=()
+	b1=(); b2=(); x1=(); x2=(); x8=(); q1=(); h1=(); r1=(); r2=(); rq=(); rh=()
 	for _ in $(seq "$rounds"); do
-		b1+=("$(rate "$B" pkcs11 "$TB_SOFTHSM" bench $key $alg 1 "$secs")")
-		x1+=("$(rate "$B" agent "$SCAGENT_SOCKET" $key $alg 1 "$secs")")
-		b2+=("$(rate "$B" pkcs11 "$TB_SOFTHSM" bench $key $alg 2 "$secs")")
-		x2+=("$(rate "$B" agent "$SCAGENT_SOCKET" $key $alg 2 "$secs")")
+		b=$(rate "$B" pkcs11 "$TB_SOFTHSM" bench $key $alg 1 "$secs"); b1+=("$b")
+		x=$(rate "$B" agent "$SCAGENT_SOCKET" $key $alg 1 "$secs"); x1+=("$x"); r1+=("$(q "$x" "$b")")
+		c=$(rate "$B" pkcs11 "$TB_SOFTHSM" bench $key $alg 2 "$secs"); b2+=("$c")
+		x=$(rate "$B" agent "$SCAGENT_SOCKET" $key $alg 2 "$secs"); x2+=("$x"); r2+=("$(q "$x" "$c")")
 		x8+=("$(rate "$B" agent "$SCAGENT_SOCKET" $key $alg 8 "$secs")")
-		q1+=("$(P11_KIT_SERVER_ADDRESS=$p11addr rate "$B" pkcs11 "$P11CLIENT" bench $key $alg 1 "$secs")")
-		[ "$alg" != rsa-pss-sha256 ] && h1+=("$(rate "$B" ssh "$TB_DIR/ssh.sock" $ssht 1 "$secs")")
+		x=$(P11_KIT_SERVER_ADDRESS=$p11addr rate "$B" pkcs11 "$P11CLIENT" bench $key $alg 1 "$secs")
+		q1+=("$x"); rq+=("$(q "$x" "$b")")
+		if [ "$alg" != rsa-pss-sha256 ]; then
+			x=$(rate "$B" ssh "$TB_DIR/ssh.sock" $ssht 1 "$secs"); h1+=("$x"); rh+=("$(q "$x" "$b")")
+		fi
 	done
 	base1=$(median "${b1[@]}"); base2=$(median "${b2[@]}")
 	a1=$(median "${x1[@]}"); a2=$(median "${x2[@]}"); a8=$(median "${x8[@]}"); p1=$(median "${q1[@]}")
 	s1=-
 	if [ "$alg" != rsa-pss-sha256 ]; then
 		s1=$(median "${h1[@]}")
-		s1="$s1 ($(ratio "$s1" "$base1"))"
+		s1="$s1 ($(mratio "${rh[@]}"))"
 	fi
 	[ "$alg" = rsa-pkcs1-sha256 ] && { rsa_base=$base1 rsa_agent=$a1; }
 	printf '%-18s %10s %10s %10s %8s %8s %8s %10s %8s %10s %8s\n' $alg "$base1" "$base2" "$a1" \
-		"$(ratio "$a1" "$base1")" "$a2" "$(ratio "$a2" "$base2")" "$a8" "$p1" "$(ratio "$p1" "$base1")" "$s1"
+		"$(mratio "${r1[@]}")" "$a2" "$(mratio "${r2[@]}")" "$a8" "$p1" "$(mratio "${rq[@]}")" "$s1"
+	printf '%-18s %s\n' "" "per round: ratio ${r1[*]}; ratio-2 ${r2[*]}"
 done
 echo
-echo "ratio: agent-1 / in-process 1 thread; ratio-2: agent with 2 clients / in-process 2 threads;"
+echo "ratio: agent-1 / in-process 1 thread; ratio-2: agent with 2 clients / in-process 2 threads"
+echo "(each the median of the rounds' ratios, a round's run against its own baseline run);"
 echo "p11kit-1: p11-kit server through p11-kit-client.so, 1 thread; ssh-agent: 1 client (pss: not offered by ssh-agent)."
 echo "Figures depend on what else the machine runs: compare ratios from one run, on a quiet machine."
 

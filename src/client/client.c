@@ -20,10 +20,13 @@
 
 /* Answers slower than this are waited for asleep (see sc_spin_readable). */
 #define SPIN_MAX_US 1500
+/* After a spin that found the CPUs busy, wait asleep this long before spinning again. */
+#define SPIN_BACKOFF_US 10000
 
 struct scagent_client {
 	int fd;
 	unsigned spin_us;		/* spin this long for an answer before sleeping */
+	uint64_t nospin_until;		/* but not before this (sc_now_us), the CPUs being busy */
 	int64_t next_id;
 	struct sc_linebuf in;
 	pthread_mutex_t lock;
@@ -113,8 +116,11 @@ read_line(scagent_client *c, int timeout_ms, char **line)
 	for (;;) {
 		if ((r = sc_linebuf_take(&c->in, line, &len)) != 0)
 			return r < 0 ? fail(c, SC_ERR_PROTOCOL, "the agent sent a malformed line") : SC_OK;
-		if (c->spin_us > 0)
-			sc_spin_readable(c->fd, c->spin_us);
+		if (c->spin_us > 0 && (c->nospin_until == 0 || sc_now_us() >= c->nospin_until)) {
+			c->nospin_until = 0;
+			if (sc_spin_readable(c->fd, c->spin_us) < 0)
+				c->nospin_until = sc_now_us() + SPIN_BACKOFF_US;
+		}
 		if (timeout_ms >= 0) {
 			struct pollfd p = { c->fd, POLLIN, 0 };
 			int n = poll(&p, 1, timeout_ms);

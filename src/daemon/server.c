@@ -1209,7 +1209,7 @@ client_main(void *arg)
 		int n;
 
 		/* A client in a loop sends its next request at once: catch it awake. */
-		if (spin && sc_spin_readable(c->fd, AGENT_SPIN_US))
+		if (spin && sc_spin_readable(c->fd, AGENT_SPIN_US) > 0)
 			n = 1;		/* readable (or hung up: read() says which) */
 		else
 			n = poll(&p, 1, 1000);

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -429,15 +430,29 @@ sc_spin_readable(int fd, unsigned spin_us)
 {
 	struct timespec t0, t;
 	struct pollfd p = { fd, POLLIN, 0 };
+	struct rusage ru;
+	long now, mark = 0, switches = -1;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
+	for (unsigned i = 0;; i++) {
 		p.revents = 0;
 		if (poll(&p, 1, 0) != 0)
 			return 1;
 		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((unsigned long)((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000) >= spin_us)
+		now = (t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000;
+		if (now >= (long)spin_us)
 			return 0;
+		/*
+		 * Every 32 turns: did sched_yield() hand the CPU over at most
+		 * turns, each time to a thread that gave it back at once? That
+		 * is another spinner on this CPU.
+		 */
+		if (spin_us > SC_SPIN_LONG_US && i % 32 == 0 && getrusage(RUSAGE_THREAD, &ru) == 0) {
+			if (switches >= 0 && ru.ru_nivcsw - switches >= 16 && now - mark < 32 * SC_SPIN_BRIEF_US)
+				return -1;
+			switches = ru.ru_nivcsw;
+			mark = now;
+		}
 		sched_yield();
 	}
 }

@@ -76,10 +76,23 @@ char *sc_proto_event(const char *name, json_object *fields, size_t *len);
  * zero timeout and sched_yield() in between. A thread that sleeps is woken on
  * another CPU through an inter-processor interrupt, which costs tens of
  * microseconds on virtual machines (measured in bench/); a short spin right
- * after a request keeps request/response pairs on running CPUs. Returns 1
- * when readable (or on error/hang-up, for the caller's read to see), 0 when
- * the budget ran out.
+ * after a request keeps request/response pairs on running CPUs. But a spinner
+ * takes a CPU from the thread it waits for when there are more runnable
+ * threads than CPUs, and the scheduler counts it as load: two clients of an
+ * agent signing RSA for both on two CPUs could settle with both spinners on
+ * one CPU and both signers on the other, at half speed, in one round out of
+ * four. A spin longer than SC_SPIN_LONG_US therefore stops when sched_yield()
+ * keeps handing the CPU to threads that hand it back at once (other
+ * spinners: half of its turns, SC_SPIN_BRIEF_US or less each); a CPU handed
+ * to a thread that works is well spent. Shorter spins cost less than the sleep
+ * and wake-up they spare, even on busy CPUs (two clients of ECDSA signatures:
+ * ~12,000 a second waiting asleep, ~22,000 spinning). Returns 1 when readable
+ * (or on error/hang-up, for the caller's read to see), 0 when the budget ran
+ * out, -1 when the CPU is shared with other spinners: wait asleep, and spin
+ * less.
  */
+#define SC_SPIN_LONG_US 500
+#define SC_SPIN_BRIEF_US 20
 int sc_spin_readable(int fd, unsigned spin_us);
 
 /* Serialise compactly, '/' not escaped. */

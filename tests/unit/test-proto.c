@@ -5,6 +5,8 @@
  */
 #include "config.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -562,6 +565,86 @@ test_error_names(void **state)
 	assert_int_equal(sc_errcode("no-such-code"), SC_ERR_INTERNAL);
 }
 
+/* ---- spinning for an answer (sc_spin_readable) ---- */
+
+static long
+elapsed_us(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (t.tv_sec - t0->tv_sec) * 1000000L + (t.tv_nsec - t0->tv_nsec) / 1000;
+}
+
+static void
+test_spin_readable(void **state)
+{
+	int sv[2];
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(write(sv[1], "x", 1), 1);
+	assert_int_equal(sc_spin_readable(sv[0], 1000000), 1);
+	/* A hang-up is readable too: the caller's read() reports it. */
+	close(sv[1]);
+	assert_int_equal(sc_spin_readable(sv[0], 1000000), 1);
+	close(sv[0]);
+}
+
+static void
+test_spin_budget(void **state)
+{
+	struct timespec t0;
+	int sv[2];
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* A short spin is never cut short: it ends when its budget does. */
+	assert_int_equal(sc_spin_readable(sv[0], SC_SPIN_LONG_US / 2), 0);
+	assert_true(elapsed_us(&t0) >= SC_SPIN_LONG_US / 2);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+static volatile int co_stop;
+
+static void *
+co_spinner(void *arg)
+{
+	(void)arg;
+	while (!co_stop)
+		sched_yield();
+	return NULL;
+}
+
+/* Another spinner on the same CPU: a long spin gives up (-1) instead of taking turns with it. */
+static void
+test_spin_shared_cpu(void **state)
+{
+	cpu_set_t one;
+	pthread_t co;
+	int sv[2], r = 0, cpu = sched_getcpu();
+
+	(void)state;
+	assert_true(cpu >= 0);
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	assert_int_equal(pthread_setaffinity_np(pthread_self(), sizeof(one), &one), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	co_stop = 0;
+	assert_int_equal(pthread_create(&co, NULL, co_spinner, NULL), 0);
+	assert_int_equal(pthread_setaffinity_np(co, sizeof(one), &one), 0);
+	/* Up to 3 tries of 200 ms: the scheduler decides when the two meet. */
+	for (int i = 0; i < 3 && r != -1; i++)
+		r = sc_spin_readable(sv[0], 200000);
+	co_stop = 1;
+	pthread_join(co, NULL);
+	assert_int_equal(r, -1);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 int
 main(void)
 {
@@ -583,6 +666,9 @@ main(void)
 		cmocka_unit_test(test_op_table),
 		cmocka_unit_test(test_responses),
 		cmocka_unit_test(test_error_names),
+		cmocka_unit_test(test_spin_readable),
+		cmocka_unit_test(test_spin_budget),
+		cmocka_unit_test(test_spin_shared_cpu),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
