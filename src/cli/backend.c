@@ -225,45 +225,74 @@ cli_have_tty(void)
 	return 1;
 }
 
+/*
+ * One line from fd into buf (cap bytes, NUL-terminated), a byte at a time:
+ * stdio would keep a copy of the PIN in its buffer, freed unwiped, and read
+ * past the line (a second PIN on the next line of standard input). Returns
+ * the bytes read, the line end included: 0 at end of file, -1 on error.
+ */
+static ssize_t
+read_pin_line(int fd, char *buf, size_t cap)
+{
+	size_t n = 0, got = 0;
+	char ch;
+
+	while (n + 1 < cap) {
+		ssize_t r = read(fd, &ch, 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			buf[n] = '\0';
+			return -1;
+		}
+		if (r == 0)
+			break;
+		got++;
+		if (ch == '\n')
+			break;
+		buf[n++] = ch;
+	}
+	buf[n] = '\0';
+	return (ssize_t)got;
+}
+
 char *
 cli_read_pin(const char *prompt, int pin_stdin)
 {
 	char *buf = sc_secmem_alloc(256), *nl;
 	struct termios old, noecho;
-	FILE *tty = NULL;
-	int restore = 0;
+	int tty = -1, restore = 0;
+	ssize_t n;
 
 	if (buf == NULL)
 		return NULL;
 	if (pin_stdin) {
-		if (fgets(buf, 256, stdin) == NULL) {
+		if ((n = read_pin_line(STDIN_FILENO, buf, 256)) <= 0) {
 			cli_err("--pin-stdin: no PIN on standard input");
 			sc_secmem_free(buf);
 			return NULL;
 		}
 	} else {
-		if ((tty = fopen("/dev/tty", "r+")) == NULL) {
+		if ((tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0) {
 			cli_err("no terminal to ask for the PIN: use --pin-stdin");
 			sc_secmem_free(buf);
 			return NULL;
 		}
 		/* Echo off before the prompt: what is typed after it is never shown or flushed. */
-		if (tcgetattr(fileno(tty), &old) == 0) {
+		if (tcgetattr(tty, &old) == 0) {
 			noecho = old;
 			noecho.c_lflag &= ~(tcflag_t)ECHO;
-			restore = tcsetattr(fileno(tty), TCSAFLUSH, &noecho) == 0;
+			restore = tcsetattr(tty, TCSAFLUSH, &noecho) == 0;
 		}
-		fputs(prompt, tty);
-		fflush(tty);
-		if (fgets(buf, 256, tty) == NULL)
+		if (write(tty, prompt, strlen(prompt)) < 0 || read_pin_line(tty, buf, 256) < 0)
 			buf[0] = '\0';
 		if (restore)
-			tcsetattr(fileno(tty), TCSAFLUSH, &old);
-		fputc('\n', tty);
-		fclose(tty);
+			tcsetattr(tty, TCSAFLUSH, &old);
+		if (write(tty, "\n", 1) < 0) {
+			/* Only the line end after the hidden PIN is lost. */
+		}
+		close(tty);
 	}
-	if ((nl = strchr(buf, '\n')) != NULL)
-		*nl = '\0';
 	if ((nl = strchr(buf, '\r')) != NULL)
 		*nl = '\0';
 	if (buf[0] == '\0') {
