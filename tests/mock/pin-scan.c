@@ -6,7 +6,8 @@
  *
  *   SCAN_PIN_HEX  the PIN, hex-encoded (so that the environment, on the
  *                 stack, never holds it in clear)
- *   SCAN_OUT      the report: "hits N" and one line per mapping with a hit
+ *   SCAN_OUT      the report: "hits N" and one line per mapping with a hit;
+ *                 a "%p" in it stands for the process id
  *
  * The decoded PIN lives in a page of its own, left out of the scan and
  * wiped afterwards.
@@ -24,7 +25,7 @@ pin_scan(void)
 {
 	const char *hex = getenv("SCAN_PIN_HEX"), *out = getenv("SCAN_OUT");
 	size_t pl, page = (size_t)sysconf(_SC_PAGESIZE);
-	char line[512], *pin;
+	char line[512], path[4096], *pin, *pp;
 	unsigned long lo, hi;
 	int hits = 0;
 	FILE *maps, *rep;
@@ -39,7 +40,11 @@ pin_scan(void)
 		sscanf(hex + 2 * i, "%2x", &byte);
 		pin[i] = (char)byte;
 	}
-	if ((rep = fopen(out, "w")) == NULL || (maps = fopen("/proc/self/maps", "r")) == NULL) {
+	if ((pp = strstr(out, "%p")) != NULL)
+		snprintf(path, sizeof(path), "%.*s%ld%s", (int)(pp - out), out, (long)getpid(), pp + 2);
+	else
+		snprintf(path, sizeof(path), "%s", out);
+	if ((rep = fopen(path, "w")) == NULL || (maps = fopen("/proc/self/maps", "r")) == NULL) {
 		if (rep != NULL)
 			fclose(rep);
 		munmap(pin, page);

@@ -1,7 +1,9 @@
 #!/bin/bash
-# No PIN left in the CLI's memory: scagent reads the PIN (--pin-stdin or the
-# terminal), hands it to the agent and wipes every copy it made, stdio and
-# json-c buffers included, for a right PIN and a wrong one, for a login and
+# No PIN left in memory: scagent reads the PIN (--pin-stdin or the terminal),
+# hands it to the agent and wipes every copy it made, stdio and json-c
+# buffers included; the agent, which parsed it out of a request and gave it
+# to the token, has none left either when it stops (a copy freed unwiped while
+# it ran stays in its heap). For a right PIN and a wrong one, for a login and
 # for a key that asks for its PIN at every signature. tests/mock/pin-scan.so,
 # preloaded, searches all of the process's writable memory but its stack for
 # the PIN as the process ends.
@@ -39,7 +41,8 @@ scanned() {
 }
 hits() { sed -n 's/^hits //p' "$1" 2>/dev/null; }
 
-start_agent "$S"
+# The agent, scanned for both PINs (the wrong one holds the right one) when it stops.
+LD_PRELOAD=$SCAN SCAN_PIN_HEX=$(hex "$TB_PIN") SCAN_OUT=$W/agent.%p start_agent "$S"
 
 # ---------------------------------------------------------------- the instrument
 scanned "$W/control" "$TB_PIN" bash -c 'read -r p; [ -n "$p" ]' <<<"$TB_PIN"
@@ -70,7 +73,16 @@ ok "  the signature verifies" openssl dgst -sha256 -verify <(openssl x509 -in "$
 	-signature "$W/carol.sig" "$W/data"
 is "  no copy of the PIN left" "$(hits "$W/sign")" 0
 
-for f in "$W"/login "$W"/wrong "$W"/tty "$W"/sign; do
+printf '%s\n' "x$TB_PIN" | "$SCAGENT" --socket "$S" sign --cert carol --alg rsa-pkcs1-sha256 --pin-stdin \
+	--in "$W/data" --out "$W/bad.sig" 2>/dev/null
+is "sign, wrong PIN (it holds the right one): refused" "$?" 1
+
+# ---------------------------------------------------------------- the agent
+stop_agent "the agent stops cleanly"
+ok "the agent reports" test -s "$W/agent.$AGENT_PID"
+is "the agent: no copy of the PIN left (login, signatures, a wrong PIN)" "$(hits "$W/agent.$AGENT_PID")" 0
+
+for f in "$W"/login "$W"/wrong "$W"/tty "$W"/sign "$W/agent.$AGENT_PID"; do
 	[ "$(hits "$f")" = 0 ] || sed 's/^/#   /' "$f"
 done
 done_testing
