@@ -5,8 +5,8 @@
 # to the token, has none left either when it stops (a copy freed unwiped while
 # it ran stays in its heap). For a right PIN and a wrong one, for a login and
 # for a key that asks for its PIN at every signature. tests/mock/pin-scan.so,
-# preloaded, searches all of the process's writable memory but its stack for
-# the PIN as the process ends.
+# preloaded, checks every block the process frees and, as it ends, all of its
+# writable memory but the stack, for any 8 bytes of the PIN.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"

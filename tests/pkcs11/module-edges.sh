@@ -2,8 +2,12 @@
 # Runs the cmocka test of the module's edge cases (test-p11-module) against
 # an agent serving the demo card. The test stops and restarts that agent
 # (the slot events of tokens going away and coming back) through the two
-# scripts written here.
+# scripts written here. With tests/mock/pin-scan.so preloaded, the test's
+# process (the module, libscagent, json-c in it) must hold no copy of the
+# PIN it logged in with when it ends.
 . "$TOP_SRCDIR/tests/pkcs11/common.sh"
+# A PIN that no other bytes of the process could match by chance.
+TB_PIN='Mq5-module-PIN-residue-z8'
 p11_setup
 openssl x509 -in "$TB_DIR/certs/alice.pem" -outform DER -out "$TB_DIR/alice.der"
 
@@ -29,6 +33,24 @@ exit 1
 EOF2
 chmod +x "$TB_DIR/stop-agent" "$TB_DIR/start-agent"
 
-P11_MODULE=$MODULE P11_ALICE_DER=$TB_DIR/alice.der P11_PIN=$TB_PIN \
-P11_STOP_AGENT=$TB_DIR/stop-agent P11_START_AGENT=$TB_DIR/start-agent \
+SCAN=$TOP_BUILDDIR/tests/mock/.libs/pin-scan.so
+scan=()
+# A sanitizer's runtime must come first among the libraries: no preloading then.
+if [ -r "$SCAN" ] && ! ldd "$TOP_BUILDDIR/tests/pkcs11/test-p11-module" 2>/dev/null | grep -q libasan; then
+	scan=(LD_PRELOAD="$SCAN" SCAN_PIN_HEX="$(printf '%s' "$TB_PIN" | od -An -tx1 | tr -d ' \n')"
+		SCAN_OUT="$TB_DIR/module.scan")
+fi
+env "${scan[@]}" P11_MODULE="$MODULE" P11_ALICE_DER="$TB_DIR/alice.der" P11_PIN="$TB_PIN" \
+	P11_STOP_AGENT="$TB_DIR/stop-agent" P11_START_AGENT="$TB_DIR/start-agent" \
 	"$TOP_BUILDDIR/tests/pkcs11/test-p11-module"
+rc=$?
+if [ ${#scan[@]} -gt 0 ]; then
+	if [ "$(sed -n 's/^hits //p' "$TB_DIR/module.scan" 2>/dev/null)" = 0 ]; then
+		echo "ok - no copy of the PIN left in the process of the module"
+	else
+		echo "not ok - no copy of the PIN left in the process of the module"
+		sed 's/^/#   /' "$TB_DIR/module.scan" 2>/dev/null || echo "#   no report from pin-scan"
+		rc=1
+	fi
+fi
+exit "$rc"

@@ -36,12 +36,11 @@ main(void)
 	return 77;
 }
 #else
+#include "../mock/free-watch.h"
 
 #define PIN "S3cr3t-4711"
 /* Longer than json-c's first buffers (32 bytes), which then grow by realloc(). */
 #define LONG_PIN "Lq7#Vw2&Zr9!Kp4%Tx6*Hm3^Bn8@Jd5(Fs1)Gc0_Yv+Ue=Wa;Xo:Ni<Rb>Ql?Mz~"
-
-extern void __libc_free(void *);
 
 static const char *watch;	/* while set, freed blocks are searched for pieces of it */
 static int seen;		/* freed blocks that held a piece */
@@ -59,33 +58,11 @@ holds_piece(const void *p, size_t n)
 	return 0;
 }
 
-/* Exported (the build hides symbols by default), so that json-c's frees come here too. */
-__attribute__((visibility("default"))) void
-free(void *p)
+static void
+freed_block(const void *p, size_t n)
 {
-	if (p != NULL && watch != NULL && holds_piece(p, malloc_usable_size(p)))
+	if (watch != NULL && holds_piece(p, n))
 		seen++;
-	__libc_free(p);
-}
-
-/* glibc's realloc() frees the old block inside: here it goes through free() above. */
-__attribute__((visibility("default"))) void *
-realloc(void *p, size_t n)
-{
-	size_t old = p != NULL ? malloc_usable_size(p) : 0;
-	void *q;
-
-	if (n == 0) {
-		free(p);
-		return NULL;
-	}
-	if ((q = malloc(n)) == NULL)
-		return NULL;
-	if (p != NULL) {
-		memcpy(q, p, old < n ? old : n);
-		free(p);
-	}
-	return q;
 }
 
 /* What the agent does with a request: parse, wipe its PIN arguments, free. */
