@@ -14,8 +14,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 [ -n "$PY" ] || { echo "SKIP: python3 not installed"; exit 77; }
 SCAN=$TOP_BUILDDIR/tests/mock/.libs/pin-scan.so
 [ -r "$SCAN" ] || { echo "SKIP: $SCAN not built (make check builds it)"; exit 77; }
-# A sanitizer's runtime must come first among the libraries: nothing to preload before it.
-if ldd "$SCAGENT" 2>/dev/null | grep -q 'libasan'; then
+# A sanitizer's runtime must come first among the libraries: nothing to preload
+# before it. (Not `ldd | grep -q`: with pipefail, ldd killed by SIGPIPE fails.)
+deps=$(ldd "$SCAGENT" 2>/dev/null)
+if grep -q 'libasan' <<<"$deps"; then
 	echo "SKIP: sanitizer build"
 	exit 77
 fi

@@ -14,7 +14,8 @@ openssl x509 -in "$TB_DIR/certs/alice.pem" -outform DER -out "$TB_DIR/alice.der"
 # The agent p11_setup started is tracked by pid; the restarted one by a file.
 agent_pid=$(tail -n 1 "$TB_DIR/pids")
 echo "$agent_pid" >"$TB_DIR/agent.pid"
-tb_on_exit 'kill $(cat "$TB_DIR/agent.pid")'
+# Stopped and waited for, so that the test bed's directory goes with nothing writing to it.
+tb_on_exit '"$TB_DIR/stop-agent" 2>/dev/null'
 cat >"$TB_DIR/stop-agent" <<EOF2
 #!/bin/sh
 pid=\$(cat "$TB_DIR/agent.pid")
@@ -36,7 +37,9 @@ chmod +x "$TB_DIR/stop-agent" "$TB_DIR/start-agent"
 SCAN=$TOP_BUILDDIR/tests/mock/.libs/pin-scan.so
 scan=()
 # A sanitizer's runtime must come first among the libraries: no preloading then.
-if [ -r "$SCAN" ] && ! ldd "$TOP_BUILDDIR/tests/pkcs11/test-p11-module" 2>/dev/null | grep -q libasan; then
+# (Not `ldd | grep -q`: with pipefail, ldd killed by SIGPIPE fails.)
+deps=$(ldd "$TOP_BUILDDIR/tests/pkcs11/test-p11-module" 2>/dev/null)
+if [ -r "$SCAN" ] && ! grep -q libasan <<<"$deps"; then
 	scan=(LD_PRELOAD="$SCAN" SCAN_PIN_HEX="$(printf '%s' "$TB_PIN" | od -An -tx1 | tr -d ' \n')"
 		SCAN_OUT="$TB_DIR/module.scan")
 fi
