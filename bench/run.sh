@@ -49,12 +49,13 @@ rate() { "$@" 2>/dev/null | awk '{print $1}' || echo 0; }
 rounds=${BENCH_ROUNDS:-5}
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 q() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.4f", a / b; else print 0 }'; }
-mratio() { local m; m=$(median "$@"); awk -v m="$m" 'BEGIN { if (m > 0) printf "%.2fx", m; else print "-" }'; }
+mratio() { local m; m=$(median "$@"); awk -v m="$m" 'BEGIN { if (m > 0) printf "%.3fx", m; else print "-" }'; }
 
 printf '\nSignatures per second on SoftHSM (median of %s runs of %s s, %s cores, load %s)\n\n' \
 	"$rounds" "$secs" "$(nproc)" "$(cut -d' ' -f1 /proc/loadavg)"
 printf '%-18s %10s %10s %10s %8s %8s %8s %10s %8s %10s %8s\n' alg in-proc in-proc-2 agent-1 ratio agent-2 ratio-2 agent-8 \
 	p11kit-1 ratio ssh-agent
+declare -A m1 m2	# median ratios by algorithm, for the targets
 for alg in rsa-pkcs1-sha256 rsa-pss-sha256 ecdsa-sha256; do
 	case $alg in ecdsa*) key=bob; ssht=ecdsa ;; *) key=alice; ssht=rsa ;; esac
 	b1=(); b2=(); x1=(); x2=(); x8=(); q1=(); h1=(); r1=(); r2=(); rq=(); rh=()
@@ -78,6 +79,7 @@ for alg in rsa-pkcs1-sha256 rsa-pss-sha256 ecdsa-sha256; do
 		s1="$s1 ($(mratio "${rh[@]}"))"
 	fi
 	[ "$alg" = rsa-pkcs1-sha256 ] && { rsa_base=$base1 rsa_agent=$a1; }
+	m1[$alg]=$(median "${r1[@]}"); m2[$alg]=$(median "${r2[@]}")
 	printf '%-18s %10s %10s %10s %8s %8s %8s %10s %8s %10s %8s\n' $alg "$base1" "$base2" "$a1" \
 		"$(mratio "${r1[@]}")" "$a2" "$(mratio "${r2[@]}")" "$a8" "$p1" "$(mratio "${rq[@]}")" "$s1"
 	printf '%-18s %s\n' "" "per round: ratio ${r1[*]}; ratio-2 ${r2[*]}"
@@ -125,3 +127,19 @@ cached=$("$B" list "$sock2" 50)
 echo
 printf '200-certificate token (+2): cold `scagent --direct list` (whole process) %.0f ms; list from the agent cache (median of 50) %s ms\n' \
 	"$(awk -v a="$t0" -v b="$t1" 'BEGIN{print (b-a)*1000}')" "$cached"
+
+# The targets of the agent's issue, against this run's figures.
+# target DESC VALUE LIMIT UP: met when VALUE >= LIMIT (UP=1) or VALUE < LIMIT (UP=0)
+target() { awk -v v="$2" -v t="$3" -v up="$4" 'BEGIN { ok = up ? v + 0 >= t : v + 0 < t
+	printf "  %-46s %-8s %s\n", ARGV[1], v, ok ? "met" : "NOT met" }' "$1"; }
+echo
+echo "Targets (issue: the agent), this run:"
+for alg in rsa-pkcs1-sha256 rsa-pss-sha256; do
+	target "$alg, 1 client, ratio >= 0.95" "${m1[$alg]}" 0.95 1
+done
+target "ecdsa-sha256, 1 client, ratio >= 0.75" "${m1[ecdsa-sha256]}" 0.75 1
+for alg in rsa-pkcs1-sha256 rsa-pss-sha256 ecdsa-sha256; do
+	target "$alg, 2 clients, ratio-2 >= 0.85" "${m2[$alg]}" 0.85 1
+done
+target "list of a 200-certificate token < 5 ms" "$cached" 5 0
+target "agent RSS with one SoftHSM token < 12 MiB" "$(awk -v k="$rss" 'BEGIN{printf "%.1f", k/1024}')" 12 0
