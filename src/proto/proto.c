@@ -443,9 +443,9 @@ sc_spin_readable(int fd, unsigned spin_us)
 		if (now >= (long)spin_us)
 			return 0;
 		/*
-		 * Every 32 turns: did sched_yield() hand the CPU over at most
-		 * turns, each time to a thread that gave it back at once? That
-		 * is another spinner on this CPU.
+		 * Every 32 turns: did sched_yield() hand the CPU over in at
+		 * least half of them, to threads that gave it back within
+		 * SC_SPIN_BRIEF_US a turn? That is another spinner on this CPU.
 		 */
 		if (spin_us > SC_SPIN_LONG_US && i % 32 == 0 && getrusage(RUSAGE_THREAD, &ru) == 0) {
 			if (switches >= 0 && ru.ru_nivcsw - switches >= 16 && now - mark < 32 * SC_SPIN_BRIEF_US)
