@@ -116,8 +116,7 @@ read_line(scagent_client *c, int timeout_ms, char **line)
 	for (;;) {
 		if ((r = sc_linebuf_take(&c->in, line, &len)) != 0)
 			return r < 0 ? fail(c, SC_ERR_PROTOCOL, "the agent sent a malformed line") : SC_OK;
-		if (c->spin_us > 0 && (c->nospin_until == 0 || sc_now_us() >= c->nospin_until)) {
-			c->nospin_until = 0;
+		if (c->spin_us > 0 && sc_now_us() >= c->nospin_until) {
 			if (sc_spin_readable(c->fd, c->spin_us) < 0)
 				c->nospin_until = sc_now_us() + SPIN_BACKOFF_US;
 		}

@@ -140,10 +140,16 @@ arg_ok(json_object *v, enum sc_arg_kind kind)
 
 static const char *kind_names[] = { "a string", "an integer", "true or false", "base64 text" };
 
+/* The request arguments that carry a PIN. */
+static const char *const pin_names[] = { "pin", "so_pin", NULL };
+
 static int
 is_pin_name(const char *k)
 {
-	return k != NULL && (strcmp(k, "pin") == 0 || strcmp(k, "so_pin") == 0);
+	for (const char *const *n = pin_names; k != NULL && *n != NULL; n++)
+		if (strcmp(k, *n) == 0)
+			return 1;
+	return 0;
 }
 
 /* Overwrite o's "pin" and "so_pin" strings, or o itself when it is the value of one. */
@@ -158,7 +164,7 @@ wipe_pins(json_object *o, int is_pin_value)
 		explicit_bzero((char *)json_object_get_string(o), (size_t)json_object_get_string_len(o));
 	if (!json_object_is_type(o, json_type_object))
 		return;
-	for (const char *const *k = (const char *const[]){ "pin", "so_pin", NULL }; *k; k++)
+	for (const char *const *k = pin_names; *k; k++)
 		if (json_object_object_get_ex(o, *k, &v) && json_object_is_type(v, json_type_string))
 			explicit_bzero((char *)json_object_get_string(v), (size_t)json_object_get_string_len(v));
 }
@@ -221,32 +227,56 @@ tokener_scrub(json_tokener *tok, const char *line, size_t len)
 	free(filler);
 }
 
+/*
+ * Parse one JSON value spanning all of text[0..len) through a tokener of the
+ * given depth and flags, leaving no copy of a PIN in the memory json-c frees
+ * (see tokener_scrub). SC_ERR_PROTOCOL when the text is not exactly one value.
+ */
+static int
+parse_wiping(const char *text, size_t len, int depth, int flags, json_object **out)
+{
+	json_tokener *tok;
+	json_object *o;
+
+	*out = NULL;
+	if ((tok = json_tokener_new_ex(depth)) == NULL)
+		return SC_ERR_NOMEM;
+	json_tokener_set_flags(tok, flags);
+	if (names_pin(text, len))
+		tokener_presize(tok, len);
+	o = json_tokener_parse_ex(tok, text, (int)len);
+	if (o != NULL && (json_tokener_get_error(tok) != json_tokener_success ||
+	    json_tokener_get_parse_end(tok) != len)) {
+		wipe_pins(o, 0);
+		json_object_put(o);
+		o = NULL;
+	}
+	tokener_scrub(tok, text, len);
+	json_tokener_free(tok);
+	*out = o;
+	return o != NULL ? SC_OK : SC_ERR_PROTOCOL;
+}
+
 int
 sc_proto_parse_request(const char *line, size_t len, json_object **req, int64_t *id,
     const struct sc_op_spec **op, char *whybuf, size_t whylen)
 {
-	json_tokener *tok;
 	json_object *o = NULL, *v;
 	const struct sc_op_spec *spec = NULL;
 	const char *opname;
-	int r = SC_ERR_PROTOCOL;
+	int r;
 
 	*req = NULL;
 	*id = -1;
 	*op = NULL;
 	snprintf(whybuf, whylen, "malformed request");
-	if ((tok = json_tokener_new_ex(16)) == NULL)
-		return SC_ERR_NOMEM;
 	/* Strict JSON in UTF-8 only: no single quotes, NaN, comments or bad bytes. */
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	if (names_pin(line, len))
-		tokener_presize(tok, len);
-	o = json_tokener_parse_ex(tok, line, (int)len);
-	if (o == NULL || json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) != len) {
-		snprintf(whybuf, whylen, "not one JSON object per line");
-		goto out;
+	if ((r = parse_wiping(line, len, 16, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8, &o)) != SC_OK) {
+		if (r == SC_ERR_PROTOCOL)
+			snprintf(whybuf, whylen, "not one JSON object per line");
+		return r;
 	}
+	r = SC_ERR_PROTOCOL;
 	if (!json_object_is_type(o, json_type_object)) {
 		snprintf(whybuf, whylen, "a request is a JSON object");
 		goto out;
@@ -303,31 +333,15 @@ out:
 	/* A refused request is freed here: its PINs are wiped first (the caller wipes an accepted one's). */
 	wipe_pins(o, 0);
 	json_object_put(o);
-	tokener_scrub(tok, line, len);
-	json_tokener_free(tok);
 	return r;
 }
 
 json_object *
 sc_proto_parse_text(const char *text)
 {
-	size_t len = strlen(text);
-	json_tokener *tok;
 	json_object *o;
 
-	if ((tok = json_tokener_new()) == NULL)
-		return NULL;
-	if (names_pin(text, len))
-		tokener_presize(tok, len);
-	o = json_tokener_parse_ex(tok, text, (int)len);
-	if (o != NULL && (json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) != len)) {
-		wipe_pins(o, 0);
-		json_object_put(o);
-		o = NULL;
-	}
-	tokener_scrub(tok, text, len);
-	json_tokener_free(tok);
+	parse_wiping(text, strlen(text), JSON_TOKENER_DEFAULT_DEPTH, 0, &o);
 	return o;
 }
 
@@ -347,14 +361,13 @@ sc_json_text(json_object *o)
 const char *
 sc_proto_text(json_object *req)
 {
-	json_object *real[2] = { NULL, NULL }, *v;
-	const char *const names[2] = { "pin", "so_pin" };
+	json_object *real[sizeof(pin_names) / sizeof(pin_names[0])] = { NULL }, *v;
 	char *filler;
 	size_t n;
 	int any = 0;
 
-	for (int i = 0; i < 2; i++) {
-		if (!json_object_object_get_ex(req, names[i], &v) || !json_object_is_type(v, json_type_string))
+	for (int i = 0; pin_names[i] != NULL; i++) {
+		if (!json_object_object_get_ex(req, pin_names[i], &v) || !json_object_is_type(v, json_type_string))
 			continue;
 		n = (size_t)json_object_get_string_len(v) * 6 + 1;
 		if ((filler = malloc(n + 1)) == NULL)
@@ -362,15 +375,15 @@ sc_proto_text(json_object *req)
 		memset(filler, 'x', n);
 		filler[n] = '\0';
 		real[i] = json_object_get(v);
-		json_object_object_add(req, names[i], json_object_new_string_len(filler, (int)n));
+		json_object_object_add(req, pin_names[i], json_object_new_string_len(filler, (int)n));
 		free(filler);
 		any = 1;
 	}
 	if (any) {
 		sc_json_text(req);
-		for (int i = 0; i < 2; i++)
+		for (int i = 0; pin_names[i] != NULL; i++)
 			if (real[i] != NULL)
-				json_object_object_add(req, names[i], real[i]);
+				json_object_object_add(req, pin_names[i], real[i]);
 	}
 	return sc_json_text(req);
 }

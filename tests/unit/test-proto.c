@@ -622,12 +622,13 @@ co_spinner(void *arg)
 static void
 test_spin_shared_cpu(void **state)
 {
-	cpu_set_t one;
+	cpu_set_t one, all;
 	pthread_t co;
 	int sv[2], r = 0, cpu = sched_getcpu();
 
 	(void)state;
 	assert_true(cpu >= 0);
+	assert_int_equal(pthread_getaffinity_np(pthread_self(), sizeof(all), &all), 0);
 	CPU_ZERO(&one);
 	CPU_SET(cpu, &one);
 	assert_int_equal(pthread_setaffinity_np(pthread_self(), sizeof(one), &one), 0);
@@ -640,6 +641,7 @@ test_spin_shared_cpu(void **state)
 		r = sc_spin_readable(sv[0], 200000);
 	co_stop = 1;
 	pthread_join(co, NULL);
+	pthread_setaffinity_np(pthread_self(), sizeof(all), &all);
 	assert_int_equal(r, -1);
 	close(sv[0]);
 	close(sv[1]);
