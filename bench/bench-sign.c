@@ -1,11 +1,18 @@
 /*
  * Signature throughput: in-process PKCS#11 (any module: SoftHSM directly, or
  * p11-kit-client.so for `p11-kit server`), through scagentd, and through
- * ssh-agent. One line of output per run: "<ops/s> <ops> <seconds>".
+ * ssh-agent. A TARGET is one of
  *
- *   bench-sign pkcs11 MODULE TOKEN KEYLABEL ALG THREADS SECONDS   (PIN in $BENCH_PIN)
- *   bench-sign agent SOCKET REF ALG CLIENTS SECONDS
- *   bench-sign ssh SOCKET rsa|ecdsa THREADS SECONDS
+ *   pkcs11 MODULE TOKEN KEYLABEL ALG     (PIN in $BENCH_PIN)
+ *   agent SOCKET REF ALG
+ *   ssh SOCKET rsa|ecdsa
+ *
+ *   bench-sign TARGET THREADS SECONDS    prints "<ops/s> <ops> <seconds>"
+ *   bench-sign pair SECONDS THREADS TARGET-A vs TARGET-B
+ *                                     prints "<A ops/s> <B ops/s> <B/A>": A and B
+ *                                     take turns in slices of 100 ms (A B B A ...),
+ *                                     so that a machine that speeds up or slows
+ *                                     down during the run does so for both
  *   bench-sign list SOCKET COUNT      (prints the median list time in ms)
  *   bench-sign ping SOCKET COUNT      (median round trip of an empty request, us)
  *   bench-sign verify COUNT           (median RSA-2048 PKCS#1 verification, us:
@@ -41,75 +48,42 @@ static const unsigned char digest[32] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
 static const unsigned char di256[] = { 0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48,
 	0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20 };
 
-struct job {
-	int mode;			/* 0 pkcs11, 1 agent, 2 ssh */
-	double seconds;
-	long ops;
-	int failed;
+enum { T_PKCS11, T_AGENT, T_SSH };
+
+/* What to sign with, shared by the threads. */
+struct target {
+	int kind;
+	const char *alg;
 	/* pkcs11 */
 	CK_FUNCTION_LIST_PTR f;
 	CK_SLOT_ID slot;
 	CK_OBJECT_HANDLE key;
-	const char *alg;
-	/* agent / ssh */
+	/* agent, ssh */
 	const char *sock;
 	const char *ref;
-	unsigned char *blob;
+	unsigned char *blob;		/* ssh: the key blob */
 	size_t bloblen;
 	int rsa;
 };
 
-static pthread_barrier_t start;
+/* One thread's connection to a target. */
+struct worker {
+	const struct target *t;
+	CK_SESSION_HANDLE s;
+	CK_MECHANISM m;
+	CK_RSA_PKCS_PSS_PARAMS pss;
+	unsigned char in[64];
+	CK_ULONG inlen;
+	scagent_client *c;
+	int fd;
+	unsigned char *msg;
+	size_t msglen;
+};
 
 /* ---- in-process PKCS#11 ---- */
 
-static void *
-run_pkcs11(void *arg)
-{
-	struct job *j = arg;
-	CK_SESSION_HANDLE s;
-	CK_RSA_PKCS_PSS_PARAMS pss = { CKM_SHA256, CKG_MGF1_SHA256, 32 };
-	CK_MECHANISM m = { CKM_RSA_PKCS, NULL, 0 };
-	unsigned char in[64], out[1024];
-	CK_ULONG inlen, outlen;
-	double end;
-
-	if (j->f->C_OpenSession(j->slot, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK) {
-		j->failed = 1;
-		pthread_barrier_wait(&start);
-		return NULL;
-	}
-	if (strcmp(j->alg, "rsa-pkcs1-sha256") == 0) {
-		memcpy(in, di256, sizeof(di256));
-		memcpy(in + sizeof(di256), digest, 32);
-		inlen = sizeof(di256) + 32;
-	} else {
-		memcpy(in, digest, 32);
-		inlen = 32;
-		if (strcmp(j->alg, "rsa-pss-sha256") == 0) {
-			m.mechanism = CKM_RSA_PKCS_PSS;
-			m.pParameter = &pss;
-			m.ulParameterLen = sizeof(pss);
-		} else
-			m.mechanism = CKM_ECDSA;
-	}
-	pthread_barrier_wait(&start);
-	end = now() + j->seconds;
-	while (now() < end) {
-		outlen = sizeof(out);
-		if (j->f->C_SignInit(s, &m, j->key) != CKR_OK ||
-		    j->f->C_Sign(s, in, inlen, out, &outlen) != CKR_OK) {
-			j->failed = 1;
-			break;
-		}
-		j->ops++;
-	}
-	j->f->C_CloseSession(s);
-	return NULL;
-}
-
 static int
-setup_pkcs11(struct job *j, const char *module, const char *token, const char *label)
+setup_pkcs11(struct target *t, const char *module, const char *token, const char *label)
 {
 	CK_C_GetFunctionList gfl;
 	CK_C_INITIALIZE_ARGS ia = { NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, NULL };
@@ -117,76 +91,103 @@ setup_pkcs11(struct job *j, const char *module, const char *token, const char *l
 	CK_ULONG n = 64, got = 0;
 	CK_SESSION_HANDLE s;
 	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-	CK_ATTRIBUTE t[2] = { { CKA_CLASS, &cls, sizeof(cls) }, { CKA_LABEL, (void *)label, strlen(label) } };
+	CK_ATTRIBUTE a[2] = { { CKA_CLASS, &cls, sizeof(cls) }, { CKA_LABEL, (void *)label, strlen(label) } };
 	const char *pin = getenv("BENCH_PIN");
 	void *dl = dlopen(module, RTLD_NOW);
+	CK_RV rv;
+	int found = 0;
 
 	if (dl == NULL || (gfl = (CK_C_GetFunctionList)dlsym(dl, "C_GetFunctionList")) == NULL ||
-	    gfl(&j->f) != CKR_OK || j->f->C_Initialize(&ia) != CKR_OK ||
-	    j->f->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK) {
+	    gfl(&t->f) != CKR_OK || ((rv = t->f->C_Initialize(&ia)) != CKR_OK &&
+	    rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) ||
+	    t->f->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK) {
 		fprintf(stderr, "bench-sign: cannot load %s\n", module);
 		return -1;
 	}
-	for (CK_ULONG i = 0; i < n; i++) {
+	for (CK_ULONG i = 0; i < n && !found; i++) {
 		CK_TOKEN_INFO ti;
 		char lab[33];
-		if (j->f->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
+		if (t->f->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
 			continue;
 		memcpy(lab, ti.label, 32);
 		lab[32] = '\0';
 		for (int k = 31; k >= 0 && lab[k] == ' '; k--)
 			lab[k] = '\0';
 		if (strcmp(lab, token) == 0) {
-			j->slot = slots[i];
-			break;
-		}
-		if (i + 1 == n) {
-			fprintf(stderr, "bench-sign: no token %s\n", token);
-			return -1;
+			t->slot = slots[i];
+			found = 1;
 		}
 	}
-	if (j->f->C_OpenSession(j->slot, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK)
+	if (!found) {
+		fprintf(stderr, "bench-sign: no token %s\n", token);
+		return -1;
+	}
+	if (t->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK)
 		return -1;
 	if (pin != NULL)
-		j->f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
-	if (j->f->C_FindObjectsInit(s, t, 2) != CKR_OK ||
-	    j->f->C_FindObjects(s, &j->key, 1, &got) != CKR_OK || got != 1) {
+		t->f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
+	if (t->f->C_FindObjectsInit(s, a, 2) != CKR_OK ||
+	    t->f->C_FindObjects(s, &t->key, 1, &got) != CKR_OK || got != 1) {
 		fprintf(stderr, "bench-sign: no private key %s\n", label);
 		return -1;
 	}
-	j->f->C_FindObjectsFinal(s);
+	t->f->C_FindObjectsFinal(s);
 	/* The login session stays open: closing the last one would log out. */
+	return 0;
+}
+
+static int
+open_pkcs11(struct worker *w)
+{
+	const struct target *t = w->t;
+
+	if (t->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &w->s) != CKR_OK)
+		return -1;
+	w->m.mechanism = CKM_RSA_PKCS;
+	if (strcmp(t->alg, "rsa-pkcs1-sha256") == 0) {
+		memcpy(w->in, di256, sizeof(di256));
+		memcpy(w->in + sizeof(di256), digest, 32);
+		w->inlen = sizeof(di256) + 32;
+		return 0;
+	}
+	memcpy(w->in, digest, 32);
+	w->inlen = 32;
+	if (strcmp(t->alg, "rsa-pss-sha256") == 0) {
+		w->pss = (CK_RSA_PKCS_PSS_PARAMS){ CKM_SHA256, CKG_MGF1_SHA256, 32 };
+		w->m.mechanism = CKM_RSA_PKCS_PSS;
+		w->m.pParameter = &w->pss;
+		w->m.ulParameterLen = sizeof(w->pss);
+	} else
+		w->m.mechanism = CKM_ECDSA;
+	return 0;
+}
+
+static int
+sign_pkcs11(struct worker *w)
+{
+	unsigned char out[1024];
+	CK_ULONG outlen = sizeof(out);
+
+	if (w->t->f->C_SignInit(w->s, &w->m, w->t->key) != CKR_OK ||
+	    w->t->f->C_Sign(w->s, w->in, w->inlen, out, &outlen) != CKR_OK)
+		return -1;
 	return 0;
 }
 
 /* ---- through scagentd ---- */
 
-static void *
-run_agent(void *arg)
+static int
+sign_agent(struct worker *w)
 {
-	struct job *j = arg;
-	scagent_client *c = NULL;
 	unsigned char *sig;
 	size_t siglen;
-	double end;
 
-	if (scagent_connect(j->sock, &c) != 0)
-		j->failed = 1;
-	pthread_barrier_wait(&start);
-	if (c == NULL)
-		return NULL;
-	end = now() + j->seconds;
-	while (now() < end) {
-		if (scagent_sign(c, j->ref, j->alg, 1, digest, 32, &sig, &siglen) != 0) {
-			fprintf(stderr, "bench-sign: %s\n", scagent_error(c));
-			j->failed = 1;
-			break;
-		}
-		scagent_free(sig);
-		j->ops++;
+	if (scagent_sign(w->c, w->t->ref, w->t->alg, 1, digest, 32, &sig, &siglen) != 0) {
+		fprintf(stderr, "bench-sign: %s\n", scagent_error(w->c));
+		return -1;
 	}
-	scagent_close(c);
-	return NULL;
+	scagent_free(sig);
+	return 0;
 }
 
 /* ---- through ssh-agent (draft-miller-ssh-agent) ---- */
@@ -198,8 +199,11 @@ ssh_connect(const char *path)
 	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (fd >= 0)
+			close(fd);
 		return -1;
+	}
 	return fd;
 }
 
@@ -239,16 +243,19 @@ get32(const unsigned char *p)
 }
 
 static int
-setup_ssh(struct job *j, const char *type)
+setup_ssh(struct target *t, const char *type)
 {
 	unsigned char req = 11, *resp = NULL;	/* SSH2_AGENTC_REQUEST_IDENTITIES */
 	size_t rlen, off;
 	uint32_t nkeys;
-	int fd = ssh_connect(j->sock);
+	int fd = ssh_connect(t->sock);
 
-	j->rsa = strcmp(type, "rsa") == 0;
-	if (fd < 0 || ssh_rpc(fd, &req, 1, &resp, &rlen) < 0 || rlen < 5 || resp[0] != 12)
+	t->rsa = strcmp(type, "rsa") == 0;
+	if (fd < 0 || ssh_rpc(fd, &req, 1, &resp, &rlen) < 0 || rlen < 5 || resp[0] != 12) {
+		if (fd >= 0)
+			close(fd);
 		return -1;
+	}
 	nkeys = get32(resp + 1);
 	off = 5;
 	for (uint32_t i = 0; i < nkeys && off + 4 <= rlen; i++) {
@@ -257,11 +264,11 @@ setup_ssh(struct job *j, const char *type)
 		if (off + 4 + bl + 4 > rlen)
 			break;
 		tl = get32(blob);
-		if ((j->rsa && tl == 7 && memcmp(blob + 4, "ssh-rsa", 7) == 0) ||
-		    (!j->rsa && tl >= 10 && memcmp(blob + 4, "ecdsa-sha2", 10) == 0)) {
-			j->blob = malloc(bl);
-			memcpy(j->blob, blob, bl);
-			j->bloblen = bl;
+		if ((t->rsa && tl == 7 && memcmp(blob + 4, "ssh-rsa", 7) == 0) ||
+		    (!t->rsa && tl >= 10 && memcmp(blob + 4, "ecdsa-sha2", 10) == 0)) {
+			t->blob = malloc(bl);
+			memcpy(t->blob, blob, bl);
+			t->bloblen = bl;
 			break;
 		}
 		off += 4 + bl;
@@ -270,47 +277,206 @@ setup_ssh(struct job *j, const char *type)
 	}
 	free(resp);
 	close(fd);
-	return j->blob ? 0 : -1;
+	return t->blob ? 0 : -1;
 }
 
-static void *
-run_ssh(void *arg)
+static int
+open_ssh(struct worker *w)
 {
-	struct job *j = arg;
-	unsigned char *msg = malloc(1 + 4 + j->bloblen + 4 + 32 + 4), *resp;
-	size_t len = 0, rlen;
+	const struct target *t = w->t;
+	size_t len = 0;
 	uint32_t v;
-	double end;
-	int fd = ssh_connect(j->sock);
 
-	msg[len++] = 13;	/* SSH2_AGENTC_SIGN_REQUEST */
-	v = htonl((uint32_t)j->bloblen);
-	memcpy(msg + len, &v, 4);
-	memcpy(msg + len + 4, j->blob, j->bloblen);
-	len += 4 + j->bloblen;
+	if ((w->msg = malloc(1 + 4 + t->bloblen + 4 + 32 + 4)) == NULL ||
+	    (w->fd = ssh_connect(t->sock)) < 0)
+		return -1;
+	w->msg[len++] = 13;	/* SSH2_AGENTC_SIGN_REQUEST */
+	v = htonl((uint32_t)t->bloblen);
+	memcpy(w->msg + len, &v, 4);
+	memcpy(w->msg + len + 4, t->blob, t->bloblen);
+	len += 4 + t->bloblen;
 	v = htonl(32);
-	memcpy(msg + len, &v, 4);
-	memcpy(msg + len + 4, digest, 32);
+	memcpy(w->msg + len, &v, 4);
+	memcpy(w->msg + len + 4, digest, 32);
 	len += 36;
-	v = htonl(j->rsa ? 2 : 0);	/* SSH_AGENT_RSA_SHA2_256 */
-	memcpy(msg + len, &v, 4);
-	len += 4;
-	if (fd < 0)
-		j->failed = 1;
-	pthread_barrier_wait(&start);
-	end = now() + j->seconds;
-	while (fd >= 0 && now() < end) {
-		if (ssh_rpc(fd, msg, len, &resp, &rlen) < 0 || rlen < 1 || resp[0] != 14) {
-			j->failed = 1;
-			break;
-		}
-		free(resp);
-		j->ops++;
+	v = htonl(t->rsa ? 2 : 0);	/* SSH_AGENT_RSA_SHA2_256 */
+	memcpy(w->msg + len, &v, 4);
+	w->msglen = len + 4;
+	return 0;
+}
+
+static int
+sign_ssh(struct worker *w)
+{
+	unsigned char *resp;
+	size_t rlen;
+	int r = 0;
+
+	if (ssh_rpc(w->fd, w->msg, w->msglen, &resp, &rlen) < 0)
+		return -1;
+	if (rlen < 1 || resp[0] != 14)
+		r = -1;
+	free(resp);
+	return r;
+}
+
+/* ---- targets, workers and slices ---- */
+
+/* Reads a TARGET from argv at *i; 0 or -1. */
+static int
+parse_target(int argc, char **argv, int *i, struct target *t)
+{
+	int n = argc - *i;
+	const char *kind = n > 0 ? argv[*i] : "";
+
+	memset(t, 0, sizeof(*t));
+	if (strcmp(kind, "pkcs11") == 0 && n >= 5) {
+		t->kind = T_PKCS11;
+		t->alg = argv[*i + 4];
+		if (setup_pkcs11(t, argv[*i + 1], argv[*i + 2], argv[*i + 3]) < 0)
+			return -1;
+		*i += 5;
+		return 0;
 	}
-	if (fd >= 0)
-		close(fd);
-	free(msg);
+	if (strcmp(kind, "agent") == 0 && n >= 4) {
+		t->kind = T_AGENT;
+		t->sock = argv[*i + 1];
+		t->ref = argv[*i + 2];
+		t->alg = argv[*i + 3];
+		*i += 4;
+		return 0;
+	}
+	if (strcmp(kind, "ssh") == 0 && n >= 3) {
+		t->kind = T_SSH;
+		t->sock = argv[*i + 1];
+		if (setup_ssh(t, argv[*i + 2]) < 0) {
+			fprintf(stderr, "bench-sign: no %s key in ssh-agent\n", argv[*i + 2]);
+			return -1;
+		}
+		*i += 3;
+		return 0;
+	}
+	return -1;
+}
+
+static int
+worker_open(struct worker *w, const struct target *t)
+{
+	memset(w, 0, sizeof(*w));
+	w->t = t;
+	w->fd = -1;
+	switch (t->kind) {
+	case T_PKCS11:
+		return open_pkcs11(w);
+	case T_AGENT:
+		return scagent_connect(t->sock, &w->c) == 0 ? 0 : -1;
+	default:
+		return open_ssh(w);
+	}
+}
+
+static int
+worker_sign(struct worker *w)
+{
+	switch (w->t->kind) {
+	case T_PKCS11:
+		return sign_pkcs11(w);
+	case T_AGENT:
+		return sign_agent(w);
+	default:
+		return sign_ssh(w);
+	}
+}
+
+static void
+worker_close(struct worker *w)
+{
+	if (w->t->kind == T_PKCS11)
+		w->t->f->C_CloseSession(w->s);
+	scagent_close(w->c);
+	if (w->fd >= 0)
+		close(w->fd);
+	free(w->msg);
+}
+
+/*
+ * The run: nslices slices; in slice k every thread signs with
+ * targets[order[k]] until the slice's end, then all wait for each other. A
+ * slice starts after each thread signed once with its target, uncounted (a
+ * thread of the agent that slept through the other target's slice wakes up
+ * then), and lasts until its last signature ends.
+ */
+struct run {
+	const struct target *targets[2];
+	int ntargets, nthreads, nslices;
+	const int *order;
+	double slice;			/* seconds */
+	pthread_barrier_t gate;
+	long ops[2];			/* per target */
+	double secs[2];
+	int failed;
+	pthread_mutex_t lock;
+};
+
+static void *
+thread_main(void *arg)
+{
+	struct run *r = arg;
+	struct worker w[2];
+	int opened = 0, bad = 0;
+
+	for (int i = 0; i < r->ntargets; i++)
+		if (worker_open(&w[i], r->targets[i]) == 0)
+			opened++;
+		else
+			bad = 1;
+	for (int k = 0; k < r->nslices; k++) {
+		struct worker *cur = &w[r->order[k]];
+		double end;
+		long ops = 0;
+
+		if (!bad && worker_sign(cur) != 0)
+			bad = 1;
+		pthread_barrier_wait(&r->gate);
+		end = now() + r->slice;
+		while (!bad && now() < end) {
+			if (worker_sign(cur) != 0)
+				bad = 1;
+			else
+				ops++;
+		}
+		pthread_mutex_lock(&r->lock);
+		r->ops[r->order[k]] += ops;
+		r->failed |= bad;
+		pthread_mutex_unlock(&r->lock);
+		pthread_barrier_wait(&r->gate);
+	}
+	for (int i = 0; i < opened; i++)
+		worker_close(&w[i]);
 	return NULL;
+}
+
+static int
+run(struct run *r)
+{
+	pthread_t th[64];
+	double t0;
+
+	if (r->nthreads < 1 || r->nthreads > 64)
+		return -1;
+	pthread_barrier_init(&r->gate, NULL, (unsigned)r->nthreads + 1);
+	pthread_mutex_init(&r->lock, NULL);
+	for (int i = 0; i < r->nthreads; i++)
+		pthread_create(&th[i], NULL, thread_main, r);
+	for (int k = 0; k < r->nslices; k++) {
+		pthread_barrier_wait(&r->gate);
+		t0 = now();
+		pthread_barrier_wait(&r->gate);
+		r->secs[r->order[k]] += now() - t0;
+	}
+	for (int i = 0; i < r->nthreads; i++)
+		pthread_join(th[i], NULL);
+	return r->failed ? -1 : 0;
 }
 
 static int
@@ -322,10 +488,10 @@ cmp_double(const void *a, const void *b)
 }
 
 static double
-median_us(double *v, int count)
+median(double *v, int count)
 {
 	qsort(v, (size_t)count, sizeof(double), cmp_double);
-	return v[count / 2] * 1e6;
+	return v[count / 2];
 }
 
 /* The agent's floor: a request that does nothing (hello), socket and JSON both ways. */
@@ -345,9 +511,32 @@ bench_ping(const char *sock, int count)
 		t[i] = now() - t0;
 		scagent_free(res);
 	}
-	printf("%.1f\n", median_us(t, count));
+	printf("%.1f\n", median(t, count) * 1e6);
 	scagent_close(c);
 	free(t);
+	return 0;
+}
+
+/* The median time of listing from the agent, in ms. */
+static int
+bench_list(const char *sock, int count)
+{
+	scagent_client *c;
+	double *ms = calloc((size_t)count, sizeof(double)), t0;
+	char *json;
+
+	if (ms == NULL || count <= 0 || scagent_connect(sock, &c) != 0)
+		return 1;
+	for (int i = 0; i < count; i++) {
+		t0 = now();
+		if (scagent_list(c, &json) != 0)
+			return 1;
+		ms[i] = (now() - t0) * 1000;
+		scagent_free(json);
+	}
+	printf("%.3f\n", median(ms, count));
+	scagent_close(c);
+	free(ms);
 	return 0;
 }
 
@@ -374,7 +563,7 @@ bench_verify(int count)
 			return 1;
 		t[i] = now() - t0;
 	}
-	printf("%.1f\n", median_us(t, count));
+	printf("%.1f\n", median(t, count) * 1e6);
 	EVP_PKEY_CTX_free(sc);
 	EVP_PKEY_CTX_free(vc);
 	EVP_PKEY_free(pk);
@@ -382,84 +571,51 @@ bench_verify(int count)
 	return 0;
 }
 
+#define SLICE 0.1	/* seconds */
+
 int
 main(int argc, char **argv)
 {
-	struct job proto, *jobs;
-	pthread_t *th;
-	int n;
-	double t0, t1;
-	long total = 0;
+	struct target t[2];
+	struct run r;
+	int i = 1, order[2 * 1024];
 
-	memset(&proto, 0, sizeof(proto));
+	memset(&r, 0, sizeof(r));
 	if (argc == 4 && strcmp(argv[1], "ping") == 0)
 		return bench_ping(argv[2], atoi(argv[3]));
 	if (argc == 3 && strcmp(argv[1], "verify") == 0)
 		return bench_verify(atoi(argv[2]));
-	if (argc == 4 && strcmp(argv[1], "list") == 0) {
-		scagent_client *c;
-		int count = atoi(argv[3]);
-		double *ms = calloc((size_t)count, sizeof(double));
-		char *json;
-		if (scagent_connect(argv[2], &c) != 0)
+	if (argc == 4 && strcmp(argv[1], "list") == 0)
+		return bench_list(argv[2], atoi(argv[3]));
+	if (argc > 4 && strcmp(argv[1], "pair") == 0) {
+		double secs = atof(argv[2]);
+		int per = (int)(secs / SLICE + 0.5);
+
+		i = 4;
+		if (parse_target(argc, argv, &i, &t[0]) < 0 || i >= argc || strcmp(argv[i++], "vs") != 0 ||
+		    parse_target(argc, argv, &i, &t[1]) < 0 || i != argc || per < 1 || per > 1024)
+			goto usage;
+		/* A B B A A B B A ...: drift that is linear over four slices cancels. */
+		for (int k = 0; k < 2 * per; k++)
+			order[k] = (k % 4 == 0 || k % 4 == 3) ? 0 : 1;
+		r = (struct run){ .targets = { &t[0], &t[1] }, .ntargets = 2, .nthreads = atoi(argv[3]),
+		    .nslices = 2 * per, .order = order, .slice = SLICE };
+		if (run(&r) < 0)
 			return 1;
-		for (int i = 0; i < count; i++) {
-			t0 = now();
-			if (scagent_list(c, &json) != 0)
-				return 1;
-			ms[i] = (now() - t0) * 1000;
-			scagent_free(json);
-		}
-		qsort(ms, (size_t)count, sizeof(double), cmp_double);
-		printf("%.3f\n", ms[count / 2]);
+		double a = (double)r.ops[0] / r.secs[0], b = (double)r.ops[1] / r.secs[1];
+		printf("%.1f %.1f %.4f\n", a, b, a > 0 ? b / a : 0);
 		return 0;
 	}
-	if (argc == 8 && strcmp(argv[1], "pkcs11") == 0) {
-		proto.mode = 0;
-		proto.alg = argv[5];
-		n = atoi(argv[6]);
-		proto.seconds = atof(argv[7]);
-		if (setup_pkcs11(&proto, argv[2], argv[3], argv[4]) < 0)
-			return 1;
-	} else if (argc == 7 && strcmp(argv[1], "agent") == 0) {
-		proto.mode = 1;
-		proto.sock = argv[2];
-		proto.ref = argv[3];
-		proto.alg = argv[4];
-		n = atoi(argv[5]);
-		proto.seconds = atof(argv[6]);
-	} else if (argc == 6 && strcmp(argv[1], "ssh") == 0) {
-		proto.mode = 2;
-		proto.sock = argv[2];
-		n = atoi(argv[4]);
-		proto.seconds = atof(argv[5]);
-		if (setup_ssh(&proto, argv[3]) < 0) {
-			fprintf(stderr, "bench-sign: no %s key in ssh-agent\n", argv[3]);
-			return 1;
-		}
-	} else {
-		fprintf(stderr, "usage: see the comment at the top of bench/bench-sign.c\n");
-		return 2;
-	}
-	if (n < 1 || n > 64)
-		return 2;
-	jobs = calloc((size_t)n, sizeof(*jobs));
-	th = calloc((size_t)n, sizeof(*th));
-	pthread_barrier_init(&start, NULL, (unsigned)n + 1);
-	for (int i = 0; i < n; i++) {
-		jobs[i] = proto;
-		pthread_create(&th[i], NULL, proto.mode == 0 ? run_pkcs11 : proto.mode == 1 ? run_agent : run_ssh,
-		    &jobs[i]);
-	}
-	pthread_barrier_wait(&start);
-	t0 = now();
-	for (int i = 0; i < n; i++) {
-		pthread_join(th[i], NULL);
-		if (jobs[i].failed)
-			return 1;
-		total += jobs[i].ops;
-	}
-	t1 = now();
-	printf("%.1f %ld %.2f\n", (double)total / (t1 - t0), total, t1 - t0);
+	if (parse_target(argc, argv, &i, &t[0]) < 0 || i + 2 != argc)
+		goto usage;
+	order[0] = 0;
+	r = (struct run){ .targets = { &t[0] }, .ntargets = 1, .nthreads = atoi(argv[i]), .nslices = 1,
+	    .order = order, .slice = atof(argv[i + 1]) };
+	if (run(&r) < 0)
+		return 1;
+	printf("%.1f %ld %.2f\n", (double)r.ops[0] / r.secs[0], r.ops[0], r.secs[0]);
 	return 0;
+usage:
+	fprintf(stderr, "usage: see the comment at the top of bench/bench-sign.c\n");
+	return 2;
 }

@@ -4,12 +4,12 @@
 # run: `p11-kit server` (p11-kit-client.so) and ssh-agent with its PKCS#11
 # helper. Also: list from the agent's cache on a 200-certificate token, and the
 # agent's memory. Prints figures and ratios; asserts nothing (not a test).
-#   bench/run.sh [SECONDS-PER-RUN]   (default 2)
+#   bench/run.sh [SECONDS]   (each side of each pair run; default 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 secs=${1:-2}
-[ -x bench/bench-sign ] || make -s bench/bench-sign >/dev/null
+make -s bench/bench-sign >/dev/null
 B=$top/bench/bench-sign
 . tests/testbed/testbed.sh
 tb_init
@@ -40,60 +40,66 @@ for _ in $(seq 100); do [ -S "$TB_DIR/ssh.sock" ] && break; sleep 0.05; done
 SSH_AUTH_SOCK=$TB_DIR/ssh.sock SSH_ASKPASS=$TB_DIR/askpass SSH_ASKPASS_REQUIRE=force DISPLAY=: \
 	ssh-add -s "$TB_SOFTHSM" </dev/null >/dev/null 2>&1 || echo "(ssh-add -s failed: no ssh-agent figures)"
 
-rate() { "$@" 2>/dev/null | awk '{print $1}' || echo 0; }
-# The median of ROUNDS runs; the configurations of one algorithm take turns
-# (baseline, agent, peers, baseline, ...) so that load that comes and goes
-# during the run hits them alike. A ratio is the median of each round's ratio
-# (its run against the baseline run just before it), which cancels load that
-# drifts from one round to the next.
+# Every figure comes from a pair run: `bench-sign pair` signs with the
+# in-process baseline and with the target in turns of 100 ms (A B B A ...)
+# and prints "<baseline/s> <target/s> <target/baseline>", so that the machine
+# speeding up or slowing down during the run (as a virtual machine does when
+# its host is busy) hits both alike. ROUNDS pair runs per configuration, the
+# configurations taking turns; the table shows medians. The baseline against
+# itself ("noise") shows how far the ratios of this run can be trusted.
+pair() { "$B" pair "$secs" "$@" 2>/dev/null || echo "0 0 0"; }
 rounds=${BENCH_ROUNDS:-5}
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-q() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.4f", a / b; else print 0 }'; }
 mratio() { local m; m=$(median "$@"); awk -v m="$m" 'BEGIN { if (m > 0) printf "%.3fx", m; else print "-" }'; }
+spread() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {printf "%.3f-%.3f", v[1], v[NR]}'; }
 
-printf '\nSignatures per second on SoftHSM (median of %s runs of %s s, %s cores, load %s)\n\n' \
+printf '\nSignatures per second on SoftHSM (medians of %s pair runs of %s s a side, %s cores, load %s)\n\n' \
 	"$rounds" "$secs" "$(nproc)" "$(cut -d' ' -f1 /proc/loadavg)"
-printf '%-18s %10s %10s %10s %8s %8s %8s %10s %8s %10s %8s\n' alg in-proc in-proc-2 agent-1 ratio agent-2 ratio-2 agent-8 \
-	p11kit-1 ratio ssh-agent
+printf '%-18s %10s %10s %10s %8s %8s %8s %10s %8s %8s %10s %8s %12s\n' alg in-proc in-proc-2 agent-1 ratio \
+	agent-2 ratio-2 agent-8 p11kit-1 ratio ssh-agent ratio noise
 declare -A m1 m2	# median ratios by algorithm, for the targets
 for alg in rsa-pkcs1-sha256 rsa-pss-sha256 ecdsa-sha256; do
 	case $alg in ecdsa*) key=bob; ssht=ecdsa ;; *) key=alice; ssht=rsa ;; esac
-	b1=(); b2=(); x1=(); x2=(); x8=(); q1=(); h1=(); r1=(); r2=(); rq=(); rh=()
+	base=(pkcs11 "$TB_SOFTHSM" bench $key $alg)
+	b1=(); b2=(); x1=(); x2=(); x8=(); q1=(); h1=(); r1=(); r2=(); rq=(); rh=(); rn=()
 	for _ in $(seq "$rounds"); do
-		b=$(rate "$B" pkcs11 "$TB_SOFTHSM" bench $key $alg 1 "$secs"); b1+=("$b")
-		x=$(rate "$B" agent "$SCAGENT_SOCKET" $key $alg 1 "$secs"); x1+=("$x"); r1+=("$(q "$x" "$b")")
-		c=$(rate "$B" pkcs11 "$TB_SOFTHSM" bench $key $alg 2 "$secs"); b2+=("$c")
-		x=$(rate "$B" agent "$SCAGENT_SOCKET" $key $alg 2 "$secs"); x2+=("$x"); r2+=("$(q "$x" "$c")")
-		x8+=("$(rate "$B" agent "$SCAGENT_SOCKET" $key $alg 8 "$secs")")
-		x=$(P11_KIT_SERVER_ADDRESS=$p11addr rate "$B" pkcs11 "$P11CLIENT" bench $key $alg 1 "$secs")
-		q1+=("$x"); rq+=("$(q "$x" "$b")")
+		read -r b x r <<<"$(pair 1 "${base[@]}" vs agent "$SCAGENT_SOCKET" $key $alg)"
+		b1+=("$b"); x1+=("$x"); r1+=("$r")
+		read -r b x r <<<"$(pair 2 "${base[@]}" vs agent "$SCAGENT_SOCKET" $key $alg)"
+		b2+=("$b"); x2+=("$x"); r2+=("$r")
+		x8+=("$("$B" agent "$SCAGENT_SOCKET" $key $alg 8 "$secs" 2>/dev/null | awk '{print $1}')")
+		read -r b x r <<<"$(P11_KIT_SERVER_ADDRESS=$p11addr pair 1 "${base[@]}" vs \
+			pkcs11 "$P11CLIENT" bench $key $alg)"
+		q1+=("$x"); rq+=("$r")
 		if [ "$alg" != rsa-pss-sha256 ]; then
-			x=$(rate "$B" ssh "$TB_DIR/ssh.sock" $ssht 1 "$secs"); h1+=("$x"); rh+=("$(q "$x" "$b")")
+			read -r b x r <<<"$(pair 1 "${base[@]}" vs ssh "$TB_DIR/ssh.sock" $ssht)"
+			h1+=("$x"); rh+=("$r")
 		fi
+		read -r b x r <<<"$(pair 1 "${base[@]}" vs "${base[@]}")"
+		rn+=("$r")
 	done
-	base1=$(median "${b1[@]}"); base2=$(median "${b2[@]}")
-	a1=$(median "${x1[@]}"); a2=$(median "${x2[@]}"); a8=$(median "${x8[@]}"); p1=$(median "${q1[@]}")
-	s1=-
+	s1=- sr=-
 	if [ "$alg" != rsa-pss-sha256 ]; then
-		s1=$(median "${h1[@]}")
-		s1="$s1 ($(mratio "${rh[@]}"))"
+		s1=$(median "${h1[@]}") sr=$(mratio "${rh[@]}")
 	fi
-	[ "$alg" = rsa-pkcs1-sha256 ] && { rsa_base=$base1 rsa_agent=$a1; }
 	m1[$alg]=$(median "${r1[@]}"); m2[$alg]=$(median "${r2[@]}")
-	printf '%-18s %10s %10s %10s %8s %8s %8s %10s %8s %10s %8s\n' $alg "$base1" "$base2" "$a1" \
-		"$(mratio "${r1[@]}")" "$a2" "$(mratio "${r2[@]}")" "$a8" "$p1" "$(mratio "${rq[@]}")" "$s1"
+	[ "$alg" = rsa-pkcs1-sha256 ] && { rsa_base=$(median "${b1[@]}") rsa_ratio=${m1[$alg]}; }
+	printf '%-18s %10s %10s %10s %8s %8s %8s %10s %8s %8s %10s %8s %12s\n' $alg "$(median "${b1[@]}")" \
+		"$(median "${b2[@]}")" "$(median "${x1[@]}")" "$(mratio "${r1[@]}")" "$(median "${x2[@]}")" \
+		"$(mratio "${r2[@]}")" "$(median "${x8[@]}")" "$(median "${q1[@]}")" "$(mratio "${rq[@]}")" \
+		"$s1" "$sr" "$(spread "${rn[@]}")"
 	printf '%-18s %s\n' "" "per round: ratio ${r1[*]}; ratio-2 ${r2[*]}"
 done
 echo
-echo "ratio: agent-1 / in-process 1 thread; ratio-2: agent with 2 clients / in-process 2 threads"
-echo "(each the median of the rounds' ratios, a round's run against its own baseline run);"
-echo "p11kit-1: p11-kit server through p11-kit-client.so, 1 thread; ssh-agent: 1 client (pss: not offered by ssh-agent)."
-echo "Figures depend on what else the machine runs: compare ratios from one run, on a quiet machine."
+echo "ratio: agent with 1 client / in-process 1 thread; ratio-2: agent with 2 clients / in-process 2 threads;"
+echo "p11kit-1: p11-kit server through p11-kit-client.so, 1 thread; ssh-agent: 1 client (pss: not offered)."
+echo "Each ratio is the median of the rounds' pair runs; noise: the lowest and highest ratio of the"
+echo "in-process baseline against itself, paired the same way (1.000 on a quiet machine)."
 
 # Where the time of one RSA signature through the agent goes (same run).
 ping=$("$B" ping "$SCAGENT_SOCKET" 5000)
 ver=$("$B" verify 2000)
-awk -v b="$rsa_base" -v a="$rsa_agent" -v p="$ping" -v v="$ver" 'BEGIN {
+awk -v b="$rsa_base" -v a="$(awk -v b="$rsa_base" -v r="$rsa_ratio" 'BEGIN{print b * r}')" -v p="$ping" -v v="$ver" 'BEGIN {
 	if (a <= 0 || b <= 0) exit
 	printf "\nrsa-pkcs1-sha256, 1 client: %.0f us per signature in-process, %.0f us through the agent: +%.1f us.\n", 1e6 / b, 1e6 / a, 1e6 / a - 1e6 / b
 	printf "  of which checking the RSA signature before answering (required): %.1f us (bench-sign verify, median)\n", v
