@@ -18,15 +18,9 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-/* Answers slower than this are waited for asleep (see sc_spin_readable). */
-#define SPIN_MAX_US 1500
-/* After a spin that found the CPUs busy, wait asleep this long before spinning again. */
-#define SPIN_BACKOFF_US 10000
-
 struct scagent_client {
 	int fd;
-	unsigned spin_us;		/* spin this long for an answer before sleeping */
-	uint64_t nospin_until;		/* but not before this (sc_now_us), the CPUs being busy */
+	struct sc_spin_policy spin;	/* how long to spin for an answer before sleeping */
 	int64_t next_id;
 	struct sc_linebuf in;
 	pthread_mutex_t lock;
@@ -108,7 +102,7 @@ write_all(int fd, const char *p, size_t n)
 
 /* Next line from the agent; timeout_ms < 0 waits forever. */
 static int
-read_line(scagent_client *c, int timeout_ms, char **line)
+read_line(scagent_client *c, int timeout_ms, unsigned spin_us, char **line)
 {
 	size_t len;
 	int r;
@@ -116,10 +110,9 @@ read_line(scagent_client *c, int timeout_ms, char **line)
 	for (;;) {
 		if ((r = sc_linebuf_take(&c->in, line, &len)) != 0)
 			return r < 0 ? fail(c, SC_ERR_PROTOCOL, "the agent sent a malformed line") : SC_OK;
-		if (c->spin_us > 0 && sc_now_us() >= c->nospin_until) {
-			if (sc_spin_readable(c->fd, c->spin_us) < 0)
-				c->nospin_until = sc_now_us() + SPIN_BACKOFF_US;
-		}
+		if (spin_us > 0 && sc_spin_readable(c->fd, spin_us) < 0)
+			sc_spin_shared(&c->spin, sc_now_us());
+		spin_us = 0;	/* once per answer */
 		if (timeout_ms >= 0) {
 			struct pollfd p = { c->fd, POLLIN, 0 };
 			int n = poll(&p, 1, timeout_ms);
@@ -146,7 +139,8 @@ call(scagent_client *c, const char *op, json_object *args, json_object **result)
 	const char *text = NULL;
 	char *line = NULL, *msg = NULL;
 	size_t len;
-	uint64_t t0, lat;
+	uint64_t t0;
+	unsigned spin;
 	int64_t id;
 	int r;
 
@@ -171,11 +165,12 @@ call(scagent_client *c, const char *op, json_object *args, json_object **result)
 		goto out;
 	}
 	t0 = sc_now_us();
+	spin = sc_spin_budget(&c->spin, t0);
 	for (;;) {
 		free(line);
 		line = NULL;
 		json_object_put(resp);
-		if ((r = read_line(c, -1, &line)) != SC_OK)
+		if ((r = read_line(c, -1, spin, &line)) != SC_OK)
 			goto out;
 		if ((resp = json_tokener_parse(line)) == NULL) {
 			r = fail(c, SC_ERR_PROTOCOL, "the agent sent something that is not JSON");
@@ -186,9 +181,7 @@ call(scagent_client *c, const char *op, json_object *args, json_object **result)
 		if (json_object_object_get_ex(resp, "id", &v) && json_object_get_int64(v) == id)
 			break;
 	}
-	/* Spin next time for answers that come this fast; sleep for slow tokens. */
-	lat = sc_now_us() - t0;
-	c->spin_us = lat <= SPIN_MAX_US ? (unsigned)(lat + lat / 2 + 20) : 0;
+	sc_spin_answered(&c->spin, sc_now_us() - t0);
 	if (json_object_object_get_ex(resp, "ok", &v) && json_object_get_boolean(v)) {
 		if (json_object_object_get_ex(resp, "result", &v))
 			*result = json_object_get(v);
@@ -426,7 +419,7 @@ scagent_next_event(scagent_client *c, int timeout_ms, char **event_json)
 
 	*event_json = NULL;
 	pthread_mutex_lock(&c->lock);
-	r = read_line(c, timeout_ms, &line);
+	r = read_line(c, timeout_ms, 0, &line);
 	pthread_mutex_unlock(&c->lock);
 	if (r != SC_OK)
 		return r;

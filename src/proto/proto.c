@@ -469,3 +469,31 @@ sc_spin_readable(int fd, unsigned spin_us)
 		sched_yield();
 	}
 }
+
+unsigned
+sc_spin_budget(struct sc_spin_policy *p, uint64_t now_us)
+{
+	if (now_us < p->nospin_until)
+		return 0;
+	if (p->spin_us > 0)
+		return p->spin_us;
+	return p->asleep++ % SC_SPIN_PROBE == 0 ? SC_SPIN_MAX_US : 0;
+}
+
+void
+sc_spin_answered(struct sc_spin_policy *p, uint64_t lat_us)
+{
+	if (lat_us <= SC_SPIN_MAX_US) {
+		p->spin_us = (unsigned)(lat_us + lat_us / 2 + 20);
+		p->slow = 0;
+	} else if (++p->slow >= SC_SPIN_SLOW_ANSWERS && p->spin_us > 0) {
+		p->spin_us = 0;
+		p->asleep = 1;		/* the next probe in SC_SPIN_PROBE - 1 calls */
+	}
+}
+
+void
+sc_spin_shared(struct sc_spin_policy *p, uint64_t now_us)
+{
+	p->nospin_until = now_us + SC_SPIN_BACKOFF_US;
+}

@@ -95,6 +95,33 @@ char *sc_proto_event(const char *name, json_object *fields, size_t *len);
 #define SC_SPIN_BRIEF_US 20
 int sc_spin_readable(int fd, unsigned spin_us);
 
+/*
+ * How long a client spins for its next answer. Answers that came within
+ * SC_SPIN_MAX_US are waited for 1.5 times as long as the last one took;
+ * slower ones asleep, once SC_SPIN_SLOW_ANSWERS in a row were slow (an answer
+ * waited for asleep took a wake-up too, about a millisecond on a busy virtual
+ * machine, and would make every later answer look slow), and then one call
+ * in SC_SPIN_PROBE spins to see whether they still are. After a spin that
+ * found the CPU shared (sc_spin_readable() -1), none for SC_SPIN_BACKOFF_US.
+ * A zeroed struct is a new connection.
+ */
+#define SC_SPIN_MAX_US 1500
+#define SC_SPIN_SLOW_ANSWERS 3
+#define SC_SPIN_PROBE 32
+#define SC_SPIN_BACKOFF_US 10000
+struct sc_spin_policy {
+	unsigned spin_us;		/* for the next answer; 0: asleep, but for probes */
+	unsigned slow;			/* answers in a row slower than SC_SPIN_MAX_US */
+	unsigned asleep;		/* calls waited for asleep, for the probes */
+	uint64_t nospin_until;		/* sc_now_us() */
+};
+/* The spin for the next answer (0: wait asleep). */
+unsigned sc_spin_budget(struct sc_spin_policy *p, uint64_t now_us);
+/* An answer came lat_us after its request. */
+void sc_spin_answered(struct sc_spin_policy *p, uint64_t lat_us);
+/* A spin returned -1 at now_us. */
+void sc_spin_shared(struct sc_spin_policy *p, uint64_t now_us);
+
 /* Serialise compactly, '/' not escaped. */
 const char *sc_json_text(json_object *o);
 /*

@@ -647,6 +647,85 @@ test_spin_shared_cpu(void **state)
 	close(sv[1]);
 }
 
+/* ---- how long a client spins (sc_spin_budget) ---- */
+
+static void
+test_spin_policy_fast(void **state)
+{
+	struct sc_spin_policy p = { 0 };
+
+	(void)state;
+	/* A new connection spins for its first answer, as long as any. */
+	assert_int_equal(sc_spin_budget(&p, 0), SC_SPIN_MAX_US);
+	sc_spin_answered(&p, 1000);
+	assert_int_equal(sc_spin_budget(&p, 0), 1520);
+	sc_spin_answered(&p, 100);
+	assert_int_equal(sc_spin_budget(&p, 0), 170);
+}
+
+/* One or two answers waited for asleep (a wake-up of a millisecond) do not stop the spinning. */
+static void
+test_spin_policy_outliers(void **state)
+{
+	struct sc_spin_policy p = { 0 };
+
+	(void)state;
+	sc_spin_answered(&p, 1000);
+	for (int i = 0; i < 100; i++) {
+		sc_spin_answered(&p, 3000);
+		if (i % 2 == 1)
+			sc_spin_answered(&p, 3000);
+		assert_int_equal(sc_spin_budget(&p, 0), 1520);
+		sc_spin_answered(&p, 1000);
+	}
+}
+
+/* A slow token (a TPM: 50 ms a signature): asleep, and a probe now and then. */
+static void
+test_spin_policy_slow(void **state)
+{
+	struct sc_spin_policy p = { 0 };
+	int probes = 0;
+
+	(void)state;
+	sc_spin_answered(&p, 1000);
+	for (int i = 0; i < SC_SPIN_SLOW_ANSWERS; i++) {
+		assert_int_equal(sc_spin_budget(&p, 0), 1520);
+		sc_spin_answered(&p, 50000);
+	}
+	for (int i = 0; i < 10 * SC_SPIN_PROBE; i++) {
+		unsigned b = sc_spin_budget(&p, 0);
+		assert_true(b == 0 || b == SC_SPIN_MAX_US);
+		probes += b > 0;
+		sc_spin_answered(&p, 50000);
+	}
+	assert_int_equal(probes, 10);
+	/* A probe that finds the answers fast again turns the spinning back on. */
+	while (sc_spin_budget(&p, 0) == 0)
+		sc_spin_answered(&p, 50000);
+	sc_spin_answered(&p, 800);
+	assert_int_equal(sc_spin_budget(&p, 0), 1220);
+	/* A slow token from the start: the first call probes, then sleeps. */
+	memset(&p, 0, sizeof(p));
+	assert_int_equal(sc_spin_budget(&p, 0), SC_SPIN_MAX_US);
+	sc_spin_answered(&p, 50000);
+	assert_int_equal(sc_spin_budget(&p, 0), 0);
+}
+
+/* After a spin that found its CPU shared: asleep for SC_SPIN_BACKOFF_US. */
+static void
+test_spin_policy_shared(void **state)
+{
+	struct sc_spin_policy p = { 0 };
+
+	(void)state;
+	sc_spin_answered(&p, 1000);
+	sc_spin_shared(&p, 5000);
+	assert_int_equal(sc_spin_budget(&p, 5001), 0);
+	assert_int_equal(sc_spin_budget(&p, 5000 + SC_SPIN_BACKOFF_US - 1), 0);
+	assert_int_equal(sc_spin_budget(&p, 5000 + SC_SPIN_BACKOFF_US), 1520);
+}
+
 int
 main(void)
 {
@@ -671,6 +750,10 @@ main(void)
 		cmocka_unit_test(test_spin_readable),
 		cmocka_unit_test(test_spin_budget),
 		cmocka_unit_test(test_spin_shared_cpu),
+		cmocka_unit_test(test_spin_policy_fast),
+		cmocka_unit_test(test_spin_policy_outliers),
+		cmocka_unit_test(test_spin_policy_slow),
+		cmocka_unit_test(test_spin_policy_shared),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
