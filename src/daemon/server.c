@@ -320,7 +320,7 @@ op_list(struct client *c, int64_t id, json_object *req)
 	char reason[256];
 
 	refresh_if_stale(c->srv);
-	j = sc_store_list_json(c->srv->st, arg_str(req, "cafile"));
+	j = sc_store_list_print(c->srv->st, arg_str(req, "cafile"));
 	readers = sc_pcsc_readers(c->srv->pcsc, reason, sizeof(reason));
 	sc_pcsc_list_add_readers(j, readers, reason);
 	return reply_ok(c, id, j);

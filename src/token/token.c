@@ -71,7 +71,13 @@ struct sc_cert {
 	int describe_error;
 };
 
-/* A token's objects: replaced whole, never changed in place. */
+/* A certificate's list entry as printed, and until when it stays so. */
+struct cert_text {
+	char *text;
+	time_t until;
+};
+
+/* A token's objects: replaced whole, never changed in place (but for the printed entries). */
 struct sc_objset {
 	int refs;
 	struct sc_cert *certs;
@@ -79,6 +85,8 @@ struct sc_objset {
 	struct sc_key *keys;		/* private keys visible now */
 	size_t nkeys;
 	int keys_hidden;		/* private keys may be invisible (not logged in) */
+	pthread_mutex_t text_lock;
+	struct cert_text *texts;	/* ncerts of them, made by the first sc_store_list_print */
 };
 
 struct sc_token {
@@ -191,6 +199,10 @@ objset_unref(struct sc_objset *o)
 		cert_clear(&o->certs[i]);
 	for (size_t i = 0; i < o->nkeys; i++)
 		free(o->keys[i].id);
+	for (size_t i = 0; o->texts != NULL && i < o->ncerts; i++)
+		free(o->texts[i].text);
+	free(o->texts);
+	pthread_mutex_destroy(&o->text_lock);
 	free(o->certs);
 	free(o->keys);
 	free(o);
@@ -470,6 +482,7 @@ token_reload(struct sc_token *t, int keys_only)
 		goto out;
 	}
 	o->refs = 1;
+	pthread_mutex_init(&o->text_lock, NULL);
 	if (keys_only && (old = token_objs(t)) != NULL) {
 		/* Move nothing: certificates are shared by copying references. */
 		if ((o->certs = calloc(old->ncerts ? old->ncerts : 1, sizeof(*o->certs))) == NULL) {
@@ -1047,7 +1060,7 @@ objset_intermediates(const struct sc_objset *o)
 
 static json_object *
 cert_json(struct sc_token *t, const struct sc_objset *o, const struct sc_cert *c,
-    const char *cafile, STACK_OF(X509) *inter)
+    const char *cafile, STACK_OF(X509) *inter, time_t now)
 {
 	json_object *j = NULL, *key, *cba, *problems;
 	const struct sc_key *k;
@@ -1084,6 +1097,7 @@ cert_json(struct sc_token *t, const struct sc_objset *o, const struct sc_cert *c
 	if (k != NULL && k->always_auth)
 		json_object_object_add(key, "always_authenticate", json_object_new_boolean(1));
 	memset(&in, 0, sizeof(in));
+	in.now = now;
 	in.private_key = ks;
 	in.cafile = cafile;
 	in.untrusted = inter;
@@ -1099,8 +1113,76 @@ cert_json(struct sc_token *t, const struct sc_objset *o, const struct sc_cert *c
 	return j;
 }
 
+/*
+ * Until when a certificate's entry printed at now stays the same: its
+ * problems change with the time only when it becomes valid or expires
+ * (everything else an entry says changes with a new object set). 0: not
+ * beyond now.
+ */
+static time_t
+cert_text_until(X509 *x, time_t now)
+{
+	struct tm nb, na;
+	time_t b, a;
+
+	if (x == NULL)
+		return (time_t)INT64_MAX;
+	if (!ASN1_TIME_to_tm(X509_get0_notBefore(x), &nb) || !ASN1_TIME_to_tm(X509_get0_notAfter(x), &na))
+		return 0;
+	b = timegm(&nb);
+	a = timegm(&na);
+	if (now < b)
+		return b;		/* "not-yet-valid" until then */
+	if (now <= a)
+		return a + 1;		/* "expired" from then */
+	return (time_t)INT64_MAX;
+}
+
+/*
+ * Certificate i's list entry (without a CA file) for printing only: an empty
+ * object that prints as the entry, printed once per object set and again when
+ * the time changes what it says. A list of many certificates through the
+ * agent then costs copying their text rather than building, printing and
+ * freeing a tree for each.
+ */
 static json_object *
-token_json(struct sc_token *t, const char *cafile)
+cert_printed(struct sc_token *t, struct sc_objset *o, size_t i)
+{
+	time_t now = time(NULL), until;
+	json_object *j, *ph;
+	char *text = NULL;
+
+	pthread_mutex_lock(&o->text_lock);
+	if (o->texts == NULL)
+		o->texts = calloc(o->ncerts, sizeof(*o->texts));
+	if (o->texts != NULL && o->texts[i].text != NULL && now < o->texts[i].until)
+		text = strdup(o->texts[i].text);
+	pthread_mutex_unlock(&o->text_lock);
+	if (text == NULL) {
+		if ((j = cert_json(t, o, &o->certs[i], NULL, NULL, now)) == NULL)
+			return NULL;
+		text = strdup(json_object_to_json_string_ext(j,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(j);
+		until = cert_text_until(o->certs[i].x509, now);
+		pthread_mutex_lock(&o->text_lock);
+		if (text != NULL && o->texts != NULL && until > now) {
+			free(o->texts[i].text);
+			o->texts[i].text = strdup(text);
+			o->texts[i].until = until;
+		}
+		pthread_mutex_unlock(&o->text_lock);
+	}
+	if (text == NULL || (ph = json_object_new_object()) == NULL) {
+		free(text);
+		return NULL;
+	}
+	json_object_set_serializer(ph, json_object_userdata_to_json_string, text, json_object_free_userdata);
+	return ph;
+}
+
+static json_object *
+token_json(struct sc_token *t, const char *cafile, int printable)
 {
 	json_object *j = json_object_new_object(), *certs = json_object_new_array();
 	struct sc_objset *o = token_objs(t);
@@ -1123,7 +1205,8 @@ token_json(struct sc_token *t, const char *cafile)
 	if (o != NULL) {
 		inter = cafile ? objset_intermediates(o) : NULL;
 		for (size_t i = 0; i < o->ncerts; i++) {
-			json_object *c = cert_json(t, o, &o->certs[i], cafile, inter);
+			json_object *c = printable && cafile == NULL ? cert_printed(t, o, i) :
+			    cert_json(t, o, &o->certs[i], cafile, inter, 0);
 			if (c != NULL)
 				json_object_array_add(certs, c);
 		}
@@ -1134,8 +1217,8 @@ token_json(struct sc_token *t, const char *cafile)
 	return j;
 }
 
-json_object *
-sc_store_list_json(struct sc_store *st, const char *cafile)
+static json_object *
+list_json(struct sc_store *st, const char *cafile, int printable)
 {
 	json_object *j = json_object_new_object(), *toks = json_object_new_array();
 	struct sc_token **v;
@@ -1143,7 +1226,7 @@ sc_store_list_json(struct sc_store *st, const char *cafile)
 
 	v = tokens_get(st, &n);
 	for (size_t i = 0; i < n; i++)
-		json_object_array_add(toks, token_json(v[i], cafile));
+		json_object_array_add(toks, token_json(v[i], cafile, printable));
 	tokens_put(v, n);
 	json_object_object_add(j, "tokens", toks);
 	pthread_mutex_lock(&st->lock);
@@ -1151,6 +1234,18 @@ sc_store_list_json(struct sc_store *st, const char *cafile)
 		json_object_object_add(j, "errors", json_object_get(st->errors));
 	pthread_mutex_unlock(&st->lock);
 	return j;
+}
+
+json_object *
+sc_store_list_json(struct sc_store *st, const char *cafile)
+{
+	return list_json(st, cafile, 0);
+}
+
+json_object *
+sc_store_list_print(struct sc_store *st, const char *cafile)
+{
+	return list_json(st, cafile, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1321,7 +1416,7 @@ sc_store_find_cert(struct sc_store *st, const char *ref, const char *cafile,
 	if ((r = store_resolve(st, ref, &m, candidates)) != SC_OK)
 		return r;
 	inter = cafile ? objset_intermediates(m.objs) : NULL;
-	*out = cert_json(m.tok, m.objs, &m.objs->certs[m.idx], cafile, inter);
+	*out = cert_json(m.tok, m.objs, &m.objs->certs[m.idx], cafile, inter, 0);
 	sk_X509_free(inter);
 	match_clear(&m);
 	return *out ? SC_OK : SC_ERR_NOMEM;

@@ -75,6 +75,11 @@ int sc_store_refresh_try(struct sc_store *st, int *changed, json_object **events
  * cafile: when not NULL, CBA checks include the chain. New reference.
  */
 json_object *sc_store_list_json(struct sc_store *st, const char *cafile);
+/*
+ * The same list, to be printed (sc_json_text) and nothing else: certificate
+ * entries are empty objects that print as the entry, kept printed.
+ */
+json_object *sc_store_list_print(struct sc_store *st, const char *cafile);
 
 /*
  * Resolve a REF (pkcs11: URI, SHA-256 prefix of >= 8 hex digits, or unique

@@ -6,6 +6,12 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${SCAGENTD:?run through make check (SCAGENTD unset)}"
 tb_init
 tb_demo_card
+# A certificate that expires while the agent runs: the agent keeps list
+# entries printed, and must print this one anew when it expires.
+tb_softhsm_token brief
+TB_CERT_END="+40 seconds" tb_enroll brief 01 brief rsa:2048 good
+tb_write_ca_certs brief
+brief_end=$(date -u -d "$(openssl x509 -in "$TB_DIR/certs/brief.pem" -noout -enddate | cut -d= -f2)" +%s)
 
 W=$TB_DIR/list-agent S=$TB_DIR/agent.sock P=$TB_DIR/pki
 mkdir -p "$W"
@@ -34,6 +40,10 @@ same() {
 	if out=$(python3 - "$2" "$3" <<-'PY' 2>&1
 		import json, sys
 		def norm(d):
+		    # PC/SC readers are the machine's, which tests running
+		    # alongside use: compare tokens and certificates only.
+		    d.pop("readers", None)
+		    d.pop("readers_error", None)
 		    for t in d["tokens"]:
 		        t["certificates"].sort(key=lambda c: (c["sha256"], c["uri"]))
 		    d["tokens"].sort(key=lambda t: (t["label"], t["serial"]))
@@ -55,6 +65,19 @@ same() {
 rc_is "list --json through the agent: exit 0" 0 $?
 sca list --json >"$W/d1.json" 2>/dev/null
 same "agent list --json == --direct list --json (not logged in)" "$W/a1.json" "$W/d1.json"
+
+# problems LIST.json LABEL: the cba problems of the certificate LABEL
+problems() {
+	python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(" ".join(p for t in d["tokens"] for c in t["certificates"] if c["label"] == sys.argv[2]
+    for p in c["cba"]["problems"]) or "none")' "$1" "$2"
+}
+if [ "$(date -u +%s)" -lt "$brief_end" ]; then
+	"$SCAGENT" --socket "$S" list --json >"$W/b1.json" 2>/dev/null
+	ok "a certificate valid for a few seconds more: no problems" test "$(problems "$W/b1.json" brief)" = none
+fi
 
 (cd "$P" && "$SCAGENT" --socket "$S" list --cafile root.pem --json >"$W/a2.json" 2>"$W/a2.err")
 rc_is "list --cafile (relative path) through the agent: exit 0" 0 $?
@@ -94,6 +117,16 @@ done
 "$SCAGENT" --socket "$S" check "Contoso Issuing CA" >/dev/null 2>"$W/amb.err"
 rc_is "agent: ambiguous REF: exit 1" 1 $?
 has "agent: ambiguous REF says so" "$W/amb.err" "more than one"
+
+# The certificate listed before has expired since: the agent says so, as --direct does.
+while [ "$(date -u +%s)" -le "$brief_end" ]; do sleep 1; done
+"$SCAGENT" --socket "$S" list --json >"$W/b2.json" 2>/dev/null
+ok "the agent lists a certificate that expired since the last list as expired" \
+	test "$(problems "$W/b2.json" brief)" = expired
+sca list --json >"$W/d4.json" 2>/dev/null
+"$SCAGENT" --socket "$S" logout --token negatives >/dev/null 2>&1
+"$SCAGENT" --socket "$S" list --json >"$W/a4.json" 2>/dev/null
+same "after the expiry and a logout: agent list --json == --direct list --json" "$W/a4.json" "$W/d4.json"
 
 ok "the agent stops on SIGTERM: exit 0, no sanitizer report" tb_agent_stop
 finish

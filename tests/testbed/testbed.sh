@@ -386,6 +386,8 @@ _tb_issue_profile() {
 	untrusted) ca=rogue ;;
 	*) _tb_die "unknown profile '$profile'" ;;
 	esac
+	# TB_CERT_START / TB_CERT_END: other validity times (date(1) offsets, "+40 seconds").
+	start=${TB_CERT_START:-$start} end=${TB_CERT_END:-$end}
 	_tb_profile_ext "$profile" "$label" "$upn" "$rsa" "$w/$label.ext"
 	_tb_issue "$ca" "$csr" "$out" "$w/$label.ext" ee "$start" "$end"
 }
