@@ -22,10 +22,13 @@
 #include "token/token.h"
 
 static struct sc_server *g_srv;
+static volatile sig_atomic_t g_stop;	/* a signal came before the server ran */
 
 static void
 on_signal(int sig)
 {
+	(void)sig;
+	g_stop = 1;
 	if (g_srv != NULL)
 		sc_server_stop(g_srv);
 }
@@ -223,6 +226,7 @@ main(int argc, char **argv)
 	struct sc_server_opts sv;
 	struct sc_store *st = NULL;
 	struct sigaction sa;
+	struct sc_server *srv;
 	const char *config = NULL, *log_level = NULL, *pinentry = NULL, *audit_log = NULL;
 	const char *vsc_module = NULL;
 	const char **modules = NULL;
@@ -336,6 +340,15 @@ main(int argc, char **argv)
 	if (cfg.tpm_store)
 		export_store(cfg.tpm_store);
 
+	/*
+	 * From the moment the socket exists, SIGTERM stops the agent cleanly
+	 * (socket removed, modules finalised), also while modules still load.
+	 */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	if ((lfd = activated_socket()) >= 0)
 		activated = 1;
 	else if (lfd == -2 || (lfd = listen_socket(sock, own_dir)) < 0) {
@@ -372,11 +385,8 @@ main(int argc, char **argv)
 	sv.request_timeout_ms = reqto * 1000UL;
 	if ((g_srv = sc_server_new(st, lfd, &sv)) == NULL)
 		goto out;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
+	if (g_stop)
+		sc_server_stop(g_srv);	/* signalled while starting */
 	sc_info("listening on %s (%zu module%s)", activated ? "the activated socket" : sock,
 	    sc_store_nmodules(st), sc_store_nmodules(st) == 1 ? "" : "s");
 	if (ready[1] >= 0) {
@@ -390,8 +400,9 @@ main(int argc, char **argv)
 	sc_info("shutting down");
 	rc = 0;
 out:
-	sc_server_free(g_srv);
-	g_srv = NULL;
+	srv = g_srv;
+	g_srv = NULL;		/* before it goes: the signal handler uses it */
+	sc_server_free(srv);
 	sc_store_free(st);
 	if (lfd >= 0 && !activated) {
 		close(lfd);

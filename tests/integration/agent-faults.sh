@@ -50,6 +50,22 @@ ok "... signature verifies" openssl dgst -sha256 -verify "$(pubkey alice)" -sigo
 	-sigopt rsa_pss_saltlen:digest -signature "$W/init.sig" "$W/data"
 stop_agent "agent with a failed module exits cleanly"
 
+# ---------------------------------------------------------------- SIGTERM while a module starts
+# The socket exists before the modules are loaded: a SIGTERM then (systemd
+# stopping an agent that is still starting) stops it cleanly too.
+S2=$TB_DIR/starting.sock
+SCAGENT_FAULT=init-delay=3000 "$SCAGENTD" --foreground --log-level info --module "$FAULT" --socket "$S2" \
+	>"$W/starting.log" 2>&1 &
+spid=$!
+tb_track_pid $spid
+for _ in $(seq 100); do [ -S "$S2" ] && break; sleep 0.02; done
+ok "a starting agent has its socket before its modules are loaded" test -S "$S2"
+kill -TERM $spid
+wait $spid
+is "SIGTERM while a module starts: exit 0" "$?" 0
+ok "... socket removed" test ! -e "$S2"
+has "... logged" "$(cat "$W/starting.log")" "shutting down"
+
 # ---------------------------------------------------------------- one agent, faults switched at run time
 : >"$W/faults"
 SCAGENT_FAULT_FILE=$W/faults start_agent "$S" --module "$FAULT" --module "$TB_SOFTHSM"

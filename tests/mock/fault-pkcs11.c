@@ -18,6 +18,8 @@
  *     sign-bad          C_Sign flips one byte of a successful signature (a
  *                       faulty RSA-CRT card's wrong signature stand-in)
  *     sign-delay=MS     C_Sign sleeps MS milliseconds first (a slow card)
+ *     init-delay=MS     C_Initialize sleeps MS milliseconds first (a module
+ *                       slow to start, as a TPM's can be)
  *     login-fail=CKR    C_Login returns CKR without trying the PIN
  *     pin-final-try, pin-count-low, pin-locked
  *                       C_GetTokenInfo adds CKF_USER_PIN_FINAL_TRY, ..._COUNT_LOW,
@@ -51,6 +53,7 @@ struct faults {
 	CK_RV sign_fail;		/* 0: none */
 	int sign_bad;
 	long sign_delay_ms;
+	long init_delay_ms;
 	CK_RV login_fail;		/* 0: none */
 	CK_FLAGS pin_flags;		/* added to C_GetTokenInfo's flags */
 };
@@ -119,6 +122,8 @@ parse_faults(const char *spec, struct faults *f)
 			;
 		else if (strcmp(w, "login-fail") == 0 && val != NULL && parse_ckr(val, &f->login_fail) == 0)
 			;
+		else if (strcmp(w, "init-delay") == 0 && val != NULL && (f->init_delay_ms = atol(val)) > 0)
+			;
 		else if (strcmp(w, "sign-delay") == 0 && val != NULL && (f->sign_delay_ms = atol(val)) > 0)
 			;
 		else if (strcmp(w, "pin-final-try") == 0 && val == NULL)
@@ -156,12 +161,24 @@ current_faults(struct faults *f)
 	fclose(fp);
 }
 
+/* Sleep ms milliseconds, through signals. */
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
 static CK_RV
 fault_Initialize(void *args)
 {
 	struct faults f;
 
 	current_faults(&f);
+	if (f.init_delay_ms > 0)
+		sleep_ms(f.init_delay_ms);
 	if (f.init)
 		return CKR_DEVICE_ERROR;
 	return real->C_Initialize(args);
@@ -213,11 +230,8 @@ fault_Sign(CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
 	CK_RV rv;
 
 	current_faults(&f);
-	if (f.sign_delay_ms > 0) {
-		struct timespec ts = { f.sign_delay_ms / 1000, (f.sign_delay_ms % 1000) * 1000000L };
-		while (nanosleep(&ts, &ts) != 0)
-			;
-	}
+	if (f.sign_delay_ms > 0)
+		sleep_ms(f.sign_delay_ms);
 	if (f.sign_fail != 0) {
 		end_sign(s, data, len);
 		return f.sign_fail;
