@@ -484,7 +484,7 @@ void
 sc_spin_answered(struct sc_spin_policy *p, uint64_t lat_us)
 {
 	if (lat_us <= SC_SPIN_MAX_US) {
-		p->spin_us = (unsigned)(lat_us + lat_us / 2 + 20);
+		p->spin_us = (unsigned)(2 * lat_us + 50);
 		p->slow = 0;
 	} else if (++p->slow >= SC_SPIN_SLOW_ANSWERS && p->spin_us > 0) {
 		p->spin_us = 0;

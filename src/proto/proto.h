@@ -97,7 +97,8 @@ int sc_spin_readable(int fd, unsigned spin_us);
 
 /*
  * How long a client spins for its next answer. Answers that came within
- * SC_SPIN_MAX_US are waited for 1.5 times as long as the last one took;
+ * SC_SPIN_MAX_US are waited for twice as long as the last one took (an
+ * answer just past the spin waits for a wake-up of up to a millisecond);
  * slower ones asleep, once SC_SPIN_SLOW_ANSWERS in a row were slow (an answer
  * waited for asleep took a wake-up too, about a millisecond on a busy virtual
  * machine, and would make every later answer look slow), and then one call

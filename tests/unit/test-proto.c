@@ -658,9 +658,9 @@ test_spin_policy_fast(void **state)
 	/* A new connection spins for its first answer, as long as any. */
 	assert_int_equal(sc_spin_budget(&p, 0), SC_SPIN_MAX_US);
 	sc_spin_answered(&p, 1000);
-	assert_int_equal(sc_spin_budget(&p, 0), 1520);
+	assert_int_equal(sc_spin_budget(&p, 0), 2050);
 	sc_spin_answered(&p, 100);
-	assert_int_equal(sc_spin_budget(&p, 0), 170);
+	assert_int_equal(sc_spin_budget(&p, 0), 250);
 }
 
 /* One or two answers waited for asleep (a wake-up of a millisecond) do not stop the spinning. */
@@ -675,7 +675,7 @@ test_spin_policy_outliers(void **state)
 		sc_spin_answered(&p, 3000);
 		if (i % 2 == 1)
 			sc_spin_answered(&p, 3000);
-		assert_int_equal(sc_spin_budget(&p, 0), 1520);
+		assert_int_equal(sc_spin_budget(&p, 0), 2050);
 		sc_spin_answered(&p, 1000);
 	}
 }
@@ -690,7 +690,7 @@ test_spin_policy_slow(void **state)
 	(void)state;
 	sc_spin_answered(&p, 1000);
 	for (int i = 0; i < SC_SPIN_SLOW_ANSWERS; i++) {
-		assert_int_equal(sc_spin_budget(&p, 0), 1520);
+		assert_int_equal(sc_spin_budget(&p, 0), 2050);
 		sc_spin_answered(&p, 50000);
 	}
 	for (int i = 0; i < 10 * SC_SPIN_PROBE; i++) {
@@ -704,7 +704,7 @@ test_spin_policy_slow(void **state)
 	while (sc_spin_budget(&p, 0) == 0)
 		sc_spin_answered(&p, 50000);
 	sc_spin_answered(&p, 800);
-	assert_int_equal(sc_spin_budget(&p, 0), 1220);
+	assert_int_equal(sc_spin_budget(&p, 0), 1650);
 	/* A slow token from the start: the first call probes, then sleeps. */
 	memset(&p, 0, sizeof(p));
 	assert_int_equal(sc_spin_budget(&p, 0), SC_SPIN_MAX_US);
@@ -723,7 +723,7 @@ test_spin_policy_shared(void **state)
 	sc_spin_shared(&p, 5000);
 	assert_int_equal(sc_spin_budget(&p, 5001), 0);
 	assert_int_equal(sc_spin_budget(&p, 5000 + SC_SPIN_BACKOFF_US - 1), 0);
-	assert_int_equal(sc_spin_budget(&p, 5000 + SC_SPIN_BACKOFF_US), 1520);
+	assert_int_equal(sc_spin_budget(&p, 5000 + SC_SPIN_BACKOFF_US), 2050);
 }
 
 int
