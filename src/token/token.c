@@ -85,6 +85,9 @@ struct sc_objset {
 	struct sc_key *keys;		/* private keys visible now */
 	size_t nkeys;
 	int keys_hidden;		/* private keys may be invisible (not logged in) */
+	/* The handles found, sorted: another program's changes show as other handles. */
+	CK_OBJECT_HANDLE *cert_h, *key_h;
+	CK_ULONG ncert_h, nkey_h;
 	pthread_mutex_t text_lock;
 	struct cert_text *texts;	/* ncerts of them, made by the first sc_store_list_print */
 };
@@ -202,6 +205,8 @@ objset_unref(struct sc_objset *o)
 	for (size_t i = 0; o->texts != NULL && i < o->ncerts; i++)
 		free(o->texts[i].text);
 	free(o->texts);
+	free(o->cert_h);
+	free(o->key_h);
 	pthread_mutex_destroy(&o->text_lock);
 	free(o->certs);
 	free(o->keys);
@@ -373,21 +378,42 @@ ckr_session_bad(CK_RV rv)
 /* Reading a token's objects */
 
 static int
+cmp_handle(const void *a, const void *b)
+{
+	CK_OBJECT_HANDLE x = *(const CK_OBJECT_HANDLE *)a, y = *(const CK_OBJECT_HANDLE *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The handles of the objects of class cls, sorted. */
+static CK_RV
+find_class(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
+    CK_OBJECT_HANDLE **h, CK_ULONG *n)
+{
+	CK_ATTRIBUTE tmpl = { CKA_CLASS, &cls, sizeof(cls) };
+	CK_RV rv = find_objects(f, s, &tmpl, 1, h, n);
+
+	if (rv == CKR_OK && *n > 1)
+		qsort(*h, *n, sizeof(**h), cmp_handle);
+	return rv;
+}
+
+static int
 read_keys(struct sc_token *t, CK_SESSION_HANDLE s, struct sc_objset *o)
 {
 	CK_FUNCTION_LIST_PTR f = t->mod->f;
-	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-	CK_ATTRIBUTE tmpl = { CKA_CLASS, &cls, sizeof(cls) };
 	CK_OBJECT_HANDLE *h = NULL;
 	CK_ULONG n = 0;
 	CK_RV rv;
 
-	if ((rv = find_objects(f, s, &tmpl, 1, &h, &n)) != CKR_OK)
+	if ((rv = find_class(f, s, CKO_PRIVATE_KEY, &h, &n)) != CKR_OK)
 		return sc_err_from_ckr(rv);
 	if (n > 0 && (o->keys = calloc(n, sizeof(*o->keys))) == NULL) {
 		free(h);
 		return SC_ERR_NOMEM;
 	}
+	o->key_h = h;
+	o->nkey_h = n;
 	for (CK_ULONG i = 0; i < n; i++) {
 		struct sc_key *k = &o->keys[o->nkeys];
 		CK_BBOOL aa = CK_FALSE;
@@ -404,7 +430,6 @@ read_keys(struct sc_token *t, CK_SESSION_HANDLE s, struct sc_objset *o)
 		k->handle = h[i];
 		o->nkeys++;
 	}
-	free(h);
 	o->keys_hidden = (t->info.flags & CKF_LOGIN_REQUIRED) && !t->logged_in;
 	return SC_OK;
 }
@@ -413,19 +438,19 @@ static int
 read_certs(struct sc_token *t, CK_SESSION_HANDLE s, struct sc_objset *o)
 {
 	CK_FUNCTION_LIST_PTR f = t->mod->f;
-	CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
-	CK_ATTRIBUTE tmpl = { CKA_CLASS, &cls, sizeof(cls) };
 	CK_OBJECT_HANDLE *h = NULL;
 	CK_ULONG n = 0;
 	CK_RV rv;
 
-	if ((rv = find_objects(f, s, &tmpl, 1, &h, &n)) != CKR_OK)
+	if ((rv = find_class(f, s, CKO_CERTIFICATE, &h, &n)) != CKR_OK)
 		return sc_err_from_ckr(rv);
 	sc_debug("token \"%s\": %lu certificate objects", t->label, (unsigned long)n);
 	if (n > 0 && (o->certs = calloc(n, sizeof(*o->certs))) == NULL) {
 		free(h);
 		return SC_ERR_NOMEM;
 	}
+	o->cert_h = h;
+	o->ncert_h = n;
 	for (CK_ULONG i = 0; i < n; i++) {
 		struct sc_cert *c = &o->certs[o->ncerts];
 		unsigned char *label = NULL;
@@ -463,7 +488,6 @@ read_certs(struct sc_token *t, CK_SESSION_HANDLE s, struct sc_objset *o)
 		    sc_cert_describe(c->x509, c->desc);
 		o->ncerts++;
 	}
-	free(h);
 	return SC_OK;
 }
 
@@ -504,6 +528,10 @@ token_reload(struct sc_token *t, int keys_only)
 			c->uri = sc_strdup0(oc->uri);
 			json_object_get(c->desc);
 			o->ncerts++;
+		}
+		if (old->ncert_h > 0 && (o->cert_h = malloc(old->ncert_h * sizeof(*o->cert_h))) != NULL) {
+			memcpy(o->cert_h, old->cert_h, old->ncert_h * sizeof(*o->cert_h));
+			o->ncert_h = old->ncert_h;
 		}
 	} else if ((r = read_certs(t, s, o)) != SC_OK) {
 		bad = r == SC_ERR_TOKEN_REMOVED;
@@ -929,6 +957,48 @@ sc_store_refresh(struct sc_store *st, int *changed)
 	return sc_store_refresh_report(st, changed, NULL);
 }
 
+static struct sc_token **tokens_get(struct sc_store *st, size_t *n);
+static void tokens_put(struct sc_token **v, size_t n);
+
+/* Whether h (n, sorted) differs from have (nhave, sorted). */
+static int
+handles_differ(const CK_OBJECT_HANDLE *h, CK_ULONG n, const CK_OBJECT_HANDLE *have, CK_ULONG nhave)
+{
+	return n != nhave || (n > 0 && memcmp(h, have, n * sizeof(*h)) != 0);
+}
+
+/*
+ * Whether t's certificates or private keys are other objects than when its
+ * object set was read: another program wrote or deleted one (pkcs11-tool,
+ * an enrolment tool). Finding the handles reads no attribute.
+ */
+static int
+token_objects_changed(struct sc_token *t)
+{
+	struct sc_objset *o = token_objs(t);
+	CK_OBJECT_HANDLE *h = NULL;
+	CK_SESSION_HANDLE s;
+	CK_ULONG n = 0;
+	int ch = 0, bad = 0;
+	CK_RV rv;
+
+	if (o == NULL || session_get(t, &s) != SC_OK) {
+		objset_unref(o);
+		return 0;
+	}
+	if ((rv = find_class(t->mod->f, s, CKO_CERTIFICATE, &h, &n)) == CKR_OK)
+		ch = handles_differ(h, n, o->cert_h, o->ncert_h);
+	free(h);
+	h = NULL;
+	if (rv == CKR_OK && !ch && (rv = find_class(t->mod->f, s, CKO_PRIVATE_KEY, &h, &n)) == CKR_OK)
+		ch = handles_differ(h, n, o->key_h, o->nkey_h);
+	free(h);
+	bad = rv != CKR_OK && ckr_session_bad(rv);
+	session_put(t, s, bad);
+	objset_unref(o);
+	return ch;
+}
+
 static int
 store_refresh(struct sc_store *st, int wait, int *changed, json_object **events)
 {
@@ -959,6 +1029,18 @@ store_refresh(struct sc_store *st, int wait, int *changed, json_object **events)
 		int rr = refresh_module(st, st->mods[i], &ch, ev);
 		if (rr != SC_OK)
 			r = rr;
+	}
+	/* Objects written or deleted by another program: read the token again. */
+	{
+		size_t n;
+		struct sc_token **v = tokens_get(st, &n);
+
+		for (size_t i = 0; i < n; i++)
+			if (token_objects_changed(v[i]) && token_reload(v[i], 0) == SC_OK) {
+				sc_info("token \"%s\": its objects changed, read again", v[i]->label);
+				ch = 1;
+			}
+		tokens_put(v, n);
 	}
 	pthread_mutex_unlock(&st->refresh_lock);
 	if (changed != NULL)

@@ -118,6 +118,29 @@ done
 rc_is "agent: ambiguous REF: exit 1" 1 $?
 has "agent: ambiguous REF says so" "$W/amb.err" "more than one"
 
+# Another program writes a certificate to a token the agent holds, then
+# deletes it: the agent's list follows (it re-reads a token whose objects
+# are other handles than it read).
+openssl x509 -in "$TB_DIR/certs/brief.pem" -outform DER -out "$W/extra.der"
+p11brief() { pkcs11-tool --module "$TB_SOFTHSM" --token-label brief --login --pin "$TB_PIN" "$@" >/dev/null 2>&1; }
+# listed yes|no LABEL: whether the agent's list comes to show LABEL (or not), within 3 s
+listed() {
+	for _ in 1 2 3 4 5 6; do
+		sleep 0.5
+		"$SCAGENT" --socket "$S" list --json >"$W/x.json" 2>/dev/null
+		python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+there = any(c["label"] == sys.argv[2] for t in d["tokens"] for c in t["certificates"])
+sys.exit(0 if there == (sys.argv[3] == "yes") else 1)' "$W/x.json" "$2" "$1" && return 0
+	done
+	return 1
+}
+p11brief --write-object "$W/extra.der" --type cert --id 0e --label extra
+ok "a certificate another program writes to a token is listed by the agent" listed yes extra
+p11brief --delete-object --type cert --id 0e
+ok "... and no longer once that program deletes it" listed no extra
+
 # The certificate listed before has expired since: the agent says so, as --direct does.
 while [ "$(date -u +%s)" -le "$brief_end" ]; do sleep 1; done
 "$SCAGENT" --socket "$S" list --json >"$W/b2.json" 2>/dev/null
