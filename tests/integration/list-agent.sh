@@ -136,8 +136,15 @@ sys.exit(0 if there == (sys.argv[3] == "yes") else 1)' "$W/x.json" "$2" "$1" && 
 	done
 	return 1
 }
+"$SCAGENT" --socket "$S" watch --json >"$W/watch.out" 2>/dev/null &
+watcher=$!
+tb_track_pid $watcher
+sleep 0.5
 p11brief --write-object "$W/extra.der" --type cert --id 0e --label extra
 ok "a certificate another program writes to a token is listed by the agent" listed yes extra
+kill $watcher 2>/dev/null
+wait $watcher 2>/dev/null
+ok "... and its watchers hear \"changed\"" grep -q '"event":"changed"' "$W/watch.out"
 p11brief --delete-object --type cert --id 0e
 ok "... and no longer once that program deletes it" listed no extra
 
