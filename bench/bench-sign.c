@@ -423,12 +423,10 @@ thread_main(void *arg)
 {
 	struct run *r = arg;
 	struct worker w[2];
-	int opened = 0, bad = 0;
+	int opened[2] = { 0, 0 }, bad = 0;
 
 	for (int i = 0; i < r->ntargets; i++)
-		if (worker_open(&w[i], r->targets[i]) == 0)
-			opened++;
-		else
+		if (!(opened[i] = worker_open(&w[i], r->targets[i]) == 0))
 			bad = 1;
 	for (int k = 0; k < r->nslices; k++) {
 		struct worker *cur = &w[r->order[k]];
@@ -451,8 +449,9 @@ thread_main(void *arg)
 		pthread_mutex_unlock(&r->lock);
 		pthread_barrier_wait(&r->gate);
 	}
-	for (int i = 0; i < opened; i++)
-		worker_close(&w[i]);
+	for (int i = 0; i < r->ntargets; i++)
+		if (opened[i])
+			worker_close(&w[i]);
 	return NULL;
 }
 
@@ -600,8 +599,10 @@ main(int argc, char **argv)
 			order[k] = (k % 4 == 0 || k % 4 == 3) ? 0 : 1;
 		r = (struct run){ .targets = { &t[0], &t[1] }, .ntargets = 2, .nthreads = atoi(argv[3]),
 		    .nslices = 2 * per, .order = order, .slice = SLICE };
+		if (r.nthreads < 1 || r.nthreads > 64)
+			goto usage;
 		if (run(&r) < 0)
-			return 1;
+			goto failed;
 		double a = (double)r.ops[0] / r.secs[0], b = (double)r.ops[1] / r.secs[1];
 		printf("%.1f %.1f %.4f\n", a, b, a > 0 ? b / a : 0);
 		return 0;
@@ -611,11 +612,16 @@ main(int argc, char **argv)
 	order[0] = 0;
 	r = (struct run){ .targets = { &t[0] }, .ntargets = 1, .nthreads = atoi(argv[i]), .nslices = 1,
 	    .order = order, .slice = atof(argv[i + 1]) };
+	if (r.nthreads < 1 || r.nthreads > 64 || !(r.slice > 0))
+		goto usage;
 	if (run(&r) < 0)
-		return 1;
+		goto failed;
 	printf("%.1f %ld %.2f\n", (double)r.ops[0] / r.secs[0], r.ops[0], r.secs[0]);
 	return 0;
 usage:
-	fprintf(stderr, "usage: see the comment at the top of bench/bench-sign.c\n");
+	fprintf(stderr, "usage: see the comment at the top of bench/bench-sign.c (THREADS: 1-64)\n");
 	return 2;
+failed:
+	fprintf(stderr, "bench-sign: a connection or a signature failed\n");
+	return 1;
 }
