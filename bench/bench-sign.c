@@ -12,7 +12,18 @@
  *                                     prints "<A ops/s> <B ops/s> <B/A>": A and B
  *                                     take turns in slices of 100 ms (A B B A ...),
  *                                     so that a machine that speeds up or slows
- *                                     down during the run does so for both
+ *                                     down during the run does so for both;
+ *                                     with fewer threads than CPUs, each thread
+ *                                     moves to the next CPU after each A B B A
+ *   bench-sign lat COUNT TARGET-A vs TARGET-B
+ *                                     one thread signs with A and B in turns of
+ *                                     ten signatures (each turn after one
+ *                                     uncounted), COUNT in all each; prints the
+ *                                     mean, median, 90th, 99th percentile and
+ *                                     largest time of one signature (us), then
+ *                                     the mean of B minus the mean of A: where
+ *                                     a ratio's difference comes from, the
+ *                                     typical signature or the slow few
  *   bench-sign list SOCKET COUNT      (prints the median list time in ms)
  *   bench-sign ping SOCKET COUNT      (median round trip of an empty request, us)
  *   bench-sign verify COUNT           (median RSA-2048 PKCS#1 verification, us:
@@ -22,6 +33,7 @@
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -416,15 +428,52 @@ struct run {
 	double secs[2];
 	int failed;
 	pthread_mutex_t lock;
+	int ncpus, cpus[64];		/* > 0: threads move between these CPUs */
+	int next;			/* the next thread's index */
 };
+
+/*
+ * With fewer client threads than CPUs, the agent signs on a CPU the client
+ * leaves free, and the in-process baseline on the client's own: on a virtual
+ * machine whose CPUs run at different speeds (measured here: one at times
+ * 30% slower than the other, which one changing from second to second), a
+ * ratio then measures the CPUs as much as the agent. So each thread moves to
+ * the next CPU after each A B B A group of slices: both sides sign on every
+ * CPU for the same share of their time.
+ */
+static void
+run_cpus(struct run *r)
+{
+	cpu_set_t set;
+
+	r->ncpus = 0;
+	if (sched_getaffinity(0, sizeof(set), &set) != 0 || CPU_COUNT(&set) <= r->nthreads)
+		return;
+	for (int c = 0; c < CPU_SETSIZE && r->ncpus < 64; c++)
+		if (CPU_ISSET(c, &set))
+			r->cpus[r->ncpus++] = c;
+}
+
+static void
+move_to_cpu(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
 
 static void *
 thread_main(void *arg)
 {
 	struct run *r = arg;
 	struct worker w[2];
-	int opened[2] = { 0, 0 }, bad = 0;
+	int opened[2] = { 0, 0 }, bad = 0, me;
 
+	pthread_mutex_lock(&r->lock);
+	me = r->next++;
+	pthread_mutex_unlock(&r->lock);
 	for (int i = 0; i < r->ntargets; i++)
 		if (!(opened[i] = worker_open(&w[i], r->targets[i]) == 0))
 			bad = 1;
@@ -433,6 +482,8 @@ thread_main(void *arg)
 		double end;
 		long ops = 0;
 
+		if (r->ncpus > 0 && k % 4 == 0)
+			move_to_cpu(r->cpus[(me + k / 4) % r->ncpus]);
 		if (!bad && worker_sign(cur) != 0)
 			bad = 1;
 		pthread_barrier_wait(&r->gate);
@@ -465,6 +516,8 @@ run(struct run *r)
 		return -1;
 	pthread_barrier_init(&r->gate, NULL, (unsigned)r->nthreads + 1);
 	pthread_mutex_init(&r->lock, NULL);
+	if (r->ntargets == 2)
+		run_cpus(r);
 	for (int i = 0; i < r->nthreads; i++)
 		pthread_create(&th[i], NULL, thread_main, r);
 	for (int k = 0; k < r->nslices; k++) {
@@ -491,6 +544,62 @@ median(double *v, int count)
 {
 	qsort(v, (size_t)count, sizeof(double), cmp_double);
 	return v[count / 2];
+}
+
+static void
+print_lat(const char *name, double *t, int count, double *mean)
+{
+	double sum = 0;
+
+	for (int i = 0; i < count; i++)
+		sum += t[i];
+	*mean = sum / count;
+	qsort(t, (size_t)count, sizeof(double), cmp_double);
+	printf("%-6s mean %8.1f  median %8.1f  p90 %8.1f  p99 %8.1f  max %8.1f us\n", name, *mean * 1e6,
+	    t[count / 2] * 1e6, t[count * 9 / 10] * 1e6, t[count * 99 / 100] * 1e6, t[count - 1] * 1e6);
+}
+
+#define LAT_TURN 10
+
+/* Signatures with A and B in turns, one at a time: the distribution of each one's time. */
+static int
+bench_lat(const struct target *ta, const struct target *tb, int count)
+{
+	struct worker w[2];
+	double *t[2], t0, mean[2];
+	int ok = count > 0 && worker_open(&w[0], ta) == 0;
+
+	if (ok && worker_open(&w[1], tb) != 0) {
+		worker_close(&w[0]);
+		ok = 0;
+	}
+	if (!ok)
+		return 1;
+	t[0] = calloc((size_t)count, sizeof(double));
+	t[1] = calloc((size_t)count, sizeof(double));
+	ok = t[0] != NULL && t[1] != NULL && worker_sign(&w[0]) == 0 && worker_sign(&w[1]) == 0;
+	for (int k = 0, n[2] = { 0, 0 }; ok && (n[0] < count || n[1] < count); k++) {
+		int x = (k % 4 == 0 || k % 4 == 3) ? 0 : 1;	/* A B B A */
+
+		if (n[x] < count)
+			ok = worker_sign(&w[x]) == 0;
+		for (int j = 0; ok && j < LAT_TURN && n[x] < count; j++) {
+			t0 = now();
+			ok = worker_sign(&w[x]) == 0;
+			t[x][n[x]++] = now() - t0;
+		}
+	}
+	if (ok) {
+		print_lat("A", t[0], count, &mean[0]);
+		print_lat("B", t[1], count, &mean[1]);
+		printf("B - A: mean %+.1f us (B/A in signatures per second: %.4f)\n", (mean[1] - mean[0]) * 1e6,
+		    mean[0] / mean[1]);
+	}
+	worker_close(&w[0]);
+	worker_close(&w[1]);
+	free(t[0]);
+	free(t[1]);
+	return ok ? 0 : 1;
 }
 
 /* The agent's floor: a request that does nothing (hello), socket and JSON both ways. */
@@ -586,6 +695,15 @@ main(int argc, char **argv)
 		return bench_verify(atoi(argv[2]));
 	if (argc == 4 && strcmp(argv[1], "list") == 0)
 		return bench_list(argv[2], atoi(argv[3]));
+	if (argc > 4 && strcmp(argv[1], "lat") == 0) {
+		i = 3;
+		if (parse_target(argc, argv, &i, &t[0]) < 0 || i >= argc || strcmp(argv[i++], "vs") != 0 ||
+		    parse_target(argc, argv, &i, &t[1]) < 0 || i != argc || atoi(argv[2]) < 1)
+			goto usage;
+		if (bench_lat(&t[0], &t[1], atoi(argv[2])) != 0)
+			goto failed;
+		return 0;
+	}
 	if (argc > 4 && strcmp(argv[1], "pair") == 0) {
 		double secs = atof(argv[2]);
 		int per = (int)(secs / SLICE + 0.5);
