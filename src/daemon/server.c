@@ -639,23 +639,30 @@ is_key_pin_error(int r)
 /*
  * {"signature": base64}; frees sig. The line is written directly (base64
  * needs no escaping): the hot path spares building and printing a JSON tree.
+ * Then, the answer out, the token prepares the next signature (next).
  */
 static int
-reply_signature(struct client *c, int64_t id, unsigned char *sig, size_t siglen)
+reply_signature(struct client *c, int64_t id, unsigned char *sig, size_t siglen,
+    struct sc_sign_next *next)
 {
+	int r;
+
 	static const char head[] = "{\"id\":%lld,\"ok\":true,\"result\":{\"signature\":\"";
 	size_t cap = sizeof(head) + 24 + 4 * ((siglen + 2) / 3) + 8, n;
 	char *line = malloc(cap);
 
 	if (line == NULL) {
 		free(sig);
-		return reply_err(c, id, SC_ERR_NOMEM, NULL);
+		r = reply_err(c, id, SC_ERR_NOMEM, NULL);
+	} else {
+		n = (size_t)snprintf(line, cap, head, (long long)id);
+		n += (size_t)EVP_EncodeBlock((unsigned char *)line + n, sig, (int)siglen);
+		memcpy(line + n, "\"}}\n", 5);
+		free(sig);
+		r = send_line(c, line, n + 4);
 	}
-	n = (size_t)snprintf(line, cap, head, (long long)id);
-	n += (size_t)EVP_EncodeBlock((unsigned char *)line + n, sig, (int)siglen);
-	memcpy(line + n, "\"}}\n", 5);
-	free(sig);
-	return send_line(c, line, n + 4);
+	sc_store_sign_next(next);
+	return r;
 }
 
 static int
@@ -669,6 +676,7 @@ op_sign(struct client *c, int64_t id, json_object *req)
 	char msg[1024], detail[512], what[300];
 	struct sign_facts sf = { .sha = "?", .tok = "LABEL", .keytype = "?" };
 	char *asked = NULL;
+	struct sc_sign_next next = { .t = NULL };
 	int alg, is_digest = 0, via_pinentry = 0, login_failed = 0, r;
 
 	if ((r = sign_args(req, &alg, &in, &inlen, &is_digest, msg, sizeof(msg))) != SC_OK)
@@ -685,7 +693,7 @@ op_sign(struct client *c, int64_t id, json_object *req)
 	}
 	/* The fingerprint for the audit line comes with the signature, if it is wanted. */
 	r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen, &sp, &sig, &siglen,
-	    audit_on(c->srv) ? &info : NULL);
+	    audit_on(c->srv) ? &info : NULL, &next);
 	/* Facts for the audit line and the messages (looked up again only on failure). */
 	if (r != SC_OK)
 		sign_facts(c, ref, &sf);
@@ -700,7 +708,7 @@ op_sign(struct client *c, int64_t id, json_object *req)
 		if (lr == SC_OK) {
 			sc_server_broadcast(c->srv, "login", token_fields(sf.tok, NULL));
 			r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen,
-			    &sp, &sig, &siglen, &info);
+			    &sp, &sig, &siglen, &info, &next);
 		} else if (lr != SC_ERR_NOT_LOGGED_IN) {
 			r = lr;
 			login_failed = 1;	/* the token's PIN, not the key's */
@@ -713,7 +721,7 @@ op_sign(struct client *c, int64_t id, json_object *req)
 		if ((r = key_pin_from_pinentry(c, what, sf.tok, &asked)) == SC_OK) {
 			sp.pin = asked;
 			r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen,
-			    &sp, &sig, &siglen, &info);
+			    &sp, &sig, &siglen, &info, &next);
 		}
 	}
 	sc_secstr_free(asked);
@@ -777,7 +785,7 @@ op_sign(struct client *c, int64_t id, json_object *req)
 		}
 		return reply_err(c, id, r, msg);
 	}
-	return reply_signature(c, id, sig, siglen);
+	return reply_signature(c, id, sig, siglen, &next);
 }
 
 static int
@@ -1071,6 +1079,7 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 	struct sc_sign_pin sp = { arg_str(req, "pin"), arg_bool(req, "confirm_final_try") };
 	char msg[1024], detail[512], what[300], tok[128];
 	char *asked = NULL;
+	struct sc_sign_next next = { .t = NULL };
 	int alg, is_digest = 0, via_pinentry = 0, r;
 
 	if ((r = sign_args(req, &alg, &in, &inlen, &is_digest, msg, sizeof(msg))) != SC_OK)
@@ -1085,7 +1094,8 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 			return reply_err(c, id, SC_ERR_DENIED, "the signature was not confirmed");
 		}
 	}
-	r = sc_store_sign_key(c->srv->st, ref, alg, is_digest, in, inlen, &sp, &sig, &siglen, &info);
+	r = sc_store_sign_key(c->srv->st, ref, alg, is_digest, in, inlen, &sp, &sig, &siglen, &info,
+	    &next);
 	snprintf(what, sizeof(what), "key \"%s\"", ref);
 	snprintf(tok, sizeof(tok), "LABEL");
 	if (is_key_pin_error(r) && sc_store_find_key(c->srv->st, ref, &found, NULL) == SC_OK &&
@@ -1098,7 +1108,7 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 		if ((r = key_pin_from_pinentry(c, what, tok, &asked)) == SC_OK) {
 			sp.pin = asked;
 			r = sc_store_sign_key(c->srv->st, ref, alg, is_digest, in, inlen, &sp,
-			    &sig, &siglen, &info);
+			    &sig, &siglen, &info, &next);
 		}
 	}
 	sc_secstr_free(asked);
@@ -1126,7 +1136,7 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 			snprintf(msg, sizeof(msg), "signing with key \"%s\" failed: %s", ref, sc_strerror(r));
 		return reply_err(c, id, r, msg);
 	}
-	return reply_signature(c, id, sig, siglen);
+	return reply_signature(c, id, sig, siglen, &next);
 }
 
 static const struct {

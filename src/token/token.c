@@ -38,6 +38,19 @@
 #include "token/tpm.h"
 
 #define SC_MAX_SESSIONS_IDLE 8
+#define SC_MAX_PREPARED 8	/* signing operations kept prepared per token */
+
+/*
+ * A session with C_SignInit done for key with mech. Allocated, and not moved
+ * while the operation lives: a module may keep pointers to the mechanism and
+ * its parameter from C_SignInit to C_Sign (tpm2-pkcs11 keeps pParameter).
+ */
+struct sc_prepared {
+	CK_SESSION_HANDLE s;
+	CK_OBJECT_HANDLE key;
+	CK_MECHANISM mech;		/* pParameter: &pss or NULL */
+	CK_RSA_PKCS_PSS_PARAMS pss;
+};
 
 struct sc_module {
 	char *path;			/* as configured */
@@ -104,6 +117,9 @@ struct sc_token {
 	CK_SESSION_HANDLE pool[SC_MAX_SESSIONS_IDLE];
 	size_t npool;
 	CK_SESSION_HANDLE login_session; /* kept open while logged in */
+	struct sc_prepared *prepared[SC_MAX_PREPARED];	/* see sc_store_sign_next */
+	size_t nprepared;
+	uint64_t prepared_gen;		/* bumped each time they are all dropped */
 	int logged_in;
 	uint64_t last_use;
 	struct sc_objset *objs;
@@ -374,6 +390,51 @@ ckr_session_bad(CK_RV rv)
 	    rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT;
 }
 
+/*
+ * Drop t's prepared signing operations: closing their sessions ends them
+ * (PKCS#11 leaves it open whether an operation outlives C_Logout; SoftHSM's
+ * does). Operations being prepared meanwhile see the generation change and
+ * are dropped too.
+ */
+static void
+prepared_drop(struct sc_token *t)
+{
+	struct sc_prepared *p[SC_MAX_PREPARED];
+	size_t n;
+	int dead;
+
+	pthread_mutex_lock(&t->lock);
+	n = t->nprepared;
+	memcpy(p, t->prepared, n * sizeof(*p));
+	t->nprepared = 0;
+	t->prepared_gen++;
+	dead = t->dead;
+	pthread_mutex_unlock(&t->lock);
+	for (size_t i = 0; i < n; i++) {
+		if (!dead)
+			t->mod->f->C_CloseSession(p[i]->s);
+		free(p[i]);
+	}
+}
+
+/* Take the operation prepared for key with mechanism m, if t has one. Under t->lock. */
+static struct sc_prepared *
+prepared_take(struct sc_token *t, CK_OBJECT_HANDLE key, const CK_MECHANISM *m)
+{
+	const CK_RSA_PKCS_PSS_PARAMS *a = m->pParameter;
+
+	for (size_t i = 0; i < t->nprepared; i++) {
+		struct sc_prepared *o = t->prepared[i];
+		const CK_RSA_PKCS_PSS_PARAMS *b = o->mech.pParameter;
+		if (o->key != key || o->mech.mechanism != m->mechanism || (a == NULL) != (b == NULL) ||
+		    (a != NULL && (a->hashAlg != b->hashAlg || a->mgf != b->mgf || a->sLen != b->sLen)))
+			continue;
+		t->prepared[i] = t->prepared[--t->nprepared];
+		return o;
+	}
+	return NULL;
+}
+
 /* ------------------------------------------------------------------ */
 /* Reading a token's objects */
 
@@ -499,6 +560,7 @@ token_reload(struct sc_token *t, int keys_only)
 	CK_SESSION_HANDLE s;
 	int r, bad = 0;
 
+	prepared_drop(t);	/* key handles may be about to change */
 	if ((r = session_get(t, &s)) != SC_OK)
 		return r;
 	if ((o = calloc(1, sizeof(*o))) == NULL) {
@@ -564,6 +626,10 @@ token_unref(struct sc_token *t)
 		return;
 	for (size_t i = 0; i < t->npool; i++)
 		t->mod->f->C_CloseSession(t->pool[i]);
+	for (size_t i = 0; i < t->nprepared; i++) {
+		t->mod->f->C_CloseSession(t->prepared[i]->s);
+		free(t->prepared[i]);
+	}
 	if (t->login_session != CK_INVALID_HANDLE)
 		t->mod->f->C_CloseSession(t->login_session);
 	objset_unref(t->objs);
@@ -1707,6 +1773,7 @@ token_logout(struct sc_token *t)
 	t->login_session = CK_INVALID_HANDLE;
 	t->logged_in = 0;
 	pthread_mutex_unlock(&t->lock);
+	prepared_drop(t);	/* before C_Logout: none may sign after it */
 	t->mod->f->C_Logout(s);
 	t->mod->f->C_CloseSession(s);
 	sc_info("logged out of \"%s\"", t->label);
@@ -1894,26 +1961,32 @@ verify_sig(EVP_PKEY *pk, int alg, const unsigned char *dgst, size_t dlen,
  * hash-and-sign variant over the data), ECDSA converted to DER, and, when
  * check is not NULL, the signature verified against it before it is returned.
  * ctx_pin (a key with CKA_ALWAYS_AUTHENTICATE) is given to C_Login as
- * CKU_CONTEXT_SPECIFIC between C_SignInit and C_Sign, once.
+ * CKU_CONTEXT_SPECIFIC between C_SignInit and C_Sign, once. next (NULL, or
+ * with ctx_pin NULL): a prepared operation may be used, and on success next
+ * gets what to prepare for the signature after this one.
  */
 static int
 token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
     const unsigned char *in, size_t inlen, EVP_PKEY *check, const char *ctx_pin,
-    unsigned char **sig, size_t *siglen)
+    unsigned char **sig, size_t *siglen, struct sc_sign_next *next)
 {
 	CK_FUNCTION_LIST_PTR f = t->mod->f;
-	CK_RSA_PKCS_PSS_PARAMS pss;
+	CK_RSA_PKCS_PSS_PARAMS pss = { 0, 0, 0 };
 	CK_MECHANISM mech = { 0, NULL, 0 };
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
 	unsigned char dgst[EVP_MAX_MD_SIZE], tbs[EVP_MAX_MD_SIZE + 32], out[1024];
 	unsigned int dlen = 0;
 	CK_ULONG outlen = sizeof(out), tbslen = 0;
 	const EVP_MD *md = sc_alg_md(alg);
+	struct sc_prepared *p = NULL;
 	int r, family = sc_alg_family(alg), bad = 0;
+	uint64_t gen;
 	CK_RV rv;
 
 	*sig = NULL;
 	*siglen = 0;
+	if (ctx_pin != NULL)
+		next = NULL;
 	if (md == NULL || (is_digest && inlen != (size_t)EVP_MD_get_size(md)))
 		return SC_ERR_INVALID;
 	if (is_digest) {
@@ -1944,9 +2017,18 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
 		memcpy(tbs, in, inlen);
 		tbslen = inlen;
 	}
-	if ((r = session_get(t, &s)) != SC_OK)
+	/* The generation now: a drop from here on also drops what this signature prepares. */
+	pthread_mutex_lock(&t->lock);
+	gen = t->prepared_gen;
+	if (next != NULL && !t->dead && (p = prepared_take(t, key, &mech)) != NULL)
+		s = p->s;
+	pthread_mutex_unlock(&t->lock);
+	if (p != NULL)
+		rv = CKR_OK;
+	else if ((r = session_get(t, &s)) != SC_OK)
 		goto out;
-	rv = f->C_SignInit(s, &mech, key);
+	else
+		rv = f->C_SignInit(s, &mech, key);
 	if (rv == CKR_OK && ctx_pin != NULL) {
 		rv = f->C_Login(s, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR_PTR)ctx_pin, strlen(ctx_pin));
 		if (rv != CKR_OK) {
@@ -1964,6 +2046,13 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
 	}
 	if (rv == CKR_OK)
 		rv = f->C_Sign(s, tbs, tbslen, out, &outlen);
+	if (p != NULL && rv == CKR_OPERATION_NOT_INITIALIZED) {
+		/* The module let the prepared operation go (it may time them out): nothing was signed. */
+		sc_debug("prepared signing operation on \"%s\" gone: started again", t->label);
+		outlen = sizeof(out);
+		if ((rv = f->C_SignInit(s, &mech, key)) == CKR_OK)
+			rv = f->C_Sign(s, tbs, tbslen, out, &outlen);
+	}
 	if (rv != CKR_OK) {
 		sc_info("signature on \"%s\" failed: %s", t->label, sc_ckr_name(rv));
 		bad = ckr_session_bad(rv);
@@ -1973,6 +2062,7 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
 			pthread_mutex_lock(&t->lock);
 			t->logged_in = 0;
 			pthread_mutex_unlock(&t->lock);
+			prepared_drop(t);
 		}
 		goto out;
 	}
@@ -1997,13 +2087,56 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
 		*siglen = 0;
 		goto out;
 	}
+	if (next != NULL && (p != NULL || (p = malloc(sizeof(*p))) != NULL)) {
+		*p = (struct sc_prepared){ .s = s, .key = key, .mech = mech, .pss = pss };
+		if (mech.pParameter != NULL)
+			p->mech.pParameter = &p->pss;
+		__atomic_add_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
+		*next = (struct sc_sign_next){ .t = t, .p = p, .gen = gen };
+		p = NULL;
+		s = CK_INVALID_HANDLE;
+	}
 	r = SC_OK;
 out:
+	free(p);
 	if (s != CK_INVALID_HANDLE)
 		session_put(t, s, bad);
 	OPENSSL_cleanse(dgst, sizeof(dgst));
 	OPENSSL_cleanse(tbs, sizeof(tbs));
 	return r;
+}
+
+void
+sc_store_sign_next(struct sc_sign_next *next)
+{
+	struct sc_token *t = next->t;
+	struct sc_prepared *p = next->p;
+	CK_RV rv = CKR_OK;
+	int current, kept = 0, dead;
+
+	if (t == NULL)
+		return;
+	next->t = NULL;
+	next->p = NULL;
+	pthread_mutex_lock(&t->lock);
+	current = !t->dead && t->prepared_gen == next->gen && t->nprepared < SC_MAX_PREPARED;
+	pthread_mutex_unlock(&t->lock);
+	if (current && (rv = t->mod->f->C_SignInit(p->s, &p->mech, p->key)) == CKR_OK) {
+		pthread_mutex_lock(&t->lock);
+		/* A drop (a logout) may have come while the token worked. */
+		if (!t->dead && t->prepared_gen == next->gen && t->nprepared < SC_MAX_PREPARED) {
+			t->prepared[t->nprepared++] = p;
+			kept = 1;
+		}
+		dead = t->dead;
+		pthread_mutex_unlock(&t->lock);
+		if (!kept && !dead)
+			t->mod->f->C_CloseSession(p->s);	/* ends the operation */
+	} else
+		session_put(t, p->s, ckr_session_bad(rv) || rv == CKR_OPERATION_ACTIVE);
+	if (!kept)
+		free(p);
+	token_unref(t);
 }
 
 /*
@@ -2033,7 +2166,7 @@ ctx_pin_check(struct sc_store *st, struct sc_token *t, const struct sc_sign_pin 
 int
 sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
     const unsigned char *in, size_t inlen, const struct sc_sign_pin *sp,
-    unsigned char **sig, size_t *siglen, json_object **info)
+    unsigned char **sig, size_t *siglen, json_object **info, struct sc_sign_next *next)
 {
 	struct match m;
 	struct sc_cert *c;
@@ -2060,7 +2193,7 @@ sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
 	/* RSA signatures are always checked (RSA-CRT faults leak the key); ECDSA on request. */
 	r = token_sign(m.tok, k->handle, alg, is_digest, in, inlen,
 	    c->x509 != NULL && (family != 3 || st->opts.verify_ecdsa) ? X509_get0_pubkey(c->x509) : NULL,
-	    k->always_auth ? sp->pin : NULL, sig, siglen);
+	    k->always_auth ? sp->pin : NULL, sig, siglen, k->always_auth ? NULL : next);
 	if (r == SC_OK && info) {
 		*info = json_object_new_object();
 		json_object_object_add(*info, "sha256", json_object_new_string(c->sha256));
@@ -2256,6 +2389,10 @@ module_reinit(struct sc_store *st, struct sc_module *m)
 		pthread_mutex_lock(&t->lock);
 		t->dead = 1;
 		t->npool = 0;		/* C_Finalize closes them all */
+		for (size_t k = 0; k < t->nprepared; k++)
+			free(t->prepared[k]);
+		t->nprepared = 0;
+		t->prepared_gen++;
 		t->login_session = CK_INVALID_HANDLE;
 		t->logged_in = 0;
 		pthread_mutex_unlock(&t->lock);
@@ -2847,7 +2984,7 @@ sc_store_find_key(struct sc_store *st, const char *ref, json_object **out,
 int
 sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
     const unsigned char *in, size_t inlen, const struct sc_sign_pin *sp,
-    unsigned char **sig, size_t *siglen, json_object **info)
+    unsigned char **sig, size_t *siglen, json_object **info, struct sc_sign_next *next)
 {
 	struct kmatch m;
 	int r, hidden;
@@ -2873,7 +3010,7 @@ sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
 		goto out;
 	/* Key REFs serve enrolment: every signature is checked, ECDSA too. */
 	r = token_sign(m.tok, m.kp.priv, alg, is_digest, in, inlen, m.kp.pk,
-	    m.kp.always_auth ? sp->pin : NULL, sig, siglen);
+	    m.kp.always_auth ? sp->pin : NULL, sig, siglen, m.kp.always_auth ? NULL : next);
 	if (r == SC_OK && info)
 		*info = kp_json(m.tok, &m.kp);
 out:

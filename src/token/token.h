@@ -131,15 +131,40 @@ struct sc_sign_pin {
 };
 
 /*
+ * The signing operation a signature leaves to prepare for the next one with
+ * the same key and algorithm (see sc_store_sign_next). Zero it before use.
+ */
+struct sc_prepared;
+struct sc_sign_next {
+	struct sc_token *t;		/* NULL: nothing to prepare */
+	struct sc_prepared *p;
+	uint64_t gen;			/* the token's prepared-operation generation */
+};
+
+/*
  * Sign with the private key of certificate REF. is_digest: in is the already
  * computed hash for alg's digest, else the data. The signature is checked
  * against the certificate's public key (RSA always, ECDSA per opts) before it
  * is returned. ECDSA signatures come out DER-encoded. sig is malloc'd.
  * info (may be NULL) gets {"sha256": cert fingerprint, "token": label}.
+ * next (may be NULL): after a signature with a key that needs no PIN per
+ * signature, what to hand to sc_store_sign_next() once the answer is out.
  */
 int sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
     const unsigned char *in, size_t inlen, const struct sc_sign_pin *sp,
-    unsigned char **sig, size_t *siglen, json_object **info);
+    unsigned char **sig, size_t *siglen, json_object **info, struct sc_sign_next *next);
+
+/*
+ * Prepare the next signature after one that left next filled in: C_SignInit
+ * on the session it signed on, kept for the next signature with the same key
+ * and mechanism on that token, which then needs only C_Sign. Called once the
+ * answer is out, it overlaps the token's setup (a tenth of an RSA signature on
+ * SoftHSM) with the client's turn. Prepared operations are dropped (their
+ * sessions closed) before a logout, when the token's objects are read again,
+ * and when the login is found lost; a key with CKA_ALWAYS_AUTHENTICATE never
+ * has one. Empties next; nothing to do when next->t is NULL.
+ */
+void sc_store_sign_next(struct sc_sign_next *next);
 
 /* ------------------------------------------------------------------ */
 /* TPM virtual smart cards and enrolment. Functions that take why/whylen put a
@@ -209,7 +234,7 @@ int sc_store_find_key(struct sc_store *st, const char *ref, json_object **out,
 /* Sign with the private key a key REF names; as sc_store_sign, every signature verified. */
 int sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
     const unsigned char *in, size_t inlen, const struct sc_sign_pin *sp,
-    unsigned char **sig, size_t *siglen, json_object **info);
+    unsigned char **sig, size_t *siglen, json_object **info, struct sc_sign_next *next);
 /*
  * The mechanisms of the token labelled token_label with their
  * C_GetMechanismInfo: {"mechanisms": [{"type": CKM number, "min_key_size",

@@ -3,8 +3,10 @@
 # tests/mock/fault-pkcs11 (a PKCS#11 module forwarding to SoftHSM):
 # C_Initialize failing in one module while another works; CKR_DEVICE_REMOVED
 # during C_Sign; a signature that does not verify; a slow token that must
-# delay only its own requests. The agent must answer each with a typed error
-# and keep serving.
+# delay only its own requests; a token that lets a prepared signing operation
+# go. The agent must answer each with a typed error (or sign anyway) and keep
+# serving. The module's call trace also shows that a signature prepares the
+# next one and that a logout ends those operations first.
 #
 # Two modules in one agent need two independent SoftHSM instances: the faulty
 # module wraps the test bed's second one (tb_softhsm_b).
@@ -68,7 +70,7 @@ has "... logged" "$(cat "$W/starting.log")" "shutting down"
 
 # ---------------------------------------------------------------- one agent, faults switched at run time
 : >"$W/faults"
-SCAGENT_FAULT_FILE=$W/faults start_agent "$S" --module "$FAULT" --module "$TB_SOFTHSM"
+SCAGENT_FAULT_FILE=$W/faults SCAGENT_FAULT_TRACE=$W/trace start_agent "$S" --module "$FAULT" --module "$TB_SOFTHSM"
 is "both modules' tokens listed" "$(sc list --json | labels)" "fast slow"
 sc login --token fast --pin-stdin <<<"$TB_PIN" 2>/dev/null
 sc login --token slow --pin-stdin <<<"$TB_PIN" 2>/dev/null
@@ -148,6 +150,56 @@ is "the slow signature itself completes" "$slow_rc" 0
 ok "... taking the 3 s delay ($(elapsed "$t0" "$t4") s)" "$PY" -c "import sys; sys.exit(not ($t4 - $t0 >= 2.9))"
 ok "... and verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/slow.sig" "$W/data"
 : >"$W/faults"
+
+# ---------------------------------------------------------------- prepared signing operations
+# Once a signature's answer is out, the agent starts the next one with the
+# same key and algorithm (C_SignInit): the next signature needs only C_Sign.
+# The fault module traces the calls it forwards.
+calls() { sed 's/ .*//' "$W/trace" | tr '\n' ' ' | sed 's/ $//'; }
+wait_calls() { for _ in $(seq 100); do [ "$(grep -c "^$1 " "$W/trace")" -ge "$2" ] && return 0; sleep 0.05; done; return 1; }
+sc logout --token slow 2>/dev/null	# drops what the signatures above prepared
+sc login --token slow --pin-stdin <<<"$TB_PIN" 2>/dev/null
+: >"$W/trace"
+for i in 1 2 3; do
+	run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/prep$i.sig"
+	is "prepared: signature $i: exit 0" "$RC" 0
+	ok "prepared: signature $i verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/prep$i.sig" "$W/data"
+done
+wait_calls SignInit 4
+is "three signatures: C_SignInit once, then each C_Sign is followed by the next one's C_SignInit" "$(calls)" \
+	"SignInit Sign SignInit Sign SignInit Sign SignInit"
+run sc sign --cert carol --alg rsa-pss-sha256 --in "$W/data" --out "$W/prep-pss.sig"
+ok "prepared for PKCS#1: an RSA-PSS signature with the same key still verifies" openssl dgst -sha256 \
+	-verify "$(pubkey carol)" -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest \
+	-signature "$W/prep-pss.sig" "$W/data"
+run sc sign --cert dave --alg ecdsa-sha256 --in "$W/data" --out "$W/prep-ec.sig"
+ok "... an ECDSA signature with the other key verifies" openssl dgst -sha256 -verify "$(pubkey dave)" \
+	-signature "$W/prep-ec.sig" "$W/data"
+run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/prep4.sig"
+ok "... and PKCS#1 again verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/prep4.sig" "$W/data"
+wait_calls SignInit 7
+is "... each took the operation prepared for it when there was one" "$(calls)" \
+	"SignInit Sign SignInit Sign SignInit Sign SignInit SignInit Sign SignInit SignInit Sign SignInit Sign SignInit"
+
+# A token that lets a prepared operation go: the signature is made anyway.
+echo sign-forget=300 >"$W/faults"
+sleep 0.5
+: >"$W/trace"
+run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/forgot.sig"
+is "prepared operation gone (CKR_OPERATION_NOT_INITIALIZED): the signature is made anyway" "$RC" 0
+ok "... and verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/forgot.sig" "$W/data"
+wait_calls SignInit 2
+is "... started again once on the same session" "$(calls)" "Sign SignInit Sign SignInit"
+: >"$W/faults"
+
+# A logout ends every prepared operation first: none may sign after it.
+run sc logout --token slow
+is "logout with operations prepared: exit 0" "$RC" 0
+has "... no signing operation was left started at C_Logout" "$(grep '^Logout' "$W/trace")" "Logout ops=0"
+run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/after-logout.sig"
+is "... and a signature after it needs a login" "$RC" 1
+has "... says so" "$ERR" "needs a login"
+sc login --token slow --pin-stdin <<<"$TB_PIN" 2>/dev/null
 
 # ---------------------------------------------------------------- login faults
 sc logout --token slow 2>/dev/null

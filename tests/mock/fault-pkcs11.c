@@ -18,6 +18,10 @@
  *     sign-bad          C_Sign flips one byte of a successful signature (a
  *                       faulty RSA-CRT card's wrong signature stand-in)
  *     sign-delay=MS     C_Sign sleeps MS milliseconds first (a slow card)
+ *     sign-forget=MS    a signing operation whose C_SignInit is over MS
+ *                       milliseconds old is gone: C_Sign ends it and returns
+ *                       CKR_OPERATION_NOT_INITIALIZED (a token that times
+ *                       out prepared operations)
  *     init-delay=MS     C_Initialize sleeps MS milliseconds first (a module
  *                       slow to start, as a TPM's can be)
  *     login-fail=CKR    C_Login returns CKR without trying the PIN
@@ -28,6 +32,10 @@
  *                         (first line, same syntax) at every faultable call,
  *                         instead of SCAGENT_FAULT: a test can change the
  *                         faults of a running agent. A missing file = no faults.
+ *   SCAGENT_FAULT_TRACE   when set, a line per call is appended to this file:
+ *                         "SignInit S", "Sign S" (a signature made or
+ *                         refused, S the session) and "Logout ops=N" (N
+ *                         sessions with a signing operation still started)
  * CKR names understood: CKR_DEVICE_ERROR, CKR_DEVICE_REMOVED,
  * CKR_TOKEN_NOT_PRESENT, CKR_PIN_INCORRECT, CKR_PIN_LOCKED, CKR_PIN_EXPIRED,
  * CKR_FUNCTION_FAILED, CKR_GENERAL_ERROR, CKR_SESSION_HANDLE_INVALID,
@@ -40,6 +48,7 @@
  */
 #include "config.h"
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +62,7 @@ struct faults {
 	CK_RV sign_fail;		/* 0: none */
 	int sign_bad;
 	long sign_delay_ms;
+	long sign_forget_ms;
 	long init_delay_ms;
 	CK_RV login_fail;		/* 0: none */
 	CK_FLAGS pin_flags;		/* added to C_GetTokenInfo's flags */
@@ -125,6 +135,8 @@ parse_faults(const char *spec, struct faults *f)
 		else if (strcmp(w, "init-delay") == 0 && val != NULL && (f->init_delay_ms = atol(val)) > 0)
 			;
 		else if (strcmp(w, "sign-delay") == 0 && val != NULL && (f->sign_delay_ms = atol(val)) > 0)
+			;
+		else if (strcmp(w, "sign-forget") == 0 && val != NULL && (f->sign_forget_ms = atol(val)) > 0)
 			;
 		else if (strcmp(w, "pin-final-try") == 0 && val == NULL)
 			f->pin_flags |= CKF_USER_PIN_FINAL_TRY;
@@ -207,6 +219,85 @@ fault_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
 	return rv;
 }
 
+/* Sessions with a signing operation started, and since when (ms). */
+static struct {
+	CK_SESSION_HANDLE s;
+	long since;
+} ops[256];
+static size_t nops;
+static pthread_mutex_t ops_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* Forget s's operation; its start (ms), or -1 when it had none. */
+static long
+op_end(CK_SESSION_HANDLE s)
+{
+	long since = -1;
+
+	pthread_mutex_lock(&ops_lock);
+	for (size_t i = 0; i < nops; i++)
+		if (ops[i].s == s) {
+			since = ops[i].since;
+			ops[i] = ops[--nops];
+			break;
+		}
+	pthread_mutex_unlock(&ops_lock);
+	return since;
+}
+
+static void
+trace(const char *what, unsigned long v)
+{
+	const char *file = getenv("SCAGENT_FAULT_TRACE");
+	FILE *fp;
+
+	if (file == NULL || *file == '\0' || (fp = fopen(file, "a")) == NULL)
+		return;
+	fprintf(fp, "%s%lu\n", what, v);
+	fclose(fp);
+}
+
+static CK_RV
+fault_SignInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
+{
+	CK_RV rv = real->C_SignInit(s, m, key);
+
+	if (rv == CKR_OK) {
+		op_end(s);
+		pthread_mutex_lock(&ops_lock);
+		if (nops < sizeof(ops) / sizeof(ops[0]))
+			ops[nops++].s = s, ops[nops - 1].since = now_ms();
+		pthread_mutex_unlock(&ops_lock);
+		trace("SignInit ", s);
+	}
+	return rv;
+}
+
+static CK_RV
+fault_CloseSession(CK_SESSION_HANDLE s)
+{
+	op_end(s);
+	return real->C_CloseSession(s);
+}
+
+static CK_RV
+fault_Logout(CK_SESSION_HANDLE s)
+{
+	pthread_mutex_lock(&ops_lock);
+	size_t n = nops;
+	pthread_mutex_unlock(&ops_lock);
+	trace("Logout ops=", n);
+	return real->C_Logout(s);
+}
+
 /* End the real module's signing operation after an injected failure. */
 static void
 end_sign(CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len)
@@ -232,12 +323,20 @@ fault_Sign(CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
 	current_faults(&f);
 	if (f.sign_delay_ms > 0)
 		sleep_ms(f.sign_delay_ms);
+	if (sig == NULL)	/* a length query: the operation goes on */
+		return real->C_Sign(s, data, len, sig, siglen);
+	long since = op_end(s);
+	trace("Sign ", s);
+	if (f.sign_forget_ms > 0 && since >= 0 && now_ms() - since > f.sign_forget_ms) {
+		end_sign(s, data, len);
+		return CKR_OPERATION_NOT_INITIALIZED;
+	}
 	if (f.sign_fail != 0) {
 		end_sign(s, data, len);
 		return f.sign_fail;
 	}
 	rv = real->C_Sign(s, data, len, sig, siglen);
-	if (rv == CKR_OK && f.sign_bad && sig != NULL && *siglen > 0)
+	if (rv == CKR_OK && f.sign_bad && *siglen > 0)
 		sig[*siglen / 2] ^= 0x01;
 	return rv;
 }
@@ -277,6 +376,9 @@ C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
 		wrapped.C_Login = fault_Login;
 		wrapped.C_GetTokenInfo = fault_GetTokenInfo;
 		wrapped.C_Sign = fault_Sign;
+		wrapped.C_SignInit = fault_SignInit;
+		wrapped.C_CloseSession = fault_CloseSession;
+		wrapped.C_Logout = fault_Logout;
 	}
 	*list = &wrapped;
 	return CKR_OK;
