@@ -106,6 +106,10 @@ awk -v b="$rsa_base" -v a="$(awk -v b="$rsa_base" -v r="$rsa_ratio" 'BEGIN{print
 	printf "  and at least an empty request'"'"'s round trip (hello: socket and JSON both ways): %.1f us (median)\n", p
 	printf "  0.95x would leave %.1f us for all the agent adds.\n", 1e6 / b / 0.95 - 1e6 / b
 }'
+# The same one signature at a time, in turns of ten: typical signature or slow few?
+echo "  time of one rsa-pkcs1-sha256 signature, A in-process, B through the agent (bench-sign lat):"
+"$B" lat 3000 pkcs11 "$TB_SOFTHSM" bench alice rsa-pkcs1-sha256 vs agent "$SCAGENT_SOCKET" alice rsa-pkcs1-sha256 \
+	2>/dev/null | sed 's/^/    /' || true
 
 # Memory of the agent holding one SoftHSM token, logged in.
 rss=$(awk '/VmRSS/ {print $2}' /proc/$agent/status)
