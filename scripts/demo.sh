@@ -35,5 +35,7 @@ port=$(tb_port)
 tb_s_server "$port"
 echo; echo "== A server that requires a client certificate in the handshake: https://localhost:$port/"
 sc probe --cafile "$TB_DIR/pki/root.pem" "https://localhost:$port/"
-echo; sc -v connect --cert alice --cafile "$TB_DIR/pki/root.pem" "https://localhost:$port/" | head -n 3
+# The page's first lines (sed reads it all: head would leave connect writing
+# into a closed pipe, and pipefail would turn its SIGPIPE into the demo's exit).
+echo; sc -v connect --cert alice --cafile "$TB_DIR/pki/root.pem" "https://localhost:$port/" | sed -n 1,3p
 echo; echo "Demo done: the card's keys signed the TLS handshakes through the agent."
