@@ -38,7 +38,7 @@
 #include "token/tpm.h"
 
 #define SC_MAX_SESSIONS_IDLE 8
-#define SC_MAX_PREPARED 8	/* signing operations kept prepared per token */
+#define SC_MAX_PREPARED 8	/* signing operations kept prepared per token; LRU */
 
 /*
  * A session with C_SignInit done for key with mech. Allocated, and not moved
@@ -417,7 +417,10 @@ prepared_drop(struct sc_token *t)
 	}
 }
 
-/* Take the operation prepared for key with mechanism m, if t has one. Under t->lock. */
+/*
+ * Take the operation prepared for key with mechanism m, if t has one. Under
+ * t->lock. The list stays oldest first.
+ */
 static struct sc_prepared *
 prepared_take(struct sc_token *t, CK_OBJECT_HANDLE key, const CK_MECHANISM *m)
 {
@@ -429,7 +432,7 @@ prepared_take(struct sc_token *t, CK_OBJECT_HANDLE key, const CK_MECHANISM *m)
 		if (o->key != key || o->mech.mechanism != m->mechanism || (a == NULL) != (b == NULL) ||
 		    (a != NULL && (a->hashAlg != b->hashAlg || a->mgf != b->mgf || a->sLen != b->sLen)))
 			continue;
-		t->prepared[i] = t->prepared[--t->nprepared];
+		memmove(&t->prepared[i], &t->prepared[i + 1], (--t->nprepared - i) * sizeof(*t->prepared));
 		return o;
 	}
 	return NULL;
@@ -2110,7 +2113,7 @@ void
 sc_store_sign_next(struct sc_sign_next *next)
 {
 	struct sc_token *t = next->t;
-	struct sc_prepared *p = next->p;
+	struct sc_prepared *p = next->p, *evicted = NULL;
 	CK_RV rv = CKR_OK;
 	int current, kept = 0, dead;
 
@@ -2119,12 +2122,17 @@ sc_store_sign_next(struct sc_sign_next *next)
 	next->t = NULL;
 	next->p = NULL;
 	pthread_mutex_lock(&t->lock);
-	current = !t->dead && t->prepared_gen == next->gen && t->nprepared < SC_MAX_PREPARED;
+	current = !t->dead && t->prepared_gen == next->gen;
 	pthread_mutex_unlock(&t->lock);
 	if (current && (rv = t->mod->f->C_SignInit(p->s, &p->mech, p->key)) == CKR_OK) {
 		pthread_mutex_lock(&t->lock);
 		/* A drop (a logout) may have come while the token worked. */
-		if (!t->dead && t->prepared_gen == next->gen && t->nprepared < SC_MAX_PREPARED) {
+		if (!t->dead && t->prepared_gen == next->gen) {
+			if (t->nprepared == SC_MAX_PREPARED) {
+				/* Full: the one unused longest goes. */
+				evicted = t->prepared[0];
+				memmove(&t->prepared[0], &t->prepared[1], --t->nprepared * sizeof(*t->prepared));
+			}
 			t->prepared[t->nprepared++] = p;
 			kept = 1;
 		}
@@ -2132,6 +2140,11 @@ sc_store_sign_next(struct sc_sign_next *next)
 		pthread_mutex_unlock(&t->lock);
 		if (!kept && !dead)
 			t->mod->f->C_CloseSession(p->s);	/* ends the operation */
+		if (evicted != NULL) {
+			if (!dead)
+				t->mod->f->C_CloseSession(evicted->s);
+			free(evicted);
+		}
 	} else
 		session_put(t, p->s, ckr_session_bad(rv) || rv == CKR_OPERATION_ACTIVE);
 	if (!kept)

@@ -29,6 +29,7 @@ tb_enroll fast 02 bob EC:prime256v1 good
 tb_softhsm_b_token slow
 SOFTHSM2_CONF=$SOFTHSM2_CONG tb_enroll slow 03 carol rsa:2048 good
 SOFTHSM2_CONF=$SOFTHSM2_CONG tb_enroll slow 04 dave EC:prime256v1 good
+SOFTHSM2_CONF=$SOFTHSM2_CONG tb_enroll slow 05 erin rsa:2048 good
 set +e
 export SCAGENT_FAULT_TARGET=$TB_SOFTHSM_B
 S=$TB_DIR/agent.sock
@@ -191,6 +192,35 @@ ok "... and verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature 
 wait_calls SignInit 2
 is "... started again once on the same session" "$(calls)" "Sign SignInit Sign SignInit"
 : >"$W/faults"
+
+# Nine key and mechanism pairs on one token: the eight used last stay prepared
+# (RSA PKCS#1 is one mechanism for every hash; RSA-PSS one per hash).
+# Prepared now, oldest first: carol PSS-SHA256, dave ECDSA, carol PKCS#1.
+verify_sig() {	# verify_sig CERT ALG SIG
+	case $2 in
+	rsa-pss-*) openssl dgst -"${2##*-}" -verify "$(pubkey "$1")" -sigopt rsa_padding_mode:pss \
+		-sigopt rsa_pss_saltlen:digest -signature "$3" "$W/data" ;;
+	*) openssl dgst -"${2##*-}" -verify "$(pubkey "$1")" -signature "$3" "$W/data" ;;
+	esac
+}
+n=$(grep -c '^SignInit ' "$W/trace")
+for pair in carol:rsa-pss-sha384 carol:rsa-pss-sha512 erin:rsa-pkcs1-sha256 erin:rsa-pss-sha256 \
+	erin:rsa-pss-sha384 erin:rsa-pss-sha512; do
+	run sc sign --cert "${pair%%:*}" --alg "${pair#*:}" --in "$W/data" --out "$W/nine.sig"
+	ok "nine pairs: ${pair%%:*} ${pair#*:} verifies" verify_sig "${pair%%:*}" "${pair#*:}" "$W/nine.sig"
+	n=$((n + 2))
+	wait_calls SignInit "$n"
+done
+: >"$W/trace"
+run sc sign --cert dave --alg ecdsa-sha256 --in "$W/data" --out "$W/nine.sig"
+ok "... the oldest of the eight kept (dave ECDSA) verifies" verify_sig dave ecdsa-sha256 "$W/nine.sig"
+wait_calls SignInit 1
+is "... and signed with its prepared operation" "$(calls)" "Sign SignInit"
+: >"$W/trace"
+run sc sign --cert carol --alg rsa-pss-sha256 --in "$W/data" --out "$W/nine.sig"
+ok "... the one unused longest (carol PSS-SHA256) verifies" verify_sig carol rsa-pss-sha256 "$W/nine.sig"
+wait_calls SignInit 2
+is "... and had to start its operation: it had made room for the ninth" "$(calls)" "SignInit Sign SignInit"
 
 # A logout ends every prepared operation first: none may sign after it.
 run sc logout --token slow
