@@ -371,6 +371,16 @@ parse_target(int argc, char **argv, int *i, struct target *t)
 	return -1;
 }
 
+/* "TARGET-A vs TARGET-B" from argv[i] to the end into t[0], t[1]; 0 or -1. */
+static int
+parse_two(int argc, char **argv, int i, struct target t[2])
+{
+	if (parse_target(argc, argv, &i, &t[0]) < 0 || i >= argc || strcmp(argv[i++], "vs") != 0 ||
+	    parse_target(argc, argv, &i, &t[1]) < 0 || i != argc)
+		return -1;
+	return 0;
+}
+
 static int
 worker_open(struct worker *w, const struct target *t)
 {
@@ -604,48 +614,49 @@ bench_lat(const struct target *ta, const struct target *tb, int count)
 
 /* The agent's floor: a request that does nothing (hello), socket and JSON both ways. */
 static int
-bench_ping(const char *sock, int count)
+one_hello(scagent_client *c)
 {
-	scagent_client *c;
-	double *t = calloc((size_t)count, sizeof(double)), t0;
 	char *res;
 
-	if (t == NULL || count <= 0 || scagent_connect(sock, &c) != 0)
-		return 1;
-	for (int i = 0; i < count; i++) {
-		t0 = now();
-		if (scagent_call(c, "hello", "{\"version\":1}", &res) != 0)
-			return 1;
-		t[i] = now() - t0;
-		scagent_free(res);
-	}
-	printf("%.1f\n", median(t, count) * 1e6);
-	scagent_close(c);
-	free(t);
+	if (scagent_call(c, "hello", "{\"version\":1}", &res) != 0)
+		return -1;
+	scagent_free(res);
 	return 0;
 }
 
-/* The median time of listing from the agent, in ms. */
+/* A list from the agent's cache. */
 static int
-bench_list(const char *sock, int count)
+one_list(scagent_client *c)
 {
-	scagent_client *c;
-	double *ms = calloc((size_t)count, sizeof(double)), t0;
 	char *json;
 
-	if (ms == NULL || count <= 0 || scagent_connect(sock, &c) != 0)
-		return 1;
-	for (int i = 0; i < count; i++) {
-		t0 = now();
-		if (scagent_list(c, &json) != 0)
-			return 1;
-		ms[i] = (now() - t0) * 1000;
-		scagent_free(json);
-	}
-	printf("%.3f\n", median(ms, count));
-	scagent_close(c);
-	free(ms);
+	if (scagent_list(c, &json) != 0)
+		return -1;
+	scagent_free(json);
 	return 0;
+}
+
+/* Prints the median time of count calls of one on a connection to sock, in us or ms. */
+static int
+bench_median(const char *sock, int count, int (*one)(scagent_client *), int in_ms)
+{
+	scagent_client *c = NULL;
+	double *t = count > 0 ? calloc((size_t)count, sizeof(double)) : NULL, t0;
+	int ok = t != NULL && scagent_connect(sock, &c) == 0;
+
+	for (int i = 0; ok && i < count; i++) {
+		t0 = now();
+		ok = one(c) == 0;
+		t[i] = now() - t0;
+	}
+	if (ok)
+		printf(in_ms ? "%.3f\n" : "%.1f\n", median(t, count) * (in_ms ? 1e3 : 1e6));
+	else
+		fprintf(stderr, "bench-sign: %s\n", c != NULL ? scagent_error(c) :
+		    count > 0 ? "cannot connect to the agent" : "COUNT must be at least 1");
+	scagent_close(c);
+	free(t);
+	return ok ? 0 : 1;
 }
 
 /* What checking an RSA-2048 signature costs here, context set up once (as the agent keeps it). */
@@ -690,15 +701,13 @@ main(int argc, char **argv)
 
 	memset(&r, 0, sizeof(r));
 	if (argc == 4 && strcmp(argv[1], "ping") == 0)
-		return bench_ping(argv[2], atoi(argv[3]));
+		return bench_median(argv[2], atoi(argv[3]), one_hello, 0);
 	if (argc == 3 && strcmp(argv[1], "verify") == 0)
 		return bench_verify(atoi(argv[2]));
 	if (argc == 4 && strcmp(argv[1], "list") == 0)
-		return bench_list(argv[2], atoi(argv[3]));
+		return bench_median(argv[2], atoi(argv[3]), one_list, 1);
 	if (argc > 4 && strcmp(argv[1], "lat") == 0) {
-		i = 3;
-		if (parse_target(argc, argv, &i, &t[0]) < 0 || i >= argc || strcmp(argv[i++], "vs") != 0 ||
-		    parse_target(argc, argv, &i, &t[1]) < 0 || i != argc || atoi(argv[2]) < 1)
+		if (parse_two(argc, argv, 3, t) < 0 || atoi(argv[2]) < 1)
 			goto usage;
 		if (bench_lat(&t[0], &t[1], atoi(argv[2])) != 0)
 			goto failed;
@@ -708,9 +717,7 @@ main(int argc, char **argv)
 		double secs = atof(argv[2]);
 		int per = (int)(secs / SLICE + 0.5);
 
-		i = 4;
-		if (parse_target(argc, argv, &i, &t[0]) < 0 || i >= argc || strcmp(argv[i++], "vs") != 0 ||
-		    parse_target(argc, argv, &i, &t[1]) < 0 || i != argc || per < 1 || per > 1024)
+		if (parse_two(argc, argv, 4, t) < 0 || per < 1 || per > 1024)
 			goto usage;
 		/* A B B A A B B A ...: drift that is linear over four slices cancels. */
 		for (int k = 0; k < 2 * per; k++)

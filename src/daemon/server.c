@@ -645,11 +645,10 @@ static int
 reply_signature(struct client *c, int64_t id, unsigned char *sig, size_t siglen,
     struct sc_sign_next *next)
 {
-	int r;
-
 	static const char head[] = "{\"id\":%lld,\"ok\":true,\"result\":{\"signature\":\"";
 	size_t cap = sizeof(head) + 24 + 4 * ((siglen + 2) / 3) + 8, n;
 	char *line = malloc(cap);
+	int r;
 
 	if (line == NULL) {
 		free(sig);

@@ -1989,7 +1989,7 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
 	*sig = NULL;
 	*siglen = 0;
 	if (ctx_pin != NULL)
-		next = NULL;
+		next = NULL;	/* its PIN goes between C_SignInit and C_Sign: nothing to prepare */
 	if (md == NULL || (is_digest && inlen != (size_t)EVP_MD_get_size(md)))
 		return SC_ERR_INVALID;
 	if (is_digest) {
@@ -2206,7 +2206,7 @@ sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
 	/* RSA signatures are always checked (RSA-CRT faults leak the key); ECDSA on request. */
 	r = token_sign(m.tok, k->handle, alg, is_digest, in, inlen,
 	    c->x509 != NULL && (family != 3 || st->opts.verify_ecdsa) ? X509_get0_pubkey(c->x509) : NULL,
-	    k->always_auth ? sp->pin : NULL, sig, siglen, k->always_auth ? NULL : next);
+	    k->always_auth ? sp->pin : NULL, sig, siglen, next);
 	if (r == SC_OK && info) {
 		*info = json_object_new_object();
 		json_object_object_add(*info, "sha256", json_object_new_string(c->sha256));
@@ -3023,7 +3023,7 @@ sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
 		goto out;
 	/* Key REFs serve enrolment: every signature is checked, ECDSA too. */
 	r = token_sign(m.tok, m.kp.priv, alg, is_digest, in, inlen, m.kp.pk,
-	    m.kp.always_auth ? sp->pin : NULL, sig, siglen, m.kp.always_auth ? NULL : next);
+	    m.kp.always_auth ? sp->pin : NULL, sig, siglen, next);
 	if (r == SC_OK && info)
 		*info = kp_json(m.tok, &m.kp);
 out:

@@ -77,6 +77,8 @@ print(" ".join(p for t in d["tokens"] for c in t["certificates"] if c["label"] =
 if [ "$(date -u +%s)" -lt "$brief_end" ]; then
 	"$SCAGENT" --socket "$S" list --json >"$W/b1.json" 2>/dev/null
 	ok "a certificate valid for a few seconds more: no problems" test "$(problems "$W/b1.json" brief)" = none
+else
+	echo "# skipped \"a certificate valid for a few seconds more\": it expired before the check (slow machine)"
 fi
 
 (cd "$P" && "$SCAGENT" --socket "$S" list --cafile root.pem --json >"$W/a2.json" 2>"$W/a2.err")

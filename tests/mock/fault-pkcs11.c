@@ -273,8 +273,10 @@ fault_SignInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
 	if (rv == CKR_OK) {
 		op_end(s);
 		pthread_mutex_lock(&ops_lock);
-		if (nops < sizeof(ops) / sizeof(ops[0]))
-			ops[nops++].s = s, ops[nops - 1].since = now_ms();
+		if (nops < sizeof(ops) / sizeof(ops[0])) {
+			ops[nops].s = s;
+			ops[nops++].since = now_ms();
+		}
 		pthread_mutex_unlock(&ops_lock);
 		trace("SignInit ", s);
 	}
@@ -291,8 +293,10 @@ fault_CloseSession(CK_SESSION_HANDLE s)
 static CK_RV
 fault_Logout(CK_SESSION_HANDLE s)
 {
+	size_t n;
+
 	pthread_mutex_lock(&ops_lock);
-	size_t n = nops;
+	n = nops;
 	pthread_mutex_unlock(&ops_lock);
 	trace("Logout ops=", n);
 	return real->C_Logout(s);
@@ -318,14 +322,15 @@ fault_Sign(CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
     CK_ULONG_PTR siglen)
 {
 	struct faults f;
+	long since;
 	CK_RV rv;
 
 	current_faults(&f);
 	if (f.sign_delay_ms > 0)
 		sleep_ms(f.sign_delay_ms);
-	if (sig == NULL)	/* a length query: the operation goes on */
+	if (sig == NULL && f.sign_fail == 0)	/* a length query: the operation goes on */
 		return real->C_Sign(s, data, len, sig, siglen);
-	long since = op_end(s);
+	since = op_end(s);
 	trace("Sign ", s);
 	if (f.sign_forget_ms > 0 && since >= 0 && now_ms() - since > f.sign_forget_ms) {
 		end_sign(s, data, len);
