@@ -14,7 +14,11 @@
  *                                     so that a machine that speeds up or slows
  *                                     down during the run does so for both;
  *                                     with fewer threads than CPUs, each thread
- *                                     moves to the next CPU after each A B B A
+ *                                     moves to the next CPU after each A B B A;
+ *                                     then "<A steal %> <B steal %>": the share
+ *                                     of the CPUs' time the host took for
+ *                                     others (/proc/stat) during A's and B's
+ *                                     slices
  *   bench-sign lat COUNT TARGET-A vs TARGET-B
  *                                     one thread signs with A and B in turns of
  *                                     ten signatures (each turn after one
@@ -436,6 +440,7 @@ struct run {
 	pthread_barrier_t gate;
 	long ops[2];			/* per target */
 	double secs[2];
+	unsigned long long steal[2], ticks[2];	/* /proc/stat, all CPUs */
 	int failed;
 	pthread_mutex_t lock;
 	int ncpus, cpus[64];		/* > 0: threads move between these CPUs */
@@ -516,10 +521,35 @@ thread_main(void *arg)
 	return NULL;
 }
 
+/*
+ * The host's steal time and all time of this machine's CPUs so far, in ticks
+ * (/proc/stat's first line). A virtual CPU the host does not run stops its
+ * thread: one client and the agent need two CPUs running where the in-process
+ * baseline needs one, so steal hits the agent more.
+ */
+static void
+read_steal(unsigned long long *steal, unsigned long long *ticks)
+{
+	unsigned long long v[8] = { 0 };
+	FILE *f = fopen("/proc/stat", "r");
+
+	*steal = *ticks = 0;
+	if (f == NULL)
+		return;
+	if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+	    &v[4], &v[5], &v[6], &v[7]) == 8) {
+		*steal = v[7];
+		for (int i = 0; i < 8; i++)
+			*ticks += v[i];
+	}
+	fclose(f);
+}
+
 static int
 run(struct run *r)
 {
 	pthread_t th[64];
+	unsigned long long s0, j0, s1, j1;
 	double t0;
 
 	if (r->nthreads < 1 || r->nthreads > 64)
@@ -533,8 +563,12 @@ run(struct run *r)
 	for (int k = 0; k < r->nslices; k++) {
 		pthread_barrier_wait(&r->gate);
 		t0 = now();
+		read_steal(&s0, &j0);
 		pthread_barrier_wait(&r->gate);
 		r->secs[r->order[k]] += now() - t0;
+		read_steal(&s1, &j1);
+		r->steal[r->order[k]] += s1 - s0;
+		r->ticks[r->order[k]] += j1 - j0;
 	}
 	for (int i = 0; i < r->nthreads; i++)
 		pthread_join(th[i], NULL);
@@ -729,7 +763,9 @@ main(int argc, char **argv)
 		if (run(&r) < 0)
 			goto failed;
 		double a = (double)r.ops[0] / r.secs[0], b = (double)r.ops[1] / r.secs[1];
-		printf("%.1f %.1f %.4f\n", a, b, a > 0 ? b / a : 0);
+		printf("%.1f %.1f %.4f %.1f %.1f\n", a, b, a > 0 ? b / a : 0,
+		    r.ticks[0] ? 100.0 * (double)r.steal[0] / (double)r.ticks[0] : 0,
+		    r.ticks[1] ? 100.0 * (double)r.steal[1] / (double)r.ticks[1] : 0);
 		return 0;
 	}
 	if (parse_target(argc, argv, &i, &t[0]) < 0 || i + 2 != argc)

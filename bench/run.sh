@@ -47,7 +47,7 @@ SSH_AUTH_SOCK=$TB_DIR/ssh.sock SSH_ASKPASS=$TB_DIR/askpass SSH_ASKPASS_REQUIRE=f
 # its host is busy) hits both alike. ROUNDS pair runs per configuration, the
 # configurations taking turns; the table shows medians. The baseline against
 # itself ("noise") shows how far the ratios of this run can be trusted.
-pair() { "$B" pair "$secs" "$@" 2>/dev/null || echo "0 0 0"; }
+pair() { "$B" pair "$secs" "$@" 2>/dev/null || echo "0 0 0 0 0"; }
 rounds=${BENCH_ROUNDS:-5}
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 mratio() { local m; m=$(median "$@"); awk -v m="$m" 'BEGIN { if (m > 0) printf "%.3fx", m; else print "-" }'; }
@@ -61,21 +61,21 @@ declare -A m1 m2	# median ratios by algorithm, for the targets
 for alg in rsa-pkcs1-sha256 rsa-pss-sha256 ecdsa-sha256; do
 	case $alg in ecdsa*) key=bob; ssht=ecdsa ;; *) key=alice; ssht=rsa ;; esac
 	base=(pkcs11 "$TB_SOFTHSM" bench $key $alg)
-	b1=(); b2=(); x1=(); x2=(); x8=(); q1=(); h1=(); r1=(); r2=(); rq=(); rh=(); rn=()
+	b1=(); b2=(); x1=(); x2=(); x8=(); q1=(); h1=(); r1=(); r2=(); rq=(); rh=(); rn=(); st=()
 	for _ in $(seq "$rounds"); do
-		read -r b x r <<<"$(pair 1 "${base[@]}" vs agent "$SCAGENT_SOCKET" $key $alg)"
-		b1+=("$b"); x1+=("$x"); r1+=("$r")
-		read -r b x r <<<"$(pair 2 "${base[@]}" vs agent "$SCAGENT_SOCKET" $key $alg)"
+		read -r b x r sa sb <<<"$(pair 1 "${base[@]}" vs agent "$SCAGENT_SOCKET" $key $alg)"
+		b1+=("$b"); x1+=("$x"); r1+=("$r"); st+=("$sa/$sb")
+		read -r b x r _ <<<"$(pair 2 "${base[@]}" vs agent "$SCAGENT_SOCKET" $key $alg)"
 		b2+=("$b"); x2+=("$x"); r2+=("$r")
 		x8+=("$("$B" agent "$SCAGENT_SOCKET" $key $alg 8 "$secs" 2>/dev/null | awk '{print $1}')")
-		read -r b x r <<<"$(P11_KIT_SERVER_ADDRESS=$p11addr pair 1 "${base[@]}" vs \
+		read -r b x r _ <<<"$(P11_KIT_SERVER_ADDRESS=$p11addr pair 1 "${base[@]}" vs \
 			pkcs11 "$P11CLIENT" bench $key $alg)"
 		q1+=("$x"); rq+=("$r")
 		if [ "$alg" != rsa-pss-sha256 ]; then
-			read -r b x r <<<"$(pair 1 "${base[@]}" vs ssh "$TB_DIR/ssh.sock" $ssht)"
+			read -r b x r _ <<<"$(pair 1 "${base[@]}" vs ssh "$TB_DIR/ssh.sock" $ssht)"
 			h1+=("$x"); rh+=("$r")
 		fi
-		read -r b x r <<<"$(pair 1 "${base[@]}" vs "${base[@]}")"
+		read -r b x r _ <<<"$(pair 1 "${base[@]}" vs "${base[@]}")"
 		rn+=("$r")
 	done
 	s1=- sr=-
@@ -89,12 +89,15 @@ for alg in rsa-pkcs1-sha256 rsa-pss-sha256 ecdsa-sha256; do
 		"$(mratio "${r2[@]}")" "$(median "${x8[@]}")" "$(median "${q1[@]}")" "$(mratio "${rq[@]}")" \
 		"$s1" "$sr" "$(spread "${rn[@]}")"
 	printf '%-18s %s\n' "" "per round: ratio ${r1[*]}; ratio-2 ${r2[*]}"
+	printf '%-18s %s\n' "" "steal % in the 1-client runs, in-process/agent slices: ${st[*]}"
 done
 echo
 echo "ratio: agent with 1 client / in-process 1 thread; ratio-2: agent with 2 clients / in-process 2 threads;"
 echo "p11kit-1: p11-kit server through p11-kit-client.so, 1 thread; ssh-agent: 1 client (pss: not offered)."
 echo "Each ratio is the median of the rounds' pair runs; noise: the lowest and highest ratio of the"
 echo "in-process baseline against itself, paired the same way (1.000 on a quiet machine)."
+echo "steal: the share of the CPUs' time the host gave to others (/proc/stat); one client and the agent"
+echo "need two CPUs running where in-process signing needs one."
 
 # Where the time of one RSA signature through the agent goes (same run).
 ping=$("$B" ping "$SCAGENT_SOCKET" 5000)
