@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,17 +40,26 @@
 
 #define SC_MAX_SESSIONS_IDLE 8
 #define SC_MAX_PREPARED 8	/* signing operations kept prepared per token; LRU */
+#define SC_PREP_AHEAD 4		/* prepare during a signature at least this many times slower */
+#define SC_PREP_QUEUE_MAX 64	/* operations asked of the preparer and not yet started */
 
 /*
- * A session with C_SignInit done for key with mech. Allocated, and not moved
- * while the operation lives: a module may keep pointers to the mechanism and
- * its parameter from C_SignInit to C_Sign (tpm2-pkcs11 keeps pParameter).
+ * A session with C_SignInit done for key with mech, or one asked of the
+ * preparer. Allocated, and not moved while the operation lives: a module may
+ * keep pointers to the mechanism and its parameter from C_SignInit to C_Sign
+ * (tpm2-pkcs11 keeps pParameter).
  */
 struct sc_prepared {
 	CK_SESSION_HANDLE s;
 	CK_OBJECT_HANDLE key;
 	CK_MECHANISM mech;		/* pParameter: &pss or NULL */
 	CK_RSA_PKCS_PSS_PARAMS pss;
+	uint64_t init_us, sign_us;	/* its C_SignInit; a C_Sign before with key and mech */
+	/* Asked of the preparer: */
+	struct sc_prepared *next;	/* in its queue */
+	struct sc_token *t;		/* a reference */
+	uint64_t gen;			/* t's prepared_gen when asked */
+	int cpu;			/* where the signature that asked runs */
 };
 
 struct sc_module {
@@ -138,6 +148,15 @@ struct sc_store {
 	pthread_mutex_t refresh_lock;
 	char *vsc_real;			/* realpath of the TPM virtual smart card module, or NULL */
 	json_object *pending;		/* events not reported yet (module_reinit), under lock */
+	int signing;			/* signatures under way (atomic) */
+	int ncpus;			/* CPUs the agent may run on */
+	/* The preparer (see prepare_ask), started with the first operation asked of it. */
+	pthread_mutex_t prep_lock;
+	pthread_cond_t prep_cond;
+	pthread_t prep_thread;
+	int prep_started, prep_stop;
+	struct sc_prepared *prep_head, **prep_tail;
+	size_t prep_queued;
 };
 
 /* ------------------------------------------------------------------ */
@@ -438,6 +457,149 @@ prepared_take(struct sc_token *t, CK_OBJECT_HANDLE key, const CK_MECHANISM *m)
 	return NULL;
 }
 
+/*
+ * C_SignInit for p on its session, and p kept with t's prepared operations,
+ * the one unused longest making room, if t's generation is still gen (no
+ * drop came). Otherwise the session goes back, or is closed with its
+ * operation, and p is freed.
+ */
+static void
+prepare_init(struct sc_token *t, struct sc_prepared *p, uint64_t gen)
+{
+	struct sc_prepared *evicted = NULL;
+	uint64_t t0;
+	int current, kept = 0, dead;
+	CK_RV rv = CKR_OK;
+
+	pthread_mutex_lock(&t->lock);
+	current = !t->dead && t->prepared_gen == gen;
+	pthread_mutex_unlock(&t->lock);
+	t0 = sc_now_us();
+	if (!current || (rv = t->mod->f->C_SignInit(p->s, &p->mech, p->key)) != CKR_OK) {
+		session_put(t, p->s, ckr_session_bad(rv) || rv == CKR_OPERATION_ACTIVE);
+		free(p);
+		return;
+	}
+	p->init_us = sc_now_us() - t0;
+	pthread_mutex_lock(&t->lock);
+	/* A drop (a logout) may have come while the token worked. */
+	if (!t->dead && t->prepared_gen == gen) {
+		if (t->nprepared == SC_MAX_PREPARED) {
+			evicted = t->prepared[0];
+			memmove(&t->prepared[0], &t->prepared[1], --t->nprepared * sizeof(*t->prepared));
+		}
+		t->prepared[t->nprepared++] = p;
+		kept = 1;
+	}
+	dead = t->dead;
+	pthread_mutex_unlock(&t->lock);
+	if (!kept)
+		evicted = p;
+	if (evicted != NULL) {
+		if (!dead)
+			t->mod->f->C_CloseSession(evicted->s);	/* ends its operation */
+		free(evicted);
+	}
+}
+
+/*
+ * The preparer: a thread of the store that prepares a signing operation
+ * while a signature is under way, for the next one with the same key and
+ * mechanism. On a token whose C_Sign is much slower than its C_SignInit (RSA
+ * on SoftHSM: 900 us and 85 us), the next signature then finds it ready
+ * however soon it comes. It runs off the CPU of the signature that asked:
+ * there it would only delay that signature. Nobody waits for it: a signature
+ * that finds nothing prepared calls C_SignInit itself, so a token that hangs
+ * in C_SignInit delays the preparations queued behind it, never a request.
+ */
+static void token_unref(struct sc_token *t);
+
+static void *
+preparer_main(void *arg)
+{
+	struct sc_store *st = arg;
+	struct sc_prepared *p;
+	struct sc_token *t;
+	cpu_set_t all, set;
+	int avoided = -1;
+
+	if (pthread_getaffinity_np(pthread_self(), sizeof(all), &all) != 0)
+		CPU_ZERO(&all);
+	pthread_mutex_lock(&st->prep_lock);
+	for (;;) {
+		while (!st->prep_stop && st->prep_head == NULL)
+			pthread_cond_wait(&st->prep_cond, &st->prep_lock);
+		if ((p = st->prep_head) == NULL)
+			break;
+		if ((st->prep_head = p->next) == NULL)
+			st->prep_tail = &st->prep_head;
+		st->prep_queued--;
+		t = p->t;
+		if (st->prep_stop) {
+			/* Only what it holds is released. */
+			pthread_mutex_unlock(&st->prep_lock);
+			free(p);
+			token_unref(t);
+			pthread_mutex_lock(&st->prep_lock);
+			continue;
+		}
+		pthread_mutex_unlock(&st->prep_lock);
+		if (p->cpu >= 0 && p->cpu != avoided && CPU_ISSET(p->cpu, &all) && CPU_COUNT(&all) > 1) {
+			set = all;
+			CPU_CLR(p->cpu, &set);
+			if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0)
+				avoided = p->cpu;
+		}
+		if (session_get(t, &p->s) == SC_OK)
+			prepare_init(t, p, p->gen);
+		else
+			free(p);
+		token_unref(t);
+		pthread_mutex_lock(&st->prep_lock);
+	}
+	pthread_mutex_unlock(&st->prep_lock);
+	return NULL;
+}
+
+/*
+ * Ask the preparer for an operation like m with key on t, generation gen,
+ * for a signature taking about sign_us in C_Sign. Nothing happens when its
+ * queue is full or its thread cannot start.
+ */
+static void
+prepare_ask(struct sc_store *st, struct sc_token *t, uint64_t gen, CK_OBJECT_HANDLE key,
+    const CK_MECHANISM *m, uint64_t sign_us)
+{
+	struct sc_prepared *p;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return;
+	p->key = key;
+	p->mech = *m;
+	if (m->pParameter != NULL) {
+		memcpy(&p->pss, m->pParameter, sizeof(p->pss));
+		p->mech.pParameter = &p->pss;
+	}
+	p->sign_us = sign_us;
+	p->gen = gen;
+	p->cpu = sched_getcpu();
+	pthread_mutex_lock(&st->prep_lock);
+	if (st->prep_stop || st->prep_queued >= SC_PREP_QUEUE_MAX ||
+	    (!st->prep_started && pthread_create(&st->prep_thread, NULL, preparer_main, st) != 0)) {
+		pthread_mutex_unlock(&st->prep_lock);
+		free(p);
+		return;
+	}
+	st->prep_started = 1;
+	__atomic_add_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
+	p->t = t;
+	*st->prep_tail = p;
+	st->prep_tail = &p->next;
+	st->prep_queued++;
+	pthread_cond_signal(&st->prep_cond);
+	pthread_mutex_unlock(&st->prep_lock);
+}
+
 /* ------------------------------------------------------------------ */
 /* Reading a token's objects */
 
@@ -713,6 +875,7 @@ struct sc_store *
 sc_store_new(const struct sc_store_opts *opts)
 {
 	struct sc_store *st;
+	cpu_set_t cpus;
 
 	if ((st = calloc(1, sizeof(*st))) == NULL)
 		return NULL;
@@ -720,6 +883,10 @@ sc_store_new(const struct sc_store_opts *opts)
 		st->opts = *opts;
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_mutex_init(&st->refresh_lock, NULL);
+	pthread_mutex_init(&st->prep_lock, NULL);
+	pthread_cond_init(&st->prep_cond, NULL);
+	st->prep_tail = &st->prep_head;
+	st->ncpus = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
 	if ((st->errors = json_object_new_array()) == NULL) {
 		free(st);
 		return NULL;
@@ -732,6 +899,15 @@ sc_store_free(struct sc_store *st)
 {
 	if (st == NULL)
 		return;
+	/* The preparer first: what it holds needs the modules. */
+	pthread_mutex_lock(&st->prep_lock);
+	st->prep_stop = 1;
+	pthread_cond_signal(&st->prep_cond);
+	pthread_mutex_unlock(&st->prep_lock);
+	if (st->prep_started)
+		pthread_join(st->prep_thread, NULL);
+	pthread_cond_destroy(&st->prep_cond);
+	pthread_mutex_destroy(&st->prep_lock);
 	for (size_t i = 0; i < st->ntoks; i++)
 		token_unref(st->toks[i]);
 	free(st->toks);
@@ -1965,11 +2141,15 @@ verify_sig(EVP_PKEY *pk, int alg, const unsigned char *dgst, size_t dlen,
  * check is not NULL, the signature verified against it before it is returned.
  * ctx_pin (a key with CKA_ALWAYS_AUTHENTICATE) is given to C_Login as
  * CKU_CONTEXT_SPECIFIC between C_SignInit and C_Sign, once. next (NULL, or
- * with ctx_pin NULL): a prepared operation may be used, and on success next
- * gets what to prepare for the signature after this one.
+ * with ctx_pin NULL): a prepared operation may be used, and the next
+ * signature's is prepared. When the token's C_Sign with this key and
+ * mechanism took SC_PREP_AHEAD times its C_SignInit or more and a CPU is
+ * free, st's preparer makes it during this signature; otherwise next gets it
+ * to prepare once the answer is out (sc_store_sign_next), when the client
+ * takes its turn.
  */
 static int
-token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
+token_sign(struct sc_store *st, struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
     const unsigned char *in, size_t inlen, EVP_PKEY *check, const char *ctx_pin,
     unsigned char **sig, size_t *siglen, struct sc_sign_next *next)
 {
@@ -1982,8 +2162,8 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
 	CK_ULONG outlen = sizeof(out), tbslen = 0;
 	const EVP_MD *md = sc_alg_md(alg);
 	struct sc_prepared *p = NULL;
-	int r, family = sc_alg_family(alg), bad = 0;
-	uint64_t gen;
+	int r, family = sc_alg_family(alg), bad = 0, signing;
+	uint64_t gen, t0, sign_us;
 	CK_RV rv;
 
 	*sig = NULL;
@@ -2020,12 +2200,17 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
 		memcpy(tbs, in, inlen);
 		tbslen = inlen;
 	}
+	signing = __atomic_add_fetch(&st->signing, 1, __ATOMIC_RELAXED);
 	/* The generation now: a drop from here on also drops what this signature prepares. */
 	pthread_mutex_lock(&t->lock);
 	gen = t->prepared_gen;
 	if (next != NULL && !t->dead && (p = prepared_take(t, key, &mech)) != NULL)
 		s = p->s;
 	pthread_mutex_unlock(&t->lock);
+	if (p != NULL && signing < st->ncpus && p->sign_us >= SC_PREP_AHEAD * p->init_us) {
+		prepare_ask(st, t, gen, key, &mech, p->sign_us);
+		next = NULL;	/* asked for */
+	}
 	if (p != NULL)
 		rv = CKR_OK;
 	else if ((r = session_get(t, &s)) != SC_OK)
@@ -2047,8 +2232,10 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
 			goto out;
 		}
 	}
+	t0 = sc_now_us();
 	if (rv == CKR_OK)
 		rv = f->C_Sign(s, tbs, tbslen, out, &outlen);
+	sign_us = sc_now_us() - t0;
 	if (p != NULL && rv == CKR_OPERATION_NOT_INITIALIZED) {
 		/* The module let the prepared operation go (it may time them out): nothing was signed. */
 		sc_debug("prepared signing operation on \"%s\" gone: started again", t->label);
@@ -2091,7 +2278,7 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
 		goto out;
 	}
 	if (next != NULL && (p != NULL || (p = malloc(sizeof(*p))) != NULL)) {
-		*p = (struct sc_prepared){ .s = s, .key = key, .mech = mech, .pss = pss };
+		*p = (struct sc_prepared){ .s = s, .key = key, .mech = mech, .pss = pss, .sign_us = sign_us };
 		if (mech.pParameter != NULL)
 			p->mech.pParameter = &p->pss;
 		__atomic_add_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
@@ -2101,6 +2288,7 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
 	}
 	r = SC_OK;
 out:
+	__atomic_sub_fetch(&st->signing, 1, __ATOMIC_RELAXED);
 	free(p);
 	if (s != CK_INVALID_HANDLE)
 		session_put(t, s, bad);
@@ -2113,42 +2301,12 @@ void
 sc_store_sign_next(struct sc_sign_next *next)
 {
 	struct sc_token *t = next->t;
-	struct sc_prepared *p = next->p, *evicted = NULL;
-	CK_RV rv = CKR_OK;
-	int current, kept = 0, dead;
 
 	if (t == NULL)
 		return;
+	prepare_init(t, next->p, next->gen);
 	next->t = NULL;
 	next->p = NULL;
-	pthread_mutex_lock(&t->lock);
-	current = !t->dead && t->prepared_gen == next->gen;
-	pthread_mutex_unlock(&t->lock);
-	if (current && (rv = t->mod->f->C_SignInit(p->s, &p->mech, p->key)) == CKR_OK) {
-		pthread_mutex_lock(&t->lock);
-		/* A drop (a logout) may have come while the token worked. */
-		if (!t->dead && t->prepared_gen == next->gen) {
-			if (t->nprepared == SC_MAX_PREPARED) {
-				/* Full: the one unused longest goes. */
-				evicted = t->prepared[0];
-				memmove(&t->prepared[0], &t->prepared[1], --t->nprepared * sizeof(*t->prepared));
-			}
-			t->prepared[t->nprepared++] = p;
-			kept = 1;
-		}
-		dead = t->dead;
-		pthread_mutex_unlock(&t->lock);
-		if (!kept && !dead)
-			t->mod->f->C_CloseSession(p->s);	/* ends the operation */
-		if (evicted != NULL) {
-			if (!dead)
-				t->mod->f->C_CloseSession(evicted->s);
-			free(evicted);
-		}
-	} else
-		session_put(t, p->s, ckr_session_bad(rv) || rv == CKR_OPERATION_ACTIVE);
-	if (!kept)
-		free(p);
 	token_unref(t);
 }
 
@@ -2204,7 +2362,7 @@ sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
 	if (k->always_auth && (r = ctx_pin_check(st, m.tok, sp)) != SC_OK)
 		goto out;
 	/* RSA signatures are always checked (RSA-CRT faults leak the key); ECDSA on request. */
-	r = token_sign(m.tok, k->handle, alg, is_digest, in, inlen,
+	r = token_sign(st, m.tok, k->handle, alg, is_digest, in, inlen,
 	    c->x509 != NULL && (family != 3 || st->opts.verify_ecdsa) ? X509_get0_pubkey(c->x509) : NULL,
 	    k->always_auth ? sp->pin : NULL, sig, siglen, next);
 	if (r == SC_OK && info) {
@@ -3022,7 +3180,7 @@ sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
 	if (m.kp.always_auth && (r = ctx_pin_check(st, m.tok, sp)) != SC_OK)
 		goto out;
 	/* Key REFs serve enrolment: every signature is checked, ECDSA too. */
-	r = token_sign(m.tok, m.kp.priv, alg, is_digest, in, inlen, m.kp.pk,
+	r = token_sign(st, m.tok, m.kp.priv, alg, is_digest, in, inlen, m.kp.pk,
 	    m.kp.always_auth ? sp->pin : NULL, sig, siglen, next);
 	if (r == SC_OK && info)
 		*info = kp_json(m.tok, &m.kp);

@@ -155,7 +155,9 @@ ok "... and verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature 
 # ---------------------------------------------------------------- prepared signing operations
 # Once a signature's answer is out, the agent starts the next one with the
 # same key and algorithm (C_SignInit): the next signature needs only C_Sign.
-# The fault module traces the calls it forwards.
+# The fault module traces the calls it forwards. Here its C_SignInit is made
+# slow: too slow to start during a signature (see below for one that is not).
+echo signinit-delay=20 >"$W/faults"
 calls() { sed 's/ .*//' "$W/trace" | tr '\n' ' ' | sed 's/ $//'; }
 wait_calls() { for _ in $(seq 100); do [ "$(grep -c "^$1 " "$W/trace")" -ge "$2" ] && return 0; sleep 0.05; done; return 1; }
 sc logout --token slow 2>/dev/null	# drops what the signatures above prepared
@@ -165,25 +167,27 @@ for i in 1 2 3; do
 	run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/prep$i.sig"
 	is "prepared: signature $i: exit 0" "$RC" 0
 	ok "prepared: signature $i verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/prep$i.sig" "$W/data"
+	wait_calls SignInit $((i + 1))	# the next one's, after the answer
 done
-wait_calls SignInit 4
 is "three signatures: C_SignInit once, then each C_Sign is followed by the next one's C_SignInit" "$(calls)" \
 	"SignInit Sign SignInit Sign SignInit Sign SignInit"
 run sc sign --cert carol --alg rsa-pss-sha256 --in "$W/data" --out "$W/prep-pss.sig"
 ok "prepared for PKCS#1: an RSA-PSS signature with the same key still verifies" openssl dgst -sha256 \
 	-verify "$(pubkey carol)" -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest \
 	-signature "$W/prep-pss.sig" "$W/data"
+wait_calls SignInit 6
 run sc sign --cert dave --alg ecdsa-sha256 --in "$W/data" --out "$W/prep-ec.sig"
 ok "... an ECDSA signature with the other key verifies" openssl dgst -sha256 -verify "$(pubkey dave)" \
 	-signature "$W/prep-ec.sig" "$W/data"
+wait_calls SignInit 8
 run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/prep4.sig"
 ok "... and PKCS#1 again verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/prep4.sig" "$W/data"
-wait_calls SignInit 7
+wait_calls SignInit 9
 is "... each took the operation prepared for it when there was one" "$(calls)" \
 	"SignInit Sign SignInit Sign SignInit Sign SignInit SignInit Sign SignInit SignInit Sign SignInit Sign SignInit"
 
 # A token that lets a prepared operation go: the signature is made anyway.
-echo sign-forget=300 >"$W/faults"
+echo signinit-delay=20,sign-forget=300 >"$W/faults"
 sleep 0.5
 : >"$W/trace"
 run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/forgot.sig"
@@ -191,7 +195,7 @@ is "prepared operation gone (CKR_OPERATION_NOT_INITIALIZED): the signature is ma
 ok "... and verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/forgot.sig" "$W/data"
 wait_calls SignInit 2
 is "... started again once on the same session" "$(calls)" "Sign SignInit Sign SignInit"
-: >"$W/faults"
+echo signinit-delay=20 >"$W/faults"
 
 # Nine key and mechanism pairs on one token: the eight used last stay prepared
 # (RSA PKCS#1 is one mechanism for every hash; RSA-PSS one per hash).
@@ -203,13 +207,13 @@ verify_sig() {	# verify_sig CERT ALG SIG
 	*) openssl dgst -"${2##*-}" -verify "$(pubkey "$1")" -signature "$3" "$W/data" ;;
 	esac
 }
-n=$(grep -c '^SignInit ' "$W/trace")
+inits=$(grep -c '^SignInit ' "$W/trace")
 for pair in carol:rsa-pss-sha384 carol:rsa-pss-sha512 erin:rsa-pkcs1-sha256 erin:rsa-pss-sha256 \
 	erin:rsa-pss-sha384 erin:rsa-pss-sha512; do
 	run sc sign --cert "${pair%%:*}" --alg "${pair#*:}" --in "$W/data" --out "$W/nine.sig"
 	ok "nine pairs: ${pair%%:*} ${pair#*:} verifies" verify_sig "${pair%%:*}" "${pair#*:}" "$W/nine.sig"
-	n=$((n + 2))
-	wait_calls SignInit "$n"
+	inits=$((inits + 2))
+	wait_calls SignInit "$inits"
 done
 : >"$W/trace"
 run sc sign --cert dave --alg ecdsa-sha256 --in "$W/data" --out "$W/nine.sig"
@@ -221,6 +225,32 @@ run sc sign --cert carol --alg rsa-pss-sha256 --in "$W/data" --out "$W/nine.sig"
 ok "... the one unused longest (carol PSS-SHA256) verifies" verify_sig carol rsa-pss-sha256 "$W/nine.sig"
 wait_calls SignInit 2
 is "... and had to start its operation: it had made room for the ninth" "$(calls)" "SignInit Sign SignInit"
+
+# A token whose C_Sign takes much longer than its C_SignInit (C_Sign made
+# slow): with a CPU free, the next signature's operation is started during a
+# signature, on another session, instead of after its answer.
+echo sign-delay=200 >"$W/faults"
+: >"$W/trace"
+run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/ahead1.sig"
+ok "slow C_Sign: signature 1 verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/ahead1.sig" "$W/data"
+wait_calls SignInit 2	# its own (nothing prepared for carol PKCS#1 was left), the next one's
+: >"$W/trace"
+for i in 2 3; do
+	run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/ahead$i.sig"
+	ok "slow C_Sign: signature $i verifies" openssl dgst -sha256 -verify "$(pubkey carol)" \
+		-signature "$W/ahead$i.sig" "$W/data"
+done
+wait_calls SignInit 2
+sess() { sed -n "$1p" "$W/trace" | cut -d' ' -f2; }
+if [ "$(nproc)" -gt 1 ]; then
+	is "... the next one's C_SignInit came during each C_Sign" "$(calls)" "SignInit Sign SignInit Sign"
+	ok "... on another session" test "$(sess 1)" != "$(sess 2)"
+	is "... and signature 3 signed with the operation started during signature 2" "$(sess 4)" "$(sess 1)"
+else
+	echo "# one CPU: nothing is started during a signature; each is prepared after its answer"
+	is "... one CPU: each C_Sign followed by the next one's C_SignInit" "$(calls)" "Sign SignInit Sign SignInit"
+fi
+: >"$W/faults"
 
 # A logout ends every prepared operation first: none may sign after it.
 run sc logout --token slow

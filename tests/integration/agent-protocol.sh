@@ -188,7 +188,7 @@ grep -q "request not completed in time" "$AGENT_LOG"
 is "the agent logs the timeout" "$?" 0
 
 # ---------------------------------------------------------------- events
-raw --hello --wait 3 --lines 3 >"$W/watch.out" <<<'{"id":1,"op":"watch"}' &
+raw --hello --wait 15 --lines 3 >"$W/watch.out" <<<'{"id":1,"op":"watch"}' &
 watcher=$!
 sleep 0.5
 sc logout --token demo 2>/dev/null
