@@ -23,6 +23,7 @@
 #include <strings.h>
 #include <unistd.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <libp11.h>
 #include <openssl/core_names.h>
@@ -40,7 +41,6 @@
 
 #define SC_MAX_SESSIONS_IDLE 8
 #define SC_MAX_PREPARED 8	/* signing operations kept prepared per token; LRU */
-#define SC_PREP_AHEAD 4		/* prepare during a signature at least this many times slower */
 #define SC_PREP_QUEUE_MAX 64	/* operations asked of the preparer and not yet started */
 
 /*
@@ -54,7 +54,6 @@ struct sc_prepared {
 	CK_OBJECT_HANDLE key;
 	CK_MECHANISM mech;		/* pParameter: &pss or NULL */
 	CK_RSA_PKCS_PSS_PARAMS pss;
-	uint64_t init_us, sign_us;	/* its C_SignInit; a C_Sign before with key and mech */
 	/* Asked of the preparer: */
 	struct sc_prepared *next;	/* in its queue */
 	struct sc_token *t;		/* a reference */
@@ -467,20 +466,17 @@ static void
 prepare_init(struct sc_token *t, struct sc_prepared *p, uint64_t gen)
 {
 	struct sc_prepared *evicted = NULL;
-	uint64_t t0;
 	int current, kept = 0, dead;
 	CK_RV rv = CKR_OK;
 
 	pthread_mutex_lock(&t->lock);
 	current = !t->dead && t->prepared_gen == gen;
 	pthread_mutex_unlock(&t->lock);
-	t0 = sc_now_us();
 	if (!current || (rv = t->mod->f->C_SignInit(p->s, &p->mech, p->key)) != CKR_OK) {
 		session_put(t, p->s, ckr_session_bad(rv) || rv == CKR_OPERATION_ACTIVE);
 		free(p);
 		return;
 	}
-	p->init_us = sc_now_us() - t0;
 	pthread_mutex_lock(&t->lock);
 	/* A drop (a logout) may have come while the token worked. */
 	if (!t->dead && t->prepared_gen == gen) {
@@ -505,12 +501,14 @@ prepare_init(struct sc_token *t, struct sc_prepared *p, uint64_t gen)
 /*
  * The preparer: a thread of the store that prepares a signing operation
  * while a signature is under way, for the next one with the same key and
- * mechanism. On a token whose C_Sign is much slower than its C_SignInit (RSA
- * on SoftHSM: 900 us and 85 us), the next signature then finds it ready
- * however soon it comes. It runs off the CPU of the signature that asked:
- * there it would only delay that signature. Nobody waits for it: a signature
- * that finds nothing prepared calls C_SignInit itself, so a token that hangs
- * in C_SignInit delays the preparations queued behind it, never a request.
+ * mechanism, so that the next signature finds it ready however soon it comes
+ * (SoftHSM's C_SignInit: 85 us of a 1,000 us RSA signature, 55 us of a 90 us
+ * ECDSA one). It runs off the CPU of the signature that asked, and at the
+ * lowest priority (nice 19): on the CPU of the client waiting for the answer
+ * it must give way to that client at once, or it delays more than it saves.
+ * Nobody waits for it: a signature that finds nothing prepared calls
+ * C_SignInit itself, so a token that hangs in C_SignInit delays the
+ * preparations queued behind it, never a request.
  */
 static void token_unref(struct sc_token *t);
 
@@ -525,6 +523,9 @@ preparer_main(void *arg)
 
 	if (pthread_getaffinity_np(pthread_self(), sizeof(all), &all) != 0)
 		CPU_ZERO(&all);
+	/* Linux's nice is per thread: this one only. */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 19) != 0)
+		sc_debug("preparer: cannot lower its priority: %s", strerror(errno));
 	pthread_mutex_lock(&st->prep_lock);
 	for (;;) {
 		while (!st->prep_stop && st->prep_head == NULL)
@@ -562,13 +563,12 @@ preparer_main(void *arg)
 }
 
 /*
- * Ask the preparer for an operation like m with key on t, generation gen,
- * for a signature taking about sign_us in C_Sign. Nothing happens when its
- * queue is full or its thread cannot start.
+ * Ask the preparer for an operation like m with key on t, generation gen.
+ * Nothing happens when its queue is full or its thread cannot start.
  */
 static void
 prepare_ask(struct sc_store *st, struct sc_token *t, uint64_t gen, CK_OBJECT_HANDLE key,
-    const CK_MECHANISM *m, uint64_t sign_us)
+    const CK_MECHANISM *m)
 {
 	struct sc_prepared *p;
 
@@ -580,7 +580,6 @@ prepare_ask(struct sc_store *st, struct sc_token *t, uint64_t gen, CK_OBJECT_HAN
 		memcpy(&p->pss, m->pParameter, sizeof(p->pss));
 		p->mech.pParameter = &p->pss;
 	}
-	p->sign_us = sign_us;
 	p->gen = gen;
 	p->cpu = sched_getcpu();
 	pthread_mutex_lock(&st->prep_lock);
@@ -717,7 +716,18 @@ read_certs(struct sc_token *t, CK_SESSION_HANDLE s, struct sc_objset *o)
 	return SC_OK;
 }
 
-/* Build a fresh object set for t. keys_only: reuse t's certificates. */
+/* Whether h (n, sorted) differs from have (nhave, sorted). */
+static int
+handles_differ(const CK_OBJECT_HANDLE *h, CK_ULONG n, const CK_OBJECT_HANDLE *have, CK_ULONG nhave)
+{
+	return n != nhave || (n > 0 && memcmp(h, have, n * sizeof(*h)) != 0);
+}
+
+/*
+ * Build a fresh object set for t. keys_only: reuse t's certificates, if they
+ * are still the same objects: a module may number its objects anew (SoftHSM
+ * does when a slot's last session closes, as a logout can do).
+ */
 static int
 token_reload(struct sc_token *t, int keys_only)
 {
@@ -735,6 +745,17 @@ token_reload(struct sc_token *t, int keys_only)
 	o->refs = 1;
 	pthread_mutex_init(&o->text_lock, NULL);
 	if (keys_only && (old = token_objs(t)) != NULL) {
+		CK_OBJECT_HANDLE *h = NULL;
+		CK_ULONG n = 0;
+
+		if (find_class(t->mod->f, s, CKO_CERTIFICATE, &h, &n) != CKR_OK ||
+		    handles_differ(h, n, old->cert_h, old->ncert_h)) {
+			objset_unref(old);	/* not the same objects: read them */
+			old = NULL;
+		}
+		free(h);
+	}
+	if (old != NULL) {
 		/* Move nothing: certificates are shared by copying references. */
 		if ((o->certs = calloc(old->ncerts ? old->ncerts : 1, sizeof(*o->certs))) == NULL) {
 			r = SC_ERR_NOMEM;
@@ -1204,13 +1225,6 @@ sc_store_refresh(struct sc_store *st, int *changed)
 
 static struct sc_token **tokens_get(struct sc_store *st, size_t *n);
 static void tokens_put(struct sc_token **v, size_t n);
-
-/* Whether h (n, sorted) differs from have (nhave, sorted). */
-static int
-handles_differ(const CK_OBJECT_HANDLE *h, CK_ULONG n, const CK_OBJECT_HANDLE *have, CK_ULONG nhave)
-{
-	return n != nhave || (n > 0 && memcmp(h, have, n * sizeof(*h)) != 0);
-}
 
 /*
  * Whether t's certificates or private keys are other objects than when its
@@ -2142,11 +2156,9 @@ verify_sig(EVP_PKEY *pk, int alg, const unsigned char *dgst, size_t dlen,
  * ctx_pin (a key with CKA_ALWAYS_AUTHENTICATE) is given to C_Login as
  * CKU_CONTEXT_SPECIFIC between C_SignInit and C_Sign, once. next (NULL, or
  * with ctx_pin NULL): a prepared operation may be used, and the next
- * signature's is prepared. When the token's C_Sign with this key and
- * mechanism took SC_PREP_AHEAD times its C_SignInit or more and a CPU is
- * free, st's preparer makes it during this signature; otherwise next gets it
- * to prepare once the answer is out (sc_store_sign_next), when the client
- * takes its turn.
+ * signature's is prepared. When this one had one and a CPU is free, st's
+ * preparer makes it during this signature; otherwise next gets it to prepare
+ * once the answer is out (sc_store_sign_next), when the client takes its turn.
  */
 static int
 token_sign(struct sc_store *st, struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
@@ -2163,7 +2175,7 @@ token_sign(struct sc_store *st, struct sc_token *t, CK_OBJECT_HANDLE key, int al
 	const EVP_MD *md = sc_alg_md(alg);
 	struct sc_prepared *p = NULL;
 	int r, family = sc_alg_family(alg), bad = 0, signing;
-	uint64_t gen, t0, sign_us;
+	uint64_t gen;
 	CK_RV rv;
 
 	*sig = NULL;
@@ -2207,8 +2219,8 @@ token_sign(struct sc_store *st, struct sc_token *t, CK_OBJECT_HANDLE key, int al
 	if (next != NULL && !t->dead && (p = prepared_take(t, key, &mech)) != NULL)
 		s = p->s;
 	pthread_mutex_unlock(&t->lock);
-	if (p != NULL && signing < st->ncpus && p->sign_us >= SC_PREP_AHEAD * p->init_us) {
-		prepare_ask(st, t, gen, key, &mech, p->sign_us);
+	if (p != NULL && signing < st->ncpus) {
+		prepare_ask(st, t, gen, key, &mech);
 		next = NULL;	/* asked for */
 	}
 	if (p != NULL)
@@ -2232,10 +2244,8 @@ token_sign(struct sc_store *st, struct sc_token *t, CK_OBJECT_HANDLE key, int al
 			goto out;
 		}
 	}
-	t0 = sc_now_us();
 	if (rv == CKR_OK)
 		rv = f->C_Sign(s, tbs, tbslen, out, &outlen);
-	sign_us = sc_now_us() - t0;
 	if (p != NULL && rv == CKR_OPERATION_NOT_INITIALIZED) {
 		/* The module let the prepared operation go (it may time them out): nothing was signed. */
 		sc_debug("prepared signing operation on \"%s\" gone: started again", t->label);
@@ -2278,7 +2288,7 @@ token_sign(struct sc_store *st, struct sc_token *t, CK_OBJECT_HANDLE key, int al
 		goto out;
 	}
 	if (next != NULL && (p != NULL || (p = malloc(sizeof(*p))) != NULL)) {
-		*p = (struct sc_prepared){ .s = s, .key = key, .mech = mech, .pss = pss, .sign_us = sign_us };
+		*p = (struct sc_prepared){ .s = s, .key = key, .mech = mech, .pss = pss };
 		if (mech.pParameter != NULL)
 			p->mech.pParameter = &p->pss;
 		__atomic_add_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);

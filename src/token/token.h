@@ -149,9 +149,9 @@ struct sc_sign_next {
  * info (may be NULL) gets {"sha256": cert fingerprint, "token": label}.
  * next (may be NULL): a key that needs no PIN per signature may sign with an
  * operation prepared for it, and the next signature's is prepared: during
- * this one by the store's own thread, when the token's C_Sign takes several
- * times its C_SignInit and a CPU is free for it; else next gets what to hand
- * to sc_store_sign_next() once the answer is out.
+ * this one by the store's own thread when this one had a prepared operation
+ * and a CPU is free for it; else next gets what to hand to
+ * sc_store_sign_next() once the answer is out.
  */
 int sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
     const unsigned char *in, size_t inlen, const struct sc_sign_pin *sp,
@@ -161,11 +161,12 @@ int sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
  * Prepare the next signature after one that left next filled in: C_SignInit
  * on the session it signed on, kept for the next signature with the same key
  * and mechanism on that token, which then needs only C_Sign. Called once the
- * answer is out, it overlaps the token's setup (more than half of an ECDSA
- * signature on SoftHSM) with the client's turn. Prepared operations are dropped (their
- * sessions closed) before a logout, when the token's objects are read again,
- * and when the login is found lost; a key with CKA_ALWAYS_AUTHENTICATE never
- * has one. Empties next; nothing to do when next->t is NULL.
+ * answer is out, it overlaps the token's setup (a tenth of an RSA signature,
+ * more than half of an ECDSA one on SoftHSM) with the client's turn.
+ * Prepared operations are dropped (their sessions closed) before a logout,
+ * when the token's objects are read again, and when the login is found lost;
+ * a key with CKA_ALWAYS_AUTHENTICATE never has one. Empties next; nothing to
+ * do when next->t is NULL.
  */
 void sc_store_sign_next(struct sc_sign_next *next);
 

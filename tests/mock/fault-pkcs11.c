@@ -18,8 +18,6 @@
  *     sign-bad          C_Sign flips one byte of a successful signature (a
  *                       faulty RSA-CRT card's wrong signature stand-in)
  *     sign-delay=MS     C_Sign sleeps MS milliseconds first (a slow card)
- *     signinit-delay=MS C_SignInit sleeps MS milliseconds first (a token
- *                       slow to start an operation)
  *     sign-forget=MS    a signing operation whose C_SignInit is over MS
  *                       milliseconds old is gone: C_Sign ends it and returns
  *                       CKR_OPERATION_NOT_INITIALIZED (a token that times
@@ -64,7 +62,6 @@ struct faults {
 	CK_RV sign_fail;		/* 0: none */
 	int sign_bad;
 	long sign_delay_ms;
-	long signinit_delay_ms;
 	long sign_forget_ms;
 	long init_delay_ms;
 	CK_RV login_fail;		/* 0: none */
@@ -138,8 +135,6 @@ parse_faults(const char *spec, struct faults *f)
 		else if (strcmp(w, "init-delay") == 0 && val != NULL && (f->init_delay_ms = atol(val)) > 0)
 			;
 		else if (strcmp(w, "sign-delay") == 0 && val != NULL && (f->sign_delay_ms = atol(val)) > 0)
-			;
-		else if (strcmp(w, "signinit-delay") == 0 && val != NULL && (f->signinit_delay_ms = atol(val)) > 0)
 			;
 		else if (strcmp(w, "sign-forget") == 0 && val != NULL && (f->sign_forget_ms = atol(val)) > 0)
 			;
@@ -273,13 +268,9 @@ trace(const char *what, unsigned long v)
 static CK_RV
 fault_SignInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
 {
-	struct faults f;
-	CK_RV rv;
+	CK_RV rv = real->C_SignInit(s, m, key);
 
-	current_faults(&f);
-	if (f.signinit_delay_ms > 0)
-		sleep_ms(f.signinit_delay_ms);
-	if ((rv = real->C_SignInit(s, m, key)) == CKR_OK) {
+	if (rv == CKR_OK) {
 		op_end(s);
 		pthread_mutex_lock(&ops_lock);
 		if (nops < sizeof(ops) / sizeof(ops[0])) {
