@@ -81,17 +81,18 @@ hasnt "audit: no PIN in the log" "$(cat "$W/audit.log" "$AGENT_LOG")" "$TB_PIN"
 stop_agent "the agent stops on SIGTERM: exit 0, no sanitizer report"
 
 # ---------------------------------------------------------------- idle timeout
-start_agent "$S" --idle-timeout 2
+# (3 s: under ASan on a loaded machine a client takes up to a second to start.)
+start_agent "$S" --idle-timeout 3
 sc login --token demo --pin-stdin <<<"$TB_PIN" 2>/dev/null
 fails=0
 for i in 1 2 3 4; do
 	sc sign --cert alice --alg rsa-pkcs1-sha256 --in "$W/data" >/dev/null 2>&1 || fails=$((fails + 1))
 	sleep 1.2
 done
-is "idle timeout 2 s: signatures 1.2 s apart keep the login (4.8 s in all)" "$fails" 0
-sleep 2.5
+is "idle timeout 3 s: signatures 1.2 s apart keep the login (4.8 s in all)" "$fails" 0
+sleep 3.5
 run sc sign --cert alice --alg rsa-pkcs1-sha256 --in "$W/data"
-is "idle timeout: after 3.7 s idle the sign fails" "$RC" 1
+is "idle timeout: after 4.7 s idle the sign fails" "$RC" 1
 has "idle timeout: not logged in any more" "$ERR" "needs a login"
 has "idle timeout: status says logged out" "$(sc status)" '{"label":"demo","logged_in":false}'
 grep -q 'logged out of "demo"' "$AGENT_LOG"
