@@ -498,6 +498,8 @@ prepare_init(struct sc_token *t, struct sc_prepared *p, uint64_t gen)
 	}
 }
 
+static void token_unref(struct sc_token *t);
+
 /*
  * The preparer: a thread of the store that prepares a signing operation
  * while a signature is under way, for the next one with the same key and
@@ -510,8 +512,6 @@ prepare_init(struct sc_token *t, struct sc_prepared *p, uint64_t gen)
  * C_SignInit itself, so a token that hangs in C_SignInit delays the
  * preparations queued behind it, never a request.
  */
-static void token_unref(struct sc_token *t);
-
 static void *
 preparer_main(void *arg)
 {
