@@ -1,4 +1,4 @@
-/* Small helpers: hex, base64, digests, bounded strings. */
+/* Small helpers: hex, base64, digests, bounded strings, time. */
 #ifndef SC_UTIL_H
 #define SC_UTIL_H
 #include <stddef.h>
@@ -21,5 +21,20 @@ char *sc_strdup0(const char *s);
 /* Monotonic time in milliseconds and microseconds. */
 uint64_t sc_now_ms(void);
 uint64_t sc_now_us(void);
+
+/*
+ * Whether the agent's signatures keep every CPU busy: seen under way at once,
+ * in the last SC_CROWDED_US, in numbers above half its CPUs (each signature
+ * needs a CPU, and so does the client waiting for it). Work done ahead then
+ * takes a CPU from a signature. One client on two CPUs never crowds them. A
+ * zeroed struct is not crowded; safe to share between threads.
+ */
+#define SC_CROWDED_US 100000
+struct sc_crowd {
+	uint64_t until;			/* sc_now_us(); atomic */
+};
+/* under_way signatures (this one included) at now_us, on an agent with ncpus CPUs. */
+void sc_crowd_note(struct sc_crowd *c, int under_way, int ncpus, uint64_t now_us);
+int sc_crowd_is(struct sc_crowd *c, uint64_t now_us);
 
 #endif

@@ -149,6 +149,7 @@ struct sc_store {
 	json_object *pending;		/* events not reported yet (module_reinit), under lock */
 	int signing;			/* signatures under way (atomic) */
 	int ncpus;			/* CPUs the agent may run on */
+	struct sc_crowd crowd;		/* signatures under way at once */
 	/* The preparer (see prepare_ask), started with the first operation asked of it. */
 	pthread_mutex_t prep_lock;
 	pthread_cond_t prep_cond;
@@ -2175,7 +2176,7 @@ token_sign(struct sc_store *st, struct sc_token *t, CK_OBJECT_HANDLE key, int al
 	const EVP_MD *md = sc_alg_md(alg);
 	struct sc_prepared *p = NULL;
 	int r, family = sc_alg_family(alg), bad = 0, signing;
-	uint64_t gen;
+	uint64_t gen, now;
 	CK_RV rv;
 
 	*sig = NULL;
@@ -2213,13 +2214,22 @@ token_sign(struct sc_store *st, struct sc_token *t, CK_OBJECT_HANDLE key, int al
 		tbslen = inlen;
 	}
 	signing = __atomic_add_fetch(&st->signing, 1, __ATOMIC_RELAXED);
+	now = sc_now_us();
+	sc_crowd_note(&st->crowd, signing, st->ncpus, now);
 	/* The generation now: a drop from here on also drops what this signature prepares. */
 	pthread_mutex_lock(&t->lock);
 	gen = t->prepared_gen;
 	if (next != NULL && !t->dead && (p = prepared_take(t, key, &mech)) != NULL)
 		s = p->s;
 	pthread_mutex_unlock(&t->lock);
-	if (p != NULL && signing < st->ncpus) {
+	/*
+	 * With the CPUs crowded the preparer would take one from a signature:
+	 * on two CPUs, two clients signing ECDSA in a loop made 9,600
+	 * signatures a second without it, 8,400 when it was asked whenever
+	 * fewer signatures were under way than CPUs; eight clients 11,100 and
+	 * 10,200 (medians of eight runs, fresh agents in turns).
+	 */
+	if (p != NULL && !sc_crowd_is(&st->crowd, now)) {
 		prepare_ask(st, t, gen, key, &mech);
 		next = NULL;	/* asked for */
 	}

@@ -150,8 +150,8 @@ struct sc_sign_next {
  * next (may be NULL): a key that needs no PIN per signature may sign with an
  * operation prepared for it, and the next signature's is prepared: during
  * this one by the store's own thread when this one had a prepared operation
- * and a CPU is free for it; else next gets what to hand to
- * sc_store_sign_next() once the answer is out.
+ * and the agent's CPUs are not crowded (sc_crowd_is()); else next gets what
+ * to hand to sc_store_sign_next() once the answer is out.
  */
 int sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
     const unsigned char *in, size_t inlen, const struct sc_sign_pin *sp,

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "common/err.h"
+#include "common/util.h"
 #include "proto/proto.h"
 
 struct pair {
@@ -726,6 +727,36 @@ test_spin_policy_shared(void **state)
 	assert_int_equal(sc_spin_budget(&p, 5000 + SC_SPIN_BACKOFF_US), 2050);
 }
 
+/* Signatures crowd the CPUs when more than half as many run as there are CPUs, for SC_CROWDED_US. */
+static void
+test_crowd(void **state)
+{
+	struct sc_crowd c = { 0 };
+
+	(void)state;
+	assert_false(sc_crowd_is(&c, 1000));
+	sc_crowd_note(&c, 1, 2, 1000);		/* one client on two CPUs */
+	assert_false(sc_crowd_is(&c, 1000));
+	sc_crowd_note(&c, 2, 4, 1000);		/* two on four */
+	assert_false(sc_crowd_is(&c, 1000));
+	sc_crowd_note(&c, 2, 2, 1000);		/* two on two */
+	assert_true(sc_crowd_is(&c, 1000));
+	assert_true(sc_crowd_is(&c, 1000 + SC_CROWDED_US - 1));
+	assert_false(sc_crowd_is(&c, 1000 + SC_CROWDED_US));
+	/* Each overlap seen again keeps it crowded; one signature alone does not end it. */
+	sc_crowd_note(&c, 2, 2, 50000);
+	sc_crowd_note(&c, 1, 2, 60000);
+	assert_true(sc_crowd_is(&c, 50000 + SC_CROWDED_US - 1));
+	assert_false(sc_crowd_is(&c, 50000 + SC_CROWDED_US));
+	/* Three on four; and one CPU is always crowded, by the signature itself. */
+	memset(&c, 0, sizeof(c));
+	sc_crowd_note(&c, 3, 4, 1000);
+	assert_true(sc_crowd_is(&c, 1001));
+	memset(&c, 0, sizeof(c));
+	sc_crowd_note(&c, 1, 1, 1000);
+	assert_true(sc_crowd_is(&c, 1001));
+}
+
 int
 main(void)
 {
@@ -754,6 +785,7 @@ main(void)
 		cmocka_unit_test(test_spin_policy_outliers),
 		cmocka_unit_test(test_spin_policy_slow),
 		cmocka_unit_test(test_spin_policy_shared),
+		cmocka_unit_test(test_crowd),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
