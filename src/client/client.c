@@ -110,8 +110,8 @@ read_line(scagent_client *c, int timeout_ms, unsigned spin_us, char **line)
 	for (;;) {
 		if ((r = sc_linebuf_take(&c->in, line, &len)) != 0)
 			return r < 0 ? fail(c, SC_ERR_PROTOCOL, "the agent sent a malformed line") : SC_OK;
-		if (spin_us > 0 && sc_spin_readable(c->fd, spin_us) < 0)
-			sc_spin_shared(&c->spin, sc_now_us());
+		if (spin_us > 0)
+			sc_spin_result(&c->spin, sc_spin_readable(c->fd, spin_us), sc_now_us());
 		spin_us = 0;	/* once per answer */
 		if (timeout_ms >= 0) {
 			struct pollfd p = { c->fd, POLLIN, 0 };

@@ -161,3 +161,13 @@ sc_crowd_is(struct sc_crowd *c, uint64_t now_us)
 {
 	return now_us < __atomic_load_n(&c->until, __ATOMIC_RELAXED);
 }
+
+void
+sc_crowd_hold(struct sc_crowd *c, uint64_t until_us)
+{
+	uint64_t cur = __atomic_load_n(&c->until, __ATOMIC_RELAXED);
+
+	while (cur < until_us &&
+	    !__atomic_compare_exchange_n(&c->until, &cur, until_us, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}

@@ -36,5 +36,7 @@ struct sc_crowd {
 /* under_way signatures (this one included) at now_us, on an agent with ncpus CPUs. */
 void sc_crowd_note(struct sc_crowd *c, int under_way, int ncpus, uint64_t now_us);
 int sc_crowd_is(struct sc_crowd *c, uint64_t now_us);
+/* Crowded until until_us at least: the CPUs are busy with other work. */
+void sc_crowd_hold(struct sc_crowd *c, uint64_t until_us);
 
 #endif

@@ -1211,17 +1211,26 @@ client_main(void *arg)
 	char *line;
 	size_t len;
 	int spin = 0;
+	struct sc_spin_policy paused = { 0 };	/* after spins that lost the CPU */
 
 	sc_linebuf_init(&lb, SC_PROTO_MAX_REQUEST);
 	while (!c->srv->stopping) {
 		struct pollfd p = { c->fd, POLLIN, 0 };
-		int n;
+		int n = 0;
 
-		/* A client in a loop sends its next request at once: catch it awake. */
-		if (spin && sc_spin_readable(c->fd, AGENT_SPIN_US) > 0)
-			n = 1;		/* readable (or hung up: read() says which) */
-		else
+		/*
+		 * A client in a loop sends its next request at once: catch it
+		 * awake, unless a spin lately lost the CPU (sc_spin_readable()).
+		 */
+		if (spin && sc_now_us() >= paused.nospin_until) {
+			n = sc_spin_readable(c->fd, AGENT_SPIN_US);
+			sc_spin_result(&paused, n, sc_now_us());
+			if (n < 0)
+				sc_store_crowd_hold(c->srv->st, paused.nospin_until);
+		}
+		if (n <= 0)
 			n = poll(&p, 1, 1000);
+		/* else readable (or hung up: read() says which) */
 		spin = 0;
 		uint64_t now = sc_now_ms();
 

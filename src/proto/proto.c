@@ -444,7 +444,7 @@ sc_spin_readable(int fd, unsigned spin_us)
 	struct timespec t0, t;
 	struct pollfd p = { fd, POLLIN, 0 };
 	struct rusage ru;
-	long now, mark = 0, switches = -1;
+	long now, last = 0, mark = 0, switches = -1;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (unsigned i = 0;; i++) {
@@ -453,6 +453,9 @@ sc_spin_readable(int fd, unsigned spin_us)
 			return 1;
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		now = (t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000;
+		if (now - last > SC_SPIN_LOST_US)
+			return -1;	/* the last turn lost the CPU to a slice of other work */
+		last = now;
 		if (now >= (long)spin_us)
 			return 0;
 		/*
@@ -493,7 +496,13 @@ sc_spin_answered(struct sc_spin_policy *p, uint64_t lat_us)
 }
 
 void
-sc_spin_shared(struct sc_spin_policy *p, uint64_t now_us)
+sc_spin_result(struct sc_spin_policy *p, int r, uint64_t now_us)
 {
-	p->nospin_until = now_us + SC_SPIN_BACKOFF_US;
+	if (r > 0)
+		p->backoff_us = 0;
+	else if (r < 0) {
+		p->backoff_us = p->backoff_us == 0 ? SC_SPIN_BACKOFF_US :
+		    p->backoff_us >= SC_SPIN_BACKOFF_MAX_US / 2 ? SC_SPIN_BACKOFF_MAX_US : 2 * p->backoff_us;
+		p->nospin_until = now_us + p->backoff_us;
+	}
 }

@@ -2318,6 +2318,12 @@ out:
 }
 
 void
+sc_store_crowd_hold(struct sc_store *st, uint64_t until_us)
+{
+	sc_crowd_hold(&st->crowd, until_us);
+}
+
+void
 sc_store_sign_next(struct sc_sign_next *next)
 {
 	struct sc_token *t = next->t;

@@ -170,6 +170,16 @@ int sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
  */
 void sc_store_sign_next(struct sc_sign_next *next);
 
+/*
+ * The agent found its CPUs busy with other work until until_us (a spin of
+ * its own lost the CPU for a scheduler's slice): the preparer is not asked
+ * till then. Its thread runs at nice 19: on CPUs that other programs keep
+ * busy it waits for them while holding the token's locks, and the signature
+ * waits for it (two busy loops on two CPUs, one client: RSA 270 signatures a
+ * second with it, 350 without; ECDSA 1,750 and 2,400).
+ */
+void sc_store_crowd_hold(struct sc_store *st, uint64_t until_us);
+
 /* ------------------------------------------------------------------ */
 /* TPM virtual smart cards and enrolment. Functions that take why/whylen put a
  * one-line reason there on failure (empty when the code says it all). */

@@ -596,13 +596,20 @@ static void
 test_spin_budget(void **state)
 {
 	struct timespec t0;
-	int sv[2];
+	int sv[2], r = -1;
 
 	(void)state;
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	/* A short spin is never cut short: it ends when its budget does. */
-	assert_int_equal(sc_spin_readable(sv[0], SC_SPIN_LONG_US / 2), 0);
+	/*
+	 * A short spin with its CPU to itself is not cut short: it ends when
+	 * its budget does. (A virtual CPU the host stops for over
+	 * SC_SPIN_LOST_US ends it with -1: up to 5 tries.)
+	 */
+	for (int i = 0; i < 5 && r != 0; i++) {
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		r = sc_spin_readable(sv[0], SC_SPIN_LONG_US / 2);
+	}
+	assert_int_equal(r, 0);
 	assert_true(elapsed_us(&t0) >= SC_SPIN_LONG_US / 2);
 	close(sv[0]);
 	close(sv[1]);
@@ -619,15 +626,26 @@ co_spinner(void *arg)
 	return NULL;
 }
 
-/* Another spinner on the same CPU: a long spin gives up (-1) instead of taking turns with it. */
-static void
-test_spin_shared_cpu(void **state)
+static void *
+co_worker(void *arg)
+{
+	struct timespec t0;
+
+	(void)arg;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (!co_stop && elapsed_us(&t0) < 2000000)
+		;
+	return NULL;
+}
+
+/* Spin for spin_us (up to 3 tries, until -1) with thread co on the same CPU; the last result. */
+static int
+spin_beside(void *(*co_main)(void *), unsigned spin_us)
 {
 	cpu_set_t one, all;
 	pthread_t co;
 	int sv[2], r = 0, cpu = sched_getcpu();
 
-	(void)state;
 	assert_true(cpu >= 0);
 	assert_int_equal(pthread_getaffinity_np(pthread_self(), sizeof(all), &all), 0);
 	CPU_ZERO(&one);
@@ -635,17 +653,33 @@ test_spin_shared_cpu(void **state)
 	assert_int_equal(pthread_setaffinity_np(pthread_self(), sizeof(one), &one), 0);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	co_stop = 0;
-	assert_int_equal(pthread_create(&co, NULL, co_spinner, NULL), 0);
+	assert_int_equal(pthread_create(&co, NULL, co_main, NULL), 0);
 	assert_int_equal(pthread_setaffinity_np(co, sizeof(one), &one), 0);
-	/* Up to 3 tries of 200 ms: the scheduler decides when the two meet. */
+	/* The scheduler decides when the two meet. */
 	for (int i = 0; i < 3 && r != -1; i++)
-		r = sc_spin_readable(sv[0], 200000);
+		r = sc_spin_readable(sv[0], spin_us);
 	co_stop = 1;
 	pthread_join(co, NULL);
 	pthread_setaffinity_np(pthread_self(), sizeof(all), &all);
-	assert_int_equal(r, -1);
 	close(sv[0]);
 	close(sv[1]);
+	return r;
+}
+
+/* Another spinner on the same CPU: a long spin gives up (-1) instead of taking turns with it. */
+static void
+test_spin_shared_cpu(void **state)
+{
+	(void)state;
+	assert_int_equal(spin_beside(co_spinner, 200000), -1);
+}
+
+/* A thread that works on the same CPU: a spin of any length gives up (-1) instead of waiting out its slices. */
+static void
+test_spin_lost_cpu(void **state)
+{
+	(void)state;
+	assert_int_equal(spin_beside(co_worker, SC_SPIN_LONG_US / 2), -1);
 }
 
 /* ---- how long a client spins (sc_spin_budget) ---- */
@@ -721,10 +755,24 @@ test_spin_policy_shared(void **state)
 
 	(void)state;
 	sc_spin_answered(&p, 1000);
-	sc_spin_shared(&p, 5000);
+	sc_spin_result(&p, -1, 5000);
 	assert_int_equal(sc_spin_budget(&p, 5001), 0);
 	assert_int_equal(sc_spin_budget(&p, 5000 + SC_SPIN_BACKOFF_US - 1), 0);
 	assert_int_equal(sc_spin_budget(&p, 5000 + SC_SPIN_BACKOFF_US), 2050);
+	/* Again and again: twice as long each time, up to SC_SPIN_BACKOFF_MAX_US. */
+	sc_spin_result(&p, -1, 100000);
+	assert_int_equal(sc_spin_budget(&p, 100000 + 2 * SC_SPIN_BACKOFF_US - 1), 0);
+	assert_int_equal(sc_spin_budget(&p, 100000 + 2 * SC_SPIN_BACKOFF_US), 2050);
+	for (int i = 0; i < 20; i++)
+		sc_spin_result(&p, -1, 200000);
+	assert_int_equal(p.backoff_us, SC_SPIN_BACKOFF_MAX_US);
+	assert_int_equal(sc_spin_budget(&p, 200000 + SC_SPIN_BACKOFF_MAX_US - 1), 0);
+	/* A spin that ran out its budget changes nothing; one that caught its answer starts over. */
+	sc_spin_result(&p, 0, 200000 + SC_SPIN_BACKOFF_MAX_US);
+	assert_int_equal(p.backoff_us, SC_SPIN_BACKOFF_MAX_US);
+	sc_spin_result(&p, 1, 200000 + SC_SPIN_BACKOFF_MAX_US);
+	sc_spin_result(&p, -1, 2000000);
+	assert_int_equal(sc_spin_budget(&p, 2000000 + SC_SPIN_BACKOFF_US), 2050);
 }
 
 /* Signatures crowd the CPUs when more than half as many run as there are CPUs, for SC_CROWDED_US. */
@@ -755,6 +803,12 @@ test_crowd(void **state)
 	memset(&c, 0, sizeof(c));
 	sc_crowd_note(&c, 1, 1, 1000);
 	assert_true(sc_crowd_is(&c, 1001));
+	/* Held by other work: until the later of the two. */
+	sc_crowd_hold(&c, 500000);
+	assert_true(sc_crowd_is(&c, 499999));
+	assert_false(sc_crowd_is(&c, 500000));
+	sc_crowd_hold(&c, 300000);
+	assert_true(sc_crowd_is(&c, 499999));
 }
 
 int
@@ -781,6 +835,7 @@ main(void)
 		cmocka_unit_test(test_spin_readable),
 		cmocka_unit_test(test_spin_budget),
 		cmocka_unit_test(test_spin_shared_cpu),
+		cmocka_unit_test(test_spin_lost_cpu),
 		cmocka_unit_test(test_spin_policy_fast),
 		cmocka_unit_test(test_spin_policy_outliers),
 		cmocka_unit_test(test_spin_policy_slow),
