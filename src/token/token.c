@@ -2157,9 +2157,10 @@ verify_sig(EVP_PKEY *pk, int alg, const unsigned char *dgst, size_t dlen,
  * ctx_pin (a key with CKA_ALWAYS_AUTHENTICATE) is given to C_Login as
  * CKU_CONTEXT_SPECIFIC between C_SignInit and C_Sign, once. next (NULL, or
  * with ctx_pin NULL): a prepared operation may be used, and the next
- * signature's is prepared. When this one had one and a CPU is free, st's
- * preparer makes it during this signature; otherwise next gets it to prepare
- * once the answer is out (sc_store_sign_next), when the client takes its turn.
+ * signature's is prepared. When this one had one and the agent's CPUs are not
+ * crowded (sc_crowd_is()), st's preparer makes it during this signature;
+ * otherwise next gets it to prepare once the answer is out
+ * (sc_store_sign_next), when the client takes its turn.
  */
 static int
 token_sign(struct sc_store *st, struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,

@@ -155,8 +155,9 @@ ok "... and verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature 
 # ---------------------------------------------------------------- prepared signing operations
 # A signature prepares the next one with the same key and algorithm
 # (C_SignInit), which then needs only C_Sign: during the signature, on another
-# session, when it had a prepared operation itself and a CPU is free (with
-# one CPU: never); otherwise once its answer is out, on its own session. The
+# session, when it had a prepared operation itself and the agent's CPUs are
+# not crowded (one signature at a time on two CPUs; one CPU always is);
+# otherwise once its answer is out, on its own session. The
 # fault module traces the calls it forwards; its C_Sign is made slow, so that
 # a preparation during a signature shows before that signature's "Sign".
 echo sign-delay=300 >"$W/faults"
