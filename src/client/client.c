@@ -131,57 +131,67 @@ read_line(scagent_client *c, int timeout_ms, unsigned spin_us, char **line)
 	}
 }
 
-/* Send op with args (stolen), wait for its answer; *result gets "result" (new ref). */
+/*
+ * Send msg (one request line with '\n', for id) and wait for its answer. With
+ * sig not NULL and the answer the agent's signature line
+ * (sc_proto_signature_of()), the signature goes to *sig, *siglen and *resp
+ * stays NULL; otherwise *resp is the parsed answer. c->lock is held.
+ */
 static int
-call(scagent_client *c, const char *op, json_object *args, json_object **result)
+roundtrip(scagent_client *c, int64_t id, const char *msg, size_t len, json_object **resp,
+    unsigned char **sig, size_t *siglen)
 {
-	json_object *req = args ? args : json_object_new_object(), *resp = NULL, *v, *e;
-	const char *text = NULL;
-	char *line = NULL, *msg = NULL;
-	size_t len;
+	json_object *v;
+	char *line = NULL;
+	const char *b64;
+	size_t n, blen;
 	uint64_t t0;
 	unsigned spin;
-	int64_t id;
 	int r;
 
-	*result = NULL;
-	if (req == NULL)
-		return fail(c, SC_ERR_NOMEM, "out of memory");
-	pthread_mutex_lock(&c->lock);
-	id = c->next_id++;
-	json_object_object_add(req, "id", json_object_new_int64(id));
-	json_object_object_add(req, "op", json_object_new_string(op));
-	text = sc_proto_text(req);
+	*resp = NULL;
 	/* One write per request: the agent wakes once. */
-	len = strlen(text);
-	if ((msg = malloc(len + 1)) == NULL) {
-		r = fail(c, SC_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	memcpy(msg, text, len);
-	msg[len] = '\n';
-	if (write_all(c->fd, msg, len + 1) < 0) {
-		r = fail(c, SC_ERR_AGENT_UNREACHABLE, "cannot send to the agent: %s", strerror(errno));
-		goto out;
-	}
+	if (write_all(c->fd, msg, len) < 0)
+		return fail(c, SC_ERR_AGENT_UNREACHABLE, "cannot send to the agent: %s", strerror(errno));
 	t0 = sc_now_us();
 	spin = sc_spin_budget(&c->spin, t0);
 	for (;;) {
 		free(line);
 		line = NULL;
-		json_object_put(resp);
+		json_object_put(*resp);
+		*resp = NULL;
 		if ((r = read_line(c, -1, spin, &line)) != SC_OK)
-			goto out;
-		if ((resp = json_tokener_parse(line)) == NULL) {
-			r = fail(c, SC_ERR_PROTOCOL, "the agent sent something that is not JSON");
-			goto out;
+			return r;
+		n = strlen(line);
+		if (sig != NULL && sc_proto_signature_of(line, n, id, &b64, &blen)) {
+			line[b64 - line + blen] = '\0';
+			r = sc_unb64(b64, sig, siglen) == SC_OK ? SC_OK :
+			    fail(c, SC_ERR_PROTOCOL, "the agent sent no signature");
+			break;
 		}
-		if (json_object_object_get_ex(resp, "event", NULL))
+		if ((*resp = json_tokener_parse(line)) == NULL) {
+			free(line);
+			return fail(c, SC_ERR_PROTOCOL, "the agent sent something that is not JSON");
+		}
+		if (json_object_object_get_ex(*resp, "event", NULL))
 			continue;	/* events are only for scagent_next_event() */
-		if (json_object_object_get_ex(resp, "id", &v) && json_object_get_int64(v) == id)
+		if (json_object_object_get_ex(*resp, "id", &v) && json_object_get_int64(v) == id)
 			break;
 	}
+	free(line);
 	sc_spin_answered(&c->spin, sc_now_us() - t0);
+	if (r == SC_OK && *resp == NULL)
+		c->err[0] = '\0';
+	return r;
+}
+
+/* The answer resp (stolen): *result gets its "result" (new ref), or the error is c's. */
+static int
+answer(scagent_client *c, json_object *resp, json_object **result)
+{
+	json_object *v, *e;
+	int r;
+
 	if (json_object_object_get_ex(resp, "ok", &v) && json_object_get_boolean(v)) {
 		if (json_object_object_get_ex(resp, "result", &v))
 			*result = json_object_get(v);
@@ -199,7 +209,38 @@ call(scagent_client *c, const char *op, json_object *args, json_object **result)
 			r = SC_ERR_INTERNAL;
 	} else
 		r = fail(c, SC_ERR_PROTOCOL, "the agent's answer has neither result nor error");
-out:
+	json_object_put(resp);
+	return r;
+}
+
+/* Send op with args (stolen), wait for its answer; *result gets "result" (new ref). */
+static int
+call(scagent_client *c, const char *op, json_object *args, json_object **result)
+{
+	json_object *req = args ? args : json_object_new_object(), *resp = NULL;
+	const char *text = NULL;
+	char *msg = NULL;
+	size_t len = 0;
+	int64_t id;
+	int r;
+
+	*result = NULL;
+	if (req == NULL)
+		return fail(c, SC_ERR_NOMEM, "out of memory");
+	pthread_mutex_lock(&c->lock);
+	id = c->next_id++;
+	json_object_object_add(req, "id", json_object_new_int64(id));
+	json_object_object_add(req, "op", json_object_new_string(op));
+	text = sc_proto_text(req);
+	len = strlen(text);
+	if ((msg = malloc(len + 1)) == NULL)
+		r = fail(c, SC_ERR_NOMEM, "out of memory");
+	else {
+		memcpy(msg, text, len);
+		msg[len] = '\n';
+		if ((r = roundtrip(c, id, msg, len + 1, &resp, NULL, NULL)) == SC_OK)
+			r = answer(c, resp, result);
+	}
 	pthread_mutex_unlock(&c->lock);
 	/* The request may carry a PIN: wipe every copy we made of it. */
 	if (msg != NULL)
@@ -208,8 +249,6 @@ out:
 	if (text != NULL)
 		explicit_bzero((char *)text, strlen(text));
 	sc_proto_wipe_pins(req);
-	free(line);
-	json_object_put(resp);
 	json_object_put(req);
 	return r;
 }
@@ -369,6 +408,30 @@ scagent_sign(scagent_client *c, const char *ref, const char *alg, int is_digest,
 	return scagent_sign_pin(c, ref, alg, is_digest, in, inlen, NULL, 0, sig, siglen);
 }
 
+/*
+ * The usual signature, its two lines without JSON trees (sc_proto_sign_line()):
+ * the signature in *sig, *siglen, or an answer in another form in *res.
+ * SC_ERR_INVALID when ref or alg want escaping: nothing was sent.
+ */
+static int
+sign_lines(scagent_client *c, const char *ref, const char *alg, int is_digest,
+    const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen, json_object **res)
+{
+	json_object *resp = NULL;
+	size_t len;
+	char *msg;
+	int r = SC_ERR_INVALID;
+
+	*res = NULL;
+	pthread_mutex_lock(&c->lock);
+	if ((msg = sc_proto_sign_line(c->next_id, ref, alg, is_digest, in, inlen, &len)) != NULL &&
+	    (r = roundtrip(c, c->next_id++, msg, len, &resp, sig, siglen)) == SC_OK && resp != NULL)
+		r = answer(c, resp, res);
+	pthread_mutex_unlock(&c->lock);
+	free(msg);
+	return r;
+}
+
 EXPORT int
 scagent_sign_pin(scagent_client *c, const char *ref, const char *alg, int is_digest,
     const unsigned char *in, size_t inlen, const char *pin, int confirm_final_try,
@@ -380,6 +443,13 @@ scagent_sign_pin(scagent_client *c, const char *ref, const char *alg, int is_dig
 
 	*sig = NULL;
 	*siglen = 0;
+	if (pin == NULL && !confirm_final_try && (r = sign_lines(c, ref, alg, is_digest, in, inlen,
+	    sig, siglen, &res)) != SC_ERR_INVALID) {
+		json_object_put(args);
+		if (r != SC_OK || res == NULL)
+			return r;
+		goto result;
+	}
 	if ((b = sc_b64(in, inlen)) == NULL) {
 		json_object_put(args);
 		return fail(c, SC_ERR_TOO_LARGE, "data to sign too large");
@@ -394,6 +464,7 @@ scagent_sign_pin(scagent_client *c, const char *ref, const char *alg, int is_dig
 		json_object_object_add(args, "confirm_final_try", json_object_new_boolean(1));
 	if ((r = call(c, "sign", args, &res)) != SC_OK)
 		return r;
+result:
 	if (!json_object_object_get_ex(res, "signature", &v) ||
 	    sc_unb64(json_object_get_string(v), sig, siglen) != SC_OK)
 		r = fail(c, SC_ERR_PROTOCOL, "the agent sent no signature");

@@ -637,29 +637,20 @@ is_key_pin_error(int r)
 }
 
 /*
- * {"signature": base64}; frees sig. The line is written directly (base64
- * needs no escaping): the hot path spares building and printing a JSON tree.
- * Then, the answer out, the token prepares the next signature (next).
+ * {"signature": base64}; frees sig. The line is written directly
+ * (sc_proto_signature_line()). Then, the answer out, the token prepares the
+ * next signature (next).
  */
 static int
 reply_signature(struct client *c, int64_t id, unsigned char *sig, size_t siglen,
     struct sc_sign_next *next)
 {
-	static const char head[] = "{\"id\":%lld,\"ok\":true,\"result\":{\"signature\":\"";
-	size_t cap = sizeof(head) + 24 + 4 * ((siglen + 2) / 3) + 8, n;
-	char *line = malloc(cap);
+	size_t n = 0;
+	char *line = sc_proto_signature_line(id, sig, siglen, &n);
 	int r;
 
-	if (line == NULL) {
-		free(sig);
-		r = reply_err(c, id, SC_ERR_NOMEM, NULL);
-	} else {
-		n = (size_t)snprintf(line, cap, head, (long long)id);
-		n += (size_t)EVP_EncodeBlock((unsigned char *)line + n, sig, (int)siglen);
-		memcpy(line + n, "\"}}\n", 5);
-		free(sig);
-		r = send_line(c, line, n + 4);
-	}
+	free(sig);
+	r = line != NULL ? send_line(c, line, n) : reply_err(c, id, SC_ERR_NOMEM, NULL);
 	sc_store_sign_next(next);
 	return r;
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <openssl/evp.h>
 #include "common/err.h"
 #include "proto/proto.h"
 
@@ -436,6 +437,77 @@ sc_proto_event(const char *name, json_object *fields, size_t *len)
 
 	json_object_object_add(o, "event", json_object_new_string(name));
 	return line_of(o, len);
+}
+
+/* Bytes a JSON string holds as they are: printable ASCII but '"' and '\\', and UTF-8. */
+static int
+json_plain(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p < 0x20 || *p == '"' || *p == '\\' || *p == 0x7f)
+			return 0;
+	return 1;
+}
+
+char *
+sc_proto_sign_line(int64_t id, const char *ref, const char *alg, int is_digest,
+    const unsigned char *in, size_t inlen, size_t *len)
+{
+	static const char fmt[] = "{\"id\":%lld,\"op\":\"sign\",\"ref\":\"%s\",\"alg\":\"%s\",\"%s\":\"";
+	size_t cap, n;
+	char *line;
+	int k;
+
+	if (!json_plain(ref) || !json_plain(alg) || inlen > SC_PROTO_MAX_REQUEST)
+		return NULL;
+	cap = sizeof(fmt) + 24 + strlen(ref) + strlen(alg) + 4 * ((inlen + 2) / 3) + 4;
+	if ((line = malloc(cap)) == NULL)
+		return NULL;
+	k = snprintf(line, cap, fmt, (long long)id, ref, alg, is_digest ? "digest" : "data");
+	if (k < 0 || (size_t)k >= cap) {
+		free(line);
+		return NULL;
+	}
+	n = (size_t)k + (size_t)EVP_EncodeBlock((unsigned char *)line + k, in, (int)inlen);
+	memcpy(line + n, "\"}\n", 4);
+	*len = n + 3;
+	return line;
+}
+
+#define SIGNATURE_HEAD "{\"id\":%lld,\"ok\":true,\"result\":{\"signature\":\""
+
+char *
+sc_proto_signature_line(int64_t id, const unsigned char *sig, size_t siglen, size_t *len)
+{
+	size_t cap = sizeof(SIGNATURE_HEAD) + 24 + 4 * ((siglen + 2) / 3) + 8, n;
+	char *line;
+
+	if (siglen > SC_PROTO_MAX_RESPONSE / 2 || (line = malloc(cap)) == NULL)
+		return NULL;
+	n = (size_t)snprintf(line, cap, SIGNATURE_HEAD, (long long)id);
+	n += (size_t)EVP_EncodeBlock((unsigned char *)line + n, sig, (int)siglen);
+	memcpy(line + n, "\"}}\n", 5);
+	*len = n + 4;
+	return line;
+}
+
+int
+sc_proto_signature_of(const char *line, size_t len, int64_t id, const char **b64, size_t *b64len)
+{
+	char head[sizeof(SIGNATURE_HEAD) + 24];
+	int k = snprintf(head, sizeof(head), SIGNATURE_HEAD, (long long)id);
+	size_t i;
+
+	if (k < 0 || (size_t)k >= sizeof(head) || len < (size_t)k + 3 || memcmp(line, head, (size_t)k) != 0 ||
+	    memcmp(line + len - 3, "\"}}", 3) != 0)
+		return 0;
+	for (i = (size_t)k; i < len - 3; i++)
+		if (!((line[i] >= 'A' && line[i] <= 'Z') || (line[i] >= 'a' && line[i] <= 'z') ||
+		    (line[i] >= '0' && line[i] <= '9') || line[i] == '+' || line[i] == '/' || line[i] == '='))
+			return 0;
+	*b64 = line + k;
+	*b64len = len - 3 - (size_t)k;
+	return 1;
 }
 
 int

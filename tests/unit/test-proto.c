@@ -553,6 +553,90 @@ test_responses(void **state)
 	json_object_put(o);
 }
 
+/*
+ * The signing path's lines, written without json-c: what json-c and the
+ * agent's request check make of them, and what the client takes for a
+ * signature answer (exactly that form, for its id, or nothing).
+ */
+static void
+test_signing_lines(void **state)
+{
+	static const unsigned char sig[5] = { 0xfb, 0xff, 0x00, 0x10, 0x3e };
+	const struct sc_op_spec *op;
+	json_object *o, *v;
+	const char *b64;
+	size_t len = 0, blen;
+	unsigned char *out;
+	char why[256], *line, *dup;
+	int64_t id;
+
+	(void)state;
+	line = sc_proto_sign_line(41, "pkcs11:token=A%20B;id=%01", "rsa-pss-sha256", 1,
+	    (const unsigned char *)"0123456789abcdef0123456789abcdef", 32, &len);
+	assert_non_null(line);
+	assert_int_equal(line[len - 1], '\n');
+	assert_int_equal(sc_proto_parse_request(line, len - 1, &o, &id, &op, why, sizeof(why)), SC_OK);
+	assert_int_equal(id, 41);
+	assert_string_equal(op->name, "sign");
+	assert_string_equal(json_object_get_string(json_object_object_get(o, "ref")), "pkcs11:token=A%20B;id=%01");
+	assert_string_equal(json_object_get_string(json_object_object_get(o, "alg")), "rsa-pss-sha256");
+	assert_string_equal(json_object_get_string(json_object_object_get(o, "digest")),
+	    "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
+	json_object_put(o);
+	free(line);
+	/* Over data; UTF-8 stays as it is. */
+	line = sc_proto_sign_line(0, "Ren\xc3\xa9" "e", "ecdsa-sha256", 0, (const unsigned char *)"x", 1, &len);
+	o = reparse(line, len);
+	assert_string_equal(json_object_get_string(json_object_object_get(o, "ref")), "Ren\xc3\xa9" "e");
+	assert_string_equal(json_object_get_string(json_object_object_get(o, "data")), "eA==");
+	assert_false(json_object_object_get_ex(o, "digest", NULL));
+	json_object_put(o);
+	/* What JSON escapes is left to json-c. */
+	assert_null(sc_proto_sign_line(1, "a\"b", "ecdsa-sha256", 1, sig, sizeof(sig), &len));
+	assert_null(sc_proto_sign_line(1, "a\\b", "ecdsa-sha256", 1, sig, sizeof(sig), &len));
+	assert_null(sc_proto_sign_line(1, "a\nb", "ecdsa-sha256", 1, sig, sizeof(sig), &len));
+	assert_null(sc_proto_sign_line(1, "ab", "ecdsa\tsha256", 1, sig, sizeof(sig), &len));
+
+	line = sc_proto_signature_line(9007199254740993LL, sig, sizeof(sig), &len);
+	assert_non_null(line);
+	assert_true(sc_proto_signature_of(line, len - 1, 9007199254740993LL, &b64, &blen));
+	assert_int_equal(blen, 8);
+	assert_memory_equal(b64, "+/8AED4=", 8);
+	dup = strndup(b64, blen);
+	assert_int_equal(sc_unb64(dup, &out, &blen), SC_OK);
+	assert_int_equal(blen, sizeof(sig));
+	assert_memory_equal(out, sig, sizeof(sig));
+	free(out);
+	free(dup);
+	assert_false(sc_proto_signature_of(line, len - 1, 9007199254740992LL, &b64, &blen));	/* not its id */
+	assert_false(sc_proto_signature_of(line, len - 2, 9007199254740993LL, &b64, &blen));	/* cut short */
+	dup = strdup(line);
+	o = reparse(line, len);
+	assert_int_equal(json_object_get_int64(json_object_object_get(o, "id")), 9007199254740993LL);
+	assert_true(json_object_object_get_ex(json_object_object_get(o, "result"), "signature", &v));
+	assert_string_equal(json_object_get_string(v), "+/8AED4=");
+	json_object_put(o);
+	/* A byte that is no base64 between the quotes: for json-c to read. */
+	dup[strlen(dup) - 6] = '\\';
+	assert_false(sc_proto_signature_of(dup, strlen(dup) - 1, 9007199254740993LL, &b64, &blen));
+	free(dup);
+	/* The agent's line is what json-c prints of the same answer. */
+	o = json_object_new_object();
+	json_object_object_add(o, "signature", json_object_new_string("+/8AED4="));
+	line = sc_proto_ok(3, o, &len);
+	dup = sc_proto_signature_line(3, sig, sizeof(sig), &blen);
+	assert_string_equal(line, dup);
+	free(dup);
+	free(line);
+	/* In any other form, it is for json-c. */
+	line = strdup("{\"id\": 3, \"ok\": true, \"result\": {\"signature\": \"+/8AED4=\"}}");
+	assert_false(sc_proto_signature_of(line, strlen(line), 3, &b64, &blen));
+	free(line);
+	line = sc_proto_error(3, SC_ERR_BAD_SIGNATURE, NULL, &len);
+	assert_false(sc_proto_signature_of(line, len - 1, 3, &b64, &blen));
+	free(line);
+}
+
 /* Every error code has a distinct stable name that maps back to it. */
 static void
 test_error_names(void **state)
@@ -836,6 +920,7 @@ main(void)
 		cmocka_unit_test(test_every_op),
 		cmocka_unit_test(test_op_table),
 		cmocka_unit_test(test_responses),
+		cmocka_unit_test(test_signing_lines),
 		cmocka_unit_test(test_error_names),
 		cmocka_unit_test(test_spin_readable),
 		cmocka_unit_test(test_spin_budget),
