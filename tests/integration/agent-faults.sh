@@ -250,6 +250,44 @@ is "... and a signature after it needs a login" "$RC" 1
 has "... says so" "$ERR" "needs a login"
 sc login --token slow --pin-stdin <<<"$TB_PIN" 2>/dev/null
 
+# Crowded CPUs: a signature that takes a prepared operation while more
+# signatures are under way than half the agent's CPUs does not ask for the
+# next one during its own (the preparer would take a CPU from one of them): it
+# prepares it once its answer is out, on its own session. dave's signatures,
+# nproc/2 + 1 of them, wait in C_Sign while carol's, prepared, starts.
+echo sign-delay=1500 >"$W/faults"
+run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/crowd0.sig"
+wait_calls SignInit 2	# its own, and the one prepared after it
+carol_s=$(grep '^SignInit ' "$W/trace" | tail -1 | cut -d' ' -f2)
+crowd=$(($(nproc) / 2 + 1))
+: >"$W/trace"
+pids=()
+for i in $(seq "$crowd"); do
+	sc sign --cert dave --alg ecdsa-sha256 --in "$W/data" --out "$W/crowd-dave$i.sig" 2>/dev/null & pids+=($!)
+done
+wait_calls SignInit "$crowd"
+dave_s=" $(grep '^SignInit ' "$W/trace" | cut -d' ' -f2 | tr '\n' ' ')"
+mark=$(wc -l <"$W/trace")
+run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/crowd.sig"
+is "crowded ($crowd signatures beside, $(nproc) CPUs): carol's signature: exit 0" "$RC" 0
+ok "... verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/crowd.sig" "$W/data"
+fails=0
+for i in "${!pids[@]}"; do
+	wait "${pids[$i]}" || fails=$((fails + 1))
+	verify_sig dave ecdsa-sha256 "$W/crowd-dave$((i + 1)).sig" >/dev/null || fails=$((fails + 1))
+done
+is "... and dave's $crowd beside it all signed and verify" "$fails" 0
+wait_calls SignInit $((crowd * 2 + 1))	# dave's, prepared after each answer, and carol's next
+# the calls after dave's SignInits, but for those on dave's sessions
+carol_lines=$(tail -n +$((mark + 1)) "$W/trace" | while read -r call s; do
+	[ "$s" = "$carol_s" ] && { echo "$call(own)"; continue; }
+	case $dave_s in *" $s "*) continue ;; esac
+	echo "$call"
+done | tr '\n' ' ' | sed 's/ $//')
+is "... signed with the operation prepared for it, and prepared the next after its answer, on its session" \
+	"$carol_lines" "Sign(own) SignInit(own)"
+: >"$W/faults"
+
 # ---------------------------------------------------------------- login faults
 sc logout --token slow 2>/dev/null
 echo login-fail=CKR_DEVICE_REMOVED >"$W/faults"
