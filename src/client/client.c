@@ -154,7 +154,7 @@ roundtrip(scagent_client *c, int64_t id, const char *msg, size_t len, json_objec
 	if (write_all(c->fd, msg, len) < 0)
 		return fail(c, SC_ERR_AGENT_UNREACHABLE, "cannot send to the agent: %s", strerror(errno));
 	t0 = sc_now_us();
-	spin = sc_spin_budget(&c->spin, t0);
+	spin = sc_host_busy(t0) ? 0 : sc_spin_budget(&c->spin, t0);
 	for (;;) {
 		free(line);
 		line = NULL;

@@ -1211,9 +1211,10 @@ client_main(void *arg)
 
 		/*
 		 * A client in a loop sends its next request at once: catch it
-		 * awake, unless a spin lately lost the CPU (sc_spin_readable()).
+		 * awake, unless a spin lately lost the CPU (sc_spin_readable())
+		 * or the host is busy (sc_host_busy()).
 		 */
-		if (spin && sc_now_us() >= paused.nospin_until) {
+		if (spin && sc_now_us() >= paused.nospin_until && !sc_host_busy(sc_now_us())) {
 			n = sc_spin_readable(c->fd, AGENT_SPIN_US);
 			sc_spin_result(&paused, n, sc_now_us());
 			if (n < 0)

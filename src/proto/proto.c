@@ -1,6 +1,8 @@
 #include "config.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -543,6 +545,52 @@ sc_spin_readable(int fd, unsigned spin_us)
 		}
 		sched_yield();
 	}
+}
+
+int
+sc_steal_update(struct sc_steal *s, const char *cpu_line, uint64_t now_us)
+{
+	unsigned long long v[8] = { 0 }, total = 0;
+
+	/* cpu  user nice system idle iowait irq softirq steal [guest guest_nice] */
+	if (cpu_line == NULL || sscanf(cpu_line, "cpu %llu %llu %llu %llu %llu %llu %llu %llu",
+	    &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) != 8)
+		return s->busy = 0;
+	for (int i = 0; i < 8; i++)
+		total += v[i];
+	if (s->at_us != 0 && total > s->total && v[7] >= s->steal)
+		s->busy = (v[7] - s->steal) * 100 >= (total - s->total) * SC_STEAL_BUSY_PCT;
+	s->at_us = now_us;
+	s->steal = v[7];
+	s->total = total;
+	return s->busy;
+}
+
+int
+sc_host_busy(uint64_t now_us)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static struct sc_steal watch;
+	static int busy, unreadable;
+	char buf[256];
+	ssize_t n;
+	int fd;
+
+	if (__atomic_load_n(&unreadable, __ATOMIC_RELAXED) || pthread_mutex_trylock(&lock) != 0)
+		return __atomic_load_n(&busy, __ATOMIC_RELAXED);
+	if (watch.at_us == 0 || now_us - watch.at_us >= SC_STEAL_WINDOW_US) {
+		if ((fd = open("/proc/stat", O_RDONLY | O_CLOEXEC)) < 0 ||
+		    (n = read(fd, buf, sizeof(buf) - 1)) <= 0) {
+			__atomic_store_n(&unreadable, 1, __ATOMIC_RELAXED);
+			n = 0;
+		}
+		if (fd >= 0)
+			close(fd);
+		buf[n] = '\0';
+		__atomic_store_n(&busy, sc_steal_update(&watch, buf, now_us), __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&lock);
+	return __atomic_load_n(&busy, __ATOMIC_RELAXED);
 }
 
 unsigned

@@ -159,6 +159,32 @@ void sc_spin_answered(struct sc_spin_policy *p, uint64_t lat_us);
 /* A spin returned r (sc_spin_readable()) at now_us. */
 void sc_spin_result(struct sc_spin_policy *p, int r, uint64_t now_us);
 
+/*
+ * Whether the host of this (virtual) machine is busy: it took at least
+ * SC_STEAL_BUSY_PCT percent of the CPUs' time for its other guests ("steal"
+ * in /proc/stat) over the last SC_STEAL_WINDOW_US or more. Then nobody
+ * spins: a spinner keeps its virtual CPU running, to be scheduled by the host
+ * against its other guests' work. Measured here (bench-sign pair, one client
+ * spinning and one waiting asleep on one agent, in turns of 100 ms): with
+ * steal under 1%, waiting asleep made 0.97-1.01 of the spinner's RSA
+ * signatures and 0.93-1.00 of its ECDSA ones; with steal at 3-12%, 0.97-1.02
+ * and 1.01-1.15; at 14-38% (separate runs in turns), 0.63-0.81 of in-process
+ * RSA asleep against 0.55-0.78 spinning, five runs out of five, and ECDSA
+ * 0.50-0.55 against 0.20-0.52 in three of four. Bare metal and machines
+ * without /proc/stat: never busy.
+ */
+#define SC_STEAL_BUSY_PCT 4
+#define SC_STEAL_WINDOW_US 500000	/* /proc/stat counts in 10 ms ticks: 100 a window on two CPUs */
+struct sc_steal {
+	uint64_t at_us;				/* when the counters below were read; 0: never */
+	unsigned long long steal, total;	/* /proc/stat's cpu line, in ticks */
+	int busy;
+};
+/* Take in /proc/stat's first line, read at now_us; returns s->busy. */
+int sc_steal_update(struct sc_steal *s, const char *cpu_line, uint64_t now_us);
+/* The process's own watch: reads /proc/stat at most once a window (thread-safe). */
+int sc_host_busy(uint64_t now_us);
+
 /* Serialise compactly, '/' not escaped. */
 const char *sc_json_text(json_object *o);
 /*

@@ -637,6 +637,34 @@ test_signing_lines(void **state)
 	free(line);
 }
 
+/* The host's steal, from /proc/stat's cpu line: busy at SC_STEAL_BUSY_PCT percent of a window. */
+static void
+test_steal(void **state)
+{
+	struct sc_steal w = { 0 };
+
+	(void)state;
+	/* The first reading has nothing to compare with. */
+	assert_false(sc_steal_update(&w, "cpu  1000 0 500 8000 10 0 5 300 0 0\n", 1000000));
+	/* 100 ticks later, 3 of them stolen: not busy; then 4 of 100, and 40 of 200: busy. */
+	assert_false(sc_steal_update(&w, "cpu  1050 0 520 8025 10 0 5 303 0 0\n", 1500000));
+	assert_true(sc_steal_update(&w, "cpu  1100 0 540 8048 10 0 5 307 0 0\n", 2000000));
+	assert_true(sc_steal_update(&w, "cpu  1140 0 550 8158 10 0 5 347 0 0\n", 2500000));
+	/* A quiet window after a busy one. */
+	assert_false(sc_steal_update(&w, "cpu  1190 0 570 8207 10 0 5 348 0 0\n", 3000000));
+	/* Counters that went back (the line of another machine, say): as it was. */
+	w.busy = 1;
+	assert_true(sc_steal_update(&w, "cpu  10 0 5 80 0 0 0 3 0 0\n", 3500000));
+	assert_int_equal(w.total, 98);
+	/* No steal column, or no line at all: not busy. */
+	assert_false(sc_steal_update(&w, "cpu  10 0 5 80\n", 4000000));
+	assert_false(sc_steal_update(&w, NULL, 4500000));
+	/* This machine's own: a yes or a no, and the same answer within a window. */
+	int b = sc_host_busy(sc_now_us());
+	assert_true(b == 0 || b == 1);
+	assert_int_equal(sc_host_busy(sc_now_us()), b);
+}
+
 /* Every error code has a distinct stable name that maps back to it. */
 static void
 test_error_names(void **state)
@@ -921,6 +949,7 @@ main(void)
 		cmocka_unit_test(test_op_table),
 		cmocka_unit_test(test_responses),
 		cmocka_unit_test(test_signing_lines),
+		cmocka_unit_test(test_steal),
 		cmocka_unit_test(test_error_names),
 		cmocka_unit_test(test_spin_readable),
 		cmocka_unit_test(test_spin_budget),
