@@ -411,20 +411,21 @@ scagent_sign(scagent_client *c, const char *ref, const char *alg, int is_digest,
 /*
  * The usual signature, its two lines without JSON trees (sc_proto_sign_line()):
  * the signature in *sig, *siglen, or an answer in another form in *res.
- * SC_ERR_INVALID when ref or alg want escaping: nothing was sent.
+ * *sent 0 when ref or alg want escaping (or no memory): nothing was sent.
  */
 static int
 sign_lines(scagent_client *c, const char *ref, const char *alg, int is_digest,
-    const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen, json_object **res)
+    const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen, json_object **res,
+    int *sent)
 {
 	json_object *resp = NULL;
 	size_t len;
 	char *msg;
-	int r = SC_ERR_INVALID;
+	int r = SC_OK;
 
 	*res = NULL;
 	pthread_mutex_lock(&c->lock);
-	if ((msg = sc_proto_sign_line(c->next_id, ref, alg, is_digest, in, inlen, &len)) != NULL &&
+	if ((*sent = (msg = sc_proto_sign_line(c->next_id, ref, alg, is_digest, in, inlen, &len)) != NULL) &&
 	    (r = roundtrip(c, c->next_id++, msg, len, &resp, sig, siglen)) == SC_OK && resp != NULL)
 		r = answer(c, resp, res);
 	pthread_mutex_unlock(&c->lock);
@@ -439,16 +440,18 @@ scagent_sign_pin(scagent_client *c, const char *ref, const char *alg, int is_dig
 {
 	json_object *args = json_object_new_object(), *res = NULL, *v;
 	char *b;
-	int r;
+	int r, sent = 0;
 
 	*sig = NULL;
 	*siglen = 0;
-	if (pin == NULL && !confirm_final_try && (r = sign_lines(c, ref, alg, is_digest, in, inlen,
-	    sig, siglen, &res)) != SC_ERR_INVALID) {
-		json_object_put(args);
-		if (r != SC_OK || res == NULL)
-			return r;
-		goto result;
+	if (pin == NULL && !confirm_final_try) {
+		r = sign_lines(c, ref, alg, is_digest, in, inlen, sig, siglen, &res, &sent);
+		if (sent) {
+			json_object_put(args);
+			if (r != SC_OK || res == NULL)
+				return r;
+			goto result;
+		}
 	}
 	if ((b = sc_b64(in, inlen)) == NULL) {
 		json_object_put(args);

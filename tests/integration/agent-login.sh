@@ -72,6 +72,11 @@ has "audit: a refused signature is logged with its fingerprint and error" "$(cat
 before=$(grep -c ' sign ' "$W/audit.log")
 for i in 1 2 3; do sc sign --cert alice --alg rsa-pkcs1-sha256 --in "$W/data" >/dev/null; done
 is "audit: one line per signature" "$(grep -c ' sign ' "$W/audit.log")" $((before + 3))
+before=$(grep -c ' sign ' "$W/audit.log")
+run sc sign --cert 'pkcs11:object=%zz' --alg rsa-pkcs1-sha256 --in "$W/data"
+has "a REF the agent finds invalid: refused" "$ERR" "not a valid pkcs11: URI"
+is "audit: ... in one line: the request was sent once" "$(grep -c ' sign .*result=invalid' "$W/audit.log")" 1
+is "audit: ... and no other" "$(grep -c ' sign ' "$W/audit.log")" $((before + 1))
 is "audit: lines carry the scagent executable" "$(grep -c "exe=${SCAGENT_EXE_SEEN:-$(readlink -f "$SCAGENT")} cert=$fp alg=rsa-pkcs1-sha256 result=ok" "$W/audit.log")" 3
 ok "audit: every line starts with a UTC time" test -z "$(grep -vE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z ' "$W/audit.log")"
 is "audit: logins are logged" "$(grep -c 'login .*token="demo" result=pin-incorrect' "$W/audit.log")" 1
