@@ -170,7 +170,10 @@ void sc_spin_result(struct sc_spin_policy *p, int r, uint64_t now_us);
  * signatures and 0.93-1.00 of its ECDSA ones; with steal at 3-12%, 0.97-1.02
  * and 1.01-1.15; at 14-38% (separate runs in turns), 0.63-0.81 of in-process
  * RSA asleep against 0.55-0.78 spinning, five runs out of five, and ECDSA
- * 0.50-0.55 against 0.20-0.52 in three of four. Bare metal and machines
+ * 0.50-0.55 against 0.20-0.52 in three of four. This rule against spinning
+ * always, one client each on one agent in turns of 100 ms: RSA 0.96-1.03 of
+ * the spinner's signatures with steal under 3% (ten runs), 0.94 and 0.91 at
+ * 5-15%; ECDSA 0.99-1.21 (six runs, steal 0-10%). Bare metal and machines
  * without /proc/stat: never busy.
  */
 #define SC_STEAL_BUSY_PCT 4
