@@ -162,19 +162,21 @@ void sc_spin_result(struct sc_spin_policy *p, int r, uint64_t now_us);
 /*
  * Whether the host of this (virtual) machine is busy: it took at least
  * SC_STEAL_BUSY_PCT percent of the CPUs' time for its other guests ("steal"
- * in /proc/stat) over the last SC_STEAL_WINDOW_US or more. Then nobody
- * spins: a spinner keeps its virtual CPU running, to be scheduled by the host
- * against its other guests' work. Measured here (bench-sign pair, one client
- * spinning and one waiting asleep on one agent, in turns of 100 ms): with
- * steal under 1%, waiting asleep made 0.97-1.01 of the spinner's RSA
- * signatures and 0.93-1.00 of its ECDSA ones; with steal at 3-12%, 0.97-1.02
- * and 1.01-1.15; at 14-38% (separate runs in turns), 0.63-0.81 of in-process
- * RSA asleep against 0.55-0.78 spinning, five runs out of five, and ECDSA
- * 0.50-0.55 against 0.20-0.52 in three of four. This rule against spinning
- * always, one client each on one agent in turns of 100 ms: RSA 0.96-1.03 of
- * the spinner's signatures with steal under 3% (ten runs), 0.94 and 0.91 at
- * 5-15%; ECDSA 0.99-1.21 (six runs, steal 0-10%). Bare metal and machines
- * without /proc/stat: never busy.
+ * in /proc/stat) over the last SC_STEAL_WINDOW_US or more. Then a client
+ * waits for its answer asleep: a spinner keeps its virtual CPU running, to be
+ * scheduled by the host against its other guests' work. (The agent's spin
+ * after an answer, at most 100 us, stays.)
+ *
+ * Measured here (bench-sign pair, one client spinning and one waiting asleep
+ * on one agent, in turns of 100 ms): with steal under 1%, waiting asleep made
+ * 0.92-1.01 of the spinner's RSA signatures and 0.80-1.01 of its ECDSA ones;
+ * at 3-12%, 0.97-1.02 and 1.10-1.15. At 14-38% (separate runs in turns):
+ * RSA 0.63-0.81 of in-process asleep against 0.55-0.78 spinning, five runs
+ * out of five; ECDSA 0.50-0.55 against 0.20-0.39 in three of four (the fourth
+ * 0.23 against 0.52). This rule against spinning always, paired the first
+ * way: RSA 0.96-1.03 with steal under 3% (ten runs), 0.94 and 0.91 at 5-15%;
+ * ECDSA 0.99-1.21 (six runs, steal 0-10%). Bare metal and machines without
+ * /proc/stat: never busy.
  */
 #define SC_STEAL_BUSY_PCT 4
 #define SC_STEAL_WINDOW_US 500000	/* /proc/stat counts in 10 ms ticks: 100 a window on two CPUs */
