@@ -174,8 +174,9 @@ void sc_spin_result(struct sc_spin_policy *p, int r, uint64_t now_us);
  * RSA 0.63-0.81 of in-process asleep against 0.55-0.78 spinning, five runs
  * out of five; ECDSA 0.50-0.55 against 0.20-0.39 in three of four (the fourth
  * 0.23 against 0.52). This rule against spinning always, paired the first
- * way: RSA 0.96-1.03 with steal under 3% (ten runs), 0.94 and 0.91 at 5-15%;
- * ECDSA 0.99-1.21 (six runs, steal 0-10%). Bare metal and machines without
+ * way: RSA 0.96-1.03 with steal under 3% (ten runs), 0.94 and 0.91 at 5-15%,
+ * 1.08-1.31 at 15-30% (seven runs); ECDSA 0.99-1.21 at 0-10% (six runs),
+ * 1.15-2.06 at 11-35% (five runs). Bare metal and machines without
  * /proc/stat: never busy.
  */
 #define SC_STEAL_BUSY_PCT 4
