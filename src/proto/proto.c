@@ -451,29 +451,41 @@ json_plain(const char *s)
 	return 1;
 }
 
+/*
+ * line (cap bytes, malloc'd) holds a head of k bytes (snprintf's result): add
+ * in as base64 and tail. Frees line when the head did not fit.
+ */
+static char *
+b64_line(char *line, size_t cap, int k, const unsigned char *in, size_t inlen, const char *tail,
+    size_t *len)
+{
+	size_t n, t = strlen(tail);
+
+	if (k < 0 || (size_t)k + 4 * ((inlen + 2) / 3) + t >= cap) {
+		free(line);
+		return NULL;
+	}
+	n = (size_t)k + (size_t)EVP_EncodeBlock((unsigned char *)line + k, in, (int)inlen);
+	memcpy(line + n, tail, t + 1);
+	*len = n + t;
+	return line;
+}
+
 char *
 sc_proto_sign_line(int64_t id, const char *ref, const char *alg, int is_digest,
     const unsigned char *in, size_t inlen, size_t *len)
 {
 	static const char fmt[] = "{\"id\":%lld,\"op\":\"sign\",\"ref\":\"%s\",\"alg\":\"%s\",\"%s\":\"";
-	size_t cap, n;
+	size_t cap;
 	char *line;
-	int k;
 
 	if (!json_plain(ref) || !json_plain(alg) || inlen > SC_PROTO_MAX_REQUEST)
 		return NULL;
 	cap = sizeof(fmt) + 24 + strlen(ref) + strlen(alg) + 4 * ((inlen + 2) / 3) + 4;
 	if ((line = malloc(cap)) == NULL)
 		return NULL;
-	k = snprintf(line, cap, fmt, (long long)id, ref, alg, is_digest ? "digest" : "data");
-	if (k < 0 || (size_t)k >= cap) {
-		free(line);
-		return NULL;
-	}
-	n = (size_t)k + (size_t)EVP_EncodeBlock((unsigned char *)line + k, in, (int)inlen);
-	memcpy(line + n, "\"}\n", 4);
-	*len = n + 3;
-	return line;
+	return b64_line(line, cap, snprintf(line, cap, fmt, (long long)id, ref, alg,
+	    is_digest ? "digest" : "data"), in, inlen, "\"}\n", len);
 }
 
 #define SIGNATURE_HEAD "{\"id\":%lld,\"ok\":true,\"result\":{\"signature\":\""
@@ -481,16 +493,13 @@ sc_proto_sign_line(int64_t id, const char *ref, const char *alg, int is_digest,
 char *
 sc_proto_signature_line(int64_t id, const unsigned char *sig, size_t siglen, size_t *len)
 {
-	size_t cap = sizeof(SIGNATURE_HEAD) + 24 + 4 * ((siglen + 2) / 3) + 8, n;
+	size_t cap = sizeof(SIGNATURE_HEAD) + 24 + 4 * ((siglen + 2) / 3) + 8;
 	char *line;
 
 	if (siglen > SC_PROTO_MAX_RESPONSE / 2 || (line = malloc(cap)) == NULL)
 		return NULL;
-	n = (size_t)snprintf(line, cap, SIGNATURE_HEAD, (long long)id);
-	n += (size_t)EVP_EncodeBlock((unsigned char *)line + n, sig, (int)siglen);
-	memcpy(line + n, "\"}}\n", 5);
-	*len = n + 4;
-	return line;
+	return b64_line(line, cap, snprintf(line, cap, SIGNATURE_HEAD, (long long)id), sig, siglen,
+	    "\"}}\n", len);
 }
 
 int
@@ -567,27 +576,38 @@ sc_steal_update(struct sc_steal *s, const char *cpu_line, uint64_t now_us)
 }
 
 int
+sc_steal_read(struct sc_steal *s, const char *path, uint64_t now_us)
+{
+	char buf[256];
+	ssize_t n = 0;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return sc_steal_update(s, buf, now_us);
+}
+
+int
 sc_host_busy(uint64_t now_us)
 {
 	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 	static struct sc_steal watch;
 	static int busy, unreadable;
-	char buf[256];
-	ssize_t n;
-	int fd;
+	int r;
 
 	if (__atomic_load_n(&unreadable, __ATOMIC_RELAXED) || pthread_mutex_trylock(&lock) != 0)
 		return __atomic_load_n(&busy, __ATOMIC_RELAXED);
 	if (watch.at_us == 0 || now_us - watch.at_us >= SC_STEAL_WINDOW_US) {
-		if ((fd = open("/proc/stat", O_RDONLY | O_CLOEXEC)) < 0 ||
-		    (n = read(fd, buf, sizeof(buf) - 1)) <= 0) {
+		if ((r = sc_steal_read(&watch, "/proc/stat", now_us)) < 0) {
 			__atomic_store_n(&unreadable, 1, __ATOMIC_RELAXED);
-			n = 0;
+			r = 0;
 		}
-		if (fd >= 0)
-			close(fd);
-		buf[n] = '\0';
-		__atomic_store_n(&busy, sc_steal_update(&watch, buf, now_us), __ATOMIC_RELAXED);
+		__atomic_store_n(&busy, r, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&lock);
 	return __atomic_load_n(&busy, __ATOMIC_RELAXED);

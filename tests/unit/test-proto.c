@@ -659,10 +659,25 @@ test_steal(void **state)
 	/* No steal column, or no line at all: not busy. */
 	assert_false(sc_steal_update(&w, "cpu  10 0 5 80\n", 4000000));
 	assert_false(sc_steal_update(&w, NULL, 4500000));
-	/* This machine's own: a yes or a no, and the same answer within a window. */
-	int b = sc_host_busy(sc_now_us());
-	assert_true(b == 0 || b == 1);
-	assert_int_equal(sc_host_busy(sc_now_us()), b);
+	/* Through a file, as sc_host_busy() reads /proc/stat. */
+	char path[] = "/tmp/scagent-stat-XXXXXX";
+	int fd = mkstemp(path);
+	FILE *f;
+
+	assert_true(fd >= 0);
+	close(fd);
+	memset(&w, 0, sizeof(w));
+	assert_non_null(f = fopen(path, "w"));
+	fputs("cpu  1000 0 500 8000 10 0 5 300 0 0\ncpu0 500 0 250 4000 5 0 2 150 0 0\nintr 1\n", f);
+	fclose(f);
+	assert_int_equal(sc_steal_read(&w, path, 1000000), 0);
+	assert_non_null(f = fopen(path, "w"));
+	fputs("cpu  1100 0 540 8048 10 0 5 310 0 0\ncpu0 550 0 270 4024 5 0 2 153 0 0\n", f);
+	fclose(f);
+	assert_int_equal(sc_steal_read(&w, path, 1500000), 1);
+	unlink(path);
+	assert_int_equal(sc_steal_read(&w, path, 2000000), -1);	/* gone: unreadable */
+	assert_int_equal(w.at_us, 1500000);
 }
 
 /* Every error code has a distinct stable name that maps back to it. */
