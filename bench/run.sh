@@ -25,6 +25,17 @@ export SCAGENT_SOCKET=$TB_DIR/agent.sock
 for _ in $(seq 100); do [ -S "$SCAGENT_SOCKET" ] && break; sleep 0.05; done
 echo "$TB_PIN" | "$top/scagent" login --token bench --pin-stdin 2>/dev/null
 
+# A second scagentd, it and its client on one CPU, as in-process signing runs
+# on one: what the agent costs when it cannot use a second CPU, and what a
+# second CPU gives or takes (a host that is busy with other guests is slow to
+# run a virtual machine's second CPU when it wakes up).
+one=$(taskset -pc $$ | sed 's/.*: *//; s/[^0-9].*//')
+sock1=$TB_DIR/agent-one.sock
+taskset -c "$one" "$top/scagentd" --foreground --module "$TB_SOFTHSM" --socket "$sock1" --log-level error \
+	--idle-timeout 0 & tb_track_pid $!
+for _ in $(seq 100); do [ -S "$sock1" ] && break; sleep 0.05; done
+echo "$TB_PIN" | SCAGENT_SOCKET=$sock1 "$top/scagent" login --token bench --pin-stdin 2>/dev/null
+
 # p11-kit server exporting the same token
 mkdir -p "$TB_DIR/run" && chmod 700 "$TB_DIR/run"
 XDG_RUNTIME_DIR=$TB_DIR/run p11-kit server -f --provider "$TB_SOFTHSM" "pkcs11:token=bench" \
@@ -61,10 +72,13 @@ declare -A m1 m2	# median ratios by algorithm, for the targets
 for alg in rsa-pkcs1-sha256 rsa-pss-sha256 ecdsa-sha256; do
 	case $alg in ecdsa*) key=bob; ssht=ecdsa ;; *) key=alice; ssht=rsa ;; esac
 	base=(pkcs11 "$TB_SOFTHSM" bench $key $alg)
-	b1=(); b2=(); x1=(); x2=(); x8=(); q1=(); h1=(); r1=(); r2=(); rq=(); rh=(); rn=(); st=()
+	b1=(); b2=(); x1=(); x2=(); x8=(); q1=(); h1=(); r1=(); r2=(); rq=(); rh=(); rn=(); st=(); ro=(); so=()
 	for _ in $(seq "$rounds"); do
 		read -r b x r sa sb <<<"$(pair 1 "${base[@]}" vs agent "$SCAGENT_SOCKET" $key $alg)"
 		b1+=("$b"); x1+=("$x"); r1+=("$r"); st+=("$sa/$sb")
+		read -r b x r sa sb <<<"$(taskset -c "$one" "$B" pair "$secs" 1 "${base[@]}" vs \
+			agent "$sock1" $key $alg 2>/dev/null || echo 0 0 0 0 0)"
+		ro+=("$r"); so+=("$sa/$sb")
 		read -r b x r _ <<<"$(pair 2 "${base[@]}" vs agent "$SCAGENT_SOCKET" $key $alg)"
 		b2+=("$b"); x2+=("$x"); r2+=("$r")
 		x8+=("$("$B" agent "$SCAGENT_SOCKET" $key $alg 8 "$secs" 2>/dev/null | awk '{print $1}')")
@@ -90,6 +104,7 @@ for alg in rsa-pkcs1-sha256 rsa-pss-sha256 ecdsa-sha256; do
 		"$s1" "$sr" "$(spread "${rn[@]}")"
 	printf '%-18s %s\n' "" "per round: ratio ${r1[*]}; ratio-2 ${r2[*]}"
 	printf '%-18s %s\n' "" "steal % in the 1-client runs, in-process/agent slices: ${st[*]}"
+	printf '%-18s %s\n' "" "1 client, it and the agent on one CPU: ratio $(mratio "${ro[@]}") (${ro[*]}; steal ${so[*]})"
 done
 echo
 echo "ratio: agent with 1 client / in-process 1 thread; ratio-2: agent with 2 clients / in-process 2 threads;"
@@ -97,7 +112,9 @@ echo "p11kit-1: p11-kit server through p11-kit-client.so, 1 thread; ssh-agent: 1
 echo "Each ratio is the median of the rounds' pair runs; noise: the lowest and highest ratio of the"
 echo "in-process baseline against itself, paired the same way (1.000 on a quiet machine)."
 echo "steal: the share of the CPUs' time the host gave to others (/proc/stat); one client and the agent"
-echo "need two CPUs running where in-process signing needs one."
+echo "need two CPUs running where in-process signing needs one. On one CPU: a second agent and its"
+echo "client confined to one CPU (taskset), against in-process signing on that CPU: the agent's cost"
+echo "without a second CPU, which a host busy with other guests is slow to run when it is woken."
 
 # Where the time of one RSA signature through the agent goes (same run).
 ping=$("$B" ping "$SCAGENT_SOCKET" 5000)
