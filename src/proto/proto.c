@@ -579,7 +579,7 @@ int
 sc_steal_read(struct sc_steal *s, const char *path, uint64_t now_us)
 {
 	char buf[256];
-	ssize_t n = 0;
+	ssize_t n;
 	int fd;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
