@@ -134,17 +134,19 @@ read_line(scagent_client *c, int timeout_ms, unsigned spin_us, char **line)
 /*
  * Send msg (one request line with '\n', for id) and wait for its answer. With
  * sig not NULL and the answer the agent's signature line
- * (sc_proto_signature_of()), the signature goes to *sig, *siglen and *resp
- * stays NULL; otherwise *resp is the parsed answer. c->lock is held.
+ * (sc_proto_signature_of()), the signature goes to *sig, *siglen; with text
+ * not NULL and the answer a result (sc_proto_result_of()), the result's text
+ * goes to *text, unparsed. Then *resp stays NULL; otherwise *resp is the
+ * parsed answer. c->lock is held.
  */
 static int
 roundtrip(scagent_client *c, int64_t id, const char *msg, size_t len, json_object **resp,
-    unsigned char **sig, size_t *siglen)
+    unsigned char **sig, size_t *siglen, char **text)
 {
 	json_object *v;
 	char *line = NULL;
-	const char *b64;
-	size_t n, blen;
+	const char *b64, *res;
+	size_t n, blen, rlen;
 	uint64_t t0;
 	unsigned spin;
 	int r;
@@ -167,6 +169,10 @@ roundtrip(scagent_client *c, int64_t id, const char *msg, size_t len, json_objec
 			line[b64 - line + blen] = '\0';
 			r = sc_unb64(b64, sig, siglen) == SC_OK ? SC_OK :
 			    fail(c, SC_ERR_PROTOCOL, "the agent sent no signature");
+			break;
+		}
+		if (text != NULL && sc_proto_result_of(line, n, id, &res, &rlen)) {
+			r = (*text = strndup(res, rlen)) != NULL ? SC_OK : fail(c, SC_ERR_NOMEM, "out of memory");
 			break;
 		}
 		if ((*resp = json_tokener_parse(line)) == NULL) {
@@ -213,9 +219,13 @@ answer(scagent_client *c, json_object *resp, json_object **result)
 	return r;
 }
 
-/* Send op with args (stolen), wait for its answer; *result gets "result" (new ref). */
+/*
+ * Send op with args (stolen), wait for its answer; *result gets "result" (new
+ * ref), or, with rtext not NULL and the answer in sc_proto_ok()'s form,
+ * *rtext gets its text and *result stays NULL.
+ */
 static int
-call(scagent_client *c, const char *op, json_object *args, json_object **result)
+call(scagent_client *c, const char *op, json_object *args, json_object **result, char **rtext)
 {
 	json_object *req = args ? args : json_object_new_object(), *resp = NULL;
 	const char *text = NULL;
@@ -238,7 +248,8 @@ call(scagent_client *c, const char *op, json_object *args, json_object **result)
 	else {
 		memcpy(msg, text, len);
 		msg[len] = '\n';
-		if ((r = roundtrip(c, id, msg, len + 1, &resp, NULL, NULL)) == SC_OK)
+		if ((r = roundtrip(c, id, msg, len + 1, &resp, NULL, NULL, rtext)) == SC_OK &&
+		    resp != NULL)
 			r = answer(c, resp, result);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -287,7 +298,7 @@ scagent_connect(const char *path, scagent_client **out)
 	args = json_object_new_object();
 	json_object_object_add(args, "version", json_object_new_int(SC_PROTO_VERSION));
 	json_object_object_add(args, "client", json_object_new_string("libscagent " PACKAGE_VERSION));
-	if ((r = call(c, "hello", args, &res)) != SC_OK)
+	if ((r = call(c, "hello", args, &res, NULL)) != SC_OK)
 		goto fail;
 	json_object_put(res);
 	free(p);
@@ -336,7 +347,8 @@ scagent_call(scagent_client *c, const char *op, const char *args_json, char **re
 			return fail(c, SC_ERR_INVALID, "arguments must be a JSON object");
 		}
 	}
-	if ((r = call(c, op, args, &res)) != SC_OK)
+	/* The answer's result as the agent wrote it: parsing and printing it again gives the same text. */
+	if ((r = call(c, op, args, &res, result_json)) != SC_OK || *result_json != NULL)
 		return r;
 	return result_text(res, result_json);
 }
@@ -360,7 +372,7 @@ scagent_get_cert(scagent_client *c, const char *ref, unsigned char **der, size_t
 		*chain_json = NULL;
 	json_object_object_add(args, "ref", json_object_new_string(ref));
 	json_object_object_add(args, "chain", json_object_new_boolean(chain_json != NULL));
-	if ((r = call(c, "get-cert", args, &res)) != SC_OK)
+	if ((r = call(c, "get-cert", args, &res, NULL)) != SC_OK)
 		return r;
 	if (!json_object_object_get_ex(res, "der", &v) ||
 	    sc_unb64(json_object_get_string(v), der, derlen) != SC_OK) {
@@ -384,7 +396,7 @@ scagent_login(scagent_client *c, const char *token, const char *pin, int confirm
 		json_object_object_add(args, "pin", json_object_new_string(pin));
 	if (confirm_final_try)
 		json_object_object_add(args, "confirm_final_try", json_object_new_boolean(1));
-	r = call(c, "login", args, &res);
+	r = call(c, "login", args, &res, NULL);
 	json_object_put(res);
 	return r;
 }
@@ -396,7 +408,7 @@ scagent_logout(scagent_client *c, const char *token)
 	int r;
 
 	json_object_object_add(args, "token", json_object_new_string(token));
-	r = call(c, "logout", args, &res);
+	r = call(c, "logout", args, &res, NULL);
 	json_object_put(res);
 	return r;
 }
@@ -426,7 +438,7 @@ sign_lines(scagent_client *c, const char *ref, const char *alg, int is_digest,
 	*res = NULL;
 	pthread_mutex_lock(&c->lock);
 	if ((*sent = (msg = sc_proto_sign_line(c->next_id, ref, alg, is_digest, in, inlen, &len)) != NULL) &&
-	    (r = roundtrip(c, c->next_id++, msg, len, &resp, sig, siglen)) == SC_OK && resp != NULL)
+	    (r = roundtrip(c, c->next_id++, msg, len, &resp, sig, siglen, NULL)) == SC_OK && resp != NULL)
 		r = answer(c, resp, res);
 	pthread_mutex_unlock(&c->lock);
 	free(msg);
@@ -465,7 +477,7 @@ scagent_sign_pin(scagent_client *c, const char *ref, const char *alg, int is_dig
 		json_object_object_add(args, "pin", json_object_new_string(pin));
 	if (confirm_final_try)
 		json_object_object_add(args, "confirm_final_try", json_object_new_boolean(1));
-	if ((r = call(c, "sign", args, &res)) != SC_OK)
+	if ((r = call(c, "sign", args, &res, NULL)) != SC_OK)
 		return r;
 result:
 	if (!json_object_object_get_ex(res, "signature", &v) ||
@@ -479,7 +491,7 @@ EXPORT int
 scagent_watch(scagent_client *c)
 {
 	json_object *res = NULL;
-	int r = call(c, "watch", NULL, &res);
+	int r = call(c, "watch", NULL, &res, NULL);
 
 	json_object_put(res);
 	return r;

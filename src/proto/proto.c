@@ -488,7 +488,9 @@ sc_proto_sign_line(int64_t id, const char *ref, const char *alg, int is_digest,
 	    is_digest ? "digest" : "data"), in, inlen, "\"}\n", len);
 }
 
-#define SIGNATURE_HEAD "{\"id\":%lld,\"ok\":true,\"result\":{\"signature\":\""
+/* How sc_proto_ok() begins an answer: json-c keeps the members in this order. */
+#define RESULT_HEAD "{\"id\":%lld,\"ok\":true,\"result\":"
+#define SIGNATURE_HEAD RESULT_HEAD "{\"signature\":\""
 
 char *
 sc_proto_signature_line(int64_t id, const unsigned char *sig, size_t siglen, size_t *len)
@@ -518,6 +520,20 @@ sc_proto_signature_of(const char *line, size_t len, int64_t id, const char **b64
 			return 0;
 	*b64 = line + k;
 	*b64len = len - 3 - (size_t)k;
+	return 1;
+}
+
+int
+sc_proto_result_of(const char *line, size_t len, int64_t id, const char **res, size_t *reslen)
+{
+	char head[sizeof(RESULT_HEAD) + 24];
+	int k = snprintf(head, sizeof(head), RESULT_HEAD, (long long)id);
+
+	if (k < 0 || (size_t)k >= sizeof(head) || len < (size_t)k + 3 || memcmp(line, head, (size_t)k) != 0 ||
+	    line[k] != '{' || memcmp(line + len - 2, "}}", 2) != 0)
+		return 0;
+	*res = line + k;
+	*reslen = len - 1 - (size_t)k;
 	return 1;
 }
 

@@ -94,6 +94,12 @@ char *sc_proto_signature_line(int64_t id, const unsigned char *sig, size_t sigle
  * base64 within line. Else 0.
  */
 int sc_proto_signature_of(const char *line, size_t len, int64_t id, const char **b64, size_t *b64len);
+/*
+ * When line[0..len) (without '\n') begins as sc_proto_ok()'s answer for id
+ * does, its result an object: 1, and *res, *reslen give the result's text
+ * within line (the agent's own JSON, not checked further). Else 0.
+ */
+int sc_proto_result_of(const char *line, size_t len, int64_t id, const char **res, size_t *reslen);
 
 /*
  * Wait up to spin_us for fd to become readable without sleeping: poll with a

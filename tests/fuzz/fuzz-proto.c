@@ -2,7 +2,9 @@
  * Fuzz target for the agent's request path: the line framing (sc_linebuf_*,
  * fed from a file descriptor exactly as the agent reads a socket) and
  * sc_proto_parse_request on every line, plus the response builders on what
- * parsed. libFuzzer entry point LLVMFuzzerTestOneInput.
+ * parsed; and every line as an answer through the client library's
+ * recognisers (sc_proto_signature_of, sc_proto_result_of), checked against
+ * json-c. libFuzzer entry point LLVMFuzzerTestOneInput.
  *
  * `make check` builds it with a small driver main that runs the seed corpus
  * tests/fuzz/corpus/proto (every file; or the files and directories given as
@@ -11,7 +13,8 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -DSC_FUZZ_NO_MAIN \
  *     -I. -Iinclude -Isrc tests/fuzz/fuzz-proto.c src/proto/proto.c \
- *     src/common/err.c $(pkg-config --cflags --libs json-c) -o fuzz-proto
+ *     src/common/err.c $(pkg-config --cflags --libs json-c p11-kit-1 libcrypto) \
+ *     -o fuzz-proto
  *   ./fuzz-proto -max_len=300000 tests/fuzz/corpus/proto
  */
 #include "config.h"
@@ -61,6 +64,35 @@ one_request(const char *line, size_t len)
 	}
 }
 
+/*
+ * The line as an answer to request id, through the client library's
+ * recognisers: what they accept, json-c must read the same way.
+ */
+static void
+one_answer(const char *line, size_t len, int64_t id)
+{
+	json_object *o, *v, *res;
+	const char *p;
+	size_t plen;
+
+	if (strlen(line) != len)
+		return;
+	if (sc_proto_signature_of(line, len, id, &p, &plen)) {
+		if (p < line || p + plen > line + len ||
+		    (o = json_tokener_parse(line)) == NULL ||
+		    !json_object_object_get_ex(o, "id", &v) || json_object_get_int64(v) != id ||
+		    !json_object_object_get_ex(o, "result", &res) ||
+		    !json_object_object_get_ex(res, "signature", &v) ||
+		    (size_t)json_object_get_string_len(v) != plen ||
+		    memcmp(json_object_get_string(v), p, plen) != 0)
+			abort();
+		json_object_put(o);
+	}
+	if (sc_proto_result_of(line, len, id, &p, &plen) &&
+	    (p < line || p + plen > line + len || plen < 2 || p[0] != '{' || p[plen - 1] != '}'))
+		abort();
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -94,6 +126,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (strlen(line) != len)
 				abort();
 			one_request(line, len);
+			one_answer(line, len, 0);
+			one_answer(line, len, 7);
 			free(line);
 		}
 	}

@@ -637,6 +637,49 @@ test_signing_lines(void **state)
 	free(line);
 }
 
+/* An answer's result as the agent wrote it, for the client to hand on unparsed. */
+static void
+test_result_of(void **state)
+{
+	json_object *o = json_object_new_object(), *a = json_object_new_array();
+	const char *res;
+	char *want, *line, *dup;
+	size_t len, rlen;
+
+	(void)state;
+	json_object_array_add(a, json_object_new_string("Ren\xc3\xa9" "e \"}\" {"));
+	json_object_object_add(o, "tokens", a);
+	json_object_object_add(o, "n", json_object_new_int(2));
+	want = strdup(sc_json_text(o));
+	line = sc_proto_ok(12, o, &len);
+	assert_true(sc_proto_result_of(line, len - 1, 12, &res, &rlen));
+	assert_int_equal(rlen, strlen(want));
+	assert_memory_equal(res, want, rlen);
+	assert_false(sc_proto_result_of(line, len - 1, 1, &res, &rlen));	/* not its id */
+	assert_false(sc_proto_result_of(line, len - 2, 12, &res, &rlen));	/* cut short */
+	free(line);
+	/* An empty result. */
+	line = sc_proto_ok(0, NULL, &len);
+	assert_true(sc_proto_result_of(line, len - 1, 0, &res, &rlen));
+	assert_int_equal(rlen, 2);
+	assert_memory_equal(res, "{}", 2);
+	free(line);
+	/* Errors, other forms and results that are no object: for json-c. */
+	line = sc_proto_error(12, SC_ERR_NOT_FOUND, NULL, &len);
+	assert_false(sc_proto_result_of(line, len - 1, 12, &res, &rlen));
+	free(line);
+	dup = strdup("{\"id\": 12, \"ok\": true, \"result\": {}}");
+	assert_false(sc_proto_result_of(dup, strlen(dup), 12, &res, &rlen));
+	free(dup);
+	dup = strdup("{\"id\":12,\"ok\":true,\"result\":[{}]}");
+	assert_false(sc_proto_result_of(dup, strlen(dup), 12, &res, &rlen));
+	free(dup);
+	dup = strdup("{\"id\":12,\"ok\":false,\"result\":{}}");
+	assert_false(sc_proto_result_of(dup, strlen(dup), 12, &res, &rlen));
+	free(dup);
+	free(want);
+}
+
 /* The host's steal, from /proc/stat's cpu line: busy at SC_STEAL_BUSY_PCT percent of a window. */
 static void
 test_steal(void **state)
@@ -660,9 +703,13 @@ test_steal(void **state)
 	assert_false(sc_steal_update(&w, "cpu  10 0 5 80\n", 4000000));
 	assert_false(sc_steal_update(&w, NULL, 4500000));
 	/* Through a file, as sc_host_busy() reads /proc/stat. */
-	char path[] = "/tmp/scagent-stat-XXXXXX";
-	int fd = mkstemp(path);
+	const char *tmp = getenv("TMPDIR");
+	char path[4096];
+	int fd;
 	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/scagent-stat-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	fd = mkstemp(path);
 
 	assert_true(fd >= 0);
 	close(fd);
@@ -964,6 +1011,7 @@ main(void)
 		cmocka_unit_test(test_op_table),
 		cmocka_unit_test(test_responses),
 		cmocka_unit_test(test_signing_lines),
+		cmocka_unit_test(test_result_of),
 		cmocka_unit_test(test_steal),
 		cmocka_unit_test(test_error_names),
 		cmocka_unit_test(test_spin_readable),
