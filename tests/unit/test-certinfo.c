@@ -261,11 +261,13 @@ upns(X509 *x, int want_malformed)
 static char *
 write_pem(X509 *const *certs, size_t n)
 {
-	char tmpl[] = "/tmp/test-certinfo-XXXXXX";
+	const char *tmp = getenv("TMPDIR");
+	char tmpl[4096];
 	char *path;
 	FILE *f;
 	int fd;
 
+	snprintf(tmpl, sizeof(tmpl), "%s/test-certinfo-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	fd = mkstemp(tmpl);
 	assert_true(fd >= 0);
 	f = fdopen(fd, "w");
