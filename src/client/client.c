@@ -172,7 +172,10 @@ roundtrip(scagent_client *c, int64_t id, const char *msg, size_t len, json_objec
 			break;
 		}
 		if (text != NULL && sc_proto_result_of(line, n, id, &res, &rlen)) {
-			r = (*text = strndup(res, rlen)) != NULL ? SC_OK : fail(c, SC_ERR_NOMEM, "out of memory");
+			memmove(line, res, rlen);	/* the line becomes the result */
+			line[rlen] = '\0';
+			*text = line;
+			line = NULL;
 			break;
 		}
 		if ((*resp = json_tokener_parse(line)) == NULL) {
