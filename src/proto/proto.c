@@ -260,6 +260,64 @@ parse_wiping(const char *text, size_t len, int depth, int flags, json_object **o
 	return o != NULL ? SC_OK : SC_ERR_PROTOCOL;
 }
 
+/* At p (before end): lit, then a string of printable ASCII but '"' and '\\'; its end, or NULL. */
+static const char *
+plain_after(const char *p, const char *end, const char *lit, const char **str, size_t *n)
+{
+	size_t k = strlen(lit);
+
+	if ((size_t)(end - p) < k || memcmp(p, lit, k) != 0)
+		return NULL;
+	for (*str = p += k; p < end && *p != '"'; p++)
+		if (*p < 0x20 || *p > 0x7e || *p == '\\')
+			return NULL;
+	*n = (size_t)(p - *str);
+	return p < end ? p + 1 : NULL;
+}
+
+json_object *
+sc_proto_sign_request_of(const char *line, size_t len)
+{
+	const char *p, *end = line + len, *ref, *alg, *b64;
+	size_t reflen, alglen, b64len;
+	int64_t id = 0;
+	int is_digest;
+	json_object *o;
+
+	if (len < 7 || memcmp(line, "{\"id\":", 6) != 0)
+		return NULL;
+	p = line + 6;
+	if (*p < '0' || *p > '9' || (*p == '0' && p + 1 < end && p[1] >= '0' && p[1] <= '9'))
+		return NULL;
+	for (; p < end && *p >= '0' && *p <= '9'; p++) {
+		if (id > INT64_MAX / 10 - 1)
+			return NULL;	/* that long: for json-c */
+		id = id * 10 + (*p - '0');
+	}
+	if ((p = plain_after(p, end, ",\"op\":\"sign\",\"ref\":\"", &ref, &reflen)) == NULL ||
+	    (p = plain_after(p, end, ",\"alg\":\"", &alg, &alglen)) == NULL)
+		return NULL;
+	if ((size_t)(end - p) > 11 && memcmp(p, ",\"digest\":\"", 11) == 0)
+		is_digest = 1, p += 11;
+	else if ((size_t)(end - p) > 9 && memcmp(p, ",\"data\":\"", 9) == 0)
+		is_digest = 0, p += 9;
+	else
+		return NULL;
+	for (b64 = p; p < end && ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+	    (*p >= '0' && *p <= '9') || *p == '+' || *p == '/' || *p == '='); p++)
+		;
+	b64len = (size_t)(p - b64);
+	if (end - p != 2 || p[0] != '"' || p[1] != '}')
+		return NULL;
+	o = json_object_new_object();
+	json_object_object_add(o, "id", json_object_new_int64(id));
+	json_object_object_add(o, "op", json_object_new_string("sign"));
+	json_object_object_add(o, "ref", json_object_new_string_len(ref, (int)reflen));
+	json_object_object_add(o, "alg", json_object_new_string_len(alg, (int)alglen));
+	json_object_object_add(o, is_digest ? "digest" : "data", json_object_new_string_len(b64, (int)b64len));
+	return o;
+}
+
 int
 sc_proto_parse_request(const char *line, size_t len, json_object **req, int64_t *id,
     const struct sc_op_spec **op, char *whybuf, size_t whylen)
@@ -273,8 +331,13 @@ sc_proto_parse_request(const char *line, size_t len, json_object **req, int64_t 
 	*id = -1;
 	*op = NULL;
 	snprintf(whybuf, whylen, "malformed request");
-	/* Strict JSON in UTF-8 only: no single quotes, NaN, comments or bad bytes. */
-	if ((r = parse_wiping(line, len, 16, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8, &o)) != SC_OK) {
+	/*
+	 * The signing client's request, as libscagent writes it, without the
+	 * tokener; anything else strict JSON in UTF-8 only: no single quotes,
+	 * NaN, comments or bad bytes. Either way the same checks follow.
+	 */
+	if ((o = sc_proto_sign_request_of(line, len)) == NULL &&
+	    (r = parse_wiping(line, len, 16, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8, &o)) != SC_OK) {
 		if (r == SC_ERR_PROTOCOL)
 			snprintf(whybuf, whylen, "not one JSON object per line");
 		return r;

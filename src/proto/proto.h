@@ -100,6 +100,12 @@ int sc_proto_signature_of(const char *line, size_t len, int64_t id, const char *
  * within line (the agent's own JSON, not checked further). Else 0.
  */
 int sc_proto_result_of(const char *line, size_t len, int64_t id, const char **res, size_t *reslen);
+/*
+ * The sign request exactly as sc_proto_sign_line() writes it, its ref and alg
+ * in printable ASCII: the object json-c would parse from it, built without
+ * the tokener. NULL for anything else (for json-c). len without '\n'.
+ */
+json_object *sc_proto_sign_request_of(const char *line, size_t len);
 
 /*
  * Wait up to spin_us for fd to become readable without sleeping: poll with a

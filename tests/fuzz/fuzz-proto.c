@@ -4,7 +4,8 @@
  * sc_proto_parse_request on every line, plus the response builders on what
  * parsed; and every line as an answer through the client library's
  * recognisers (sc_proto_signature_of, sc_proto_result_of), checked against
- * json-c. libFuzzer entry point LLVMFuzzerTestOneInput.
+ * json-c; so is the agent's recogniser of the sign request
+ * (sc_proto_sign_request_of). libFuzzer entry point LLVMFuzzerTestOneInput.
  *
  * `make check` builds it with a small driver main that runs the seed corpus
  * tests/fuzz/corpus/proto (every file; or the files and directories given as
@@ -44,6 +45,20 @@ one_request(const char *line, size_t len)
 	size_t olen = 0;
 	int r;
 
+	/* What the sign request's recogniser takes, json-c must read the same. */
+	if ((req = sc_proto_sign_request_of(line, len)) != NULL) {
+		struct json_tokener *tok = json_tokener_new();
+		json_object *o;
+
+		json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+		o = json_tokener_parse_ex(tok, line, (int)len);
+		if (o == NULL || tok->char_offset != (int)len || !json_object_equal(o, req))
+			abort();
+		json_object_put(o);
+		json_object_put(req);
+		json_tokener_free(tok);
+		req = NULL;
+	}
 	r = sc_proto_parse_request(line, len, &req, &id, &op, why, sizeof(why));
 	if (r == SC_OK) {
 		if (req == NULL || op == NULL || id < 0)

@@ -637,6 +637,83 @@ test_signing_lines(void **state)
 	free(line);
 }
 
+/* json-c's strict parse of line[0..len), NULL when it refuses. */
+static json_object *
+strict_parse(const char *line, size_t len)
+{
+	struct json_tokener *tok = json_tokener_new();
+	json_object *o;
+
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(tok, line, (int)len);
+	if (o != NULL && tok->char_offset != (int)len) {
+		json_object_put(o);
+		o = NULL;
+	}
+	json_tokener_free(tok);
+	return o;
+}
+
+/* The sign request as libscagent writes it, read without the tokener: what json-c reads. */
+static void
+test_sign_request_of(void **state)
+{
+	static const unsigned char dg[32] = { 0xfb, 0xff, 1, 2, 3 };
+	static const char *const others[] = {
+		"{\"id\": 1,\"op\":\"sign\",\"ref\":\"a\",\"alg\":\"ecdsa-sha256\",\"data\":\"eA==\"}",
+		"{\"id\":01,\"op\":\"sign\",\"ref\":\"a\",\"alg\":\"ecdsa-sha256\",\"data\":\"eA==\"}",
+		"{\"id\":-1,\"op\":\"sign\",\"ref\":\"a\",\"alg\":\"ecdsa-sha256\",\"data\":\"eA==\"}",
+		"{\"id\":99999999999999999999,\"op\":\"sign\",\"ref\":\"a\",\"alg\":\"x\",\"data\":\"\"}",
+		"{\"id\":1,\"op\":\"sign\",\"ref\":\"a\\u0041\",\"alg\":\"ecdsa-sha256\",\"data\":\"eA==\"}",
+		"{\"id\":1,\"op\":\"sign\",\"ref\":\"Ren\xc3\xa9\",\"alg\":\"ecdsa-sha256\",\"data\":\"eA==\"}",
+		"{\"id\":1,\"op\":\"sign\",\"ref\":\"a\",\"alg\":\"ecdsa-sha256\",\"data\":\"eA==\",\"pin\":\"1234\"}",
+		"{\"id\":1,\"op\":\"sign\",\"ref\":\"a\",\"alg\":\"ecdsa-sha256\",\"data\":\"eA==\"} ",
+		"{\"id\":1,\"op\":\"sign\",\"ref\":\"a\",\"alg\":\"ecdsa-sha256\",\"data\":\"e\\/A==\"}",
+		"{\"id\":1,\"op\":\"sign\",\"ref\":\"a\",\"alg\":\"ecdsa-sha256\",\"digest\":\"eA==\"",
+		"{\"id\":1,\"op\":\"list\",\"ref\":\"a\",\"alg\":\"ecdsa-sha256\",\"data\":\"eA==\"}",
+		"{\"id\":1,\"op\":\"sign\",\"alg\":\"ecdsa-sha256\",\"ref\":\"a\",\"data\":\"eA==\"}",
+	};
+	json_object *a, *b, *req;
+	const struct sc_op_spec *op;
+	char why[256], *line;
+	size_t len;
+	int64_t id;
+
+	(void)state;
+	for (int digest = 0; digest < 2; digest++) {
+		line = sc_proto_sign_line(9223372036854775LL, "pkcs11:object=alice;type=cert", "rsa-pss-sha256",
+		    digest, dg, digest ? sizeof(dg) : 5, &len);
+		assert_non_null(line);
+		assert_non_null(a = sc_proto_sign_request_of(line, len - 1));
+		assert_non_null(b = strict_parse(line, len - 1));
+		assert_true(json_object_equal(a, b));
+		json_object_put(a);
+		json_object_put(b);
+		/* The whole request parse takes it so, with the same checks after. */
+		assert_int_equal(sc_proto_parse_request(line, len - 1, &req, &id, &op, why, sizeof(why)), SC_OK);
+		assert_int_equal(id, 9223372036854775LL);
+		assert_string_equal(op->name, "sign");
+		json_object_put(req);
+		free(line);
+	}
+	/* An empty ref and an unknown algorithm: taken, and refused by the checks after, as from json-c. */
+	line = strdup("{\"id\":0,\"op\":\"sign\",\"ref\":\"\",\"alg\":\"md5\",\"data\":\"\"}");
+	assert_non_null(a = sc_proto_sign_request_of(line, strlen(line)));
+	assert_non_null(b = strict_parse(line, strlen(line)));
+	assert_true(json_object_equal(a, b));
+	json_object_put(a);
+	json_object_put(b);
+	free(line);
+	/* Every other form: for json-c. */
+	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+		assert_null(sc_proto_sign_request_of(others[i], strlen(others[i])));
+	/* A request with a PIN is still read whole, by json-c. */
+	assert_int_equal(sc_proto_parse_request(others[6], strlen(others[6]), &req, &id, &op, why, sizeof(why)), SC_OK);
+	assert_string_equal(json_object_get_string(json_object_object_get(req, "pin")), "1234");
+	sc_proto_wipe_pins(req);
+	json_object_put(req);
+}
+
 /* An answer's result as the agent wrote it, for the client to hand on unparsed. */
 static void
 test_result_of(void **state)
@@ -1012,6 +1089,7 @@ main(void)
 		cmocka_unit_test(test_responses),
 		cmocka_unit_test(test_signing_lines),
 		cmocka_unit_test(test_result_of),
+		cmocka_unit_test(test_sign_request_of),
 		cmocka_unit_test(test_steal),
 		cmocka_unit_test(test_error_names),
 		cmocka_unit_test(test_spin_readable),
