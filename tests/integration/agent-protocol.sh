@@ -199,7 +199,8 @@ has "watch: login event with the token" "$(cat "$W/watch.out")" '{"token":"demo"
 
 # A logout closes the sessions of the operations prepared for the next
 # signatures; when that closes a slot's last session, SoftHSM numbers its
-# objects anew (not in every run: this case cannot force it).
+# objects anew (not in every run: this case cannot force it; agent-faults.sh
+# does, with the fault module's renumber).
 # Either way a refresh after the logout finds nothing changed and no "changed"
 # event goes out: the reload after the logout found the certificates under
 # whatever handles they have now.

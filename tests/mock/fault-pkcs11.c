@@ -25,6 +25,13 @@
  *     init-delay=MS     C_Initialize sleeps MS milliseconds first (a module
  *                       slow to start, as a TPM's can be)
  *     login-fail=CKR    C_Login returns CKR without trying the PIN
+ *     renumber          every C_Logout numbers the token's objects anew: the
+ *                       handles given out before it are invalid after it
+ *                       (CKR_OBJECT_HANDLE_INVALID), the objects have other
+ *                       ones. PKCS#11 lets a module do so (an object's handle
+ *                       need not be fixed for the token's life); SoftHSM does
+ *                       when a slot's last session closes, which a test
+ *                       cannot count on. Once on, it stays on.
  *     pin-final-try, pin-count-low, pin-locked
  *                       C_GetTokenInfo adds CKF_USER_PIN_FINAL_TRY, ..._COUNT_LOW,
  *                       ..._LOCKED to the real flags (SoftHSM counts no tries)
@@ -34,8 +41,10 @@
  *                         faults of a running agent. A missing file = no faults.
  *   SCAGENT_FAULT_TRACE   when set, a line per call is appended to this file:
  *                         "SignInit S", "Sign S" (a signature made or
- *                         refused, S the session) and "Logout ops=N" (N
+ *                         refused, S the session), "Logout ops=N" (N
  *                         sessions with a signing operation still started)
+ *                         and, under renumber, "Renumbered N" (the objects'
+ *                         Nth numbering begins)
  * CKR names understood: CKR_DEVICE_ERROR, CKR_DEVICE_REMOVED,
  * CKR_TOKEN_NOT_PRESENT, CKR_PIN_INCORRECT, CKR_PIN_LOCKED, CKR_PIN_EXPIRED,
  * CKR_FUNCTION_FAILED, CKR_GENERAL_ERROR, CKR_SESSION_HANDLE_INVALID,
@@ -66,6 +75,7 @@ struct faults {
 	long init_delay_ms;
 	CK_RV login_fail;		/* 0: none */
 	CK_FLAGS pin_flags;		/* added to C_GetTokenInfo's flags */
+	int renumber;
 };
 
 static CK_FUNCTION_LIST_PTR real;
@@ -138,6 +148,8 @@ parse_faults(const char *spec, struct faults *f)
 			;
 		else if (strcmp(w, "sign-forget") == 0 && val != NULL && (f->sign_forget_ms = atol(val)) > 0)
 			;
+		else if (strcmp(w, "renumber") == 0 && val == NULL)
+			f->renumber = 1;
 		else if (strcmp(w, "pin-final-try") == 0 && val == NULL)
 			f->pin_flags |= CKF_USER_PIN_FINAL_TRY;
 		else if (strcmp(w, "pin-count-low") == 0 && val == NULL)
@@ -265,10 +277,185 @@ trace(const char *what, unsigned long v)
 	fclose(fp);
 }
 
+/*
+ * Object handles under "renumber": the real module's handle h goes out as
+ * h + numbering * HANDLE_STRIDE, numbering being the logouts since the fault
+ * came on, and a handle that comes in with another numbering is refused as
+ * the real module refuses one it never gave out. SoftHSM's handles are small
+ * counters, far below the stride.
+ */
+#define HANDLE_STRIDE ((CK_OBJECT_HANDLE)1 << 24)
+static unsigned long numbering;
+
+static CK_OBJECT_HANDLE
+h_out(CK_OBJECT_HANDLE h)
+{
+	unsigned long n = __atomic_load_n(&numbering, __ATOMIC_ACQUIRE);
+
+	if (n == 0 || h == CK_INVALID_HANDLE)
+		return h;
+	if (h >= HANDLE_STRIDE)
+		fprintf(stderr, "fault-pkcs11: renumber: handle %lu too large\n", (unsigned long)h);
+	return h + n * HANDLE_STRIDE;
+}
+
+/* -1 when h is not a handle of the current numbering; else *h the real one. */
+static int
+h_in(CK_OBJECT_HANDLE *h)
+{
+	unsigned long n = __atomic_load_n(&numbering, __ATOMIC_ACQUIRE);
+
+	if (n == 0)
+		return 0;
+	if (*h / HANDLE_STRIDE != n)
+		return -1;
+	*h %= HANDLE_STRIDE;
+	return 0;
+}
+
+static CK_RV
+fault_FindObjects(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE_PTR h, CK_ULONG max, CK_ULONG_PTR n)
+{
+	CK_RV rv = real->C_FindObjects(s, h, max, n);
+
+	for (CK_ULONG i = 0; rv == CKR_OK && h != NULL && n != NULL && i < *n; i++)
+		h[i] = h_out(h[i]);
+	return rv;
+}
+
+static CK_RV
+fault_GetAttributeValue(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR a, CK_ULONG n)
+{
+	return h_in(&o) ? CKR_OBJECT_HANDLE_INVALID : real->C_GetAttributeValue(s, o, a, n);
+}
+
+static CK_RV
+fault_SetAttributeValue(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR a, CK_ULONG n)
+{
+	return h_in(&o) ? CKR_OBJECT_HANDLE_INVALID : real->C_SetAttributeValue(s, o, a, n);
+}
+
+static CK_RV
+fault_GetObjectSize(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ULONG_PTR size)
+{
+	return h_in(&o) ? CKR_OBJECT_HANDLE_INVALID : real->C_GetObjectSize(s, o, size);
+}
+
+static CK_RV
+fault_DestroyObject(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o)
+{
+	return h_in(&o) ? CKR_OBJECT_HANDLE_INVALID : real->C_DestroyObject(s, o);
+}
+
+static CK_RV
+fault_CopyObject(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR a, CK_ULONG n,
+    CK_OBJECT_HANDLE_PTR copy)
+{
+	CK_RV rv;
+
+	if (h_in(&o))
+		return CKR_OBJECT_HANDLE_INVALID;
+	if ((rv = real->C_CopyObject(s, o, a, n, copy)) == CKR_OK)
+		*copy = h_out(*copy);
+	return rv;
+}
+
+static CK_RV
+fault_CreateObject(CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR a, CK_ULONG n, CK_OBJECT_HANDLE_PTR o)
+{
+	CK_RV rv = real->C_CreateObject(s, a, n, o);
+
+	if (rv == CKR_OK)
+		*o = h_out(*o);
+	return rv;
+}
+
+static CK_RV
+fault_GenerateKey(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR a, CK_ULONG n,
+    CK_OBJECT_HANDLE_PTR key)
+{
+	CK_RV rv = real->C_GenerateKey(s, m, a, n, key);
+
+	if (rv == CKR_OK)
+		*key = h_out(*key);
+	return rv;
+}
+
+static CK_RV
+fault_GenerateKeyPair(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pub, CK_ULONG npub,
+    CK_ATTRIBUTE_PTR priv, CK_ULONG npriv, CK_OBJECT_HANDLE_PTR hpub, CK_OBJECT_HANDLE_PTR hpriv)
+{
+	CK_RV rv = real->C_GenerateKeyPair(s, m, pub, npub, priv, npriv, hpub, hpriv);
+
+	if (rv == CKR_OK) {
+		*hpub = h_out(*hpub);
+		*hpriv = h_out(*hpriv);
+	}
+	return rv;
+}
+
+static CK_RV
+fault_WrapKey(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key,
+    CK_BYTE_PTR out, CK_ULONG_PTR outlen)
+{
+	if (h_in(&wrapping) || h_in(&key))
+		return CKR_KEY_HANDLE_INVALID;
+	return real->C_WrapKey(s, m, wrapping, key, out, outlen);
+}
+
+static CK_RV
+fault_UnwrapKey(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrapping, CK_BYTE_PTR in,
+    CK_ULONG inlen, CK_ATTRIBUTE_PTR a, CK_ULONG n, CK_OBJECT_HANDLE_PTR key)
+{
+	CK_RV rv;
+
+	if (h_in(&unwrapping))
+		return CKR_KEY_HANDLE_INVALID;
+	if ((rv = real->C_UnwrapKey(s, m, unwrapping, in, inlen, a, n, key)) == CKR_OK)
+		*key = h_out(*key);
+	return rv;
+}
+
+static CK_RV
+fault_DeriveKey(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR a,
+    CK_ULONG n, CK_OBJECT_HANDLE_PTR key)
+{
+	CK_RV rv;
+
+	if (h_in(&base))
+		return CKR_KEY_HANDLE_INVALID;
+	if ((rv = real->C_DeriveKey(s, m, base, a, n, key)) == CKR_OK)
+		*key = h_out(*key);
+	return rv;
+}
+
+static CK_RV
+fault_DigestKey(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key)
+{
+	return h_in(&key) ? CKR_KEY_HANDLE_INVALID : real->C_DigestKey(s, key);
+}
+
+/* The operations other than signing that start with a key. */
+#define KEY_INIT(op) \
+static CK_RV \
+fault_##op(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key) \
+{ \
+	return h_in(&key) ? CKR_KEY_HANDLE_INVALID : real->C_##op(s, m, key); \
+}
+KEY_INIT(VerifyInit)
+KEY_INIT(VerifyRecoverInit)
+KEY_INIT(SignRecoverInit)
+KEY_INIT(EncryptInit)
+KEY_INIT(DecryptInit)
+
 static CK_RV
 fault_SignInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
 {
-	CK_RV rv = real->C_SignInit(s, m, key);
+	CK_RV rv;
+
+	if (h_in(&key))
+		return CKR_KEY_HANDLE_INVALID;
+	rv = real->C_SignInit(s, m, key);
 
 	if (rv == CKR_OK) {
 		op_end(s);
@@ -293,13 +480,19 @@ fault_CloseSession(CK_SESSION_HANDLE s)
 static CK_RV
 fault_Logout(CK_SESSION_HANDLE s)
 {
+	struct faults f;
 	size_t n;
+	CK_RV rv;
 
 	pthread_mutex_lock(&ops_lock);
 	n = nops;
 	pthread_mutex_unlock(&ops_lock);
 	trace("Logout ops=", n);
-	return real->C_Logout(s);
+	current_faults(&f);
+	if ((rv = real->C_Logout(s)) == CKR_OK &&
+	    (f.renumber || __atomic_load_n(&numbering, __ATOMIC_ACQUIRE) > 0))
+		trace("Renumbered ", __atomic_add_fetch(&numbering, 1, __ATOMIC_ACQ_REL));
+	return rv;
 }
 
 /* End the real module's signing operation after an injected failure. */
@@ -384,6 +577,24 @@ C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
 		wrapped.C_SignInit = fault_SignInit;
 		wrapped.C_CloseSession = fault_CloseSession;
 		wrapped.C_Logout = fault_Logout;
+		wrapped.C_FindObjects = fault_FindObjects;
+		wrapped.C_GetAttributeValue = fault_GetAttributeValue;
+		wrapped.C_SetAttributeValue = fault_SetAttributeValue;
+		wrapped.C_GetObjectSize = fault_GetObjectSize;
+		wrapped.C_DestroyObject = fault_DestroyObject;
+		wrapped.C_CopyObject = fault_CopyObject;
+		wrapped.C_CreateObject = fault_CreateObject;
+		wrapped.C_GenerateKey = fault_GenerateKey;
+		wrapped.C_GenerateKeyPair = fault_GenerateKeyPair;
+		wrapped.C_WrapKey = fault_WrapKey;
+		wrapped.C_UnwrapKey = fault_UnwrapKey;
+		wrapped.C_DeriveKey = fault_DeriveKey;
+		wrapped.C_DigestKey = fault_DigestKey;
+		wrapped.C_VerifyInit = fault_VerifyInit;
+		wrapped.C_VerifyRecoverInit = fault_VerifyRecoverInit;
+		wrapped.C_SignRecoverInit = fault_SignRecoverInit;
+		wrapped.C_EncryptInit = fault_EncryptInit;
+		wrapped.C_DecryptInit = fault_DecryptInit;
 	}
 	*list = &wrapped;
 	return CKR_OK;
