@@ -5,6 +5,8 @@
 # helper. Also: list from the agent's cache on a 200-certificate token, and the
 # agent's memory. Prints figures and ratios; asserts nothing (not a test).
 #   bench/run.sh [SECONDS]   (each side of each pair run; default 2)
+#   BENCH_ROUNDS=N           pair runs per configuration (default 9; with 2 s,
+#                            about 14 minutes on two CPUs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -58,8 +60,13 @@ SSH_AUTH_SOCK=$TB_DIR/ssh.sock SSH_ASKPASS=$TB_DIR/askpass SSH_ASKPASS_REQUIRE=f
 # its host is busy) hits both alike. ROUNDS pair runs per configuration, the
 # configurations taking turns; the table shows medians. The baseline against
 # itself ("noise") shows how far the ratios of this run can be trusted.
+# Nine rounds, not five: on a 2-CPU virtual machine the rounds of one run
+# spread over up to 0.81-1.08 for RSA with one client, and two five-round runs
+# in a row had medians of 0.948 and 0.930 where the next, of nine rounds, had
+# 0.981 (all 19 rounds: 0.971); a median of five moves more than the margins
+# the targets leave.
 pair() { "$B" pair "$secs" "$@" 2>/dev/null || echo "0 0 0 0 0"; }
-rounds=${BENCH_ROUNDS:-5}
+rounds=${BENCH_ROUNDS:-9}
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 mratio() { local m; m=$(median "$@"); awk -v m="$m" 'BEGIN { if (m > 0) printf "%.3fx", m; else print "-" }'; }
 spread() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {printf "%.3f-%.3f", v[1], v[NR]}'; }
