@@ -4,9 +4,10 @@
 # C_Initialize failing in one module while another works; CKR_DEVICE_REMOVED
 # during C_Sign; a signature that does not verify; a slow token that must
 # delay only its own requests; a token that lets a prepared signing operation
-# go; a module that gives its objects other handles after a logout. The agent must answer each with a typed error (or sign anyway) and keep
-# serving. The module's call trace also shows that a signature prepares the
-# next one and that a logout ends those operations first.
+# go; a module that gives its objects other handles after a logout. The agent
+# must answer each with a typed error (or sign anyway) and keep serving. The
+# module's call trace also shows that a signature prepares the next one and
+# that a logout ends those operations first.
 #
 # Two modules in one agent need two independent SoftHSM instances: the faulty
 # module wraps the test bed's second one (tb_softhsm_b).
@@ -339,6 +340,7 @@ certs() { sc list --json | "$PY" -c 'import json,sys
 print(" ".join(sorted(c["label"] for t in json.load(sys.stdin)["tokens"] if t["label"] == "slow" for c in t["certificates"])))'; }
 echo renumber >"$W/faults"
 before=$(certs)
+is "renumber: the token's certificates listed before" "$before" "carol dave erin"
 for k in "carol rsa-pkcs1-sha256" "dave ecdsa-sha256"; do
 	read -r ref alg <<<"$k"
 	run sc sign --cert "$ref" --alg "$alg" --in "$W/data" --out "$W/renum.sig"

@@ -25,9 +25,10 @@
  *     init-delay=MS     C_Initialize sleeps MS milliseconds first (a module
  *                       slow to start, as a TPM's can be)
  *     login-fail=CKR    C_Login returns CKR without trying the PIN
- *     renumber          every C_Logout numbers the token's objects anew: the
- *                       handles given out before it are invalid after it
- *                       (CKR_OBJECT_HANDLE_INVALID), the objects have other
+ *     renumber          every C_Logout numbers the module's objects anew: the
+ *                       handles given out before it are refused after it
+ *                       (CKR_OBJECT_HANDLE_INVALID, for keys
+ *                       CKR_KEY_HANDLE_INVALID), the objects have other
  *                       ones. PKCS#11 lets a module do so (an object's handle
  *                       need not be fixed for the token's life); SoftHSM does
  *                       when a slot's last session closes, which a test
@@ -294,8 +295,12 @@ h_out(CK_OBJECT_HANDLE h)
 
 	if (n == 0 || h == CK_INVALID_HANDLE)
 		return h;
-	if (h >= HANDLE_STRIDE)
-		fprintf(stderr, "fault-pkcs11: renumber: handle %lu too large\n", (unsigned long)h);
+	if (h >= HANDLE_STRIDE) {
+		/* Its numbering could not be told: a test must not go on with it. */
+		fprintf(stderr, "fault-pkcs11: renumber: the real module's handle %lu is too large\n",
+		    (unsigned long)h);
+		abort();
+	}
 	return h + n * HANDLE_STRIDE;
 }
 
