@@ -419,20 +419,14 @@ static void
 check_name(struct sc_tls_conn *conn, struct check *k)
 {
 	X509 *peer = SSL_get0_peer_certificate(conn->ssl);
-	unsigned char tmp[16];
 	char names[512];
-	int ok;
 
 	if (peer == NULL) {
 		set_check(k, "skip", NULL, "no server certificate");
 		return;
 	}
-	if (inet_pton(AF_INET, conn->host, tmp) == 1 || inet_pton(AF_INET6, conn->host, tmp) == 1)
-		ok = X509_check_ip_asc(peer, conn->host, 0) == 1;
-	else
-		ok = X509_check_host(peer, conn->host, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
 	sc_tls_principal_matches(peer, "", names, sizeof(names));
-	if (ok)
+	if (sc_tls_host_matches(peer, conn->host))
 		set_check(k, "pass", NULL, "the certificate is valid for %s", conn->host);
 	else {
 		conn->fail = SC_TLS_E_NAME;
@@ -481,6 +475,36 @@ print_checks(const char *url, struct check *k, int json)
 		}
 		printf("result: %s\n", failed ? "fail" : "pass");
 	}
+}
+
+/*
+ * When server-chain, server-name or principal failed: the later checks
+ * become skip, saying why, and 1; else 0.
+ */
+static int
+skip_after_failed_server(struct check *k, const struct sc_tls_conn *c1)
+{
+	static const char advice[] = "fix the failed server check first: scagent offers a client "
+	    "certificate only to a server that passes server-chain, server-name and principal";
+	char failed[64] = "";
+
+	for (int i = P_CHAIN; i <= P_PRINCIPAL; i++) {
+		size_t off = strlen(failed);
+		if (strcmp(k[i].status, "fail") == 0)
+			snprintf(failed + off, sizeof(failed) - off, "%s%s", off ? ", " : "", check_ids[i]);
+	}
+	if (failed[0] == '\0')
+		return 0;
+	set_check(&k[P_REQUEST], "skip", NULL, "not tried: the server failed %s; nothing was sent "
+	    "to it after the handshake%s%s", failed, c1->requests > 0 ? " (it asked for a client "
+	    "certificate " : "", c1->requests > 0 ? "in the handshake)" : "");
+	set_check(&k[P_MATCH], "skip", NULL, "not tried: the server failed %s; no certificate "
+	    "was chosen for it", failed);
+	set_check(&k[P_AUTH], "skip", advice, "not tried: the server failed %s; no certificate "
+	    "was offered to it and nothing was signed", failed);
+	set_check(&k[P_HTTP], "skip", NULL, "not tried: the server failed %s; no HTTP request "
+	    "was sent to it", failed);
+	return 1;
 }
 
 static const char probe_usage[] =
@@ -609,6 +633,12 @@ cmd_probe(struct cli *c, int argc, char **argv)
 			}
 		}
 	}
+	/*
+	 * A server that failed server-chain, server-name or principal is sent
+	 * nothing more: no request, no certificate, so nothing is signed for it.
+	 */
+	if (skip_after_failed_server(k, &c1))
+		goto report;
 	if (!hs_ok && c1.requests == 0)
 		goto report;
 	/* When does the server ask? In the handshake, or after the request. */
@@ -663,7 +693,7 @@ cmd_probe(struct cli *c, int argc, char **argv)
 		} else {
 			/* Second connection: with the certificate. */
 			o2 = a.o;
-			o2.strict = 0;
+			o2.strict = 1;	/* as connect: any doubt about the server ends it before the card signs */
 			o2.timeout_ms = 15000;
 			sc_tls_conn_init(&c2, &o2, host, port);
 			snprintf(c2.logprefix, sizeof(c2.logprefix), "auth: ");

@@ -393,6 +393,65 @@ verify_cb(int ok, X509_STORE_CTX *xs)
 	return c != NULL && !c->o->strict ? 1 : ok;
 }
 
+/*
+ * The whole check of the server certificate, where OpenSSL verifies it: the
+ * chain (and, strict, the host name) by X509_verify_cert, then --principal.
+ * A strict handshake with a server for another principal ends here, before
+ * the server's CertificateRequest can be answered; not strict, the failure
+ * is only recorded (cert_cb then offers no certificate).
+ */
+static int
+cert_verify_cb(X509_STORE_CTX *xs, void *arg)
+{
+	struct sc_tls_conn *c = arg;
+	X509 *leaf = X509_STORE_CTX_get0_cert(xs);
+	int ok = X509_verify_cert(xs);
+
+	if (ok > 0 && c->o->principal != NULL &&
+	    (leaf == NULL || !sc_tls_principal_matches(leaf, c->o->principal, NULL, 0))) {
+		c->principal_bad = 1;
+		if (c->o->strict) {
+			X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
+			ok = 0;
+		}
+	}
+	return c->o->strict ? ok : 1;
+}
+
+/*
+ * 1 when the server passed its checks (trusted chain, host name, principal);
+ * else 0 with c->refused and c->refused_kind saying which failed.
+ */
+static int
+server_passed(struct sc_tls_conn *c, SSL *ssl)
+{
+	X509 *peer = SSL_get0_peer_certificate(ssl);
+	long v = SSL_get_verify_result(ssl);
+	char names[512];
+
+	if (peer == NULL) {
+		c->refused_kind = SC_TLS_E_CHAIN;
+		snprintf(c->refused, sizeof(c->refused), "the server sent no certificate");
+	} else if (c->verify_err != X509_V_OK || (v != X509_V_OK && !c->principal_bad)) {
+		c->refused_kind = SC_TLS_E_CHAIN;
+		snprintf(c->refused, sizeof(c->refused), "its certificate is not trusted: %s",
+		    X509_verify_cert_error_string(c->verify_err != X509_V_OK ? c->verify_err : v));
+	} else if (!sc_tls_host_matches(peer, c->host)) {
+		sc_tls_principal_matches(peer, "", names, sizeof(names));
+		c->refused_kind = SC_TLS_E_NAME;
+		snprintf(c->refused, sizeof(c->refused), "its certificate is not for %.200s (it names %.250s)",
+		    c->host, names[0] ? names : "no DNS name");
+	} else if (c->o->principal != NULL &&
+	    (c->principal_bad || !sc_tls_principal_matches(peer, c->o->principal, names, sizeof(names)))) {
+		sc_tls_principal_matches(peer, "", names, sizeof(names));
+		c->refused_kind = SC_TLS_E_PRINCIPAL;
+		snprintf(c->refused, sizeof(c->refused), "--principal msstd:%.150s does not match its "
+		    "certificate, which names %.250s", c->o->principal, names[0] ? names : "nothing");
+	} else
+		return 1;
+	return 0;
+}
+
 static void
 info_cb(const SSL *ssl, int where, int ret)
 {
@@ -462,6 +521,16 @@ cert_cb(SSL *ssl, void *arg)
 		return 1;	/* the certificate already given stays */
 	if (!c->o->offer_cert)
 		return 1;
+	/*
+	 * Nothing is offered, and so nothing signed, for a server that failed
+	 * its checks: a strict handshake never gets here with one, this is the
+	 * guard for the others. 0 ends the handshake (TLS 1.3: after the
+	 * server's Finished, before the client's Certificate).
+	 */
+	if (!server_passed(c, ssl)) {
+		sc_tls_note(c, "offering no certificate: %s", c->refused);
+		return 0;
+	}
 	r = c->choice_err = sc_tls_choose_cert(c->o, &c->req, &c->choice, c->logprefix);
 	if (r != SC_OK) {
 		sc_tls_note(c, "sending no certificate: %s", c->choice.why);
@@ -514,6 +583,7 @@ setup_ctx(struct sc_tls_conn *c)
 	} else
 		SSL_CTX_set_default_verify_paths(c->ctx);
 	SSL_CTX_set_verify(c->ctx, c->o->strict ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, verify_cb);
+	SSL_CTX_set_cert_verify_callback(c->ctx, cert_verify_cb, c);
 	if ((c->ssl = SSL_new(c->ctx)) == NULL)
 		return fail(c, SC_TLS_E_HANDSHAKE, SC_ERR_NOMEM, "cannot create a TLS connection");
 	pthread_once(&ex_once, ex_init);
@@ -577,6 +647,18 @@ sc_tls_record_failure(struct sc_tls_conn *c, int ret, const char *during)
 	if (c->choice_err == SC_ERR_AGENT_UNREACHABLE) {
 		fail(c, SC_TLS_E_AGENT, SC_ERR_AGENT_UNREACHABLE, "the server asks for a client "
 		    "certificate and the agent is unreachable: %s", c->choice.why);
+		return;
+	}
+	if (c->refused[0] != '\0') {
+		fail(c, c->refused_kind, SC_ERR_TLS, "no client certificate was offered to %.200s:%s "
+		    "and the connection was ended: %s", c->host, c->port, c->refused);
+		return;
+	}
+	if (c->o->strict && c->principal_bad) {
+		fail(c, SC_TLS_E_PRINCIPAL, SC_ERR_TLS, "--principal msstd:%s does not match the "
+		    "server certificate, which names %s; the connection was ended before any "
+		    "client certificate", c->o->principal, c->peer_names[0] ? c->peer_names :
+		    "nothing (no CN, no DNS name)");
 		return;
 	}
 	if (c->signer.last_err == SC_ERR_NOT_LOGGED_IN) {
@@ -733,6 +815,16 @@ sc_tls_principal_matches(X509 *x, const char *name, char *names, size_t nameslen
 		GENERAL_NAMES_free(gens);
 	}
 	return match;
+}
+
+int
+sc_tls_host_matches(X509 *x, const char *host)
+{
+	unsigned char tmp[16];
+
+	if (inet_pton(AF_INET, host, tmp) == 1 || inet_pton(AF_INET6, host, tmp) == 1)
+		return X509_check_ip_asc(x, host, 0) == 1;
+	return X509_check_host(x, host, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
 }
 
 int

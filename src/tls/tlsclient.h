@@ -118,6 +118,9 @@ struct sc_tls_conn {
 	int verify_depth;
 	char verify_subject[256];
 	char peer_names[512];		/* CN and DNS names of the server certificate */
+	int principal_bad;		/* --principal matched none of them (found in verification) */
+	char refused[512];		/* why no certificate was offered to this server; "" when not refused */
+	int refused_kind;		/* its enum sc_tls_fail */
 	/* failure */
 	int fail;			/* enum sc_tls_fail */
 	char err[768];			/* one line: what failed */
@@ -141,6 +144,9 @@ int sc_tls_handshake(struct sc_tls_conn *c);
 int sc_tls_check_principal(struct sc_tls_conn *c);
 /* All of the above. */
 int sc_tls_open(struct sc_tls_conn *c);
+
+/* 1 when the certificate is for host (a DNS name, RFC 6125 without partial wildcards, or an IP address). */
+int sc_tls_host_matches(X509 *x, const char *host);
 
 /* 1 when name (msstd: NAME) is the certificate's subject CN or a DNS SAN; names gets them all. */
 int sc_tls_principal_matches(X509 *x, const char *name, char *names, size_t nameslen);
