@@ -152,6 +152,24 @@ tls_option(struct cli *c, struct tls_args *a, int ch, const char *arg)
 	}
 }
 
+/*
+ * --cert REF, resolved through the agent before any connection: a REF that
+ * names no certificate, or more than one, is an error listing the
+ * candidates (as `scagent sign --cert`), never a connection without one.
+ * EX_SC_OK, or the exit status (said).
+ */
+static int
+tls_cert_arg(struct tls_args *a)
+{
+	char why[2560];
+	int r;
+
+	if ((r = sc_tls_find_cert(&a->o, why, sizeof(why))) == SC_OK)
+		return EX_SC_OK;
+	cli_err("%s", why);
+	return r == SC_ERR_AGENT_UNREACHABLE ? EX_SC_AGENT : EX_SC_FAIL;
+}
+
 static int
 exit_for_fail(const struct sc_tls_conn *conn)
 {
@@ -272,6 +290,9 @@ cmd_connect(struct cli *c, int argc, char **argv)
 		rc = EX_SC_USAGE;
 		goto out;
 	}
+	if ((rc = tls_cert_arg(&a)) != EX_SC_OK)
+		goto out;
+	rc = EX_SC_FAIL;
 	sc_tls_conn_init(&conn, &a.o, host, port);
 	if (sc_tls_open(&conn) != SC_OK) {
 		report_failure(&conn);
@@ -570,6 +591,8 @@ cmd_probe(struct cli *c, int argc, char **argv)
 	}
 	if ((rc = url_arg(argc, argv, probe_usage, &url, host, sizeof(host), port, sizeof(port),
 	    &path)) != EX_SC_OK)
+		goto out;
+	if ((rc = tls_cert_arg(&a)) != EX_SC_OK)
 		goto out;
 	rc = EX_SC_FAIL;
 	for (int i = 0; i < P_COUNT; i++)
@@ -1108,6 +1131,10 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 	if (split_hostport(connect_arg, t.host, sizeof(t.host), t.port, sizeof(t.port)) != 0) {
 		cli_err("--connect wants HOST:PORT, not \"%s\"", connect_arg);
 		rc = EX_SC_USAGE;
+		goto out;
+	}
+	if ((tt = tls_cert_arg(&a)) != EX_SC_OK) {
+		rc = tt;	/* --cert names nothing usable: no listener */
 		goto out;
 	}
 	memset(&hints, 0, sizeof(hints));

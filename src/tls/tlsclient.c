@@ -1105,6 +1105,49 @@ sc_tls_choice_clear_cert(struct sc_tls_choice *ch)
 }
 
 int
+sc_tls_find_cert(struct sc_tls_opts *o, char *why, size_t whylen)
+{
+	scagent_client *cl = NULL;
+	json_object *args = NULL, *found = NULL;
+	char *res = NULL;
+	const char *fp;
+	int r;
+
+	o->cert_fp[0] = '\0';
+	if (o->cert_ref == NULL)
+		return SC_OK;
+	if ((r = sc_tls_agent_get(o->agent, &cl, why, whylen)) != SC_OK)
+		return r;
+	if ((args = json_object_new_object()) == NULL) {
+		r = SC_ERR_NOMEM;
+		snprintf(why, whylen, "out of memory");
+		goto out;
+	}
+	json_object_object_add(args, "ref", json_object_new_string(o->cert_ref));
+	if ((r = scagent_call(cl, "find", json_object_to_json_string(args), &res)) != SC_OK) {
+		/* The agent's message lists the candidates. */
+		snprintf(why, whylen, "--cert: %s", scagent_error(cl));
+		goto out;
+	}
+	if ((found = json_tokener_parse(res)) == NULL || (fp = jstr(found, "sha256")) == NULL ||
+	    strlen(fp) != 64) {
+		r = SC_ERR_PROTOCOL;
+		snprintf(why, whylen, "--cert %s: the agent's answer names no certificate", o->cert_ref);
+		goto out;
+	}
+	snprintf(o->cert_fp, sizeof(o->cert_fp), "%s", fp);
+	note_prefix(o->verbose, "", "--cert %s is \"%s\" on token %s (%.16s)", o->cert_ref,
+	    jstr(found, "label") ? jstr(found, "label") : "", jstr(found, "token") ?
+	    jstr(found, "token") : "?", fp);
+	r = SC_OK;
+out:
+	json_object_put(found);
+	json_object_put(args);
+	scagent_free(res);
+	return r;
+}
+
+int
 sc_tls_choose_cert(const struct sc_tls_opts *o, const struct sc_tls_req *req,
     struct sc_tls_choice *ch, const char *logprefix)
 {
@@ -1123,7 +1166,8 @@ sc_tls_choose_cert(const struct sc_tls_opts *o, const struct sc_tls_req *req,
 		json_object *info = NULL;
 		char fp[65];
 
-		if ((r = fetch_cert(cl, o->cert_ref, o->cafile, &x, pool, ch->why, sizeof(ch->why))) != SC_OK) {
+		if ((r = fetch_cert(cl, o->cert_fp[0] ? o->cert_fp : o->cert_ref, o->cafile, &x, pool,
+		    ch->why, sizeof(ch->why))) != SC_OK) {
 			x509s_free(pool);
 			sk_X509_free(chain);
 			return r;

@@ -34,6 +34,7 @@ int sc_tls_agent_get(struct sc_tls_agent *ag, scagent_client **client, char *why
 
 struct sc_tls_opts {
 	const char *cert_ref;		/* --cert, or NULL: chosen automatically */
+	char cert_fp[65];		/* --cert resolved up front (sc_tls_find_cert): its SHA-256; "" when not */
 	const char *cafile;		/* --cafile, or NULL: the system store */
 	const char *principal;		/* NAME of --principal msstd:NAME, or NULL */
 	const char **resolve;		/* --resolve HOST:PORT:ADDR entries */
@@ -150,6 +151,13 @@ int sc_tls_host_matches(X509 *x, const char *host);
 
 /* 1 when name (msstd: NAME) is the certificate's subject CN or a DNS SAN; names gets them all. */
 int sc_tls_principal_matches(X509 *x, const char *name, char *names, size_t nameslen);
+
+/*
+ * --cert REF resolved once, before any connection, through the agent's find:
+ * 0 with o->cert_fp set (0 and nothing done without --cert); SC_ERR_NOT_FOUND
+ * or SC_ERR_AMBIGUOUS with why naming the candidates; SC_ERR_AGENT_UNREACHABLE.
+ */
+int sc_tls_find_cert(struct sc_tls_opts *o, char *why, size_t whylen);
 
 /* Choose a certificate for req among the agent's (or --cert). 0, or SC_ERR_* with ch->why. */
 int sc_tls_choose_cert(const struct sc_tls_opts *o, const struct sc_tls_req *req,
