@@ -283,7 +283,8 @@ tb_pki() {
 }
 
 # tb_server_cert NAME [SAN...]: $TB_DIR/pki/NAME.{pem,key} + NAME-chain.pem
-# (leaf + issuing CA), serverAuth, issued by the issuing CA.  SAN entries may
+# (leaf + issuing CA), serverAuth, issued by the issuing CA, valid from a day
+# ago for a year (TB_CERT_START / TB_CERT_END change that).  SAN entries may
 # be "DNS:x", "IP:x", a bare IPv4 address or a bare DNS name (default: NAME).
 tb_server_cert() {
 	local name=$1 p=$TB_DIR/pki san="" s
@@ -309,7 +310,10 @@ tb_server_cert() {
 	EOF
 	_tb_run openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$p/$name.key"
 	_tb_run openssl req -new -key "$p/$name.key" -subj "/O=Contoso/CN=$name" -out "$p/$name.csr"
-	_tb_issue issuing "$p/$name.csr" "$p/$name.pem" "$p/$name.ext" srv "-1 day" "+365 days"
+	# TB_CERT_START / TB_CERT_END: other validity times, as for tb_enroll
+	# (TB_CERT_START="-400 days" TB_CERT_END="-1 day": an expired server).
+	_tb_issue issuing "$p/$name.csr" "$p/$name.pem" "$p/$name.ext" srv \
+		"${TB_CERT_START:--1 day}" "${TB_CERT_END:-+365 days}"
 	cat "$p/$name.pem" "$p/issuing.pem" >"$p/$name-chain.pem"
 }
 

@@ -146,3 +146,35 @@ tls_apache() {
 	tb_track_pid $!
 	wait_port "$port" || { cat "$d/logs/error.log" "$d/logs/stdout.log" >&2; echo "Bail out! apache did not start"; exit 99; }
 }
+
+# probe EXPECTED-RC 'id=status id=status...' what probe-args...
+# checks the exit code, the JSON shape (ids in order) and the given statuses;
+# the JSON in $out, stderr in $err (set them first).
+probe() {
+	local want_rc=$1 want=$2 what=$3 rc=0 got
+	shift 3
+	"$SCAGENT" probe --json "$@" >"$out" 2>"$err" || rc=$?
+	got=$(python3 - "$out" <<-'PY'
+		import json, sys
+		ids = ["resolve", "tcp", "tls-handshake", "server-chain", "server-name", "principal",
+		       "client-cert-request", "client-cert-match", "client-auth", "http"]
+		d = json.load(open(sys.argv[1]))
+		c = d["checks"]
+		assert [x["id"] for x in c] == ids, "ids"
+		assert all(x["status"] in ("pass", "warn", "fail", "skip") for x in c)
+		assert all(x["detail"] for x in c)
+		assert all(x.get("advice") for x in c if x["status"] == "fail"), "advice"
+		fails = [x for x in c if x["status"] == "fail"]
+		assert d["result"] == ("fail" if fails else "pass")
+		print(" ".join("%s=%s" % (x["id"], x["status"]) for x in c), d["result"])
+	PY
+	) || got="bad-json"
+	local bad=0
+	[ "$rc" = "$want_rc" ] || bad=1
+	for w in $want; do case " $got " in *" $w "*) ;; *) bad=1 ;; esac; done
+	if [ "$bad" = 0 ]; then
+		ok "$what"
+	else
+		nok "$what (rc=$rc; $got)"; show "$out"; show "$err"
+	fi
+}
