@@ -22,6 +22,7 @@
 #include "cert/certinfo.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "cli/tunnel.h"
 #include "common/err.h"
 #include "tls/tlsclient.h"
 
@@ -772,308 +773,15 @@ out:
 
 /* ================================================================ tunnel */
 
-struct tunnel {
-	struct tls_args *a;
-	char host[256];
-	char port[8];
-	int stop_rd, stop_wr;		/* self-pipe: SIGTERM/SIGINT */
-	int done_rd, done_wr;		/* a byte per finished connection thread */
-	pthread_mutex_t lock;
-	pthread_cond_t idle;
-	int active;			/* connection threads not yet finished */
-	unsigned long served;
-	pthread_t *done;		/* finished threads, to be joined */
-	size_t ndone, capdone;
-};
+/* The relay itself, and who may use it, are in tunnel.c. */
 
-struct tconn {
-	struct tunnel *t;
-	unsigned long id;
-	int fd;
-	char peer[80];
-};
-
-static int tunnel_stop_fd = -1;
-
-static void
-tunnel_signal(int sig)
-{
-	int saved = errno;
-	ssize_t w;
-
-	(void)sig;
-	w = write(tunnel_stop_fd, "x", 1);
-	(void)w;
-	errno = saved;
-}
-
-static void tlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void
-tlog(const char *fmt, ...)
-{
-	char ts[32];
-	time_t now = time(NULL);
-	struct tm tm;
-	va_list ap;
-
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", localtime_r(&now, &tm));
-	flockfile(stderr);
-	fprintf(stderr, "%s scagent tunnel: ", ts);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	funlockfile(stderr);
-}
-
-#define RELAY_BUF 16384
-
-struct relay {
-	unsigned char buf[RELAY_BUF];
-	size_t off, len;
-};
-
-/* Copy both ways until both sides are done (half-close kept), or stop. */
-static void
-relay(struct tconn *tc, struct sc_tls_conn *up, unsigned long long *nup, unsigned long long *ndown)
-{
-	struct relay *c2u = calloc(1, sizeof(*c2u)), *u2c = calloc(1, sizeof(*u2c));
-	int c_eof = 0, u_eof = 0, shut_c = 0, shut_u = 0, ssl_want_r = 0, ssl_want_w = 0;
-	int fl = fcntl(up->fd, F_GETFL);
-
-	if (c2u == NULL || u2c == NULL)
-		goto out;
-	fcntl(up->fd, F_SETFL, fl | O_NONBLOCK);
-	fcntl(tc->fd, F_SETFL, fcntl(tc->fd, F_GETFL) | O_NONBLOCK);
-	while (!(c_eof && u_eof && c2u->len == 0 && u2c->len == 0)) {
-		struct pollfd p[3];
-		int timeout = SSL_pending(up->ssl) > 0 ? 0 : -1;
-
-		p[0].fd = tc->fd;
-		p[0].events = (short)((!c_eof && c2u->len == 0 ? POLLIN : 0) | (u2c->len ? POLLOUT : 0));
-		p[1].fd = up->fd;
-		p[1].events = (short)(((!u_eof && u2c->len == 0) || ssl_want_r ? POLLIN : 0) |
-		    (ssl_want_w ? POLLOUT : 0));
-		p[2].fd = tc->t->stop_rd;
-		p[2].events = POLLIN;
-		p[0].revents = p[1].revents = p[2].revents = 0;
-		if (poll(p, 3, timeout) < 0 && errno != EINTR)
-			break;
-		if (p[2].revents & POLLIN) {
-			tlog("connection #%lu: closing for shutdown", tc->id);
-			break;
-		}
-		ssl_want_r = ssl_want_w = 0;
-		/* upstream -> client */
-		if (!u_eof && u2c->len == 0) {
-			size_t got = 0;
-			ERR_clear_error();
-			if (SSL_read_ex(up->ssl, u2c->buf, sizeof(u2c->buf), &got) == 1) {
-				u2c->off = 0;
-				u2c->len = got;
-				*ndown += got;
-			} else {
-				int e = SSL_get_error(up->ssl, 0);
-				if (e == SSL_ERROR_WANT_READ)
-					ssl_want_r = 1;
-				else if (e == SSL_ERROR_WANT_WRITE)
-					ssl_want_w = 1;
-				else if (e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL) {
-					u_eof = 1;
-				} else {
-					sc_tls_record_failure(up, 0, "while relaying");
-					tlog("connection #%lu: upstream failed: %s", tc->id, up->err);
-					break;
-				}
-			}
-		}
-		if (u2c->len > 0) {
-			ssize_t w = send(tc->fd, u2c->buf + u2c->off, u2c->len, MSG_NOSIGNAL);
-			if (w < 0 && errno != EAGAIN && errno != EINTR) {
-				tlog("connection #%lu: client gone: %s", tc->id, strerror(errno));
-				break;
-			}
-			if (w > 0) {
-				u2c->off += (size_t)w;
-				u2c->len -= (size_t)w;
-			}
-		}
-		if (u_eof && u2c->len == 0 && !shut_c) {
-			shutdown(tc->fd, SHUT_WR);
-			shut_c = 1;
-		}
-		/* client -> upstream */
-		if (!c_eof && c2u->len == 0) {
-			ssize_t n = recv(tc->fd, c2u->buf, sizeof(c2u->buf), 0);
-			if (n > 0) {
-				c2u->off = 0;
-				c2u->len = (size_t)n;
-				*nup += (unsigned long long)n;
-			} else if (n == 0 || (errno != EAGAIN && errno != EINTR))
-				c_eof = 1;
-		}
-		if (c2u->len > 0) {
-			size_t w = 0;
-			ERR_clear_error();
-			if (SSL_write_ex(up->ssl, c2u->buf + c2u->off, c2u->len, &w) == 1) {
-				c2u->off += w;
-				c2u->len -= w;
-			} else {
-				int e = SSL_get_error(up->ssl, 0);
-				if (e == SSL_ERROR_WANT_READ)
-					ssl_want_r = 1;
-				else if (e == SSL_ERROR_WANT_WRITE)
-					ssl_want_w = 1;
-				else {
-					sc_tls_record_failure(up, 0, "while relaying");
-					tlog("connection #%lu: upstream write failed: %s", tc->id, up->err);
-					break;
-				}
-			}
-		}
-		if (c_eof && c2u->len == 0 && !shut_u) {
-			ERR_clear_error();
-			if (SSL_shutdown(up->ssl) >= 0)
-				shut_u = 1;	/* close_notify: the write half is closed */
-			else if (SSL_get_error(up->ssl, 0) == SSL_ERROR_WANT_WRITE)
-				ssl_want_w = 1;
-			else
-				shut_u = 1;
-			if (u_eof)
-				break;
-		}
-	}
-out:
-	free(c2u);
-	free(u2c);
-}
-
-static void *
-tunnel_conn(void *arg)
-{
-	struct tconn *tc = arg;
-	struct tunnel *t = tc->t;
-	struct sc_tls_conn up;
-	struct sc_tls_agent ag;
-	struct sc_tls_opts o = t->a->o;
-	unsigned long long nup = 0, ndown = 0;
-	char desc[128];
-	int active;
-
-	/*
-	 * Each connection talks to the agent on its own connection: one that
-	 * fails costs the others nothing, and an agent restarted meanwhile is
-	 * simply found again.
-	 */
-	sc_tls_agent_init(&ag, t->a->agent.socket);
-	o.agent = &ag;
-	sc_tls_conn_init(&up, &o, t->host, t->port);
-	snprintf(up.logprefix, sizeof(up.logprefix), "#%lu: ", tc->id);
-	if (sc_tls_open(&up) != SC_OK) {
-		const char *adv = sc_tls_advice(&up);
-		tlog("connection #%lu: upstream %s:%s failed: %s%s%s", tc->id, t->host, t->port, up.err,
-		    adv[0] ? "; advice: " : "", adv);
-	} else {
-		sc_tls_describe(&up, desc, sizeof(desc));
-		tlog("connection #%lu: upstream %s:%s up (%s%s%s)", tc->id, t->host, t->port, desc,
-		    up.cert_sent ? ", client certificate " : "", up.cert_sent ? up.choice.label : "");
-		relay(tc, &up, &nup, &ndown);
-	}
-	sc_tls_conn_free(&up);
-	sc_tls_agent_clear(&ag);
-	close(tc->fd);
-	pthread_mutex_lock(&t->lock);
-	active = t->active - 1;
-	pthread_mutex_unlock(&t->lock);
-	tlog("connection #%lu from %s closed: %llu bytes up, %llu down (%d active)", tc->id,
-	    tc->peer, nup, ndown, active);
-	free(tc);
-	/*
-	 * Last: the main thread joins finished threads, so that at shutdown
-	 * each has ended (OpenSSL's per-thread state freed) before it exits.
-	 */
-	pthread_mutex_lock(&t->lock);
-	if (t->ndone == t->capdone) {
-		size_t cap = t->capdone ? 2 * t->capdone : 16;
-		pthread_t *nd = realloc(t->done, cap * sizeof(*nd));
-
-		if (nd != NULL) {
-			t->done = nd;
-			t->capdone = cap;
-		}
-	}
-	if (t->ndone < t->capdone)
-		t->done[t->ndone++] = pthread_self();
-	else
-		pthread_detach(pthread_self());	/* no memory to be joined: end on its own */
-	t->active--;
-	pthread_cond_broadcast(&t->idle);
-	pthread_mutex_unlock(&t->lock);
-	(void)!write(t->done_wr, "", 1);	/* wake the main thread to join this one */
-	return NULL;
-}
-
-/* Join the connection threads that have finished. */
-static void
-tunnel_reap(struct tunnel *t)
-{
-	pthread_t *v;
-	size_t n;
-
-	pthread_mutex_lock(&t->lock);
-	v = t->done;
-	n = t->ndone;
-	t->done = NULL;
-	t->ndone = t->capdone = 0;
-	pthread_mutex_unlock(&t->lock);
-	for (size_t i = 0; i < n; i++)
-		pthread_join(v[i], NULL);
-	free(v);
-}
-
-static int
-split_hostport(const char *s, char *host, size_t hl, char *port, size_t pl)
-{
-	const char *colon;
-
-	if (s[0] == '[') {
-		const char *e = strchr(s, ']');
-		if (e == NULL || e[1] != ':')
-			return -1;
-		snprintf(host, hl, "%.*s", (int)(e - s - 1), s + 1);
-		colon = e + 1;
-	} else {
-		if ((colon = strrchr(s, ':')) == NULL)
-			return -1;
-		snprintf(host, hl, "%.*s", (int)(colon - s), s);
-	}
-	if (host[0] == '\0' || strlen(colon + 1) >= pl || colon[1] == '\0' ||
-	    strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) > 65535)
-		return -1;
-	snprintf(port, pl, "%s", colon + 1);
-	return 0;
-}
-
-static int
-is_loopback(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-	if (sa->sa_family == AF_INET6) {
-		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-		if (IN6_IS_ADDR_LOOPBACK(a6))
-			return 1;
-		if (IN6_IS_ADDR_V4MAPPED(a6))
-			return a6->s6_addr[12] == 127;
-	}
-	return 0;
-}
+enum { O_MAXCONN = 1100 };
 
 static const char tunnel_usage[] =
-    "usage: scagent tunnel --listen ADDR:PORT --connect HOST:PORT [--allow-remote]\n"
-    "                      [--cert REF] [--cafile FILE] [--principal msstd:NAME]\n"
-    "                      [--resolve HOST:PORT:ADDR]... [--tls-max 1.2|1.3]\n";
+    "usage: scagent tunnel --listen ADDR:PORT|unix:PATH --connect HOST:PORT [--allow-remote]\n"
+    "                      [--max-connections N] [--cert REF] [--cafile FILE]\n"
+    "                      [--principal msstd:NAME] [--resolve HOST:PORT:ADDR]...\n"
+    "                      [--tls-max 1.2|1.3]\n";
 
 int
 cmd_tunnel(struct cli *c, int argc, char **argv)
@@ -1083,174 +791,58 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 		{ "listen", required_argument, NULL, O_LISTEN },
 		{ "connect", required_argument, NULL, O_CONNECT },
 		{ "allow-remote", no_argument, NULL, O_REMOTE },
+		{ "max-connections", required_argument, NULL, O_MAXCONN },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct tls_args a;
-	struct tunnel t;
-	struct addrinfo hints, *res = NULL;
-	struct sigaction sa, old_term, old_int;
-	const char *listen_arg = NULL, *connect_arg = NULL;
-	char lhost[256], lport[8], shown[96];
-	int pipefd[2] = { -1, -1 }, donefd[2] = { -1, -1 }, lfd = -1, remote = 0, ch, tt, e, rc = EX_SC_FAIL, one = 1;
+	struct tunnel_opts to;
+	char *end;
+	long n;
+	int ch, tt, rc = EX_SC_USAGE;
 
 	tls_args_init(c, &a, argc);
-	memset(&t, 0, sizeof(t));
-	t.a = &a;
-	pthread_mutex_init(&t.lock, NULL);
-	pthread_cond_init(&t.idle, NULL);
+	memset(&to, 0, sizeof(to));
+	to.tls = &a.o;
+	to.max_connections = TUNNEL_MAX_CONNECTIONS;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
-		if ((tt = tls_option(c, &a, ch, optarg)) < 0) {
-			rc = EX_SC_USAGE;
+		if ((tt = tls_option(c, &a, ch, optarg)) < 0)
 			goto out;
-		} else if (tt > 0)
+		else if (tt > 0)
 			continue;
 		switch (ch) {
-		case O_LISTEN: listen_arg = optarg; break;
-		case O_CONNECT: connect_arg = optarg; break;
-		case O_REMOTE: remote = 1; break;
+		case O_LISTEN: to.listen = optarg; break;
+		case O_CONNECT: to.connect = optarg; break;
+		case O_REMOTE: to.allow_remote = 1; break;
+		case O_MAXCONN:
+			errno = 0;
+			n = strtol(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' || n < 1 ||
+			    n > TUNNEL_MAX_CONNECTIONS_LIMIT) {
+				cli_err("--max-connections wants a number from 1 to %d, not \"%s\"",
+				    TUNNEL_MAX_CONNECTIONS_LIMIT, optarg);
+				goto out;
+			}
+			to.max_connections = (int)n;
+			break;
 		case 'h':
 			fputs(tunnel_usage, stdout);
 			rc = EX_SC_OK;
 			goto out;
 		default:
-			rc = EX_SC_USAGE;
 			goto out;
 		}
 	}
-	if (optind != argc || listen_arg == NULL || connect_arg == NULL) {
+	if (optind != argc || to.listen == NULL || to.connect == NULL) {
 		fputs(tunnel_usage, stderr);
-		rc = EX_SC_USAGE;
 		goto out;
 	}
-	if (split_hostport(listen_arg, lhost, sizeof(lhost), lport, sizeof(lport)) != 0) {
-		cli_err("--listen wants ADDR:PORT (e.g. 127.0.0.1:8443), not \"%s\"", listen_arg);
-		rc = EX_SC_USAGE;
+	if ((rc = tunnel_check(&to)) != EX_SC_OK)
 		goto out;
-	}
-	if (split_hostport(connect_arg, t.host, sizeof(t.host), t.port, sizeof(t.port)) != 0) {
-		cli_err("--connect wants HOST:PORT, not \"%s\"", connect_arg);
-		rc = EX_SC_USAGE;
-		goto out;
-	}
-	if ((tt = tls_cert_arg(&a)) != EX_SC_OK) {
-		rc = tt;	/* --cert names nothing usable: no listener */
-		goto out;
-	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE;
-	if ((e = getaddrinfo(lhost, lport, &hints, &res)) != 0) {
-		cli_err("--listen %s: %s", listen_arg, gai_strerror(e));
-		rc = EX_SC_USAGE;
-		goto out;
-	}
-	if (!is_loopback(res->ai_addr) && !remote) {
-		cli_err("--listen %s is not a loopback address: anyone who reaches it could use your "
-		    "card; add --allow-remote if that is what you want", listen_arg);
-		rc = EX_SC_USAGE;
-		goto out;
-	}
-	if ((lfd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(lfd, res->ai_addr, res->ai_addrlen) < 0 || listen(lfd, 64) < 0) {
-		cli_err("cannot listen on %s: %s", listen_arg, strerror(errno));
-		goto out;
-	}
-	if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(donefd, O_CLOEXEC | O_NONBLOCK) < 0) {
-		cli_err("pipe: %s", strerror(errno));
-		goto out;
-	}
-	t.stop_rd = pipefd[0];
-	t.stop_wr = pipefd[1];
-	t.done_rd = donefd[0];
-	t.done_wr = donefd[1];
-	tunnel_stop_fd = pipefd[1];
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = tunnel_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, &old_term);
-	sigaction(SIGINT, &sa, &old_int);
-	signal(SIGPIPE, SIG_IGN);
-	tlog("listening on %s, forwarding to %s over mutual TLS%s", listen_arg, connect_arg,
-	    remote && !is_loopback(res->ai_addr) ? " (remote clients allowed)" : "");
-	for (;;) {
-		struct pollfd p[3] = { { lfd, POLLIN, 0 }, { t.stop_rd, POLLIN, 0 },
-			{ t.done_rd, POLLIN, 0 } };
-		char drain[64];
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		struct tconn *tc;
-		pthread_t th;
-		char h[64] = "?", s[16] = "?";
-		int fd;
-
-		tunnel_reap(&t);
-		if (poll(p, 3, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		if (p[1].revents & POLLIN)
-			break;
-		if (p[2].revents & POLLIN) {
-			while (read(t.done_rd, drain, sizeof(drain)) > 0)
-				;
-			continue;	/* join it at the top */
-		}
-		if ((fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC)) < 0)
-			continue;
-		getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), s, sizeof(s), NI_NUMERICHOST | NI_NUMERICSERV);
-		if ((tc = calloc(1, sizeof(*tc))) == NULL) {
-			close(fd);
-			continue;
-		}
-		tc->t = &t;
-		tc->fd = fd;
-		snprintf(tc->peer, sizeof(tc->peer), "%s:%s", h, s);
-		pthread_mutex_lock(&t.lock);
-		tc->id = ++t.served;
-		t.active++;
-		snprintf(shown, sizeof(shown), "%d active", t.active);
-		pthread_mutex_unlock(&t.lock);
-		tlog("connection #%lu from %s (%s)", tc->id, tc->peer, shown);
-		if (pthread_create(&th, NULL, tunnel_conn, tc) != 0) {
-			tlog("connection #%lu: cannot start a thread", tc->id);
-			close(fd);
-			free(tc);
-			pthread_mutex_lock(&t.lock);
-			t.active--;
-			pthread_mutex_unlock(&t.lock);
-		}
-	}
-	close(lfd);
-	lfd = -1;
-	pthread_mutex_lock(&t.lock);
-	if (t.active > 0)
-		tlog("stopping: closing %d connection%s", t.active, t.active == 1 ? "" : "s");
-	while (t.active > 0)
-		pthread_cond_wait(&t.idle, &t.lock);
-	pthread_mutex_unlock(&t.lock);
-	tunnel_reap(&t);
-	tlog("stopped after %lu connection%s", t.served, t.served == 1 ? "" : "s");
-	sigaction(SIGTERM, &old_term, NULL);
-	sigaction(SIGINT, &old_int, NULL);
-	tunnel_stop_fd = -1;
-	rc = EX_SC_OK;
+	if ((rc = tls_cert_arg(&a)) != EX_SC_OK)
+		goto out;	/* --cert names nothing usable: no listener */
+	rc = tunnel_run(&to);
 out:
-	if (res != NULL)
-		freeaddrinfo(res);
-	if (lfd >= 0)
-		close(lfd);
-	if (pipefd[0] >= 0)
-		close(pipefd[0]);
-	if (pipefd[1] >= 0)
-		close(pipefd[1]);
-	for (int i = 0; i < 2; i++)
-		if (donefd[i] >= 0)
-			close(donefd[i]);
-	pthread_mutex_destroy(&t.lock);
-	pthread_cond_destroy(&t.idle);
 	tls_args_clear(&a);
 	return rc;
 }

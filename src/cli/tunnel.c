@@ -1,0 +1,677 @@
+/* scagent tunnel: the listener, who may use it, and the relay (see tunnel.h). */
+#include "config.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include "cli/cli.h"
+#include "cli/tunnel.h"
+#include "common/err.h"
+#include "common/peeruid.h"
+#include "tls/tlsclient.h"
+
+struct tunnel {
+	const struct tunnel_opts *o;
+	char host[256];
+	char port[8];
+	uid_t uid;			/* the one user served (unless remote clients are allowed) */
+	int check_uid;			/* 0 only for --allow-remote on an address other than loopback */
+	int stop_rd, stop_wr;		/* self-pipe: SIGTERM/SIGINT */
+	int done_rd, done_wr;		/* a byte per finished connection thread */
+	pthread_mutex_t lock;
+	pthread_cond_t idle;
+	int active;			/* connection threads not yet finished */
+	unsigned long served;
+	pthread_t *done;		/* finished threads, to be joined */
+	size_t ndone, capdone;
+};
+
+struct tconn {
+	struct tunnel *t;
+	unsigned long id;
+	int fd;
+	char peer[96];
+};
+
+/* The listening socket. */
+struct listener {
+	int fd;
+	int is_unix;
+	int loopback;			/* a loopback address (or a Unix socket) */
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];	/* is_unix: removed at the end */
+	dev_t dev;			/* the socket file made, so that only it is removed */
+	ino_t ino;
+};
+
+static int tunnel_stop_fd = -1;
+
+static void
+tunnel_signal(int sig)
+{
+	int saved = errno;
+	ssize_t w;
+
+	(void)sig;
+	w = write(tunnel_stop_fd, "x", 1);
+	(void)w;
+	errno = saved;
+}
+
+static void tlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void
+tlog(const char *fmt, ...)
+{
+	char ts[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	va_list ap;
+
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", localtime_r(&now, &tm));
+	flockfile(stderr);
+	fprintf(stderr, "%s scagent tunnel: ", ts);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	funlockfile(stderr);
+}
+
+#define RELAY_BUF 16384
+
+struct relay {
+	unsigned char buf[RELAY_BUF];
+	size_t off, len;
+};
+
+/*
+ * After an SSL_read_ex or SSL_write_ex that failed: 1 when OpenSSL only waits
+ * for the socket (noted in want_r or want_w), else 0 with the error in *e.
+ */
+static int
+ssl_waits(SSL *ssl, int *want_r, int *want_w, int *e)
+{
+	*e = SSL_get_error(ssl, 0);
+	if (*e == SSL_ERROR_WANT_READ)
+		*want_r = 1;
+	else if (*e == SSL_ERROR_WANT_WRITE)
+		*want_w = 1;
+	else
+		return 0;
+	return 1;
+}
+
+/* Copy both ways until both sides are done (half-close kept), or stop. */
+static void
+relay(struct tconn *tc, struct sc_tls_conn *up, unsigned long long *nup, unsigned long long *ndown)
+{
+	struct relay *c2u = calloc(1, sizeof(*c2u)), *u2c = calloc(1, sizeof(*u2c));
+	int c_eof = 0, u_eof = 0, shut_c = 0, shut_u = 0, ssl_want_r = 0, ssl_want_w = 0, e;
+	int fl = fcntl(up->fd, F_GETFL);
+
+	if (c2u == NULL || u2c == NULL)
+		goto out;
+	fcntl(up->fd, F_SETFL, fl | O_NONBLOCK);
+	fcntl(tc->fd, F_SETFL, fcntl(tc->fd, F_GETFL) | O_NONBLOCK);
+	while (!(c_eof && u_eof && c2u->len == 0 && u2c->len == 0)) {
+		struct pollfd p[3];
+		int timeout = SSL_pending(up->ssl) > 0 ? 0 : -1;
+
+		p[0].fd = tc->fd;
+		p[0].events = (short)((!c_eof && c2u->len == 0 ? POLLIN : 0) | (u2c->len ? POLLOUT : 0));
+		p[1].fd = up->fd;
+		p[1].events = (short)(((!u_eof && u2c->len == 0) || ssl_want_r ? POLLIN : 0) |
+		    (ssl_want_w ? POLLOUT : 0));
+		p[2].fd = tc->t->stop_rd;
+		p[2].events = POLLIN;
+		p[0].revents = p[1].revents = p[2].revents = 0;
+		if (poll(p, 3, timeout) < 0 && errno != EINTR)
+			break;
+		if (p[2].revents & POLLIN) {
+			tlog("connection #%lu: closing for shutdown", tc->id);
+			break;
+		}
+		ssl_want_r = ssl_want_w = 0;
+		/* upstream -> client */
+		if (!u_eof && u2c->len == 0) {
+			size_t got = 0;
+			ERR_clear_error();
+			if (SSL_read_ex(up->ssl, u2c->buf, sizeof(u2c->buf), &got) == 1) {
+				u2c->off = 0;
+				u2c->len = got;
+				*ndown += got;
+			} else if (!ssl_waits(up->ssl, &ssl_want_r, &ssl_want_w, &e)) {
+				if (e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL) {
+					u_eof = 1;
+				} else {
+					sc_tls_record_failure(up, 0, "while relaying");
+					tlog("connection #%lu: upstream failed: %s", tc->id, up->err);
+					break;
+				}
+			}
+		}
+		if (u2c->len > 0) {
+			ssize_t w = send(tc->fd, u2c->buf + u2c->off, u2c->len, MSG_NOSIGNAL);
+			if (w < 0 && errno != EAGAIN && errno != EINTR) {
+				tlog("connection #%lu: client gone: %s", tc->id, strerror(errno));
+				break;
+			}
+			if (w > 0) {
+				u2c->off += (size_t)w;
+				u2c->len -= (size_t)w;
+			}
+		}
+		if (u_eof && u2c->len == 0 && !shut_c) {
+			shutdown(tc->fd, SHUT_WR);
+			shut_c = 1;
+		}
+		/* client -> upstream */
+		if (!c_eof && c2u->len == 0) {
+			ssize_t n = recv(tc->fd, c2u->buf, sizeof(c2u->buf), 0);
+			if (n > 0) {
+				c2u->off = 0;
+				c2u->len = (size_t)n;
+				*nup += (unsigned long long)n;
+			} else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+				c_eof = 1;
+		}
+		if (c2u->len > 0) {
+			size_t w = 0;
+			ERR_clear_error();
+			if (SSL_write_ex(up->ssl, c2u->buf + c2u->off, c2u->len, &w) == 1) {
+				c2u->off += w;
+				c2u->len -= w;
+			} else if (!ssl_waits(up->ssl, &ssl_want_r, &ssl_want_w, &e)) {
+				sc_tls_record_failure(up, 0, "while relaying");
+				tlog("connection #%lu: upstream write failed: %s", tc->id, up->err);
+				break;
+			}
+		}
+		if (c_eof && c2u->len == 0 && !shut_u) {
+			ERR_clear_error();
+			if (SSL_shutdown(up->ssl) >= 0)
+				shut_u = 1;	/* close_notify: the write half is closed */
+			else if (SSL_get_error(up->ssl, 0) == SSL_ERROR_WANT_WRITE)
+				ssl_want_w = 1;
+			else
+				shut_u = 1;
+			if (u_eof)
+				break;
+		}
+	}
+out:
+	free(c2u);
+	free(u2c);
+}
+
+static void *
+tunnel_conn(void *arg)
+{
+	struct tconn *tc = arg;
+	struct tunnel *t = tc->t;
+	struct sc_tls_conn up;
+	struct sc_tls_agent ag;
+	struct sc_tls_opts o = *t->o->tls;
+	unsigned long long nup = 0, ndown = 0;
+	char desc[128];
+	int active;
+
+	/*
+	 * Each connection talks to the agent on its own connection: one that
+	 * fails costs the others nothing, and an agent restarted meanwhile is
+	 * simply found again.
+	 */
+	sc_tls_agent_init(&ag, t->o->tls->agent != NULL ? t->o->tls->agent->socket : NULL);
+	o.agent = &ag;
+	sc_tls_conn_init(&up, &o, t->host, t->port);
+	snprintf(up.logprefix, sizeof(up.logprefix), "#%lu: ", tc->id);
+	if (sc_tls_open(&up) != SC_OK) {
+		const char *adv = sc_tls_advice(&up);
+		tlog("connection #%lu: upstream %s:%s failed: %s%s%s", tc->id, t->host, t->port, up.err,
+		    adv[0] ? "; advice: " : "", adv);
+	} else {
+		sc_tls_describe(&up, desc, sizeof(desc));
+		tlog("connection #%lu: upstream %s:%s up (%s%s%s)", tc->id, t->host, t->port, desc,
+		    up.cert_sent ? ", client certificate " : "", up.cert_sent ? up.choice.label : "");
+		relay(tc, &up, &nup, &ndown);
+	}
+	sc_tls_conn_free(&up);
+	sc_tls_agent_clear(&ag);
+	close(tc->fd);
+	pthread_mutex_lock(&t->lock);
+	active = t->active - 1;
+	pthread_mutex_unlock(&t->lock);
+	tlog("connection #%lu from %s closed: %llu bytes up, %llu down (%d active)", tc->id,
+	    tc->peer, nup, ndown, active);
+	free(tc);
+	/*
+	 * Last: the main thread joins finished threads, so that at shutdown
+	 * each has ended (OpenSSL's per-thread state freed) before it exits.
+	 */
+	pthread_mutex_lock(&t->lock);
+	if (t->ndone == t->capdone) {
+		size_t cap = t->capdone ? 2 * t->capdone : 16;
+		pthread_t *nd = realloc(t->done, cap * sizeof(*nd));
+
+		if (nd != NULL) {
+			t->done = nd;
+			t->capdone = cap;
+		}
+	}
+	if (t->ndone < t->capdone)
+		t->done[t->ndone++] = pthread_self();
+	else
+		pthread_detach(pthread_self());	/* no memory to be joined: end on its own */
+	t->active--;
+	pthread_cond_broadcast(&t->idle);
+	pthread_mutex_unlock(&t->lock);
+	(void)!write(t->done_wr, "", 1);	/* wake the main thread to join this one */
+	return NULL;
+}
+
+/* Join the connection threads that have finished. */
+static void
+tunnel_reap(struct tunnel *t)
+{
+	pthread_t *v;
+	size_t n;
+
+	pthread_mutex_lock(&t->lock);
+	v = t->done;
+	n = t->ndone;
+	t->done = NULL;
+	t->ndone = t->capdone = 0;
+	pthread_mutex_unlock(&t->lock);
+	for (size_t i = 0; i < n; i++)
+		pthread_join(v[i], NULL);
+	free(v);
+}
+
+static int
+split_hostport(const char *s, char *host, size_t hl, char *port, size_t pl)
+{
+	const char *colon;
+
+	if (s[0] == '[') {
+		const char *e = strchr(s, ']');
+		if (e == NULL || e[1] != ':')
+			return -1;
+		snprintf(host, hl, "%.*s", (int)(e - s - 1), s + 1);
+		colon = e + 1;
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL)
+			return -1;
+		snprintf(host, hl, "%.*s", (int)(colon - s), s);
+	}
+	if (host[0] == '\0' || strlen(colon + 1) >= pl || colon[1] == '\0' ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) > 65535)
+		return -1;
+	snprintf(port, pl, "%s", colon + 1);
+	return 0;
+}
+
+static int
+is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (IN6_IS_ADDR_LOOPBACK(a6))
+			return 1;
+		if (IN6_IS_ADDR_V4MAPPED(a6))
+			return a6->s6_addr[12] == 127;
+	}
+	return 0;
+}
+
+/*
+ * --listen unix:PATH: a socket only its owner can open (mode 0600 from the
+ * umask around bind(), as ssh-agent). A PATH that exists is taken over only
+ * when it is a socket nobody listens on any more (a tunnel that was killed);
+ * anything else there is refused. EX_SC_OK, or the exit status (said).
+ */
+static int
+listen_unix(const char *path, struct listener *l)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+	mode_t old;
+	int probe;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, path, strlen(path) + 1);	/* its length checked by tunnel_check() */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			cli_err("--listen unix:%s: the path exists and is not a socket; remove it or "
+			    "choose another path", path);
+			return EX_SC_FAIL;
+		}
+		if ((probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+			cli_err("socket: %s", strerror(errno));
+			return EX_SC_FAIL;
+		}
+		if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(probe);
+			cli_err("--listen unix:%s: a program is listening on that socket already; stop it "
+			    "or choose another path", path);
+			return EX_SC_FAIL;
+		}
+		close(probe);
+		if (errno != ECONNREFUSED) {
+			cli_err("--listen unix:%s: the socket exists and cannot be tested (%s); remove it "
+			    "or choose another path", path, strerror(errno));
+			return EX_SC_FAIL;
+		}
+		if (unlink(path) < 0 && errno != ENOENT) {
+			cli_err("--listen unix:%s: cannot remove the stale socket: %s", path, strerror(errno));
+			return EX_SC_FAIL;
+		}
+	}
+	if ((l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		cli_err("socket: %s", strerror(errno));
+		return EX_SC_FAIL;
+	}
+	old = umask(0177);
+	if (bind(l->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+		umask(old);
+		cli_err("cannot listen on unix:%s: %s", path, strerror(e));
+		return EX_SC_FAIL;
+	}
+	umask(old);
+	l->is_unix = 1;
+	l->loopback = 1;
+	memcpy(l->path, path, strlen(path) + 1);
+	if (lstat(path, &st) == 0) {
+		l->dev = st.st_dev;
+		l->ino = st.st_ino;
+	}
+	if (listen(l->fd, 64) < 0) {
+		cli_err("cannot listen on unix:%s: %s", path, strerror(errno));
+		return EX_SC_FAIL;
+	}
+	return EX_SC_OK;
+}
+
+/* --listen ADDR:PORT: loopback, or with allow_remote any address. EX_SC_OK or the exit status. */
+static int
+listen_inet(const char *spec, int allow_remote, struct listener *l)
+{
+	struct addrinfo hints, *res = NULL;
+	char host[256], port[8];
+	int e, one = 1, rc = EX_SC_FAIL;
+
+	if (split_hostport(spec, host, sizeof(host), port, sizeof(port)) != 0)
+		return EX_SC_USAGE;	/* tunnel_check() said why */
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	if ((e = getaddrinfo(host, port, &hints, &res)) != 0) {
+		cli_err("--listen %s: %s", spec, gai_strerror(e));
+		return EX_SC_USAGE;
+	}
+	l->loopback = is_loopback(res->ai_addr);
+	if (!l->loopback && !allow_remote) {
+		cli_err("--listen %s is not a loopback address: anyone who reaches it could use your "
+		    "card; add --allow-remote if that is what you want", spec);
+		rc = EX_SC_USAGE;
+		goto out;
+	}
+	if ((l->fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(l->fd, res->ai_addr, res->ai_addrlen) < 0 || listen(l->fd, 64) < 0) {
+		cli_err("cannot listen on %s: %s", spec, strerror(errno));
+		goto out;
+	}
+	rc = EX_SC_OK;
+out:
+	freeaddrinfo(res);
+	return rc;
+}
+
+/* Close the listener; a Unix socket's file goes too, if it is still the one made. */
+static void
+listener_close(struct listener *l)
+{
+	struct stat st;
+
+	if (l->fd >= 0)
+		close(l->fd);
+	l->fd = -1;
+	if (l->is_unix && lstat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
+		unlink(l->path);
+	l->is_unix = 0;
+}
+
+/*
+ * Whether the connection just accepted on fd may be served: 1 (peer then
+ * describes it), or 0 when it is refused (logged; the caller closes it).
+ * Nothing has gone upstream and nothing has been signed for it yet.
+ */
+static int
+admit(struct tunnel *t, const struct listener *l, int fd, const struct sockaddr_storage *ss,
+    socklen_t sl, char *peer, size_t peerlen)
+{
+	char h[64] = "?", s[16] = "?", why[128];
+	uid_t uid = (uid_t)-1;
+	int r, active;
+
+	if (l->is_unix) {
+		struct ucred cr;
+		socklen_t cl = sizeof(cr);
+
+		/* Mode 0600 keeps others out; root is not kept out by modes. */
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0) {
+			tlog("refused a connection: cannot tell which user opened it (SO_PEERCRED: %s)",
+			    strerror(errno));
+			return 0;
+		}
+		uid = cr.uid;
+		snprintf(peer, peerlen, "pid %ld, uid %lu", (long)cr.pid, (unsigned long)uid);
+	} else {
+		getnameinfo((const struct sockaddr *)ss, sl, h, sizeof(h), s, sizeof(s),
+		    NI_NUMERICHOST | NI_NUMERICSERV);
+		snprintf(peer, peerlen, "%s:%s", h, s);
+		if (t->check_uid) {
+			if ((r = sc_peer_uid(fd, &uid)) != SC_OK) {
+				snprintf(why, sizeof(why), "%s", r == SC_ERR_NOT_FOUND ?
+				    "no socket on this host has its address" : strerror(errno));
+				tlog("refused a connection from %s: cannot tell which user opened it (%s)",
+				    peer, why);
+				return 0;
+			}
+			snprintf(peer + strlen(peer), peerlen - strlen(peer), ", uid %lu", (unsigned long)uid);
+		}
+	}
+	if ((l->is_unix || t->check_uid) && uid != t->uid) {
+		tlog("refused a connection from uid %lu (%s): only uid %lu may use this tunnel",
+		    (unsigned long)uid, peer, (unsigned long)t->uid);
+		return 0;
+	}
+	pthread_mutex_lock(&t->lock);
+	active = t->active;
+	pthread_mutex_unlock(&t->lock);
+	if (active >= t->o->max_connections) {
+		tlog("refused a connection from %s: %d connections are open, the most "
+		    "--max-connections allows", peer, active);
+		return 0;
+	}
+	return 1;
+}
+
+int
+tunnel_check(const struct tunnel_opts *o)
+{
+	char host[256], port[8];
+	size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+
+	if (split_hostport(o->connect, host, sizeof(host), port, sizeof(port)) != 0) {
+		cli_err("--connect wants HOST:PORT, not \"%s\"", o->connect);
+		return EX_SC_USAGE;
+	}
+	if (strncmp(o->listen, "unix:", 5) == 0) {
+		if (o->listen[5] == '\0' || strlen(o->listen + 5) > max) {
+			cli_err("--listen unix:PATH wants a path of 1 to %zu bytes, not \"%s\"", max,
+			    o->listen + 5);
+			return EX_SC_USAGE;
+		}
+	} else if (split_hostport(o->listen, host, sizeof(host), port, sizeof(port)) != 0) {
+		cli_err("--listen wants ADDR:PORT (e.g. 127.0.0.1:8443) or unix:PATH, not \"%s\"",
+		    o->listen);
+		return EX_SC_USAGE;
+	}
+	return EX_SC_OK;
+}
+
+int
+tunnel_run(const struct tunnel_opts *o)
+{
+	struct tunnel t;
+	struct listener l;
+	struct sigaction sa, old_term, old_int;
+	char shown[32];
+	int pipefd[2] = { -1, -1 }, donefd[2] = { -1, -1 }, signals = 0, rc;
+
+	memset(&t, 0, sizeof(t));
+	memset(&l, 0, sizeof(l));
+	l.fd = -1;
+	t.o = o;
+	t.uid = geteuid();
+	pthread_mutex_init(&t.lock, NULL);
+	pthread_cond_init(&t.idle, NULL);
+	if ((rc = tunnel_check(o)) != EX_SC_OK)
+		goto out;
+	split_hostport(o->connect, t.host, sizeof(t.host), t.port, sizeof(t.port));
+	if (strncmp(o->listen, "unix:", 5) == 0)
+		rc = listen_unix(o->listen + 5, &l);
+	else
+		rc = listen_inet(o->listen, o->allow_remote, &l);
+	if (rc != EX_SC_OK)
+		goto out;
+	rc = EX_SC_FAIL;
+	t.check_uid = l.loopback;
+	if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(donefd, O_CLOEXEC | O_NONBLOCK) < 0) {
+		cli_err("pipe: %s", strerror(errno));
+		goto out;
+	}
+	t.stop_rd = pipefd[0];
+	t.stop_wr = pipefd[1];
+	t.done_rd = donefd[0];
+	t.done_wr = donefd[1];
+	tunnel_stop_fd = pipefd[1];
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = tunnel_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, &old_term);
+	sigaction(SIGINT, &sa, &old_int);
+	signals = 1;
+	signal(SIGPIPE, SIG_IGN);
+	if (!t.check_uid)
+		tlog("WARNING: %s is not a loopback address: anyone who can reach this port signs in "
+		    "to %s with your card's certificate, and the tunnel cannot tell who they are; "
+		    "prefer --listen unix:PATH or 127.0.0.1", o->listen, o->connect);
+	if (t.check_uid)
+		snprintf(shown, sizeof(shown), "uid %lu only", (unsigned long)t.uid);
+	else
+		snprintf(shown, sizeof(shown), "remote clients allowed");
+	tlog("listening on %s, forwarding to %s over mutual TLS (%s, at most %d connections at once)",
+	    o->listen, o->connect, shown, o->max_connections);
+	for (;;) {
+		struct pollfd p[3] = { { l.fd, POLLIN, 0 }, { t.stop_rd, POLLIN, 0 },
+			{ t.done_rd, POLLIN, 0 } };
+		char drain[64], peer[96];
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		struct tconn *tc;
+		pthread_t th;
+		int fd;
+
+		tunnel_reap(&t);
+		if (poll(p, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents & POLLIN)
+			break;
+		if (p[2].revents & POLLIN) {
+			while (read(t.done_rd, drain, sizeof(drain)) > 0)
+				;
+			continue;	/* join it at the top */
+		}
+		if ((fd = accept4(l.fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC)) < 0) {
+			if (errno == EMFILE || errno == ENFILE) {
+				/* the waiting connection stays readable: do not spin on it */
+				tlog("cannot accept a connection: %s; lower --max-connections or raise "
+				    "the limit of open files (ulimit -n)", strerror(errno));
+				poll(NULL, 0, 1000);
+			}
+			continue;
+		}
+		if (!admit(&t, &l, fd, &ss, sl, peer, sizeof(peer)) ||
+		    (tc = calloc(1, sizeof(*tc))) == NULL) {
+			close(fd);
+			continue;
+		}
+		tc->t = &t;
+		tc->fd = fd;
+		memcpy(tc->peer, peer, sizeof(tc->peer));
+		pthread_mutex_lock(&t.lock);
+		tc->id = ++t.served;
+		t.active++;
+		snprintf(shown, sizeof(shown), "%d active", t.active);
+		pthread_mutex_unlock(&t.lock);
+		tlog("connection #%lu from %s (%s)", tc->id, tc->peer, shown);
+		if (pthread_create(&th, NULL, tunnel_conn, tc) != 0) {
+			tlog("connection #%lu: cannot start a thread", tc->id);
+			close(fd);
+			free(tc);
+			pthread_mutex_lock(&t.lock);
+			t.active--;
+			pthread_mutex_unlock(&t.lock);
+		}
+	}
+	listener_close(&l);
+	pthread_mutex_lock(&t.lock);
+	if (t.active > 0)
+		tlog("stopping: closing %d connection%s", t.active, t.active == 1 ? "" : "s");
+	while (t.active > 0)
+		pthread_cond_wait(&t.idle, &t.lock);
+	pthread_mutex_unlock(&t.lock);
+	tunnel_reap(&t);
+	tlog("stopped after %lu connection%s", t.served, t.served == 1 ? "" : "s");
+	rc = EX_SC_OK;
+out:
+	if (signals) {
+		sigaction(SIGTERM, &old_term, NULL);
+		sigaction(SIGINT, &old_int, NULL);
+	}
+	tunnel_stop_fd = -1;
+	listener_close(&l);
+	for (int i = 0; i < 2; i++) {
+		if (pipefd[i] >= 0)
+			close(pipefd[i]);
+		if (donefd[i] >= 0)
+			close(donefd[i]);
+	}
+	pthread_mutex_destroy(&t.lock);
+	pthread_cond_destroy(&t.idle);
+	return rc;
+}

@@ -1,0 +1,267 @@
+#!/bin/bash
+# scagent tunnel serves its own user only (issue 19): whoever reaches the
+# listener signs in as the card's owner. On loopback a connection from
+# another uid is closed before anything goes upstream, so the agent's audit
+# log shows no signature for it; --listen unix:PATH makes a 0600 socket that
+# another uid cannot open; --max-connections bounds the threads and the
+# signatures a flood of idle connections costs. The tunnel runs as root here,
+# the other user is uid 65534 (setpriv).
+. "$TOP_SRCDIR/tests/testbed/testbed.sh"
+. "$TOP_SRCDIR/tests/tls/tls-common.sh"
+_tb_need curl setpriv stat
+# Debian's python3 (another one first on PATH may be unreadable for uid 65534)
+PY=/usr/bin/python3
+[ -x "$PY" ] || { echo "1..0 # SKIP no $PY"; exit 77; }
+if [ "$(id -u)" != 0 ]; then
+	echo "1..0 # SKIP needs root to act as a second uid"
+	exit 77
+fi
+tb_init
+PKI=$TB_DIR/pki
+AUDIT=$TB_DIR/audit.log
+OTHER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+tls_card
+tb_agent_start --module "$TB_SOFTHSM" --audit-log "$AUDIT"
+echo "$TB_PIN" | "$SCAGENT" login --token demo --pin-stdin 2>/dev/null ||
+	{ echo "Bail out! login failed"; exit 99; }
+
+# signatures the agent made so far (its audit log)
+signs() { grep -c ' sign pid=.* result=ok' "$AUDIT" || true; }
+# count PATTERN FILE: lines matching
+count() { grep -c -- "$1" "$2" || true; }
+# threads of process PID
+threads() { ls "/proc/$1/task" | wc -l; }
+# hold.py PORT N SECONDS: N idle connections to 127.0.0.1:PORT, held SECONDS
+# (prints "open" once all are connected; a refused one may be closed by then)
+cat >"$TB_DIR/hold.py" <<'PY'
+import socket, sys, time
+port, n, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+held = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+print("open", flush=True)
+time.sleep(secs)
+PY
+chmod a+rx "$TB_DIR" "$TB_DIR/hold.py"
+# wait_line PATTERN FILE [N]: until FILE has N (default 1) lines matching (10 s)
+wait_line() {
+	for _ in $(seq 100); do
+		[ "$(count "$1" "$2")" -ge "${3:-1}" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# The peer lookup itself, both ways (sock_diag and /proc/net), both families.
+if "$TOP_BUILDDIR/tests/tls/test-peeruid" 65534 >"$TB_DIR/peeruid.tap" 2>&1; then
+	ok "the uid of a loopback peer is found by sock_diag and by /proc/net (test-peeruid)"
+else
+	nok "test-peeruid"; show "$TB_DIR/peeruid.tap"
+fi
+
+SP=$(tb_port)
+tb_s_server "$SP"
+LP=$(tb_port)
+log=$TB_DIR/tunnel.log
+"$SCAGENT" tunnel --listen "127.0.0.1:$LP" --connect "localhost:$SP" --cafile "$PKI/root.pem" \
+	--cert alice >"$log" 2>&1 &
+TPID=$!
+tb_track_pid $TPID
+wait_port "$LP" || { cat "$log"; echo "Bail out! tunnel did not listen"; exit 99; }
+
+# The owner: served, with the card's certificate.
+before=$(signs)
+body=$(curl -sS --max-time 20 "http://127.0.0.1:$LP/" 2>&1)
+after=$(signs)
+if printf '%s' "$body" | grep -q 'Subject: O=Contoso, CN=alice' && [ "$after" -gt "$before" ] &&
+	grep -q 'connection #1 from 127.0.0.1:[0-9]*, uid 0 (1 active)' "$log"; then
+	ok "the owner's curl gets s_server's page with the card's client certificate (CN=alice)"
+else
+	nok "owner's curl (signatures $before -> $after): $(printf '%s' "$body" | grep -m1 -E 'Subject:|curl')"
+	show "$log"
+fi
+
+# Another uid: closed before any upstream connection; no signature.
+before=$(signs)
+ups=$(count 'upstream .* up' "$log")
+rc=0
+out=$("${OTHER[@]}" curl -sS --max-time 20 "http://127.0.0.1:$LP/" 2>&1) || rc=$?
+sleep 0.5
+after=$(signs)
+if [ "$rc" != 0 ] && ! printf '%s' "$out" | grep -q 'alice' &&
+	grep -q 'refused a connection from uid 65534 (127.0.0.1:[0-9]*, uid 65534): only uid 0 may use this tunnel' "$log" &&
+	[ "$after" = "$before" ] && [ "$(count 'upstream .* up' "$log")" = "$ups" ]; then
+	ok "uid 65534's curl is refused and logged with its uid; no upstream connection, no signature in the audit log"
+else
+	nok "uid 65534's curl (rc=$rc, signatures $before -> $after): $out"; show "$log"
+fi
+
+# A flood of idle connections from another uid: refused one by one, no thread each.
+before=$(signs)
+refused=$(count 'refused a connection from uid 65534' "$log")
+"${OTHER[@]}" "$PY" "$TB_DIR/hold.py" "$LP" 40 3 >"$TB_DIR/hold1.out" 2>&1 &
+HP=$!
+wait_line open "$TB_DIR/hold1.out"
+wait_line 'refused a connection from uid 65534' "$log" $((refused + 40))
+nthreads=$(threads $TPID)
+wait $HP
+after=$(signs)
+if [ "$(count 'refused a connection from uid 65534' "$log")" = $((refused + 40)) ] &&
+	[ "$nthreads" = 1 ] && [ "$after" = "$before" ]; then
+	ok "40 idle connections of uid 65534: 40 refusals logged, no thread started ($nthreads in all), no signature"
+else
+	nok "uid 65534's flood: threads $nthreads, signatures $before -> $after"; show "$log"
+fi
+
+# A client that writes its request and closes before the tunnel looks at it:
+# its socket then belongs to no process (and reads as uid 0): refused too.
+before=$(signs)
+"${OTHER[@]}" "$PY" -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+s.close()' "$LP"
+wait_line 'cannot tell which user opened it' "$log"
+after=$(signs)
+if grep -q 'refused a connection from 127.0.0.1:[0-9]*: cannot tell which user opened it' "$log" &&
+	[ "$after" = "$before" ]; then
+	ok "a request sent and closed at once is refused (no owner known), no signature"
+else
+	# the tunnel may look before the client's close: then it is uid 65534's
+	if [ "$after" = "$before" ] && [ "$(count 'refused a connection from uid 65534' "$log")" -gt 0 ]; then
+		ok "a request sent and closed at once is refused (seen before its close), no signature"
+	else
+		nok "send and close (signatures $before -> $after)"; show "$log"
+	fi
+fi
+
+# --listen unix:PATH: mode 0600, served to its owner, not to uid 65534.
+pub=$TB_DIR/pub
+mkdir -p "$pub"
+chmod 755 "$pub"		# the directory lets everyone through: only the socket's mode keeps them out
+usock=$pub/tunnel.sock
+ulog=$TB_DIR/tunnel-unix.log
+"$SCAGENT" tunnel --listen "unix:$usock" --connect "localhost:$SP" --cafile "$PKI/root.pem" \
+	--cert alice >"$ulog" 2>&1 &
+UPID=$!
+tb_track_pid $UPID
+wait_line 'listening on unix:' "$ulog" || { cat "$ulog"; echo "Bail out! unix tunnel"; exit 99; }
+mode=$(stat -c '%a %U %F' "$usock")
+check "the socket is mode 0600, owned by the tunnel's user ($mode)" [ "$mode" = "600 root socket" ]
+before=$(signs)
+body=$(curl -sS --max-time 20 --unix-socket "$usock" "http://localhost/" 2>&1)
+after=$(signs)
+if printf '%s' "$body" | grep -q 'Subject: O=Contoso, CN=alice' && [ "$after" -gt "$before" ] &&
+	grep -q 'connection #1 from pid [0-9]*, uid 0 (1 active)' "$ulog"; then
+	ok "curl --unix-socket gets the page with the card's certificate"
+else
+	nok "curl --unix-socket: $(printf '%s' "$body" | grep -m1 -E 'Subject:|curl')"; show "$ulog"
+fi
+before=$(signs)
+rc=0
+"${OTHER[@]}" curl -sS --max-time 20 --unix-socket "$usock" "http://localhost/" >/dev/null 2>&1 || rc=$?
+err=$("${OTHER[@]}" "$PY" -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+    print("connected")
+except OSError as e:
+    print(e.strerror)' "$usock")
+after=$(signs)
+if [ "$rc" = 7 ] && [ "$err" = "Permission denied" ] && [ "$after" = "$before" ] &&
+	! grep -q 'connection #2' "$ulog"; then
+	ok "uid 65534 cannot open the socket (Permission denied), no signature"
+else
+	nok "uid 65534 on the unix socket: curl rc=$rc, connect: $err, signatures $before -> $after"; show "$ulog"
+fi
+# A second tunnel on the same live socket is refused; a regular file is never removed.
+rc=0
+"$SCAGENT" tunnel --listen "unix:$usock" --connect "localhost:$SP" >"$TB_DIR/t-busy.log" 2>&1 || rc=$?
+check "a second tunnel on a socket in use is refused (exit 1)" \
+	eval '[ "$rc" = 1 ] && grep -q "a program is listening on that socket already" "$TB_DIR/t-busy.log"'
+echo keep >"$pub/file"
+rc=0
+"$SCAGENT" tunnel --listen "unix:$pub/file" --connect "localhost:$SP" >"$TB_DIR/t-file.log" 2>&1 || rc=$?
+check "a path that is not a socket is refused and left alone" \
+	eval '[ "$rc" = 1 ] && grep -q "exists and is not a socket" "$TB_DIR/t-file.log" && [ "$(cat "$pub/file")" = keep ]'
+# SIGKILL leaves a stale socket: the next tunnel takes it over. SIGTERM removes it.
+kill -KILL $UPID
+wait $UPID 2>/dev/null
+[ -S "$usock" ] || nok "the killed tunnel's socket is gone (expected a stale one)"
+"$SCAGENT" tunnel --listen "unix:$usock" --connect "localhost:$SP" --cafile "$PKI/root.pem" \
+	>"$ulog" 2>&1 &
+UPID=$!
+tb_track_pid $UPID
+wait_line 'listening on unix:' "$ulog"
+body=$(curl -sS --max-time 20 --unix-socket "$usock" "http://localhost/" 2>&1)
+kill -TERM $UPID
+rc=0
+wait $UPID || rc=$?
+if printf '%s' "$body" | grep -q 'Client certificate' && [ "$rc" = 0 ] && [ ! -e "$usock" ]; then
+	ok "a stale socket is replaced; SIGTERM stops the tunnel and removes its socket"
+else
+	nok "stale socket / SIGTERM (rc=$rc): $(printf '%s' "$body" | grep -m1 -E 'Subject:|curl')"
+	show "$ulog"
+fi
+
+# --max-connections 4 against nginx: 20 idle connections of the owner get
+# 4 upstream connections (4 signatures) and 16 refusals; after they close the
+# owner is served again.
+NP=$(tb_port)
+tls_nginx main "$NP"
+MP=$(tb_port)
+mlog=$TB_DIR/tunnel-max.log
+"$SCAGENT" tunnel --listen "127.0.0.1:$MP" --connect "localhost:$NP" --cafile "$PKI/root.pem" \
+	--max-connections 4 >"$mlog" 2>&1 &
+MPID=$!
+tb_track_pid $MPID
+wait_port "$MP" || { cat "$mlog"; echo "Bail out! tunnel --max-connections did not listen"; exit 99; }
+before=$(signs)
+"$PY" "$TB_DIR/hold.py" "$MP" 20 8 >"$TB_DIR/hold2.out" 2>&1 &
+HP=$!
+wait_line open "$TB_DIR/hold2.out"
+wait_line 'the most --max-connections allows' "$mlog" 16
+wait_line 'upstream .* up' "$mlog" 4
+sleep 0.5
+nthreads=$(threads $MPID)
+mid=$(signs)
+nref=$(count 'refused a connection from 127.0.0.1:[0-9]*, uid 0: 4 connections are open, the most --max-connections allows' "$mlog")
+if [ "$nref" = 16 ] && [ "$nthreads" -le 5 ] && [ $((mid - before)) -ge 1 ] && [ $((mid - before)) -le 4 ] &&
+	! grep -q '(5 active)' "$mlog"; then
+	ok "20 idle connections with --max-connections 4: 16 refused and logged with the count, $nthreads threads, $((mid - before)) signatures"
+else
+	nok "--max-connections 4: $nref refused, $nthreads threads, signatures $before -> $mid"; show "$mlog"
+fi
+wait $HP
+wait_line '(0 active)' "$mlog"
+body=$(curl -sS --max-time 20 "http://127.0.0.1:$MP/" 2>&1)
+if [ "$body" = "hello from nginx main" ] && [ $(($(signs) - before)) -le 5 ]; then
+	ok "after they close, the owner is served again"
+else
+	nok "after the idle connections: $body"; show "$mlog"
+fi
+rc=0
+"$SCAGENT" tunnel --listen "127.0.0.1:$(tb_port)" --connect "localhost:$NP" --max-connections 0 \
+	>"$TB_DIR/t-max0.log" 2>&1 || rc=$?
+check "--max-connections 0 is a usage error" \
+	eval '[ "$rc" = 2 ] && grep -q "max-connections wants a number" "$TB_DIR/t-max0.log"'
+
+# --allow-remote on a non-loopback address: a loud warning, no uid check there.
+RP=$(tb_port)
+rlog=$TB_DIR/tunnel-remote.log
+"$SCAGENT" tunnel --listen "0.0.0.0:$RP" --allow-remote --connect "localhost:$NP" \
+	--cafile "$PKI/root.pem" >"$rlog" 2>&1 &
+RPID=$!
+tb_track_pid $RPID
+wait_port "$RP" || { cat "$rlog"; echo "Bail out! remote tunnel"; exit 99; }
+kill -TERM $RPID
+wait $RPID 2>/dev/null
+check "--allow-remote warns that anyone who reaches the port signs in with the card" \
+	grep -q "WARNING: 0.0.0.0:$RP is not a loopback address: anyone who can reach this port signs in" "$rlog"
+
+kill -TERM $TPID $MPID
+rc=0
+wait $TPID || rc=$?
+wait $MPID || rc=$?
+check "SIGTERM stops the tunnels (exit 0)" [ "$rc" = 0 ]
+tls_agent_stop
+t_done
