@@ -1402,7 +1402,7 @@ objset_intermediates(const struct sc_objset *o)
 
 static json_object *
 cert_json(struct sc_token *t, const struct sc_objset *o, const struct sc_cert *c,
-    const char *cafile, STACK_OF(X509) *inter, time_t now)
+    X509_STORE *anchors, STACK_OF(X509) *inter, time_t now)
 {
 	json_object *j = NULL, *key, *cba, *problems;
 	const struct sc_key *k;
@@ -1441,7 +1441,7 @@ cert_json(struct sc_token *t, const struct sc_objset *o, const struct sc_cert *c
 	memset(&in, 0, sizeof(in));
 	in.now = now;
 	in.private_key = ks;
-	in.cafile = cafile;
+	in.anchors = anchors;
 	in.untrusted = inter;
 	problems = sc_cert_cba(c->x509, &in, &reason);
 	cba = json_object_new_object();
@@ -1524,7 +1524,7 @@ cert_printed(struct sc_token *t, struct sc_objset *o, size_t i)
 }
 
 static json_object *
-token_json(struct sc_token *t, const char *cafile, int printable)
+token_json(struct sc_token *t, X509_STORE *anchors, int printable)
 {
 	json_object *j = json_object_new_object(), *certs = json_object_new_array();
 	struct sc_objset *o = token_objs(t);
@@ -1545,10 +1545,10 @@ token_json(struct sc_token *t, const char *cafile, int printable)
 	json_object_object_add(j, "serial", json_object_new_string(t->serial));
 	json_object_object_add(j, "flags", token_flags_json(&ti, logged_in));
 	if (o != NULL) {
-		inter = cafile ? objset_intermediates(o) : NULL;
+		inter = anchors ? objset_intermediates(o) : NULL;
 		for (size_t i = 0; i < o->ncerts; i++) {
-			json_object *c = printable && cafile == NULL ? cert_printed(t, o, i) :
-			    cert_json(t, o, &o->certs[i], cafile, inter, 0);
+			json_object *c = printable && anchors == NULL ? cert_printed(t, o, i) :
+			    cert_json(t, o, &o->certs[i], anchors, inter, 0);
 			if (c != NULL)
 				json_object_array_add(certs, c);
 		}
@@ -1560,7 +1560,7 @@ token_json(struct sc_token *t, const char *cafile, int printable)
 }
 
 static json_object *
-list_json(struct sc_store *st, const char *cafile, int printable)
+list_json(struct sc_store *st, X509_STORE *anchors, int printable)
 {
 	json_object *j = json_object_new_object(), *toks = json_object_new_array();
 	struct sc_token **v;
@@ -1568,7 +1568,7 @@ list_json(struct sc_store *st, const char *cafile, int printable)
 
 	v = tokens_get(st, &n);
 	for (size_t i = 0; i < n; i++)
-		json_object_array_add(toks, token_json(v[i], cafile, printable));
+		json_object_array_add(toks, token_json(v[i], anchors, printable));
 	tokens_put(v, n);
 	json_object_object_add(j, "tokens", toks);
 	pthread_mutex_lock(&st->lock);
@@ -1579,15 +1579,15 @@ list_json(struct sc_store *st, const char *cafile, int printable)
 }
 
 json_object *
-sc_store_list_json(struct sc_store *st, const char *cafile)
+sc_store_list_json(struct sc_store *st, X509_STORE *anchors)
 {
-	return list_json(st, cafile, 0);
+	return list_json(st, anchors, 0);
 }
 
 json_object *
-sc_store_list_print(struct sc_store *st, const char *cafile)
+sc_store_list_print(struct sc_store *st, X509_STORE *anchors)
 {
-	return list_json(st, cafile, 1);
+	return list_json(st, anchors, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1747,7 +1747,7 @@ store_resolve(struct sc_store *st, const char *ref, struct match *out, json_obje
 }
 
 int
-sc_store_find_cert(struct sc_store *st, const char *ref, const char *cafile,
+sc_store_find_cert(struct sc_store *st, const char *ref, X509_STORE *anchors,
     json_object **out, json_object **candidates)
 {
 	struct match m;
@@ -1757,8 +1757,8 @@ sc_store_find_cert(struct sc_store *st, const char *ref, const char *cafile,
 	*out = NULL;
 	if ((r = store_resolve(st, ref, &m, candidates)) != SC_OK)
 		return r;
-	inter = cafile ? objset_intermediates(m.objs) : NULL;
-	*out = cert_json(m.tok, m.objs, &m.objs->certs[m.idx], cafile, inter, 0);
+	inter = anchors ? objset_intermediates(m.objs) : NULL;
+	*out = cert_json(m.tok, m.objs, &m.objs->certs[m.idx], anchors, inter, 0);
 	sk_X509_free(inter);
 	match_clear(&m);
 	return *out ? SC_OK : SC_ERR_NOMEM;
