@@ -424,7 +424,12 @@ login_error(struct client *c, int64_t id, int r, const char *token, json_object 
 	json_object *v;
 	int low = flags && json_object_object_get_ex(flags, "pin_count_low", &v) && json_object_get_boolean(v);
 	int final = flags && json_object_object_get_ex(flags, "pin_final_try", &v) && json_object_get_boolean(v);
+	int in = flags && json_object_object_get_ex(flags, "logged_in", &v) && json_object_get_boolean(v);
 
+	if (r == SC_ERR_PIN_INCORRECT && in)
+		return reply_err(c, id, r, "wrong PIN: it is not the PIN the agent is logged in to "
+		    "this token with (checked by the agent; the card was not asked and its retry "
+		    "counter is unchanged)");
 	if (tpm_login_message(c, r, token, msg, sizeof(msg)))
 		return reply_err(c, id, r, msg);	/* a TPM says how its lockout stands */
 	switch (r) {
@@ -456,7 +461,12 @@ login_error(struct client *c, int64_t id, int r, const char *token, json_object 
 		    "pkcs11:token=LABEL;serial=SERIAL)", token);
 		break;
 	case SC_ERR_ALREADY:
-		snprintf(msg, sizeof(msg), "already logged in to token \"%s\"", token);
+		snprintf(msg, sizeof(msg), "already logged in to token \"%s\" (with this PIN)", token);
+		break;
+	case SC_ERR_DENIED:
+		snprintf(msg, sizeof(msg), "the agent is logged in to token \"%s\" without a PIN it "
+		    "can check (the token was logged in when the agent logged in): log out with "
+		    "`scagent logout --token %s` and log in again", token, token);
 		break;
 	case SC_ERR_NOT_LOGGED_IN:
 		snprintf(msg, sizeof(msg), "not logged in to token \"%s\"", token);
