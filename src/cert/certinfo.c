@@ -28,6 +28,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
@@ -763,38 +765,67 @@ leaf_time_cb(int ok, X509_STORE_CTX *ctx)
 	}
 }
 
+int
+sc_cert_anchors_pem(const char *pem, size_t len, X509_STORE **out, int *count)
+{
+	X509_STORE *store = NULL;
+	BIO *b = NULL;
+	X509 *x;
+	unsigned long e;
+	int n = 0, r = SC_ERR_NOMEM;
+
+	*out = NULL;
+	if (count != NULL)
+		*count = 0;
+	if (len > INT_MAX) {
+		r = SC_ERR_TOO_LARGE;
+		goto out;
+	}
+	if ((store = X509_STORE_new()) == NULL || (b = BIO_new_mem_buf(pem, (int)len)) == NULL)
+		goto out;
+	ERR_clear_error();
+	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+		/* OpenSSL 3 takes a certificate given twice as once. */
+		if (X509_STORE_add_cert(store, x) != 1) {
+			X509_free(x);
+			goto out;
+		}
+		X509_free(x);
+		n++;
+	}
+	/* The loop ends at the text's end (no more blocks) or at a bad block. */
+	e = ERR_peek_last_error();
+	if (n == 0 || ERR_GET_LIB(e) != ERR_LIB_PEM || ERR_GET_REASON(e) != PEM_R_NO_START_LINE) {
+		r = SC_ERR_CERT;
+		goto out;
+	}
+	*out = store;
+	store = NULL;
+	if (count != NULL)
+		*count = n;
+	r = SC_OK;
+out:
+	ERR_clear_error();
+	BIO_free(b);
+	X509_STORE_free(store);
+	return r;
+}
+
 /*
- * 0: the certificate chains to an anchor of in->cafile; 1: it does not, and
+ * 0: the certificate chains to an anchor of in->anchors; 1: it does not, and
  * *reasonp says why (caller frees); negative: out of memory or internal error.
  */
 static int
 chain_check(X509 *x, const struct sc_cba_input *in, time_t now, char **reasonp)
 {
-	static const char prefix[] = "cannot read CA file ";
-	X509_STORE *store = NULL;
 	X509_STORE_CTX *ctx = NULL;
 	char *reason = NULL;
 	const char *why;
-	size_t n;
 	int r = SC_ERR_INTERNAL, ok, err;
 
 	*reasonp = NULL;
-	if ((store = X509_STORE_new()) == NULL) {
-		r = SC_ERR_NOMEM;
-		goto out;
-	}
-	if (X509_STORE_load_file(store, in->cafile) != 1) {
-		n = sizeof(prefix) + strlen(in->cafile);
-		if ((reason = malloc(n)) == NULL) {
-			r = SC_ERR_NOMEM;
-			goto out;
-		}
-		snprintf(reason, n, "%s%s", prefix, in->cafile);
-		r = 1;
-		goto out;
-	}
 	if ((ctx = X509_STORE_CTX_new()) == NULL ||
-	    X509_STORE_CTX_init(ctx, store, x, in->untrusted) != 1) {
+	    X509_STORE_CTX_init(ctx, in->anchors, x, in->untrusted) != 1) {
 		r = SC_ERR_NOMEM;
 		goto out;
 	}
@@ -818,7 +849,6 @@ chain_check(X509 *x, const struct sc_cba_input *in, time_t now, char **reasonp)
  out:
 	ERR_clear_error();
 	X509_STORE_CTX_free(ctx);
-	X509_STORE_free(store);
 	if (r == 1)
 		*reasonp = reason;
 	else
@@ -886,7 +916,7 @@ sc_cert_cba(X509 *x, const struct sc_cba_input *in, char **chain_reason)
 	if (key_weak(x) && json_push_str(arr, "weak-key") != 0)
 		goto out;
 
-	if (in->cafile != NULL) {
+	if (in->anchors != NULL) {
 		if ((c = chain_check(x, in, now, &reason)) < 0)
 			goto out;
 		if (c == 1) {

@@ -40,10 +40,18 @@ int sc_cert_describe(X509 *x, json_object *obj);
  */
 json_object *sc_cert_upns(X509 *x, int *malformed);
 
+/*
+ * The certificates in PEM text (text between the blocks and blocks of other
+ * kinds are skipped) as a store of trust anchors, in *out (X509_STORE_free).
+ * SC_ERR_CERT when it holds no certificate or one that does not parse;
+ * *count (may be NULL) gets how many it holds.
+ */
+int sc_cert_anchors_pem(const char *pem, size_t len, X509_STORE **out, int *count);
+
 /* What the caller knows beyond the certificate itself. */
 struct sc_cba_input {
 	int private_key;		/* 1 present, 0 absent, -1 unknown (not checked) */
-	const char *cafile;		/* trust anchors; NULL: chain not checked */
+	X509_STORE *anchors;		/* trust anchors; NULL: chain not checked */
 	STACK_OF(X509) *untrusted;	/* intermediates found on the token, or NULL */
 	time_t now;			/* 0: the current time */
 };
@@ -52,7 +60,7 @@ struct sc_cba_input {
  * CBA problems, in the order of INTERFACE.md's table: "no-client-auth-eku",
  * "no-upn", "expired", "not-yet-valid", "no-digital-signature",
  * "no-private-key" (only when private_key == 0), "weak-key" (RSA < 2048,
- * EC < 256), "chain-untrusted" (only with cafile; *chain_reason gets
+ * EC < 256), "chain-untrusted" (only with anchors; *chain_reason gets
  * OpenSSL's verify error string, caller frees; NULL otherwise).
  * Returns a JSON array of code strings (new reference), never NULL unless
  * out of memory.

@@ -9,6 +9,7 @@
 #include <termios.h>
 #include <unistd.h>
 #include <p11-kit/uri.h>
+#include "cert/certinfo.h"
 #include "cli/cli.h"
 #include "common/conf.h"
 #include "common/err.h"
@@ -147,16 +148,36 @@ agent_json(struct cli *c, const char *op, json_object *args, json_object **out)
 	return SC_OK;
 }
 
+/* --direct: the trust anchors of cas (read and checked by the command), or NULL. */
+static int
+direct_anchors(const char *cas, X509_STORE **anchors)
+{
+	int r;
+
+	*anchors = NULL;
+	if (cas != NULL && (r = sc_cert_anchors_pem(cas, strlen(cas), anchors, NULL)) != SC_OK) {
+		cli_err("the CA certificates do not parse: %s", sc_strerror(r));
+		return r;
+	}
+	return SC_OK;
+}
+
 int
-cli_list(struct cli *c, const char *cafile, json_object **out)
+cli_list(struct cli *c, const char *cas, json_object **out)
 {
 	json_object *args = NULL;
+	X509_STORE *anchors;
+	int r;
 
 	if (c->store != NULL) {
 		json_object *readers = NULL;
 		char reason[256];
 
-		if ((*out = sc_store_list_json(c->store, cafile)) == NULL)
+		if ((r = direct_anchors(cas, &anchors)) != SC_OK)
+			return r;
+		*out = sc_store_list_json(c->store, anchors);
+		X509_STORE_free(anchors);
+		if (*out == NULL)
 			return SC_ERR_NOMEM;
 		/* One look at the readers, as the agent's watcher would report them. */
 		if (sc_pcsc_snapshot(&readers, reason, sizeof(reason)) != SC_OK)
@@ -164,9 +185,9 @@ cli_list(struct cli *c, const char *cafile, json_object **out)
 		sc_pcsc_list_add_readers(*out, readers, reason);
 		return SC_OK;
 	}
-	if (cafile != NULL) {
+	if (cas != NULL) {
 		args = json_object_new_object();
-		json_object_object_add(args, "cafile", json_object_new_string(cafile));
+		json_object_object_add(args, "cas", json_object_new_string(cas));
 	}
 	return agent_json(c, "list", args, out);
 }
@@ -183,13 +204,17 @@ uri_problem(const char *ref)
 }
 
 int
-cli_find(struct cli *c, const char *ref, const char *cafile, json_object **out)
+cli_find(struct cli *c, const char *ref, const char *cas, json_object **out)
 {
 	json_object *args, *cand = NULL;
+	X509_STORE *anchors;
 	int r;
 
 	if (c->store != NULL) {
-		r = sc_store_find_cert(c->store, ref, cafile, out, &cand);
+		if ((r = direct_anchors(cas, &anchors)) != SC_OK)
+			return r;
+		r = sc_store_find_cert(c->store, ref, anchors, out, &cand);
+		X509_STORE_free(anchors);
 		if (r == SC_ERR_NOT_FOUND || r == SC_ERR_AMBIGUOUS) {
 			size_t n = cand ? json_object_array_length(cand) : 0;
 			cli_err(r == SC_ERR_AMBIGUOUS ? "\"%s\" matches more than one certificate; "
@@ -209,8 +234,8 @@ cli_find(struct cli *c, const char *ref, const char *cafile, json_object **out)
 	}
 	args = json_object_new_object();
 	json_object_object_add(args, "ref", json_object_new_string(ref));
-	if (cafile != NULL)
-		json_object_object_add(args, "cafile", json_object_new_string(cafile));
+	if (cas != NULL)
+		json_object_object_add(args, "cas", json_object_new_string(cas));
 	return agent_json(c, "find", args, out);
 }
 

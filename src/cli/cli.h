@@ -36,8 +36,9 @@ int cli_open_agent(struct cli *c);
 void cli_close(struct cli *c);
 
 /* Backend calls: 0 or SC_ERR_*, with a message printed on failure. */
-int cli_list(struct cli *c, const char *cafile, json_object **out);
-int cli_find(struct cli *c, const char *ref, const char *cafile, json_object **out);
+/* cas: PEM text of trust anchors (what --cafile holds) or NULL: the chain is not checked. */
+int cli_list(struct cli *c, const char *cas, json_object **out);
+int cli_find(struct cli *c, const char *ref, const char *cas, json_object **out);
 /* Map an SC_ERR_* to the exit status. */
 int cli_exit_for(int r);
 

@@ -1,10 +1,13 @@
 /* scagent list, scagent check: what is on the cards, and will it work for CBA. */
 #include "config.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 #include "cert/certinfo.h"
 #include "cli/cli.h"
 #include "common/err.h"
@@ -174,28 +177,76 @@ print_list(FILE *fp, json_object *list)
 }
 
 /*
- * --cafile: read it here, so that a typo is one clear error instead of
- * chain-untrusted on every certificate, and pass it on as an absolute path
- * (the agent does not share our working directory). *abs is malloc'd.
+ * --cafile: read it here and send its certificates to the agent as "cas"
+ * (the agent opens no file a client names). Only a regular file: a FIFO or
+ * a device would block or never end. A file that holds no certificate is one
+ * clear error instead of chain-untrusted on every certificate. *pem is
+ * malloc'd, NUL-terminated.
  */
 static int
-resolve_cafile(const char *cafile, char **abs)
+read_cafile(const char *cafile, char **pem)
 {
-	FILE *fp;
+	struct stat sb;
+	char *buf = NULL;
+	size_t len = 0;
+	ssize_t n;
+	X509_STORE *anchors = NULL;
+	int fd = -1, r = SC_ERR_IO;
 
-	*abs = NULL;
+	*pem = NULL;
 	if (cafile == NULL)
 		return SC_OK;
-	if ((fp = fopen(cafile, "r")) == NULL) {
+	/* O_NONBLOCK: opening a FIFO does not wait for a writer. */
+	if ((fd = open(cafile, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)) < 0 || fstat(fd, &sb) < 0) {
 		cli_err("cannot read the CA file %s: %s", cafile, strerror(errno));
-		return SC_ERR_IO;
+		goto out;
 	}
-	fclose(fp);
-	if ((*abs = realpath(cafile, NULL)) == NULL) {
-		cli_err("cannot resolve the CA file %s: %s", cafile, strerror(errno));
-		return SC_ERR_IO;
+	if (!S_ISREG(sb.st_mode)) {
+		cli_err("the CA file %s is not a regular file: give a PEM file of CA certificates", cafile);
+		r = SC_ERR_INVALID;
+		goto out;
 	}
-	return SC_OK;
+	if (sb.st_size > SC_PROTO_MAX_CAS) {
+		cli_err("the CA file %s is over %d KiB: keep in it only the CA certificates "
+		    "your chains need", cafile, SC_PROTO_MAX_CAS / 1024);
+		r = SC_ERR_TOO_LARGE;
+		goto out;
+	}
+	if ((buf = malloc(SC_PROTO_MAX_CAS + 2)) == NULL) {
+		r = SC_ERR_NOMEM;
+		goto out;
+	}
+	/* One byte more than the cap: a file that grew since fstat() is caught too. */
+	while (len <= SC_PROTO_MAX_CAS &&
+	    (n = read(fd, buf + len, SC_PROTO_MAX_CAS + 1 - len)) != 0) {
+		if (n < 0) {
+			cli_err("cannot read the CA file %s: %s", cafile, strerror(errno));
+			goto out;
+		}
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	if (len > SC_PROTO_MAX_CAS) {
+		cli_err("the CA file %s is over %d KiB: keep in it only the CA certificates "
+		    "your chains need", cafile, SC_PROTO_MAX_CAS / 1024);
+		r = SC_ERR_TOO_LARGE;
+		goto out;
+	}
+	if (memchr(buf, '\0', len) != NULL || sc_cert_anchors_pem(buf, len, &anchors, NULL) != SC_OK) {
+		cli_err("the CA file %s holds no PEM certificate, or one that does not parse: "
+		    "give CA certificates in PEM (-----BEGIN CERTIFICATE-----)", cafile);
+		r = SC_ERR_CERT;
+		goto out;
+	}
+	*pem = buf;
+	buf = NULL;
+	r = SC_OK;
+out:
+	X509_STORE_free(anchors);
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return r;
 }
 
 static const struct option list_opts[] = {
@@ -234,7 +285,7 @@ cmd_list(struct cli *c, int argc, char **argv)
 {
 	json_object *list = NULL;
 	const char *cafile = NULL, *login = NULL;
-	char *abs_cafile = NULL;
+	char *cas = NULL;
 	int json = 0, pin_stdin = 0, ch, rc;
 
 	optind = 1;
@@ -254,14 +305,14 @@ cmd_list(struct cli *c, int argc, char **argv)
 		cli_err("list takes no arguments (got '%s')", argv[optind]);
 		return EX_SC_USAGE;
 	}
-	if (resolve_cafile(cafile, &abs_cafile) != SC_OK)
+	if (read_cafile(cafile, &cas) != SC_OK)
 		return EX_SC_USAGE;
 	if ((rc = cli_open(c)) != EX_SC_OK)
 		goto out;
 	rc = EX_SC_FAIL;
 	if (direct_login(c, login, pin_stdin) != SC_OK)
 		goto out;
-	if (cli_list(c, abs_cafile, &list) != SC_OK)
+	if (cli_list(c, cas, &list) != SC_OK)
 		goto out;
 	if (json) {
 		puts(json_object_to_json_string_ext(list, JSON_C_TO_STRING_PRETTY |
@@ -276,7 +327,7 @@ cmd_list(struct cli *c, int argc, char **argv)
 	rc = EX_SC_OK;
 out:
 	json_object_put(list);
-	free(abs_cafile);
+	free(cas);
 	return rc;
 }
 
@@ -285,7 +336,7 @@ cmd_check(struct cli *c, int argc, char **argv)
 {
 	json_object *cert = NULL, *probs, *key;
 	const char *cafile = NULL, *login = NULL;
-	char *abs_cafile = NULL;
+	char *cas = NULL;
 	int json = 0, pin_stdin = 0, ch, rc, key_unknown;
 	size_t np;
 
@@ -306,14 +357,14 @@ cmd_check(struct cli *c, int argc, char **argv)
 		cli_err("check wants one REF: a pkcs11: URI, a SHA-256 fingerprint (8+ hex digits) or a label");
 		return EX_SC_USAGE;
 	}
-	if (resolve_cafile(cafile, &abs_cafile) != SC_OK)
+	if (read_cafile(cafile, &cas) != SC_OK)
 		return EX_SC_USAGE;
 	if ((rc = cli_open(c)) != EX_SC_OK)
 		goto out;
 	rc = EX_SC_FAIL;
 	if (direct_login(c, login, pin_stdin) != SC_OK)
 		goto out;
-	if (cli_find(c, argv[optind], abs_cafile, &cert) != SC_OK)
+	if (cli_find(c, argv[optind], cas, &cert) != SC_OK)
 		goto out;
 	probs = problems_of(cert);
 	np = probs ? json_object_array_length(probs) : 0;
@@ -351,6 +402,6 @@ cmd_check(struct cli *c, int argc, char **argv)
 	rc = np == 0 ? EX_SC_OK : EX_SC_FAIL;
 out:
 	json_object_put(cert);
-	free(abs_cafile);
+	free(cas);
 	return rc;
 }

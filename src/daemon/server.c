@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <openssl/evp.h>
+#include "cert/certinfo.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/secmem.h"
@@ -313,14 +314,49 @@ ref_error(struct client *c, int64_t id, int r, const char *ref, json_object *can
 	return reply_err(c, id, r, msg);
 }
 
+/*
+ * The trust anchors a list or find request sends as "cas" (PEM text), in
+ * *anchors (NULL without "cas"). The client reads its CA file itself: the
+ * agent opens no file a client names. SC_OK, or the error, with *why.
+ */
+static int
+cas_anchors(json_object *req, X509_STORE **anchors, const char **why)
+{
+	json_object *v;
+	int r;
+
+	*anchors = NULL;
+	*why = NULL;
+	if (!json_object_object_get_ex(req, "cas", &v))
+		return SC_OK;
+	if ((size_t)json_object_get_string_len(v) > SC_PROTO_MAX_CAS) {
+		*why = "\"cas\" is over 224 KiB: send only the CA certificates the chains need";
+		return SC_ERR_INVALID;
+	}
+	r = sc_cert_anchors_pem(json_object_get_string(v), (size_t)json_object_get_string_len(v),
+	    anchors, NULL);
+	if (r == SC_ERR_CERT) {
+		*why = "\"cas\" holds no PEM certificate, or one that does not parse: send the CA "
+		    "certificates as PEM text";
+		return SC_ERR_INVALID;
+	}
+	return r;
+}
+
 static int
 op_list(struct client *c, int64_t id, json_object *req)
 {
 	json_object *j, *readers;
+	X509_STORE *anchors;
+	const char *why;
 	char reason[256];
+	int r;
 
+	if ((r = cas_anchors(req, &anchors, &why)) != SC_OK)
+		return reply_err(c, id, r, why);
 	refresh_if_stale(c->srv);
-	j = sc_store_list_print(c->srv->st, arg_str(req, "cafile"));
+	j = sc_store_list_print(c->srv->st, anchors);
+	X509_STORE_free(anchors);
 	readers = sc_pcsc_readers(c->srv->pcsc, reason, sizeof(reason));
 	sc_pcsc_list_add_readers(j, readers, reason);
 	return reply_ok(c, id, j);
@@ -331,11 +367,15 @@ op_find(struct client *c, int64_t id, json_object *req)
 {
 	json_object *out = NULL, *cand = NULL;
 	const char *ref = arg_str(req, "ref");
+	X509_STORE *anchors;
+	const char *why;
 	int r;
 
+	if ((r = cas_anchors(req, &anchors, &why)) != SC_OK)
+		return reply_err(c, id, r, why);
 	refresh_if_stale(c->srv);
-	r = sc_store_find_cert(c->srv->st, ref, arg_str(req, "cafile"), &out, &cand);
-
+	r = sc_store_find_cert(c->srv->st, ref, anchors, &out, &cand);
+	X509_STORE_free(anchors);
 	if (r != SC_OK)
 		return ref_error(c, id, r, ref, cand);
 	return reply_ok(c, id, out);
@@ -384,7 +424,12 @@ login_error(struct client *c, int64_t id, int r, const char *token, json_object 
 	json_object *v;
 	int low = flags && json_object_object_get_ex(flags, "pin_count_low", &v) && json_object_get_boolean(v);
 	int final = flags && json_object_object_get_ex(flags, "pin_final_try", &v) && json_object_get_boolean(v);
+	int in = flags && json_object_object_get_ex(flags, "logged_in", &v) && json_object_get_boolean(v);
 
+	if (r == SC_ERR_PIN_INCORRECT && in)
+		return reply_err(c, id, r, "wrong PIN: it is not the PIN the agent is logged in to "
+		    "this token with (checked by the agent; the card was not asked and its retry "
+		    "counter is unchanged)");
 	if (tpm_login_message(c, r, token, msg, sizeof(msg)))
 		return reply_err(c, id, r, msg);	/* a TPM says how its lockout stands */
 	switch (r) {
@@ -416,7 +461,12 @@ login_error(struct client *c, int64_t id, int r, const char *token, json_object 
 		    "pkcs11:token=LABEL;serial=SERIAL)", token);
 		break;
 	case SC_ERR_ALREADY:
-		snprintf(msg, sizeof(msg), "already logged in to token \"%s\"", token);
+		snprintf(msg, sizeof(msg), "already logged in to token \"%s\" (with this PIN)", token);
+		break;
+	case SC_ERR_DENIED:
+		snprintf(msg, sizeof(msg), "the agent is logged in to token \"%s\" without a PIN it "
+		    "can check (the token was logged in when the agent logged in): log out with "
+		    "`scagent logout --token %s` and log in again", token, token);
 		break;
 	case SC_ERR_NOT_LOGGED_IN:
 		snprintf(msg, sizeof(msg), "not logged in to token \"%s\"", token);

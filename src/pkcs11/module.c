@@ -1417,11 +1417,12 @@ p11_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPi
 		rv = CKR_USER_ALREADY_LOGGED_IN;
 		goto out_locked;
 	}
-	if (slot->logged_in) {
+	if (slot->logged_in && pPin == NULL) {
 		/*
 		 * The agent is logged in to the token already (one login for all
-		 * its clients): this application is too. The PIN is not sent:
-		 * the login it would prove is there.
+		 * its clients), and no PIN was given to check: this application
+		 * is logged in too. A PIN given is sent: the agent checks it
+		 * against the one it logged in with, without the card.
 		 */
 		slot->app_login = 1;
 		goto out_locked;

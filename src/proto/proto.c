@@ -16,8 +16,8 @@
 
 const struct sc_op_spec sc_proto_ops[] = {
 	{ "hello", { { "version", SC_ARG_INT, 1 }, { "client", SC_ARG_STRING, 0 } } },
-	{ "list", { { "cafile", SC_ARG_STRING, 0 } } },
-	{ "find", { { "ref", SC_ARG_STRING, 1 }, { "cafile", SC_ARG_STRING, 0 } } },
+	{ "list", { { "cas", SC_ARG_STRING, 0 } } },
+	{ "find", { { "ref", SC_ARG_STRING, 1 }, { "cas", SC_ARG_STRING, 0 } } },
 	{ "get-cert", { { "ref", SC_ARG_STRING, 1 }, { "chain", SC_ARG_BOOL, 0 } } },
 	{ "login", { { "token", SC_ARG_STRING, 1 }, { "pin", SC_ARG_STRING, 0 },
 	    { "confirm_final_try", SC_ARG_BOOL, 0 } } },
@@ -142,6 +142,123 @@ arg_ok(json_object *v, enum sc_arg_kind kind)
 }
 
 static const char *kind_names[] = { "a string", "an integer", "true or false", "base64 text" };
+
+/* Arguments no longer taken, and what to send instead. */
+static const struct {
+	const char *op, *name, *instead;
+} retired_args[] = {
+	{ "list", "cafile", "the agent opens no file a client names: read the CA file and send "
+	    "its certificates as \"cas\" (PEM text)" },
+	{ "find", "cafile", "the agent opens no file a client names: read the CA file and send "
+	    "its certificates as \"cas\" (PEM text)" },
+};
+
+size_t
+sc_utf8_check(const char *text, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	size_t i = 0, n;
+	unsigned lo, hi;
+
+	while (i < len) {
+		if (s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		/* RFC 3629's table: the first byte says how many follow, the second's range. */
+		lo = 0x80, hi = 0xbf;
+		if (s[i] >= 0xc2 && s[i] <= 0xdf)
+			n = 1;
+		else if (s[i] >= 0xe0 && s[i] <= 0xef) {
+			n = 2;
+			if (s[i] == 0xe0)
+				lo = 0xa0;	/* overlong */
+			else if (s[i] == 0xed)
+				hi = 0x9f;	/* UTF-16 surrogates */
+		} else if (s[i] >= 0xf0 && s[i] <= 0xf4) {
+			n = 3;
+			if (s[i] == 0xf0)
+				lo = 0x90;	/* overlong */
+			else if (s[i] == 0xf4)
+				hi = 0x8f;	/* over U+10FFFF */
+		} else
+			return i;	/* a continuation byte, C0/C1 (overlong), F5-FF */
+		if (len - i <= n || s[i + 1] < lo || s[i + 1] > hi)
+			return i;
+		for (size_t k = 2; k <= n; k++)
+			if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+				return i;
+		i += n + 1;
+	}
+	return len;
+}
+
+/* Whether an integer's digits (an optional '-', no leading zeros: JSON's) fit an int64. */
+static int
+int64_fits(const char *p, size_t n)
+{
+	const char *max = "9223372036854775807";
+
+	if (n > 0 && *p == '-') {
+		p++, n--;
+		max = "9223372036854775808";
+	}
+	return n < 19 || (n == 19 && memcmp(p, max, 19) <= 0);
+}
+
+/*
+ * Over a request json-c read: how many object members its text holds (each
+ * is one ':' outside strings), in *members; SC_ERR_INVALID when an integer in
+ * it does not fit an int64 (json-c clamps those without a word). Takes any
+ * bytes, and reads none past len.
+ */
+static int
+scan_text(const char *s, size_t len, size_t *members)
+{
+	size_t i, j;
+	int in_str = 0, integer;
+
+	*members = 0;
+	for (i = 0; i < len; i++) {
+		if (in_str) {
+			if (s[i] == '\\')
+				i++;
+			else if (s[i] == '"')
+				in_str = 0;
+		} else if (s[i] == '"')
+			in_str = 1;
+		else if (s[i] == ':')
+			(*members)++;
+		else if (s[i] == '-' || (s[i] >= '0' && s[i] <= '9')) {
+			integer = 1;
+			for (j = i; j < len && (s[j] == '-' || s[j] == '+' || s[j] == '.' ||
+			    s[j] == 'e' || s[j] == 'E' || (s[j] >= '0' && s[j] <= '9')); j++)
+				if (s[j] == '.' || s[j] == 'e' || s[j] == 'E')
+					integer = 0;
+			if (integer && !int64_fits(s + i, j - i))
+				return SC_ERR_INVALID;
+			i = j - 1;
+		}
+	}
+	return SC_OK;
+}
+
+/* Members of every object in o and below. json-c keeps one of keys given twice. */
+static size_t
+tree_members(json_object *o)
+{
+	size_t n = 0;
+
+	if (json_object_is_type(o, json_type_object)) {
+		json_object_object_foreach(o, key, val) {
+			(void)key;
+			n += 1 + tree_members(val);
+		}
+	} else if (json_object_is_type(o, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(o); i++)
+			n += tree_members(json_object_array_get_idx(o, i));
+	return n;
+}
 
 /* The request arguments that carry a PIN. */
 static const char *const pin_names[] = { "pin", "so_pin", NULL };
@@ -325,12 +442,18 @@ sc_proto_parse_request(const char *line, size_t len, json_object **req, int64_t 
 	json_object *o = NULL, *v;
 	const struct sc_op_spec *spec = NULL;
 	const char *opname;
-	int r;
+	size_t members;
+	int r, dup = 0;
 
 	*req = NULL;
 	*id = -1;
 	*op = NULL;
 	snprintf(whybuf, whylen, "malformed request");
+	/* json-c takes overlong forms, surrogates and code points over U+10FFFF. */
+	if ((members = sc_utf8_check(line, len)) != len) {
+		snprintf(whybuf, whylen, "the request is not valid UTF-8 (byte %zu): send UTF-8 text", members);
+		return SC_ERR_INVALID;
+	}
 	/*
 	 * The signing client's request, as libscagent writes it, without the
 	 * tokener; anything else strict JSON in UTF-8 only: no single quotes,
@@ -347,13 +470,26 @@ sc_proto_parse_request(const char *line, size_t len, json_object **req, int64_t 
 		snprintf(whybuf, whylen, "a request is a JSON object");
 		goto out;
 	}
+	/* json-c clamps integers and keeps the last of a key given twice, silently. */
+	if (scan_text(line, len, &members) != SC_OK) {
+		snprintf(whybuf, whylen, "a number in the request is out of range: integers fit 64 bits");
+		r = SC_ERR_INVALID;
+		goto out;
+	}
+	if (members != tree_members(o)) {
+		snprintf(whybuf, whylen, "a key appears twice in one object: give each once");
+		r = SC_ERR_INVALID;
+		dup = 1;
+	}
 	if (json_object_object_get_ex(o, "id", &v) && json_object_is_type(v, json_type_int) &&
 	    json_object_get_int64(v) >= 0)
 		*id = json_object_get_int64(v);
-	else {
+	else if (!dup) {
 		snprintf(whybuf, whylen, "\"id\" must be a non-negative integer");
 		goto out;
 	}
+	if (dup)
+		goto out;	/* with the id json-c kept, for the client to match the answer */
 	if (!json_object_object_get_ex(o, "op", &v) || !json_object_is_type(v, json_type_string)) {
 		snprintf(whybuf, whylen, "\"op\" must be a string");
 		goto out;
@@ -374,6 +510,13 @@ sc_proto_parse_request(const char *line, size_t len, json_object **req, int64_t 
 		for (int i = 0; i < SC_OP_MAX_ARGS && spec->args[i].name; i++)
 			if (strcmp(spec->args[i].name, key) == 0)
 				a = &spec->args[i];
+		for (size_t i = 0; a == NULL && i < sizeof(retired_args) / sizeof(retired_args[0]); i++)
+			if (strcmp(retired_args[i].op, spec->name) == 0 && strcmp(retired_args[i].name, key) == 0) {
+				snprintf(whybuf, whylen, "op \"%s\" no longer takes \"%s\": %s", spec->name,
+				    key, retired_args[i].instead);
+				r = SC_ERR_INVALID;
+				goto out;
+			}
 		if (a == NULL) {
 			snprintf(whybuf, whylen, "op \"%s\" takes no argument \"%.64s\"", spec->name, key);
 			r = SC_ERR_INVALID;

@@ -54,10 +54,21 @@ struct sc_op_spec {
 /* The operation table, ending with name == NULL. */
 extern const struct sc_op_spec sc_proto_ops[];
 
+/* Longest "cas" (PEM text of CA certificates) list and find take: a system bundle fits. */
+#define SC_PROTO_MAX_CAS (224 * 1024)
+
 /*
- * Parse and check one request line: a JSON object with an integer "id", a
- * known "op", only the arguments the op takes, of the right kinds, the
- * required ones present. On success *req holds the object and *op its spec.
+ * How many bytes from the start of text[0..len) are valid UTF-8 (RFC 3629:
+ * no overlong forms, no surrogates, nothing over U+10FFFF): len when all.
+ */
+size_t sc_utf8_check(const char *text, size_t len);
+
+/*
+ * Parse and check one request line: valid UTF-8 (else SC_ERR_INVALID), a
+ * JSON object with an integer "id", a known "op", only the arguments the op
+ * takes, of the right kinds, the required ones present; no key twice in an
+ * object and no integer beyond int64 (json-c would keep the last and clamp:
+ * SC_ERR_INVALID). On success *req holds the object and *op its spec.
  * On failure *id is the request's id if it had a usable one (else -1) and
  * *why says what is wrong (static string or malloc'd into whybuf).
  */

@@ -29,12 +29,14 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/param_build.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
 #include <p11-kit/uri.h>
 #include "cert/certinfo.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/secmem.h"
 #include "common/util.h"
 #include "token/token.h"
 #include "token/tpm.h"
@@ -130,6 +132,8 @@ struct sc_token {
 	size_t nprepared;
 	uint64_t prepared_gen;		/* bumped each time they are all dropped */
 	int logged_in;
+	struct pin_check *pin_check;	/* of the PIN the agent logged in with, or NULL */
+	pthread_mutex_t check_lock;	/* PINs checked against it one at a time */
 	uint64_t last_use;
 	struct sc_objset *objs;
 	int seen;			/* refresh mark */
@@ -804,6 +808,54 @@ out:
 }
 
 /* ------------------------------------------------------------------ */
+/* The PIN of a login, kept to check later logins without the card */
+
+/*
+ * What the agent keeps of the PIN it logged in to a token with: a salted
+ * slow hash, in locked memory, never the PIN. A login asked of a token the
+ * agent is logged in to already is checked against it (login_check): the
+ * card is not asked, so its retry counter stays as it is.
+ */
+#define PIN_SALT_LEN 16
+#define PIN_HASH_LEN 32
+#define PIN_HASH_ITER 50000		/* PBKDF2-HMAC-SHA256: ~20 ms here */
+#define PIN_WRONG_PAUSE_US 1000000	/* after a wrong one, per token */
+struct pin_check {
+	unsigned char salt[PIN_SALT_LEN];
+	unsigned char hash[PIN_HASH_LEN];
+};
+
+static int
+pin_hash(const char *pin, const unsigned char *salt, unsigned char *out)
+{
+	return PKCS5_PBKDF2_HMAC(pin, (int)strlen(pin), salt, PIN_SALT_LEN, PIN_HASH_ITER,
+	    EVP_sha256(), PIN_HASH_LEN, out) == 1 ? SC_OK : SC_ERR_INTERNAL;
+}
+
+/* A new check of pin (sc_secmem_free), or NULL. */
+static struct pin_check *
+pin_check_new(const char *pin)
+{
+	struct pin_check *pc = sc_secmem_alloc(sizeof(*pc));
+
+	if (pc != NULL && (RAND_bytes(pc->salt, PIN_SALT_LEN) != 1 ||
+	    pin_hash(pin, pc->salt, pc->hash) != SC_OK)) {
+		sc_secmem_free(pc);
+		pc = NULL;
+	}
+	return pc;
+}
+
+/* The login is gone: so is what it kept of the PIN. Under t->lock. */
+static void
+login_forget_locked(struct sc_token *t)
+{
+	t->logged_in = 0;
+	sc_secmem_free(t->pin_check);
+	t->pin_check = NULL;
+}
+
+/* ------------------------------------------------------------------ */
 /* Tokens */
 
 static void
@@ -819,6 +871,8 @@ token_unref(struct sc_token *t)
 	}
 	if (t->login_session != CK_INVALID_HANDLE)
 		t->mod->f->C_CloseSession(t->login_session);
+	sc_secmem_free(t->pin_check);
+	pthread_mutex_destroy(&t->check_lock);
 	objset_unref(t->objs);
 	free(t->label);
 	free(t->serial);
@@ -844,6 +898,7 @@ token_new(struct sc_module *m, CK_SLOT_ID slot, const CK_TOKEN_INFO *ti, const c
 	t->info = *ti;
 	t->login_session = CK_INVALID_HANDLE;
 	pthread_mutex_init(&t->lock, NULL);
+	pthread_mutex_init(&t->check_lock, NULL);
 	t->label = sc_p11_str(ti->label, sizeof(ti->label));
 	t->serial = sc_p11_str(ti->serialNumber, sizeof(ti->serialNumber));
 	t->manufacturer = sc_p11_str(ti->manufacturerID, sizeof(ti->manufacturerID));
@@ -1402,7 +1457,7 @@ objset_intermediates(const struct sc_objset *o)
 
 static json_object *
 cert_json(struct sc_token *t, const struct sc_objset *o, const struct sc_cert *c,
-    const char *cafile, STACK_OF(X509) *inter, time_t now)
+    X509_STORE *anchors, STACK_OF(X509) *inter, time_t now)
 {
 	json_object *j = NULL, *key, *cba, *problems;
 	const struct sc_key *k;
@@ -1441,7 +1496,7 @@ cert_json(struct sc_token *t, const struct sc_objset *o, const struct sc_cert *c
 	memset(&in, 0, sizeof(in));
 	in.now = now;
 	in.private_key = ks;
-	in.cafile = cafile;
+	in.anchors = anchors;
 	in.untrusted = inter;
 	problems = sc_cert_cba(c->x509, &in, &reason);
 	cba = json_object_new_object();
@@ -1524,7 +1579,7 @@ cert_printed(struct sc_token *t, struct sc_objset *o, size_t i)
 }
 
 static json_object *
-token_json(struct sc_token *t, const char *cafile, int printable)
+token_json(struct sc_token *t, X509_STORE *anchors, int printable)
 {
 	json_object *j = json_object_new_object(), *certs = json_object_new_array();
 	struct sc_objset *o = token_objs(t);
@@ -1545,10 +1600,10 @@ token_json(struct sc_token *t, const char *cafile, int printable)
 	json_object_object_add(j, "serial", json_object_new_string(t->serial));
 	json_object_object_add(j, "flags", token_flags_json(&ti, logged_in));
 	if (o != NULL) {
-		inter = cafile ? objset_intermediates(o) : NULL;
+		inter = anchors ? objset_intermediates(o) : NULL;
 		for (size_t i = 0; i < o->ncerts; i++) {
-			json_object *c = printable && cafile == NULL ? cert_printed(t, o, i) :
-			    cert_json(t, o, &o->certs[i], cafile, inter, 0);
+			json_object *c = printable && anchors == NULL ? cert_printed(t, o, i) :
+			    cert_json(t, o, &o->certs[i], anchors, inter, 0);
 			if (c != NULL)
 				json_object_array_add(certs, c);
 		}
@@ -1560,7 +1615,7 @@ token_json(struct sc_token *t, const char *cafile, int printable)
 }
 
 static json_object *
-list_json(struct sc_store *st, const char *cafile, int printable)
+list_json(struct sc_store *st, X509_STORE *anchors, int printable)
 {
 	json_object *j = json_object_new_object(), *toks = json_object_new_array();
 	struct sc_token **v;
@@ -1568,7 +1623,7 @@ list_json(struct sc_store *st, const char *cafile, int printable)
 
 	v = tokens_get(st, &n);
 	for (size_t i = 0; i < n; i++)
-		json_object_array_add(toks, token_json(v[i], cafile, printable));
+		json_object_array_add(toks, token_json(v[i], anchors, printable));
 	tokens_put(v, n);
 	json_object_object_add(j, "tokens", toks);
 	pthread_mutex_lock(&st->lock);
@@ -1579,15 +1634,15 @@ list_json(struct sc_store *st, const char *cafile, int printable)
 }
 
 json_object *
-sc_store_list_json(struct sc_store *st, const char *cafile)
+sc_store_list_json(struct sc_store *st, X509_STORE *anchors)
 {
-	return list_json(st, cafile, 0);
+	return list_json(st, anchors, 0);
 }
 
 json_object *
-sc_store_list_print(struct sc_store *st, const char *cafile)
+sc_store_list_print(struct sc_store *st, X509_STORE *anchors)
 {
-	return list_json(st, cafile, 1);
+	return list_json(st, anchors, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1747,7 +1802,7 @@ store_resolve(struct sc_store *st, const char *ref, struct match *out, json_obje
 }
 
 int
-sc_store_find_cert(struct sc_store *st, const char *ref, const char *cafile,
+sc_store_find_cert(struct sc_store *st, const char *ref, X509_STORE *anchors,
     json_object **out, json_object **candidates)
 {
 	struct match m;
@@ -1757,8 +1812,8 @@ sc_store_find_cert(struct sc_store *st, const char *ref, const char *cafile,
 	*out = NULL;
 	if ((r = store_resolve(st, ref, &m, candidates)) != SC_OK)
 		return r;
-	inter = cafile ? objset_intermediates(m.objs) : NULL;
-	*out = cert_json(m.tok, m.objs, &m.objs->certs[m.idx], cafile, inter, 0);
+	inter = anchors ? objset_intermediates(m.objs) : NULL;
+	*out = cert_json(m.tok, m.objs, &m.objs->certs[m.idx], anchors, inter, 0);
 	sk_X509_free(inter);
 	match_clear(&m);
 	return *out ? SC_OK : SC_ERR_NOMEM;
@@ -1884,12 +1939,51 @@ token_update_info(struct sc_token *t)
 
 static CK_FLAGS tpm_pin_flags(struct sc_store *st, struct sc_token *t);
 
+/*
+ * A login asked of a token the agent is logged in to: pin checked against
+ * the hash kept at that login, the card not asked. SC_ERR_ALREADY when it
+ * matches; SC_ERR_PIN_INCORRECT when not, after a pause, one wrong PIN at a
+ * time a token (guessing against the hash goes no faster than a try a
+ * second); SC_ERR_DENIED when the login kept no hash (the token said it
+ * was logged in already when the agent logged in: its PIN was not tried).
+ */
+static int
+login_check(struct sc_token *t, const char *pin)
+{
+	struct pin_check *pc;
+	unsigned char h[PIN_HASH_LEN];
+	int r = SC_ERR_DENIED, have;
+
+	if ((pc = sc_secmem_alloc(sizeof(*pc))) == NULL)
+		return SC_ERR_NOMEM;
+	pthread_mutex_lock(&t->lock);
+	if ((have = t->logged_in && t->pin_check != NULL))
+		memcpy(pc, t->pin_check, sizeof(*pc));
+	pthread_mutex_unlock(&t->lock);
+	if (!have)
+		goto out;
+	pthread_mutex_lock(&t->check_lock);
+	if ((r = pin_hash(pin, pc->salt, h)) == SC_OK)
+		r = CRYPTO_memcmp(h, pc->hash, PIN_HASH_LEN) == 0 ? SC_ERR_ALREADY : SC_ERR_PIN_INCORRECT;
+	if (r == SC_ERR_PIN_INCORRECT) {
+		sc_info("login to \"%s\": not the PIN the agent is logged in with (the card was not asked)",
+		    t->label);
+		usleep(PIN_WRONG_PAUSE_US);
+	}
+	pthread_mutex_unlock(&t->check_lock);
+out:
+	explicit_bzero(h, sizeof(h));
+	sc_secmem_free(pc);
+	return r;
+}
+
 int
 sc_store_login(struct sc_store *st, const char *token_label, const char *pin,
     int confirm_final_try, json_object **flags_out)
 {
 	struct sc_token *t;
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	struct pin_check *pc = NULL;
 	CK_FLAGS tflags;
 	CK_RV rv;
 	int r;
@@ -1903,8 +1997,9 @@ sc_store_login(struct sc_store *st, const char *token_label, const char *pin,
 	tflags = tpm_pin_flags(st, t);	/* a TPM's lockout counter, as PIN flags */
 	pthread_mutex_lock(&t->lock);
 	if (t->logged_in) {
-		r = SC_ERR_ALREADY;
-		goto out_locked;
+		pthread_mutex_unlock(&t->lock);
+		r = login_check(t, pin);
+		goto out;
 	}
 	if ((t->info.flags | tflags) & CKF_USER_PIN_LOCKED) {
 		r = SC_ERR_PIN_LOCKED;
@@ -1923,8 +2018,11 @@ sc_store_login(struct sc_store *st, const char *token_label, const char *pin,
 		goto out;
 	}
 	rv = t->mod->f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
+	/* The card took this PIN: keep its hash (out of memory: later logins are refused). */
+	if (rv == CKR_OK && (pc = pin_check_new(pin)) == NULL)
+		sc_info("login to \"%s\": the PIN's hash could not be kept", t->label);
 	if (rv == CKR_USER_ALREADY_LOGGED_IN)
-		rv = CKR_OK;	/* logged in outside the agent: take it as ours */
+		rv = CKR_OK;	/* logged in outside the agent: take it as ours, its PIN untried */
 	token_update_info(t);
 	if (rv != CKR_OK) {
 		sc_info("login to \"%s\" failed: %s", t->label, sc_ckr_name(rv));
@@ -1935,6 +2033,9 @@ sc_store_login(struct sc_store *st, const char *token_label, const char *pin,
 	pthread_mutex_lock(&t->lock);
 	t->login_session = s;
 	t->logged_in = 1;
+	sc_secmem_free(t->pin_check);
+	t->pin_check = pc;
+	pc = NULL;
 	t->last_use = sc_now_ms();
 	pthread_mutex_unlock(&t->lock);
 	sc_info("logged in to \"%s\"", t->label);
@@ -1949,6 +2050,7 @@ out:
 		*flags_out = token_flags_json(&t->info, t->logged_in);
 		pthread_mutex_unlock(&t->lock);
 	}
+	sc_secmem_free(pc);
 	token_unref(t);
 	return r;
 }
@@ -1965,7 +2067,7 @@ token_logout(struct sc_token *t)
 	}
 	s = t->login_session;
 	t->login_session = CK_INVALID_HANDLE;
-	t->logged_in = 0;
+	login_forget_locked(t);
 	pthread_mutex_unlock(&t->lock);
 	prepared_drop(t);	/* before C_Logout: none may sign after it */
 	t->mod->f->C_Logout(s);
@@ -2271,7 +2373,7 @@ token_sign(struct sc_store *st, struct sc_token *t, CK_OBJECT_HANDLE key, int al
 		if (rv == CKR_USER_NOT_LOGGED_IN) {
 			/* The token forgot us (removed and reinserted, or logged out outside). */
 			pthread_mutex_lock(&t->lock);
-			t->logged_in = 0;
+			login_forget_locked(t);
 			pthread_mutex_unlock(&t->lock);
 			prepared_drop(t);
 		}
@@ -2592,7 +2694,7 @@ module_reinit(struct sc_store *st, struct sc_module *m)
 		t->nprepared = 0;
 		t->prepared_gen++;
 		t->login_session = CK_INVALID_HANDLE;
-		t->logged_in = 0;
+		login_forget_locked(t);
 		pthread_mutex_unlock(&t->lock);
 		memmove(&st->toks[i], &st->toks[i + 1], (st->ntoks - i - 1) * sizeof(*st->toks));
 		st->ntoks--;

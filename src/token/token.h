@@ -72,14 +72,15 @@ int sc_store_refresh_try(struct sc_store *st, int *changed, json_object **events
 /*
  * The inventory of INTERFACE.md's `scagent list --json` ("tokens", and
  * "errors": [{"module": path, "error": reason}] when a module failed).
- * cafile: when not NULL, CBA checks include the chain. New reference.
+ * anchors: when not NULL, CBA checks include the chain to one of these
+ * trust anchors (sc_cert_anchors_pem). New reference.
  */
-json_object *sc_store_list_json(struct sc_store *st, const char *cafile);
+json_object *sc_store_list_json(struct sc_store *st, X509_STORE *anchors);
 /*
  * The same list, to be printed (sc_json_text) and nothing else: certificate
  * entries are empty objects that print as the entry, kept printed.
  */
-json_object *sc_store_list_print(struct sc_store *st, const char *cafile);
+json_object *sc_store_list_print(struct sc_store *st, X509_STORE *anchors);
 
 /*
  * Resolve a REF (pkcs11: URI, SHA-256 prefix of >= 8 hex digits, or unique
@@ -88,7 +89,7 @@ json_object *sc_store_list_print(struct sc_store *st, const char *cafile);
  * SC_ERR_NOT_FOUND or SC_ERR_AMBIGUOUS, *candidates (if not NULL) gets an
  * array of "label (sha256 prefix) on token" strings to show the user.
  */
-int sc_store_find_cert(struct sc_store *st, const char *ref, const char *cafile,
+int sc_store_find_cert(struct sc_store *st, const char *ref, X509_STORE *anchors,
     json_object **out, json_object **candidates);
 
 /* DER of the certificate REF names, and its chain of CA certificates found on its token. */

@@ -35,6 +35,40 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/*
+ * Another count of the keys than the parser's: every '"' outside strings
+ * that starts a string followed by ':' (JSON's whitespace between) is a key.
+ */
+static size_t
+keys_in(const char *s, size_t len)
+{
+	size_t n = 0, i, j;
+
+	for (i = 0; i < len; i++) {
+		if (s[i] != '"')
+			continue;
+		for (j = i + 1; j < len && s[j] != '"'; j++)
+			if (s[j] == '\\')
+				j++;
+		for (i = j + 1; i < len && strchr(" \t\r\n", s[i]) != NULL; i++)
+			;
+		if (i < len && s[i] == ':')
+			n++;
+		else
+			i--;
+	}
+	return n;
+}
+
+/* json-c prints each key it kept once. */
+static int
+keys_all_kept(const char *line, size_t len, json_object *req)
+{
+	const char *text = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
+
+	return keys_in(line, len) == keys_in(text, strlen(text));
+}
+
 static void
 one_request(const char *line, size_t len)
 {
@@ -61,7 +95,9 @@ one_request(const char *line, size_t len)
 	}
 	r = sc_proto_parse_request(line, len, &req, &id, &op, why, sizeof(why));
 	if (r == SC_OK) {
-		if (req == NULL || op == NULL || id < 0)
+		/* Only valid UTF-8 is taken, and json-c kept every key (none was given twice). */
+		if (req == NULL || op == NULL || id < 0 || sc_utf8_check(line, len) != len ||
+		    !keys_all_kept(line, len, req))
 			abort();
 		/* what the agent does with an accepted request: answer it */
 		out = sc_proto_ok(id, json_object_get(req), &olen);

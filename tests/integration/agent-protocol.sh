@@ -1,9 +1,11 @@
 #!/bin/bash
 # The agent's socket protocol spoken raw (tests/integration/rawclient.py):
 # handshake, every kind of bad request (error reply with its code, and the
-# connection keeps working), NUL bytes, truncated and oversized requests,
-# half-sent requests, many clients at once, the socket's files and modes, a
-# second agent, a stale socket, SIGTERM, and the SO_PEERCRED check.
+# connection keeps working; duplicate keys, ids over 2^63, invalid UTF-8 and
+# "cafile" among them), NUL bytes, truncated and oversized requests, CA
+# certificates sent as "cas" and a FIFO named as cafile, half-sent requests,
+# many clients at once, the socket's files and modes, a second agent, a stale
+# socket, SIGTERM, and the SO_PEERCRED check.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
@@ -78,7 +80,18 @@ bad=(
 	'bad base64|{"id":1,"op":"sign","ref":"alice","alg":"rsa-pss-sha256","data":"!!!"}|invalid'
 	'data and digest|{"id":1,"op":"sign","ref":"alice","alg":"rsa-pss-sha256","data":"","digest":""}|invalid'
 	'unknown alg|{"id":1,"op":"sign","ref":"alice","alg":"dsa","data":""}|invalid'
-	'invalid UTF-8|{"id":1,"op":"get-cert","ref":"\xff\xfe"}|protocol'
+	'invalid UTF-8|{"id":1,"op":"get-cert","ref":"\xff\xfe"}|invalid'
+	'overlong UTF-8 (json-c takes it)|{"id":1,"op":"get-cert","ref":"\xc0\xaf"}|invalid'
+	'a UTF-16 surrogate in UTF-8|{"id":1,"op":"get-cert","ref":"\xed\xa0\x80"}|invalid'
+	'a code point over U+10FFFF|{"id":1,"op":"get-cert","ref":"\xf4\x90\x80\x80"}|invalid'
+	'invalid UTF-8 in a sign request|{"id":1,"op":"sign","ref":"\xe0\x80\xaf","alg":"rsa-pss-sha256","data":""}|invalid'
+	'a key twice (json-c keeps the last)|{"id":1,"op":"status","op":"list"}|invalid'
+	'id twice|{"id":1,"id":2,"op":"status"}|invalid'
+	'a key twice in a sign request|{"id":1,"op":"sign","ref":"alice","alg":"rsa-pss-sha256","data":"","ref":"bob"}|invalid'
+	'id 2^63 (json-c clamps it)|{"id":9223372036854775808,"op":"status"}|invalid'
+	'id 2^64|{"id":18446744073709551616,"op":"status"}|invalid'
+	'cafile (the agent opens no file a client names)|{"id":1,"op":"list","cafile":"/etc/ssl/certs/ca-certificates.crt"}|invalid'
+	'cas that holds no certificate|{"id":1,"op":"find","ref":"alice","cas":"not PEM"}|invalid'
 )
 for b in "${bad[@]}"; do
 	IFS='|' read -r what line want <<<"$b"
@@ -98,6 +111,47 @@ l=$(printf '{"id":12,"op":"format-disk"}\n' | raw --hello --lines 1 | head -n 1)
 is "unknown op: the reply keeps the id" "$(field "$l" 'd["id"]')" 12
 l=$(printf '{"id":1,"op":\n' | raw --hello --lines 1 | head -n 1)
 is "malformed: the reply's id is null" "$(field "$l" 'd["id"]')" None
+l=$(printf '{"id":13,"op":"status","op":"list"}\n' | raw --hello --lines 1 | head -n 1)
+is "a key twice: the reply keeps the id" "$(field "$l" 'd["id"]')" 13
+has "a key twice: says so" "$l" "a key appears twice in one object"
+l=$(printf '{"id":18446744073709551616,"op":"status"}\n' | raw --hello --lines 1 | head -n 1)
+is "id 2^64: the reply's id is null (not a clamped one)" "$(field "$l" 'd["id"]')" None
+has "id 2^64: says it is out of range" "$l" "out of range"
+l=$(printf '{"id":14,"op":"list","cafile":"ca.pem"}\n' | raw --hello --lines 1 | head -n 1)
+has "cafile: says to send the certificates as cas" "$l" 'send its certificates as \"cas\" (PEM text)'
+
+# ---------------------------------------------------------------- CA certificates as "cas"
+# The client sends the PEM text; the agent opens no file a client names.
+cas=$("$PY" -c 'import json,sys; print(json.dumps(open(sys.argv[1]).read()))' "$TB_DIR/pki/ca-chain.pem")
+l=$(printf '{"id":15,"op":"find","ref":"alice","cas":%s}\n' "$cas" | raw --hello --lines 1 | head -n 1)
+is "find with cas (issuing CA and root): ok" "$(code "$l")" ok
+is "... alice chains to it: suitable" "$(field "$l" 'd["result"]["cba"]["suitable"]')" True
+cas=$("$PY" -c 'import json,sys; print(json.dumps(open(sys.argv[1]).read()))' "$TB_DIR/pki/rogue.pem")
+l=$(printf '{"id":16,"op":"list","cas":%s}\n' "$cas" | raw --hello --lines 1 | head -n 1)
+has "list with cas (another root): chain-untrusted" "$l" '"chain-untrusted"'
+# A FIFO named as cafile would block the thread that opens it for good, and
+# SIGTERM with it. A second agent, so that SIGTERM is tried on it.
+mkfifo "$W/fifo"
+main_pid=$AGENT_PID main_log=$AGENT_LOG
+start_agent "$TB_DIR/fifo.sock"
+t0=$(date +%s%N)
+out=$(printf '{"id":1,"op":"list","cafile":"%s"}\n{"id":2,"op":"find","ref":"alice","cafile":"%s"}\n{"id":3,"op":"status"}\n' \
+	"$W/fifo" "$W/fifo" | "$PY" "$here/rawclient.py" "$TB_DIR/fifo.sock" --hello --lines 3 --wait 5)
+ms=$((($(date +%s%N) - t0) / 1000000))
+is "a FIFO as list's cafile: refused, invalid" "$(code "$(sed -n 1p <<<"$out")")" invalid
+is "a FIFO as find's cafile: refused, invalid" "$(code "$(sed -n 2p <<<"$out")")" invalid
+is "... the connection keeps working" "$(code "$(sed -n 3p <<<"$out")")" ok
+ok "... answered at once ($ms ms)" test "$ms" -lt 3000
+ok "... the agent never opened the FIFO" bash -c '! ls -l /proc/$1/fd | grep -q -- "$2"' _ "$AGENT_PID" "$W/fifo"
+ok "... other clients are served" "$SCAGENT" --socket "$TB_DIR/fifo.sock" status
+run timeout 5 "$SCAGENT" --socket "$TB_DIR/fifo.sock" list --cafile "$W/fifo"
+is "scagent list --cafile FIFO: exit 2 at once" "$RC" 2
+has "... says it is not a regular file" "$ERR" "the CA file $W/fifo is not a regular file"
+run timeout 5 "$SCAGENT" --socket "$TB_DIR/fifo.sock" check alice --cafile /dev/zero
+is "scagent check --cafile /dev/zero: exit 2 at once" "$RC" 2
+has "... says it is not a regular file" "$ERR" "is not a regular file"
+stop_agent "a FIFO named as cafile: SIGTERM still ends the agent, exit 0"
+AGENT_PID=$main_pid AGENT_LOG=$main_log
 
 # CRLF, empty lines and pipelined requests
 out=$(printf '{"id":5,"op":"status"}\r\n\n\n{"id":6,"op":"status"}\n{"id":7,"op":"status"}\n' | raw --hello --lines 3)
@@ -114,16 +168,16 @@ is "embedded NUL: error protocol" "$(code "$l")" protocol
 has "embedded NUL: says so" "$l" "NUL"
 is "embedded NUL: next request answered" "$(field "$(sed -n 2p <<<"$out")" 'd["id"]')" 2
 
-out=$(printf '{"id":1,"op":"list","cafile":"/nonexis' | raw --hello --wait 0.3)
+out=$(printf '{"id":1,"op":"list","cas":"-----BEGIN' | raw --hello --wait 0.3)
 is "truncated request then disconnect: no reply" "$out" OPEN
 ok "the agent survived the disconnect" sc status
 
-"$PY" -c 'import sys; sys.stdout.write("{\"id\":1,\"op\":\"list\",\"cafile\":\"" + "A" * (300 * 1024) + "\"}\n")' >"$W/big"
+"$PY" -c 'import sys; sys.stdout.write("{\"id\":1,\"op\":\"list\",\"cas\":\"" + "A" * (300 * 1024) + "\"}\n")' >"$W/big"
 out=$(raw --hello --wait 5 <"$W/big")
 l=$(sed -n 1p <<<"$out")
 is "300 KiB request: error too-large" "$(code "$l")" too-large
 is "300 KiB request: connection dropped" "$(tail -n 1 <<<"$out")" EOF
-"$PY" -c 'import sys; sys.stdout.write("{\"id\":1,\"op\":\"list\",\"cafile\":\"" + "A" * (300 * 1024))' >"$W/big2"
+"$PY" -c 'import sys; sys.stdout.write("{\"id\":1,\"op\":\"list\",\"cas\":\"" + "A" * (300 * 1024))' >"$W/big2"
 out=$(raw --hello --wait 5 <"$W/big2")
 is "300 KiB without a newline: dropped too" "$(tail -n 1 <<<"$out")" EOF
 grep -q "request over 262144 bytes" "$AGENT_LOG"

@@ -42,7 +42,8 @@
  *                         faults of a running agent. A missing file = no faults.
  *   SCAGENT_FAULT_TRACE   when set, a line per call is appended to this file:
  *                         "SignInit S", "Sign S" (a signature made or
- *                         refused, S the session), "Logout ops=N" (N
+ *                         refused, S the session), "Login user=U" (U the
+ *                         CKU_ user type), "Logout ops=N" (N
  *                         sessions with a signing operation still started)
  *                         and, under renumber, "Renumbered N" (the objects'
  *                         Nth numbering begins)
@@ -209,12 +210,15 @@ fault_Initialize(void *args)
 	return real->C_Initialize(args);
 }
 
+static void trace(const char *what, unsigned long v);
+
 static CK_RV
 fault_Login(CK_SESSION_HANDLE s, CK_USER_TYPE who, CK_UTF8CHAR_PTR pin, CK_ULONG len)
 {
 	struct faults f;
 
 	current_faults(&f);
+	trace("Login user=", who);
 	if (f.login_fail != 0)
 		return f.login_fail;
 	return real->C_Login(s, who, pin, len);

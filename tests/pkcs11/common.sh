@@ -4,7 +4,8 @@
 #
 #   . "$TOP_SRCDIR/tests/pkcs11/common.sh"
 #   p11_need TOOL...        exit 77 when a tool is missing
-#   p11_setup               demo card + agent; sets MODULE, SCAGENT_SOCKET
+#   p11_setup [AGENT_MODULE]  demo card + agent (its module: SoftHSM, or the
+#                           one given); sets MODULE, SCAGENT_SOCKET
 #   ext CMD...              run a third-party program that loads MODULE
 #   ok DESC CMD... / nok DESC CMD... / finish
 
@@ -65,7 +66,7 @@ p11_setup() {
 	tb_demo_card
 	SCAGENT_SOCKET=$TB_DIR/agent.sock
 	export SCAGENT_SOCKET MODULE
-	"$SCAGENTD" --foreground --module "$TB_SOFTHSM" --socket "$SCAGENT_SOCKET" \
+	"$SCAGENTD" --foreground --module "${1:-$TB_SOFTHSM}" --socket "$SCAGENT_SOCKET" \
 		>"$TB_DIR/agent.log" 2>&1 &
 	tb_track_pid $!
 	for i in $(seq 100); do

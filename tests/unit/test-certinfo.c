@@ -235,13 +235,33 @@ describe(X509 *x)
 	return o;
 }
 
+/* The PEM file path's certificates as trust anchors; a file not there: none at all. */
+static X509_STORE *
+anchors_of(const char *path)
+{
+	X509_STORE *st = NULL;
+	char buf[65536];
+	size_t n;
+	FILE *f;
+
+	if (path == NULL)
+		return NULL;
+	if ((f = fopen(path, "r")) == NULL)
+		return X509_STORE_new();
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	assert_int_equal(sc_cert_anchors_pem(buf, n, &st, NULL), SC_OK);
+	return st;
+}
+
 static json_object *
 cba(X509 *x, int private_key, const char *cafile, STACK_OF(X509) *untrusted,
     char **reason)
 {
-	struct sc_cba_input in = { private_key, cafile, untrusted, T_NOW };
+	struct sc_cba_input in = { private_key, anchors_of(cafile), untrusted, T_NOW };
 	json_object *p = sc_cert_cba(x, &in, reason);
 
+	X509_STORE_free(in.anchors);
 	assert_non_null(p);
 	return p;
 }
@@ -1044,38 +1064,43 @@ test_chain_expired_intermediate(void **state)
 }
 
 static void
-test_cafile_unreadable(void **state)
+test_anchors_pem(void **state)
 {
+	static const char *const bad[] = {
+		"", "not a certificate\n",
+		"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+	};
 	struct pki k;
-	char *reason = NULL, *junk;
-	json_object *p;
-	FILE *f;
+	X509_STORE *st = (X509_STORE *)1;
+	char *text, *pem;
+	BIO *b;
+	long n;
+	int count = -1;
 
 	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(sc_cert_anchors_pem(bad[i], strlen(bad[i]), &st, &count), SC_ERR_CERT);
+		assert_null(st);
+		assert_int_equal(count, 0);
+	}
+	/* Two certificates with text around them (openssl x509 -text) are read; a bad one after is not. */
 	pki_make(&k, T_2027 + 200 * DAY, T_2027);
-	p = cba(k.leaf, 1, "/nonexistent/scagent-test/ca.pem", k.untrusted,
-	    &reason);
-	ASSERT_ARR(p, "chain-untrusted");
-	assert_string_equal(reason,
-	    "cannot read CA file /nonexistent/scagent-test/ca.pem");
-	json_object_put(p);
-	free(reason);
-	reason = NULL;
-
-	/* A file with no certificate in it. */
-	junk = write_pem(NULL, 0);
-	f = fopen(junk, "w");
-	assert_non_null(f);
-	fputs("not a certificate\n", f);
-	fclose(f);
-	p = cba(k.leaf, 1, junk, k.untrusted, &reason);
-	ASSERT_ARR(p, "chain-untrusted");
-	assert_non_null(reason);
-	assert_int_equal(strncmp(reason, "cannot read CA file ", 20), 0);
-	json_object_put(p);
-	free(reason);
-	unlink(junk);
-	free(junk);
+	assert_non_null(b = BIO_new(BIO_s_mem()));
+	assert_true(BIO_puts(b, "Certificate:\n    Data: ...\n") > 0);
+	assert_int_equal(PEM_write_bio_X509(b, k.root), 1);
+	assert_true(BIO_puts(b, "subject=CN = Contoso Issuing CA\n") > 0);
+	assert_int_equal(PEM_write_bio_X509(b, k.inter), 1);
+	n = BIO_get_mem_data(b, &pem);
+	assert_non_null(text = malloc((size_t)n + 80));
+	memcpy(text, pem, (size_t)n);
+	assert_int_equal(sc_cert_anchors_pem(text, (size_t)n, &st, &count), SC_OK);
+	assert_int_equal(count, 2);
+	X509_STORE_free(st);
+	memcpy(text + n, bad[2], strlen(bad[2]));
+	assert_int_equal(sc_cert_anchors_pem(text, (size_t)n + strlen(bad[2]), &st, &count), SC_ERR_CERT);
+	assert_null(st);
+	free(text);
+	BIO_free(b);
 	pki_free(&k);
 }
 
@@ -1170,7 +1195,7 @@ main(void)
 		cmocka_unit_test(test_chain_wrong_anchor),
 		cmocka_unit_test(test_chain_expired_leaf_reported_once),
 		cmocka_unit_test(test_chain_expired_intermediate),
-		cmocka_unit_test(test_cafile_unreadable),
+		cmocka_unit_test(test_anchors_pem),
 		cmocka_unit_test(test_explain_advice),
 		cmocka_unit_test(test_bad_arguments),
 	};

@@ -354,8 +354,8 @@ test_malformed(void **state)
 	expect_fail("{\"id\":1,\"op\":\"status\",}", SC_ERR_PROTOCOL, -1, "JSON");
 	expect_fail("{\"id\":NaN,\"op\":\"status\"}", SC_ERR_PROTOCOL, -1, "\"id\"");
 	expect_fail("/* c */{\"id\":1,\"op\":\"status\"}", SC_ERR_PROTOCOL, -1, "JSON");
-	expect_fail("{\"id\":1,\"op\":\"find\",\"ref\":\"\xff\xfe\"}", SC_ERR_PROTOCOL, -1, "JSON");
-	expect_fail("{\"id\":1,\"op\":\"find\",\"ref\":\"\xc3\"}", SC_ERR_PROTOCOL, -1, "JSON");
+	expect_fail("{\"id\":1,\"op\":\"find\",\"ref\":\"\xff\xfe\"}", SC_ERR_INVALID, -1, "UTF-8 (byte 27)");
+	expect_fail("{\"id\":1,\"op\":\"find\",\"ref\":\"\xc3\"}", SC_ERR_INVALID, -1, "UTF-8");
 	expect_fail("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
 	    SC_ERR_PROTOCOL, -1, "JSON");
 	expect_fail("[1,2]", SC_ERR_PROTOCOL, -1, "JSON object");
@@ -385,6 +385,108 @@ test_id_and_op(void **state)
 	p = parse("  {\"op\":\"status\",\"id\":0}  ");
 	assert_int_equal(p.r, SC_OK);
 	assert_string_equal(p.op->name, "status");
+}
+
+static void
+test_utf8(void **state)
+{
+	static const struct {
+		const char *s;
+		size_t good;		/* bytes valid from the start */
+	} t[] = {
+		{ "plain ASCII", 11 },
+		{ "Ren\xc3\xa9" "e \xe2\x82\xac \xf0\x9f\x94\x91", 15 },	/* é € 🔑 */
+		{ "\xed\x9f\xbf \xee\x80\x80 \xf4\x8f\xbf\xbf", 12 },	/* U+D7FF U+E000 U+10FFFF */
+		{ "a\xc0\xaf", 1 },		/* overlong '/' */
+		{ "a\xc1\xbf", 1 },
+		{ "a\xe0\x80\xaf", 1 },		/* overlong in three bytes */
+		{ "a\xe0\x9f\xbf", 1 },
+		{ "a\xf0\x8f\xbf\xbf", 1 },	/* overlong in four bytes */
+		{ "a\xed\xa0\x80", 1 },		/* U+D800: a surrogate */
+		{ "a\xed\xbf\xbf", 1 },		/* U+DFFF */
+		{ "a\xf4\x90\x80\x80", 1 },	/* U+110000 */
+		{ "a\xf5\x80\x80\x80", 1 },
+		{ "a\xff", 1 },
+		{ "a\x80", 1 },			/* a lone continuation byte */
+		{ "ab\xc3", 2 },			/* cut short */
+		{ "ab\xe2\x82", 2 },
+		{ "ab\xe2\x82x", 2 },
+		{ "ab\xf0\x9f\x94", 2 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (sc_utf8_check(t[i].s, strlen(t[i].s)) != t[i].good)
+			fail_msg("%zu: %zu valid bytes, want %zu", i, sc_utf8_check(t[i].s, strlen(t[i].s)), t[i].good);
+	/* What json-c takes unchecked is refused, whatever the op. */
+	expect_fail("{\"id\":1,\"op\":\"find\",\"ref\":\"\xc0\xaf\"}", SC_ERR_INVALID, -1, "UTF-8");
+	expect_fail("{\"id\":1,\"op\":\"find\",\"ref\":\"\xed\xa0\x80\"}", SC_ERR_INVALID, -1, "UTF-8");
+	expect_fail("{\"id\":1,\"op\":\"find\",\"ref\":\"\xf4\x90\x80\x80\"}", SC_ERR_INVALID, -1, "UTF-8");
+	expect_fail("{\"id\":1,\"op\":\"sign\",\"ref\":\"\xe0\x80\xaf\",\"alg\":\"ecdsa-sha256\",\"data\":\"\"}",
+	    SC_ERR_INVALID, -1, "UTF-8");
+	/* An escaped lone surrogate is U+FFFD to json-c: valid. */
+	assert_int_equal(parse("{\"id\":1,\"op\":\"find\",\"ref\":\"\\ud800\"}").r, SC_OK);
+}
+
+static void
+test_duplicate_keys(void **state)
+{
+	(void)state;
+	expect_fail("{\"id\":1,\"op\":\"status\",\"op\":\"list\"}", SC_ERR_INVALID, 1, "twice");
+	expect_fail("{\"id\":1,\"id\":2,\"op\":\"status\"}", SC_ERR_INVALID, 2, "twice");
+	/* The same key written another way. */
+	expect_fail("{\"id\":1,\"op\":\"status\",\"\\u006fp\":\"list\"}", SC_ERR_INVALID, 1, "twice");
+	expect_fail("{\"id\":3,\"op\":\"find\",\"ref\":\"a\",\"r\\u0065f\":\"b\"}", SC_ERR_INVALID, 3, "twice");
+	/* json-c ends keys at an escaped NUL: "a\u0000b" is "a". */
+	expect_fail("{\"id\":3,\"op\":\"status\",\"a\\u0000b\":1,\"a\":2}", SC_ERR_INVALID, 3, "twice");
+	/* Every request, sign and PIN-carrying ones too; a bad id stays unknown. */
+	expect_fail("{\"id\":4,\"op\":\"sign\",\"ref\":\"a\",\"alg\":\"ecdsa-sha256\",\"data\":\"\",\"ref\":\"b\"}",
+	    SC_ERR_INVALID, 4, "twice");
+	expect_fail("{\"id\":5,\"op\":\"login\",\"token\":\"t\",\"pin\":\"1\",\"pin\":\"2\"}", SC_ERR_INVALID, 5, "twice");
+	expect_fail("{\"id\":\"x\",\"op\":\"status\",\"op\":\"status\"}", SC_ERR_INVALID, -1, "twice");
+	/* Nested objects count too; the same key in two objects is fine, and ':' in strings is no key. */
+	expect_fail("{\"id\":6,\"op\":\"status\",\"x\":{\"a\":1,\"a\":1}}", SC_ERR_INVALID, 6, "twice");
+	expect_fail("{\"id\":6,\"op\":\"status\",\"x\":[{\"a\":1},{\"b\":[{\"c\":1,\"c\":2}]}]}", SC_ERR_INVALID, 6, "twice");
+	expect_fail("{\"id\":6,\"op\":\"status\",\"x\":{\"op\":1,\"id\":\"a:b\\\":\"}}", SC_ERR_INVALID, 6,
+	    "takes no argument \"x\"");
+	assert_int_equal(parse("{\"id\":7,\"op\":\"find\",\"ref\":\"pkcs11:token=a;object=b:c\\\"\"}").r, SC_OK);
+}
+
+static void
+test_id_range(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	p = parse("{\"id\":9223372036854775807,\"op\":\"status\"}");
+	assert_int_equal(p.r, SC_OK);
+	assert_true(p.id == INT64_MAX);
+	/* 2^63, 2^64 and beyond: json-c clamps them. */
+	expect_fail("{\"id\":9223372036854775808,\"op\":\"status\"}", SC_ERR_INVALID, -1, "out of range");
+	expect_fail("{\"id\":18446744073709551616,\"op\":\"status\"}", SC_ERR_INVALID, -1, "out of range");
+	expect_fail("{\"id\":99999999999999999999999999,\"op\":\"status\"}", SC_ERR_INVALID, -1, "out of range");
+	expect_fail("{\"op\":\"status\",\"id\":10000000000000000000}", SC_ERR_INVALID, -1, "out of range");
+	/* Any integer of the request, and below int64 too; floats are json-c's doubles. */
+	expect_fail("{\"id\":1,\"op\":\"hello\",\"version\":18446744073709551617}", SC_ERR_INVALID, -1, "out of range");
+	expect_fail("{\"id\":-9223372036854775809,\"op\":\"status\"}", SC_ERR_INVALID, -1, "out of range");
+	expect_fail("{\"id\":-9223372036854775808,\"op\":\"status\"}", SC_ERR_PROTOCOL, -1, "\"id\"");
+	expect_fail("{\"id\":1e30,\"op\":\"status\"}", SC_ERR_PROTOCOL, -1, "\"id\"");
+	/* Digits in strings are text. */
+	assert_int_equal(parse("{\"id\":1,\"op\":\"find\",\"ref\":\"99999999999999999999999\"}").r, SC_OK);
+}
+
+static void
+test_cafile_retired(void **state)
+{
+	(void)state;
+	expect_fail("{\"id\":1,\"op\":\"list\",\"cafile\":\"/tmp/fifo\"}", SC_ERR_INVALID, 1,
+	    "op \"list\" no longer takes \"cafile\": the agent opens no file a client names: read the CA "
+	    "file and send its certificates as \"cas\" (PEM text)");
+	expect_fail("{\"id\":2,\"op\":\"find\",\"ref\":\"a\",\"cafile\":\"ca.pem\"}", SC_ERR_INVALID, 2,
+	    "send its certificates as \"cas\"");
+	expect_fail("{\"id\":3,\"op\":\"get-cert\",\"ref\":\"a\",\"cafile\":\"ca.pem\"}", SC_ERR_INVALID, 3,
+	    "takes no argument \"cafile\"");
+	assert_int_equal(parse("{\"id\":4,\"op\":\"list\",\"cas\":\"-----BEGIN CERTIFICATE-----\"}").r, SC_OK);
 }
 
 /* A JSON value of the given kind, or of a different kind when wrong. */
@@ -1084,6 +1186,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_cap_agent, setup_big, teardown_pair),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_id_and_op),
+		cmocka_unit_test(test_utf8),
+		cmocka_unit_test(test_duplicate_keys),
+		cmocka_unit_test(test_id_range),
+		cmocka_unit_test(test_cafile_retired),
 		cmocka_unit_test(test_every_op),
 		cmocka_unit_test(test_op_table),
 		cmocka_unit_test(test_responses),
