@@ -23,6 +23,7 @@
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "common/err.h"
+#include "common/text.h"
 #include "tls/tlsclient.h"
 
 #define MAX_BODY (256u * 1024 * 1024)
@@ -172,7 +173,7 @@ report_failure(const struct sc_tls_conn *conn)
 
 	cli_err("%s", conn->err[0] ? conn->err : "the TLS connection failed");
 	if (adv[0])
-		fprintf(stderr, "scagent: advice: %s\n", adv);
+		cli_err("advice: %s", adv);
 }
 
 /* ================================================================ connect */
@@ -290,7 +291,7 @@ cmd_connect(struct cli *c, int argc, char **argv)
 		    conn.signer.nsigs == 1 ? "" : "s", conn.signer.last_alg[0] ? conn.signer.last_alg : "none");
 	else if (conn.requests == 0)
 		cli_verbose(c, "the server did not ask for a client certificate");
-	fprintf(stderr, "scagent: HTTP %d %s (%s%s%s)\n", resp.status, resp.reason, desc,
+	cli_err("HTTP %d %s (%s%s%s)", resp.status, resp.reason, desc,
 	    conn.cert_sent ? ", client certificate " : "", conn.cert_sent ? conn.choice.label : "");
 	if (out != NULL && strcmp(out, "-") != 0 && (fp = fopen(out, "wb")) == NULL) {
 		cli_err("cannot create %s: %s", out, strerror(errno));
@@ -309,7 +310,7 @@ cmd_connect(struct cli *c, int argc, char **argv)
 		const char *adv = sc_http_advice(&conn, &resp);
 		cli_err("the server answered %d %s", resp.status, resp.reason);
 		if (adv[0])
-			fprintf(stderr, "scagent: advice: %s\n", adv);
+			cli_err("advice: %s", adv);
 		goto out;
 	}
 	rc = EX_SC_OK;
@@ -395,7 +396,7 @@ check_chain(struct sc_tls_conn *conn, struct check *k)
 		if (conn->o->verbose) {
 			X509 *x = sk_X509_value(sk, i);
 			char *s = name_of(X509_get_subject_name(x)), *is = name_of(X509_get_issuer_name(x));
-			fprintf(stderr, "scagent: server certificate %d: %s (issuer %s)\n", i, s, is);
+			cli_err("server certificate %d: %s (issuer %s)", i, s, is);
 			free(s);
 			free(is);
 		}
@@ -475,9 +476,9 @@ print_checks(const char *url, struct check *k, int json)
 			snprintf(up, sizeof(up), "%s", k[i].status);
 			for (char *p = up; *p; p++)
 				*p = (char)(*p - 'a' + 'A');
-			printf("  %-4s  %-19s %s\n", up, check_ids[i], k[i].detail);
+			cli_say(stdout, "  %-4s  %-19s %s", up, check_ids[i], k[i].detail);
 			if (strcmp(k[i].status, "pass") != 0 && k[i].advice[0])
-				printf("        %-19s advice: %s\n", "", k[i].advice);
+				cli_say(stdout, "        %-19s advice: %s", "", k[i].advice);
 		}
 		printf("result: %s\n", failed ? "fail" : "pass");
 	}
@@ -759,19 +760,25 @@ static void tlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void
 tlog(const char *fmt, ...)
 {
-	char ts[32];
+	char ts[32], *msg = NULL, *e = NULL;
 	time_t now = time(NULL);
 	struct tm tm;
 	va_list ap;
+	int n;
 
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", localtime_r(&now, &tm));
-	flockfile(stderr);
-	fprintf(stderr, "%s scagent tunnel: ", ts);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	n = vasprintf(&msg, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
-	funlockfile(stderr);
+	/* Peers' and servers' words are escaped for the terminal (cli.h). */
+	if (n >= 0)
+		e = sc_term_escape(msg, (size_t)n, sc_term_utf8());
+	else
+		msg = NULL;
+	/* One fprintf: lines of concurrent connections do not mix. */
+	fprintf(stderr, "%s scagent tunnel: %s\n", ts, e != NULL ? e : "(out of memory)");
+	free(e);
+	free(msg);
 }
 
 #define RELAY_BUF 16384
