@@ -52,22 +52,10 @@
 #include "cert/certinfo.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "common/util.h"
 
 /* ---- JSON helpers ---- */
-
-/* Add val under key; takes ownership of val even on failure. */
-static int
-json_set(json_object *obj, const char *key, json_object *val)
-{
-	if (val == NULL)
-		return SC_ERR_NOMEM;
-	if (json_object_object_add(obj, key, val) != 0) {
-		json_object_put(val);
-		return SC_ERR_NOMEM;
-	}
-	return 0;
-}
 
 /* Append val to arr; takes ownership of val even on failure. */
 static int
@@ -118,45 +106,8 @@ json_push_unique(json_object *arr, const char *s, size_t len, int nocase)
 static int
 utf8_ok(const unsigned char *p, size_t len)
 {
-	size_t i = 0;
-
-	if (p == NULL || len == 0)
-		return 0;
-	while (i < len) {
-		unsigned char c = p[i];
-		uint32_t cp;
-		size_t n;
-
-		if (c == 0)
-			return 0;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3;
-			cp = c & 0x07;
-		} else
-			return 0;
-		if (len - i - 1 < n)
-			return 0;
-		for (size_t k = 1; k <= n; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = cp << 6 | (p[i + k] & 0x3f);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		i += n + 1;
-	}
-	return 1;
+	return p != NULL && len > 0 && memchr(p, 0, len) == NULL &&
+	    sc_utf8_valid(p, len);
 }
 
 /* 1 when p[0..len) is non-empty printable ASCII (space to tilde). */
@@ -458,8 +409,8 @@ key_describe(X509 *x, json_object *obj)
 		for (char *p = type; *p != '\0'; p++)
 			*p = (char)tolower((unsigned char)*p);
 	}
-	if ((r = json_set(k, "type", json_object_new_string(type))) != 0 ||
-	    (r = json_set(k, "bits", json_object_new_int(
+	if ((r = sc_json_set(k, "type", json_object_new_string(type))) != 0 ||
+	    (r = sc_json_set(k, "bits", json_object_new_int(
 	    pk != NULL ? EVP_PKEY_get_bits(pk) : 0))) != 0)
 		goto out;
 	if (key_is(pk, "EC")) {
@@ -476,10 +427,10 @@ key_describe(X509 *x, json_object *obj)
 			ERR_clear_error();
 			cn = "explicit";	/* parameters without a named curve */
 		}
-		if ((r = json_set(k, "curve", json_object_new_string(cn))) != 0)
+		if ((r = sc_json_set(k, "curve", json_object_new_string(cn))) != 0)
 			goto out;
 	}
-	r = json_set(obj, "key", k);
+	r = sc_json_set(obj, "key", k);
 	k = NULL;
  out:
 	json_object_put(k);
@@ -688,7 +639,7 @@ set_array(json_object *obj, const char *key, json_object **arrp)
 	if ((arr = json_object_new_array()) == NULL)
 		return SC_ERR_NOMEM;
 	/* The object owns it now; the caller fills it in place. */
-	if ((r = json_set(obj, key, arr)) != 0)
+	if ((r = sc_json_set(obj, key, arr)) != 0)
 		return r;
 	*arrp = arr;
 	return 0;
@@ -711,18 +662,19 @@ sc_cert_describe(X509 *x, json_object *obj)
 	    (r = time_text(X509_get0_notAfter(x), na, sizeof(na))) != 0 ||
 	    (r = sc_cert_sha256_hex(x, sha)) != 0)
 		goto out;
-	if ((r = json_set(obj, "subject", json_object_new_string(subject))) != 0 ||
-	    (r = json_set(obj, "issuer", json_object_new_string(issuer))) != 0 ||
-	    (r = json_set(obj, "serial", json_object_new_string(serial))) != 0 ||
-	    (r = json_set(obj, "not_before", json_object_new_string(nb))) != 0 ||
-	    (r = json_set(obj, "not_after", json_object_new_string(na))) != 0 ||
-	    (r = json_set(obj, "sha256", json_object_new_string(sha))) != 0)
+	/* Valid UTF-8 already (name_oneline): the JSON rule is kept all the same. */
+	if ((r = sc_json_add_text(obj, "subject", subject)) != 0 ||
+	    (r = sc_json_add_text(obj, "issuer", issuer)) != 0 ||
+	    (r = sc_json_set(obj, "serial", json_object_new_string(serial))) != 0 ||
+	    (r = sc_json_set(obj, "not_before", json_object_new_string(nb))) != 0 ||
+	    (r = sc_json_set(obj, "not_after", json_object_new_string(na))) != 0 ||
+	    (r = sc_json_set(obj, "sha256", json_object_new_string(sha))) != 0)
 		goto out;
 	if ((upns = sc_cert_upns(x, NULL)) == NULL) {
 		r = SC_ERR_NOMEM;
 		goto out;
 	}
-	r = json_set(obj, "upn", upns);
+	r = sc_json_set(obj, "upn", upns);
 	upns = NULL;
 	if (r != 0)
 		goto out;
@@ -748,9 +700,13 @@ sc_cert_describe(X509 *x, json_object *obj)
 
 /* ---- CBA ---- */
 
-/* The leaf's validity period is reported on its own: do not fail the chain on it. */
+/*
+ * The leaf's validity period and purpose (EKU, key usage) are reported on
+ * their own: do not fail the chain on them. The CAs above it are checked for
+ * client authentication as a TLS server checks them.
+ */
 static int
-leaf_time_cb(int ok, X509_STORE_CTX *ctx)
+leaf_cb(int ok, X509_STORE_CTX *ctx)
 {
 	if (ok || X509_STORE_CTX_get_error_depth(ctx) != 0)
 		return ok;
@@ -759,6 +715,7 @@ leaf_time_cb(int ok, X509_STORE_CTX *ctx)
 	case X509_V_ERR_CERT_NOT_YET_VALID:
 	case X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD:
 	case X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD:
+	case X509_V_ERR_INVALID_PURPOSE:
 		return 1;
 	default:
 		return ok;
@@ -811,37 +768,84 @@ out:
 	return r;
 }
 
+/* The CBA problem code of a chain that failed with OpenSSL's err. */
+static const char *
+chain_code(int err)
+{
+	switch (err) {
+	case X509_V_ERR_INVALID_PURPOSE:
+		return "chain-purpose";
+	case X509_V_ERR_INVALID_CA:
+	case X509_V_ERR_KEYUSAGE_NO_CERTSIGN:
+		return "chain-invalid-ca";
+	default:
+		return "chain-untrusted";
+	}
+}
+
 /*
- * 0: the certificate chains to an anchor of in->anchors; 1: it does not, and
+ * Why the chain failed: OpenSSL's reason, after the subject of the
+ * certificate it concerns when that is not the leaf. Caller frees.
+ */
+static char *
+chain_reason(X509_STORE_CTX *ctx, int ok)
+{
+	const char *why = "the certificate chain could not be verified";
+	X509 *at = X509_STORE_CTX_get_current_cert(ctx);
+	char *subject = NULL, *s;
+	int err = X509_STORE_CTX_get_error(ctx);
+	size_t n;
+
+	if (ok == 0 && err != X509_V_OK)
+		why = X509_verify_cert_error_string(err);
+	if (err == X509_V_OK || X509_STORE_CTX_get_error_depth(ctx) <= 0 ||
+	    at == NULL || name_oneline(X509_get_subject_name(at), &subject) != 0)
+		return strdup(why);
+	n = strlen(subject) + strlen(why) + 3;
+	if ((s = malloc(n)) != NULL)
+		snprintf(s, n, "%s: %s", subject, why);
+	free(subject);
+	return s;
+}
+
+/*
+ * 0: the certificate chains to an anchor of in->anchors for client
+ * authentication; 1: it does not, *codep is the CBA problem code and
  * *reasonp says why (caller frees); negative: out of memory or internal error.
  */
 static int
-chain_check(X509 *x, const struct sc_cba_input *in, time_t now, char **reasonp)
+chain_check(X509 *x, const struct sc_cba_input *in, time_t now,
+    const char **codep, char **reasonp)
 {
 	X509_STORE_CTX *ctx = NULL;
 	char *reason = NULL;
-	const char *why;
-	int r = SC_ERR_INTERNAL, ok, err;
+	int r = SC_ERR_INTERNAL, ok;
 
+	*codep = "chain-untrusted";
 	*reasonp = NULL;
 	if ((ctx = X509_STORE_CTX_new()) == NULL ||
 	    X509_STORE_CTX_init(ctx, in->anchors, x, in->untrusted) != 1) {
 		r = SC_ERR_NOMEM;
 		goto out;
 	}
-	/* No purpose: the EKU is a check of its own. No partial chains. */
+	/*
+	 * The purpose a TLS server checks a client's chain for (OpenSSL's
+	 * "ssl_client", as `openssl verify -purpose sslclient`): every CA's
+	 * EKU must allow clientAuth. No partial chains.
+	 */
+	if (X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) != 1) {
+		r = SC_ERR_INTERNAL;
+		goto out;
+	}
 	X509_STORE_CTX_set_time(ctx, 0, now);
-	X509_STORE_CTX_set_verify_cb(ctx, leaf_time_cb);
+	X509_STORE_CTX_set_verify_cb(ctx, leaf_cb);
 	if ((ok = X509_verify_cert(ctx)) == 1) {
 		r = 0;
 		goto out;
 	}
-	err = X509_STORE_CTX_get_error(ctx);
-	if (ok < 0 || err == X509_V_OK)
-		why = "the certificate chain could not be verified";
-	else
-		why = X509_verify_cert_error_string(err);
-	if ((reason = strdup(why)) == NULL) {
+	if (ok == 0)
+		*codep = chain_code(X509_STORE_CTX_get_error(ctx));
+	if ((reason = chain_reason(ctx, ok)) == NULL) {
 		r = SC_ERR_NOMEM;
 		goto out;
 	}
@@ -863,6 +867,7 @@ sc_cert_cba(X509 *x, const struct sc_cba_input *in, char **chain_reason)
 	EXTENDED_KEY_USAGE *eku = NULL;
 	ASN1_BIT_STRING *ku = NULL;
 	json_object *arr = NULL, *upns = NULL, *ret = NULL;
+	const char *code;
 	char *reason = NULL;
 	time_t now;
 	int present, cmp, c;
@@ -917,11 +922,11 @@ sc_cert_cba(X509 *x, const struct sc_cba_input *in, char **chain_reason)
 		goto out;
 
 	if (in->anchors != NULL) {
-		if ((c = chain_check(x, in, now, &reason)) < 0)
+		if ((c = chain_check(x, in, now, &code, &reason)) < 0)
 			goto out;
 		if (c == 1) {
-			sc_debug("chain not trusted: %s", reason);
-			if (json_push_str(arr, "chain-untrusted") != 0)
+			sc_debug("chain not accepted (%s): %s", code, reason);
+			if (json_push_str(arr, code) != 0)
 				goto out;
 			if (chain_reason != NULL) {
 				*chain_reason = reason;
@@ -997,6 +1002,24 @@ static const struct {
 	  "The server must trust the issuing CA for CBA to work, so check that "
 	  "the CA file holds the right root and put the missing intermediate CA "
 	  "certificates on the token or in the CA file." },
+	{ "chain-purpose",
+	  "An issuing CA's extended key usage does not allow client "
+	  "authentication, so servers refuse the certificates it issued for "
+	  "signing in.",
+	  "A CA certificate that lists extended key usages limits what the "
+	  "certificates under it may do, and servers check the whole chain "
+	  "(as `openssl verify -purpose sslclient` does): ask the CA "
+	  "administrator for a CA certificate whose extended key usage includes "
+	  "Client Authentication (1.3.6.1.5.5.7.3.2), or enrol under a CA that "
+	  "allows it." },
+	{ "chain-invalid-ca",
+	  "A certificate that issued another one in the chain is not marked as "
+	  "a CA (basicConstraints CA:TRUE and keyUsage keyCertSign), so servers "
+	  "do not accept what it signed.",
+	  "Only a CA certificate may issue certificates: check that the issuing "
+	  "CA certificate on the token or in the CA file is the right one, and "
+	  "ask the CA administrator to reissue it with basicConstraints CA:TRUE "
+	  "and keyUsage keyCertSign." },
 };
 
 static const char generic_explain[] =

@@ -60,8 +60,12 @@ struct sc_cba_input {
  * CBA problems, in the order of INTERFACE.md's table: "no-client-auth-eku",
  * "no-upn", "expired", "not-yet-valid", "no-digital-signature",
  * "no-private-key" (only when private_key == 0), "weak-key" (RSA < 2048,
- * EC < 256), "chain-untrusted" (only with anchors; *chain_reason gets
- * OpenSSL's verify error string, caller frees; NULL otherwise).
+ * EC < 256), and with anchors at most one of "chain-untrusted",
+ * "chain-purpose" (a CA's EKU does not allow clientAuth: the chain is
+ * checked for OpenSSL's ssl_client purpose, the leaf's own purpose aside)
+ * and "chain-invalid-ca" (an issuer is not a CA). Then *chain_reason gets
+ * OpenSSL's verify error string, after "SUBJECT: " when the certificate it
+ * concerns is not the leaf (caller frees); NULL otherwise.
  * Returns a JSON array of code strings (new reference), never NULL unless
  * out of memory.
  */

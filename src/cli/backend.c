@@ -15,19 +15,48 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/secmem.h"
+#include "common/text.h"
 #include "proto/proto.h"
 #include "token/pcsc.h"
+
+/*
+ * One line: prefix, then the formatted text escaped for the terminal (it
+ * may hold labels, names and server text: see docs/INTERFACE.md), newline.
+ */
+static void
+vsay(FILE *fp, const char *prefix, const char *fmt, va_list ap)
+{
+	char *msg = NULL, *e = NULL;
+	int n;
+
+	if ((n = vasprintf(&msg, fmt, ap)) < 0) {
+		msg = NULL;
+		n = 0;
+	}
+	e = msg != NULL ? sc_term_escape(msg, (size_t)n, sc_term_utf8()) : NULL;
+	fprintf(fp, "%s%s\n", prefix, e != NULL ? e : "(out of memory)");
+	free(e);
+	free(msg);
+}
+
+void
+cli_say(FILE *fp, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsay(fp, "", fmt, ap);
+	va_end(ap);
+}
 
 void
 cli_err(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("scagent: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsay(stderr, "scagent: ", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 void
@@ -37,11 +66,19 @@ cli_verbose(struct cli *c, const char *fmt, ...)
 
 	if (!c->verbose)
 		return;
-	fputs("scagent: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsay(stderr, "scagent: ", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+}
+
+int
+cli_escape_json(json_object *o)
+{
+	int r = sc_json_term_escape(o, sc_term_utf8());
+
+	if (r != 0)
+		cli_err("%s", sc_strerror(r));
+	return r;
 }
 
 int
@@ -221,7 +258,7 @@ cli_find(struct cli *c, const char *ref, const char *cas, json_object **out)
 			    "use a longer fingerprint or a pkcs11: URI. Candidates:" :
 			    "no certificate matches \"%s\". Available:", ref);
 			for (size_t i = 0; i < n; i++)
-				fprintf(stderr, "  %s\n", json_object_get_string(json_object_array_get_idx(cand, i)));
+				cli_say(stderr, "  %s", json_object_get_string(json_object_array_get_idx(cand, i)));
 			if (n == 0)
 				fprintf(stderr, "  (no certificates on any token)\n");
 		} else if (r == SC_ERR_INVALID)

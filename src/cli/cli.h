@@ -24,10 +24,22 @@ struct cli {
 	scagent_client *client;		/* through the agent */
 };
 
+/*
+ * Lines that may hold untrusted text (labels, names, what a server says):
+ * the formatted text is escaped for the terminal (sc_term_escape: no control
+ * character, newline or invalid UTF-8 reaches it), then a newline is added.
+ */
 /* Print "scagent: <msg>" to stderr (one line). */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* -v diagnostics to stderr. */
 void cli_verbose(struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One line to fp. */
+void cli_say(FILE *fp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * Before printing a JSON answer for people: every string in it escaped for
+ * the terminal, in place (sc_json_term_escape). 0, or an error (printed).
+ */
+int cli_escape_json(json_object *o);
 
 /* Open the backend: the in-process store (--direct) or the agent. Returns an exit code. */
 int cli_open(struct cli *c);

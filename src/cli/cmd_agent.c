@@ -285,7 +285,7 @@ cmd_watch(struct cli *c, int argc, char **argv)
 			/* One compact object per line, whatever the agent's spacing. */
 			printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
 			    JSON_C_TO_STRING_NOSLASHESCAPE));
-		} else
+		} else if (cli_escape_json(o) == SC_OK)
 			print_event(stdout, o);
 		json_object_put(o);
 		scagent_free(ev);

@@ -124,7 +124,7 @@ cmd_keygen(struct cli *c, int argc, char **argv)
 	if (json)
 		printf("%s\n", json_object_to_json_string_ext(res, JSON_C_TO_STRING_PRETTY |
 		    JSON_C_TO_STRING_NOSLASHESCAPE));
-	else
+	else if (cli_escape_json(res) == SC_OK)
 		printf("generated %s %s key \"%s\" (id %s) on token \"%s\"\n%s\n",
 		    jstr(res, "type"), *jstr(res, "curve") ? jstr(res, "curve") : jstr(res, "bits"),
 		    jstr(res, "label"), jstr(res, "id"), jstr(res, "token"), jstr(res, "uri"));
@@ -566,7 +566,7 @@ cmd_csr(struct cli *c, int argc, char **argv)
 	if (cli_write_file(outfile, (unsigned char *)pem, (size_t)pemlen) != SC_OK)
 		goto out;
 	if (outfile != NULL)
-		fprintf(stderr, "scagent: request for key \"%s\" (%s on token \"%s\") written to %s\n",
+		cli_err("request for key \"%s\" (%s on token \"%s\") written to %s",
 		    jstr(key, "label"), jstr(key, "id"), jstr(key, "token"), outfile);
 	rc = EX_SC_OK;
 out:
@@ -694,7 +694,7 @@ cmd_import(struct cli *c, int argc, char **argv)
 	if (json) {
 		printf("%s\n", json_object_to_json_string_ext(res, JSON_C_TO_STRING_PRETTY |
 		    JSON_C_TO_STRING_NOSLASHESCAPE));
-	} else {
+	} else if (cli_escape_json(res) == SC_OK) {
 		json_object_object_get_ex(res, "certificate", &jc);
 		printf("certificate \"%s\" (id %s) %s on token \"%s\"\n", jstr(jc, "label"),
 		    jstr(jc, "id"), strcmp(jstr(jc, "status"), "imported") == 0 ? "stored" :

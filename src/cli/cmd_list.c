@@ -320,10 +320,12 @@ cmd_list(struct cli *c, int argc, char **argv)
 		json_object *errors = json_object_object_get(list, "errors");
 		for (size_t i = 0; errors && i < json_object_array_length(errors); i++) {
 			json_object *e = json_object_array_get_idx(errors, i);
-			fprintf(stderr, "scagent: module %s: %s\n", jstr(e, "module"), jstr(e, "error"));
+			cli_err("module %s: %s", jstr(e, "module"), jstr(e, "error"));
 		}
-	} else
+	} else if (cli_escape_json(list) == SC_OK)
 		print_list(stdout, list);
+	else
+		goto out;
 	rc = EX_SC_OK;
 out:
 	json_object_put(list);
@@ -375,6 +377,10 @@ cmd_check(struct cli *c, int argc, char **argv)
 		    JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
 	} else {
 		json_object *cba = json_object_object_get(cert, "cba");
+		if (cli_escape_json(cert) != SC_OK) {
+			rc = EX_SC_FAIL;
+			goto out;
+		}
 		printf("Certificate \"%s\" on token \"%s\"\n", jstr(cert, "label"), jstr(cert, "token"));
 		print_cert_short(stdout, cert);
 		if (np == 0) {
@@ -393,7 +399,7 @@ cmd_check(struct cli *c, int argc, char **argv)
 			for (size_t i = 0; i < np; i++) {
 				const char *code = json_object_get_string(json_object_array_get_idx(probs, i));
 				printf("  %s: %s\n", code, sc_cba_explain(code));
-				if (strcmp(code, "chain-untrusted") == 0 && *jstr(cba, "chain_error"))
+				if (strncmp(code, "chain-", 6) == 0 && *jstr(cba, "chain_error"))
 					printf("      (OpenSSL: %s)\n", jstr(cba, "chain_error"));
 				printf("      %s\n", sc_cba_advice(code));
 			}

@@ -24,6 +24,7 @@
 #include "cli/commands.h"
 #include "cli/tunnel.h"
 #include "common/err.h"
+#include "common/text.h"
 #include "tls/tlsclient.h"
 
 #define MAX_BODY (256u * 1024 * 1024)
@@ -191,7 +192,7 @@ report_failure(const struct sc_tls_conn *conn)
 
 	cli_err("%s", conn->err[0] ? conn->err : "the TLS connection failed");
 	if (adv[0])
-		fprintf(stderr, "scagent: advice: %s\n", adv);
+		cli_err("advice: %s", adv);
 }
 
 /* ================================================================ connect */
@@ -312,7 +313,7 @@ cmd_connect(struct cli *c, int argc, char **argv)
 		    conn.signer.nsigs == 1 ? "" : "s", conn.signer.last_alg[0] ? conn.signer.last_alg : "none");
 	else if (conn.requests == 0)
 		cli_verbose(c, "the server did not ask for a client certificate");
-	fprintf(stderr, "scagent: HTTP %d %s (%s%s%s)\n", resp.status, resp.reason, desc,
+	cli_err("HTTP %d %s (%s%s%s)", resp.status, resp.reason, desc,
 	    conn.cert_sent ? ", client certificate " : "", conn.cert_sent ? conn.choice.label : "");
 	if (out != NULL && strcmp(out, "-") != 0 && (fp = fopen(out, "wb")) == NULL) {
 		cli_err("cannot create %s: %s", out, strerror(errno));
@@ -331,7 +332,7 @@ cmd_connect(struct cli *c, int argc, char **argv)
 		const char *adv = sc_http_advice(&conn, &resp);
 		cli_err("the server answered %d %s", resp.status, resp.reason);
 		if (adv[0])
-			fprintf(stderr, "scagent: advice: %s\n", adv);
+			cli_err("advice: %s", adv);
 		goto out;
 	}
 	rc = EX_SC_OK;
@@ -417,7 +418,7 @@ check_chain(struct sc_tls_conn *conn, struct check *k)
 		if (conn->o->verbose) {
 			X509 *x = sk_X509_value(sk, i);
 			char *s = name_of(X509_get_subject_name(x)), *is = name_of(X509_get_issuer_name(x));
-			fprintf(stderr, "scagent: server certificate %d: %s (issuer %s)\n", i, s, is);
+			cli_err("server certificate %d: %s (issuer %s)", i, s, is);
 			free(s);
 			free(is);
 		}
@@ -491,9 +492,9 @@ print_checks(const char *url, struct check *k, int json)
 			snprintf(up, sizeof(up), "%s", k[i].status);
 			for (char *p = up; *p; p++)
 				*p = (char)(*p - 'a' + 'A');
-			printf("  %-4s  %-19s %s\n", up, check_ids[i], k[i].detail);
+			cli_say(stdout, "  %-4s  %-19s %s", up, check_ids[i], k[i].detail);
 			if (strcmp(k[i].status, "pass") != 0 && k[i].advice[0])
-				printf("        %-19s advice: %s\n", "", k[i].advice);
+				cli_say(stdout, "        %-19s advice: %s", "", k[i].advice);
 		}
 		printf("result: %s\n", failed ? "fail" : "pass");
 	}

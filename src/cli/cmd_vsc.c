@@ -151,8 +151,9 @@ vsc_list(struct cli *c, int argc, char **argv)
 		json_object_put(res);
 		return EX_SC_OK;
 	}
-	if (*jstr(res, "module") == '\0') {
-		cli_err("the agent has no TPM virtual smart card module: configure tpm2-pkcs11");
+	if (*jstr(res, "module") == '\0' || cli_escape_json(res) != SC_OK) {
+		if (*jstr(res, "module") == '\0')
+			cli_err("the agent has no TPM virtual smart card module: configure tpm2-pkcs11");
 		json_object_put(res);
 		return EX_SC_FAIL;
 	}

@@ -23,6 +23,7 @@
 #include "cli/tunnel.h"
 #include "common/err.h"
 #include "common/peeruid.h"
+#include "common/text.h"
 #include "tls/tlsclient.h"
 
 struct tunnel {
@@ -77,19 +78,25 @@ static void tlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void
 tlog(const char *fmt, ...)
 {
-	char ts[32];
+	char ts[32], *msg = NULL, *e = NULL;
 	time_t now = time(NULL);
 	struct tm tm;
 	va_list ap;
+	int n;
 
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", localtime_r(&now, &tm));
-	flockfile(stderr);
-	fprintf(stderr, "%s scagent tunnel: ", ts);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	n = vasprintf(&msg, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
-	funlockfile(stderr);
+	/* Peers' and servers' words are escaped for the terminal (text.h). */
+	if (n >= 0)
+		e = sc_term_escape(msg, (size_t)n, sc_term_utf8());
+	else
+		msg = NULL;
+	/* One fprintf: lines of concurrent connections do not mix. */
+	fprintf(stderr, "%s scagent tunnel: %s\n", ts, e != NULL ? e : "(out of memory)");
+	free(e);
+	free(msg);
 }
 
 #define RELAY_BUF 16384

@@ -25,6 +25,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/secmem.h"
+#include "common/text.h"
 #include "common/util.h"
 #include "daemon/pinentry.h"
 #include "daemon/server.h"
@@ -493,7 +494,7 @@ token_fields(const char *token, const char *reason)
 	json_object *o = json_object_new_object();
 
 	if (token != NULL)
-		json_object_object_add(o, "token", json_object_new_string(token));
+		sc_json_add_text(o, "token", token);
 	if (reason != NULL)
 		json_object_object_add(o, "reason", json_object_new_string(reason));
 	return o;
@@ -994,7 +995,7 @@ op_init_token(struct client *c, int64_t id, json_object *req)
 	if (r != SC_OK)
 		return reply_err(c, id, r, *why ? why : sc_strerror(r));
 	res = json_object_new_object();
-	json_object_object_add(res, "label", json_object_new_string(label));
+	sc_json_add_text(res, "label", label);
 	json_object_object_add(res, "module", json_object_new_string(sc_store_vsc_module(c->srv->st)));
 	return reply_ok(c, id, res);
 }

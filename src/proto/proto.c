@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <openssl/evp.h>
 #include "common/err.h"
+#include "common/text.h"
 #include "proto/proto.h"
 
 const struct sc_op_spec sc_proto_ops[] = {
@@ -633,7 +634,7 @@ sc_proto_error(int64_t id, int code, const char *msg, size_t *len)
 	json_object_object_add(o, "id", id >= 0 ? json_object_new_int64(id) : NULL);
 	json_object_object_add(o, "ok", json_object_new_boolean(0));
 	json_object_object_add(e, "code", json_object_new_string(sc_errname(code)));
-	json_object_object_add(e, "message", json_object_new_string(msg ? msg : sc_strerror(code)));
+	json_object_object_add(e, "message", sc_json_new_text(msg ? msg : sc_strerror(code)));
 	json_object_object_add(o, "error", e);
 	return line_of(o, len);
 }

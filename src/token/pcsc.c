@@ -24,6 +24,7 @@
 #include <winscard.h>
 #include "common/err.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "common/util.h"
 #include "token/pcsc.h"
 
@@ -92,7 +93,7 @@ reader_json(const struct reader *r)
 	json_object *j = json_object_new_object();
 	int present = card_present(r->state);
 
-	json_object_object_add(j, "name", json_object_new_string(r->name));
+	sc_json_add_text(j, "name", r->name);
 	json_object_object_add(j, "card_present", json_object_new_boolean(present));
 	if (present && r->atrlen > 0) {
 		char *hex = sc_hex(r->atr, r->atrlen);
@@ -114,7 +115,7 @@ queue(json_object *q, const char *event, const char *reader)
 
 	json_object_object_add(e, "event", json_object_new_string(event));
 	if (reader != NULL)
-		json_object_object_add(e, "reader", json_object_new_string(reader));
+		sc_json_add_text(e, "reader", reader);
 	json_object_array_add(q, e);
 	return e;
 }

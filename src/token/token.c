@@ -37,6 +37,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/secmem.h"
+#include "common/text.h"
 #include "common/util.h"
 #include "token/token.h"
 #include "token/tpm.h"
@@ -1021,8 +1022,8 @@ module_error(struct sc_store *st, const char *path, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	sc_warn("module %s: %s", path, msg);
-	json_object_object_add(e, "module", json_object_new_string(path));
-	json_object_object_add(e, "error", json_object_new_string(msg));
+	sc_json_add_text(e, "module", path);
+	json_object_object_add(e, "error", sc_json_new_text(msg));
 	json_object_array_add(st->errors, e);
 }
 
@@ -1154,11 +1155,11 @@ token_event(json_object *ev, const char *what, const struct sc_token *t)
 		return;
 	e = json_object_new_object();
 	json_object_object_add(e, "event", json_object_new_string(what));
-	json_object_object_add(e, "token", json_object_new_string(t->label));
-	json_object_object_add(e, "reader", json_object_new_string(t->reader));
-	json_object_object_add(e, "module", json_object_new_string(t->mod->path));
+	sc_json_add_text(e, "token", t->label);
+	sc_json_add_text(e, "reader", t->reader);
+	sc_json_add_text(e, "module", t->mod->path);
 	json_object_object_add(e, "slot", json_object_new_int64((int64_t)t->slot));
-	json_object_object_add(e, "serial", json_object_new_string(t->serial));
+	sc_json_add_text(e, "serial", t->serial);
 	json_object_array_add(ev, e);
 }
 
@@ -1443,14 +1444,18 @@ token_flags_json(const CK_TOKEN_INFO *ti, int logged_in)
 	return f;
 }
 
-/* CA certificates on the token, for chain building. */
+/*
+ * The token's certificates, for chain building: all of them, so that an
+ * issuer that is no proper CA is found and named (chain-invalid-ca) rather
+ * than missed; OpenSSL picks issuers by name and key identifier.
+ */
 static STACK_OF(X509) *
 objset_intermediates(const struct sc_objset *o)
 {
 	STACK_OF(X509) *sk = sk_X509_new_null();
 
 	for (size_t i = 0; sk != NULL && i < o->ncerts; i++)
-		if (o->certs[i].x509 != NULL && X509_check_ca(o->certs[i].x509) > 0)
+		if (o->certs[i].x509 != NULL)
 			sk_X509_push(sk, o->certs[i].x509);
 	return sk;
 }
@@ -1469,11 +1474,11 @@ cert_json(struct sc_token *t, const struct sc_objset *o, const struct sc_cert *c
 		return NULL;
 	hexid = sc_hex(c->id, c->idlen);
 	json_object_object_add(j, "uri", json_object_new_string(c->uri ? c->uri : ""));
-	json_object_object_add(j, "label", json_object_new_string(c->label));
+	sc_json_add_text(j, "label", c->label);
 	json_object_object_add(j, "id", json_object_new_string(hexid ? hexid : ""));
 	free(hexid);
 	json_object_object_add(j, "sha256", json_object_new_string(c->sha256));
-	json_object_object_add(j, "token", json_object_new_string(t->label));
+	sc_json_add_text(j, "token", t->label);
 	if (c->x509 == NULL || c->describe_error != SC_OK) {
 		json_object_object_add(j, "error", json_object_new_string(
 		    "the certificate object does not hold a valid DER X.509 certificate"));
@@ -1504,7 +1509,7 @@ cert_json(struct sc_token *t, const struct sc_objset *o, const struct sc_cert *c
 	    json_object_new_boolean(json_object_array_length(problems) == 0));
 	json_object_object_add(cba, "problems", problems);
 	if (reason != NULL)
-		json_object_object_add(cba, "chain_error", json_object_new_string(reason));
+		sc_json_add_text(cba, "chain_error", reason);
 	free(reason);
 	json_object_object_add(j, "cba", cba);
 	return j;
@@ -1591,13 +1596,13 @@ token_json(struct sc_token *t, X509_STORE *anchors, int printable)
 	ti = t->info;
 	logged_in = t->logged_in;
 	pthread_mutex_unlock(&t->lock);
-	json_object_object_add(j, "module", json_object_new_string(t->mod->path));
+	sc_json_add_text(j, "module", t->mod->path);
 	json_object_object_add(j, "slot", json_object_new_int64((int64_t)t->slot));
-	json_object_object_add(j, "reader", json_object_new_string(t->reader));
-	json_object_object_add(j, "label", json_object_new_string(t->label));
-	json_object_object_add(j, "manufacturer", json_object_new_string(t->manufacturer));
-	json_object_object_add(j, "model", json_object_new_string(t->model));
-	json_object_object_add(j, "serial", json_object_new_string(t->serial));
+	sc_json_add_text(j, "reader", t->reader);
+	sc_json_add_text(j, "label", t->label);
+	sc_json_add_text(j, "manufacturer", t->manufacturer);
+	sc_json_add_text(j, "model", t->model);
+	sc_json_add_text(j, "serial", t->serial);
 	json_object_object_add(j, "flags", token_flags_json(&ti, logged_in));
 	if (o != NULL) {
 		inter = anchors ? objset_intermediates(o) : NULL;
@@ -1715,7 +1720,7 @@ candidate(struct sc_token *t, const struct sc_cert *c)
 	char buf[512];
 
 	snprintf(buf, sizeof(buf), "%s (%.16s) on token \"%s\"", c->label, c->sha256, t->label);
-	return json_object_new_string(buf);
+	return sc_json_new_text(buf);
 }
 
 /*
@@ -2497,7 +2502,7 @@ sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
 	if (r == SC_OK && info) {
 		*info = json_object_new_object();
 		json_object_object_add(*info, "sha256", json_object_new_string(c->sha256));
-		json_object_object_add(*info, "token", json_object_new_string(m.tok->label));
+		sc_json_add_text(*info, "token", m.tok->label);
 	}
 out:
 	match_clear(&m);
@@ -3066,8 +3071,8 @@ kp_json(struct sc_token *t, const struct sc_kp *k)
 	int dlen;
 	int hidden = (t->info.flags & CKF_LOGIN_REQUIRED) && !t->logged_in;
 
-	json_object_object_add(j, "token", json_object_new_string(t->label));
-	json_object_object_add(j, "label", json_object_new_string(k->label ? k->label : ""));
+	sc_json_add_text(j, "token", t->label);
+	sc_json_add_text(j, "label", k->label);
 	json_object_object_add(j, "id", json_object_new_string(hex ? hex : ""));
 	free(hex);
 	uri = make_uri(&t->info, CKO_PRIVATE_KEY, k->id, k->idlen, k->label);
@@ -3100,7 +3105,7 @@ kp_candidate(struct sc_token *t, const struct sc_kp *k)
 	snprintf(buf, sizeof(buf), "%s (id %s) on token \"%s\"", k->label && *k->label ?
 	    k->label : "(no label)", hex ? hex : "", t->label);
 	free(hex);
-	return json_object_new_string(buf);
+	return sc_json_new_text(buf);
 }
 
 struct kmatch {
@@ -3693,19 +3698,19 @@ sc_store_import_cert(struct sc_store *st, const char *token_label, const unsigne
 	}
 	o = token_objs(t);
 	res = json_object_new_object();
-	json_object_object_add(res, "token", json_object_new_string(t->label));
+	sc_json_add_text(res, "token", t->label);
 	der_sha256(der, derlen, sha);
 	jc = json_object_new_object();
 	hex = sc_hex(key->id, key->idlen);
 	json_object_object_add(jc, "id", json_object_new_string(hex ? hex : ""));
 	free(hex);
 	json_object_object_add(jc, "sha256", json_object_new_string(sha));
-	json_object_object_add(jc, "key_label", json_object_new_string(key->label ? key->label : ""));
+	sc_json_add_text(jc, "key_label", key->label);
 	if (key->label != NULL && *key->label)
 		snprintf(label, sizeof(label), "%s", key->label);
 	else
 		cert_label(leaf, label, sizeof(label));
-	json_object_object_add(jc, "label", json_object_new_string(label));
+	sc_json_add_text(jc, "label", label);
 	if (objset_has(o, sha)) {
 		json_object_object_add(jc, "status", json_object_new_string("already-present"));
 	} else if ((rv = put_cert(t->mod->f, s, leaf, der, derlen, label, key->id, key->idlen)) != CKR_OK) {
@@ -3745,7 +3750,7 @@ sc_store_import_cert(struct sc_store *st, const char *token_label, const unsigne
 		der_sha256(cader, (size_t)calen, sha);
 		jc = json_object_new_object();
 		hex = sc_hex(caid, caidlen);
-		json_object_object_add(jc, "label", json_object_new_string(label));
+		sc_json_add_text(jc, "label", label);
 		json_object_object_add(jc, "id", json_object_new_string(hex ? hex : ""));
 		json_object_object_add(jc, "sha256", json_object_new_string(sha));
 		free(hex);
@@ -3822,11 +3827,11 @@ sc_store_vsc_list_json(struct sc_store *st)
 		pthread_mutex_unlock(&t->lock);
 		o = token_objs(t);
 		tj = json_object_new_object();
-		json_object_object_add(tj, "label", json_object_new_string(t->label));
-		json_object_object_add(tj, "serial", json_object_new_string(t->serial));
+		sc_json_add_text(tj, "label", t->label);
+		sc_json_add_text(tj, "serial", t->serial);
 		json_object_object_add(tj, "slot", json_object_new_int64((int64_t)t->slot));
-		json_object_object_add(tj, "manufacturer", json_object_new_string(t->manufacturer));
-		json_object_object_add(tj, "model", json_object_new_string(t->model));
+		sc_json_add_text(tj, "manufacturer", t->manufacturer);
+		sc_json_add_text(tj, "model", t->model);
 		json_object_object_add(tj, "keys", json_object_new_int64((int64_t)nk));
 		json_object_object_add(tj, "certificates", json_object_new_int64(o ? (int64_t)o->ncerts : 0));
 		json_object_object_add(tj, "flags", token_flags_json(&ti, logged_in));

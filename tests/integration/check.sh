@@ -75,6 +75,8 @@ explain() {
 	no-client-auth-eku) echo "client authentication" ;; no-upn) echo "user principal name" ;;
 	no-digital-signature) echo "digital signature" ;; weak-key) echo "too short" ;;
 	no-private-key) echo "no private key" ;; chain-untrusted) echo "trust anchor" ;;
+	chain-purpose) echo "does not allow client authentication" ;;
+	chain-invalid-ca) echo "not marked as a CA" ;;
 	esac
 }
 human() { # DESC CODE ARGS...
@@ -145,6 +147,90 @@ sca check alice --cafile "$W/missing.pem" >"$W/nocafile.out" 2>"$W/nocafile.err"
 rc_is "--cafile that does not exist: exit 2" 2 $?
 has "--cafile that does not exist: names the file and the reason" "$W/nocafile.err" \
 	"$W/missing.pem: No such file or directory"
+
+# ---- --cafile: the chain is checked for client authentication, as a TLS
+# server checks it (`openssl verify -purpose sslclient`); issue 19
+tb_softhsm_token chains
+mkdir -p "$W/pki"
+cat >"$W/pki/ext.cnf" <<-EOF
+	[srvonly]
+	basicConstraints = critical, CA:TRUE
+	keyUsage = critical, keyCertSign, cRLSign
+	extendedKeyUsage = serverAuth
+	subjectKeyIdentifier = hash
+	authorityKeyIdentifier = keyid
+	[both]
+	basicConstraints = critical, CA:TRUE
+	keyUsage = critical, keyCertSign, cRLSign
+	extendedKeyUsage = serverAuth, clientAuth
+	subjectKeyIdentifier = hash
+	authorityKeyIdentifier = keyid
+	[noca]
+	basicConstraints = critical, CA:FALSE
+	keyUsage = critical, keyCertSign, cRLSign
+	subjectKeyIdentifier = hash
+	authorityKeyIdentifier = keyid
+	[nocertsign]
+	basicConstraints = critical, CA:TRUE
+	keyUsage = critical, digitalSignature, cRLSign
+	subjectKeyIdentifier = hash
+	authorityKeyIdentifier = keyid
+EOF
+# chain KIND N: intermediate "Contoso KIND CA" (signed by the root, on the
+# token as id cN) and leaf "leaf-KIND" under it (id aN, good profile, key in a file).
+chain() {
+	local k=$1 id=$2 d=$W/pki c
+	openssl req -new -newkey rsa:2048 -nodes -keyout "$d/$k.key" -subj "/O=Contoso/CN=Contoso $k CA" \
+		-out "$d/$k.csr" 2>/dev/null &&
+	openssl x509 -req -in "$d/$k.csr" -CA "$P/root.pem" -CAkey "$P/root.key" -CAcreateserial \
+		-days 60 -extfile "$d/ext.cnf" -extensions "$k" -out "$d/$k.pem" 2>/dev/null &&
+	openssl req -new -newkey rsa:2048 -nodes -keyout "$d/leaf-$k.key" -subj "/O=Contoso/CN=leaf-$k" \
+		-out "$d/leaf-$k.csr" 2>/dev/null &&
+	_tb_profile_ext good "leaf-$k" "leaf-$k@contoso.com" 1 "$d/leaf-$k.ext" &&
+	openssl x509 -req -in "$d/leaf-$k.csr" -CA "$d/$k.pem" -CAkey "$d/$k.key" -CAcreateserial \
+		-days 30 -extfile "$d/leaf-$k.ext" -extensions ee -out "$d/leaf-$k.pem" 2>/dev/null || return 1
+	for c in "$k:c$id" "leaf-$k:a$id"; do
+		openssl x509 -in "$d/${c%%:*}.pem" -outform DER -out "$d/${c%%:*}.der" &&
+		pkcs11-tool --module "$TB_SOFTHSM" --token-label chains --login --pin "$TB_PIN" \
+			--write-object "$d/${c%%:*}.der" --type cert --id "${c#*:}" --label "${c%%:*}" \
+			>/dev/null 2>&1 || return 1
+	done
+}
+# vreason KIND: what `openssl verify -purpose sslclient` says of leaf-KIND
+vreason() {
+	openssl verify -purpose sslclient -CAfile "$P/root.pem" -untrusted "$W/pki/$1.pem" \
+		"$W/pki/leaf-$1.pem" 2>&1 | sed -n 's/^error [0-9]* at [0-9]* depth lookup: //p' | head -1
+}
+for k in srvonly:1 both:2 noca:3 nocertsign:4; do
+	chain "${k%%:*}" "${k#*:}" || fail "make the ${k%%:*} chain"
+done
+ok "openssl verify -purpose sslclient accepts the chain whose CA has serverAuth and clientAuth" \
+	openssl verify -purpose sslclient -CAfile "$P/root.pem" -untrusted "$W/pki/both.pem" "$W/pki/leaf-both.pem"
+chk both leaf-both --cafile "$P/root.pem"
+rc_is "check leaf-both --cafile root (CA EKU serverAuth + clientAuth): exit 0" 0 "$(cat "$W/both.rc")"
+want=$(vreason srvonly)
+ok "openssl verify -purpose sslclient refuses a CA whose EKU is serverAuth only ($want)" \
+	test "$want" = "unsuitable certificate purpose"
+chk srvonly leaf-srvonly --cafile "$P/root.pem"
+rc_is "check leaf-srvonly --cafile root: exit 1 (was suitable before issue 19)" 1 "$(cat "$W/srvonly.rc")"
+ok "check leaf-srvonly: exactly [chain-purpose], the CA named in chain_error" test \
+	"$(jget "$W/srvonly.json" '(d["cba"]["problems"], d["cba"]["chain_error"])')" = \
+	"(['chain-purpose'], 'CN=Contoso srvonly CA,O=Contoso: $want')"
+for k in noca nocertsign; do
+	want=$(vreason $k)
+	ok "openssl verify refuses the $k CA too ($want)" test -n "$want"
+	chk "$k" "leaf-$k" --cafile "$P/root.pem"
+	rc_is "check leaf-$k --cafile root: exit 1" 1 "$(cat "$W/$k.rc")"
+	ok "check leaf-$k: [chain-invalid-ca] with OpenSSL's reason at the CA, not 'unable to get local issuer'" \
+		test "$(jget "$W/$k.json" '(d["cba"]["problems"], d["cba"]["chain_error"])')" = \
+		"(['chain-invalid-ca'], 'CN=Contoso $k CA,O=Contoso: invalid CA certificate')"
+done
+human "check leaf-srvonly (human): chain-purpose explained" chain-purpose leaf-srvonly --cafile "$P/root.pem"
+human "check leaf-noca (human): chain-invalid-ca explained" chain-invalid-ca leaf-noca --cafile "$P/root.pem"
+sca check leaf-srvonly --cafile "$P/root.pem" >"$W/srvonly.txt" 2>&1
+has "check leaf-srvonly (human): the CA and OpenSSL's reason shown" "$W/srvonly.txt" \
+	"(OpenSSL: CN=Contoso srvonly CA,O=Contoso: unsuitable certificate purpose)"
+hasnt "check leaf-srvonly (human): no chain-untrusted" "$W/srvonly.txt" "chain-untrusted"
 
 # ---- ambiguous, unknown, malformed
 ca=$(openssl x509 -in "$P/issuing.pem" -noout -fingerprint -sha256 | cut -d= -f2 | tr -d : | tr A-F a-f)

@@ -169,6 +169,23 @@ user_cert(EVP_PKEY *key)
 	return x;
 }
 
+/* A CA certificate with these extensions (NULL: left out). */
+static X509 *
+ca_cert_ext(const char *cn, EVP_PKEY *key, X509 *issuer, EVP_PKEY *ikey,
+    const char *bc, const char *ku, const char *eku)
+{
+	X509 *x = cert_new(key, 100, T_2026 - 200 * DAY, T_2027 + 200 * DAY);
+
+	subj_utf8(x, "CN", cn);
+	if (bc != NULL)
+		ext_conf(x, NID_basic_constraints, bc);
+	if (ku != NULL)
+		ext_conf(x, NID_key_usage, ku);
+	if (eku != NULL)
+		ext_conf(x, NID_ext_key_usage, eku);
+	return cert_sign(x, issuer, ikey);
+}
+
 static X509 *
 ca_cert(const char *cn, EVP_PKEY *key, X509 *issuer, EVP_PKEY *ikey,
     time_t nb, time_t na)
@@ -1021,7 +1038,9 @@ test_chain_wrong_anchor(void **state)
 	otherfile = write_pem(&other, 1);
 	p = cba(k.leaf, 1, otherfile, k.untrusted, &reason);
 	ASSERT_ARR(p, "chain-untrusted");
-	assert_string_equal(reason, "unable to get local issuer certificate");
+	/* Where it stopped: the issuing CA has no issuer in the CA file. */
+	assert_string_equal(reason,
+	    "CN=Contoso Issuing CA: unable to get local issuer certificate");
 	json_object_put(p);
 	free(reason);
 	unlink(otherfile);
@@ -1057,7 +1076,8 @@ test_chain_expired_intermediate(void **state)
 	pki_make(&k, T_NOW - DAY, T_2027);
 	p = cba(k.leaf, 1, k.cafile, k.untrusted, &reason);
 	ASSERT_ARR(p, "chain-untrusted");
-	assert_string_equal(reason, "certificate has expired");
+	/* The intermediate's expiry is the chain's problem, and named. */
+	assert_string_equal(reason, "CN=Contoso Issuing CA: certificate has expired");
 	json_object_put(p);
 	free(reason);
 	pki_free(&k);
@@ -1104,6 +1124,97 @@ test_anchors_pem(void **state)
 	pki_free(&k);
 }
 
+/*
+ * Root -> intermediate with these extensions -> good leaf (clientAuth),
+ * checked against the root: the problems, and the reason in *reason.
+ */
+static json_object *
+chain_with_inter(const char *bc, const char *ku, const char *eku, char **reason)
+{
+	struct pki k;
+	json_object *p;
+
+	pki_make(&k, T_2027 + 200 * DAY, T_2027);
+	X509_free(k.inter);
+	X509_free(k.leaf);
+	k.inter = ca_cert_ext("Contoso Issuing CA", k_int, k.root, k_ca, bc, ku, eku);
+	k.leaf = cert_sign(good_leaf(k_ec256, T_2026 - 100 * DAY, T_2027), k.inter, k_int);
+	sk_X509_zero(k.untrusted);
+	assert_true(sk_X509_push(k.untrusted, k.inter) > 0);
+	p = cba(k.leaf, 1, k.cafile, k.untrusted, reason);
+	pki_free(&k);
+	return p;
+}
+
+static void
+test_chain_purpose(void **state)
+{
+	char *reason = NULL;
+	json_object *p;
+
+	(void)state;
+	/* An issuing CA limited to serverAuth: a TLS server refuses the leaf. */
+	p = chain_with_inter("critical,CA:TRUE", "critical,keyCertSign,cRLSign",
+	    "serverAuth", &reason);
+	ASSERT_ARR(p, "chain-purpose");
+	assert_string_equal(reason, "CN=Contoso Issuing CA: unsuitable certificate purpose");
+	json_object_put(p);
+	free(reason);
+	reason = NULL;
+	/* One that lists clientAuth (among others) is fine. */
+	p = chain_with_inter("critical,CA:TRUE", "critical,keyCertSign,cRLSign",
+	    "serverAuth,clientAuth", &reason);
+	assert_empty(p);
+	assert_null(reason);
+	json_object_put(p);
+}
+
+static void
+test_chain_invalid_ca(void **state)
+{
+	static const char *const cases[][2] = {
+		{ "critical,CA:FALSE", "critical,keyCertSign,cRLSign" },
+		{ "critical,CA:TRUE", "critical,digitalSignature,cRLSign" },
+		{ NULL, "critical,keyCertSign,cRLSign" },
+	};
+	char *reason = NULL;
+	json_object *p;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		p = chain_with_inter(cases[i][0], cases[i][1], NULL, &reason);
+		ASSERT_ARR(p, "chain-invalid-ca");
+		assert_string_equal(reason, "CN=Contoso Issuing CA: invalid CA certificate");
+		json_object_put(p);
+		free(reason);
+		reason = NULL;
+	}
+}
+
+static void
+test_chain_leaf_purpose_not_twice(void **state)
+{
+	struct pki k;
+	char *reason = NULL;
+	json_object *p;
+	X509 *l;
+
+	(void)state;
+	/* A serverAuth-only leaf under a good chain: its EKU code, no chain code. */
+	pki_make(&k, T_2027 + 200 * DAY, T_2027);
+	l = cert_new(k_ec256, 7, T_2026 - 100 * DAY, T_2027);
+	subj_utf8(l, "CN", "Alice");
+	ext_conf(l, NID_ext_key_usage, "serverAuth");
+	san_set(l, gn_upn_str("alice@contoso.com"), NULL);
+	l = cert_sign(l, k.inter, k_int);
+	p = cba(l, 1, k.cafile, k.untrusted, &reason);
+	ASSERT_ARR(p, "no-client-auth-eku");
+	assert_null(reason);
+	json_object_put(p);
+	X509_free(l);
+	pki_free(&k);
+}
+
 /* ---- words ---- */
 
 static void
@@ -1112,7 +1223,7 @@ test_explain_advice(void **state)
 	static const char *const codes[] = {
 		"no-client-auth-eku", "no-upn", "expired", "not-yet-valid",
 		"no-digital-signature", "no-private-key", "weak-key",
-		"chain-untrusted",
+		"chain-untrusted", "chain-purpose", "chain-invalid-ca",
 	};
 	const size_t n = sizeof(codes) / sizeof(codes[0]);
 	const char *generic_e = sc_cba_explain("no-such-code");
@@ -1196,6 +1307,9 @@ main(void)
 		cmocka_unit_test(test_chain_expired_leaf_reported_once),
 		cmocka_unit_test(test_chain_expired_intermediate),
 		cmocka_unit_test(test_anchors_pem),
+		cmocka_unit_test(test_chain_purpose),
+		cmocka_unit_test(test_chain_invalid_ca),
+		cmocka_unit_test(test_chain_leaf_purpose_not_twice),
 		cmocka_unit_test(test_explain_advice),
 		cmocka_unit_test(test_bad_arguments),
 	};
