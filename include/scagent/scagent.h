@@ -43,6 +43,7 @@ extern "C" {
 #define SCAGENT_EDENIED		(-22)
 #define SCAGENT_ECANCELLED	(-23)
 #define SCAGENT_ETIMEOUT	(-24)
+#define SCAGENT_EBUSY		(-27)	/* e.g. scagent_connect(): the agent serves its maximum of clients */
 #define SCAGENT_EALREADY	(-28)
 #define SCAGENT_EPIN_REQUIRED	(-29)
 
@@ -54,10 +55,17 @@ typedef struct scagent_client scagent_client;
  */
 char *scagent_default_socket(const char *path);
 
-/* Connect and say hello. On failure *out is NULL and the code says why. */
+/*
+ * Connect and say hello. On failure *out is NULL, the code says why
+ * (SCAGENT_EUNREACHABLE: no agent; SCAGENT_EBUSY: the agent serves as many
+ * clients as it may) and scagent_error(NULL) the message.
+ */
 int scagent_connect(const char *path, scagent_client **out);
 void scagent_close(scagent_client *c);
-/* The last failure's message on this handle ("" when none). */
+/*
+ * The last failure's message on this handle ("" when none); with NULL, that
+ * of this thread's last failed scagent_connect().
+ */
 const char *scagent_error(const scagent_client *c);
 /* A short description of a code; never NULL. */
 const char *scagent_strerror(int code);

@@ -104,6 +104,9 @@ cli_open_agent(struct cli *c)
 		if (r == SC_ERR_AGENT_UNREACHABLE)
 			cli_err("no agent at %s: start one with `eval \"$(scagentd)\"`, or use "
 			    "--direct --module PATH for list and check", path ? path : "(unknown)");
+		else if (r == SC_ERR_BUSY)
+			cli_err("busy agent at %s: %s", path ? path : "(unknown)",
+			    *scagent_error(NULL) ? scagent_error(NULL) : scagent_strerror(r));
 		else
 			cli_err("cannot talk to the agent at %s: %s", path ? path : "(unknown)",
 			    scagent_strerror(r));

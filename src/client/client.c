@@ -18,6 +18,9 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
+/* Why this thread's last scagent_connect() failed: scagent_error(NULL). */
+static __thread char connect_err[512];
+
 struct scagent_client {
 	int fd;
 	struct sc_spin_policy spin;	/* how long to spin for an answer before sleeping */
@@ -69,7 +72,7 @@ scagent_strerror(int code)
 EXPORT const char *
 scagent_error(const scagent_client *c)
 {
-	return c ? c->err : "";
+	return c ? c->err : connect_err;
 }
 
 EXPORT void
@@ -122,13 +125,48 @@ read_line(scagent_client *c, int timeout_ms, unsigned spin_us, char **line)
 				return fail(c, SC_ERR_IO, "poll: %s", strerror(errno));
 		}
 		long n = sc_linebuf_read(&c->in, c->fd);
-		if (n == 0)
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
 			return fail(c, SC_ERR_AGENT_UNREACHABLE, "the agent closed the connection");
 		if (n == SC_ERR_TOO_LARGE)
 			return fail(c, SC_ERR_TOO_LARGE, "the agent's answer is over the size limit");
 		if (n < 0 && errno != EINTR && errno != EAGAIN)
 			return fail(c, SC_ERR_IO, "reading from the agent: %s", strerror(errno));
 	}
+}
+
+/*
+ * An answer with a null id: the agent's word on the connection itself rather
+ * than on one request (busy, no hello in time, too large). It answers
+ * whatever request is waiting.
+ */
+static int
+connection_error(json_object *resp)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(resp, "id", &v) && v == NULL &&
+	    json_object_object_get_ex(resp, "error", NULL);
+}
+
+/*
+ * The request could not be sent: the agent may have closed the connection
+ * after saying why (busy). *resp gets that answer, if it came.
+ */
+static int
+closed_before_send(scagent_client *c, json_object **resp)
+{
+	int e = errno;
+	char *line = NULL;
+
+	if (read_line(c, 0, 0, &line) == SC_OK) {
+		*resp = json_tokener_parse(line);
+		free(line);
+		if (*resp != NULL && connection_error(*resp))
+			return SC_OK;
+		json_object_put(*resp);
+		*resp = NULL;
+	}
+	return fail(c, SC_ERR_AGENT_UNREACHABLE, "cannot send to the agent: %s", strerror(e));
 }
 
 /*
@@ -154,7 +192,7 @@ roundtrip(scagent_client *c, int64_t id, const char *msg, size_t len, json_objec
 	*resp = NULL;
 	/* One write per request: the agent wakes once. */
 	if (write_all(c->fd, msg, len) < 0)
-		return fail(c, SC_ERR_AGENT_UNREACHABLE, "cannot send to the agent: %s", strerror(errno));
+		return closed_before_send(c, resp);
 	t0 = sc_now_us();
 	spin = sc_host_busy(t0) ? 0 : sc_spin_budget(&c->spin, t0);
 	for (;;) {
@@ -184,7 +222,8 @@ roundtrip(scagent_client *c, int64_t id, const char *msg, size_t len, json_objec
 		}
 		if (json_object_object_get_ex(*resp, "event", NULL))
 			continue;	/* events are only for scagent_next_event() */
-		if (json_object_object_get_ex(*resp, "id", &v) && json_object_get_int64(v) == id)
+		if (connection_error(*resp) ||
+		    (json_object_object_get_ex(*resp, "id", &v) && json_object_get_int64(v) == id))
 			break;
 	}
 	free(line);
@@ -277,6 +316,7 @@ scagent_connect(const char *path, scagent_client **out)
 	int r;
 
 	*out = NULL;
+	connect_err[0] = '\0';
 	if ((p = scagent_default_socket(path)) == NULL)
 		return SC_ERR_NOMEM;
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
@@ -289,13 +329,13 @@ scagent_connect(const char *path, scagent_client **out)
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
 	if (strlen(p) >= sizeof(sa.sun_path)) {
-		r = SC_ERR_INVALID;
+		r = fail(c, SC_ERR_INVALID, "the socket path is too long: %s", p);
 		goto fail;
 	}
 	strcpy(sa.sun_path, p);
 	if ((c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 	    connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		r = SC_ERR_AGENT_UNREACHABLE;
+		r = fail(c, SC_ERR_AGENT_UNREACHABLE, "cannot connect to %s: %s", p, strerror(errno));
 		goto fail;
 	}
 	args = json_object_new_object();
@@ -308,6 +348,8 @@ scagent_connect(const char *path, scagent_client **out)
 	*out = c;
 	return SC_OK;
 fail:
+	/* The handle goes: its message stays for scagent_error(NULL) (the agent's "busy" says how many). */
+	snprintf(connect_err, sizeof(connect_err), "%s", c->err);
 	free(p);
 	scagent_close(c);
 	return r;

@@ -40,13 +40,32 @@ usage(FILE *fp)
 	    "usage: scagentd [--foreground] [--socket PATH] [--config FILE] [--module PATH]...\n"
 	    "                [--log-level error|warn|info|debug] [--syslog] [--idle-timeout SEC]\n"
 	    "                [--pinentry PROGRAM] [--audit-log FILE|syslog] [--vsc-module PATH]\n"
-	    "                [--request-timeout SEC]\n"
+	    "                [--request-timeout SEC] [--max-clients N]\n"
 	    "\n"
 	    "Loads the configured PKCS#11 modules (or exactly the --module ones) and serves\n"
 	    "their tokens on a Unix socket, by default $XDG_RUNTIME_DIR/scagent/agent.sock.\n"
 	    "Without --foreground it detaches and prints the SCAGENT_SOCKET to export.\n"
 	    "--vsc-module loads the module that holds TPM virtual smart cards (default:\n"
-	    "the loaded module that is tpm2-pkcs11; scagent.conf: vsc-module).\n");
+	    "the loaded module that is tpm2-pkcs11; scagent.conf: vsc-module).\n"
+	    "--max-clients: connections served at once (default 256); one more is told\n"
+	    "the agent is busy. A connection must say hello within 5 s.\n");
+}
+
+/* A decimal option argument from min to max into *out; -1 when it is not one. */
+static int
+number_arg(const char *arg, unsigned long min, unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (*arg < '0' || *arg > '9')
+		return -1;
+	errno = 0;
+	v = strtoul(arg, &end, 10);
+	if (*end != '\0' || errno != 0 || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
 }
 
 /* TPM2_PKCS11_STORE for tpm2-pkcs11, with a leading "~/" taken as $HOME. */
@@ -119,12 +138,59 @@ make_socket_dir(const char *sock, int own_dir)
 	return 0;
 }
 
+/*
+ * What is at the socket's path before bind(): nothing, or a stale socket
+ * (nobody accepts on it: an agent killed with SIGKILL), which is removed. A
+ * live agent's socket, or anything that is not a socket (a file the user
+ * named by mistake, a symbolic link), is left alone and refused, as
+ * ssh-agent does.
+ */
+static int
+clear_stale_socket(const char *path, const struct sockaddr_un *sa)
+{
+	struct stat sb;
+	int probe, r, e;
+
+	if (lstat(path, &sb) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		sc_error("cannot use %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISSOCK(sb.st_mode)) {
+		sc_error("%s exists and is not a socket: remove it or choose another --socket", path);
+		return -1;
+	}
+	if ((probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
+		sc_error("socket: %s", strerror(errno));
+		return -1;
+	}
+	r = connect(probe, (const struct sockaddr *)sa, sizeof(*sa));
+	e = errno;
+	close(probe);
+	if (r == 0 || e == EAGAIN) {
+		/* EAGAIN: its listen queue is full, so something does listen there. */
+		sc_error("an agent is already running on %s; stop it first or use --socket", path);
+		return -1;
+	}
+	if (e != ECONNREFUSED) {
+		sc_error("cannot tell whether %s is in use: %s", path, strerror(e));
+		return -1;
+	}
+	if (unlink(path) < 0 && errno != ENOENT) {
+		sc_error("cannot remove the stale socket %s: %s", path, strerror(errno));
+		return -1;
+	}
+	sc_info("removed the stale socket %s (no agent answers on it)", path);
+	return 0;
+}
+
 static int
 listen_socket(const char *path, int own_dir)
 {
 	struct sockaddr_un sa;
 	mode_t old;
-	int fd, probe;
+	int fd;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
@@ -136,17 +202,8 @@ listen_socket(const char *path, int own_dir)
 	strcpy(sa.sun_path, path);
 	if (make_socket_dir(path, own_dir) < 0)
 		return -1;
-	/* A live agent keeps its socket; a stale one is replaced. */
-	if ((probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0) {
-		if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			close(probe);
-			sc_error("an agent is already running on %s; stop it first or use --socket", path);
-			return -1;
-		}
-		close(probe);
-		if (errno == ECONNREFUSED)
-			unlink(path);
-	}
+	if (clear_stale_socket(path, &sa) < 0)
+		return -1;
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
 		sc_error("socket: %s", strerror(errno));
 		return -1;
@@ -216,6 +273,7 @@ main(int argc, char **argv)
 		{ "audit-log", required_argument, NULL, 'a' },
 		{ "vsc-module", required_argument, NULL, 'T' },
 		{ "request-timeout", required_argument, NULL, 'R' },
+		{ "max-clients", required_argument, NULL, 'M' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -230,15 +288,15 @@ main(int argc, char **argv)
 	const char *config = NULL, *log_level = NULL, *pinentry = NULL, *audit_log = NULL;
 	const char *vsc_module = NULL;
 	const char **modules = NULL;
-	char *sock = NULL, *errmsg = NULL, *idle_arg = NULL, *reqto_arg = NULL;
-	unsigned long reqto = 0;
+	char *sock = NULL, *errmsg = NULL, *idle_arg = NULL, *reqto_arg = NULL, *maxc_arg = NULL;
+	unsigned long reqto = 0, maxc = 0;
 	int nmods = 0, foreground = 0, use_syslog = 0, lfd = -1, activated = 0, own_dir = 0;
 	const char *env;
 	int ready[2] = { -1, -1 }, ch, rc = 1;
 
 	if ((modules = calloc((size_t)argc, sizeof(*modules))) == NULL)
 		return 1;
-	while ((ch = getopt_long(argc, argv, "fs:c:m:l:Si:p:a:T:R:vhV", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "fs:c:m:l:Si:p:a:T:R:M:vhV", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'f': foreground = 1; break;
 		case 's': free(sock); sock = strdup(optarg); break;
@@ -257,6 +315,7 @@ main(int argc, char **argv)
 		case 'a': audit_log = optarg; break;
 		case 'T': vsc_module = optarg; break;
 		case 'R': reqto_arg = optarg; break;
+		case 'M': maxc_arg = optarg; break;
 		case 'v': log_level = "debug"; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("scagentd %s\n", PACKAGE_VERSION); return 0;
@@ -275,21 +334,17 @@ main(int argc, char **argv)
 	}
 	if (log_level == NULL)
 		log_level = cfg.log_level ? cfg.log_level : "info";
-	if (idle_arg != NULL) {
-		char *end;
-		cfg.idle_timeout = strtoul(idle_arg, &end, 10);
-		if (*end || *idle_arg == '\0' || *idle_arg == '-') {
-			fprintf(stderr, "scagentd: --idle-timeout wants seconds (0: never)\n");
-			return 2;
-		}
+	if (idle_arg != NULL && number_arg(idle_arg, 0, ULONG_MAX, &cfg.idle_timeout) < 0) {
+		fprintf(stderr, "scagentd: --idle-timeout wants seconds (0: never)\n");
+		return 2;
 	}
-	if (reqto_arg != NULL) {
-		char *end;
-		reqto = strtoul(reqto_arg, &end, 10);
-		if (*end || *reqto_arg == '\0' || *reqto_arg == '-' || reqto == 0 || reqto > 3600) {
-			fprintf(stderr, "scagentd: --request-timeout wants seconds from 1 to 3600\n");
-			return 2;
-		}
+	if (reqto_arg != NULL && number_arg(reqto_arg, 1, 3600, &reqto) < 0) {
+		fprintf(stderr, "scagentd: --request-timeout wants seconds from 1 to 3600\n");
+		return 2;
+	}
+	if (maxc_arg != NULL && number_arg(maxc_arg, 1, 4096, &maxc) < 0) {
+		fprintf(stderr, "scagentd: --max-clients wants a number from 1 to 4096\n");
+		return 2;
 	}
 	if (sock == NULL) {
 		/* Our own directory only when neither --socket nor $SCAGENT_SOCKET chose one. */
@@ -383,6 +438,7 @@ main(int argc, char **argv)
 	sv.confirm_sign = cfg.confirm_sign;
 	sv.audit_log = audit_log ? audit_log : cfg.audit_log;
 	sv.request_timeout_ms = reqto * 1000UL;
+	sv.max_clients = (int)maxc;
 	if ((g_srv = sc_server_new(st, lfd, &sv)) == NULL)
 		goto out;
 	if (g_stop)

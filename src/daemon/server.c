@@ -36,7 +36,15 @@
 #define CLIENT_IDLE_MS (30UL * 60 * 1000)
 /* After an answer, wait this long awake for the client's next request. */
 #define AGENT_SPIN_US 100
-#define MAX_CLIENTS 256
+#define MAX_CLIENTS 256			/* default of scagentd --max-clients */
+/* A connection must say hello within this, or it is closed: idle connections never fill the house. */
+#define HELLO_TIMEOUT_MS 5000
+/* A client whose socket takes nothing of what waits for it this long is dropped. */
+#define SEND_TIMEOUT_MS 5000
+/* Events waiting for a watcher beyond its socket buffer; more and it is dropped. */
+#define EVENT_BACKLOG_MAX (64 * 1024)
+/* An output buffer above this is freed when it empties (a big answer passed). */
+#define OUT_KEEP (64 * 1024)
 #define FALLBACK_REFRESH_MS 30000	/* re-read slots this often without events */
 #define STALE_REFRESH_MS 1000		/* a client's list re-reads slots older than this */
 
@@ -50,9 +58,22 @@ struct client {
 	pid_t pid;
 	uid_t uid;
 	char exe[256];
+	uint64_t accepted;		/* sc_now_ms() */
 	int hello;
-	int watching;
-	pthread_mutex_t wlock;		/* one writer at a time */
+	int watching;			/* under srv->evlock */
+	/*
+	 * What the socket did not take yet: whole lines, answers and events in
+	 * order, written without blocking by whichever thread comes next (the
+	 * client's own, or one broadcasting an event). Under wlock, which is
+	 * never held while waiting.
+	 */
+	pthread_mutex_t wlock;
+	char *out;
+	size_t outlen, outoff, outcap;	/* bytes in out, of them sent, allocated */
+	size_t backlog;			/* event bytes that had to wait since out was last empty */
+	uint64_t queued, written;	/* bytes put out, and taken by the socket, since accept */
+	uint64_t progress_at;		/* the socket last took bytes, or out began to wait */
+	int dead;			/* dropped: shut down, nothing more is written */
 	struct client *next;		/* in srv->clients */
 };
 
@@ -62,7 +83,13 @@ struct sc_server {
 	int lfd;
 	int stop_pipe[2];
 	volatile sig_atomic_t stopping;
-	pthread_mutex_t lock;		/* clients list */
+	/*
+	 * The clients list changes under both locks, evlock first; a broadcast
+	 * walks it under evlock alone and writes without blocking, so an event
+	 * never holds up accept, status or the audit log (lock).
+	 */
+	pthread_mutex_t evlock;
+	pthread_mutex_t lock;		/* clients list, count, refresh times, audit file */
 	pthread_cond_t cond;		/* client count changes, monitor wakeups */
 	struct client *clients;
 	int nclients;
@@ -78,31 +105,156 @@ struct sc_server {
 
 /* ------------------------------------------------------------------ */
 
+/*
+ * Write p[0..n) as far as the socket takes it without blocking: *done gets
+ * how much it took. SC_ERR_IO when the client is gone.
+ */
+static int
+send_nb(struct client *c, const char *p, size_t n, size_t *done)
+{
+	*done = 0;
+	while (*done < n) {
+		ssize_t w = send(c->fd, p + *done, n - *done, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			return SC_ERR_IO;
+		}
+		*done += (size_t)w;
+	}
+	c->written += *done;
+	if (*done > 0)
+		c->progress_at = sc_now_ms();
+	return SC_OK;
+}
+
+static size_t
+out_waiting(const struct client *c)
+{
+	return c->outlen - c->outoff;
+}
+
+/* Write what waits in c->out as far as the socket takes it (wlock held). */
+static int
+out_flush(struct client *c)
+{
+	size_t done = 0;
+	int r = send_nb(c, c->out + c->outoff, out_waiting(c), &done);
+
+	c->outoff += done;
+	if (c->outoff == c->outlen) {
+		c->outoff = c->outlen = 0;
+		c->backlog = 0;
+		if (c->outcap > OUT_KEEP) {
+			free(c->out);
+			c->out = NULL;
+			c->outcap = 0;
+		}
+	}
+	return r;
+}
+
+/* Send line after what waits; what the socket does not take waits in c->out (wlock held). */
+static int
+out_put(struct client *c, const char *line, size_t len)
+{
+	size_t done = 0;
+	int r;
+
+	if (c->dead)
+		return SC_ERR_IO;
+	if ((r = out_flush(c)) != SC_OK)
+		return r;
+	c->queued += len;
+	if (out_waiting(c) == 0) {
+		if ((r = send_nb(c, line, len, &done)) != SC_OK)
+			return r;
+		if (done == len)
+			return SC_OK;
+		c->progress_at = sc_now_ms();	/* from now on, the bytes wait */
+	}
+	if (c->outoff > 0) {
+		memmove(c->out, c->out + c->outoff, out_waiting(c));
+		c->outlen -= c->outoff;
+		c->outoff = 0;
+	}
+	if (len - done > c->outcap - c->outlen) {
+		size_t cap = c->outlen + (len - done);
+		char *n;
+		if (cap < 2 * c->outcap)
+			cap = 2 * c->outcap;
+		if ((n = realloc(c->out, cap)) == NULL)
+			return SC_ERR_NOMEM;
+		c->out = n;
+		c->outcap = cap;
+	}
+	memcpy(c->out + c->outlen, line + done, len - done);
+	c->outlen += len - done;
+	return SC_OK;
+}
+
+/* Drop a client (wlock held): its thread sees the socket shut and ends it. why NULL: no log. */
+static void
+out_drop(struct client *c, const char *why)
+{
+	if (c->dead)
+		return;
+	c->dead = 1;
+	if (why != NULL)
+		sc_warn("client pid %ld (%s): %s; disconnected", (long)c->pid, c->exe, why);
+	shutdown(c->fd, SHUT_RDWR);
+}
+
+/*
+ * The client has bytes waiting: write what its socket takes now, and drop it
+ * when it took nothing for SEND_TIMEOUT_MS (wlock held). SC_ERR_IO: dropped.
+ */
+static int
+out_check(struct client *c, const char *what)
+{
+	char why[160];
+
+	if (c->dead)
+		return SC_ERR_IO;
+	if (out_flush(c) != SC_OK) {
+		out_drop(c, NULL);	/* gone */
+		return SC_ERR_IO;
+	}
+	if (out_waiting(c) > 0 && sc_now_ms() - c->progress_at >= SEND_TIMEOUT_MS) {
+		snprintf(why, sizeof(why), "did not read its %s for %d s (%zu bytes waiting)", what,
+		    SEND_TIMEOUT_MS / 1000, out_waiting(c));
+		out_drop(c, why);
+		return SC_ERR_IO;
+	}
+	return SC_OK;
+}
+
+/*
+ * An answer, from the client's own thread: wait (without the lock, so events
+ * still queue behind it) until the socket has taken it, or drop the client
+ * when it reads nothing for SEND_TIMEOUT_MS.
+ */
 static int
 send_line(struct client *c, char *line, size_t len)
 {
-	int r = SC_OK;
-	size_t off = 0;
+	uint64_t end;
+	int r;
 
 	if (line == NULL)
 		return SC_ERR_NOMEM;
 	pthread_mutex_lock(&c->wlock);
-	while (off < len) {
-		ssize_t w = send(c->fd, line + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				struct pollfd p = { c->fd, POLLOUT, 0 };
-				if (poll(&p, 1, 5000) > 0)
-					continue;
-			}
-			/* A client that does not read its answers or events is dropped. */
-			shutdown(c->fd, SHUT_RDWR);
-			r = SC_ERR_IO;
-			break;
-		}
-		off += (size_t)w;
+	if ((r = out_put(c, line, len)) != SC_OK)
+		out_drop(c, NULL);
+	end = c->queued;	/* the answer is written when the socket has taken this much */
+	while (r == SC_OK && (r = out_check(c, "answers")) == SC_OK && c->written < end) {
+		struct pollfd p = { c->fd, POLLOUT, 0 };
+		uint64_t waited = sc_now_ms() - c->progress_at;
+
+		pthread_mutex_unlock(&c->wlock);
+		poll(&p, 1, waited < SEND_TIMEOUT_MS ? (int)(SEND_TIMEOUT_MS - waited) : 0);
+		pthread_mutex_lock(&c->wlock);
 	}
 	pthread_mutex_unlock(&c->wlock);
 	free(line);
@@ -127,27 +279,45 @@ reply_err(struct client *c, int64_t id, int code, const char *msg)
 	return send_line(c, l, len);
 }
 
+/* An event for one watcher (evlock held): never waits; a watcher that falls behind is dropped. */
+static void
+send_event(struct client *c, const char *line, size_t len)
+{
+	char why[160];
+	size_t before;
+
+	pthread_mutex_lock(&c->wlock);
+	if (out_check(c, "events") != SC_OK)
+		goto out;
+	if (c->backlog + len > EVENT_BACKLOG_MAX) {
+		snprintf(why, sizeof(why), "a watcher that does not read its events (%zu bytes waiting)",
+		    out_waiting(c));
+		out_drop(c, why);
+		goto out;
+	}
+	before = out_waiting(c);
+	if (out_put(c, line, len) != SC_OK)
+		out_drop(c, NULL);
+	else if (out_waiting(c) > before)
+		c->backlog += out_waiting(c) - before;
+out:
+	pthread_mutex_unlock(&c->wlock);
+}
+
 void
 sc_server_broadcast(struct sc_server *srv, const char *event, json_object *fields)
 {
-	const char *text;
-	json_object *o = fields ? fields : json_object_new_object();
+	size_t len = 0;
+	char *line = sc_proto_event(event, fields, &len);
 
-	json_object_object_add(o, "event", json_object_new_string(event));
-	text = sc_json_text(o);
-	pthread_mutex_lock(&srv->lock);
-	for (struct client *c = srv->clients; c != NULL; c = c->next) {
-		size_t n = strlen(text);
-		char *l;
-		if (!c->watching || (l = malloc(n + 2)) == NULL)
-			continue;
-		memcpy(l, text, n);
-		l[n] = '\n';
-		l[n + 1] = '\0';
-		send_line(c, l, n + 1);
-	}
-	pthread_mutex_unlock(&srv->lock);
-	json_object_put(o);
+	if (line == NULL)
+		return;
+	pthread_mutex_lock(&srv->evlock);
+	for (struct client *c = srv->clients; c != NULL; c = c->next)
+		if (c->watching)
+			send_event(c, line, len);
+	pthread_mutex_unlock(&srv->evlock);
+	free(line);
 }
 
 /* Wake the monitor: something it schedules by has changed. */
@@ -875,9 +1045,9 @@ op_watch(struct client *c, int64_t id, json_object *req)
 {
 	int r = reply_ok(c, id, NULL);
 
-	pthread_mutex_lock(&c->srv->lock);
+	pthread_mutex_lock(&c->srv->evlock);
 	c->watching = 1;
-	pthread_mutex_unlock(&c->srv->lock);
+	pthread_mutex_unlock(&c->srv->evlock);
 	return r;
 }
 
@@ -1230,6 +1400,8 @@ client_remove(struct client *c)
 {
 	struct sc_server *srv = c->srv;
 
+	/* evlock: no broadcast is writing to c when it goes. */
+	pthread_mutex_lock(&srv->evlock);
 	pthread_mutex_lock(&srv->lock);
 	for (struct client **pp = &srv->clients; *pp; pp = &(*pp)->next)
 		if (*pp == c) {
@@ -1239,8 +1411,10 @@ client_remove(struct client *c)
 	srv->nclients--;
 	pthread_cond_broadcast(&srv->cond);
 	pthread_mutex_unlock(&srv->lock);
+	pthread_mutex_unlock(&srv->evlock);
 	close(c->fd);
 	pthread_mutex_destroy(&c->wlock);
+	free(c->out);
 	free(c);
 }
 
@@ -1258,7 +1432,16 @@ client_main(void *arg)
 	sc_linebuf_init(&lb, SC_PROTO_MAX_REQUEST);
 	while (!c->srv->stopping) {
 		struct pollfd p = { c->fd, POLLIN, 0 };
-		int n = 0;
+		int n = 0, waiting;
+
+		/* Events that the socket did not take: write them when it can. */
+		pthread_mutex_lock(&c->wlock);
+		waiting = out_check(c, "events") != SC_OK ? -1 : out_waiting(c) > 0;
+		pthread_mutex_unlock(&c->wlock);
+		if (waiting < 0)
+			break;
+		if (waiting)
+			p.events |= POLLOUT;
 
 		/*
 		 * A client in a loop sends its next request at once: catch it
@@ -1273,14 +1456,29 @@ client_main(void *arg)
 			if (n < 0)
 				sc_store_crowd_hold(c->srv->st, paused.nospin_until);
 		}
-		if (n <= 0)
+		if (n <= 0) {
 			n = poll(&p, 1, 1000);
+			/* Only writable: nothing to read (the next round writes). */
+			if (n > 0 && !(p.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)))
+				n = 0;
+		}
 		/* else readable (or hung up: read() says which) */
 		spin = 0;
 		uint64_t now = sc_now_ms();
 
 		if (n < 0 && errno != EINTR)
 			break;
+		if (!c->hello && now - c->accepted >= HELLO_TIMEOUT_MS) {
+			/* A connection that never says hello holds a client slot for nothing. */
+			char msg[128];
+
+			sc_info("client pid %ld (%s): no hello within %d s, disconnected", (long)c->pid,
+			    c->exe, HELLO_TIMEOUT_MS / 1000);
+			snprintf(msg, sizeof(msg), "no hello within %d s: send "
+			    "{\"id\":0,\"op\":\"hello\",\"version\":1} first", HELLO_TIMEOUT_MS / 1000);
+			reply_err(c, -1, SC_ERR_TIMEOUT, msg);
+			break;
+		}
 		if (n <= 0) {
 			if (partial_since && now - partial_since > c->srv->o.request_timeout_ms) {
 				sc_info("client pid %ld: request not completed in time, disconnected", (long)c->pid);
@@ -1329,6 +1527,28 @@ out:
 	return NULL;
 }
 
+/*
+ * Every client slot is taken: tell the newcomer why before closing, so that
+ * it says "busy" and not "no agent". One line that fits any socket buffer,
+ * written without waiting; the connection has sent nothing yet, so the
+ * answer's id is null.
+ */
+static void
+refuse_busy(struct sc_server *srv, int fd, pid_t pid)
+{
+	char msg[200], *line;
+	size_t len = 0;
+
+	snprintf(msg, sizeof(msg), "the agent is serving %d clients, its maximum: try again later, "
+	    "or raise scagentd --max-clients", srv->o.max_clients);
+	sc_warn("refused a connection from pid %ld: %d clients already", (long)pid, srv->o.max_clients);
+	if ((line = sc_proto_error(-1, SC_ERR_BUSY, msg, &len)) != NULL &&
+	    send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		sc_debug("could not tell pid %ld the agent is busy: %s", (long)pid, strerror(errno));
+	free(line);
+	close(fd);
+}
+
 static void
 accept_client(struct sc_server *srv)
 {
@@ -1355,10 +1575,9 @@ accept_client(struct sc_server *srv)
 		return;
 	}
 	pthread_mutex_lock(&srv->lock);
-	if (srv->nclients >= MAX_CLIENTS) {
+	if (srv->nclients >= srv->o.max_clients) {
 		pthread_mutex_unlock(&srv->lock);
-		sc_warn("refused a connection: %d clients already", MAX_CLIENTS);
-		close(fd);
+		refuse_busy(srv, fd, cred.pid);
 		return;
 	}
 	pthread_mutex_unlock(&srv->lock);
@@ -1370,17 +1589,20 @@ accept_client(struct sc_server *srv)
 	c->fd = fd;
 	c->pid = cred.pid;
 	c->uid = cred.uid;
+	c->accepted = sc_now_ms();
 	snprintf(path, sizeof(path), "/proc/%ld/exe", (long)cred.pid);
 	if ((n = readlink(path, c->exe, sizeof(c->exe) - 1)) > 0)
 		c->exe[n] = '\0';
 	else
 		strcpy(c->exe, "?");
 	pthread_mutex_init(&c->wlock, NULL);
+	pthread_mutex_lock(&srv->evlock);
 	pthread_mutex_lock(&srv->lock);
 	c->next = srv->clients;
 	srv->clients = c;
 	srv->nclients++;
 	pthread_mutex_unlock(&srv->lock);
+	pthread_mutex_unlock(&srv->evlock);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
@@ -1473,10 +1695,13 @@ sc_server_new(struct sc_store *st, int listen_fd, const struct sc_server_opts *o
 	srv->o = *o;
 	if (srv->o.request_timeout_ms == 0)
 		srv->o.request_timeout_ms = 10000;
+	if (srv->o.max_clients <= 0)
+		srv->o.max_clients = MAX_CLIENTS;
 	srv->lfd = listen_fd;
 	srv->started = sc_now_ms();
 	srv->last_refresh = srv->started;	/* the caller has just read the slots */
 	srv->burst = NBURST;
+	pthread_mutex_init(&srv->evlock, NULL);
 	pthread_mutex_init(&srv->lock, NULL);
 	pthread_cond_init(&srv->cond, NULL);
 	if (pipe2(srv->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
@@ -1557,6 +1782,7 @@ sc_server_free(struct sc_server *srv)
 		fclose(srv->audit);
 	sc_pcsc_free(srv->pcsc);
 	pthread_mutex_destroy(&srv->lock);
+	pthread_mutex_destroy(&srv->evlock);
 	pthread_cond_destroy(&srv->cond);
 	free(srv);
 }

@@ -13,6 +13,7 @@ struct sc_server_opts {
 	int confirm_sign;		/* ask through pinentry before each signature */
 	const char *audit_log;		/* "syslog", a file, or NULL */
 	unsigned long request_timeout_ms; /* a half-sent request is dropped after this */
+	int max_clients;		/* connections served at once; 0: the default, 256 */
 };
 
 struct sc_server *sc_server_new(struct sc_store *st, int listen_fd, const struct sc_server_opts *o);
