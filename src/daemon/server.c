@@ -32,8 +32,6 @@
 #include "token/pcsc.h"
 
 #define CLIENT_IDLE_MS (30UL * 60 * 1000)
-/* After an answer, wait this long awake for the client's next request. */
-#define AGENT_SPIN_US 100
 #define MAX_CLIENTS 256
 #define FALLBACK_REFRESH_MS 30000	/* re-read slots this often without events */
 #define STALE_REFRESH_MS 1000		/* a client's list re-reads slots older than this */
@@ -320,7 +318,7 @@ op_list(struct client *c, int64_t id, json_object *req)
 	char reason[256];
 
 	refresh_if_stale(c->srv);
-	j = sc_store_list_print(c->srv->st, arg_str(req, "cafile"));
+	j = sc_store_list_json(c->srv->st, arg_str(req, "cafile"));
 	readers = sc_pcsc_readers(c->srv->pcsc, reason, sizeof(reason));
 	sc_pcsc_list_add_readers(j, readers, reason);
 	return reply_ok(c, id, j);
@@ -636,23 +634,20 @@ is_key_pin_error(int r)
 	    r == SC_ERR_PIN_FINAL_TRY || r == SC_ERR_PIN_INVALID;
 }
 
-/*
- * {"signature": base64}; frees sig. The line is written directly
- * (sc_proto_signature_line()). Then, the answer out, the token prepares the
- * next signature (next).
- */
+/* {"signature": base64}; frees sig. */
 static int
-reply_signature(struct client *c, int64_t id, unsigned char *sig, size_t siglen,
-    struct sc_sign_next *next)
+reply_signature(struct client *c, int64_t id, unsigned char *sig, size_t siglen)
 {
-	size_t n = 0;
-	char *line = sc_proto_signature_line(id, sig, siglen, &n);
-	int r;
+	json_object *res;
+	char *b64 = sc_b64(sig, siglen);
 
 	free(sig);
-	r = line != NULL ? send_line(c, line, n) : reply_err(c, id, SC_ERR_NOMEM, NULL);
-	sc_store_sign_next(next);
-	return r;
+	if (b64 == NULL)
+		return reply_err(c, id, SC_ERR_NOMEM, NULL);
+	res = json_object_new_object();
+	json_object_object_add(res, "signature", json_object_new_string(b64));
+	free(b64);
+	return reply_ok(c, id, res);
 }
 
 static int
@@ -666,7 +661,6 @@ op_sign(struct client *c, int64_t id, json_object *req)
 	char msg[1024], detail[512], what[300];
 	struct sign_facts sf = { .sha = "?", .tok = "LABEL", .keytype = "?" };
 	char *asked = NULL;
-	struct sc_sign_next next = { .t = NULL };
 	int alg, is_digest = 0, via_pinentry = 0, login_failed = 0, r;
 
 	if ((r = sign_args(req, &alg, &in, &inlen, &is_digest, msg, sizeof(msg))) != SC_OK)
@@ -683,7 +677,7 @@ op_sign(struct client *c, int64_t id, json_object *req)
 	}
 	/* The fingerprint for the audit line comes with the signature, if it is wanted. */
 	r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen, &sp, &sig, &siglen,
-	    audit_on(c->srv) ? &info : NULL, &next);
+	    audit_on(c->srv) ? &info : NULL);
 	/* Facts for the audit line and the messages (looked up again only on failure). */
 	if (r != SC_OK)
 		sign_facts(c, ref, &sf);
@@ -698,7 +692,7 @@ op_sign(struct client *c, int64_t id, json_object *req)
 		if (lr == SC_OK) {
 			sc_server_broadcast(c->srv, "login", token_fields(sf.tok, NULL));
 			r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen,
-			    &sp, &sig, &siglen, &info, &next);
+			    &sp, &sig, &siglen, &info);
 		} else if (lr != SC_ERR_NOT_LOGGED_IN) {
 			r = lr;
 			login_failed = 1;	/* the token's PIN, not the key's */
@@ -711,7 +705,7 @@ op_sign(struct client *c, int64_t id, json_object *req)
 		if ((r = key_pin_from_pinentry(c, what, sf.tok, &asked)) == SC_OK) {
 			sp.pin = asked;
 			r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen,
-			    &sp, &sig, &siglen, &info, &next);
+			    &sp, &sig, &siglen, &info);
 		}
 	}
 	sc_secstr_free(asked);
@@ -775,7 +769,7 @@ op_sign(struct client *c, int64_t id, json_object *req)
 		}
 		return reply_err(c, id, r, msg);
 	}
-	return reply_signature(c, id, sig, siglen, &next);
+	return reply_signature(c, id, sig, siglen);
 }
 
 static int
@@ -1069,7 +1063,6 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 	struct sc_sign_pin sp = { arg_str(req, "pin"), arg_bool(req, "confirm_final_try") };
 	char msg[1024], detail[512], what[300], tok[128];
 	char *asked = NULL;
-	struct sc_sign_next next = { .t = NULL };
 	int alg, is_digest = 0, via_pinentry = 0, r;
 
 	if ((r = sign_args(req, &alg, &in, &inlen, &is_digest, msg, sizeof(msg))) != SC_OK)
@@ -1084,8 +1077,7 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 			return reply_err(c, id, SC_ERR_DENIED, "the signature was not confirmed");
 		}
 	}
-	r = sc_store_sign_key(c->srv->st, ref, alg, is_digest, in, inlen, &sp, &sig, &siglen, &info,
-	    &next);
+	r = sc_store_sign_key(c->srv->st, ref, alg, is_digest, in, inlen, &sp, &sig, &siglen, &info);
 	snprintf(what, sizeof(what), "key \"%s\"", ref);
 	snprintf(tok, sizeof(tok), "LABEL");
 	if (is_key_pin_error(r) && sc_store_find_key(c->srv->st, ref, &found, NULL) == SC_OK &&
@@ -1098,7 +1090,7 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 		if ((r = key_pin_from_pinentry(c, what, tok, &asked)) == SC_OK) {
 			sp.pin = asked;
 			r = sc_store_sign_key(c->srv->st, ref, alg, is_digest, in, inlen, &sp,
-			    &sig, &siglen, &info, &next);
+			    &sig, &siglen, &info);
 		}
 	}
 	sc_secstr_free(asked);
@@ -1126,7 +1118,7 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 			snprintf(msg, sizeof(msg), "signing with key \"%s\" failed: %s", ref, sc_strerror(r));
 		return reply_err(c, id, r, msg);
 	}
-	return reply_signature(c, id, sig, siglen, &next);
+	return reply_signature(c, id, sig, siglen);
 }
 
 static const struct {
@@ -1201,31 +1193,11 @@ client_main(void *arg)
 	uint64_t last = sc_now_ms(), partial_since = 0;
 	char *line;
 	size_t len;
-	int spin = 0;
-	struct sc_spin_policy paused = { 0 };	/* after spins that lost the CPU */
 
 	sc_linebuf_init(&lb, SC_PROTO_MAX_REQUEST);
 	while (!c->srv->stopping) {
 		struct pollfd p = { c->fd, POLLIN, 0 };
-		int n = 0;
-
-		/*
-		 * A client in a loop sends its next request at once: catch it
-		 * awake, unless a spin lately lost the CPU (sc_spin_readable()).
-		 * This spin is short and catches a looping client's request in
-		 * ~20-30 us: it stays while the host is busy (sc_host_busy()),
-		 * where the client's own, as long as the token takes, does not.
-		 */
-		if (spin && sc_now_us() >= paused.nospin_until) {
-			n = sc_spin_readable(c->fd, AGENT_SPIN_US);
-			sc_spin_result(&paused, n, sc_now_us());
-			if (n < 0)
-				sc_store_crowd_hold(c->srv->st, paused.nospin_until);
-		}
-		if (n <= 0)
-			n = poll(&p, 1, 1000);
-		/* else readable (or hung up: read() says which) */
-		spin = 0;
+		int n = poll(&p, 1, 1000);
 		uint64_t now = sc_now_ms();
 
 		if (n < 0 && errno != EINTR)
@@ -1266,7 +1238,6 @@ client_main(void *arg)
 			free(line);
 			if (r == SC_ERR_IO)
 				goto out;
-			spin = 1;
 		}
 		partial_since = lb.len > 0 ? (partial_since ? partial_since : now) : 0;
 	}
