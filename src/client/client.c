@@ -23,7 +23,6 @@ static __thread char connect_err[512];
 
 struct scagent_client {
 	int fd;
-	struct sc_spin_policy spin;	/* how long to spin for an answer before sleeping */
 	int64_t next_id;
 	struct sc_linebuf in;
 	pthread_mutex_t lock;
@@ -105,7 +104,7 @@ write_all(int fd, const char *p, size_t n)
 
 /* Next line from the agent; timeout_ms < 0 waits forever. */
 static int
-read_line(scagent_client *c, int timeout_ms, unsigned spin_us, char **line)
+read_line(scagent_client *c, int timeout_ms, char **line)
 {
 	size_t len;
 	int r;
@@ -113,9 +112,6 @@ read_line(scagent_client *c, int timeout_ms, unsigned spin_us, char **line)
 	for (;;) {
 		if ((r = sc_linebuf_take(&c->in, line, &len)) != 0)
 			return r < 0 ? fail(c, SC_ERR_PROTOCOL, "the agent sent a malformed line") : SC_OK;
-		if (spin_us > 0)
-			sc_spin_result(&c->spin, sc_spin_readable(c->fd, spin_us), sc_now_us());
-		spin_us = 0;	/* once per answer */
 		if (timeout_ms >= 0) {
 			struct pollfd p = { c->fd, POLLIN, 0 };
 			int n = poll(&p, 1, timeout_ms);
@@ -158,7 +154,7 @@ closed_before_send(scagent_client *c, json_object **resp)
 	int e = errno;
 	char *line = NULL;
 
-	if (read_line(c, 0, 0, &line) == SC_OK) {
+	if (read_line(c, 0, &line) == SC_OK) {
 		*resp = json_tokener_parse(line);
 		free(line);
 		if (*resp != NULL && connection_error(*resp))
@@ -170,52 +166,27 @@ closed_before_send(scagent_client *c, json_object **resp)
 }
 
 /*
- * Send msg (one request line with '\n', for id) and wait for its answer. With
- * sig not NULL and the answer the agent's signature line
- * (sc_proto_signature_of()), the signature goes to *sig, *siglen; with text
- * not NULL and the answer a result (sc_proto_result_of()), the result's text
- * goes to *text, unparsed. Then *resp stays NULL; otherwise *resp is the
- * parsed answer. c->lock is held.
+ * Send msg (one request line with '\n', for id) and wait for its answer:
+ * *resp is the parsed answer. c->lock is held.
  */
 static int
-roundtrip(scagent_client *c, int64_t id, const char *msg, size_t len, json_object **resp,
-    unsigned char **sig, size_t *siglen, char **text)
+roundtrip(scagent_client *c, int64_t id, const char *msg, size_t len, json_object **resp)
 {
 	json_object *v;
 	char *line = NULL;
-	const char *b64, *res;
-	size_t n, blen, rlen;
-	uint64_t t0;
-	unsigned spin;
 	int r;
 
 	*resp = NULL;
 	/* One write per request: the agent wakes once. */
 	if (write_all(c->fd, msg, len) < 0)
 		return closed_before_send(c, resp);
-	t0 = sc_now_us();
-	spin = sc_host_busy(t0) ? 0 : sc_spin_budget(&c->spin, t0);
 	for (;;) {
 		free(line);
 		line = NULL;
 		json_object_put(*resp);
 		*resp = NULL;
-		if ((r = read_line(c, -1, spin, &line)) != SC_OK)
+		if ((r = read_line(c, -1, &line)) != SC_OK)
 			return r;
-		n = strlen(line);
-		if (sig != NULL && sc_proto_signature_of(line, n, id, &b64, &blen)) {
-			line[b64 - line + blen] = '\0';
-			r = sc_unb64(b64, sig, siglen) == SC_OK ? SC_OK :
-			    fail(c, SC_ERR_PROTOCOL, "the agent sent no signature");
-			break;
-		}
-		if (text != NULL && sc_proto_result_of(line, n, id, &res, &rlen)) {
-			memmove(line, res, rlen);	/* the line becomes the result */
-			line[rlen] = '\0';
-			*text = line;
-			line = NULL;
-			break;
-		}
 		if ((*resp = json_tokener_parse(line)) == NULL) {
 			free(line);
 			return fail(c, SC_ERR_PROTOCOL, "the agent sent something that is not JSON");
@@ -227,9 +198,6 @@ roundtrip(scagent_client *c, int64_t id, const char *msg, size_t len, json_objec
 			break;
 	}
 	free(line);
-	sc_spin_answered(&c->spin, sc_now_us() - t0);
-	if (r == SC_OK && *resp == NULL)
-		c->err[0] = '\0';
 	return r;
 }
 
@@ -261,13 +229,9 @@ answer(scagent_client *c, json_object *resp, json_object **result)
 	return r;
 }
 
-/*
- * Send op with args (stolen), wait for its answer; *result gets "result" (new
- * ref), or, with rtext not NULL and the answer in sc_proto_ok()'s form,
- * *rtext gets its text and *result stays NULL.
- */
+/* Send op with args (stolen), wait for its answer; *result gets "result" (new ref). */
 static int
-call(scagent_client *c, const char *op, json_object *args, json_object **result, char **rtext)
+call(scagent_client *c, const char *op, json_object *args, json_object **result)
 {
 	json_object *req = args ? args : json_object_new_object(), *resp = NULL;
 	const char *text = NULL;
@@ -290,8 +254,7 @@ call(scagent_client *c, const char *op, json_object *args, json_object **result,
 	else {
 		memcpy(msg, text, len);
 		msg[len] = '\n';
-		if ((r = roundtrip(c, id, msg, len + 1, &resp, NULL, NULL, rtext)) == SC_OK &&
-		    resp != NULL)
+		if ((r = roundtrip(c, id, msg, len + 1, &resp)) == SC_OK)
 			r = answer(c, resp, result);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -341,7 +304,7 @@ scagent_connect(const char *path, scagent_client **out)
 	args = json_object_new_object();
 	json_object_object_add(args, "version", json_object_new_int(SC_PROTO_VERSION));
 	json_object_object_add(args, "client", json_object_new_string("libscagent " PACKAGE_VERSION));
-	if ((r = call(c, "hello", args, &res, NULL)) != SC_OK)
+	if ((r = call(c, "hello", args, &res)) != SC_OK)
 		goto fail;
 	json_object_put(res);
 	free(p);
@@ -392,8 +355,7 @@ scagent_call(scagent_client *c, const char *op, const char *args_json, char **re
 			return fail(c, SC_ERR_INVALID, "arguments must be a JSON object");
 		}
 	}
-	/* The answer's result as the agent wrote it: parsing and printing it again gives the same text. */
-	if ((r = call(c, op, args, &res, result_json)) != SC_OK || *result_json != NULL)
+	if ((r = call(c, op, args, &res)) != SC_OK)
 		return r;
 	return result_text(res, result_json);
 }
@@ -417,7 +379,7 @@ scagent_get_cert(scagent_client *c, const char *ref, unsigned char **der, size_t
 		*chain_json = NULL;
 	json_object_object_add(args, "ref", json_object_new_string(ref));
 	json_object_object_add(args, "chain", json_object_new_boolean(chain_json != NULL));
-	if ((r = call(c, "get-cert", args, &res, NULL)) != SC_OK)
+	if ((r = call(c, "get-cert", args, &res)) != SC_OK)
 		return r;
 	if (!json_object_object_get_ex(res, "der", &v) ||
 	    sc_unb64(json_object_get_string(v), der, derlen) != SC_OK) {
@@ -441,7 +403,7 @@ scagent_login(scagent_client *c, const char *token, const char *pin, int confirm
 		json_object_object_add(args, "pin", json_object_new_string(pin));
 	if (confirm_final_try)
 		json_object_object_add(args, "confirm_final_try", json_object_new_boolean(1));
-	r = call(c, "login", args, &res, NULL);
+	r = call(c, "login", args, &res);
 	json_object_put(res);
 	return r;
 }
@@ -453,7 +415,7 @@ scagent_logout(scagent_client *c, const char *token)
 	int r;
 
 	json_object_object_add(args, "token", json_object_new_string(token));
-	r = call(c, "logout", args, &res, NULL);
+	r = call(c, "logout", args, &res);
 	json_object_put(res);
 	return r;
 }
@@ -465,31 +427,6 @@ scagent_sign(scagent_client *c, const char *ref, const char *alg, int is_digest,
 	return scagent_sign_pin(c, ref, alg, is_digest, in, inlen, NULL, 0, sig, siglen);
 }
 
-/*
- * The usual signature, its two lines without JSON trees (sc_proto_sign_line()):
- * the signature in *sig, *siglen, or an answer in another form in *res.
- * *sent 0 when ref or alg want escaping (or no memory): nothing was sent.
- */
-static int
-sign_lines(scagent_client *c, const char *ref, const char *alg, int is_digest,
-    const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen, json_object **res,
-    int *sent)
-{
-	json_object *resp = NULL;
-	size_t len;
-	char *msg;
-	int r = SC_OK;
-
-	*res = NULL;
-	pthread_mutex_lock(&c->lock);
-	if ((*sent = (msg = sc_proto_sign_line(c->next_id, ref, alg, is_digest, in, inlen, &len)) != NULL) &&
-	    (r = roundtrip(c, c->next_id++, msg, len, &resp, sig, siglen, NULL)) == SC_OK && resp != NULL)
-		r = answer(c, resp, res);
-	pthread_mutex_unlock(&c->lock);
-	free(msg);
-	return r;
-}
-
 EXPORT int
 scagent_sign_pin(scagent_client *c, const char *ref, const char *alg, int is_digest,
     const unsigned char *in, size_t inlen, const char *pin, int confirm_final_try,
@@ -497,19 +434,10 @@ scagent_sign_pin(scagent_client *c, const char *ref, const char *alg, int is_dig
 {
 	json_object *args = json_object_new_object(), *res = NULL, *v;
 	char *b;
-	int r, sent = 0;
+	int r;
 
 	*sig = NULL;
 	*siglen = 0;
-	if (pin == NULL && !confirm_final_try) {
-		r = sign_lines(c, ref, alg, is_digest, in, inlen, sig, siglen, &res, &sent);
-		if (sent) {
-			json_object_put(args);
-			if (r != SC_OK || res == NULL)
-				return r;
-			goto result;
-		}
-	}
 	if ((b = sc_b64(in, inlen)) == NULL) {
 		json_object_put(args);
 		return fail(c, SC_ERR_TOO_LARGE, "data to sign too large");
@@ -522,9 +450,8 @@ scagent_sign_pin(scagent_client *c, const char *ref, const char *alg, int is_dig
 		json_object_object_add(args, "pin", json_object_new_string(pin));
 	if (confirm_final_try)
 		json_object_object_add(args, "confirm_final_try", json_object_new_boolean(1));
-	if ((r = call(c, "sign", args, &res, NULL)) != SC_OK)
+	if ((r = call(c, "sign", args, &res)) != SC_OK)
 		return r;
-result:
 	if (!json_object_object_get_ex(res, "signature", &v) ||
 	    sc_unb64(json_object_get_string(v), sig, siglen) != SC_OK)
 		r = fail(c, SC_ERR_PROTOCOL, "the agent sent no signature");
@@ -536,7 +463,7 @@ EXPORT int
 scagent_watch(scagent_client *c)
 {
 	json_object *res = NULL;
-	int r = call(c, "watch", NULL, &res, NULL);
+	int r = call(c, "watch", NULL, &res);
 
 	json_object_put(res);
 	return r;
@@ -550,7 +477,7 @@ scagent_next_event(scagent_client *c, int timeout_ms, char **event_json)
 
 	*event_json = NULL;
 	pthread_mutex_lock(&c->lock);
-	r = read_line(c, timeout_ms, 0, &line);
+	r = read_line(c, timeout_ms, &line);
 	pthread_mutex_unlock(&c->lock);
 	if (r != SC_OK)
 		return r;

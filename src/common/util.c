@@ -139,35 +139,3 @@ sc_now_ms(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
-
-uint64_t
-sc_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-void
-sc_crowd_note(struct sc_crowd *c, int under_way, int ncpus, uint64_t now_us)
-{
-	if (2 * under_way > ncpus)
-		__atomic_store_n(&c->until, now_us + SC_CROWDED_US, __ATOMIC_RELAXED);
-}
-
-int
-sc_crowd_is(struct sc_crowd *c, uint64_t now_us)
-{
-	return now_us < __atomic_load_n(&c->until, __ATOMIC_RELAXED);
-}
-
-void
-sc_crowd_hold(struct sc_crowd *c, uint64_t until_us)
-{
-	uint64_t cur = __atomic_load_n(&c->until, __ATOMIC_RELAXED);
-
-	while (cur < until_us &&
-	    !__atomic_compare_exchange_n(&c->until, &cur, until_us, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-		;
-}

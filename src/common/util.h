@@ -18,25 +18,7 @@ char *sc_p11_str(const unsigned char *field, size_t len);
 int sc_is_hex(const char *s);
 /* strdup that returns NULL for NULL. */
 char *sc_strdup0(const char *s);
-/* Monotonic time in milliseconds and microseconds. */
+/* Monotonic time in milliseconds. */
 uint64_t sc_now_ms(void);
-uint64_t sc_now_us(void);
-
-/*
- * Whether the agent's signatures keep every CPU busy: seen under way at once,
- * in the last SC_CROWDED_US, in numbers above half its CPUs (each signature
- * needs a CPU, and so does the client waiting for it). Work done ahead then
- * takes a CPU from a signature. One client on two CPUs never crowds them. A
- * zeroed struct is not crowded; safe to share between threads.
- */
-#define SC_CROWDED_US 100000
-struct sc_crowd {
-	uint64_t until;			/* sc_now_us(); atomic */
-};
-/* under_way signatures (this one included) at now_us, on an agent with ncpus CPUs. */
-void sc_crowd_note(struct sc_crowd *c, int under_way, int ncpus, uint64_t now_us);
-int sc_crowd_is(struct sc_crowd *c, uint64_t now_us);
-/* Crowded until until_us at least: the CPUs are busy with other work. */
-void sc_crowd_hold(struct sc_crowd *c, uint64_t until_us);
 
 #endif

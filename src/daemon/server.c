@@ -34,8 +34,6 @@
 #include "token/pcsc.h"
 
 #define CLIENT_IDLE_MS (30UL * 60 * 1000)
-/* After an answer, wait this long awake for the client's next request. */
-#define AGENT_SPIN_US 100
 #define MAX_CLIENTS 256			/* default of scagentd --max-clients */
 /* A connection must say hello within this, or it is closed: idle connections never fill the house. */
 #define HELLO_TIMEOUT_MS 5000
@@ -526,7 +524,7 @@ op_list(struct client *c, int64_t id, json_object *req)
 	if ((r = cas_anchors(req, &anchors, &why)) != SC_OK)
 		return reply_err(c, id, r, why);
 	refresh_if_stale(c->srv);
-	j = sc_store_list_print(c->srv->st, anchors);
+	j = sc_store_list_json(c->srv->st, anchors);
 	X509_STORE_free(anchors);
 	readers = sc_pcsc_readers(c->srv->pcsc, reason, sizeof(reason));
 	sc_pcsc_list_add_readers(j, readers, reason);
@@ -857,23 +855,20 @@ is_key_pin_error(int r)
 	    r == SC_ERR_PIN_FINAL_TRY || r == SC_ERR_PIN_INVALID;
 }
 
-/*
- * {"signature": base64}; frees sig. The line is written directly
- * (sc_proto_signature_line()). Then, the answer out, the token prepares the
- * next signature (next).
- */
+/* {"signature": base64}; frees sig. */
 static int
-reply_signature(struct client *c, int64_t id, unsigned char *sig, size_t siglen,
-    struct sc_sign_next *next)
+reply_signature(struct client *c, int64_t id, unsigned char *sig, size_t siglen)
 {
-	size_t n = 0;
-	char *line = sc_proto_signature_line(id, sig, siglen, &n);
-	int r;
+	json_object *res;
+	char *b64 = sc_b64(sig, siglen);
 
 	free(sig);
-	r = line != NULL ? send_line(c, line, n) : reply_err(c, id, SC_ERR_NOMEM, NULL);
-	sc_store_sign_next(next);
-	return r;
+	if (b64 == NULL)
+		return reply_err(c, id, SC_ERR_NOMEM, NULL);
+	res = json_object_new_object();
+	json_object_object_add(res, "signature", json_object_new_string(b64));
+	free(b64);
+	return reply_ok(c, id, res);
 }
 
 static int
@@ -887,7 +882,6 @@ op_sign(struct client *c, int64_t id, json_object *req)
 	char msg[1024], detail[512], what[300];
 	struct sign_facts sf = { .sha = "?", .tok = "LABEL", .keytype = "?" };
 	char *asked = NULL;
-	struct sc_sign_next next = { .t = NULL };
 	int alg, is_digest = 0, via_pinentry = 0, login_failed = 0, r;
 
 	if ((r = sign_args(req, &alg, &in, &inlen, &is_digest, msg, sizeof(msg))) != SC_OK)
@@ -904,7 +898,7 @@ op_sign(struct client *c, int64_t id, json_object *req)
 	}
 	/* The fingerprint for the audit line comes with the signature, if it is wanted. */
 	r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen, &sp, &sig, &siglen,
-	    audit_on(c->srv) ? &info : NULL, &next);
+	    audit_on(c->srv) ? &info : NULL);
 	/* Facts for the audit line and the messages (looked up again only on failure). */
 	if (r != SC_OK)
 		sign_facts(c, ref, &sf);
@@ -919,7 +913,7 @@ op_sign(struct client *c, int64_t id, json_object *req)
 		if (lr == SC_OK) {
 			sc_server_broadcast(c->srv, "login", token_fields(sf.tok, NULL));
 			r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen,
-			    &sp, &sig, &siglen, &info, &next);
+			    &sp, &sig, &siglen, &info);
 		} else if (lr != SC_ERR_NOT_LOGGED_IN) {
 			r = lr;
 			login_failed = 1;	/* the token's PIN, not the key's */
@@ -932,7 +926,7 @@ op_sign(struct client *c, int64_t id, json_object *req)
 		if ((r = key_pin_from_pinentry(c, what, sf.tok, &asked)) == SC_OK) {
 			sp.pin = asked;
 			r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen,
-			    &sp, &sig, &siglen, &info, &next);
+			    &sp, &sig, &siglen, &info);
 		}
 	}
 	sc_secstr_free(asked);
@@ -996,7 +990,7 @@ op_sign(struct client *c, int64_t id, json_object *req)
 		}
 		return reply_err(c, id, r, msg);
 	}
-	return reply_signature(c, id, sig, siglen, &next);
+	return reply_signature(c, id, sig, siglen);
 }
 
 static int
@@ -1290,7 +1284,6 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 	struct sc_sign_pin sp = { arg_str(req, "pin"), arg_bool(req, "confirm_final_try") };
 	char msg[1024], detail[512], what[300], tok[128];
 	char *asked = NULL;
-	struct sc_sign_next next = { .t = NULL };
 	int alg, is_digest = 0, via_pinentry = 0, r;
 
 	if ((r = sign_args(req, &alg, &in, &inlen, &is_digest, msg, sizeof(msg))) != SC_OK)
@@ -1305,8 +1298,7 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 			return reply_err(c, id, SC_ERR_DENIED, "the signature was not confirmed");
 		}
 	}
-	r = sc_store_sign_key(c->srv->st, ref, alg, is_digest, in, inlen, &sp, &sig, &siglen, &info,
-	    &next);
+	r = sc_store_sign_key(c->srv->st, ref, alg, is_digest, in, inlen, &sp, &sig, &siglen, &info);
 	snprintf(what, sizeof(what), "key \"%s\"", ref);
 	snprintf(tok, sizeof(tok), "LABEL");
 	if (is_key_pin_error(r) && sc_store_find_key(c->srv->st, ref, &found, NULL) == SC_OK &&
@@ -1319,7 +1311,7 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 		if ((r = key_pin_from_pinentry(c, what, tok, &asked)) == SC_OK) {
 			sp.pin = asked;
 			r = sc_store_sign_key(c->srv->st, ref, alg, is_digest, in, inlen, &sp,
-			    &sig, &siglen, &info, &next);
+			    &sig, &siglen, &info);
 		}
 	}
 	sc_secstr_free(asked);
@@ -1347,7 +1339,7 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 			snprintf(msg, sizeof(msg), "signing with key \"%s\" failed: %s", ref, sc_strerror(r));
 		return reply_err(c, id, r, msg);
 	}
-	return reply_signature(c, id, sig, siglen, &next);
+	return reply_signature(c, id, sig, siglen);
 }
 
 static const struct {
@@ -1426,13 +1418,11 @@ client_main(void *arg)
 	uint64_t last = sc_now_ms(), partial_since = 0;
 	char *line;
 	size_t len;
-	int spin = 0;
-	struct sc_spin_policy paused = { 0 };	/* after spins that lost the CPU */
 
 	sc_linebuf_init(&lb, SC_PROTO_MAX_REQUEST);
 	while (!c->srv->stopping) {
 		struct pollfd p = { c->fd, POLLIN, 0 };
-		int n = 0, waiting;
+		int n, waiting;
 
 		/* Events that the socket did not take: write them when it can. */
 		pthread_mutex_lock(&c->wlock);
@@ -1443,27 +1433,10 @@ client_main(void *arg)
 		if (waiting)
 			p.events |= POLLOUT;
 
-		/*
-		 * A client in a loop sends its next request at once: catch it
-		 * awake, unless a spin lately lost the CPU (sc_spin_readable()).
-		 * This spin is short and catches a looping client's request in
-		 * ~20-30 us: it stays while the host is busy (sc_host_busy()),
-		 * where the client's own, as long as the token takes, does not.
-		 */
-		if (spin && sc_now_us() >= paused.nospin_until) {
-			n = sc_spin_readable(c->fd, AGENT_SPIN_US);
-			sc_spin_result(&paused, n, sc_now_us());
-			if (n < 0)
-				sc_store_crowd_hold(c->srv->st, paused.nospin_until);
-		}
-		if (n <= 0) {
-			n = poll(&p, 1, 1000);
-			/* Only writable: nothing to read (the next round writes). */
-			if (n > 0 && !(p.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)))
-				n = 0;
-		}
-		/* else readable (or hung up: read() says which) */
-		spin = 0;
+		n = poll(&p, 1, 1000);
+		/* Only writable: nothing to read (the next round writes). */
+		if (n > 0 && !(p.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)))
+			n = 0;
 		uint64_t now = sc_now_ms();
 
 		if (n < 0 && errno != EINTR)
@@ -1515,7 +1488,6 @@ client_main(void *arg)
 			free(line);
 			if (r == SC_ERR_IO)
 				goto out;
-			spin = 1;
 		}
 		partial_since = lb.len > 0 ? (partial_since ? partial_since : now) : 0;
 	}

@@ -15,7 +15,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +22,6 @@
 #include <strings.h>
 #include <unistd.h>
 #include <spawn.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <libp11.h>
 #include <openssl/core_names.h>
@@ -43,26 +41,6 @@
 #include "token/tpm.h"
 
 #define SC_MAX_SESSIONS_IDLE 8
-#define SC_MAX_PREPARED 8	/* signing operations kept prepared per token; LRU */
-#define SC_PREP_QUEUE_MAX 64	/* operations asked of the preparer and not yet started */
-
-/*
- * A session with C_SignInit done for key with mech, or one asked of the
- * preparer. Allocated, and not moved while the operation lives: a module may
- * keep pointers to the mechanism and its parameter from C_SignInit to C_Sign
- * (tpm2-pkcs11 keeps pParameter).
- */
-struct sc_prepared {
-	CK_SESSION_HANDLE s;
-	CK_OBJECT_HANDLE key;
-	CK_MECHANISM mech;		/* pParameter: &pss or NULL */
-	CK_RSA_PKCS_PSS_PARAMS pss;
-	/* Asked of the preparer: */
-	struct sc_prepared *next;	/* in its queue */
-	struct sc_token *t;		/* a reference */
-	uint64_t gen;			/* t's prepared_gen when asked */
-	int cpu;			/* where the signature that asked runs */
-};
 
 struct sc_module {
 	char *path;			/* as configured */
@@ -96,13 +74,7 @@ struct sc_cert {
 	int describe_error;
 };
 
-/* A certificate's list entry as printed, and until when it stays so. */
-struct cert_text {
-	char *text;
-	time_t until;
-};
-
-/* A token's objects: replaced whole, never changed in place (but for the printed entries). */
+/* A token's objects: replaced whole, never changed in place. */
 struct sc_objset {
 	int refs;
 	struct sc_cert *certs;
@@ -113,8 +85,6 @@ struct sc_objset {
 	/* The handles found, sorted: another program's changes show as other handles. */
 	CK_OBJECT_HANDLE *cert_h, *key_h;
 	CK_ULONG ncert_h, nkey_h;
-	pthread_mutex_t text_lock;
-	struct cert_text *texts;	/* ncerts of them, made by the first sc_store_list_print */
 };
 
 struct sc_token {
@@ -129,9 +99,6 @@ struct sc_token {
 	CK_SESSION_HANDLE pool[SC_MAX_SESSIONS_IDLE];
 	size_t npool;
 	CK_SESSION_HANDLE login_session; /* kept open while logged in */
-	struct sc_prepared *prepared[SC_MAX_PREPARED];	/* see sc_store_sign_next */
-	size_t nprepared;
-	uint64_t prepared_gen;		/* bumped each time they are all dropped */
 	int logged_in;
 	struct pin_check *pin_check;	/* of the PIN the agent logged in with, or NULL */
 	pthread_mutex_t check_lock;	/* PINs checked against it one at a time */
@@ -152,16 +119,6 @@ struct sc_store {
 	pthread_mutex_t refresh_lock;
 	char *vsc_real;			/* realpath of the TPM virtual smart card module, or NULL */
 	json_object *pending;		/* events not reported yet (module_reinit), under lock */
-	int signing;			/* signatures under way (atomic) */
-	int ncpus;			/* CPUs the agent may run on */
-	struct sc_crowd crowd;		/* signatures under way at once */
-	/* The preparer (see prepare_ask), started with the first operation asked of it. */
-	pthread_mutex_t prep_lock;
-	pthread_cond_t prep_cond;
-	pthread_t prep_thread;
-	int prep_started, prep_stop;
-	struct sc_prepared *prep_head, **prep_tail;
-	size_t prep_queued;
 };
 
 /* ------------------------------------------------------------------ */
@@ -242,12 +199,8 @@ objset_unref(struct sc_objset *o)
 		cert_clear(&o->certs[i]);
 	for (size_t i = 0; i < o->nkeys; i++)
 		free(o->keys[i].id);
-	for (size_t i = 0; o->texts != NULL && i < o->ncerts; i++)
-		free(o->texts[i].text);
-	free(o->texts);
 	free(o->cert_h);
 	free(o->key_h);
-	pthread_mutex_destroy(&o->text_lock);
 	free(o->certs);
 	free(o->keys);
 	free(o);
@@ -414,197 +367,6 @@ ckr_session_bad(CK_RV rv)
 	    rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT;
 }
 
-/*
- * Drop t's prepared signing operations: closing their sessions ends them
- * (PKCS#11 leaves it open whether an operation outlives C_Logout; SoftHSM's
- * does). Operations being prepared meanwhile see the generation change and
- * are dropped too.
- */
-static void
-prepared_drop(struct sc_token *t)
-{
-	struct sc_prepared *p[SC_MAX_PREPARED];
-	size_t n;
-	int dead;
-
-	pthread_mutex_lock(&t->lock);
-	n = t->nprepared;
-	memcpy(p, t->prepared, n * sizeof(*p));
-	t->nprepared = 0;
-	t->prepared_gen++;
-	dead = t->dead;
-	pthread_mutex_unlock(&t->lock);
-	for (size_t i = 0; i < n; i++) {
-		if (!dead)
-			t->mod->f->C_CloseSession(p[i]->s);
-		free(p[i]);
-	}
-}
-
-/*
- * Take the operation prepared for key with mechanism m, if t has one. Under
- * t->lock. The list stays oldest first.
- */
-static struct sc_prepared *
-prepared_take(struct sc_token *t, CK_OBJECT_HANDLE key, const CK_MECHANISM *m)
-{
-	const CK_RSA_PKCS_PSS_PARAMS *a = m->pParameter;
-
-	for (size_t i = 0; i < t->nprepared; i++) {
-		struct sc_prepared *o = t->prepared[i];
-		const CK_RSA_PKCS_PSS_PARAMS *b = o->mech.pParameter;
-		if (o->key != key || o->mech.mechanism != m->mechanism || (a == NULL) != (b == NULL) ||
-		    (a != NULL && (a->hashAlg != b->hashAlg || a->mgf != b->mgf || a->sLen != b->sLen)))
-			continue;
-		memmove(&t->prepared[i], &t->prepared[i + 1], (--t->nprepared - i) * sizeof(*t->prepared));
-		return o;
-	}
-	return NULL;
-}
-
-/*
- * C_SignInit for p on its session, and p kept with t's prepared operations,
- * the one unused longest making room, if t's generation is still gen (no
- * drop came). Otherwise the session goes back, or is closed with its
- * operation, and p is freed.
- */
-static void
-prepare_init(struct sc_token *t, struct sc_prepared *p, uint64_t gen)
-{
-	struct sc_prepared *evicted = NULL;
-	int current, kept = 0, dead;
-	CK_RV rv = CKR_OK;
-
-	pthread_mutex_lock(&t->lock);
-	current = !t->dead && t->prepared_gen == gen;
-	pthread_mutex_unlock(&t->lock);
-	if (!current || (rv = t->mod->f->C_SignInit(p->s, &p->mech, p->key)) != CKR_OK) {
-		session_put(t, p->s, ckr_session_bad(rv) || rv == CKR_OPERATION_ACTIVE);
-		free(p);
-		return;
-	}
-	pthread_mutex_lock(&t->lock);
-	/* A drop (a logout) may have come while the token worked. */
-	if (!t->dead && t->prepared_gen == gen) {
-		if (t->nprepared == SC_MAX_PREPARED) {
-			evicted = t->prepared[0];
-			memmove(&t->prepared[0], &t->prepared[1], --t->nprepared * sizeof(*t->prepared));
-		}
-		t->prepared[t->nprepared++] = p;
-		kept = 1;
-	}
-	dead = t->dead;
-	pthread_mutex_unlock(&t->lock);
-	if (!kept)
-		evicted = p;
-	if (evicted != NULL) {
-		if (!dead)
-			t->mod->f->C_CloseSession(evicted->s);	/* ends its operation */
-		free(evicted);
-	}
-}
-
-static void token_unref(struct sc_token *t);
-
-/*
- * The preparer: a thread of the store that prepares a signing operation
- * while a signature is under way, for the next one with the same key and
- * mechanism, so that the next signature finds it ready however soon it comes
- * (SoftHSM's C_SignInit: 85 us of a 1,000 us RSA signature, 55 us of a 90 us
- * ECDSA one). It runs off the CPU of the signature that asked, and at the
- * lowest priority (nice 19): on the CPU of the client waiting for the answer
- * it must give way to that client at once, or it delays more than it saves.
- * Nobody waits for it: a signature that finds nothing prepared calls
- * C_SignInit itself, so a token that hangs in C_SignInit delays the
- * preparations queued behind it, never a request.
- */
-static void *
-preparer_main(void *arg)
-{
-	struct sc_store *st = arg;
-	struct sc_prepared *p;
-	struct sc_token *t;
-	cpu_set_t all, set;
-	int avoided = -1;
-
-	if (pthread_getaffinity_np(pthread_self(), sizeof(all), &all) != 0)
-		CPU_ZERO(&all);
-	/* Linux's nice is per thread: this one only. */
-	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 19) != 0)
-		sc_debug("preparer: cannot lower its priority: %s", strerror(errno));
-	pthread_mutex_lock(&st->prep_lock);
-	for (;;) {
-		while (!st->prep_stop && st->prep_head == NULL)
-			pthread_cond_wait(&st->prep_cond, &st->prep_lock);
-		if ((p = st->prep_head) == NULL)
-			break;
-		if ((st->prep_head = p->next) == NULL)
-			st->prep_tail = &st->prep_head;
-		st->prep_queued--;
-		t = p->t;
-		if (st->prep_stop) {
-			/* Only what it holds is released. */
-			pthread_mutex_unlock(&st->prep_lock);
-			free(p);
-			token_unref(t);
-			pthread_mutex_lock(&st->prep_lock);
-			continue;
-		}
-		pthread_mutex_unlock(&st->prep_lock);
-		if (p->cpu >= 0 && p->cpu != avoided && CPU_ISSET(p->cpu, &all) && CPU_COUNT(&all) > 1) {
-			set = all;
-			CPU_CLR(p->cpu, &set);
-			if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0)
-				avoided = p->cpu;
-		}
-		if (session_get(t, &p->s) == SC_OK)
-			prepare_init(t, p, p->gen);
-		else
-			free(p);
-		token_unref(t);
-		pthread_mutex_lock(&st->prep_lock);
-	}
-	pthread_mutex_unlock(&st->prep_lock);
-	return NULL;
-}
-
-/*
- * Ask the preparer for an operation like m with key on t, generation gen.
- * Nothing happens when its queue is full or its thread cannot start.
- */
-static void
-prepare_ask(struct sc_store *st, struct sc_token *t, uint64_t gen, CK_OBJECT_HANDLE key,
-    const CK_MECHANISM *m)
-{
-	struct sc_prepared *p;
-
-	if ((p = calloc(1, sizeof(*p))) == NULL)
-		return;
-	p->key = key;
-	p->mech = *m;
-	if (m->pParameter != NULL) {
-		memcpy(&p->pss, m->pParameter, sizeof(p->pss));
-		p->mech.pParameter = &p->pss;
-	}
-	p->gen = gen;
-	p->cpu = sched_getcpu();
-	pthread_mutex_lock(&st->prep_lock);
-	if (st->prep_stop || st->prep_queued >= SC_PREP_QUEUE_MAX ||
-	    (!st->prep_started && pthread_create(&st->prep_thread, NULL, preparer_main, st) != 0)) {
-		pthread_mutex_unlock(&st->prep_lock);
-		free(p);
-		return;
-	}
-	st->prep_started = 1;
-	__atomic_add_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
-	p->t = t;
-	*st->prep_tail = p;
-	st->prep_tail = &p->next;
-	st->prep_queued++;
-	pthread_cond_signal(&st->prep_cond);
-	pthread_mutex_unlock(&st->prep_lock);
-}
-
 /* ------------------------------------------------------------------ */
 /* Reading a token's objects */
 
@@ -741,7 +503,6 @@ token_reload(struct sc_token *t, int keys_only)
 	CK_SESSION_HANDLE s;
 	int r, bad = 0;
 
-	prepared_drop(t);	/* key handles may be about to change */
 	if ((r = session_get(t, &s)) != SC_OK)
 		return r;
 	if ((o = calloc(1, sizeof(*o))) == NULL) {
@@ -749,7 +510,6 @@ token_reload(struct sc_token *t, int keys_only)
 		goto out;
 	}
 	o->refs = 1;
-	pthread_mutex_init(&o->text_lock, NULL);
 	if (keys_only && (old = token_objs(t)) != NULL) {
 		CK_OBJECT_HANDLE *h = NULL;
 		CK_ULONG n = 0;
@@ -866,10 +626,6 @@ token_unref(struct sc_token *t)
 		return;
 	for (size_t i = 0; i < t->npool; i++)
 		t->mod->f->C_CloseSession(t->pool[i]);
-	for (size_t i = 0; i < t->nprepared; i++) {
-		t->mod->f->C_CloseSession(t->prepared[i]->s);
-		free(t->prepared[i]);
-	}
 	if (t->login_session != CK_INVALID_HANDLE)
 		t->mod->f->C_CloseSession(t->login_session);
 	sc_secmem_free(t->pin_check);
@@ -953,7 +709,6 @@ struct sc_store *
 sc_store_new(const struct sc_store_opts *opts)
 {
 	struct sc_store *st;
-	cpu_set_t cpus;
 
 	if ((st = calloc(1, sizeof(*st))) == NULL)
 		return NULL;
@@ -961,10 +716,6 @@ sc_store_new(const struct sc_store_opts *opts)
 		st->opts = *opts;
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_mutex_init(&st->refresh_lock, NULL);
-	pthread_mutex_init(&st->prep_lock, NULL);
-	pthread_cond_init(&st->prep_cond, NULL);
-	st->prep_tail = &st->prep_head;
-	st->ncpus = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
 	if ((st->errors = json_object_new_array()) == NULL) {
 		free(st);
 		return NULL;
@@ -977,15 +728,6 @@ sc_store_free(struct sc_store *st)
 {
 	if (st == NULL)
 		return;
-	/* The preparer first: what it holds needs the modules. */
-	pthread_mutex_lock(&st->prep_lock);
-	st->prep_stop = 1;
-	pthread_cond_signal(&st->prep_cond);
-	pthread_mutex_unlock(&st->prep_lock);
-	if (st->prep_started)
-		pthread_join(st->prep_thread, NULL);
-	pthread_cond_destroy(&st->prep_cond);
-	pthread_mutex_destroy(&st->prep_lock);
 	for (size_t i = 0; i < st->ntoks; i++)
 		token_unref(st->toks[i]);
 	free(st->toks);
@@ -1462,7 +1204,7 @@ objset_intermediates(const struct sc_objset *o)
 
 static json_object *
 cert_json(struct sc_token *t, const struct sc_objset *o, const struct sc_cert *c,
-    X509_STORE *anchors, STACK_OF(X509) *inter, time_t now)
+    X509_STORE *anchors, STACK_OF(X509) *inter)
 {
 	json_object *j = NULL, *key, *cba, *problems;
 	const struct sc_key *k;
@@ -1499,7 +1241,6 @@ cert_json(struct sc_token *t, const struct sc_objset *o, const struct sc_cert *c
 	if (k != NULL && k->always_auth)
 		json_object_object_add(key, "always_authenticate", json_object_new_boolean(1));
 	memset(&in, 0, sizeof(in));
-	in.now = now;
 	in.private_key = ks;
 	in.anchors = anchors;
 	in.untrusted = inter;
@@ -1515,76 +1256,8 @@ cert_json(struct sc_token *t, const struct sc_objset *o, const struct sc_cert *c
 	return j;
 }
 
-/*
- * Until when a certificate's entry printed at now stays the same: its
- * problems change with the time only when it becomes valid or expires
- * (everything else an entry says changes with a new object set). 0: not
- * beyond now.
- */
-static time_t
-cert_text_until(X509 *x, time_t now)
-{
-	struct tm nb, na;
-	time_t b, a;
-
-	if (x == NULL)
-		return (time_t)INT64_MAX;
-	if (!ASN1_TIME_to_tm(X509_get0_notBefore(x), &nb) || !ASN1_TIME_to_tm(X509_get0_notAfter(x), &na))
-		return 0;
-	b = timegm(&nb);
-	a = timegm(&na);
-	if (now < b)
-		return b;		/* "not-yet-valid" until then */
-	if (now <= a)
-		return a + 1;		/* "expired" from then */
-	return (time_t)INT64_MAX;
-}
-
-/*
- * Certificate i's list entry (without a CA file) for printing only: an empty
- * object that prints as the entry, printed once per object set and again when
- * the time changes what it says. A list of many certificates through the
- * agent then costs copying their text rather than building, printing and
- * freeing a tree for each.
- */
 static json_object *
-cert_printed(struct sc_token *t, struct sc_objset *o, size_t i)
-{
-	time_t now = time(NULL), until;
-	json_object *j, *ph;
-	char *text = NULL;
-
-	pthread_mutex_lock(&o->text_lock);
-	if (o->texts == NULL)
-		o->texts = calloc(o->ncerts, sizeof(*o->texts));
-	if (o->texts != NULL && o->texts[i].text != NULL && now < o->texts[i].until)
-		text = strdup(o->texts[i].text);
-	pthread_mutex_unlock(&o->text_lock);
-	if (text == NULL) {
-		if ((j = cert_json(t, o, &o->certs[i], NULL, NULL, now)) == NULL)
-			return NULL;
-		text = strdup(json_object_to_json_string_ext(j,
-		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-		json_object_put(j);
-		until = cert_text_until(o->certs[i].x509, now);
-		pthread_mutex_lock(&o->text_lock);
-		if (text != NULL && o->texts != NULL && until > now) {
-			free(o->texts[i].text);
-			o->texts[i].text = strdup(text);
-			o->texts[i].until = until;
-		}
-		pthread_mutex_unlock(&o->text_lock);
-	}
-	if (text == NULL || (ph = json_object_new_object()) == NULL) {
-		free(text);
-		return NULL;
-	}
-	json_object_set_serializer(ph, json_object_userdata_to_json_string, text, json_object_free_userdata);
-	return ph;
-}
-
-static json_object *
-token_json(struct sc_token *t, X509_STORE *anchors, int printable)
+token_json(struct sc_token *t, X509_STORE *anchors)
 {
 	json_object *j = json_object_new_object(), *certs = json_object_new_array();
 	struct sc_objset *o = token_objs(t);
@@ -1607,8 +1280,7 @@ token_json(struct sc_token *t, X509_STORE *anchors, int printable)
 	if (o != NULL) {
 		inter = anchors ? objset_intermediates(o) : NULL;
 		for (size_t i = 0; i < o->ncerts; i++) {
-			json_object *c = printable && anchors == NULL ? cert_printed(t, o, i) :
-			    cert_json(t, o, &o->certs[i], anchors, inter, 0);
+			json_object *c = cert_json(t, o, &o->certs[i], anchors, inter);
 			if (c != NULL)
 				json_object_array_add(certs, c);
 		}
@@ -1619,8 +1291,8 @@ token_json(struct sc_token *t, X509_STORE *anchors, int printable)
 	return j;
 }
 
-static json_object *
-list_json(struct sc_store *st, X509_STORE *anchors, int printable)
+json_object *
+sc_store_list_json(struct sc_store *st, X509_STORE *anchors)
 {
 	json_object *j = json_object_new_object(), *toks = json_object_new_array();
 	struct sc_token **v;
@@ -1628,7 +1300,7 @@ list_json(struct sc_store *st, X509_STORE *anchors, int printable)
 
 	v = tokens_get(st, &n);
 	for (size_t i = 0; i < n; i++)
-		json_object_array_add(toks, token_json(v[i], anchors, printable));
+		json_object_array_add(toks, token_json(v[i], anchors));
 	tokens_put(v, n);
 	json_object_object_add(j, "tokens", toks);
 	pthread_mutex_lock(&st->lock);
@@ -1636,18 +1308,6 @@ list_json(struct sc_store *st, X509_STORE *anchors, int printable)
 		json_object_object_add(j, "errors", json_object_get(st->errors));
 	pthread_mutex_unlock(&st->lock);
 	return j;
-}
-
-json_object *
-sc_store_list_json(struct sc_store *st, X509_STORE *anchors)
-{
-	return list_json(st, anchors, 0);
-}
-
-json_object *
-sc_store_list_print(struct sc_store *st, X509_STORE *anchors)
-{
-	return list_json(st, anchors, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1818,7 +1478,7 @@ sc_store_find_cert(struct sc_store *st, const char *ref, X509_STORE *anchors,
 	if ((r = store_resolve(st, ref, &m, candidates)) != SC_OK)
 		return r;
 	inter = anchors ? objset_intermediates(m.objs) : NULL;
-	*out = cert_json(m.tok, m.objs, &m.objs->certs[m.idx], anchors, inter, 0);
+	*out = cert_json(m.tok, m.objs, &m.objs->certs[m.idx], anchors, inter);
 	sk_X509_free(inter);
 	match_clear(&m);
 	return *out ? SC_OK : SC_ERR_NOMEM;
@@ -2074,7 +1734,6 @@ token_logout(struct sc_token *t)
 	t->login_session = CK_INVALID_HANDLE;
 	login_forget_locked(t);
 	pthread_mutex_unlock(&t->lock);
-	prepared_drop(t);	/* before C_Logout: none may sign after it */
 	t->mod->f->C_Logout(s);
 	t->mod->f->C_CloseSession(s);
 	sc_info("logged out of \"%s\"", t->label);
@@ -2158,43 +1817,6 @@ ecdsa_raw_to_der(const unsigned char *raw, size_t len, unsigned char **der, size
 	return SC_OK;
 }
 
-/*
- * Each thread keeps its last few verification contexts, set up for a key and
- * an algorithm: OpenSSL 3 spends about a fifth of an RSA-2048 verification
- * (4 of 21 us here) fetching and configuring one. An entry holds a reference
- * to its key, so a pointer match is always the same key.
- */
-#define VERIFY_CACHE 4
-struct verify_cache {
-	struct {
-		EVP_PKEY *pk;
-		int alg;
-		EVP_PKEY_CTX *ctx;
-	} e[VERIFY_CACHE];
-	unsigned int next;
-};
-static pthread_key_t verify_key;
-static pthread_once_t verify_once = PTHREAD_ONCE_INIT;
-
-static void
-verify_cache_free(void *p)
-{
-	struct verify_cache *vc = p;
-
-	for (int i = 0; vc != NULL && i < VERIFY_CACHE; i++) {
-		EVP_PKEY_CTX_free(vc->e[i].ctx);
-		EVP_PKEY_free(vc->e[i].pk);
-	}
-	free(vc);
-}
-
-static void
-verify_cache_init(void)
-{
-	if (pthread_key_create(&verify_key, verify_cache_free) != 0)
-		sc_warn("no per-thread verification cache: every check sets up its context");
-}
-
 static EVP_PKEY_CTX *
 verify_ctx_new(EVP_PKEY *pk, int alg)
 {
@@ -2220,38 +1842,14 @@ static int
 verify_sig(EVP_PKEY *pk, int alg, const unsigned char *dgst, size_t dlen,
     const unsigned char *sig, size_t siglen)
 {
-	struct verify_cache *vc;
-	EVP_PKEY_CTX *ctx = NULL, *own = NULL;
+	EVP_PKEY_CTX *ctx;
 	int ok = 0;
 
 	if (pk == NULL)
 		return SC_ERR_NOMEM;
-	pthread_once(&verify_once, verify_cache_init);
-	if ((vc = pthread_getspecific(verify_key)) == NULL &&
-	    (vc = calloc(1, sizeof(*vc))) != NULL && pthread_setspecific(verify_key, vc) != 0) {
-		free(vc);
-		vc = NULL;
-	}
-	for (int i = 0; vc != NULL && i < VERIFY_CACHE; i++)
-		if (vc->e[i].pk == pk && vc->e[i].alg == alg)
-			ctx = vc->e[i].ctx;
-	if (ctx == NULL) {
-		if ((ctx = verify_ctx_new(pk, alg)) == NULL) {
-			ERR_clear_error();
-			return SC_ERR_BAD_SIGNATURE;
-		}
-		if (vc != NULL && EVP_PKEY_up_ref(pk)) {
-			unsigned int i = vc->next++ % VERIFY_CACHE;
-			EVP_PKEY_CTX_free(vc->e[i].ctx);
-			EVP_PKEY_free(vc->e[i].pk);
-			vc->e[i].pk = pk;
-			vc->e[i].alg = alg;
-			vc->e[i].ctx = ctx;
-		} else
-			own = ctx;
-	}
-	ok = EVP_PKEY_verify(ctx, sig, siglen, dgst, dlen) == 1;
-	EVP_PKEY_CTX_free(own);
+	if ((ctx = verify_ctx_new(pk, alg)) != NULL)
+		ok = EVP_PKEY_verify(ctx, sig, siglen, dgst, dlen) == 1;
+	EVP_PKEY_CTX_free(ctx);
 	ERR_clear_error();
 	return ok ? SC_OK : SC_ERR_BAD_SIGNATURE;
 }
@@ -2262,17 +1860,12 @@ verify_sig(EVP_PKEY *pk, int alg, const unsigned char *dgst, size_t dlen,
  * hash-and-sign variant over the data), ECDSA converted to DER, and, when
  * check is not NULL, the signature verified against it before it is returned.
  * ctx_pin (a key with CKA_ALWAYS_AUTHENTICATE) is given to C_Login as
- * CKU_CONTEXT_SPECIFIC between C_SignInit and C_Sign, once. next (NULL, or
- * with ctx_pin NULL): a prepared operation may be used, and the next
- * signature's is prepared. When this one had one and the agent's CPUs are not
- * crowded (sc_crowd_is()), st's preparer makes it during this signature;
- * otherwise next gets it to prepare once the answer is out
- * (sc_store_sign_next), when the client takes its turn.
+ * CKU_CONTEXT_SPECIFIC between C_SignInit and C_Sign, once.
  */
 static int
-token_sign(struct sc_store *st, struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
+token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
     const unsigned char *in, size_t inlen, EVP_PKEY *check, const char *ctx_pin,
-    unsigned char **sig, size_t *siglen, struct sc_sign_next *next)
+    unsigned char **sig, size_t *siglen)
 {
 	CK_FUNCTION_LIST_PTR f = t->mod->f;
 	CK_RSA_PKCS_PSS_PARAMS pss = { 0, 0, 0 };
@@ -2282,15 +1875,11 @@ token_sign(struct sc_store *st, struct sc_token *t, CK_OBJECT_HANDLE key, int al
 	unsigned int dlen = 0;
 	CK_ULONG outlen = sizeof(out), tbslen = 0;
 	const EVP_MD *md = sc_alg_md(alg);
-	struct sc_prepared *p = NULL;
-	int r, family = sc_alg_family(alg), bad = 0, signing;
-	uint64_t gen, now;
+	int r, family = sc_alg_family(alg), bad = 0;
 	CK_RV rv;
 
 	*sig = NULL;
 	*siglen = 0;
-	if (ctx_pin != NULL)
-		next = NULL;	/* its PIN goes between C_SignInit and C_Sign: nothing to prepare */
 	if (md == NULL || (is_digest && inlen != (size_t)EVP_MD_get_size(md)))
 		return SC_ERR_INVALID;
 	if (is_digest) {
@@ -2321,32 +1910,9 @@ token_sign(struct sc_store *st, struct sc_token *t, CK_OBJECT_HANDLE key, int al
 		memcpy(tbs, in, inlen);
 		tbslen = inlen;
 	}
-	signing = __atomic_add_fetch(&st->signing, 1, __ATOMIC_RELAXED);
-	now = sc_now_us();
-	sc_crowd_note(&st->crowd, signing, st->ncpus, now);
-	/* The generation now: a drop from here on also drops what this signature prepares. */
-	pthread_mutex_lock(&t->lock);
-	gen = t->prepared_gen;
-	if (next != NULL && !t->dead && (p = prepared_take(t, key, &mech)) != NULL)
-		s = p->s;
-	pthread_mutex_unlock(&t->lock);
-	/*
-	 * With the CPUs crowded the preparer would take one from a signature:
-	 * on two CPUs, two clients signing ECDSA in a loop made 9,600
-	 * signatures a second without it, 8,400 when it was asked whenever
-	 * fewer signatures were under way than CPUs; eight clients 11,100 and
-	 * 10,200 (medians of eight runs, fresh agents in turns).
-	 */
-	if (p != NULL && !sc_crowd_is(&st->crowd, now)) {
-		prepare_ask(st, t, gen, key, &mech);
-		next = NULL;	/* asked for */
-	}
-	if (p != NULL)
-		rv = CKR_OK;
-	else if ((r = session_get(t, &s)) != SC_OK)
+	if ((r = session_get(t, &s)) != SC_OK)
 		goto out;
-	else
-		rv = f->C_SignInit(s, &mech, key);
+	rv = f->C_SignInit(s, &mech, key);
 	if (rv == CKR_OK && ctx_pin != NULL) {
 		rv = f->C_Login(s, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR_PTR)ctx_pin, strlen(ctx_pin));
 		if (rv != CKR_OK) {
@@ -2364,13 +1930,6 @@ token_sign(struct sc_store *st, struct sc_token *t, CK_OBJECT_HANDLE key, int al
 	}
 	if (rv == CKR_OK)
 		rv = f->C_Sign(s, tbs, tbslen, out, &outlen);
-	if (p != NULL && rv == CKR_OPERATION_NOT_INITIALIZED) {
-		/* The module let the prepared operation go (it may time them out): nothing was signed. */
-		sc_debug("prepared signing operation on \"%s\" gone: started again", t->label);
-		outlen = sizeof(out);
-		if ((rv = f->C_SignInit(s, &mech, key)) == CKR_OK)
-			rv = f->C_Sign(s, tbs, tbslen, out, &outlen);
-	}
 	if (rv != CKR_OK) {
 		sc_info("signature on \"%s\" failed: %s", t->label, sc_ckr_name(rv));
 		bad = ckr_session_bad(rv);
@@ -2380,7 +1939,6 @@ token_sign(struct sc_store *st, struct sc_token *t, CK_OBJECT_HANDLE key, int al
 			pthread_mutex_lock(&t->lock);
 			login_forget_locked(t);
 			pthread_mutex_unlock(&t->lock);
-			prepared_drop(t);
 		}
 		goto out;
 	}
@@ -2405,43 +1963,13 @@ token_sign(struct sc_store *st, struct sc_token *t, CK_OBJECT_HANDLE key, int al
 		*siglen = 0;
 		goto out;
 	}
-	if (next != NULL && (p != NULL || (p = malloc(sizeof(*p))) != NULL)) {
-		*p = (struct sc_prepared){ .s = s, .key = key, .mech = mech, .pss = pss };
-		if (mech.pParameter != NULL)
-			p->mech.pParameter = &p->pss;
-		__atomic_add_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
-		*next = (struct sc_sign_next){ .t = t, .p = p, .gen = gen };
-		p = NULL;
-		s = CK_INVALID_HANDLE;
-	}
 	r = SC_OK;
 out:
-	__atomic_sub_fetch(&st->signing, 1, __ATOMIC_RELAXED);
-	free(p);
 	if (s != CK_INVALID_HANDLE)
 		session_put(t, s, bad);
 	OPENSSL_cleanse(dgst, sizeof(dgst));
 	OPENSSL_cleanse(tbs, sizeof(tbs));
 	return r;
-}
-
-void
-sc_store_crowd_hold(struct sc_store *st, uint64_t until_us)
-{
-	sc_crowd_hold(&st->crowd, until_us);
-}
-
-void
-sc_store_sign_next(struct sc_sign_next *next)
-{
-	struct sc_token *t = next->t;
-
-	if (t == NULL)
-		return;
-	prepare_init(t, next->p, next->gen);
-	next->t = NULL;
-	next->p = NULL;
-	token_unref(t);
 }
 
 /*
@@ -2471,7 +1999,7 @@ ctx_pin_check(struct sc_store *st, struct sc_token *t, const struct sc_sign_pin 
 int
 sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
     const unsigned char *in, size_t inlen, const struct sc_sign_pin *sp,
-    unsigned char **sig, size_t *siglen, json_object **info, struct sc_sign_next *next)
+    unsigned char **sig, size_t *siglen, json_object **info)
 {
 	struct match m;
 	struct sc_cert *c;
@@ -2496,9 +2024,9 @@ sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
 	if (k->always_auth && (r = ctx_pin_check(st, m.tok, sp)) != SC_OK)
 		goto out;
 	/* RSA signatures are always checked (RSA-CRT faults leak the key); ECDSA on request. */
-	r = token_sign(st, m.tok, k->handle, alg, is_digest, in, inlen,
+	r = token_sign(m.tok, k->handle, alg, is_digest, in, inlen,
 	    c->x509 != NULL && (family != 3 || st->opts.verify_ecdsa) ? X509_get0_pubkey(c->x509) : NULL,
-	    k->always_auth ? sp->pin : NULL, sig, siglen, next);
+	    k->always_auth ? sp->pin : NULL, sig, siglen);
 	if (r == SC_OK && info) {
 		*info = json_object_new_object();
 		json_object_object_add(*info, "sha256", json_object_new_string(c->sha256));
@@ -2694,10 +2222,6 @@ module_reinit(struct sc_store *st, struct sc_module *m)
 		pthread_mutex_lock(&t->lock);
 		t->dead = 1;
 		t->npool = 0;		/* C_Finalize closes them all */
-		for (size_t k = 0; k < t->nprepared; k++)
-			free(t->prepared[k]);
-		t->nprepared = 0;
-		t->prepared_gen++;
 		t->login_session = CK_INVALID_HANDLE;
 		login_forget_locked(t);
 		pthread_mutex_unlock(&t->lock);
@@ -3289,7 +2813,7 @@ sc_store_find_key(struct sc_store *st, const char *ref, json_object **out,
 int
 sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
     const unsigned char *in, size_t inlen, const struct sc_sign_pin *sp,
-    unsigned char **sig, size_t *siglen, json_object **info, struct sc_sign_next *next)
+    unsigned char **sig, size_t *siglen, json_object **info)
 {
 	struct kmatch m;
 	int r, hidden;
@@ -3314,8 +2838,8 @@ sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
 	if (m.kp.always_auth && (r = ctx_pin_check(st, m.tok, sp)) != SC_OK)
 		goto out;
 	/* Key REFs serve enrolment: every signature is checked, ECDSA too. */
-	r = token_sign(st, m.tok, m.kp.priv, alg, is_digest, in, inlen, m.kp.pk,
-	    m.kp.always_auth ? sp->pin : NULL, sig, siglen, next);
+	r = token_sign(m.tok, m.kp.priv, alg, is_digest, in, inlen, m.kp.pk,
+	    m.kp.always_auth ? sp->pin : NULL, sig, siglen);
 	if (r == SC_OK && info)
 		*info = kp_json(m.tok, &m.kp);
 out:

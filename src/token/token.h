@@ -76,11 +76,6 @@ int sc_store_refresh_try(struct sc_store *st, int *changed, json_object **events
  * trust anchors (sc_cert_anchors_pem). New reference.
  */
 json_object *sc_store_list_json(struct sc_store *st, X509_STORE *anchors);
-/*
- * The same list, to be printed (sc_json_text) and nothing else: certificate
- * entries are empty objects that print as the entry, kept printed.
- */
-json_object *sc_store_list_print(struct sc_store *st, X509_STORE *anchors);
 
 /*
  * Resolve a REF (pkcs11: URI, SHA-256 prefix of >= 8 hex digits, or unique
@@ -132,54 +127,15 @@ struct sc_sign_pin {
 };
 
 /*
- * The signing operation a signature leaves to prepare for the next one with
- * the same key and algorithm (see sc_store_sign_next). Zero it before use.
- */
-struct sc_prepared;
-struct sc_sign_next {
-	struct sc_token *t;		/* NULL: nothing to prepare */
-	struct sc_prepared *p;
-	uint64_t gen;			/* the token's prepared-operation generation */
-};
-
-/*
  * Sign with the private key of certificate REF. is_digest: in is the already
  * computed hash for alg's digest, else the data. The signature is checked
  * against the certificate's public key (RSA always, ECDSA per opts) before it
  * is returned. ECDSA signatures come out DER-encoded. sig is malloc'd.
  * info (may be NULL) gets {"sha256": cert fingerprint, "token": label}.
- * next (may be NULL): a key that needs no PIN per signature may sign with an
- * operation prepared for it, and the next signature's is prepared: during
- * this one by the store's own thread when this one had a prepared operation
- * and the agent's CPUs are not crowded (sc_crowd_is()); else next gets what
- * to hand to sc_store_sign_next() once the answer is out.
  */
 int sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
     const unsigned char *in, size_t inlen, const struct sc_sign_pin *sp,
-    unsigned char **sig, size_t *siglen, json_object **info, struct sc_sign_next *next);
-
-/*
- * Prepare the next signature after one that left next filled in: C_SignInit
- * on the session it signed on, kept for the next signature with the same key
- * and mechanism on that token, which then needs only C_Sign. Called once the
- * answer is out, it overlaps the token's setup (a tenth of an RSA signature,
- * more than half of an ECDSA one on SoftHSM) with the client's turn.
- * Prepared operations are dropped (their sessions closed) before a logout,
- * when the token's objects are read again, and when the login is found lost;
- * a key with CKA_ALWAYS_AUTHENTICATE never has one. Empties next; nothing to
- * do when next->t is NULL.
- */
-void sc_store_sign_next(struct sc_sign_next *next);
-
-/*
- * The agent found its CPUs busy with other work until until_us (a spin of
- * its own lost the CPU for a scheduler's slice): the preparer is not asked
- * till then. Its thread runs at nice 19: on CPUs that other programs keep
- * busy it waits for them while holding the token's locks, and the signature
- * waits for it (two busy loops on two CPUs, one client: RSA 270 signatures a
- * second with it, 350 without; ECDSA 1,750 and 2,400).
- */
-void sc_store_crowd_hold(struct sc_store *st, uint64_t until_us);
+    unsigned char **sig, size_t *siglen, json_object **info);
 
 /* ------------------------------------------------------------------ */
 /* TPM virtual smart cards and enrolment. Functions that take why/whylen put a
@@ -249,7 +205,7 @@ int sc_store_find_key(struct sc_store *st, const char *ref, json_object **out,
 /* Sign with the private key a key REF names; as sc_store_sign, every signature verified. */
 int sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
     const unsigned char *in, size_t inlen, const struct sc_sign_pin *sp,
-    unsigned char **sig, size_t *siglen, json_object **info, struct sc_sign_next *next);
+    unsigned char **sig, size_t *siglen, json_object **info);
 /*
  * The mechanisms of the token labelled token_label with their
  * C_GetMechanismInfo: {"mechanisms": [{"type": CKM number, "min_key_size",

@@ -3,11 +3,9 @@
 # tests/mock/fault-pkcs11 (a PKCS#11 module forwarding to SoftHSM):
 # C_Initialize failing in one module while another works; CKR_DEVICE_REMOVED
 # during C_Sign; a signature that does not verify; a slow token that must
-# delay only its own requests; a token that lets a prepared signing operation
-# go; a module that gives its objects other handles after a logout. The agent
-# must answer each with a typed error (or sign anyway) and keep serving. The
-# module's call trace also shows that a signature prepares the next one and
-# that a logout ends those operations first.
+# delay only its own requests; a module that gives its objects other handles
+# after a logout. The agent must answer each with a typed error and keep
+# serving.
 #
 # Two modules in one agent need two independent SoftHSM instances: the faulty
 # module wraps the test bed's second one (tb_softhsm_b).
@@ -153,104 +151,6 @@ ok "... taking the 3 s delay ($(elapsed "$t0" "$t4") s)" "$PY" -c "import sys; s
 ok "... and verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/slow.sig" "$W/data"
 : >"$W/faults"
 
-# ---------------------------------------------------------------- prepared signing operations
-# A signature prepares the next one with the same key and algorithm
-# (C_SignInit), which then needs only C_Sign: during the signature, on another
-# session, when it had a prepared operation itself and the agent's CPUs are
-# not crowded (one signature at a time on two CPUs; one CPU always is);
-# otherwise once its answer is out, on its own session. The
-# fault module traces the calls it forwards; its C_Sign is made slow, so that
-# a preparation during a signature shows before that signature's "Sign": 1 s
-# gives the nice-19 preparer room on CPUs that other tests keep busy (in CI,
-# under ASan, 300 ms once were not enough).
-echo sign-delay=1000 >"$W/faults"
-calls() { grep -v '^--' "$W/trace" | sed 's/ .*//' | tr '\n' ' ' | sed 's/ $//'; }
-wait_calls() { for _ in $(seq 100); do [ "$(grep -c "^$1 " "$W/trace")" -ge "$2" ] && return 0; sleep 0.05; done; return 1; }
-mark() { wait_calls SignInit "$1"; echo "--" >>"$W/trace"; }
-# took: a letter for each signature between the trace's "--" marks: I when its
-# C_Sign ran on an operation started for it, P when on the one the signature
-# before prepared (the first in the trace: on one started before it), x when on
-# another; D after P when that was prepared during the signature before, on
-# another session (not once its answer was out). Whether the agent prepares
-# during a signature depends on how crowded its CPUs were of late.
-took() { awk '
-	function seg(   i, own, pr, during, out) {
-		if (sign == "") return "-"
-		for (i = 1; i <= n; i++)
-			if (ses[i] == sign && pos[i] < spos) own = 1
-			else if (pr == "") { pr = ses[i]; during = pos[i] < spos }
-		out = own ? "I" : (prev == "" || sign == prev) ? "P" (prevd ? "D" : "") : "x"
-		prev = pr; prevd = during
-		return out
-	}
-	$1 == "--" { printf "%s%s", sep, seg(); sep = " "; n = 0; sign = ""; next }
-	$1 == "SignInit" { n++; pos[n] = NR; ses[n] = $2 }
-	$1 == "Sign" && sign == "" { sign = $2; spos = NR }
-	END { print "" }' "$W/trace"; }
-plain() { tr -d D <<<"$1"; }
-sc logout --token slow 2>/dev/null	# drops what the signatures above prepared
-sc login --token slow --pin-stdin <<<"$TB_PIN" 2>/dev/null
-: >"$W/trace"
-for i in 1 2 3; do
-	run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/prep$i.sig"
-	is "prepared: signature $i: exit 0" "$RC" 0
-	ok "prepared: signature $i verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/prep$i.sig" "$W/data"
-	mark $((i + 1))	# its own or one prepared for it, and the next one's
-done
-t=$(took)
-is "three signatures: the first starts its operation, the next two take the one prepared for them" \
-	"$(plain "$t")" "I P P"
-is "... one C_SignInit each and one for the next" "$(grep -c '^SignInit ' "$W/trace")" 4
-echo "# prepared during the signature before (D): $t"
-run sc sign --cert carol --alg rsa-pss-sha256 --in "$W/data" --out "$W/prep-pss.sig"
-ok "prepared for PKCS#1: an RSA-PSS signature with the same key still verifies" openssl dgst -sha256 \
-	-verify "$(pubkey carol)" -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest \
-	-signature "$W/prep-pss.sig" "$W/data"
-mark 6
-run sc sign --cert dave --alg ecdsa-sha256 --in "$W/data" --out "$W/prep-ec.sig"
-ok "... an ECDSA signature with the other key verifies" openssl dgst -sha256 -verify "$(pubkey dave)" \
-	-signature "$W/prep-ec.sig" "$W/data"
-mark 8
-: >"$W/trace"
-run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/prep4.sig"
-ok "... and PKCS#1 again verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/prep4.sig" "$W/data"
-mark 1
-is "... with the operation prepared for it before the two others" "$(plain "$(took)")" "P"
-
-# With a CPU to spare, a signature that has a prepared operation prepares the
-# next one during itself, on another session. Crowded CPUs (other programs'
-# work took the agent's CPU from its spins of late) put that off until the
-# answer is out; a machine busy with other tests may do so for a while.
-if [ "$(nproc)" -gt 1 ]; then
-	: >"$W/trace"
-	for i in $(seq 8); do
-		run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/prep.sig"
-		mark "$i"
-		case $(took) in *D*) break ;; esac
-	done
-	t=$(took)
-	echo "# signatures until one was prepared during the one before: $t"
-	has "with a CPU to spare, the next operation is prepared during a signature, on another session" "$t" D
-	is "... and every signature took the one prepared for it" "$(plain "$t" | tr -d 'P ')" ""
-fi
-
-# A token that lets a prepared operation go: the signature is made anyway.
-# (Forgotten after 2.5 s: the one started again, after a 1 s C_Sign, is not.)
-echo sign-delay=1000,sign-forget=2500 >"$W/faults"
-sleep 2.7
-: >"$W/trace"
-run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/forgot.sig"
-is "prepared operation gone (CKR_OPERATION_NOT_INITIALIZED): the signature is made anyway" "$RC" 0
-ok "... and verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/forgot.sig" "$W/data"
-wait_calls SignInit 2
-s1=$(grep -m1 '^Sign ' "$W/trace" | cut -d' ' -f2)
-is "... started again once on the same session" \
-	"$(grep " $s1\$" "$W/trace" | sed 's/ .*//' | head -3 | tr '\n' ' ')" "Sign SignInit Sign "
-echo sign-delay=1000 >"$W/faults"
-
-# Nine key and mechanism pairs on one token: the eight used last stay prepared
-# (RSA PKCS#1 is one mechanism for every hash; RSA-PSS one per hash).
-# Prepared now, oldest first: carol PSS-SHA256, dave ECDSA, carol PKCS#1.
 verify_sig() {	# verify_sig CERT ALG SIG
 	case $2 in
 	rsa-pss-*) openssl dgst -"${2##*-}" -verify "$(pubkey "$1")" -sigopt rsa_padding_mode:pss \
@@ -258,78 +158,20 @@ verify_sig() {	# verify_sig CERT ALG SIG
 	*) openssl dgst -"${2##*-}" -verify "$(pubkey "$1")" -signature "$3" "$W/data" ;;
 	esac
 }
-inits=$(grep -c '^SignInit ' "$W/trace")
-for pair in carol:rsa-pss-sha384 carol:rsa-pss-sha512 erin:rsa-pkcs1-sha256 erin:rsa-pss-sha256 \
-	erin:rsa-pss-sha384 erin:rsa-pss-sha512; do
-	run sc sign --cert "${pair%%:*}" --alg "${pair#*:}" --in "$W/data" --out "$W/nine.sig"
-	ok "nine pairs: ${pair%%:*} ${pair#*:} verifies" verify_sig "${pair%%:*}" "${pair#*:}" "$W/nine.sig"
-	inits=$((inits + 2))
-	wait_calls SignInit "$inits"
-done
+# A logout leaves no signing operation started, and a signature after it needs a login.
 : >"$W/trace"
-run sc sign --cert dave --alg ecdsa-sha256 --in "$W/data" --out "$W/nine.sig"
-ok "... the oldest of the eight kept (dave ECDSA) verifies" verify_sig dave ecdsa-sha256 "$W/nine.sig"
-mark 1
-is "... and signed with its prepared operation" "$(plain "$(took)")" "P"
-: >"$W/trace"
-run sc sign --cert carol --alg rsa-pss-sha256 --in "$W/data" --out "$W/nine.sig"
-ok "... the one unused longest (carol PSS-SHA256) verifies" verify_sig carol rsa-pss-sha256 "$W/nine.sig"
-wait_calls SignInit 2
-is "... and had to start its operation: it had made room for the ninth" "$(calls)" "SignInit Sign SignInit"
-: >"$W/faults"
-
-# A logout ends every prepared operation first: none may sign after it.
 run sc logout --token slow
-is "logout with operations prepared: exit 0" "$RC" 0
+is "logout: exit 0" "$RC" 0
 has "... no signing operation was left started at C_Logout" "$(grep '^Logout' "$W/trace")" "Logout ops=0"
 run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/after-logout.sig"
 is "... and a signature after it needs a login" "$RC" 1
 has "... says so" "$ERR" "needs a login"
 sc login --token slow --pin-stdin <<<"$TB_PIN" 2>/dev/null
 
-# Crowded CPUs: a signature that takes a prepared operation while more
-# signatures are under way than half the agent's CPUs does not ask for the
-# next one during its own (the preparer would take a CPU from one of them): it
-# prepares it once its answer is out, on its own session. dave's signatures,
-# nproc/2 + 1 of them, wait in C_Sign while carol's, prepared, starts.
-echo sign-delay=1500 >"$W/faults"
-run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/crowd0.sig"
-wait_calls SignInit 2	# its own, and the one prepared after it
-carol_s=$(grep '^SignInit ' "$W/trace" | tail -1 | cut -d' ' -f2)
-crowd=$(($(nproc) / 2 + 1))
-: >"$W/trace"
-pids=()
-for i in $(seq "$crowd"); do
-	sc sign --cert dave --alg ecdsa-sha256 --in "$W/data" --out "$W/crowd-dave$i.sig" 2>/dev/null & pids+=($!)
-done
-wait_calls SignInit "$crowd"
-dave_s=" $(grep '^SignInit ' "$W/trace" | cut -d' ' -f2 | tr '\n' ' ')"
-mark=$(wc -l <"$W/trace")
-run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/crowd.sig"
-is "crowded ($crowd signatures beside, $(nproc) CPUs): carol's signature: exit 0" "$RC" 0
-ok "... verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/crowd.sig" "$W/data"
-fails=0
-for i in "${!pids[@]}"; do
-	wait "${pids[$i]}" || fails=$((fails + 1))
-	verify_sig dave ecdsa-sha256 "$W/crowd-dave$((i + 1)).sig" >/dev/null || fails=$((fails + 1))
-done
-is "... and dave's $crowd beside it all signed and verify" "$fails" 0
-wait_calls SignInit $((crowd * 2 + 1))	# dave's, prepared after each answer, and carol's next
-# the calls after dave's SignInits, but for those on dave's sessions
-carol_lines=$(tail -n +$((mark + 1)) "$W/trace" | while read -r call s; do
-	[ "$s" = "$carol_s" ] && { echo "$call(own)"; continue; }
-	case $dave_s in *" $s "*) continue ;; esac
-	echo "$call"
-done | tr '\n' ' ' | sed 's/ $//')
-is "... signed with the operation prepared for it, and prepared the next after its answer, on its session" \
-	"$carol_lines" "Sign(own) SignInit(own)"
-: >"$W/faults"
-
 # ---------------------------------------------------------------- objects numbered anew after a logout
 # PKCS#11 lets a module give its objects other handles after a logout:
-# SoftHSM does when a slot's last session closes, which a logout can do when
-# prepared operations held the idle sessions (not in every run). The fault
-# module does it at every logout, and the handles before are then invalid.
+# SoftHSM does when a slot's last session closes. The fault module does it at
+# every logout, and the handles before are then invalid.
 # The reload after the logout reads the certificates again when their handles
 # changed: a refresh then finds nothing changed, no "changed" event goes out
 # (the watcher would see one before the next login's), and both keys sign

@@ -18,10 +18,6 @@
  *     sign-bad          C_Sign flips one byte of a successful signature (a
  *                       faulty RSA-CRT card's wrong signature stand-in)
  *     sign-delay=MS     C_Sign sleeps MS milliseconds first (a slow card)
- *     sign-forget=MS    a signing operation whose C_SignInit is over MS
- *                       milliseconds old is gone: C_Sign ends it and returns
- *                       CKR_OPERATION_NOT_INITIALIZED (a token that times
- *                       out prepared operations)
  *     init-delay=MS     C_Initialize sleeps MS milliseconds first (a module
  *                       slow to start, as a TPM's can be)
  *     login-fail=CKR    C_Login returns CKR without trying the PIN
@@ -73,7 +69,6 @@ struct faults {
 	CK_RV sign_fail;		/* 0: none */
 	int sign_bad;
 	long sign_delay_ms;
-	long sign_forget_ms;
 	long init_delay_ms;
 	CK_RV login_fail;		/* 0: none */
 	CK_FLAGS pin_flags;		/* added to C_GetTokenInfo's flags */
@@ -147,8 +142,6 @@ parse_faults(const char *spec, struct faults *f)
 		else if (strcmp(w, "init-delay") == 0 && val != NULL && (f->init_delay_ms = atol(val)) > 0)
 			;
 		else if (strcmp(w, "sign-delay") == 0 && val != NULL && (f->sign_delay_ms = atol(val)) > 0)
-			;
-		else if (strcmp(w, "sign-forget") == 0 && val != NULL && (f->sign_forget_ms = atol(val)) > 0)
 			;
 		else if (strcmp(w, "renumber") == 0 && val == NULL)
 			f->renumber = 1;
@@ -524,7 +517,6 @@ fault_Sign(CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
     CK_ULONG_PTR siglen)
 {
 	struct faults f;
-	long since;
 	CK_RV rv;
 
 	current_faults(&f);
@@ -532,12 +524,8 @@ fault_Sign(CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
 		sleep_ms(f.sign_delay_ms);
 	if (sig == NULL && f.sign_fail == 0)	/* a length query: the operation goes on */
 		return real->C_Sign(s, data, len, sig, siglen);
-	since = op_end(s);
+	op_end(s);
 	trace("Sign ", s);
-	if (f.sign_forget_ms > 0 && since >= 0 && now_ms() - since > f.sign_forget_ms) {
-		end_sign(s, data, len);
-		return CKR_OPERATION_NOT_INITIALIZED;
-	}
 	if (f.sign_fail != 0) {
 		end_sign(s, data, len);
 		return f.sign_fail;
