@@ -51,6 +51,16 @@ _tb_need() {
 # "0a1b" -> "%0a%1b" (RFC 7512 id attribute)
 _tb_pct_id() { printf '%s' "$1" | sed 's/../%&/g'; }
 
+# _tb_file_key FILE rsa|ec: a key in a file (CAs, servers, keys that are
+# not on a token): RSA-2048 or EC P-256
+_tb_file_key() {
+	if [ "$2" = ec ]; then
+		_tb_run openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1"
+	else
+		_tb_run openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1"
+	fi
+}
+
 # _tb_date EPOCH OFFSET: EPOCH moved by a date(1) offset such as "-1 day",
 # as YYYYMMDDHHMMSSZ for openssl ca (one EPOCH per certificate keeps the
 # validity period exact)
@@ -159,7 +169,8 @@ _tb_issue() {
 	else
 		signer=(-cert "$TB_DIR/pki/$ca.pem" -keyfile "$TB_DIR/pki/$ca.key")
 	fi
-	_tb_run openssl ca -config "$TB_DIR/pki/ca-$ca/ca.cnf" -batch -notext -utf8 \
+	# flock: `openssl ca` rewrites its index.txt; the kit issues from parallel jobs
+	_tb_run flock "$TB_DIR/pki/ca-$ca/lock" openssl ca -config "$TB_DIR/pki/ca-$ca/ca.cnf" -batch -notext -utf8 \
 		-preserveDN "${signer[@]}" -in "$csr" -out "$out" \
 		-startdate "$start" -enddate "$end" -extfile "$ext" -extensions "$sect"
 }
@@ -168,7 +179,13 @@ _tb_issue() {
 _tb_make_ca() {
 	local name=$1 subj=$2 parent=$3 p=$TB_DIR/pki
 	_tb_ca_setup "$name"
-	_tb_run openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$p/$name.key"
+	# TB_FAST_KEYS=1 (the kit, which must be ready in seconds): the rogue CA's
+	# key is EC P-256; nothing looks at its type, and RSA generation is slow.
+	if [ "$name" = rogue ] && [ "${TB_FAST_KEYS:-0}" = 1 ]; then
+		_tb_file_key "$p/$name.key" ec
+	else
+		_tb_file_key "$p/$name.key" rsa
+	fi
 	_tb_run openssl req -new -utf8 -key "$p/$name.key" -subj "$subj" -out "$p/$name.csr"
 	_tb_issue "$parent" "$p/$name.csr" "$p/$name.pem" "$p/ext.cnf" "ca_$name" \
 		"-800 days" "+3650 days"
@@ -229,7 +246,7 @@ tb_server_cert() {
 		authorityKeyIdentifier = keyid
 		subjectAltName = $san
 	EOF
-	_tb_run openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$p/$name.key"
+	_tb_file_key "$p/$name.key" rsa
 	_tb_run openssl req -new -key "$p/$name.key" -subj "/O=Contoso/CN=$name" -out "$p/$name.csr"
 	# TB_CERT_START / TB_CERT_END: other validity times, as for tb_enroll
 	# (TB_CERT_START="-400 days" TB_CERT_END="-1 day": an expired server).
@@ -375,7 +392,8 @@ tb_cert_only() {
 	local token=$1 id=$2 label=$3 w=$TB_DIR/work
 	tb_pki
 	mkdir -p "$w"
-	_tb_run openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$w/$label.key"
+	# (TB_FAST_KEYS=1: an EC key; the problem does not depend on the type)
+	_tb_file_key "$w/$label.key" "$([ "${TB_FAST_KEYS:-0}" = 1 ] && echo ec || echo rsa)"
 	_tb_run openssl req -new -key "$w/$label.key" -subj "$(_tb_subject good "$label")" \
 		-out "$w/$label.csr"
 	rm -f "$w/$label.key"

@@ -28,7 +28,7 @@ _tb_src=$(dirname "${BASH_SOURCE[0]}")/../../src/testcard/pki.sh
 # removes the directory (unless TB_KEEP=1).  Tests must not install their own
 # EXIT trap; use tb_on_exit CMD to add cleanup commands.
 tb_init() {
-	_tb_need mktemp openssl pkcs11-tool softhsm2-util date sed
+	_tb_need mktemp openssl pkcs11-tool softhsm2-util date sed flock
 	TB_DIR=$(mktemp -d "${TMPDIR:-/tmp}/scagent-tb.XXXXXX") || _tb_die "mktemp failed"
 	export TB_DIR
 	: >"$TB_DIR/pids"
