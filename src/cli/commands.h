@@ -21,6 +21,9 @@ int cmd_connect(struct cli *c, int argc, char **argv);
 int cmd_probe(struct cli *c, int argc, char **argv);
 int cmd_tunnel(struct cli *c, int argc, char **argv);
 
+/* src/cli/cmd_register.c: the PKCS#11 module in browsers' NSS databases. */
+int cmd_register(struct cli *c, int argc, char **argv);
+
 #define SC_CLI_MORE_COMMANDS \
 	{ "connect", cmd_connect, "an HTTPS request with mutual TLS (curl-like)" }, \
 	{ "probe", cmd_probe, "step-by-step connectivity analysis of an HTTPS URL" }, \
@@ -28,5 +31,6 @@ int cmd_tunnel(struct cli *c, int argc, char **argv);
 	{ "vsc", cmd_vsc, "TPM virtual smart cards: create, list, delete" }, \
 	{ "keygen", cmd_keygen, "generate a key pair on a token" }, \
 	{ "csr", cmd_csr, "PKCS#10 certificate request signed on the token" }, \
-	{ "import", cmd_import, "store an issued certificate next to its key" },
+	{ "import", cmd_import, "store an issued certificate next to its key" }, \
+	{ "register", cmd_register, "add the PKCS#11 module to Firefox, Thunderbird, Chromium" },
 #endif
