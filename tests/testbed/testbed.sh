@@ -18,6 +18,10 @@
 # notBefore/notAfter (-startdate/-enddate).
 
 TB_SOFTHSM=${TB_SOFTHSM:-/usr/lib/softhsm/libsofthsm2.so}
+# The agent's pinentry is "auto" by default: with a display or a terminal in
+# GPG_TTY it would ask the person running the tests. Tests start with neither;
+# one that wants a pinentry sets what it needs (GPG_TTY=... start_agent).
+unset DISPLAY WAYLAND_DISPLAY GPG_TTY
 TB_PIN=123456
 TB_SO_PIN=12345678
 export TB_SOFTHSM TB_PIN TB_SO_PIN
