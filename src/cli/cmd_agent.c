@@ -68,28 +68,107 @@ cmd_login(struct cli *c, int argc, char **argv)
 	return EX_SC_OK;
 }
 
+/* s percent-encoded for a pkcs11: URI attribute value (RFC 7512), appended to b. */
+static void
+uri_append(char *b, size_t len, const char *s)
+{
+	size_t o = strlen(b);
+
+	for (; *s && o + 4 < len; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		    ch == '-' || ch == '.' || ch == '_' || ch == '~')
+			b[o++] = (char)ch;
+		else
+			o += (size_t)snprintf(b + o, len - o, "%%%02X", ch);
+	}
+	b[o] = '\0';
+}
+
+/*
+ * logout --all: every token the agent is logged in to, each named by a token
+ * URI with its serial (two tokens may share a label), one line for each.
+ */
+static int
+logout_all(struct cli *c)
+{
+	json_object *root = NULL, *toks, *t, *f, *v;
+	char *json = NULL, uri[1024];
+	int r, rc = EX_SC_OK, n = 0;
+
+	if ((r = scagent_list(c->client, &json)) != SC_OK)
+		return agent_fail(c, r);
+	if ((root = json_tokener_parse(json)) == NULL ||
+	    !json_object_object_get_ex(root, "tokens", &toks)) {
+		cli_err("the agent's token list is not JSON: is it the same version as scagent?");
+		rc = EX_SC_FAIL;
+		goto out;
+	}
+	for (size_t i = 0; i < json_object_array_length(toks); i++) {
+		const char *label = "", *serial = NULL;
+
+		t = json_object_array_get_idx(toks, i);
+		if (!json_object_object_get_ex(t, "flags", &f) ||
+		    !json_object_object_get_ex(f, "logged_in", &v) || !json_object_get_boolean(v))
+			continue;
+		if (json_object_object_get_ex(t, "label", &v))
+			label = json_object_get_string(v);
+		if (json_object_object_get_ex(t, "serial", &v))
+			serial = json_object_get_string(v);
+		snprintf(uri, sizeof(uri), "pkcs11:token=");
+		uri_append(uri, sizeof(uri), label);
+		if (serial != NULL && *serial) {
+			strncat(uri, ";serial=", sizeof(uri) - strlen(uri) - 1);
+			uri_append(uri, sizeof(uri), serial);
+		}
+		n++;
+		if ((r = scagent_logout(c->client, uri)) != SC_OK) {
+			cli_err("logging out of token \"%s\" failed: %s", label,
+			    *scagent_error(c->client) ? scagent_error(c->client) : scagent_strerror(r));
+			rc = cli_exit_for(r);
+		} else
+			printf("logged out of token \"%s\"%s%s\n", label, serial && *serial ?
+			    ", serial " : "", serial && *serial ? serial : "");
+	}
+	if (n == 0)
+		printf("not logged in to any token\n");
+out:
+	json_object_put(root);
+	scagent_free(json);
+	return rc;
+}
+
 int
 cmd_logout(struct cli *c, int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "token", required_argument, NULL, 't' },
+		{ "all", no_argument, NULL, 'a' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
 	const char *token = NULL;
-	int ch, rc, r;
+	int all = 0, ch, rc, r;
 
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "t:h", tok_opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "t:ah", opts, NULL)) != -1) {
 		switch (ch) {
 		case 't': token = optarg; break;
+		case 'a': all = 1; break;
 		case 'h':
-			printf("usage: scagent logout --token LABEL\n");
+			printf("usage: scagent logout --token LABEL | --all\n");
 			return EX_SC_OK;
 		default: return EX_SC_USAGE;
 		}
 	}
-	if (token == NULL || optind != argc) {
-		cli_err("usage: scagent logout --token LABEL");
+	if ((token == NULL) == !all || optind != argc) {
+		cli_err("usage: scagent logout --token LABEL | --all");
 		return EX_SC_USAGE;
 	}
 	if ((rc = cli_open_agent(c)) != EX_SC_OK)
 		return rc;
+	if (all)
+		return logout_all(c);
 	if ((r = scagent_logout(c->client, token)) != SC_OK)
 		return agent_fail(c, r);
 	return EX_SC_OK;
@@ -292,17 +371,79 @@ cmd_watch(struct cli *c, int argc, char **argv)
 	}
 }
 
+/* The agent's status in words: one line a fact, then the tokens. */
+static void
+print_status(FILE *fp, json_object *o)
+{
+	json_object *v, *toks, *pcsc;
+	int64_t up = json_object_object_get_ex(o, "uptime", &v) ? json_object_get_int64(v) : 0;
+
+	fprintf(fp, "agent:    %s, pid %s, up %lldh %02lldm %02llds, protocol %s\n",
+	    ev_str(o, "agent") ? ev_str(o, "agent") : "?", ev_str(o, "pid") ? ev_str(o, "pid") : "?",
+	    (long long)(up / 3600), (long long)(up / 60 % 60), (long long)(up % 60),
+	    ev_str(o, "protocol") ? ev_str(o, "protocol") : "?");
+	fprintf(fp, "clients:  %s\n", ev_str(o, "clients") ? ev_str(o, "clients") : "?");
+	fprintf(fp, "modules:  %s\n", ev_str(o, "modules") ? ev_str(o, "modules") : "?");
+	if (json_object_object_get_ex(o, "pcsc", &pcsc)) {
+		if (json_object_object_get_ex(pcsc, "available", &v) && json_object_get_boolean(v))
+			fprintf(fp, "PC/SC:    %s reader(s)\n", ev_str(pcsc, "readers") ?
+			    ev_str(pcsc, "readers") : "?");
+		else
+			fprintf(fp, "PC/SC:    not available: %s\n", ev_str(pcsc, "reason") ?
+			    ev_str(pcsc, "reason") : "unknown");
+	}
+	if (!json_object_object_get_ex(o, "tokens", &toks) || json_object_array_length(toks) == 0) {
+		fprintf(fp, "tokens:   none\n");
+		return;
+	}
+	fprintf(fp, "tokens:\n");
+	for (size_t i = 0; i < json_object_array_length(toks); i++) {
+		json_object *t = json_object_array_get_idx(toks, i);
+		int in = json_object_object_get_ex(t, "logged_in", &v) && json_object_get_boolean(v);
+		fprintf(fp, "  %-32s %s\n", ev_str(t, "label") ? ev_str(t, "label") : "",
+		    in ? "logged in" : "not logged in");
+	}
+}
+
 int
 cmd_status(struct cli *c, int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	json_object *o;
 	char *res = NULL;
-	int rc, r;
+	int json = 0, ch, rc, r;
 
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'j': json = 1; break;
+		case 'h':
+			printf("usage: scagent status [--json]\n");
+			return EX_SC_OK;
+		default: return EX_SC_USAGE;
+		}
+	}
+	if (optind != argc) {
+		cli_err("usage: scagent status [--json]");
+		return EX_SC_USAGE;
+	}
 	if ((rc = cli_open_agent(c)) != EX_SC_OK)
 		return rc;
 	if ((r = scagent_call(c->client, "status", NULL, &res)) != SC_OK)
 		return agent_fail(c, r);
-	printf("%s\n", res);
+	if (json)
+		printf("%s\n", res);
+	else if ((o = json_tokener_parse(res)) == NULL) {
+		cli_err("the agent's status is not JSON: is it the same version as scagent?");
+		rc = EX_SC_FAIL;
+	} else {
+		print_status(stdout, o);
+		json_object_put(o);
+	}
 	scagent_free(res);
-	return EX_SC_OK;
+	return rc;
 }

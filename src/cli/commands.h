@@ -23,6 +23,8 @@ int cmd_tunnel(struct cli *c, int argc, char **argv);
 
 /* src/cli/cmd_testcard.c: runs the installed test kit. */
 int cmd_testcard(struct cli *c, int argc, char **argv);
+/* src/cli/cmd_register.c: the PKCS#11 module in browsers' NSS databases. */
+int cmd_register(struct cli *c, int argc, char **argv);
 
 #define SC_CLI_MORE_COMMANDS \
 	{ "connect", cmd_connect, "an HTTPS request with mutual TLS (curl-like)" }, \
@@ -32,5 +34,6 @@ int cmd_testcard(struct cli *c, int argc, char **argv);
 	{ "keygen", cmd_keygen, "generate a key pair on a token" }, \
 	{ "csr", cmd_csr, "PKCS#10 certificate request signed on the token" }, \
 	{ "import", cmd_import, "store an issued certificate next to its key" }, \
-	{ "testcard", cmd_testcard, "test kit: SoftHSM PKI, TLS server, emulated PIV card" },
+	{ "testcard", cmd_testcard, "test kit: SoftHSM PKI, TLS server, emulated PIV card" }, \
+	{ "register", cmd_register, "add the PKCS#11 module to Firefox, Thunderbird, Chromium" },
 #endif

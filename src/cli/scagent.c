@@ -15,7 +15,7 @@ static const struct {
 	{ "list", cmd_list, "tokens and readers with their certificates" },
 	{ "check", cmd_check, "certificate-based-authentication suitability of one certificate" },
 	{ "login", cmd_login, "log the agent in to a token" },
-	{ "logout", cmd_logout, "log the agent out of a token" },
+	{ "logout", cmd_logout, "log the agent out of a token, or of all" },
 	{ "sign", cmd_sign, "sign data or a digest with a token's key" },
 	{ "watch", cmd_watch, "stream token and reader events" },
 	{ "status", cmd_status, "the agent's state" },

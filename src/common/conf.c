@@ -189,6 +189,9 @@ sc_config_load(const char *file, struct sc_config *cfg, char **errmsg)
 	if (errmsg)
 		*errmsg = NULL;
 	cfg->idle_timeout = 600;
+	/* The system's pinentry, chosen when a PIN is needed (daemon/pinentry.c). */
+	if ((cfg->pinentry = strdup("auto")) == NULL)
+		return SC_ERR_NOMEM;
 	if (file == NULL)
 		file = sc_config_default_path();
 	cfg->file = strdup(file);
@@ -223,7 +226,10 @@ sc_config_load(const char *file, struct sc_config *cfg, char **errmsg)
 			}
 		} else if (strcmp(key, "pinentry") == 0) {
 			free(cfg->pinentry);
-			cfg->pinentry = strdup(val);
+			cfg->pinentry = NULL;
+			/* "no": never ask, as an agent without pinentry */
+			if (strcmp(val, "no") != 0 && strcmp(val, "none") != 0 && *val != '\0')
+				cfg->pinentry = strdup(val);
 		} else if (strcmp(key, "log-level") == 0) {
 			if (strcmp(val, "error") && strcmp(val, "warn") && strcmp(val, "info") &&
 			    strcmp(val, "debug")) {

@@ -10,7 +10,7 @@ struct sc_config {
 	char **modules;			/* module paths, in file name order */
 	size_t nmodules;
 	unsigned long idle_timeout;	/* seconds a login is kept unused; 0 forever */
-	char *pinentry;			/* pinentry program, or NULL */
+	char *pinentry;			/* pinentry program, "auto" (default), or NULL ("no") */
 	int verify_ecdsa;		/* verify ECDSA signatures before returning them */
 	int confirm_sign;		/* ask through pinentry before every signature */
 	char *log_level;		/* error|warn|info|debug */

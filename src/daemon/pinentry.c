@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "common/err.h"
@@ -22,6 +23,7 @@
 extern char **environ;
 
 #define PINENTRY_TIMEOUT_MS (120 * 1000)
+#define PINENTRY_PATH_MAX 4096
 #define LINE_MAX_ 2048
 
 struct pe {
@@ -31,6 +33,74 @@ struct pe {
 	char *buf;	/* secure: may hold the PIN */
 	size_t len;
 };
+
+/* The first of names that is an executable file in $PATH, into buf. */
+static int
+find_in_path(const char *const *names, char *buf, size_t len)
+{
+	const char *path = getenv("PATH");
+
+	if (path == NULL || *path == '\0')
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (; *names != NULL; names++) {
+		for (const char *d = path, *end; d != NULL; d = *end ? end + 1 : NULL) {
+			struct stat st;
+
+			end = d + strcspn(d, ":");
+			if (end == d)
+				continue;	/* an empty entry: not the working directory of a daemon */
+			if ((size_t)snprintf(buf, len, "%.*s/%s", (int)(end - d), d, *names) >= len)
+				continue;
+			if (stat(buf, &st) == 0 && S_ISREG(st.st_mode) && access(buf, X_OK) == 0)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* Whether $GPG_TTY names a terminal this process can open. */
+static int
+have_terminal(void)
+{
+	const char *tty = getenv("GPG_TTY");
+	int fd, yes;
+
+	if (tty == NULL || *tty == '\0' || (fd = open(tty, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0)
+		return 0;
+	yes = isatty(fd);
+	close(fd);
+	return yes;
+}
+
+int
+sc_pinentry_resolve(const char *program, char *buf, size_t len)
+{
+	static const char *const gui[] = { "pinentry-gnome3", "pinentry-qt", "pinentry-gtk-2",
+	    "pinentry-x11", "pinentry", NULL };
+	static const char *const tty[] = { "pinentry-curses", "pinentry-tty", "pinentry", NULL };
+	const char *display = getenv("DISPLAY"), *wayland = getenv("WAYLAND_DISPLAY");
+
+	if (program == NULL || *program == '\0' || strcmp(program, "no") == 0 ||
+	    strcmp(program, "none") == 0)
+		return 0;
+	if (strcmp(program, "auto") != 0) {
+		if ((size_t)snprintf(buf, len, "%s", program) >= len)
+			return 0;
+		return 1;
+	}
+	if ((display != NULL && *display) || (wayland != NULL && *wayland)) {
+		if (find_in_path(gui, buf, len))
+			return 1;
+		sc_debug("pinentry auto: a display, but no pinentry program in PATH");
+	}
+	if (have_terminal()) {
+		if (find_in_path(tty, buf, len))
+			return 1;
+		sc_debug("pinentry auto: a terminal (GPG_TTY), but no pinentry program in PATH");
+	}
+	sc_debug("pinentry auto: no display and no terminal: nobody to ask");
+	return 0;
+}
 
 static int
 pe_start(struct pe *p, const char *program)
@@ -198,11 +268,18 @@ pe_options(struct pe *p)
 int
 sc_pinentry_getpin(const char *program, const char *desc, char **pin)
 {
+	char path[PINENTRY_PATH_MAX];
 	struct pe p;
 	int r;
 
 	*pin = NULL;
-	if ((r = pe_start(&p, program)) != SC_OK)
+	memset(&p, 0, sizeof(p));
+	p.in = p.out = -1;
+	if (!sc_pinentry_resolve(program, path, sizeof(path))) {
+		r = SC_ERR_NOT_LOGGED_IN;	/* nobody to ask: as without pinentry */
+		goto out;
+	}
+	if ((r = pe_start(&p, path)) != SC_OK)
 		goto out;
 	if ((r = pe_wait_ok(&p)) != SC_OK || (r = pe_options(&p)) != SC_OK ||
 	    (r = pe_cmd(&p, "SETDESC", desc)) != SC_OK ||
@@ -242,14 +319,18 @@ out:
 int
 sc_pinentry_confirm(const char *program, const char *desc)
 {
+	char path[PINENTRY_PATH_MAX];
 	struct pe p;
 	int r;
 
+	/* Nobody to ask is no confirmation: the signature is refused. */
+	if (!sc_pinentry_resolve(program, path, sizeof(path)))
+		return SC_ERR_DENIED;
 	/*
 	 * Both buttons named: without SETCANCEL, pinentry-tty offers only "OK"
 	 * for CONFIRM, and the user could not refuse.
 	 */
-	if ((r = pe_start(&p, program)) == SC_OK &&
+	if ((r = pe_start(&p, path)) == SC_OK &&
 	    (r = pe_wait_ok(&p)) == SC_OK && (r = pe_options(&p)) == SC_OK &&
 	    (r = pe_cmd(&p, "SETDESC", desc)) == SC_OK &&
 	    (r = pe_cmd(&p, "SETOK", "Allow")) == SC_OK &&

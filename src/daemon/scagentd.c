@@ -435,6 +435,8 @@ main(int argc, char **argv)
 	memset(&sv, 0, sizeof(sv));
 	sv.idle_timeout_ms = cfg.idle_timeout * 1000UL;
 	sv.pinentry = pinentry ? pinentry : cfg.pinentry;
+	if (sv.pinentry != NULL && (strcmp(sv.pinentry, "no") == 0 || strcmp(sv.pinentry, "none") == 0))
+		sv.pinentry = NULL;	/* never ask */
 	sv.confirm_sign = cfg.confirm_sign;
 	sv.audit_log = audit_log ? audit_log : cfg.audit_log;
 	sv.request_timeout_ms = reqto * 1000UL;

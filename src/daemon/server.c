@@ -803,13 +803,16 @@ static int
 key_pin_from_pinentry(struct client *c, const char *what, const char *token, char **pin)
 {
 	char desc[1024];
+	int r;
 
 	*pin = NULL;
 	if (c->srv->o.pinentry == NULL)
 		return SC_ERR_PIN_REQUIRED;
 	snprintf(desc, sizeof(desc), "Enter the PIN for one signature with %s on smart card \"%s\" "
 	    "for %s (this key asks for it every time)", what, token, c->exe);
-	return sc_pinentry_getpin(c->srv->o.pinentry, desc, pin);
+	r = sc_pinentry_getpin(c->srv->o.pinentry, desc, pin);
+	/* Nobody to ask (pinentry = auto without display or terminal): as without pinentry. */
+	return r == SC_ERR_NOT_LOGGED_IN ? SC_ERR_PIN_REQUIRED : r;
 }
 
 /* The message of a PIN error of a per-signature PIN (key on token). */

@@ -83,7 +83,7 @@ has "  clear error: wrong PIN, tried once, nothing signed" "$ERR" \
 	'wrong PIN for the key of "carol" on token "demo" (tried once): nothing was signed'
 ok "  nothing signed" test ! -s "$W/4.sig"
 is "  one attempt audited" "$(($(grep -c 'result=pin-incorrect' "$W/audit.log") - before))" 1
-has "  the token's login stays" "$(sc status)" '{"label":"demo","logged_in":true}'
+has "  the token's login stays" "$(sc status --json)" '{"label":"demo","logged_in":true}'
 run sh -c "echo '$TB_PIN' | '$SCAGENT' --socket '$S' sign --cert carol --alg rsa-pkcs1-sha256 --in '$W/data' --out '$W/5.sig' --pin-stdin"
 is "  the right PIN next time signs" "$RC" 0
 ok "  ... and verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/5.sig" "$W/data"
@@ -139,7 +139,7 @@ out=$("$PY" "$here/pty-driver.py" run 999999 "$SCAGENT" --socket "$S" probe \
 has "terminal: probe asks too; a wrong PIN fails the handshake" "$out" 'wrong PIN for the key of "carol"'
 is "  asked once" "$(grep -o 'it asks for it at every signature' <<<"$out" | wc -l)" 1
 has "  its advice: the PIN was wrong" "$out" "advice: the key's PIN was wrong (tried once)"
-has "  the agent's login stays" "$(sc status)" '{"label":"demo","logged_in":true}'
+has "  the agent's login stays" "$(sc status --json)" '{"label":"demo","logged_in":true}'
 
 # ---------------------------------------------------------------- scagent-pkcs11.so
 MODULE=$TOP_BUILDDIR/.libs/scagent-pkcs11.so
@@ -153,7 +153,7 @@ ok "  verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/11
 run p11sign 999999 "$W/12.sig"
 ok "pkcs11-tool with a wrong PIN fails" test "$RC" != 0
 has "  CKR_PIN_INCORRECT" "$OUT$ERR" "CKR_PIN_INCORRECT"
-has "  the agent's login stays" "$(sc status)" '{"label":"demo","logged_in":true}'
+has "  the agent's login stays" "$(sc status --json)" '{"label":"demo","logged_in":true}'
 stop_agent "the agent stops on SIGTERM: exit 0, no sanitizer report"
 
 # ---------------------------------------------------------------- pinentry, once per signature

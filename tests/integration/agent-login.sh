@@ -32,7 +32,7 @@ has "terminal: the prompt names the token" "$out" 'PIN for token "demo": '
 hasnt "terminal: the PIN is not echoed" "$out" "$TB_PIN"
 has "terminal: logged in" "$out" 'logged in to token "demo"'
 has "terminal: exit 0" "$out" "EXIT 0"
-has "terminal login: the agent is logged in" "$(sc status)" '{"label":"demo","logged_in":true}'
+has "terminal login: the agent is logged in" "$(sc status --json)" '{"label":"demo","logged_in":true}'
 sc logout --token demo
 out=$("$PY" "$here/pty-driver.py" run 654321 "$SCAGENT" --socket "$S" login --token demo)
 hasnt "terminal, wrong PIN: not echoed" "$out" 654321
@@ -99,7 +99,7 @@ sleep 3.5
 run sc sign --cert alice --alg rsa-pkcs1-sha256 --in "$W/data"
 is "idle timeout: after 4.7 s idle the sign fails" "$RC" 1
 has "idle timeout: not logged in any more" "$ERR" "needs a login"
-has "idle timeout: status says logged out" "$(sc status)" '{"label":"demo","logged_in":false}'
+has "idle timeout: status says logged out" "$(sc status --json)" '{"label":"demo","logged_in":false}'
 grep -q 'logged out of "demo"' "$AGENT_LOG"
 is "idle timeout: logged" "$?" 0
 run sc login --token demo --pin-stdin <<<"$TB_PIN"

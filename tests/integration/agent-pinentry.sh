@@ -41,7 +41,7 @@ sleep 1
 is "wrong PIN: exactly one prompt (not retried)" "$(prompts)" 1
 has "the prompt names the token" "$(cat "$W/prompts")" 'smart card "demo"'
 is "wrong PIN: one login attempt audited" "$(grep -c 'login .*via=pinentry result=pin-incorrect' "$W/audit.log")" 1
-has "wrong PIN: still not logged in" "$(sc status)" '{"label":"demo","logged_in":false}'
+has "wrong PIN: still not logged in" "$(sc status --json)" '{"label":"demo","logged_in":false}'
 
 # ---------------------------------------------------------------- right PIN: one prompt, signed
 run sc sign --cert alice --alg rsa-pss-sha256 --in "$W/data" --out "$W/2.sig"
@@ -49,7 +49,7 @@ is "sign, not logged in, right PIN typed: exit 0" "$RC" 0
 is "right PIN: one more prompt (two in all)" "$(prompts)" 2
 ok "right PIN: the signature verifies" openssl dgst -sha256 -verify "$(pubkey alice)" \
 	-sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest -signature "$W/2.sig" "$W/data"
-has "the agent is now logged in" "$(sc status)" '{"label":"demo","logged_in":true}'
+has "the agent is now logged in" "$(sc status --json)" '{"label":"demo","logged_in":true}'
 run sc sign --cert bob --alg ecdsa-sha256 --in "$W/data" --out "$W/3.sig"
 is "next signature (other key, same token): exit 0" "$RC" 0
 is "next signature: no prompt" "$(prompts)" 2

@@ -18,7 +18,7 @@ head -c 3000 /dev/urandom >"$W/data"
 sc() { "$SCAGENT" --socket "$S" "$@"; }
 
 # ---------------------------------------------------------------- no agent
-run sc status
+run sc status --json
 is "no agent: exit 3" "$RC" 3
 has "no agent: the hint says how to start one" "$ERR" "scagentd"
 has "no agent: the message names the socket" "$ERR" "$S"
@@ -28,7 +28,7 @@ is "no agent (SCAGENT_SOCKET): sign exits 3" "$RC" 3
 start_agent "$S"
 
 # ---------------------------------------------------------------- status, before login
-run sc status
+run sc status --json
 is "status: exit 0" "$RC" 0
 is "status: demo not logged in" \
 	"$("$PY" -c 'import json,sys; d=json.load(sys.stdin); print([t["logged_in"] for t in d["tokens"] if t["label"]=="demo"][0])' <<<"$OUT")" False
@@ -53,7 +53,7 @@ has "login without a PIN on stdin: says so" "$ERR" "no PIN on standard input"
 run sc login --token demo --pin-stdin <<<"$TB_PIN"
 is "correct login after a wrong PIN: exit 0" "$RC" 0
 has "login: confirms" "$ERR" 'logged in to token "demo"'
-run sc status
+run sc status --json
 has "status: demo logged in" "$OUT" '{"label":"demo","logged_in":true}'
 run sc login --token demo --pin-stdin <<<"$TB_PIN"
 is "second login: exit 1" "$RC" 1
@@ -141,7 +141,7 @@ has "sign after logout: says to log in" "$ERR" "scagent login --token demo"
 run sc logout --token demo
 is "logout twice: exit 1" "$RC" 1
 has "logout twice: not logged in" "$ERR" "not logged in"
-run sc status
+run sc status --json
 has "status after logout: demo not logged in" "$OUT" '{"label":"demo","logged_in":false}'
 ok "the agent is still running" kill -0 "$AGENT_PID"
 

@@ -47,7 +47,7 @@ systemd-socket-activate -l "$S" -E SOFTHSM2_CONF "$SCAGENTD" --foreground --modu
 sa=$!
 tb_track_pid "$sa"
 wait_for 10 test -S "$S" || { cat "$W/sa.log"; echo "systemd-socket-activate did not listen"; exit 99; }
-run "$SCAGENT" --socket "$S" status
+run "$SCAGENT" --socket "$S" status --json
 is "activated: the first client is answered" "$RC" 0
 is "activated: by scagentd in the activator's process" "$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["pid"])' <<<"$OUT")" "$sa"
 has "activated: the agent says it uses the activated socket" "$(cat "$W/sa.log")" "listening on the activated socket"

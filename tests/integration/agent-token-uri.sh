@@ -43,7 +43,7 @@ for s in "$s1" "$s2"; do
 	run sh -c "echo '$TB_PIN' | '$SCAGENT' --socket '$S' login --token 'pkcs11:token=twin;serial=$s' --pin-stdin"
 	is "login --token pkcs11:token=twin;serial=$s: exit 0" "$RC" 0
 done
-is "both are logged in" "$(sc status | grep -o '"label":"twin","logged_in":true' | wc -l)" 2
+is "both are logged in" "$(sc status --json | grep -o '"label":"twin","logged_in":true' | wc -l)" 2
 run sc sign --cert alice --alg rsa-pss-sha256 --in "$W/data" --out "$W/a.sig"
 is "alice (first twin) signs" "$RC" 0
 ok "  verifies" openssl dgst -sha256 -verify "$(pubkey alice)" -sigopt rsa_padding_mode:pss \
@@ -54,7 +54,7 @@ ok "  verifies" openssl dgst -sha256 -verify "$(pubkey bob)" -signature "$W/b.si
 
 run sc logout --token "pkcs11:token=twin;serial=$s2"
 is "logout by URI: exit 0" "$RC" 0
-is "  only that one is logged out" "$(sc status | grep -o '"label":"twin","logged_in":true' | wc -l)" 1
+is "  only that one is logged out" "$(sc status --json | grep -o '"label":"twin","logged_in":true' | wc -l)" 1
 sleep 0.5
 has "events name the token by label, not by the URI" "$(cat "$W/events")" 'logout           token=twin'
 hasnt "  no URI in the events" "$(cat "$W/events")" "pkcs11:"
@@ -82,7 +82,7 @@ run p11 --slot "$slot2" --login --pin "$TB_PIN" --sign --id 02 -m ECDSA-SHA256 -
 is "pkcs11-tool logs in to the second twin through the module (its URI) and signs" "$RC" 0
 ok "  verifies" openssl dgst -sha256 -verify "$(pubkey bob)" -signature "$W/m.sig" "$W/data"
 is "  the agent logged in to that twin only" \
-	"$(sc status | grep -o '"label":"twin","logged_in":true' | wc -l)" 2
+	"$(sc status --json | grep -o '"label":"twin","logged_in":true' | wc -l)" 2
 run p11 --slot "$slot2" -M
 has "mechanisms of the second twin through the module" "$OUT" "ECDSA"
 

@@ -98,7 +98,7 @@ check "watch: pcsc-unavailable when pcscd stops" wait_event "$m" 10 pcsc-unavail
 check "watch: its readers are reported removed" event_after "$m" reader-removed reader "$R1"
 check "list: no readers while pcscd is down, and why" wait_until 5 list_has_no_readers
 check "the agent is still running" kill -0 "$AGENT_PID"
-check "and still answers status" bash -c '"$0" --socket "$1" status | grep -q "\"available\": *false"' \
+check "and still answers status" bash -c '"$0" --socket "$1" status --json | grep -q "\"available\": *false"' \
 	"$SCAGENT" "$SOCK"
 check "human list says readers are unknown" \
 	bash -c '"$0" --socket "$1" list | grep -q "^Readers: unknown, the PC/SC service (pcscd)"' \

@@ -33,7 +33,7 @@ start_agent "$TB_SOFTHSM" --idle-timeout 2
 start_watch
 check "both tokens listed" test "$(labels)" = '["card1", "card2"]'
 check "status reports the PC/SC state" \
-	bash -c '"$0" --socket "$1" status | grep -q "\"pcsc\": *{ *\"available\""' "$SCAGENT" "$SOCK"
+	bash -c '"$0" --socket "$1" status --json | grep -q "\"pcsc\": *{ *\"available\""' "$SCAGENT" "$SOCK"
 
 t0=$(cpu_ticks "$AGENT_PID"); sleep 3; t1=$(cpu_ticks "$AGENT_PID")
 echo "# idle agent used $((t1 - t0)) clock ticks in 3 s"

@@ -81,4 +81,4 @@ p11_setup() {
 # p11_verify PEM DGST-ARGS... -signature SIG DATA: verify with the certificate's key
 p11_pubkey() { openssl x509 -in "$TB_DIR/certs/$1.pem" -pubkey -noout >"$TB_DIR/$1.pub"; echo "$TB_DIR/$1.pub"; }
 # agent_logged_in TOKEN: true when the agent is logged in to TOKEN
-agent_logged_in() { "$SCAGENT" status | grep -q "\"label\":\"$1\",\"logged_in\":true"; }
+agent_logged_in() { "$SCAGENT" status --json | grep -q "\"label\":\"$1\",\"logged_in\":true"; }

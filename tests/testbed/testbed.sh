@@ -21,6 +21,10 @@ _tb_src=$(dirname "${BASH_SOURCE[0]}")/../../src/testcard/pki.sh
 [ -r "$_tb_src" ] || { echo "testbed: $_tb_src not found" >&2; exit 99; }
 # shellcheck source=../../src/testcard/pki.sh
 . "$_tb_src"
+# The agent's pinentry is "auto" by default: with a display or a terminal in
+# GPG_TTY it would ask the person running the tests. Tests start with neither;
+# one that wants a pinentry sets what it needs (GPG_TTY=... start_agent).
+unset DISPLAY WAYLAND_DISPLAY GPG_TTY
 
 # ---------------------------------------------------------------- lifecycle
 

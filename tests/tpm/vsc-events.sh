@@ -62,7 +62,7 @@ import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1]).read().splitlines()[int(sys.argv[2]):]]
 kinds = [e["event"] for e in ev if e["event"] in ("token-added", "token-removed")]
 sys.exit(0 if kinds == ["token-removed", "token-removed", "token-added"] else kinds)' "$EV" "$m"
-st=$($A status)
+st=$($A status --json)
 ok "status: vsc1 logged out after the re-initialisation" has "$st" '{"label":"vsc1","logged_in":false}'
 ok "list: only vsc1" eq "$(jq_py "$($A list --json)" '[t["label"] for t in j["tokens"]]')" "['vsc1']"
 

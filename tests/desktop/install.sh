@@ -1,0 +1,81 @@
+#!/bin/bash
+# What `make install` gives a user (issue 24): the manual pages in their man
+# sections, the bash completion in bash-completion's directory, and
+# libscagent.pc, with which a program compiles and links against the
+# installed libscagent and talks to a running agent.
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/../testbed/testbed.sh"
+. "$here/../integration/agent-lib.sh"
+_tb_need pkg-config cc make
+set -e
+tb_init
+tb_softhsm_token card1
+set +e
+D=$TB_DIR/dest
+# The build's own configured paths, e.g. /usr/local/lib.
+mk() { env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$TOP_BUILDDIR" "$@"; }
+var() { mk -f Makefile -f - print-var V="$1" <<<'print-var: ; @echo $($(V))'; }
+run mk install DESTDIR="$D"
+is "make install DESTDIR=... succeeds" "$RC" 0 || printf '#   %s\n' "$ERR" | head -n 5
+libdir=$(var libdir) mandir=$(var mandir) bcdir=$(var bashcompletiondir)
+includedir=$(var includedir)
+
+for p in man1/scagent.1 man1/scagentd.1 man5/scagent.conf.5 man8/scagent-pkcs11.8; do
+	ok "installed $mandir/$p" test -s "$D$mandir/$p"
+done
+ok "man -l renders the installed scagent.1" man -l "$D$mandir/man1/scagent.1"
+ok "bash completion installed as $bcdir/scagent" test -s "$D$bcdir/scagent"
+ok "... and found for scagentd too" test -e "$D$bcdir/scagentd"
+ok "libscagent.pc installed in $libdir/pkgconfig" test -s "$D$libdir/pkgconfig/libscagent.pc"
+
+# pkg-config on the staged tree: PKG_CONFIG_SYSROOT_DIR prefixes the paths.
+export PKG_CONFIG_PATH=$D$libdir/pkgconfig PKG_CONFIG_SYSROOT_DIR=$D
+run pkg-config --cflags --libs libscagent
+is "pkg-config --cflags --libs libscagent" "$RC" 0
+has "... gives the include directory" "$OUT" "-I$D$includedir"
+has "... and -lscagent" "$OUT" "-lscagent"
+is "pkg-config --modversion is the package's" "$(pkg-config --modversion libscagent)" \
+	"$("$SCAGENT" --version | awk '{print $2}')"
+flags=$OUT
+
+cat >"$TB_DIR/prog.c" <<'C'
+#include <stdio.h>
+#include <stdlib.h>
+#include <scagent/scagent.h>
+
+int main(void)
+{
+	scagent_client *c = NULL;
+	char *json = NULL;
+	int r = scagent_connect(NULL, &c);
+
+	if (r == 0)
+		r = scagent_list(c, &json);
+	if (r != 0) {
+		fprintf(stderr, "prog: %s\n", c ? scagent_error(c) : scagent_strerror(r));
+		scagent_close(c);
+		return 1;
+	}
+	printf("%s\n", json);
+	scagent_free(json);
+	scagent_close(c);
+	return 0;
+}
+C
+# shellcheck disable=SC2086 # the flags are words
+run cc -Wall -Werror -o "$TB_DIR/prog" "$TB_DIR/prog.c" $flags
+is "a program compiles and links with pkg-config's flags" "$RC:$ERR" "0:"
+run ldd "$TB_DIR/prog"
+tb_agent_start --module "$TB_SOFTHSM"
+LD_LIBRARY_PATH=$D$libdir run "$TB_DIR/prog"
+is "it runs against the installed library and lists the agent's tokens" "$RC" 0
+has "... card1 among them" "$OUT" '"label":"card1"'
+LD_LIBRARY_PATH=$D$libdir run ldd "$TB_DIR/prog"
+has "... with the installed libscagent.so" "$OUT" "$D$libdir/libscagent.so"
+
+run mk uninstall DESTDIR="$D"
+is "make uninstall" "$RC" 0
+left=$(find "$D" -type f -o -type l 2>/dev/null | head -n 5)
+is "make uninstall leaves no file behind" "$left" ""
+done_testing
