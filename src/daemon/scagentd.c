@@ -258,32 +258,151 @@ activated_socket(void)
 	return 3;
 }
 
+static const struct option opts[] = {
+	{ "foreground", no_argument, NULL, 'f' },
+	{ "socket", required_argument, NULL, 's' },
+	{ "config", required_argument, NULL, 'c' },
+	{ "module", required_argument, NULL, 'm' },
+	{ "log-level", required_argument, NULL, 'l' },
+	{ "syslog", no_argument, NULL, 'S' },
+	{ "idle-timeout", required_argument, NULL, 'i' },
+	{ "pinentry", required_argument, NULL, 'p' },
+	{ "audit-log", required_argument, NULL, 'a' },
+	{ "vsc-module", required_argument, NULL, 'T' },
+	{ "request-timeout", required_argument, NULL, 'R' },
+	{ "max-clients", required_argument, NULL, 'M' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 }
+};
+
+/* The numbers of --idle-timeout, --request-timeout and --max-clients (NULL: not given). -1: one is wrong (said). */
+static int
+number_args(const char *idle_arg, const char *reqto_arg, const char *maxc_arg,
+    unsigned long *idle, unsigned long *reqto, unsigned long *maxc)
+{
+	if (idle_arg != NULL && number_arg(idle_arg, 0, ULONG_MAX, idle) < 0) {
+		fprintf(stderr, "scagentd: --idle-timeout wants seconds (0: never)\n");
+		return -1;
+	}
+	if (reqto_arg != NULL && number_arg(reqto_arg, 1, 3600, reqto) < 0) {
+		fprintf(stderr, "scagentd: --request-timeout wants seconds from 1 to 3600\n");
+		return -1;
+	}
+	if (maxc_arg != NULL && number_arg(maxc_arg, 1, 4096, maxc) < 0) {
+		fprintf(stderr, "scagentd: --max-clients wants a number from 1 to 4096\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* SIGTERM, SIGINT and SIGHUP stop the agent cleanly. */
+static void
+catch_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+/* Serving: the parent that waits in detach() may go. */
+static void
+tell_ready(int ready[2])
+{
+	if (ready[1] >= 0) {
+		if (write(ready[1], "r", 1) != 1) {
+			/* the parent is gone: keep serving */
+		}
+		close(ready[1]);
+		ready[1] = -1;
+	}
+}
+
+/*
+ * Go to the background: the parent waits until the child serves (a byte on
+ * ready) and prints the environment for a shell. The exit code for main to
+ * return (the parent, or a failure), or -1 in the child, which goes on.
+ */
+static int
+detach(int ready[2], const char *sock, int *use_syslog)
+{
+	pid_t pid;
+	char c;
+
+	if (pipe(ready) < 0) {
+		perror("scagentd: pipe");
+		return 1;
+	}
+	if ((pid = fork()) < 0) {
+		perror("scagentd: fork");
+		return 1;
+	}
+	if (pid > 0) {
+		close(ready[1]);
+		if (read(ready[0], &c, 1) != 1) {
+			fprintf(stderr, "scagentd: the agent did not start (see the system log)\n");
+			return 1;
+		}
+		printf("SCAGENT_SOCKET=%s; export SCAGENT_SOCKET;\necho Agent pid %ld;\n", sock, (long)pid);
+		return 0;
+	}
+	close(ready[0]);
+	setsid();
+	if (!*use_syslog && getenv("SCAGENT_LOG_STDERR") == NULL)
+		*use_syslog = 1;
+	int nfd = open("/dev/null", O_RDWR);
+	if (nfd >= 0) {
+		dup2(nfd, 0);
+		dup2(nfd, 1);
+		if (*use_syslog)
+			dup2(nfd, 2);
+		if (nfd > 2)
+			close(nfd);
+	}
+	return -1;
+}
+
+/* The token store with the modules of --module (or of the configuration) and the TPM's, slots read. */
+static struct sc_store *
+open_store(const struct sc_config *cfg, const char **modules, int nmods, const char *vsc_module)
+{
+	struct sc_store_opts so;
+	struct sc_store *st;
+
+	memset(&so, 0, sizeof(so));
+	so.verify_ecdsa = cfg->verify_ecdsa;
+	if ((st = sc_store_new(&so)) == NULL)
+		return NULL;
+	if (nmods > 0) {
+		for (int i = 0; i < nmods; i++)
+			sc_store_add_module(st, modules[i]);
+	} else {
+		for (size_t i = 0; i < cfg->nmodules; i++)
+			sc_store_add_module(st, cfg->modules[i]);
+		if (cfg->nmodules == 0 && cfg->vsc_module == NULL && vsc_module == NULL)
+			sc_warn("no PKCS#11 modules configured in %s: use --module PATH", cfg->module_dir);
+	}
+	/* The TPM virtual smart card module: loaded too, and used for vsc create/delete. */
+	if (vsc_module == NULL && nmods == 0)
+		vsc_module = cfg->vsc_module;
+	if (vsc_module != NULL && (sc_store_add_module(st, vsc_module) != SC_OK ||
+	    sc_store_set_vsc_module(st, vsc_module) != SC_OK))
+		sc_warn("the TPM virtual smart card module %s could not be loaded", vsc_module);
+	sc_store_refresh(st, NULL);
+	return st;
+}
+
 int
 main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "foreground", no_argument, NULL, 'f' },
-		{ "socket", required_argument, NULL, 's' },
-		{ "config", required_argument, NULL, 'c' },
-		{ "module", required_argument, NULL, 'm' },
-		{ "log-level", required_argument, NULL, 'l' },
-		{ "syslog", no_argument, NULL, 'S' },
-		{ "idle-timeout", required_argument, NULL, 'i' },
-		{ "pinentry", required_argument, NULL, 'p' },
-		{ "audit-log", required_argument, NULL, 'a' },
-		{ "vsc-module", required_argument, NULL, 'T' },
-		{ "request-timeout", required_argument, NULL, 'R' },
-		{ "max-clients", required_argument, NULL, 'M' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 }
-	};
 	struct sc_config cfg;
-	struct sc_store_opts so;
 	struct sc_server_opts sv;
 	struct sc_store *st = NULL;
-	struct sigaction sa;
 	struct sc_server *srv;
 	const char *config = NULL, *log_level = NULL, *pinentry = NULL, *audit_log = NULL;
 	const char *vsc_module = NULL;
@@ -334,18 +453,8 @@ main(int argc, char **argv)
 	}
 	if (log_level == NULL)
 		log_level = cfg.log_level ? cfg.log_level : "info";
-	if (idle_arg != NULL && number_arg(idle_arg, 0, ULONG_MAX, &cfg.idle_timeout) < 0) {
-		fprintf(stderr, "scagentd: --idle-timeout wants seconds (0: never)\n");
+	if (number_args(idle_arg, reqto_arg, maxc_arg, &cfg.idle_timeout, &reqto, &maxc) < 0)
 		return 2;
-	}
-	if (reqto_arg != NULL && number_arg(reqto_arg, 1, 3600, &reqto) < 0) {
-		fprintf(stderr, "scagentd: --request-timeout wants seconds from 1 to 3600\n");
-		return 2;
-	}
-	if (maxc_arg != NULL && number_arg(maxc_arg, 1, 4096, &maxc) < 0) {
-		fprintf(stderr, "scagentd: --max-clients wants a number from 1 to 4096\n");
-		return 2;
-	}
 	if (sock == NULL) {
 		/* Our own directory only when neither --socket nor $SCAGENT_SOCKET chose one. */
 		own_dir = (env = getenv("SCAGENT_SOCKET")) == NULL || *env == '\0';
@@ -355,40 +464,9 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	/* Detach before any module is loaded: no fork after C_Initialize. */
-	if (!foreground) {
-		pid_t pid;
-		char c;
-		if (pipe(ready) < 0) {
-			perror("scagentd: pipe");
-			return 1;
-		}
-		if ((pid = fork()) < 0) {
-			perror("scagentd: fork");
-			return 1;
-		}
-		if (pid > 0) {
-			close(ready[1]);
-			if (read(ready[0], &c, 1) != 1) {
-				fprintf(stderr, "scagentd: the agent did not start (see the system log)\n");
-				return 1;
-			}
-			printf("SCAGENT_SOCKET=%s; export SCAGENT_SOCKET;\necho Agent pid %ld;\n", sock, (long)pid);
-			return 0;
-		}
-		close(ready[0]);
-		setsid();
-		if (!use_syslog && getenv("SCAGENT_LOG_STDERR") == NULL)
-			use_syslog = 1;
-		int nfd = open("/dev/null", O_RDWR);
-		if (nfd >= 0) {
-			dup2(nfd, 0);
-			dup2(nfd, 1);
-			if (use_syslog)
-				dup2(nfd, 2);
-			if (nfd > 2)
-				close(nfd);
-		}
-	}
+	if (!foreground && (rc = detach(ready, sock, &use_syslog)) >= 0)
+		return rc;	/* the parent, or a failure */
+	rc = 1;
 	sc_log_init("scagentd", (enum sc_log_level)sc_log_parse_level(log_level), use_syslog);
 	if (cfg.tpm_tcti)
 		setenv("TPM2_PKCS11_TCTI", cfg.tpm_tcti, 1);
@@ -399,11 +477,7 @@ main(int argc, char **argv)
 	 * From the moment the socket exists, SIGTERM stops the agent cleanly
 	 * (socket removed, modules finalised), also while modules still load.
 	 */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
+	catch_signals();
 	if ((lfd = activated_socket()) >= 0)
 		activated = 1;
 	else if (lfd == -2 || (lfd = listen_socket(sock, own_dir)) < 0) {
@@ -411,26 +485,8 @@ main(int argc, char **argv)
 		goto out;
 	}
 
-	memset(&so, 0, sizeof(so));
-	so.verify_ecdsa = cfg.verify_ecdsa;
-	if ((st = sc_store_new(&so)) == NULL)
+	if ((st = open_store(&cfg, modules, nmods, vsc_module)) == NULL)
 		goto out;
-	if (nmods > 0) {
-		for (int i = 0; i < nmods; i++)
-			sc_store_add_module(st, modules[i]);
-	} else {
-		for (size_t i = 0; i < cfg.nmodules; i++)
-			sc_store_add_module(st, cfg.modules[i]);
-		if (cfg.nmodules == 0 && cfg.vsc_module == NULL && vsc_module == NULL)
-			sc_warn("no PKCS#11 modules configured in %s: use --module PATH", cfg.module_dir);
-	}
-	/* The TPM virtual smart card module: loaded too, and used for vsc create/delete. */
-	if (vsc_module == NULL && nmods == 0)
-		vsc_module = cfg.vsc_module;
-	if (vsc_module != NULL && (sc_store_add_module(st, vsc_module) != SC_OK ||
-	    sc_store_set_vsc_module(st, vsc_module) != SC_OK))
-		sc_warn("the TPM virtual smart card module %s could not be loaded", vsc_module);
-	sc_store_refresh(st, NULL);
 
 	memset(&sv, 0, sizeof(sv));
 	sv.idle_timeout_ms = cfg.idle_timeout * 1000UL;
@@ -447,13 +503,7 @@ main(int argc, char **argv)
 		sc_server_stop(g_srv);	/* signalled while starting */
 	sc_info("listening on %s (%zu module%s)", activated ? "the activated socket" : sock,
 	    sc_store_nmodules(st), sc_store_nmodules(st) == 1 ? "" : "s");
-	if (ready[1] >= 0) {
-		if (write(ready[1], "r", 1) != 1) {
-			/* the parent is gone: keep serving */
-		}
-		close(ready[1]);
-		ready[1] = -1;
-	}
+	tell_ready(ready);
 	sc_server_run(g_srv);
 	sc_info("shutting down");
 	rc = 0;

@@ -429,3 +429,141 @@ p11_object_get_attrs(const struct p11_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG n)
 	}
 	return rv;
 }
+
+/* ------------------------------------------------------------------ */
+/* Finding objects and reading their attributes (C_FindObjects*, C_GetAttributeValue) */
+
+CK_RV
+p11_FindObjectsInit(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+{
+	struct p11_session *s;
+	struct p11_slot *slot;
+	CK_RV rv;
+
+	refresh(0);
+	pthread_mutex_lock(&g.lock);
+	if ((rv = session_get(hSession, &s, &slot)) != CKR_OK)
+		goto out;
+	if (pTemplate == NULL && ulCount > 0) {
+		rv = CKR_ARGUMENTS_BAD;
+		goto out;
+	}
+	if (s->finding) {
+		rv = CKR_OPERATION_ACTIVE;
+		goto out;
+	}
+	free(s->found);
+	s->nfound = s->pos = 0;
+	if ((s->found = calloc(slot->nobjs + 1, sizeof(*s->found))) == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	for (size_t i = 0; i < slot->nobjs; i++)
+		if (object_visible(slot, &slot->objs[i]) &&
+		    p11_object_matches(&slot->objs[i], pTemplate, ulCount))
+			s->found[s->nfound++] = slot->objs[i].handle;
+	s->finding = 1;
+out:
+	pthread_mutex_unlock(&g.lock);
+	return rv;
+}
+
+CK_RV
+p11_FindObjects(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR phObject,
+    CK_ULONG ulMaxObjectCount, CK_ULONG_PTR pulObjectCount)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	pthread_mutex_lock(&g.lock);
+	if ((rv = session_get(hSession, &s, NULL)) != CKR_OK)
+		goto out;
+	if (phObject == NULL || pulObjectCount == NULL) {
+		rv = CKR_ARGUMENTS_BAD;
+		goto out;
+	}
+	if (!s->finding) {
+		rv = CKR_OPERATION_NOT_INITIALIZED;
+		goto out;
+	}
+	*pulObjectCount = 0;
+	while (s->pos < s->nfound && *pulObjectCount < ulMaxObjectCount)
+		phObject[(*pulObjectCount)++] = s->found[s->pos++];
+out:
+	pthread_mutex_unlock(&g.lock);
+	return rv;
+}
+
+CK_RV
+p11_FindObjectsFinal(CK_SESSION_HANDLE hSession)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	pthread_mutex_lock(&g.lock);
+	if ((rv = session_get(hSession, &s, NULL)) == CKR_OK) {
+		if (!s->finding)
+			rv = CKR_OPERATION_NOT_INITIALIZED;
+		free(s->found);
+		s->found = NULL;
+		s->nfound = s->pos = 0;
+		s->finding = 0;
+	}
+	pthread_mutex_unlock(&g.lock);
+	return rv;
+}
+
+/* The object h as session s sees it; NULL when invalid. g.lock held. */
+struct p11_object *
+session_object(struct p11_slot *slot, CK_OBJECT_HANDLE h)
+{
+	struct p11_object *o = slot_object(slot, h);
+
+	return o != NULL && object_visible(slot, o) ? o : NULL;
+}
+
+CK_RV
+p11_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
+    CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+{
+	struct p11_session *s;
+	struct p11_slot *slot;
+	struct p11_object *o;
+	CK_RV rv;
+
+	pthread_mutex_lock(&g.lock);
+	if ((rv = session_get(hSession, &s, &slot)) != CKR_OK)
+		goto out;
+	if (pTemplate == NULL && ulCount > 0)
+		rv = CKR_ARGUMENTS_BAD;
+	else if ((o = session_object(slot, hObject)) == NULL)
+		rv = CKR_OBJECT_HANDLE_INVALID;
+	else
+		rv = p11_object_get_attrs(o, pTemplate, ulCount);
+out:
+	pthread_mutex_unlock(&g.lock);
+	return rv;
+}
+
+CK_RV
+p11_GetObjectSize(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ULONG_PTR pulSize)
+{
+	struct p11_session *s;
+	struct p11_slot *slot;
+	struct p11_object *o;
+	CK_RV rv;
+
+	pthread_mutex_lock(&g.lock);
+	if ((rv = session_get(hSession, &s, &slot)) != CKR_OK)
+		goto out;
+	if (pulSize == NULL)
+		rv = CKR_ARGUMENTS_BAD;
+	else if ((o = session_object(slot, hObject)) == NULL)
+		rv = CKR_OBJECT_HANDLE_INVALID;
+	else
+		*pulSize = o->cls == CKO_CERTIFICATE ? o->cert->derlen : o->cert->spkilen;
+out:
+	pthread_mutex_unlock(&g.lock);
+	return rv;
+}
+

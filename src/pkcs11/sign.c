@@ -26,7 +26,9 @@
 #include <openssl/rsa.h>
 #include <openssl/objects.h>
 #include <openssl/x509.h>
+#include "common/err.h"
 #include "pkcs11/p11mod.h"
+#include "scagent/scagent.h"
 
 /* Largest single-part input kept: a DigestInfo of SHA-512 is 83 bytes. */
 #define RAW_MAX 512
@@ -381,4 +383,307 @@ out:
 	EVP_PKEY_free(pk);
 	ERR_clear_error();
 	return rv;
+}
+
+/* ------------------------------------------------------------------ */
+/* Signing */
+
+static void
+sign_end(struct p11_session *s)
+{
+	p11_signop_clear(&s->sign);
+	s->signing = 0;
+	s->sign_busy = 0;
+}
+
+/*
+ * C_SignInit (a private key) and C_VerifyInit (a public key): the same
+ * mechanisms and checks, into the session's sign or verify operation.
+ */
+static CK_RV
+op_init(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey, int verify)
+{
+	struct p11_session *s;
+	struct p11_slot *slot;
+	struct p11_object *o;
+	CK_SLOT_ID slot_id = 0;
+	CK_RV rv;
+
+	pthread_mutex_lock(&g.lock);
+	if ((rv = session_get(hSession, &s, &slot)) == CKR_OK)
+		slot_id = slot->id;
+	pthread_mutex_unlock(&g.lock);
+	if (rv != CKR_OK)
+		return rv;
+	if ((rv = slot_load_mechs(slot_id)) != CKR_OK)
+		return rv;
+	pthread_mutex_lock(&g.lock);
+	if ((rv = session_get(hSession, &s, &slot)) != CKR_OK)
+		goto out;
+	if (pMechanism == NULL)
+		rv = CKR_ARGUMENTS_BAD;
+	else if (verify ? s->verifying : s->signing)
+		rv = CKR_OPERATION_ACTIVE;
+	else if ((o = session_object(slot, hKey)) == NULL || o->cls == CKO_CERTIFICATE)
+		rv = CKR_KEY_HANDLE_INVALID;
+	else if (o->cls != (verify ? CKO_PUBLIC_KEY : CKO_PRIVATE_KEY))
+		rv = CKR_KEY_FUNCTION_NOT_PERMITTED;	/* a private key signs, its public key verifies */
+	else if (!slot_has_mech(slot, pMechanism->mechanism))
+		rv = CKR_MECHANISM_INVALID;
+	else if ((rv = p11_signop_init(verify ? &s->verify : &s->sign, pMechanism, o)) == CKR_OK)
+		*(verify ? &s->verifying : &s->signing) = 1;
+out:
+	pthread_mutex_unlock(&g.lock);
+	return rv;
+}
+
+CK_RV
+p11_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
+{
+	return op_init(hSession, pMechanism, hKey, 0);
+}
+
+/*
+ * The end of C_Sign and C_SignFinal: size rules, then the agent. Called with
+ * g.lock held and s signing; returns with g.lock released.
+ */
+static CK_RV
+sign_complete(struct p11_session *s, CK_SESSION_HANDLE h, CK_BYTE_PTR pSignature,
+    CK_ULONG_PTR pulSignatureLen)
+{
+	struct agent_conn *ac;
+	struct p11_signop op;
+	struct p11_session *again;
+	unsigned char dgst[EVP_MAX_MD_SIZE], *sig = NULL;
+	size_t dlen = 0, siglen = 0;
+	const char *alg;
+	char *ref = NULL, *pin = NULL;
+	CK_ULONG need = s->sign.cert->siglen;
+	int r = SC_ERR_AGENT_UNREACHABLE;
+	CK_RV rv;
+
+	if (pSignature == NULL) {
+		*pulSignatureLen = need;
+		pthread_mutex_unlock(&g.lock);
+		return CKR_OK;
+	}
+	if (*pulSignatureLen < need) {
+		*pulSignatureLen = need;
+		pthread_mutex_unlock(&g.lock);
+		return CKR_BUFFER_TOO_SMALL;
+	}
+	if ((rv = p11_signop_prepare(&s->sign, &alg, dgst, &dlen)) != CKR_OK ||
+	    (ref = strdup(s->sign.ref)) == NULL ||
+	    (s->sign.ctx_pin != NULL && (pin = strdup(s->sign.ctx_pin)) == NULL)) {
+		sign_end(s);
+		pthread_mutex_unlock(&g.lock);
+		OPENSSL_cleanse(dgst, sizeof(dgst));
+		free(ref);
+		return rv != CKR_OK ? rv : CKR_HOST_MEMORY;
+	}
+	/* What finishing needs, kept while the agent works without the lock. */
+	memset(&op, 0, sizeof(op));
+	op.spec = s->sign.spec;
+	op.cert = s->sign.cert;
+	__atomic_add_fetch(&op.cert->refs, 1, __ATOMIC_ACQ_REL);
+	s->sign_busy = 1;
+	pthread_mutex_unlock(&g.lock);
+
+	if ((ac = conn_get()) != NULL)
+		r = scagent_sign_pin(ac->c, ref, alg, 1, dgst, dlen, pin, 0, &sig, &siglen);
+	conn_put(ac, r);
+	OPENSSL_cleanse(dgst, sizeof(dgst));
+	if (pin != NULL)
+		OPENSSL_cleanse(pin, strlen(pin));
+	free(pin);
+	free(ref);
+	rv = ckr_from_agent(r);
+	if (r == SC_ERR_NOT_FOUND || r == SC_ERR_KEY || r == SC_ERR_MECHANISM)
+		rv = CKR_FUNCTION_FAILED;
+	if (r == SC_ERR_INVALID)
+		rv = CKR_DATA_LEN_RANGE;
+	if (rv == CKR_OK)
+		rv = p11_signop_finish(&op, sig, siglen, pSignature, pulSignatureLen);
+	scagent_free(sig);
+	p11_cert_unref(op.cert);
+
+	pthread_mutex_lock(&g.lock);
+	if (!g.initialized)
+		rv = CKR_CRYPTOKI_NOT_INITIALIZED;
+	else if (session_get(h, &again, NULL) == CKR_OK && again->signing && again->sign_busy)
+		sign_end(again);
+	pthread_mutex_unlock(&g.lock);
+	if (r == SC_ERR_NOT_LOGGED_IN)
+		refresh(1);	/* the agent lost its login: so did we */
+	return rv;
+}
+
+CK_RV
+p11_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+    CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	pthread_mutex_lock(&g.lock);
+	if ((rv = session_get(hSession, &s, NULL)) != CKR_OK)
+		goto out;
+	if (!s->signing) {
+		rv = CKR_OPERATION_NOT_INITIALIZED;
+		goto out;
+	}
+	if (s->sign_busy || s->sign.multi) {
+		rv = CKR_OPERATION_ACTIVE;
+		goto out;
+	}
+	if (pulSignatureLen == NULL || (pData == NULL && ulDataLen > 0)) {
+		sign_end(s);
+		rv = CKR_ARGUMENTS_BAD;
+		goto out;
+	}
+	if (pSignature != NULL && *pulSignatureLen >= s->sign.cert->siglen) {
+		/* Only a call that signs consumes the data. */
+		if ((rv = p11_signop_update(&s->sign, pData, ulDataLen)) != CKR_OK) {
+			sign_end(s);
+			goto out;
+		}
+	}
+	return sign_complete(s, hSession, pSignature, pulSignatureLen);
+out:
+	pthread_mutex_unlock(&g.lock);
+	return rv;
+}
+
+static void verify_end(struct p11_session *s);
+
+/* C_SignUpdate and C_VerifyUpdate: a part of the data; an error ends the operation. */
+static CK_RV
+op_update(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen, int verify)
+{
+	struct p11_session *s;
+	struct p11_signop *op;
+	CK_RV rv;
+
+	pthread_mutex_lock(&g.lock);
+	if ((rv = session_get(hSession, &s, NULL)) != CKR_OK)
+		goto out;
+	op = verify ? &s->verify : &s->sign;
+	if (!(verify ? s->verifying : s->signing))
+		rv = CKR_OPERATION_NOT_INITIALIZED;
+	else if (!verify && s->sign_busy)
+		rv = CKR_OPERATION_ACTIVE;
+	else if ((pPart == NULL && ulPartLen > 0) ||
+	    (rv = p11_signop_update(op, pPart, ulPartLen)) != CKR_OK) {
+		if (rv == CKR_OK)
+			rv = CKR_ARGUMENTS_BAD;
+		if (verify)
+			verify_end(s);
+		else
+			sign_end(s);
+	} else
+		op->multi = 1;
+out:
+	pthread_mutex_unlock(&g.lock);
+	return rv;
+}
+
+CK_RV
+p11_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen)
+{
+	return op_update(hSession, pPart, ulPartLen, 0);
+}
+
+CK_RV
+p11_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	pthread_mutex_lock(&g.lock);
+	if ((rv = session_get(hSession, &s, NULL)) != CKR_OK)
+		goto out;
+	if (!s->signing) {
+		rv = CKR_OPERATION_NOT_INITIALIZED;
+		goto out;
+	}
+	if (s->sign_busy) {
+		rv = CKR_OPERATION_ACTIVE;
+		goto out;
+	}
+	if (pulSignatureLen == NULL) {
+		sign_end(s);
+		rv = CKR_ARGUMENTS_BAD;
+		goto out;
+	}
+	return sign_complete(s, hSession, pSignature, pulSignatureLen);
+out:
+	pthread_mutex_unlock(&g.lock);
+	return rv;
+}
+
+/* ------------------------------------------------------------------ */
+/* Verifying: in-process, with the public key of the certificate */
+
+static void
+verify_end(struct p11_session *s)
+{
+	p11_signop_clear(&s->verify);
+	s->verifying = 0;
+}
+
+CK_RV
+p11_VerifyInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
+{
+	return op_init(hSession, pMechanism, hKey, 1);
+}
+
+/*
+ * C_Verify (single: the data, then the signature) and C_VerifyFinal (the
+ * signature after C_VerifyUpdate): either ends the operation.
+ */
+static CK_RV
+verify_finish(CK_SESSION_HANDLE hSession, int single, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+    CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen)
+{
+	struct p11_session *s;
+	CK_RV rv;
+
+	pthread_mutex_lock(&g.lock);
+	if ((rv = session_get(hSession, &s, NULL)) != CKR_OK)
+		goto out;
+	if (!s->verifying) {
+		rv = CKR_OPERATION_NOT_INITIALIZED;
+		goto out;
+	}
+	if (single && s->verify.multi) {
+		rv = CKR_OPERATION_ACTIVE;
+		goto out;
+	}
+	if (pSignature == NULL || (single && pData == NULL && ulDataLen > 0))
+		rv = CKR_ARGUMENTS_BAD;
+	else if (!single || (rv = p11_signop_update(&s->verify, pData, ulDataLen)) == CKR_OK)
+		rv = p11_signop_verify(&s->verify, pSignature, ulSignatureLen);
+	verify_end(s);
+out:
+	pthread_mutex_unlock(&g.lock);
+	return rv;
+}
+
+CK_RV
+p11_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+    CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen)
+{
+	return verify_finish(hSession, 1, pData, ulDataLen, pSignature, ulSignatureLen);
+}
+
+CK_RV
+p11_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen)
+{
+	return op_update(hSession, pPart, ulPartLen, 1);
+}
+
+CK_RV
+p11_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen)
+{
+	return verify_finish(hSession, 0, NULL, 0, pSignature, ulSignatureLen);
 }

@@ -1,0 +1,191 @@
+/*
+ * Requests: the table of operations, the checks every request passes (its
+ * shape in src/proto, hello first), the agent's own operations (hello,
+ * status), and the reply helpers every operation answers with.
+ */
+#include "config.h"
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include "common/err.h"
+#include "common/util.h"
+#include "daemon/server-private.h"
+#include "proto/proto.h"
+#include "token/token.h"
+
+int
+reply_ok(struct client *c, int64_t id, json_object *result)
+{
+	size_t len = 0;
+	char *l = sc_proto_ok(id, result, &len);
+
+	return send_line(c, l, len);
+}
+
+int
+reply_err(struct client *c, int64_t id, int code, const char *msg)
+{
+	size_t len = 0;
+	char *l = sc_proto_error(id, code, msg, &len);
+
+	return send_line(c, l, len);
+}
+
+const char *
+arg_str(json_object *req, const char *name)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(req, name, &v) ? json_object_get_string(v) : NULL;
+}
+
+int
+arg_bool(json_object *req, const char *name)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(req, name, &v) && json_object_get_boolean(v);
+}
+
+int
+ref_error(struct client *c, int64_t id, int r, const char *ref, json_object *cand)
+{
+	char msg[2048];
+	size_t off;
+
+	if (r == SC_ERR_AMBIGUOUS)
+		off = (size_t)snprintf(msg, sizeof(msg),
+		    "\"%s\" matches more than one certificate; use a longer fingerprint or a pkcs11: URI. Candidates:", ref);
+	else if (r == SC_ERR_NOT_FOUND)
+		off = (size_t)snprintf(msg, sizeof(msg), "no certificate matches \"%s\"; available:", ref);
+	else if (r == SC_ERR_INVALID)
+		off = (size_t)snprintf(msg, sizeof(msg), "\"%s\" is not a valid pkcs11: URI", ref);
+	else
+		off = (size_t)snprintf(msg, sizeof(msg), "%s", sc_strerror(r));
+	if (cand != NULL && (r == SC_ERR_AMBIGUOUS || r == SC_ERR_NOT_FOUND)) {
+		size_t n = json_object_array_length(cand);
+		if (n == 0 && off < sizeof(msg))
+			off += (size_t)snprintf(msg + off, sizeof(msg) - off, " none");
+		for (size_t i = 0; i < n && off < sizeof(msg); i++)
+			off += (size_t)snprintf(msg + off, sizeof(msg) - off, "%s %s",
+			    i ? ";" : "", json_object_get_string(json_object_array_get_idx(cand, i)));
+	}
+	json_object_put(cand);
+	return reply_err(c, id, r, msg);
+}
+
+int
+key_ref_error(struct client *c, int64_t id, int r, const char *ref, json_object *cand)
+{
+	char msg[2048];
+	size_t off;
+
+	if (r != SC_ERR_NOT_FOUND && r != SC_ERR_AMBIGUOUS)
+		return ref_error(c, id, r, ref, cand);
+	off = (size_t)snprintf(msg, sizeof(msg), r == SC_ERR_AMBIGUOUS ?
+	    "\"%s\" matches more than one key; use its pkcs11: URI. Candidates:" :
+	    "no key matches \"%s\" (a key is named by label, hex ID or pkcs11: URI); keys:", ref);
+	for (size_t i = 0; cand != NULL && i < json_object_array_length(cand) && off < sizeof(msg); i++)
+		off += (size_t)snprintf(msg + off, sizeof(msg) - off, "%s %s", i ? ";" : "",
+		    json_object_get_string(json_object_array_get_idx(cand, i)));
+	if ((cand == NULL || json_object_array_length(cand) == 0) && off < sizeof(msg))
+		snprintf(msg + off, sizeof(msg) - off, " none (log in to see keys that hide until then)");
+	json_object_put(cand);
+	return reply_err(c, id, r, msg);
+}
+
+static int
+op_status(struct client *c, int64_t id, json_object *req)
+{
+	json_object *res = json_object_new_object(), *list, *toks, *out = json_object_new_array();
+
+	json_object_object_add(res, "agent", json_object_new_string("scagentd " PACKAGE_VERSION));
+	json_object_object_add(res, "protocol", json_object_new_int(SC_PROTO_VERSION));
+	json_object_object_add(res, "pid", json_object_new_int64((int64_t)getpid()));
+	json_object_object_add(res, "uptime", json_object_new_int64(
+	    (int64_t)((sc_now_ms() - c->srv->started) / 1000)));
+	pthread_mutex_lock(&c->srv->lock);
+	json_object_object_add(res, "clients", json_object_new_int(c->srv->nclients));
+	pthread_mutex_unlock(&c->srv->lock);
+	json_object_object_add(res, "modules", json_object_new_int64((int64_t)sc_store_nmodules(c->srv->st)));
+	list = sc_store_list_json(c->srv->st, NULL);
+	if (json_object_object_get_ex(list, "tokens", &toks)) {
+		for (size_t i = 0; i < json_object_array_length(toks); i++) {
+			json_object *t = json_object_array_get_idx(toks, i), *s = json_object_new_object(), *f, *v;
+			json_object_object_add(s, "label", json_object_get(json_object_object_get(t, "label")));
+			if (json_object_object_get_ex(t, "flags", &f) && json_object_object_get_ex(f, "logged_in", &v))
+				json_object_object_add(s, "logged_in", json_object_get(v));
+			json_object_array_add(out, s);
+		}
+	}
+	json_object_put(list);
+	json_object_object_add(res, "tokens", out);
+	json_object_object_add(res, "pcsc", readers_status(c->srv));
+	return reply_ok(c, id, res);
+}
+
+static int
+op_hello(struct client *c, int64_t id, json_object *req)
+{
+	json_object *v, *res, *ops;
+	char msg[128];
+
+	json_object_object_get_ex(req, "version", &v);
+	if (json_object_get_int64(v) != SC_PROTO_VERSION) {
+		snprintf(msg, sizeof(msg), "protocol version %lld is not supported; this agent speaks %d",
+		    (long long)json_object_get_int64(v), SC_PROTO_VERSION);
+		return reply_err(c, id, SC_ERR_UNSUPPORTED, msg);
+	}
+	c->hello = 1;
+	res = json_object_new_object();
+	ops = json_object_new_array();
+	for (const struct sc_op_spec *s = sc_proto_ops; s->name; s++)
+		json_object_array_add(ops, json_object_new_string(s->name));
+	json_object_object_add(res, "protocol", json_object_new_int(SC_PROTO_VERSION));
+	json_object_object_add(res, "agent", json_object_new_string("scagentd " PACKAGE_VERSION));
+	json_object_object_add(res, "ops", ops);
+	return reply_ok(c, id, res);
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(struct client *, int64_t, json_object *);
+} handlers[] = {
+	{ "hello", op_hello }, { "list", op_list }, { "find", op_find },
+	{ "get-cert", op_get_cert }, { "login", op_login }, { "logout", op_logout },
+	{ "sign", op_sign }, { "status", op_status }, { "watch", op_watch },
+	{ "refresh", op_refresh },
+	{ "init-token", op_init_token }, { "delete-token", op_delete_token },
+	{ "vsc-list", op_vsc_list }, { "keygen", op_keygen }, { "import", op_import },
+	{ "get-public-key", op_get_public_key }, { "sign-key", op_sign_key },
+	{ "mechanisms", op_mechanisms },
+};
+
+int
+dispatch(struct client *c, char *line, size_t len)
+{
+	json_object *req = NULL;
+	const struct sc_op_spec *op;
+	char why[256];
+	int64_t id;
+	int r;
+
+	r = sc_proto_parse_request(line, len, &req, &id, &op, why, sizeof(why));
+	if (r != SC_OK)
+		return reply_err(c, id, r, why);
+	if (!c->hello && strcmp(op->name, "hello") != 0) {
+		json_object_put(req);
+		return reply_err(c, id, SC_ERR_PROTOCOL, "send {\"id\":0,\"op\":\"hello\",\"version\":1} first");
+	}
+	r = SC_ERR_UNSUPPORTED;
+	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
+		if (strcmp(handlers[i].name, op->name) == 0) {
+			r = handlers[i].fn(c, id, req);
+			break;
+		}
+	/* Whatever the handler did, no PIN stays behind in the freed request. */
+	sc_proto_wipe_pins(req);
+	json_object_put(req);
+	return r;
+}
+

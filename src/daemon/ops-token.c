@@ -1,0 +1,292 @@
+/*
+ * Operations on tokens and their certificates and keys: list, find,
+ * get-cert, login, logout, mechanisms, get-public-key, with the messages of
+ * their errors.
+ */
+#include "config.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cert/certinfo.h"
+#include "common/err.h"
+#include "common/secmem.h"
+#include "common/text.h"
+#include "common/util.h"
+#include "daemon/pinentry.h"
+#include "daemon/server-private.h"
+#include "proto/proto.h"
+#include "token/pcsc.h"
+#include "token/token.h"
+
+/*
+ * The trust anchors a list or find request sends as "cas" (PEM text), in
+ * *anchors (NULL without "cas"). The client reads its CA file itself: the
+ * agent opens no file a client names. SC_OK, or the error, with *why.
+ */
+static int
+cas_anchors(json_object *req, X509_STORE **anchors, const char **why)
+{
+	json_object *v;
+	int r;
+
+	*anchors = NULL;
+	*why = NULL;
+	if (!json_object_object_get_ex(req, "cas", &v))
+		return SC_OK;
+	if ((size_t)json_object_get_string_len(v) > SC_PROTO_MAX_CAS) {
+		*why = "\"cas\" is over 224 KiB: send only the CA certificates the chains need";
+		return SC_ERR_INVALID;
+	}
+	r = sc_cert_anchors_pem(json_object_get_string(v), (size_t)json_object_get_string_len(v),
+	    anchors, NULL);
+	if (r == SC_ERR_CERT) {
+		*why = "\"cas\" holds no PEM certificate, or one that does not parse: send the CA "
+		    "certificates as PEM text";
+		return SC_ERR_INVALID;
+	}
+	return r;
+}
+
+int
+op_list(struct client *c, int64_t id, json_object *req)
+{
+	json_object *j, *readers;
+	X509_STORE *anchors;
+	const char *why;
+	char reason[256];
+	int r;
+
+	if ((r = cas_anchors(req, &anchors, &why)) != SC_OK)
+		return reply_err(c, id, r, why);
+	refresh_if_stale(c->srv);
+	j = sc_store_list_json(c->srv->st, anchors);
+	X509_STORE_free(anchors);
+	readers = sc_pcsc_readers(c->srv->pcsc, reason, sizeof(reason));
+	sc_pcsc_list_add_readers(j, readers, reason);
+	return reply_ok(c, id, j);
+}
+
+int
+op_find(struct client *c, int64_t id, json_object *req)
+{
+	json_object *out = NULL, *cand = NULL;
+	const char *ref = arg_str(req, "ref");
+	X509_STORE *anchors;
+	const char *why;
+	int r;
+
+	if ((r = cas_anchors(req, &anchors, &why)) != SC_OK)
+		return reply_err(c, id, r, why);
+	refresh_if_stale(c->srv);
+	r = sc_store_find_cert(c->srv->st, ref, anchors, &out, &cand);
+	X509_STORE_free(anchors);
+	if (r != SC_OK)
+		return ref_error(c, id, r, ref, cand);
+	return reply_ok(c, id, out);
+}
+
+int
+op_get_cert(struct client *c, int64_t id, json_object *req)
+{
+	unsigned char *der = NULL;
+	size_t derlen = 0;
+	json_object *chain = NULL, *res, *cand = NULL, *dummy = NULL;
+	const char *ref = arg_str(req, "ref");
+	char *b;
+	int r;
+
+	r = sc_store_get_cert(c->srv->st, ref, &der, &derlen, arg_bool(req, "chain") ? &chain : NULL);
+	if (r != SC_OK) {
+		/* For the candidates list in the message. */
+		if (r == SC_ERR_NOT_FOUND || r == SC_ERR_AMBIGUOUS)
+			sc_store_find_cert(c->srv->st, ref, NULL, &dummy, &cand);
+		json_object_put(dummy);
+		return ref_error(c, id, r, ref, cand);
+	}
+	res = json_object_new_object();
+	b = sc_b64(der, derlen);
+	json_object_object_add(res, "der", json_object_new_string(b ? b : ""));
+	free(b);
+	free(der);
+	if (chain != NULL)
+		json_object_object_add(res, "chain", chain);
+	return reply_ok(c, id, res);
+}
+
+static int
+is_token_uri(const char *token)
+{
+	return token != NULL && strncmp(token, "pkcs11:", 7) == 0;
+}
+
+
+static int
+login_error(struct client *c, int64_t id, int r, const char *token, json_object *flags)
+{
+	char msg[512];
+	json_object *v;
+	int low = flags && json_object_object_get_ex(flags, "pin_count_low", &v) && json_object_get_boolean(v);
+	int final = flags && json_object_object_get_ex(flags, "pin_final_try", &v) && json_object_get_boolean(v);
+	int in = flags && json_object_object_get_ex(flags, "logged_in", &v) && json_object_get_boolean(v);
+
+	if (r == SC_ERR_PIN_INCORRECT && in)
+		return reply_err(c, id, r, "wrong PIN: it is not the PIN the agent is logged in to "
+		    "this token with (checked by the agent; the card was not asked and its retry "
+		    "counter is unchanged)");
+	if (tpm_login_message(c, r, token, msg, sizeof(msg)))
+		return reply_err(c, id, r, msg);	/* a TPM says how its lockout stands */
+	switch (r) {
+	case SC_ERR_PIN_INCORRECT:
+		snprintf(msg, sizeof(msg), "wrong PIN for token \"%s\"%s", token,
+		    final ? "; one try is left before the PIN locks" :
+		    low ? "; few tries are left before the PIN locks" :
+		    "; the token counts failed tries and locks after too many");
+		break;
+	case SC_ERR_PIN_LOCKED:
+		snprintf(msg, sizeof(msg), "the PIN of token \"%s\" is locked; unblock it with the "
+		    "SO PIN or PUK (for a TPM card, wait for or clear the dictionary-attack lockout)", token);
+		break;
+	case SC_ERR_PIN_FINAL_TRY:
+		snprintf(msg, sizeof(msg), "token \"%s\" has one PIN try left; if you are sure of the "
+		    "PIN, confirm with --confirm-final-try", token);
+		break;
+	case SC_ERR_NOT_FOUND:
+		snprintf(msg, sizeof(msg), "no token %s \"%s\"; see `scagent list`",
+		    is_token_uri(token) ? "matches" : "labelled", token);
+		break;
+	case SC_ERR_AMBIGUOUS:
+		snprintf(msg, sizeof(msg), "more than one token %s \"%s\": name one with a token URI "
+		    "(pkcs11:token=LABEL;serial=SERIAL, serials in `scagent list`)",
+		    is_token_uri(token) ? "matches" : "is labelled", token);
+		break;
+	case SC_ERR_INVALID:
+		snprintf(msg, sizeof(msg), "\"%s\" is not a valid token URI (RFC 7512: "
+		    "pkcs11:token=LABEL;serial=SERIAL)", token);
+		break;
+	case SC_ERR_ALREADY:
+		snprintf(msg, sizeof(msg), "already logged in to token \"%s\" (with this PIN)", token);
+		break;
+	case SC_ERR_DENIED:
+		snprintf(msg, sizeof(msg), "the agent is logged in to token \"%s\" without a PIN it "
+		    "can check (the token was logged in when the agent logged in): log out with "
+		    "`scagent logout --token %s` and log in again", token, token);
+		break;
+	case SC_ERR_NOT_LOGGED_IN:
+		snprintf(msg, sizeof(msg), "not logged in to token \"%s\"", token);
+		break;
+	default:
+		snprintf(msg, sizeof(msg), "login to token \"%s\" failed: %s", token, sc_strerror(r));
+	}
+	return reply_err(c, id, r, msg);
+}
+
+/* A token's label for an event, also when the request named it by URI. */
+static const char *
+event_label(struct client *c, const char *token, char *label, size_t len)
+{
+	if (!is_token_uri(token) || sc_store_token_label(c->srv->st, token, label, len) != SC_OK)
+		snprintf(label, len, "%s", token);
+	return label;
+}
+
+/* Fields of a login/logout event. */
+json_object *
+token_fields(const char *token, const char *reason)
+{
+	json_object *o = json_object_new_object();
+
+	if (token != NULL)
+		sc_json_add_text(o, "token", token);
+	if (reason != NULL)
+		json_object_object_add(o, "reason", json_object_new_string(reason));
+	return o;
+}
+
+/* Ask for the PIN through pinentry and log in once. */
+int
+login_with_pinentry(struct client *c, const char *token, int confirm, json_object **flags)
+{
+	char *pin = NULL;
+	char desc[512];
+	int r;
+
+	if (c->srv->o.pinentry == NULL)
+		return SC_ERR_NOT_LOGGED_IN;
+	snprintf(desc, sizeof(desc), "Enter the PIN of smart card \"%s\" for %s", token, c->exe);
+	if ((r = sc_pinentry_getpin(c->srv->o.pinentry, desc, &pin)) != SC_OK)
+		return r;
+	r = sc_store_login(c->srv->st, token, pin, confirm, flags);
+	sc_secstr_free(pin);
+	if (r == SC_OK)
+		monitor_kick(c->srv);	/* a new idle-logout deadline */
+	return r;
+}
+
+int
+op_login(struct client *c, int64_t id, json_object *req)
+{
+	const char *token = arg_str(req, "token"), *pin = arg_str(req, "pin");
+	json_object *flags = NULL, *res;
+	char detail[256], label[256];
+	int r;
+
+	refresh_if_stale(c->srv);	/* a token that just arrived can be logged in to */
+	if (pin == NULL && c->srv->o.pinentry == NULL)
+		return reply_err(c, id, SC_ERR_INVALID, "login needs \"pin\": this agent has no "
+		    "pinentry program to ask for it (scagentd --pinentry PROGRAM)");
+	if (pin != NULL)
+		r = sc_store_login(c->srv->st, token, pin, arg_bool(req, "confirm_final_try"), &flags);
+	else
+		r = login_with_pinentry(c, token, arg_bool(req, "confirm_final_try"), &flags);
+	snprintf(detail, sizeof(detail), "token=\"%s\"", token);
+	audit(c->srv, c, "login", detail, r);
+	if (r != SC_OK) {
+		r = login_error(c, id, r, token, flags);
+		json_object_put(flags);
+		return r;
+	}
+	res = json_object_new_object();
+	json_object_object_add(res, "flags", flags);
+	monitor_kick(c->srv);	/* a new idle-logout deadline */
+	sc_server_broadcast(c->srv, "login", token_fields(event_label(c, token, label, sizeof(label)), NULL));
+	return reply_ok(c, id, res);
+}
+
+int
+op_logout(struct client *c, int64_t id, json_object *req)
+{
+	const char *token = arg_str(req, "token");
+	char label[256];
+	int r = sc_store_logout(c->srv->st, token);
+
+	if (r != SC_OK)
+		return login_error(c, id, r, token, NULL);
+	sc_server_broadcast(c->srv, "logout", token_fields(event_label(c, token, label, sizeof(label)), NULL));
+	return reply_ok(c, id, NULL);
+}
+
+int
+op_mechanisms(struct client *c, int64_t id, json_object *req)
+{
+	const char *token = arg_str(req, "token");
+	json_object *res = NULL;
+	int r = sc_store_mechanisms(c->srv->st, token, &res);
+
+	if (r != SC_OK)
+		return login_error(c, id, r, token, NULL);
+	return reply_ok(c, id, res);
+}
+
+int
+op_get_public_key(struct client *c, int64_t id, json_object *req)
+{
+	const char *ref = arg_str(req, "ref");
+	json_object *out = NULL, *cand = NULL;
+	int r = sc_store_find_key(c->srv->st, ref, &out, &cand);
+
+	if (r != SC_OK)
+		return key_ref_error(c, id, r, ref, cand);
+	json_object_put(cand);
+	return reply_ok(c, id, out);
+}
+
