@@ -39,87 +39,7 @@
 #include "common/util.h"
 #include "token/token.h"
 #include "token/tpm.h"
-
-#define SC_MAX_SESSIONS_IDLE 8
-
-struct sc_module {
-	char *path;			/* as configured */
-	char *real;			/* realpath() */
-	PKCS11_CTX *ctx;
-	PKCS11_SLOT *slots;
-	unsigned int nslots;
-	void *dl;
-	CK_FUNCTION_LIST_PTR f;
-	pthread_mutex_t lock;		/* serialises libp11 calls on ctx */
-};
-
-struct sc_key {
-	unsigned char *id;
-	size_t idlen;
-	CK_OBJECT_HANDLE handle;
-	CK_KEY_TYPE type;
-	int always_auth;
-};
-
-struct sc_cert {
-	char *label;
-	unsigned char *id;
-	size_t idlen;
-	unsigned char *der;
-	size_t derlen;
-	X509 *x509;			/* NULL: unparseable */
-	char sha256[65];
-	char *uri;
-	json_object *desc;		/* sc_cert_describe() output, cached */
-	int describe_error;
-};
-
-/* A token's objects: replaced whole, never changed in place. */
-struct sc_objset {
-	int refs;
-	struct sc_cert *certs;
-	size_t ncerts;
-	struct sc_key *keys;		/* private keys visible now */
-	size_t nkeys;
-	int keys_hidden;		/* private keys may be invisible (not logged in) */
-	/* The handles found, sorted: another program's changes show as other handles. */
-	CK_OBJECT_HANDLE *cert_h, *key_h;
-	CK_ULONG ncert_h, nkey_h;
-};
-
-struct sc_token {
-	int refs;			/* under st->lock */
-	struct sc_module *mod;
-	CK_SLOT_ID slot;
-	CK_TOKEN_INFO info;
-	char *label, *serial, *manufacturer, *model, *reader;
-	CK_MECHANISM_TYPE *mechs;
-	CK_ULONG nmechs;
-	pthread_mutex_t lock;		/* sessions, login state, objs swap */
-	CK_SESSION_HANDLE pool[SC_MAX_SESSIONS_IDLE];
-	size_t npool;
-	CK_SESSION_HANDLE login_session; /* kept open while logged in */
-	int logged_in;
-	struct pin_check *pin_check;	/* of the PIN the agent logged in with, or NULL */
-	pthread_mutex_t check_lock;	/* PINs checked against it one at a time */
-	uint64_t last_use;
-	struct sc_objset *objs;
-	int seen;			/* refresh mark */
-	int dead;			/* its module was re-initialised: handles are void */
-};
-
-struct sc_store {
-	struct sc_store_opts opts;
-	pthread_mutex_t lock;
-	struct sc_module **mods;
-	size_t nmods;
-	json_object *errors;		/* [{"module","error"}] */
-	struct sc_token **toks;
-	size_t ntoks;
-	pthread_mutex_t refresh_lock;
-	char *vsc_real;			/* realpath of the TPM virtual smart card module, or NULL */
-	json_object *pending;		/* events not reported yet (module_reinit), under lock */
-};
+#include "token/store-private.h"
 
 /* ------------------------------------------------------------------ */
 /* Algorithms */
@@ -190,7 +110,7 @@ cert_clear(struct sc_cert *c)
 	json_object_put(c->desc);
 }
 
-static void
+void
 objset_unref(struct sc_objset *o)
 {
 	if (o == NULL || __atomic_sub_fetch(&o->refs, 1, __ATOMIC_ACQ_REL) > 0)
@@ -206,7 +126,7 @@ objset_unref(struct sc_objset *o)
 	free(o);
 }
 
-static struct sc_objset *
+struct sc_objset *
 token_objs(struct sc_token *t)
 {
 	struct sc_objset *o;
@@ -283,7 +203,7 @@ find_objects(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl,
 	return CKR_OK;
 }
 
-static char *
+char *
 make_uri(const CK_TOKEN_INFO *ti, CK_OBJECT_CLASS cls, const unsigned char *id,
     size_t idlen, const char *label)
 {
@@ -319,7 +239,7 @@ make_uri(const CK_TOKEN_INFO *ti, CK_OBJECT_CLASS cls, const unsigned char *id,
 /* ------------------------------------------------------------------ */
 /* Sessions */
 
-static int
+int
 session_get(struct sc_token *t, CK_SESSION_HANDLE *s)
 {
 	CK_RV rv;
@@ -345,7 +265,7 @@ session_get(struct sc_token *t, CK_SESSION_HANDLE *s)
 }
 
 /* Give a session back; bad says it failed in a way that makes it unusable. */
-static void
+void
 session_put(struct sc_token *t, CK_SESSION_HANDLE s, int bad)
 {
 	pthread_mutex_lock(&t->lock);
@@ -360,7 +280,7 @@ session_put(struct sc_token *t, CK_SESSION_HANDLE s, int bad)
 		t->mod->f->C_CloseSession(s);
 }
 
-static int
+int
 ckr_session_bad(CK_RV rv)
 {
 	return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
@@ -496,7 +416,7 @@ handles_differ(const CK_OBJECT_HANDLE *h, CK_ULONG n, const CK_OBJECT_HANDLE *ha
  * are still the same objects: a module may number its objects anew (SoftHSM
  * does when a slot's last session closes, as a logout can do).
  */
-static int
+int
 token_reload(struct sc_token *t, int keys_only)
 {
 	struct sc_objset *o = NULL, *old = NULL;
@@ -608,7 +528,7 @@ pin_check_new(const char *pin)
 }
 
 /* The login is gone: so is what it kept of the PIN. Under t->lock. */
-static void
+void
 login_forget_locked(struct sc_token *t)
 {
 	t->logged_in = 0;
@@ -619,7 +539,7 @@ login_forget_locked(struct sc_token *t)
 /* ------------------------------------------------------------------ */
 /* Tokens */
 
-static void
+void
 token_unref(struct sc_token *t)
 {
 	if (t == NULL || __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) > 0)
@@ -673,7 +593,7 @@ token_new(struct sc_module *m, CK_SLOT_ID slot, const CK_TOKEN_INFO *ti, const c
 	return t;
 }
 
-static int
+int
 token_has_mech(struct sc_token *t, CK_MECHANISM_TYPE m)
 {
 	for (CK_ULONG i = 0; i < t->nmechs; i++)
@@ -888,7 +808,7 @@ store_find_slot(struct sc_store *st, struct sc_module *m, CK_SLOT_ID slot)
 }
 
 /* Append {"event": what, "token", "reader", "module", "slot", "serial"} to ev (may be NULL). */
-static void
+void
 token_event(json_object *ev, const char *what, const struct sc_token *t)
 {
 	json_object *e;
@@ -1022,15 +942,12 @@ sc_store_refresh(struct sc_store *st, int *changed)
 	return sc_store_refresh_report(st, changed, NULL);
 }
 
-static struct sc_token **tokens_get(struct sc_store *st, size_t *n);
-static void tokens_put(struct sc_token **v, size_t n);
-
 /*
  * Whether t's certificates or private keys are other objects than when its
  * object set was read: another program wrote or deleted one (pkcs11-tool,
  * an enrolment tool). Finding the handles reads no attribute.
  */
-static int
+int
 token_objects_changed(struct sc_token *t)
 {
 	struct sc_objset *o = token_objs(t);
@@ -1119,7 +1036,7 @@ sc_store_refresh_try(struct sc_store *st, int *changed, json_object **events)
 }
 
 /* The tokens now present, each with a reference held; free with tokens_put. */
-static struct sc_token **
+struct sc_token **
 tokens_get(struct sc_store *st, size_t *n)
 {
 	struct sc_token **v;
@@ -1139,7 +1056,7 @@ tokens_get(struct sc_store *st, size_t *n)
 	return v;
 }
 
-static void
+void
 tokens_put(struct sc_token **v, size_t n)
 {
 	if (v == NULL)
@@ -1152,7 +1069,7 @@ tokens_put(struct sc_token **v, size_t n)
 /* ------------------------------------------------------------------ */
 /* JSON */
 
-static int
+int
 key_status(const struct sc_objset *o, const struct sc_cert *c, const struct sc_key **key)
 {
 	*key = NULL;
@@ -1165,7 +1082,7 @@ key_status(const struct sc_objset *o, const struct sc_cert *c, const struct sc_k
 	return o->keys_hidden ? -1 : 0;
 }
 
-static json_object *
+json_object *
 token_flags_json(const CK_TOKEN_INFO *ti, int logged_in)
 {
 	json_object *f = json_object_new_object();
@@ -1191,7 +1108,7 @@ token_flags_json(const CK_TOKEN_INFO *ti, int logged_in)
  * issuer that is no proper CA is found and named (chain-invalid-ca) rather
  * than missed; OpenSSL picks issuers by name and key identifier.
  */
-static STACK_OF(X509) *
+STACK_OF(X509) *
 objset_intermediates(const struct sc_objset *o)
 {
 	STACK_OF(X509) *sk = sk_X509_new_null();
@@ -1202,7 +1119,7 @@ objset_intermediates(const struct sc_objset *o)
 	return sk;
 }
 
-static json_object *
+json_object *
 cert_json(struct sc_token *t, const struct sc_objset *o, const struct sc_cert *c,
     X509_STORE *anchors, STACK_OF(X509) *inter)
 {
@@ -1313,13 +1230,7 @@ sc_store_list_json(struct sc_store *st, X509_STORE *anchors)
 /* ------------------------------------------------------------------ */
 /* References */
 
-struct match {
-	struct sc_token *tok;		/* referenced */
-	struct sc_objset *objs;		/* referenced */
-	size_t idx;			/* certificate index */
-};
-
-static void
+void
 match_clear(struct match *m)
 {
 	objset_unref(m->objs);
@@ -1388,7 +1299,7 @@ candidate(struct sc_token *t, const struct sc_cert *c)
  * fingerprint match wins, then labels. candidates gets what matched (when
  * ambiguous) or everything there is (when nothing matched).
  */
-static int
+int
 store_resolve(struct sc_store *st, const char *ref, struct match *out, json_object **candidates)
 {
 	P11KitUri *uri = NULL;
@@ -1539,7 +1450,7 @@ sc_store_get_cert(struct sc_store *st, const char *ref, unsigned char **der,
 /* ------------------------------------------------------------------ */
 /* Login */
 
-static struct sc_token *
+struct sc_token *
 store_find_label(struct sc_store *st, const char *label, int *r)
 {
 	struct sc_token **v, *t = NULL;
@@ -1590,7 +1501,7 @@ sc_store_token_label(struct sc_store *st, const char *token, char *label, size_t
 	return SC_OK;
 }
 
-static void
+void
 token_update_info(struct sc_token *t)
 {
 	CK_TOKEN_INFO ti;
@@ -1601,8 +1512,6 @@ token_update_info(struct sc_token *t)
 		pthread_mutex_unlock(&t->lock);
 	}
 }
-
-static CK_FLAGS tpm_pin_flags(struct sc_store *st, struct sc_token *t);
 
 /*
  * A login asked of a token the agent is logged in to: pin checked against
@@ -1720,7 +1629,7 @@ out:
 	return r;
 }
 
-static int
+int
 token_logout(struct sc_token *t)
 {
 	CK_SESSION_HANDLE s;
@@ -1977,7 +1886,7 @@ out:
  * pin-required, nothing tried), and it is not about to be spent on a locked
  * PIN, or on the final try without confirmation (as a login).
  */
-static int
+int
 ctx_pin_check(struct sc_store *st, struct sc_token *t, const struct sc_sign_pin *sp)
 {
 	CK_FLAGS fl;
@@ -2105,7 +2014,7 @@ token_tpm_lockout(struct sc_token *t, struct sc_tpm_lockout *l)
  * is the truth. Map it to them so that login treats a TPM like a card: no
  * try on a locked TPM, and the try that would lock it only when confirmed.
  */
-static CK_FLAGS
+CK_FLAGS
 tpm_pin_flags(struct sc_store *st, struct sc_token *t)
 {
 	struct sc_tpm_lockout l;
@@ -2387,17 +2296,7 @@ sc_store_delete_token(struct sc_store *st, const char *label, char *why, size_t 
 /* ------------------------------------------------------------------ */
 /* Key pairs */
 
-struct sc_kp {
-	unsigned char *id;
-	size_t idlen;
-	char *label;
-	CK_KEY_TYPE type;
-	CK_OBJECT_HANDLE priv, pub;	/* CK_INVALID_HANDLE: absent or not visible */
-	EVP_PKEY *pk;			/* the public key, NULL when unknown */
-	int always_auth;		/* the private key has CKA_ALWAYS_AUTHENTICATE */
-};
-
-static void
+void
 kps_free(struct sc_kp *v, size_t n)
 {
 	for (size_t i = 0; v != NULL && i < n; i++) {
@@ -2479,7 +2378,7 @@ pkey_ec(const unsigned char *params, size_t plen, const unsigned char *point, si
 }
 
 /* The public key held by a key object (RSA private keys carry it too). */
-static EVP_PKEY *
+EVP_PKEY *
 object_pkey(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, CK_KEY_TYPE type)
 {
 	unsigned char *a = NULL, *b = NULL;
@@ -2501,7 +2400,7 @@ object_pkey(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, CK_
 }
 
 /* Public and private key objects of a token, paired by CKA_ID. */
-static int
+int
 token_keypairs(struct sc_token *t, CK_SESSION_HANDLE s, struct sc_kp **out, size_t *nout)
 {
 	static const CK_OBJECT_CLASS classes[2] = { CKO_PUBLIC_KEY, CKO_PRIVATE_KEY };
@@ -2584,7 +2483,7 @@ token_keypairs(struct sc_token *t, CK_SESSION_HANDLE s, struct sc_kp **out, size
 	return SC_OK;
 }
 
-static json_object *
+json_object *
 kp_json(struct sc_token *t, const struct sc_kp *k)
 {
 	json_object *j = json_object_new_object();
@@ -2632,12 +2531,7 @@ kp_candidate(struct sc_token *t, const struct sc_kp *k)
 	return sc_json_new_text(buf);
 }
 
-struct kmatch {
-	struct sc_token *tok;		/* referenced */
-	struct sc_kp kp;		/* owned copy */
-};
-
-static void
+void
 kmatch_clear(struct kmatch *m)
 {
 	free(m->kp.id);
@@ -2702,7 +2596,7 @@ token_find_kp(struct sc_token *t, const unsigned char *id, size_t idlen, struct 
  * CKA_ID in hex, or its label (IDs win over labels); failing that, a
  * certificate REF names the key with the certificate's ID.
  */
-static int
+int
 key_resolve(struct sc_store *st, const char *ref, struct kmatch *out, json_object **candidates)
 {
 	P11KitUri *uri = NULL;
