@@ -4,96 +4,29 @@
  * function list, because libp11 0.4.12 caches objects per slot and, under
  * OpenSSL 3, signs RSA-PSS as raw RSA, which TPMs and many cards refuse.
  *
- * Locking: st->lock guards the token array and each token's object set
- * pointer swaps; tok->lock guards a token's sessions and login state and is
- * never held across a call into the module that can block for long, except
- * C_Login/C_Logout, which serialise on that token only.
+ * This file: modules, slots and the tokens in them, refresh (tokens that
+ * come and go, objects another program changed), finding a token by label
+ * or token URI, and each token's pool of sessions. The other concerns are in
+ * the files store-private.h lists, with the locks and what they guard.
  */
+
 #include "config.h"
 #include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <unistd.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <libp11.h>
-#include <openssl/core_names.h>
 #include <openssl/err.h>
-#include <openssl/param_build.h>
-#include <openssl/rand.h>
-#include <openssl/rsa.h>
-#include <openssl/x509v3.h>
 #include <p11-kit/uri.h>
-#include "cert/certinfo.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/secmem.h"
 #include "common/text.h"
 #include "common/util.h"
-#include "token/token.h"
-#include "token/tpm.h"
 #include "token/store-private.h"
-
-/* ------------------------------------------------------------------ */
-/* Objects */
-
-/* ------------------------------------------------------------------ */
-/* Sessions */
-
-int
-session_get(struct sc_token *t, CK_SESSION_HANDLE *s)
-{
-	CK_RV rv;
-
-	pthread_mutex_lock(&t->lock);
-	if (t->dead) {
-		pthread_mutex_unlock(&t->lock);
-		return SC_ERR_TOKEN_REMOVED;
-	}
-	if (t->npool > 0) {
-		*s = t->pool[--t->npool];
-		pthread_mutex_unlock(&t->lock);
-		return SC_OK;
-	}
-	pthread_mutex_unlock(&t->lock);
-	rv = t->mod->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, s);
-	if (rv != CKR_OK) {
-		sc_debug("C_OpenSession on slot %lu: %s", (unsigned long)t->slot,
-		    sc_ckr_name(rv));
-		return sc_err_from_ckr(rv);
-	}
-	return SC_OK;
-}
-
-/* Give a session back; bad says it failed in a way that makes it unusable. */
-void
-session_put(struct sc_token *t, CK_SESSION_HANDLE s, int bad)
-{
-	pthread_mutex_lock(&t->lock);
-	if (t->dead)
-		s = CK_INVALID_HANDLE;	/* belongs to the module's previous life */
-	else if (!bad && t->npool < SC_MAX_SESSIONS_IDLE) {
-		t->pool[t->npool++] = s;
-		s = CK_INVALID_HANDLE;
-	}
-	pthread_mutex_unlock(&t->lock);
-	if (s != CK_INVALID_HANDLE)
-		t->mod->f->C_CloseSession(s);
-}
-
-int
-ckr_session_bad(CK_RV rv)
-{
-	return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
-	    rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT;
-}
 
 /* ------------------------------------------------------------------ */
 /* Tokens */
@@ -574,10 +507,7 @@ tokens_put(struct sc_token **v, size_t n)
 }
 
 /* ------------------------------------------------------------------ */
-/* JSON */
-
-/* ------------------------------------------------------------------ */
-/* References */
+/* Finding a token by label or token URI */
 
 struct sc_token *
 store_find_label(struct sc_store *st, const char *label, int *r)
@@ -643,7 +573,52 @@ token_update_info(struct sc_token *t)
 }
 
 /* ------------------------------------------------------------------ */
-/* TPM virtual smart cards */
+/* Sessions */
 
-/* ------------------------------------------------------------------ */
-/* Enrolment: key generation and certificate import */
+int
+session_get(struct sc_token *t, CK_SESSION_HANDLE *s)
+{
+	CK_RV rv;
+
+	pthread_mutex_lock(&t->lock);
+	if (t->dead) {
+		pthread_mutex_unlock(&t->lock);
+		return SC_ERR_TOKEN_REMOVED;
+	}
+	if (t->npool > 0) {
+		*s = t->pool[--t->npool];
+		pthread_mutex_unlock(&t->lock);
+		return SC_OK;
+	}
+	pthread_mutex_unlock(&t->lock);
+	rv = t->mod->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, s);
+	if (rv != CKR_OK) {
+		sc_debug("C_OpenSession on slot %lu: %s", (unsigned long)t->slot,
+		    sc_ckr_name(rv));
+		return sc_err_from_ckr(rv);
+	}
+	return SC_OK;
+}
+
+/* Give a session back; bad says it failed in a way that makes it unusable. */
+void
+session_put(struct sc_token *t, CK_SESSION_HANDLE s, int bad)
+{
+	pthread_mutex_lock(&t->lock);
+	if (t->dead)
+		s = CK_INVALID_HANDLE;	/* belongs to the module's previous life */
+	else if (!bad && t->npool < SC_MAX_SESSIONS_IDLE) {
+		t->pool[t->npool++] = s;
+		s = CK_INVALID_HANDLE;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (s != CK_INVALID_HANDLE)
+		t->mod->f->C_CloseSession(s);
+}
+
+int
+ckr_session_bad(CK_RV rv)
+{
+	return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
+	    rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT;
+}
