@@ -78,15 +78,120 @@ attr_add(CK_ATTRIBUTE *v, CK_ULONG *n, CK_ATTRIBUTE_TYPE type, const void *p, si
 	(*n)++;
 }
 
+/*
+ * The new key's ID: the one asked for (*id), if no key or certificate on the
+ * token has it; else the lowest free one-byte ID, in idbuf, as pkcs11-tool
+ * users number their keys.
+ */
+static int
+keygen_id(const struct sc_kp *kps, size_t nk, const struct sc_objset *o, const char *token_label,
+    const unsigned char **id, size_t *idlen, unsigned char *idbuf, char *why, size_t whylen)
+{
+	unsigned int b;
+
+	if (*id != NULL) {
+		if (id_in_use(kps, nk, o, *id, *idlen)) {
+			char *hex = sc_hex(*id, *idlen);
+			snprintf(why, whylen, "ID %s is already used on token \"%s\"; choose another --id "
+			    "or leave it out", hex ? hex : "", token_label);
+			free(hex);
+			return SC_ERR_ALREADY;
+		}
+		return SC_OK;
+	}
+	for (b = 1; b < 256; b++) {
+		idbuf[0] = (unsigned char)b;
+		if (!id_in_use(kps, nk, o, idbuf, 1))
+			break;
+	}
+	if (b == 256) {
+		snprintf(why, whylen, "token \"%s\" has no free one-byte key ID: give --id", token_label);
+		return SC_ERR_ALREADY;
+	}
+	*id = idbuf;
+	*idlen = 1;
+	return SC_OK;
+}
+
+/* The templates of a new key pair, and the values they point to. */
+struct keygen_tmpl {
+	CK_BBOOL yes, no;
+	CK_ULONG bits;
+	CK_OBJECT_CLASS pubcls, privcls;
+	CK_ATTRIBUTE pub[8], priv[10];
+	CK_ULONG np, nv;
+};
+
+/*
+ * Private key CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, not CKA_EXTRACTABLE,
+ * CKA_SIGN; an RSA key also decrypts and its public key encrypts.
+ */
+static void
+keygen_templates(struct keygen_tmpl *k, CK_KEY_TYPE kt, int type, const unsigned char *id,
+    size_t idlen, const char *label)
+{
+	static const unsigned char p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+	static const unsigned char f4[] = { 0x01, 0x00, 0x01 };
+	CK_ATTRIBUTE *pub = k->pub, *priv = k->priv;
+	CK_ULONG np = 0, nv = 0;
+
+	k->yes = CK_TRUE;
+	k->no = CK_FALSE;
+	k->bits = type == SC_KEY_RSA3072 ? 3072 : 2048;
+	k->pubcls = CKO_PUBLIC_KEY;
+	k->privcls = CKO_PRIVATE_KEY;
+	attr_add(pub, &np, CKA_CLASS, &k->pubcls, sizeof(k->pubcls));
+	attr_add(pub, &np, CKA_TOKEN, &k->yes, sizeof(k->yes));
+	attr_add(pub, &np, CKA_VERIFY, &k->yes, sizeof(k->yes));
+	attr_add(pub, &np, CKA_ID, id, idlen);
+	attr_add(pub, &np, CKA_LABEL, label, strlen(label));
+	if (kt == CKK_RSA) {
+		attr_add(pub, &np, CKA_MODULUS_BITS, &k->bits, sizeof(k->bits));
+		attr_add(pub, &np, CKA_PUBLIC_EXPONENT, f4, sizeof(f4));
+		attr_add(pub, &np, CKA_ENCRYPT, &k->yes, sizeof(k->yes));
+	} else
+		attr_add(pub, &np, CKA_EC_PARAMS, p256, sizeof(p256));
+	attr_add(priv, &nv, CKA_CLASS, &k->privcls, sizeof(k->privcls));
+	attr_add(priv, &nv, CKA_TOKEN, &k->yes, sizeof(k->yes));
+	attr_add(priv, &nv, CKA_PRIVATE, &k->yes, sizeof(k->yes));
+	attr_add(priv, &nv, CKA_SENSITIVE, &k->yes, sizeof(k->yes));
+	attr_add(priv, &nv, CKA_EXTRACTABLE, &k->no, sizeof(k->no));
+	attr_add(priv, &nv, CKA_SIGN, &k->yes, sizeof(k->yes));
+	attr_add(priv, &nv, CKA_ID, id, idlen);
+	attr_add(priv, &nv, CKA_LABEL, label, strlen(label));
+	if (kt == CKK_RSA)
+		attr_add(priv, &nv, CKA_DECRYPT, &k->yes, sizeof(k->yes));
+	k->np = np;
+	k->nv = nv;
+}
+
+/* Whether token t can make this key pair now: logged in, the mechanism listed. */
+static int
+keygen_can(struct sc_token *t, const char *token_label, CK_KEY_TYPE kt, CK_MECHANISM_TYPE mech,
+    char *why, size_t whylen)
+{
+	int need_login;
+
+	pthread_mutex_lock(&t->lock);
+	need_login = (t->info.flags & CKF_LOGIN_REQUIRED) && !t->logged_in;
+	pthread_mutex_unlock(&t->lock);
+	if (need_login) {
+		snprintf(why, whylen, "key generation on token \"%s\" needs a login: run "
+		    "`scagent login --token %s` first", token_label, token_label);
+		return SC_ERR_NOT_LOGGED_IN;
+	}
+	if (t->nmechs > 0 && !token_has_mech(t, mech)) {
+		snprintf(why, whylen, "token \"%s\" cannot generate %s keys", token_label,
+		    kt == CKK_EC ? "EC" : "RSA");
+		return SC_ERR_MECHANISM;
+	}
+	return SC_OK;
+}
+
 int
 sc_store_keygen(struct sc_store *st, const char *token_label, int type, const char *label,
     const unsigned char *id, size_t idlen, json_object **out, char *why, size_t whylen)
 {
-	static const unsigned char p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
-	static const unsigned char f4[] = { 0x01, 0x00, 0x01 };
-	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-	CK_ULONG bits = type == SC_KEY_RSA3072 ? 3072 : 2048;
-	CK_OBJECT_CLASS pubcls = CKO_PUBLIC_KEY, privcls = CKO_PRIVATE_KEY;
 	CK_KEY_TYPE kt = type == SC_KEY_EC_P256 ? CKK_EC : CKK_RSA;
 	CK_MECHANISM mech = { kt == CKK_EC ? CKM_EC_KEY_PAIR_GEN : CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 };
 	CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
@@ -94,13 +199,12 @@ sc_store_keygen(struct sc_store *st, const char *token_label, int type, const ch
 	struct sc_token *t = NULL;
 	struct sc_objset *o = NULL;
 	struct sc_kp *kps = NULL, made;
+	struct keygen_tmpl k;
 	size_t nk = 0;
 	unsigned char idbuf[1];
 	char deflabel[16];
-	CK_ATTRIBUTE pub[8], priv[10];
-	CK_ULONG np = 0, nv = 0;
 	CK_RV rv;
-	int r, need_login;
+	int r;
 
 	*out = NULL;
 	*why = '\0';
@@ -117,51 +221,15 @@ sc_store_keygen(struct sc_store *st, const char *token_label, int type, const ch
 	}
 	if ((r = token_rw_session(st, token_label, &t, &s, why, whylen)) != SC_OK)
 		return r;
-	pthread_mutex_lock(&t->lock);
-	need_login = (t->info.flags & CKF_LOGIN_REQUIRED) && !t->logged_in;
-	pthread_mutex_unlock(&t->lock);
-	if (need_login) {
-		snprintf(why, whylen, "key generation on token \"%s\" needs a login: run "
-		    "`scagent login --token %s` first", token_label, token_label);
-		r = SC_ERR_NOT_LOGGED_IN;
+	if ((r = keygen_can(t, token_label, kt, mech.mechanism, why, whylen)) != SC_OK)
 		goto out;
-	}
-	if (t->nmechs > 0 && !token_has_mech(t, mech.mechanism)) {
-		snprintf(why, whylen, "token \"%s\" cannot generate %s keys", token_label,
-		    kt == CKK_EC ? "EC" : "RSA");
-		r = SC_ERR_MECHANISM;
-		goto out;
-	}
 	if ((r = token_keypairs(t, s, &kps, &nk)) != SC_OK) {
 		snprintf(why, whylen, "cannot read the keys of token \"%s\": %s", token_label, sc_strerror(r));
 		goto out;
 	}
 	o = token_objs(t);
-	if (id != NULL) {
-		if (id_in_use(kps, nk, o, id, idlen)) {
-			char *hex = sc_hex(id, idlen);
-			snprintf(why, whylen, "ID %s is already used on token \"%s\"; choose another --id "
-			    "or leave it out", hex ? hex : "", token_label);
-			free(hex);
-			r = SC_ERR_ALREADY;
-			goto out;
-		}
-	} else {
-		/* The lowest free one-byte ID, as pkcs11-tool users number their keys. */
-		unsigned int b;
-		for (b = 1; b < 256; b++) {
-			idbuf[0] = (unsigned char)b;
-			if (!id_in_use(kps, nk, o, idbuf, 1))
-				break;
-		}
-		if (b == 256) {
-			snprintf(why, whylen, "token \"%s\" has no free one-byte key ID: give --id", token_label);
-			r = SC_ERR_ALREADY;
-			goto out;
-		}
-		id = idbuf;
-		idlen = 1;
-	}
+	if ((r = keygen_id(kps, nk, o, token_label, &id, &idlen, idbuf, why, whylen)) != SC_OK)
+		goto out;
 	if (label == NULL) {
 		snprintf(deflabel, sizeof(deflabel), "key-%02x", id[0]);
 		label = idlen == 1 ? deflabel : "key";
@@ -173,28 +241,8 @@ sc_store_keygen(struct sc_store *st, const char *token_label, int type, const ch
 			r = SC_ERR_ALREADY;
 			goto out;
 		}
-	attr_add(pub, &np, CKA_CLASS, &pubcls, sizeof(pubcls));
-	attr_add(pub, &np, CKA_TOKEN, &yes, sizeof(yes));
-	attr_add(pub, &np, CKA_VERIFY, &yes, sizeof(yes));
-	attr_add(pub, &np, CKA_ID, id, idlen);
-	attr_add(pub, &np, CKA_LABEL, label, strlen(label));
-	if (kt == CKK_RSA) {
-		attr_add(pub, &np, CKA_MODULUS_BITS, &bits, sizeof(bits));
-		attr_add(pub, &np, CKA_PUBLIC_EXPONENT, f4, sizeof(f4));
-		attr_add(pub, &np, CKA_ENCRYPT, &yes, sizeof(yes));
-	} else
-		attr_add(pub, &np, CKA_EC_PARAMS, p256, sizeof(p256));
-	attr_add(priv, &nv, CKA_CLASS, &privcls, sizeof(privcls));
-	attr_add(priv, &nv, CKA_TOKEN, &yes, sizeof(yes));
-	attr_add(priv, &nv, CKA_PRIVATE, &yes, sizeof(yes));
-	attr_add(priv, &nv, CKA_SENSITIVE, &yes, sizeof(yes));
-	attr_add(priv, &nv, CKA_EXTRACTABLE, &no, sizeof(no));
-	attr_add(priv, &nv, CKA_SIGN, &yes, sizeof(yes));
-	attr_add(priv, &nv, CKA_ID, id, idlen);
-	attr_add(priv, &nv, CKA_LABEL, label, strlen(label));
-	if (kt == CKK_RSA)
-		attr_add(priv, &nv, CKA_DECRYPT, &yes, sizeof(yes));
-	rv = t->mod->f->C_GenerateKeyPair(s, &mech, pub, np, priv, nv, &hpub, &hpriv);
+	keygen_templates(&k, kt, type, id, idlen, label);
+	rv = t->mod->f->C_GenerateKeyPair(s, &mech, k.pub, k.np, k.priv, k.nv, &hpub, &hpriv);
 	if (rv != CKR_OK) {
 		snprintf(why, whylen, "token \"%s\" could not generate the key pair: %s", token_label,
 		    sc_ckr_name(rv));
@@ -211,7 +259,7 @@ sc_store_keygen(struct sc_store *st, const char *token_label, int type, const ch
 	if (made.pk == NULL)
 		made.pk = object_pkey(t->mod->f, s, hpriv, kt);
 	sc_info("generated a %s key pair \"%s\" on token \"%s\"", kt == CKK_EC ? "P-256" :
-	    bits == 3072 ? "RSA-3072" : "RSA-2048", label, token_label);
+	    k.bits == 3072 ? "RSA-3072" : "RSA-2048", label, token_label);
 	*out = kp_json(t, &made);
 	EVP_PKEY_free(made.pk);
 	r = SC_OK;
@@ -315,57 +363,47 @@ pkey_desc(EVP_PKEY *pk, char *buf, size_t len)
 	return buf;
 }
 
-int
-sc_store_import_cert(struct sc_store *st, const char *token_label, const unsigned char *der,
-    size_t derlen, const unsigned char *chain, size_t chainlen, json_object **out,
-    char *why, size_t whylen)
+/* The issued certificate (DER) into *leaf, the CA certificates of chain (concatenated DER) onto cas. */
+static int
+import_parse(const unsigned char *der, size_t derlen, const unsigned char *chain, size_t chainlen,
+    X509 **leaf, STACK_OF(X509) *cas, char *why, size_t whylen)
 {
-	STACK_OF(X509) *cas = sk_X509_new_null();
-	X509 *leaf = NULL;
-	struct sc_token *t = NULL;
-	struct sc_objset *o = NULL;
-	struct sc_kp *kps = NULL, *key = NULL;
-	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
-	json_object *res = NULL, *jc, *jchain;
 	const unsigned char *p = der, *end;
-	char sha[65], label[256], desc[64], *hex;
-	size_t nk = 0;
-	CK_RV rv;
-	int r;
+	char label[256];
 
-	*out = NULL;
-	*why = '\0';
-	if (cas == NULL)
-		return SC_ERR_NOMEM;
-	if ((leaf = d2i_X509(NULL, &p, (long)derlen)) == NULL || p != der + derlen) {
+	if ((*leaf = d2i_X509(NULL, &p, (long)derlen)) == NULL || p != der + derlen) {
 		snprintf(why, whylen, "the certificate is not a DER or PEM X.509 certificate");
-		r = SC_ERR_CERT;
-		goto out;
+		return SC_ERR_CERT;
 	}
 	for (p = chain, end = chain + chainlen; chain != NULL && p < end;) {
 		X509 *ca = d2i_X509(NULL, &p, (long)(end - p));
 		if (ca == NULL) {
 			snprintf(why, whylen, "chain certificate %d is not a DER or PEM X.509 certificate",
 			    sk_X509_num(cas) + 1);
-			r = SC_ERR_CERT;
-			goto out;
+			return SC_ERR_CERT;
 		}
 		sk_X509_push(cas, ca);
 		if (X509_check_ca(ca) <= 0) {
 			cert_label(ca, label, sizeof(label));
 			snprintf(why, whylen, "chain certificate \"%s\" is not a CA certificate; give the "
 			    "issued certificate first and then only its issuing CAs", label);
-			r = SC_ERR_CERT;
-			goto out;
+			return SC_ERR_CERT;
 		}
 	}
-	if ((r = token_rw_session(st, token_label, &t, &s, why, whylen)) != SC_OK)
-		goto out;
-	if ((r = token_keypairs(t, s, &kps, &nk)) != SC_OK) {
-		snprintf(why, whylen, "cannot read the keys of token \"%s\": %s", token_label, sc_strerror(r));
-		goto out;
-	}
-	/* The key is found by comparing public keys, never by name. */
+	return SC_OK;
+}
+
+/*
+ * The key pair whose public key leaf carries: found by comparing public
+ * keys, never by name. NULL, with the keys there are in why, when none does.
+ */
+static struct sc_kp *
+import_find_key(struct sc_kp *kps, size_t nk, X509 *leaf, const char *token_label,
+    char *why, size_t whylen)
+{
+	struct sc_kp *key = NULL;
+	char desc[64], *hex;
+
 	for (size_t i = 0; i < nk && key == NULL; i++)
 		if (kps[i].pk != NULL && kps[i].idlen > 0 &&
 		    EVP_PKEY_eq(kps[i].pk, X509_get0_pubkey(leaf)) == 1)
@@ -383,6 +421,97 @@ sc_store_import_cert(struct sc_store *st, const char *token_label, const unsigne
 		}
 		if (nk == 0 && off < whylen)
 			snprintf(why + off, whylen - off, " none");
+	}
+	return key;
+}
+
+/*
+ * Store the CA certificates cas on the token (session s), each with its own
+ * ID, skipping those o has already; one entry each in jchain.
+ */
+static int
+import_chain(struct sc_token *t, CK_SESSION_HANDLE s, const struct sc_objset *o,
+    STACK_OF(X509) *cas, json_object *jchain, const char *token_label, char *why, size_t whylen)
+{
+	char sha[65], label[256], *hex;
+	json_object *jc;
+	CK_RV rv;
+
+	for (int i = 0; i < sk_X509_num(cas); i++) {
+		X509 *ca = sk_X509_value(cas, i);
+		const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(ca);
+		unsigned char md[EVP_MAX_MD_SIZE], *cader = NULL;
+		unsigned int mdlen = 0;
+		int calen = i2d_X509(ca, &cader);
+		const unsigned char *caid = md;
+		size_t caidlen;
+
+		if (calen <= 0)
+			return SC_ERR_NOMEM;
+		/* A CA's own ID: its subject key identifier, else the SHA-1 of its key. */
+		if (ski != NULL && ski->length > 0) {
+			caid = ski->data;
+			caidlen = (size_t)ski->length;
+		} else {
+			X509_pubkey_digest(ca, EVP_sha1(), md, &mdlen);
+			caidlen = mdlen;
+		}
+		cert_label(ca, label, sizeof(label));
+		der_sha256(cader, (size_t)calen, sha);
+		jc = json_object_new_object();
+		hex = sc_hex(caid, caidlen);
+		sc_json_add_text(jc, "label", label);
+		json_object_object_add(jc, "id", json_object_new_string(hex ? hex : ""));
+		json_object_object_add(jc, "sha256", json_object_new_string(sha));
+		free(hex);
+		json_object_array_add(jchain, jc);
+		if (objset_has(o, sha)) {
+			json_object_object_add(jc, "status", json_object_new_string("already-present"));
+			OPENSSL_free(cader);
+			continue;
+		}
+		rv = put_cert(t->mod->f, s, ca, cader, (size_t)calen, label, caid, caidlen);
+		OPENSSL_free(cader);
+		if (rv != CKR_OK) {
+			snprintf(why, whylen, "the certificate was stored, but token \"%s\" refused CA "
+			    "certificate \"%s\": %s", token_label, label, sc_ckr_name(rv));
+			return sc_err_from_ckr(rv);
+		}
+		json_object_object_add(jc, "status", json_object_new_string("imported"));
+	}
+	return SC_OK;
+}
+
+int
+sc_store_import_cert(struct sc_store *st, const char *token_label, const unsigned char *der,
+    size_t derlen, const unsigned char *chain, size_t chainlen, json_object **out,
+    char *why, size_t whylen)
+{
+	STACK_OF(X509) *cas = sk_X509_new_null();
+	X509 *leaf = NULL;
+	struct sc_token *t = NULL;
+	struct sc_objset *o = NULL;
+	struct sc_kp *kps = NULL, *key = NULL;
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	json_object *res = NULL, *jc, *jchain;
+	char sha[65], label[256], *hex;
+	size_t nk = 0;
+	CK_RV rv;
+	int r;
+
+	*out = NULL;
+	*why = '\0';
+	if (cas == NULL)
+		return SC_ERR_NOMEM;
+	if ((r = import_parse(der, derlen, chain, chainlen, &leaf, cas, why, whylen)) != SC_OK)
+		goto out;
+	if ((r = token_rw_session(st, token_label, &t, &s, why, whylen)) != SC_OK)
+		goto out;
+	if ((r = token_keypairs(t, s, &kps, &nk)) != SC_OK) {
+		snprintf(why, whylen, "cannot read the keys of token \"%s\": %s", token_label, sc_strerror(r));
+		goto out;
+	}
+	if ((key = import_find_key(kps, nk, leaf, token_label, why, whylen)) == NULL) {
 		r = SC_ERR_KEY;
 		goto out;
 	}
@@ -415,51 +544,8 @@ sc_store_import_cert(struct sc_store *st, const char *token_label, const unsigne
 	json_object_object_add(res, "certificate", jc);
 	jchain = json_object_new_array();
 	json_object_object_add(res, "chain", jchain);
-	for (int i = 0; i < sk_X509_num(cas); i++) {
-		X509 *ca = sk_X509_value(cas, i);
-		const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(ca);
-		unsigned char md[EVP_MAX_MD_SIZE], *cader = NULL;
-		unsigned int mdlen = 0;
-		int calen = i2d_X509(ca, &cader);
-		const unsigned char *caid = md;
-		size_t caidlen;
-
-		if (calen <= 0) {
-			r = SC_ERR_NOMEM;
-			goto out;
-		}
-		/* A CA's own ID: its subject key identifier, else the SHA-1 of its key. */
-		if (ski != NULL && ski->length > 0) {
-			caid = ski->data;
-			caidlen = (size_t)ski->length;
-		} else {
-			X509_pubkey_digest(ca, EVP_sha1(), md, &mdlen);
-			caidlen = mdlen;
-		}
-		cert_label(ca, label, sizeof(label));
-		der_sha256(cader, (size_t)calen, sha);
-		jc = json_object_new_object();
-		hex = sc_hex(caid, caidlen);
-		sc_json_add_text(jc, "label", label);
-		json_object_object_add(jc, "id", json_object_new_string(hex ? hex : ""));
-		json_object_object_add(jc, "sha256", json_object_new_string(sha));
-		free(hex);
-		json_object_array_add(jchain, jc);
-		if (objset_has(o, sha)) {
-			json_object_object_add(jc, "status", json_object_new_string("already-present"));
-			OPENSSL_free(cader);
-			continue;
-		}
-		rv = put_cert(t->mod->f, s, ca, cader, (size_t)calen, label, caid, caidlen);
-		OPENSSL_free(cader);
-		if (rv != CKR_OK) {
-			snprintf(why, whylen, "the certificate was stored, but token \"%s\" refused CA "
-			    "certificate \"%s\": %s", token_label, label, sc_ckr_name(rv));
-			r = sc_err_from_ckr(rv);
-			goto out;
-		}
-		json_object_object_add(jc, "status", json_object_new_string("imported"));
-	}
+	if ((r = import_chain(t, s, o, cas, jchain, token_label, why, whylen)) != SC_OK)
+		goto out;
 	sc_info("imported a certificate for key \"%s\" and %d CA certificate%s on token \"%s\"",
 	    key->label ? key->label : "", sk_X509_num(cas), sk_X509_num(cas) == 1 ? "" : "s", token_label);
 	*out = res;
