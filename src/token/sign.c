@@ -172,7 +172,7 @@ sign_over_data(struct sc_token *t, CK_MECHANISM_TYPE mech, CK_MECHANISM_TYPE dat
 }
 
 /*
- * Sign on token t with the private key object key: the mechanism the token
+ * Sign rq on token t with the private key object key: the mechanism the token
  * supports (DigestInfo + CKM_RSA_PKCS, CKM_RSA_PKCS_PSS, CKM_ECDSA, or the
  * hash-and-sign variant over the data), ECDSA converted to DER, and, when
  * check is not NULL, the signature verified against it before it is returned.
@@ -180,10 +180,12 @@ sign_over_data(struct sc_token *t, CK_MECHANISM_TYPE mech, CK_MECHANISM_TYPE dat
  * CKU_CONTEXT_SPECIFIC between C_SignInit and C_Sign, once.
  */
 static int
-token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, int alg, int is_digest,
-    const unsigned char *in, size_t inlen, EVP_PKEY *check, const char *ctx_pin,
-    unsigned char **sig, size_t *siglen)
+token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, const struct sc_sign_req *rq,
+    EVP_PKEY *check, const char *ctx_pin, unsigned char **sig, size_t *siglen)
 {
+	int alg = rq->alg, is_digest = rq->is_digest;
+	const unsigned char *in = rq->in;
+	size_t inlen = rq->inlen;
 	CK_FUNCTION_LIST_PTR f = t->mod->f;
 	CK_RSA_PKCS_PSS_PARAMS pss = { 0, 0, 0 };
 	CK_MECHANISM mech = { 0, NULL, 0 };
@@ -289,51 +291,60 @@ out:
 	return r;
 }
 
+/*
+ * Sign rq on token t with the private key object key (of key type type):
+ * the algorithm fits the key, a key with CKA_ALWAYS_AUTHENTICATE gets the
+ * request's PIN if the lockout rules allow it, and check (may be NULL) is
+ * the public key the signature is verified with.
+ */
+static int
+sign_with_key(struct sc_store *st, struct sc_token *t, CK_OBJECT_HANDLE key, CK_KEY_TYPE type,
+    int always_auth, EVP_PKEY *check, const struct sc_sign_req *rq, unsigned char **sig,
+    size_t *siglen)
+{
+	int r;
+
+	if ((sc_alg_family(rq->alg) == 3) != (type == CKK_EC))
+		return SC_ERR_KEY;	/* an RSA algorithm for an EC key or the reverse */
+	if (always_auth && (r = ctx_pin_check(st, t, rq->pin)) != SC_OK)
+		return r;
+	return token_sign(t, key, rq, check, always_auth ? rq->pin->pin : NULL, sig, siglen);
+}
+
 int
-sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
-    const unsigned char *in, size_t inlen, const struct sc_sign_pin *sp,
-    unsigned char **sig, size_t *siglen, json_object **info)
+sc_store_sign(struct sc_store *st, const struct sc_sign_req *rq, unsigned char **sig,
+    size_t *siglen, struct sc_sign_info *info)
 {
 	struct match m;
 	struct sc_cert *c;
 	const struct sc_key *k;
-	int r, family = sc_alg_family(alg);
+	int r, family = sc_alg_family(rq->alg);
 
 	*sig = NULL;
 	*siglen = 0;
 	if (info)
-		*info = NULL;
-	if ((r = store_resolve(st, ref, &m, NULL)) != SC_OK)
+		memset(info, 0, sizeof(*info));
+	if ((r = store_resolve(st, rq->ref, &m, NULL)) != SC_OK)
 		return r;
 	c = &m.objs->certs[m.idx];
 	if (key_status(m.objs, c, &k) != 1) {
 		r = m.objs->keys_hidden ? SC_ERR_NOT_LOGGED_IN : SC_ERR_KEY;
 		goto out;
 	}
-	if ((family == 3) != (k->type == CKK_EC)) {
-		r = SC_ERR_KEY;	/* an RSA algorithm for an EC key or the reverse */
-		goto out;
-	}
-	if (k->always_auth && (r = ctx_pin_check(st, m.tok, sp)) != SC_OK)
-		goto out;
 	/* RSA signatures are always checked (RSA-CRT faults leak the key); ECDSA on request. */
-	r = token_sign(m.tok, k->handle, alg, is_digest, in, inlen,
+	r = sign_with_key(st, m.tok, k->handle, k->type, k->always_auth,
 	    c->x509 != NULL && (family != 3 || st->opts.verify_ecdsa) ? X509_get0_pubkey(c->x509) : NULL,
-	    k->always_auth ? sp->pin : NULL, sig, siglen);
-	if (r == SC_OK && info) {
-		*info = json_object_new_object();
-		json_object_object_add(*info, "sha256", json_object_new_string(c->sha256));
-		sc_json_add_text(*info, "token", m.tok->label);
-	}
+	    rq, sig, siglen);
+	if (r == SC_OK && info)
+		memcpy(info->sha256, c->sha256, sizeof(info->sha256));
 out:
 	match_clear(&m);
 	return r;
 }
 
 int
-sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
-    const unsigned char *in, size_t inlen, const struct sc_sign_pin *sp,
-    unsigned char **sig, size_t *siglen, json_object **info)
+sc_store_sign_key(struct sc_store *st, const struct sc_sign_req *rq, unsigned char **sig,
+    size_t *siglen, struct sc_sign_info *info)
 {
 	struct kmatch m;
 	int r, hidden;
@@ -341,8 +352,8 @@ sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
 	*sig = NULL;
 	*siglen = 0;
 	if (info)
-		*info = NULL;
-	if ((r = key_resolve(st, ref, &m, NULL)) != SC_OK)
+		memset(info, 0, sizeof(*info));
+	if ((r = key_resolve(st, rq->ref, &m, NULL)) != SC_OK)
 		return r;
 	if (m.kp.priv == CK_INVALID_HANDLE) {
 		pthread_mutex_lock(&m.tok->lock);
@@ -351,17 +362,8 @@ sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
 		r = hidden ? SC_ERR_NOT_LOGGED_IN : SC_ERR_KEY;
 		goto out;
 	}
-	if ((sc_alg_family(alg) == 3) != (m.kp.type == CKK_EC)) {
-		r = SC_ERR_KEY;
-		goto out;
-	}
-	if (m.kp.always_auth && (r = ctx_pin_check(st, m.tok, sp)) != SC_OK)
-		goto out;
 	/* Key REFs serve enrolment: every signature is checked, ECDSA too. */
-	r = token_sign(m.tok, m.kp.priv, alg, is_digest, in, inlen, m.kp.pk,
-	    m.kp.always_auth ? sp->pin : NULL, sig, siglen);
-	if (r == SC_OK && info)
-		*info = kp_json(m.tok, &m.kp);
+	r = sign_with_key(st, m.tok, m.kp.priv, m.kp.type, m.kp.always_auth, m.kp.pk, rq, sig, siglen);
 out:
 	kmatch_clear(&m);
 	return r;
