@@ -31,8 +31,9 @@
  *
  * st->lock: the token array (st->toks, st->ntoks) and each token's seen mark,
  * st->pending, and st->errors as list reads it. A token reference is taken
- * out of the array only under it (tokens_get, store_find_slot). Never held
- * across a module call.
+ * out of the array only under it (tokens_get, store_find_slot). Held across
+ * no module call but C_CloseSession, when store_drop_unseen drops the last
+ * reference to a token that went away (its sessions close with it).
  *
  * t->lock (struct sc_token): t->info, the idle session pool, login_session,
  * logged_in, pin_check, last_use, dead, and the t->objs pointer (swapped
