@@ -232,8 +232,10 @@ op_sign(struct client *c, int64_t id, json_object *req)
 	const char *ref = arg_str(req, "ref"), *algname = arg_str(req, "alg");
 	unsigned char *in = NULL, *sig = NULL;
 	size_t inlen = 0, siglen = 0;
-	json_object *cand = NULL, *dummy = NULL, *info = NULL;
+	json_object *cand = NULL, *dummy = NULL;
 	struct sc_sign_pin sp = { arg_str(req, "pin"), arg_bool(req, "confirm_final_try") };
+	struct sc_sign_req rq;
+	struct sc_sign_info info = { "" };
 	char msg[1024], detail[512], what[300];
 	struct sign_facts sf = { .sha = "?", .tok = "LABEL", .keytype = "?" };
 	char *asked = NULL;
@@ -241,13 +243,13 @@ op_sign(struct client *c, int64_t id, json_object *req)
 
 	if ((r = sign_args(req, &alg, &in, &inlen, &is_digest, msg, sizeof(msg))) != SC_OK)
 		return reply_err(c, id, r, msg);
+	rq = (struct sc_sign_req){ ref, alg, is_digest, in, inlen, &sp };
 	if (sign_confirm(c, ref, algname, &sf) != SC_OK) {
 		free(in);
 		return reply_err(c, id, SC_ERR_DENIED, "the signature was not confirmed");
 	}
 	/* The fingerprint for the audit line comes with the signature, if it is wanted. */
-	r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen, &sp, &sig, &siglen,
-	    audit_on(c->srv) ? &info : NULL);
+	r = sc_store_sign(c->srv->st, &rq, &sig, &siglen, audit_on(c->srv) ? &info : NULL);
 	/* Facts for the audit line and the messages (looked up again only on failure). */
 	if (r != SC_OK)
 		sign_facts(c, ref, &sf);
@@ -261,8 +263,7 @@ op_sign(struct client *c, int64_t id, json_object *req)
 			audit(c->srv, c, "login", ldetail, lr);
 		if (lr == SC_OK) {
 			sc_server_broadcast(c->srv, "login", token_fields(sf.tok, NULL));
-			r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen,
-			    &sp, &sig, &siglen, &info);
+			r = sc_store_sign(c->srv->st, &rq, &sig, &siglen, &info);
 		} else if (lr != SC_ERR_NOT_LOGGED_IN) {
 			r = lr;
 			login_failed = 1;	/* the token's PIN, not the key's */
@@ -274,18 +275,13 @@ op_sign(struct client *c, int64_t id, json_object *req)
 		via_pinentry = 1;
 		if ((r = key_pin_from_pinentry(c, what, sf.tok, &asked)) == SC_OK) {
 			sp.pin = asked;
-			r = sc_store_sign(c->srv->st, ref, alg, is_digest, in, inlen,
-			    &sp, &sig, &siglen, &info);
+			r = sc_store_sign(c->srv->st, &rq, &sig, &siglen, &info);
 		}
 	}
 	sc_secstr_free(asked);
 	free(in);
-	if (info != NULL) {
-		json_object *v;
-		if (json_object_object_get_ex(info, "sha256", &v))
-			snprintf(sf.sha, sizeof(sf.sha), "%s", json_object_get_string(v));
-		json_object_put(info);
-	}
+	if (info.sha256[0] != '\0')
+		snprintf(sf.sha, sizeof(sf.sha), "%s", info.sha256);
 	snprintf(detail, sizeof(detail), "cert=%s alg=%s", sf.sha, algname);
 	audit(c->srv, c, "sign", detail, r);
 	if (r != SC_OK) {
@@ -311,14 +307,16 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 	const char *ref = arg_str(req, "ref"), *algname = arg_str(req, "alg");
 	unsigned char *in = NULL, *sig = NULL;
 	size_t inlen = 0, siglen = 0;
-	json_object *info = NULL, *cand = NULL, *dummy = NULL, *found = NULL, *v;
+	json_object *cand = NULL, *dummy = NULL, *found = NULL, *v;
 	struct sc_sign_pin sp = { arg_str(req, "pin"), arg_bool(req, "confirm_final_try") };
+	struct sc_sign_req rq;
 	char msg[1024], detail[512], what[300], tok[128];
 	char *asked = NULL;
 	int alg, is_digest = 0, via_pinentry = 0, r;
 
 	if ((r = sign_args(req, &alg, &in, &inlen, &is_digest, msg, sizeof(msg))) != SC_OK)
 		return reply_err(c, id, r, msg);
+	rq = (struct sc_sign_req){ ref, alg, is_digest, in, inlen, &sp };
 	if (c->srv->o.confirm_sign && c->srv->o.pinentry != NULL) {
 		snprintf(msg, sizeof(msg), "Allow %s (pid %ld) to sign with key \"%s\"?", c->exe,
 		    (long)c->pid, ref);
@@ -329,7 +327,7 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 			return reply_err(c, id, SC_ERR_DENIED, "the signature was not confirmed");
 		}
 	}
-	r = sc_store_sign_key(c->srv->st, ref, alg, is_digest, in, inlen, &sp, &sig, &siglen, &info);
+	r = sc_store_sign_key(c->srv->st, &rq, &sig, &siglen, NULL);
 	snprintf(what, sizeof(what), "key \"%s\"", ref);
 	snprintf(tok, sizeof(tok), "LABEL");
 	if (is_key_pin_error(r) && sc_store_find_key(c->srv->st, ref, &found, NULL) == SC_OK &&
@@ -341,15 +339,13 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 		via_pinentry = 1;
 		if ((r = key_pin_from_pinentry(c, what, tok, &asked)) == SC_OK) {
 			sp.pin = asked;
-			r = sc_store_sign_key(c->srv->st, ref, alg, is_digest, in, inlen, &sp,
-			    &sig, &siglen, &info);
+			r = sc_store_sign_key(c->srv->st, &rq, &sig, &siglen, NULL);
 		}
 	}
 	sc_secstr_free(asked);
 	free(in);
 	snprintf(detail, sizeof(detail), "key=\"%s\" alg=%s", ref, algname);
 	audit(c->srv, c, "sign-key", detail, r);
-	json_object_put(info);
 	if (r == SC_ERR_NOT_FOUND || r == SC_ERR_AMBIGUOUS) {
 		sc_store_find_key(c->srv->st, ref, &dummy, &cand);
 		json_object_put(dummy);

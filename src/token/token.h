@@ -127,15 +127,31 @@ struct sc_sign_pin {
 };
 
 /*
- * Sign with the private key of certificate REF. is_digest: in is the already
- * computed hash for alg's digest, else the data. The signature is checked
- * against the certificate's public key (RSA always, ECDSA per opts) before it
- * is returned. ECDSA signatures come out DER-encoded. sig is malloc'd.
- * info (may be NULL) gets {"sha256": cert fingerprint, "token": label}.
+ * One signature asked of the store: with the private key of certificate
+ * ref (sc_store_sign) or of key ref (sc_store_sign_key).
  */
-int sc_store_sign(struct sc_store *st, const char *ref, int alg, int is_digest,
-    const unsigned char *in, size_t inlen, const struct sc_sign_pin *sp,
-    unsigned char **sig, size_t *siglen, json_object **info);
+struct sc_sign_req {
+	const char *ref;
+	int alg;			/* enum sc_alg */
+	int is_digest;			/* in is the already computed hash for alg's digest, else the data */
+	const unsigned char *in;
+	size_t inlen;
+	const struct sc_sign_pin *pin;	/* for a CKA_ALWAYS_AUTHENTICATE key; may be NULL */
+};
+
+/* What a signature was made with, filled on success. */
+struct sc_sign_info {
+	char sha256[65];		/* the certificate's SHA-256 fingerprint; "" for a key REF */
+};
+
+/*
+ * Sign rq with the private key of certificate rq->ref. The signature is
+ * checked against the certificate's public key (RSA always, ECDSA per opts)
+ * before it is returned. ECDSA signatures come out DER-encoded. sig is
+ * malloc'd. info may be NULL.
+ */
+int sc_store_sign(struct sc_store *st, const struct sc_sign_req *rq,
+    unsigned char **sig, size_t *siglen, struct sc_sign_info *info);
 
 /* ------------------------------------------------------------------ */
 /* TPM virtual smart cards and enrolment. Functions that take why/whylen put a
@@ -202,10 +218,9 @@ int sc_store_import_cert(struct sc_store *st, const char *token_label, const uns
  */
 int sc_store_find_key(struct sc_store *st, const char *ref, json_object **out,
     json_object **candidates);
-/* Sign with the private key a key REF names; as sc_store_sign, every signature verified. */
-int sc_store_sign_key(struct sc_store *st, const char *ref, int alg, int is_digest,
-    const unsigned char *in, size_t inlen, const struct sc_sign_pin *sp,
-    unsigned char **sig, size_t *siglen, json_object **info);
+/* Sign with the private key key REF rq->ref names; as sc_store_sign, every signature verified. */
+int sc_store_sign_key(struct sc_store *st, const struct sc_sign_req *rq,
+    unsigned char **sig, size_t *siglen, struct sc_sign_info *info);
 /*
  * The mechanisms of the token labelled token_label with their
  * C_GetMechanismInfo: {"mechanisms": [{"type": CKM number, "min_key_size",
