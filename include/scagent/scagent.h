@@ -120,7 +120,7 @@ int scagent_call(scagent_client *c, const char *op, const char *args_json, char 
 /* Subscribe to events; then scagent_next_event() blocks for one (JSON text). timeout_ms < 0: forever. */
 int scagent_watch(scagent_client *c);
 int scagent_next_event(scagent_client *c, int timeout_ms, char **event_json);
-/* The socket's file descriptor, for poll() while watching. */
+/* The socket's file descriptor, for poll() while watching; -1 once a timeout closed the connection. */
 int scagent_fd(const scagent_client *c);
 
 void scagent_free(void *p);
