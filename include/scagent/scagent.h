@@ -58,9 +58,27 @@ char *scagent_default_socket(const char *path);
 /*
  * Connect and say hello. On failure *out is NULL, the code says why
  * (SCAGENT_EUNREACHABLE: no agent; SCAGENT_EBUSY: the agent serves as many
- * clients as it may) and scagent_error(NULL) the message.
+ * clients as it may; SCAGENT_ETIMEOUT: the agent did not answer in time;
+ * SCAGENT_EINVAL: SCAGENT_TIMEOUT is not a number of seconds) and
+ * scagent_error(NULL) the message.
+ *
+ * Every wait for the agent is bounded (docs/PROTOCOL.md, "How long a client
+ * waits"): the connection and hello 10 s each; login, sign, keygen, import
+ * and token creation or deletion 300 s (the agent may be asking a person
+ * through pinentry); every other operation 30 s; a stopped agent (SIGSTOP)
+ * 30 s whatever the operation. $SCAGENT_TIMEOUT (seconds, may have a
+ * fraction) replaces all of them with one bound. When a wait ends, the call
+ * returns SCAGENT_ETIMEOUT with a message naming the agent's socket and the
+ * connection is closed (a late answer is never taken for another request's):
+ * later calls on the handle return SCAGENT_EUNREACHABLE; connect again.
  */
 int scagent_connect(const char *path, scagent_client **out);
+/*
+ * One bound, in milliseconds, for every later request on c, replacing the
+ * per-operation ones; 0 goes back to $SCAGENT_TIMEOUT or those. Returns 0,
+ * or SCAGENT_EINVAL for a negative ms. Since LIBSCAGENT_1.2.
+ */
+int scagent_set_timeout(scagent_client *c, int ms);
 void scagent_close(scagent_client *c);
 /*
  * The last failure's message on this handle ("" when none); with NULL, that
@@ -102,7 +120,7 @@ int scagent_call(scagent_client *c, const char *op, const char *args_json, char 
 /* Subscribe to events; then scagent_next_event() blocks for one (JSON text). timeout_ms < 0: forever. */
 int scagent_watch(scagent_client *c);
 int scagent_next_event(scagent_client *c, int timeout_ms, char **event_json);
-/* The socket's file descriptor, for poll() while watching. */
+/* The socket's file descriptor, for poll() while watching; -1 once a timeout closed the connection. */
 int scagent_fd(const scagent_client *c);
 
 void scagent_free(void *p);

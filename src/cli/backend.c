@@ -81,6 +81,14 @@ cli_escape_json(json_object *o)
 	return r;
 }
 
+/*
+ * The agent connection cli_open_agent() opened. A timeout after which
+ * libscagent closed it means the agent did not answer (exit 3); a timeout
+ * the agent reports (nobody answered its pinentry) is the operation's
+ * failure (exit 1).
+ */
+static const scagent_client *agent_conn;
+
 int
 cli_exit_for(int r)
 {
@@ -89,6 +97,8 @@ cli_exit_for(int r)
 		return EX_SC_OK;
 	case SC_ERR_AGENT_UNREACHABLE:
 		return EX_SC_AGENT;
+	case SC_ERR_TIMEOUT:
+		return agent_conn != NULL && scagent_fd(agent_conn) < 0 ? EX_SC_AGENT : EX_SC_FAIL;
 	default:
 		return EX_SC_FAIL;
 	}
@@ -108,11 +118,11 @@ cli_open_agent(struct cli *c)
 			cli_err("busy agent at %s: %s", path ? path : "(unknown)",
 			    *scagent_error(NULL) ? scagent_error(NULL) : scagent_strerror(r));
 		else
-			cli_err("cannot talk to the agent at %s: %s", path ? path : "(unknown)",
-			    scagent_strerror(r));
+			cli_err("%s", *scagent_error(NULL) ? scagent_error(NULL) : scagent_strerror(r));
 		free(path);
-		return EX_SC_AGENT;
+		return r == SC_ERR_INVALID ? EX_SC_USAGE : EX_SC_AGENT;
 	}
+	agent_conn = c->client;
 	cli_verbose(c, "connected to the agent at %s", path);
 	free(path);
 	return EX_SC_OK;
@@ -162,6 +172,7 @@ cli_close(struct cli *c)
 {
 	scagent_close(c->client);
 	c->client = NULL;
+	agent_conn = NULL;
 	sc_store_free(c->store);
 	c->store = NULL;
 }

@@ -286,7 +286,7 @@ cmd_list(struct cli *c, int argc, char **argv)
 	json_object *list = NULL;
 	const char *cafile = NULL, *login = NULL;
 	char *cas = NULL;
-	int json = 0, pin_stdin = 0, ch, rc;
+	int json = 0, pin_stdin = 0, ch, rc, r;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "jh", list_opts, NULL)) != -1) {
@@ -312,8 +312,10 @@ cmd_list(struct cli *c, int argc, char **argv)
 	rc = EX_SC_FAIL;
 	if (direct_login(c, login, pin_stdin) != SC_OK)
 		goto out;
-	if (cli_list(c, cas, &list) != SC_OK)
+	if ((r = cli_list(c, cas, &list)) != SC_OK) {
+		rc = cli_exit_for(r);
 		goto out;
+	}
 	if (json) {
 		puts(json_object_to_json_string_ext(list, JSON_C_TO_STRING_PRETTY |
 		    JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -339,7 +341,7 @@ cmd_check(struct cli *c, int argc, char **argv)
 	json_object *cert = NULL, *probs, *key;
 	const char *cafile = NULL, *login = NULL;
 	char *cas = NULL;
-	int json = 0, pin_stdin = 0, ch, rc, key_unknown;
+	int json = 0, pin_stdin = 0, ch, rc, r, key_unknown;
 	size_t np;
 
 	optind = 1;
@@ -366,8 +368,10 @@ cmd_check(struct cli *c, int argc, char **argv)
 	rc = EX_SC_FAIL;
 	if (direct_login(c, login, pin_stdin) != SC_OK)
 		goto out;
-	if (cli_find(c, argv[optind], cas, &cert) != SC_OK)
+	if ((r = cli_find(c, argv[optind], cas, &cert)) != SC_OK) {
+		rc = cli_exit_for(r);
 		goto out;
+	}
 	probs = problems_of(cert);
 	np = probs ? json_object_array_length(probs) : 0;
 	key = json_object_object_get(cert, "key");

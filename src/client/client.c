@@ -1,6 +1,7 @@
 /* libscagent: talks the line-JSON protocol of docs/PROTOCOL.md to scagentd. */
 #include "config.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -8,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include <json-c/json.h>
 #include "common/err.h"
@@ -21,12 +24,45 @@
 /* Why this thread's last scagent_connect() failed: scagent_error(NULL). */
 static __thread char connect_err[512];
 
+/*
+ * How long a request waits for its answer (docs/PROTOCOL.md, "How long a
+ * client waits"). The protocol has no keep-alive: an agent asking a person
+ * through pinentry (up to 120 s a prompt, a login and a confirmation in one
+ * signature) sends nothing until the person is done, so the operations that
+ * may ask a person get the long bound. A stopped agent (SIGSTOP, a debugger)
+ * is told apart by its state in /proc and waited for only the short bound,
+ * whatever the operation. SCAGENT_TIMEOUT (seconds) or scagent_set_timeout()
+ * replace all of these with one bound.
+ */
+#define WAIT_HELLO_MS	(10 * 1000)
+#define WAIT_QUICK_MS	(30 * 1000)
+#define WAIT_PERSON_MS	(300 * 1000)
+#define WAIT_MAX_MS	(24 * 3600 * 1000)
+#define STOPPED_CHECK_MS 1000	/* how often a long wait looks whether the agent is stopped */
+
+/* Operations that may wait for a person (pinentry, a PIN pad) or a slow key generation. */
+static const char *const person_ops[] = {
+	"login", "sign", "sign-key", "keygen", "import", "init-token", "delete-token", NULL
+};
+
 struct scagent_client {
 	int fd;
 	int64_t next_id;
 	struct sc_linebuf in;
 	pthread_mutex_t lock;
+	char *path;		/* the agent's socket, for messages */
+	pid_t agent_pid;	/* 0 when unknown (e.g. socket activation) */
+	int env_timeout_ms;	/* SCAGENT_TIMEOUT, 0 when unset */
+	int timeout_ms;		/* one bound for every operation; 0: per operation */
 	char err[512];
+};
+
+/* One request's wait: for op's answer, until start + bound_ms (stopped agent: start + stopped_ms). */
+struct wait {
+	const char *op;
+	int64_t start;
+	int bound_ms;
+	int stopped_ms;
 };
 
 static int
@@ -102,9 +138,18 @@ write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-/* Next line from the agent; timeout_ms < 0 waits forever. */
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Next line from the agent; deadline is a now_ms() time, < 0 waits for ever. */
 static int
-read_line(scagent_client *c, int timeout_ms, char **line)
+read_line(scagent_client *c, int64_t deadline, char **line)
 {
 	size_t len;
 	int r;
@@ -112,12 +157,15 @@ read_line(scagent_client *c, int timeout_ms, char **line)
 	for (;;) {
 		if ((r = sc_linebuf_take(&c->in, line, &len)) != 0)
 			return r < 0 ? fail(c, SC_ERR_PROTOCOL, "the agent sent a malformed line") : SC_OK;
-		if (timeout_ms >= 0) {
+		if (deadline >= 0) {
+			int64_t left = deadline - now_ms();
 			struct pollfd p = { c->fd, POLLIN, 0 };
-			int n = poll(&p, 1, timeout_ms);
+			int n = poll(&p, 1, left > 0 ? (int)left : 0);
 			if (n == 0)
 				return fail(c, SC_ERR_TIMEOUT, "no answer from the agent in time");
-			if (n < 0 && errno != EINTR)
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
 				return fail(c, SC_ERR_IO, "poll: %s", strerror(errno));
 		}
 		long n = sc_linebuf_read(&c->in, c->fd);
@@ -127,6 +175,133 @@ read_line(scagent_client *c, int timeout_ms, char **line)
 			return fail(c, SC_ERR_TOO_LARGE, "the agent's answer is over the size limit");
 		if (n < 0 && errno != EINTR && errno != EAGAIN)
 			return fail(c, SC_ERR_IO, "reading from the agent: %s", strerror(errno));
+	}
+}
+
+/* Whether process pid is stopped (SIGSTOP, a debugger): state T or t in /proc/PID/stat. */
+static int
+process_stopped(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	if (pid <= 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* "PID (COMM) STATE ...": COMM may hold ')' itself. */
+	if ((p = strrchr(buf, ')')) == NULL || p[1] != ' ')
+		return 0;
+	return p[2] == 'T' || p[2] == 't';
+}
+
+/*
+ * The agent at the other end of fd, if it is an scagentd: with socket
+ * activation the peer is systemd, which is not the agent.
+ */
+static pid_t
+agent_pid(int fd)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	char path[64], comm[32] = "";
+	FILE *f;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || cr.pid <= 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)cr.pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return 0;
+	if (fgets(comm, sizeof(comm), f) == NULL)
+		comm[0] = '\0';
+	fclose(f);
+	return strstr(comm, "scagentd") != NULL ? cr.pid : 0;
+}
+
+/* The bounds of a wait for op's answer, starting now. */
+static void
+wait_start(const scagent_client *c, const char *op, struct wait *w)
+{
+	int quick = c->timeout_ms > 0 ? c->timeout_ms : WAIT_QUICK_MS;
+
+	w->op = op;
+	w->start = now_ms();
+	w->bound_ms = WAIT_QUICK_MS;
+	if (c->timeout_ms > 0)
+		w->bound_ms = c->timeout_ms;
+	else if (strcmp(op, "hello") == 0)
+		w->bound_ms = WAIT_HELLO_MS;
+	else
+		for (int i = 0; person_ops[i] != NULL; i++)
+			if (strcmp(op, person_ops[i]) == 0)
+				w->bound_ms = WAIT_PERSON_MS;
+	w->stopped_ms = quick < w->bound_ms ? quick : w->bound_ms;
+}
+
+/*
+ * The wait w is over: the connection is closed, so that a late answer is
+ * never taken for the next request's.
+ */
+static int
+wait_expired(scagent_client *c, const struct wait *w)
+{
+	int stopped = process_stopped(c->agent_pid);
+	double secs = (stopped ? w->stopped_ms : w->bound_ms) / 1000.0;
+	char who[64] = "";
+
+	if (c->agent_pid > 0)
+		snprintf(who, sizeof(who), " (pid %d)", (int)c->agent_pid);
+	if (stopped)
+		fail(c, SC_ERR_TIMEOUT, "the agent at %s%s is stopped and did not answer `%s` within "
+		    "%g s: resume it with `kill -CONT %d`, or restart it", c->path, who, w->op, secs,
+		    (int)c->agent_pid);
+	else
+		fail(c, SC_ERR_TIMEOUT, "the agent at %s%s did not answer `%s` within %g s: is it "
+		    "stopped or hung? check it with `scagent status` and restart it if it stays "
+		    "silent (SCAGENT_TIMEOUT=SECONDS waits longer)", c->path, who, w->op, secs);
+	close(c->fd);
+	c->fd = -1;
+	sc_linebuf_free(&c->in);
+	sc_linebuf_init(&c->in, SC_PROTO_MAX_RESPONSE);
+	return SC_ERR_TIMEOUT;
+}
+
+/* After wait_expired(): the handle has no connection left. */
+static int
+closed_after_timeout(scagent_client *c)
+{
+	return fail(c, SC_ERR_AGENT_UNREACHABLE, "the connection to the agent at %s was closed "
+	    "after a timeout: connect again", c->path);
+}
+
+/* Next line of the answer w waits for, within w's bounds. */
+static int
+await_line(scagent_client *c, const struct wait *w, char **line)
+{
+	int64_t deadline = w->start + w->bound_ms;
+	int r;
+
+	for (;;) {
+		int64_t now = now_ms(), until = w->start + w->stopped_ms;
+
+		if (now >= until) {
+			if (process_stopped(c->agent_pid))
+				return wait_expired(c, w);
+			until = now + STOPPED_CHECK_MS;
+		}
+		if (until > deadline)
+			until = deadline;
+		if ((r = read_line(c, until, line)) != SC_ERR_TIMEOUT)
+			return r;
+		if (now_ms() >= deadline)
+			return wait_expired(c, w);
 	}
 }
 
@@ -154,7 +329,7 @@ closed_before_send(scagent_client *c, json_object **resp)
 	int e = errno;
 	char *line = NULL;
 
-	if (read_line(c, 0, &line) == SC_OK) {
+	if (read_line(c, now_ms(), &line) == SC_OK) {
 		*resp = json_tokener_parse(line);
 		free(line);
 		if (*resp != NULL && connection_error(*resp))
@@ -165,27 +340,38 @@ closed_before_send(scagent_client *c, json_object **resp)
 	return fail(c, SC_ERR_AGENT_UNREACHABLE, "cannot send to the agent: %s", strerror(e));
 }
 
+/* A send to the agent blocks for at most ms (a stopped agent takes nothing). */
+static void
+send_timeout(int fd, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
 /*
- * Send msg (one request line with '\n', for id) and wait for its answer:
- * *resp is the parsed answer. c->lock is held.
+ * Send msg (one request line with '\n', for id) and wait for its answer, as
+ * long as w allows: *resp is the parsed answer. c->lock is held.
  */
 static int
-roundtrip(scagent_client *c, int64_t id, const char *msg, size_t len, json_object **resp)
+roundtrip(scagent_client *c, const struct wait *w, int64_t id, const char *msg, size_t len,
+    json_object **resp)
 {
 	json_object *v;
 	char *line = NULL;
 	int r;
 
 	*resp = NULL;
+	send_timeout(c->fd, w->bound_ms);
 	/* One write per request: the agent wakes once. */
 	if (write_all(c->fd, msg, len) < 0)
-		return closed_before_send(c, resp);
+		return errno == EAGAIN ? wait_expired(c, w) : closed_before_send(c, resp);
 	for (;;) {
 		free(line);
 		line = NULL;
 		json_object_put(*resp);
 		*resp = NULL;
-		if ((r = read_line(c, -1, &line)) != SC_OK)
+		if ((r = await_line(c, w, &line)) != SC_OK)
 			return r;
 		if ((*resp = json_tokener_parse(line)) == NULL) {
 			free(line);
@@ -236,6 +422,7 @@ call(scagent_client *c, const char *op, json_object *args, json_object **result)
 	json_object *req = args ? args : json_object_new_object(), *resp = NULL;
 	const char *text = NULL;
 	char *msg = NULL;
+	struct wait w;
 	size_t len = 0;
 	int64_t id;
 	int r;
@@ -244,6 +431,11 @@ call(scagent_client *c, const char *op, json_object *args, json_object **result)
 	if (req == NULL)
 		return fail(c, SC_ERR_NOMEM, "out of memory");
 	pthread_mutex_lock(&c->lock);
+	if (c->fd < 0) {
+		r = closed_after_timeout(c);
+		goto out;
+	}
+	wait_start(c, op, &w);
 	id = c->next_id++;
 	json_object_object_add(req, "id", json_object_new_int64(id));
 	json_object_object_add(req, "op", json_object_new_string(op));
@@ -254,9 +446,10 @@ call(scagent_client *c, const char *op, json_object *args, json_object **result)
 	else {
 		memcpy(msg, text, len);
 		msg[len] = '\n';
-		if ((r = roundtrip(c, id, msg, len + 1, &resp)) == SC_OK)
+		if ((r = roundtrip(c, &w, id, msg, len + 1, &resp)) == SC_OK)
 			r = answer(c, resp, result);
 	}
+out:
 	pthread_mutex_unlock(&c->lock);
 	/* The request may carry a PIN: wipe every copy we made of it. */
 	if (msg != NULL)
@@ -269,53 +462,107 @@ call(scagent_client *c, const char *op, json_object *args, json_object **result)
 	return r;
 }
 
+/* SCAGENT_TIMEOUT in ms into *ms (0 when unset); SC_ERR_INVALID when it is not a number of seconds. */
+static int
+env_timeout(int *ms)
+{
+	const char *s = getenv("SCAGENT_TIMEOUT");
+	char *end = NULL;
+	double secs;
+
+	*ms = 0;
+	if (s == NULL || *s == '\0')
+		return SC_OK;
+	errno = 0;
+	secs = strtod(s, &end);
+	if (errno != 0 || end == s || *end != '\0' || !(secs > 0))
+		return SC_ERR_INVALID;
+	*ms = secs * 1000 >= WAIT_MAX_MS ? WAIT_MAX_MS : (int)(secs * 1000);
+	if (*ms == 0)
+		*ms = 1;
+	return SC_OK;
+}
+
+/*
+ * Connect to the socket at c->path within ms. A blocking connect() waits
+ * while the agent's queue of new connections is full (a stopped agent
+ * accepts none); SO_SNDTIMEO bounds it on a Unix socket.
+ */
+static int
+connect_bounded(scagent_client *c, int ms)
+{
+	struct sockaddr_un sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (strlen(c->path) >= sizeof(sa.sun_path))
+		return fail(c, SC_ERR_INVALID, "the socket path is too long: %s", c->path);
+	strcpy(sa.sun_path, c->path);
+	if ((c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return fail(c, SC_ERR_AGENT_UNREACHABLE, "cannot connect to %s: %s", c->path, strerror(errno));
+	send_timeout(c->fd, ms);
+	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (errno == EAGAIN)
+			return fail(c, SC_ERR_TIMEOUT, "the agent at %s accepted no connection within %g s: "
+			    "is it stopped or hung? restart it", c->path, ms / 1000.0);
+		return fail(c, SC_ERR_AGENT_UNREACHABLE, "cannot connect to %s: %s", c->path, strerror(errno));
+	}
+	c->agent_pid = agent_pid(c->fd);
+	return SC_OK;
+}
+
 EXPORT int
 scagent_connect(const char *path, scagent_client **out)
 {
-	struct sockaddr_un sa;
 	scagent_client *c;
 	json_object *args, *res = NULL;
-	char *p;
+	struct wait w;
 	int r;
 
 	*out = NULL;
 	connect_err[0] = '\0';
-	if ((p = scagent_default_socket(path)) == NULL)
+	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return SC_ERR_NOMEM;
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		free(p);
-		return SC_ERR_NOMEM;
-	}
 	c->fd = -1;
 	pthread_mutex_init(&c->lock, NULL);
 	sc_linebuf_init(&c->in, SC_PROTO_MAX_RESPONSE);
-	memset(&sa, 0, sizeof(sa));
-	sa.sun_family = AF_UNIX;
-	if (strlen(p) >= sizeof(sa.sun_path)) {
-		r = fail(c, SC_ERR_INVALID, "the socket path is too long: %s", p);
+	if ((c->path = scagent_default_socket(path)) == NULL) {
+		r = fail(c, SC_ERR_NOMEM, "out of memory");
 		goto fail;
 	}
-	strcpy(sa.sun_path, p);
-	if ((c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		r = fail(c, SC_ERR_AGENT_UNREACHABLE, "cannot connect to %s: %s", p, strerror(errno));
+	if ((r = env_timeout(&c->env_timeout_ms)) != SC_OK) {
+		fail(c, r, "SCAGENT_TIMEOUT=%s is not a number of seconds greater than 0",
+		    getenv("SCAGENT_TIMEOUT"));
 		goto fail;
 	}
+	c->timeout_ms = c->env_timeout_ms;
+	wait_start(c, "hello", &w);
+	if ((r = connect_bounded(c, w.bound_ms)) != SC_OK)
+		goto fail;
 	args = json_object_new_object();
 	json_object_object_add(args, "version", json_object_new_int(SC_PROTO_VERSION));
 	json_object_object_add(args, "client", json_object_new_string("libscagent " PACKAGE_VERSION));
 	if ((r = call(c, "hello", args, &res)) != SC_OK)
 		goto fail;
 	json_object_put(res);
-	free(p);
 	*out = c;
 	return SC_OK;
 fail:
 	/* The handle goes: its message stays for scagent_error(NULL) (the agent's "busy" says how many). */
 	snprintf(connect_err, sizeof(connect_err), "%s", c->err);
-	free(p);
 	scagent_close(c);
 	return r;
+}
+
+EXPORT int
+scagent_set_timeout(scagent_client *c, int ms)
+{
+	if (c == NULL || ms < 0)
+		return SC_ERR_INVALID;
+	pthread_mutex_lock(&c->lock);
+	c->timeout_ms = ms == 0 ? c->env_timeout_ms : ms > WAIT_MAX_MS ? WAIT_MAX_MS : ms;
+	pthread_mutex_unlock(&c->lock);
+	return SC_OK;
 }
 
 EXPORT void
@@ -327,6 +574,7 @@ scagent_close(scagent_client *c)
 		close(c->fd);
 	sc_linebuf_free(&c->in);
 	pthread_mutex_destroy(&c->lock);
+	free(c->path);
 	free(c);
 }
 
@@ -477,7 +725,10 @@ scagent_next_event(scagent_client *c, int timeout_ms, char **event_json)
 
 	*event_json = NULL;
 	pthread_mutex_lock(&c->lock);
-	r = read_line(c, timeout_ms, &line);
+	if (c->fd < 0)
+		r = closed_after_timeout(c);
+	else
+		r = read_line(c, timeout_ms < 0 ? -1 : now_ms() + timeout_ms, &line);
 	pthread_mutex_unlock(&c->lock);
 	if (r != SC_OK)
 		return r;
