@@ -22,6 +22,7 @@
 #include "cert/certinfo.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "cli/exchange.h"
 #include "cli/tunnel.h"
 #include "common/err.h"
 #include "common/text.h"
@@ -523,7 +524,10 @@ skip_after_failed_server(struct check *k, const struct sc_tls_conn *c1)
 
 static const char probe_usage[] =
     "usage: scagent probe URL [--json] [--cert REF] [--cafile FILE] [--principal msstd:NAME]\n"
-    "                     [--resolve HOST:PORT:ADDR]... [--tls-max 1.2|1.3]\n";
+    "                     [--resolve HOST:PORT:ADDR]... [--tls-max 1.2|1.3]\n"
+    "       scagent probe --exchange HOST[:PORT] [--path P]... [--json] [options as above]\n";
+
+enum { O_EXCHANGE = 1200, O_VDIR_PATH };
 
 int
 cmd_probe(struct cli *c, int argc, char **argv)
@@ -531,9 +535,13 @@ cmd_probe(struct cli *c, int argc, char **argv)
 	static const struct option opts[] = {
 		TLS_LONGOPTS,
 		{ "json", no_argument, NULL, O_JSON },
+		{ "exchange", required_argument, NULL, O_EXCHANGE },
+		{ "path", required_argument, NULL, O_VDIR_PATH },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct tls_args a;
+	const char *exchange = NULL, **paths = calloc((size_t)argc + 1, sizeof(*paths));
+	int npaths = 0;
 	struct sc_tls_opts o1, o2;
 	struct sc_tls_conn c1, c2;
 	struct sc_http_resp r1, r2, *final = NULL;
@@ -564,6 +572,15 @@ cmd_probe(struct cli *c, int argc, char **argv)
 			continue;
 		switch (ch) {
 		case O_JSON: json = 1; break;
+		case O_EXCHANGE: exchange = optarg; break;
+		case O_VDIR_PATH:
+			if (optarg[0] != '/' || strpbrk(optarg, " \r\n") != NULL || paths == NULL) {
+				cli_err("--path wants an absolute path such as /owa/, not \"%s\"", optarg);
+				rc = EX_SC_USAGE;
+				goto out;
+			}
+			paths[npaths++] = optarg;
+			break;
 		case 'h':
 			fputs(probe_usage, stdout);
 			rc = EX_SC_OK;
@@ -572,6 +589,17 @@ cmd_probe(struct cli *c, int argc, char **argv)
 			rc = EX_SC_USAGE;
 			goto out;
 		}
+	}
+	if (exchange != NULL || npaths > 0) {
+		/* The sweep of every virtual directory (cmd_exchange.c). */
+		if (exchange == NULL || optind != argc) {
+			fputs(probe_usage, stderr);
+			rc = EX_SC_USAGE;
+			goto out;
+		}
+		if ((rc = tls_cert_arg(&a)) == EX_SC_OK)
+			rc = probe_exchange(&a.o, exchange, paths, npaths, json);
+		goto out;
 	}
 	if ((rc = url_arg(argc, argv, probe_usage, &url, host, sizeof(host), port, sizeof(port),
 	    &path)) != EX_SC_OK)
@@ -761,6 +789,7 @@ out:
 	sc_tls_conn_free(&c1);
 	sc_tls_conn_free(&c2);
 	free(path);
+	free(paths);
 	tls_args_clear(&a);
 	return rc;
 }
