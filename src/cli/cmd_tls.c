@@ -22,9 +22,11 @@
 #include "cert/certinfo.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "cli/exchange.h"
 #include "cli/tunnel.h"
 #include "common/err.h"
 #include "common/text.h"
+#include "tls/probe-diag.h"
 #include "tls/tlsclient.h"
 
 #define MAX_BODY (256u * 1024 * 1024)
@@ -352,16 +354,17 @@ out:
 
 /* ================================================================ probe */
 
-enum { P_RESOLVE, P_TCP, P_HANDSHAKE, P_CHAIN, P_NAME, P_PRINCIPAL, P_REQUEST, P_MATCH,
-	P_AUTH, P_HTTP, P_COUNT };
+enum { P_RESOLVE, P_TCP, P_HANDSHAKE, P_CHAIN, P_NAME, P_PRINCIPAL, P_REQUEST, P_REQUIRED,
+	P_MATCH, P_AUTH, P_HTTP, P_COUNT };
 
 static const char *const check_ids[P_COUNT] = {
 	"resolve", "tcp", "tls-handshake", "server-chain", "server-name", "principal",
-	"client-cert-request", "client-cert-match", "client-auth", "http"
+	"client-cert-request", "client-cert-required", "client-cert-match", "client-auth", "http"
 };
 
 struct check {
 	const char *status;
+	const char *code;		/* a finding's code (probe-diag.h), or NULL */
 	char detail[1024];
 	char advice[512];
 	json_object *extra;
@@ -376,6 +379,7 @@ set_check(struct check *k, const char *status, const char *advice, const char *f
 	va_list ap;
 
 	k->status = status;
+	k->code = NULL;
 	va_start(ap, fmt);
 	vsnprintf(k->detail, sizeof(k->detail), fmt, ap);
 	va_end(ap);
@@ -390,18 +394,26 @@ name_of(const X509_NAME *n)
 	return s ? s : strdup("(none)");
 }
 
-/* server-chain: each certificate, and where the path breaks. */
+/* A check from a finding of probe-diag.c. */
+static void
+set_finding(struct check *k, const struct sc_tls_finding *f)
+{
+	set_check(k, f->status, f->advice, "%s", f->detail);
+	k->code = f->code && f->code[0] ? f->code : NULL;
+}
+
+/* server-chain: each certificate, where the path breaks, and its code. */
 static void
 check_chain(struct sc_tls_conn *conn, struct check *k)
 {
 	STACK_OF(X509) *sk = SSL_get_peer_cert_chain(conn->ssl);
-	STACK_OF(X509) *vc = SSL_get0_verified_chain(conn->ssl);
 	json_object *arr = json_object_new_array();
-	char *anchor = NULL;
+	struct sc_tls_finding fd;
 
+	sc_tls_diag_chain(conn, &fd);
+	set_finding(k, &fd);
 	if (sk == NULL || sk_X509_num(sk) == 0) {
 		json_object_put(arr);
-		set_check(k, "fail", "the server must send its certificate", "the server sent no certificate");
 		return;
 	}
 	for (int i = 0; i < sk_X509_num(sk); i++) {
@@ -424,39 +436,15 @@ check_chain(struct sc_tls_conn *conn, struct check *k)
 		}
 	}
 	k->extra = arr;
-	if (conn->verify_err == X509_V_OK && vc != NULL && sk_X509_num(vc) > 0) {
-		anchor = name_of(X509_get_subject_name(sk_X509_value(vc, sk_X509_num(vc) - 1)));
-		set_check(k, "pass", NULL, "%d certificate%s sent, verified to the trust anchor %s",
-		    sk_X509_num(sk), sk_X509_num(sk) == 1 ? "" : "s", anchor);
-		free(anchor);
-		return;
-	}
-	conn->fail = SC_TLS_E_CHAIN;
-	set_check(k, "fail", sc_tls_advice(conn), "%d certificate%s sent; the path breaks at depth %d (%s): %s",
-	    sk_X509_num(sk), sk_X509_num(sk) == 1 ? "" : "s", conn->verify_depth, conn->verify_subject,
-	    X509_verify_cert_error_string(conn->verify_err));
-	conn->fail = SC_TLS_OK;
 }
 
 static void
 check_name(struct sc_tls_conn *conn, struct check *k)
 {
-	X509 *peer = SSL_get0_peer_certificate(conn->ssl);
-	char names[512];
+	struct sc_tls_finding f;
 
-	if (peer == NULL) {
-		set_check(k, "skip", NULL, "no server certificate");
-		return;
-	}
-	sc_tls_principal_matches(peer, "", names, sizeof(names));
-	if (sc_tls_host_matches(peer, conn->host))
-		set_check(k, "pass", NULL, "the certificate is valid for %s", conn->host);
-	else {
-		conn->fail = SC_TLS_E_NAME;
-		set_check(k, "fail", sc_tls_advice(conn), "the certificate is for %s, not %s",
-		    names[0] ? names : "no DNS name", conn->host);
-		conn->fail = SC_TLS_OK;
-	}
+	sc_tls_diag_name(conn, &f);
+	set_finding(k, &f);
 }
 
 static void
@@ -475,6 +463,8 @@ print_checks(const char *url, struct check *k, int json)
 			json_object_object_add(e, "id", json_object_new_string(check_ids[i]));
 			json_object_object_add(e, "status", json_object_new_string(k[i].status));
 			json_object_object_add(e, "detail", json_object_new_string(k[i].detail));
+			if (k[i].code != NULL)
+				json_object_object_add(e, "code", json_object_new_string(k[i].code));
 			if (strcmp(k[i].status, "pass") != 0 && k[i].advice[0])
 				json_object_object_add(e, "advice", json_object_new_string(k[i].advice));
 			if (k[i].extra != NULL && i == P_CHAIN)
@@ -492,9 +482,10 @@ print_checks(const char *url, struct check *k, int json)
 			snprintf(up, sizeof(up), "%s", k[i].status);
 			for (char *p = up; *p; p++)
 				*p = (char)(*p - 'a' + 'A');
-			cli_say(stdout, "  %-4s  %-19s %s", up, check_ids[i], k[i].detail);
+			cli_say(stdout, "  %-4s  %-20s %s%s%s%s", up, check_ids[i], k[i].code ? "[" : "",
+			    k[i].code ? k[i].code : "", k[i].code ? "] " : "", k[i].detail);
 			if (strcmp(k[i].status, "pass") != 0 && k[i].advice[0])
-				cli_say(stdout, "        %-19s advice: %s", "", k[i].advice);
+				cli_say(stdout, "        %-20s advice: %s", "", k[i].advice);
 		}
 		printf("result: %s\n", failed ? "fail" : "pass");
 	}
@@ -521,6 +512,7 @@ skip_after_failed_server(struct check *k, const struct sc_tls_conn *c1)
 	set_check(&k[P_REQUEST], "skip", NULL, "not tried: the server failed %s; nothing was sent "
 	    "to it after the handshake%s%s", failed, c1->requests > 0 ? " (it asked for a client "
 	    "certificate " : "", c1->requests > 0 ? "in the handshake)" : "");
+	set_check(&k[P_REQUIRED], "skip", NULL, "not tried: the server failed %s", failed);
 	set_check(&k[P_MATCH], "skip", NULL, "not tried: the server failed %s; no certificate "
 	    "was chosen for it", failed);
 	set_check(&k[P_AUTH], "skip", advice, "not tried: the server failed %s; no certificate "
@@ -532,17 +524,10 @@ skip_after_failed_server(struct check *k, const struct sc_tls_conn *c1)
 
 static const char probe_usage[] =
     "usage: scagent probe URL [--json] [--cert REF] [--cafile FILE] [--principal msstd:NAME]\n"
-    "                     [--resolve HOST:PORT:ADDR]... [--tls-max 1.2|1.3]\n";
+    "                     [--resolve HOST:PORT:ADDR]... [--tls-max 1.2|1.3]\n"
+    "       scagent probe --exchange HOST[:PORT] [--path P]... [--json] [options as above]\n";
 
-/* An HTTP answer that says the client certificate was refused or missing. */
-static int
-http_cert_refusal(const struct sc_http_resp *r)
-{
-	const char *b = r->body ? (const char *)r->body : "";
-
-	return (r->status == 403 && (strstr(b, "403.7") || strcasestr(b, "client certificate"))) ||
-	    (r->status == 400 && strcasestr(b, "SSL certificate"));
-}
+enum { O_EXCHANGE = 1200, O_VDIR_PATH };
 
 int
 cmd_probe(struct cli *c, int argc, char **argv)
@@ -550,9 +535,13 @@ cmd_probe(struct cli *c, int argc, char **argv)
 	static const struct option opts[] = {
 		TLS_LONGOPTS,
 		{ "json", no_argument, NULL, O_JSON },
+		{ "exchange", required_argument, NULL, O_EXCHANGE },
+		{ "path", required_argument, NULL, O_VDIR_PATH },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct tls_args a;
+	const char *exchange = NULL, **paths = calloc((size_t)argc + 1, sizeof(*paths));
+	int npaths = 0;
 	struct sc_tls_opts o1, o2;
 	struct sc_tls_conn c1, c2;
 	struct sc_http_resp r1, r2, *final = NULL;
@@ -561,7 +550,8 @@ cmd_probe(struct cli *c, int argc, char **argv)
 	struct addrinfo *res = NULL;
 	const char *url = NULL;
 	char host[256], port[8], *path = NULL, desc[128];
-	int json = 0, ch, t, rc = EX_SC_FAIL, hs_ok, matched = 0;
+	struct sc_tls_finding fd;
+	int json = 0, ch, t, rc = EX_SC_FAIL, hs_ok, matched = 0, http1 = 0;
 
 	tls_args_init(c, &a, argc);
 	if (cli_have_tty())
@@ -582,6 +572,15 @@ cmd_probe(struct cli *c, int argc, char **argv)
 			continue;
 		switch (ch) {
 		case O_JSON: json = 1; break;
+		case O_EXCHANGE: exchange = optarg; break;
+		case O_VDIR_PATH:
+			if (optarg[0] != '/' || strpbrk(optarg, " \r\n") != NULL || paths == NULL) {
+				cli_err("--path wants an absolute path such as /owa/, not \"%s\"", optarg);
+				rc = EX_SC_USAGE;
+				goto out;
+			}
+			paths[npaths++] = optarg;
+			break;
 		case 'h':
 			fputs(probe_usage, stdout);
 			rc = EX_SC_OK;
@@ -590,6 +589,17 @@ cmd_probe(struct cli *c, int argc, char **argv)
 			rc = EX_SC_USAGE;
 			goto out;
 		}
+	}
+	if (exchange != NULL || npaths > 0) {
+		/* The sweep of every virtual directory (cmd_exchange.c). */
+		if (exchange == NULL || optind != argc) {
+			fputs(probe_usage, stderr);
+			rc = EX_SC_USAGE;
+			goto out;
+		}
+		if ((rc = tls_cert_arg(&a)) == EX_SC_OK)
+			rc = probe_exchange(&a.o, exchange, paths, npaths, json);
+		goto out;
 	}
 	if ((rc = url_arg(argc, argv, probe_usage, &url, host, sizeof(host), port, sizeof(port),
 	    &path)) != EX_SC_OK)
@@ -666,12 +676,18 @@ cmd_probe(struct cli *c, int argc, char **argv)
 		goto report;
 	if (!hs_ok && c1.requests == 0)
 		goto report;
-	/* When does the server ask? In the handshake, or after the request. */
-	if (hs_ok && c1.requests == 0) {
+	/*
+	 * The first connection goes on without a certificate: when does the
+	 * server ask (in the handshake, or after the request), and does it
+	 * answer without one ("Accept") or refuse ("Require")?
+	 */
+	if (hs_ok) {
 		c1.fail = SC_TLS_OK;
-		if (sc_http_exchange(&c1, "GET", path, NULL, 0, NULL, 0, MAX_BODY, &r1) == SC_OK)
+		if ((http1 = sc_http_exchange(&c1, "GET", path, NULL, 0, NULL, 0, MAX_BODY, &r1) == SC_OK))
 			final = &r1;
 	}
+	sc_tls_diag_required(&c1, hs_ok, http1, &r1, &fd);
+	set_finding(&k[P_REQUIRED], &fd);
 	if (c1.requests == 0) {
 		set_check(&k[P_REQUEST], "warn", "if this URL should require a certificate, configure the "
 		    "server to (IIS: SSL Settings, Require; Apache: SSLVerifyClient require; nginx: "
@@ -709,9 +725,8 @@ cmd_probe(struct cli *c, int argc, char **argv)
 			    "%s", choice.why);
 			break;
 		default:
-			c1.fail = SC_TLS_E_NOCERT;
-			set_check(&k[P_MATCH], "fail", sc_tls_advice(&c1), "%s", choice.why);
-			c1.fail = SC_TLS_OK;
+			set_check(&k[P_MATCH], "fail", sc_tls_nocert_advice(&c1.req, choice.why), "%s",
+			    choice.why);
 		}
 		if (!matched) {
 			set_check(&k[P_AUTH], "skip", NULL, "no certificate to present");
@@ -722,16 +737,19 @@ cmd_probe(struct cli *c, int argc, char **argv)
 			o2.timeout_ms = 15000;
 			sc_tls_conn_init(&c2, &o2, host, port);
 			snprintf(c2.logprefix, sizeof(c2.logprefix), "auth: ");
+			final = NULL;	/* http tells what the certificate got */
 			if (sc_tls_open(&c2) == SC_OK &&
 			    sc_http_exchange(&c2, "GET", path, NULL, 0, NULL, 0, MAX_BODY, &r2) == SC_OK) {
 				final = &r2;
+				sc_tls_diag_http(&c2, &r2, &fd);
 				if (!c2.cert_sent)
 					set_check(&k[P_AUTH], "fail", "see client-cert-match", "no certificate "
 					    "was sent on the second connection: %s", c2.choice.why);
-				else if (http_cert_refusal(&r2))
-					set_check(&k[P_AUTH], "fail", sc_http_advice(&c2, &r2), "\"%s\" was sent "
-					    "but the server answered %d %s", c2.choice.label, r2.status, r2.reason);
-				else
+				else if (fd.code[0] != '\0') {
+					set_finding(&k[P_AUTH], &fd);
+					snprintf(k[P_AUTH].detail, sizeof(k[P_AUTH].detail), "\"%s\" was sent "
+					    "but the server answered %.800s", c2.choice.label, fd.detail);
+				} else
 					set_check(&k[P_AUTH], "pass", NULL, "\"%s\" accepted; the token signed "
 					    "with %s", c2.choice.label, c2.signer.last_alg[0] ?
 					    c2.signer.last_alg : "(no signature)");
@@ -743,7 +761,10 @@ cmd_probe(struct cli *c, int argc, char **argv)
 	}
 	if (final != NULL) {
 		const struct sc_tls_conn *hc = final == &r2 ? &c2 : &c1;
-		if (final->status >= 400)
+		sc_tls_diag_http(hc, final, &fd);
+		if (fd.code[0] != '\0')
+			set_finding(&k[P_HTTP], &fd);
+		else if (final->status >= 400)
 			set_check(&k[P_HTTP], "fail", sc_http_advice(hc, final)[0] ? sc_http_advice(hc, final) :
 			    "check the server's logs for this URL", "HTTP %d %s", final->status, final->reason);
 		else
@@ -768,6 +789,7 @@ out:
 	sc_tls_conn_free(&c1);
 	sc_tls_conn_free(&c2);
 	free(path);
+	free(paths);
 	tls_args_clear(&a);
 	return rc;
 }

@@ -23,6 +23,7 @@
 #include "cert/certinfo.h"
 #include "common/err.h"
 #include "common/util.h"
+#include "tls/probe-diag.h"
 #include "tls/tlsclient.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -405,7 +406,13 @@ cert_verify_cb(X509_STORE_CTX *xs, void *arg)
 {
 	struct sc_tls_conn *c = arg;
 	X509 *leaf = X509_STORE_CTX_get0_cert(xs);
-	int ok = X509_verify_cert(xs);
+	STACK_OF(X509) *sent = X509_STORE_CTX_get0_untrusted(xs);
+	int ok;
+
+	/* What the server sent, for probe-diag's incomplete-chain. */
+	c->sent_certs = sent ? sk_X509_num(sent) : 0;
+	c->sent_last_is_ca = c->sent_certs > 0 && X509_check_ca(sk_X509_value(sent, c->sent_certs - 1)) > 0;
+	ok = X509_verify_cert(xs);
 
 	if (ok > 0 && c->o->principal != NULL &&
 	    (leaf == NULL || !sc_tls_principal_matches(leaf, c->o->principal, NULL, 0))) {
@@ -588,6 +595,8 @@ setup_ctx(struct sc_tls_conn *c)
 		return fail(c, SC_TLS_E_HANDSHAKE, SC_ERR_NOMEM, "cannot create a TLS connection");
 	pthread_once(&ex_once, ex_init);
 	SSL_set_ex_data(c->ssl, ex_index, c);
+	if (c->o->session != NULL)
+		SSL_set_session(c->ssl, c->o->session);
 	SSL_set_cert_cb(c->ssl, cert_cb, c);
 	SSL_set_info_callback(c->ssl, info_cb);
 	SSL_set_post_handshake_auth(c->ssl, 1);
@@ -1198,7 +1207,10 @@ sc_tls_choose_cert(const struct sc_tls_opts *o, const struct sc_tls_req *req,
 		}
 		if (info != NULL && json_object_object_get_ex(info, "key", &v) &&
 		    key_unfit(jstr(v, "type"), jstr(v, "curve"), req, reason, sizeof(reason)) != NULL) {
-			snprintf(ch->why, sizeof(ch->why), "--cert %s has %s", o->cert_ref, reason);
+			char asked[320];
+			sc_tls_req_text(req, asked, sizeof(asked));
+			snprintf(ch->why, sizeof(ch->why), "--cert %.150s has %.250s; the server asked for %s",
+			    o->cert_ref, reason, asked);
 			json_object_put(list);
 			scagent_free(text);
 			X509_free(x);
@@ -1321,11 +1333,14 @@ sc_tls_choose_cert(const struct sc_tls_opts *o, const struct sc_tls_req *req,
 	if (ch->candidates == 0)
 		snprintf(ch->why, sizeof(ch->why), "the agent's tokens hold no certificates "
 		    "(is the card inserted? `scagent list` shows what the agent sees)");
-	else
+	else {
+		/* Always said, not only with -v: which schemes and CAs were asked for. */
+		char asked[320];
+		sc_tls_req_text(req, asked, sizeof(asked));
 		snprintf(ch->why, sizeof(ch->why), "none of the %d certificate%s on the agent's tokens "
-		    "fits the server's request%s%.250s%s: %.300s", ch->candidates, ch->candidates == 1 ? "" : "s",
-		    accepted[0] ? " (it accepts certificates from " : "", accepted, accepted[0] ? ")" : "",
-		    skipped);
+		    "fits the server's request: %.280s; the server asked for %s", ch->candidates,
+		    ch->candidates == 1 ? "" : "s", skipped, asked);
+	}
 	return SC_ERR_NOT_FOUND;
 }
 
@@ -1380,16 +1395,8 @@ sc_tls_advice(const struct sc_tls_conn *c)
 	case SC_TLS_E_TCP:
 		return "check that the server is up and that no firewall or proxy blocks the port";
 	case SC_TLS_E_CHAIN:
-		if (c->verify_err == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
-		    c->verify_err == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
-		    c->verify_err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
-		    c->verify_err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT)
-			return "the server certificate comes from a private CA or is self-signed: install "
-			    "that CA's root in the system trust store, or pass it with --cafile FILE";
-		if (c->verify_err == X509_V_ERR_CERT_HAS_EXPIRED)
-			return "the server certificate has expired: renew it on the server";
-		return "fix the server's certificate chain (it should send its intermediates), or "
-		    "give the right trust anchors with --cafile";
+		/* One advice per kind of failure: incomplete-chain, untrusted-root, ... */
+		return sc_tls_chain_advice(sc_tls_chain_code(c));
 	case SC_TLS_E_NAME:
 		return "connect with a name the certificate lists (--resolve NAME:PORT:ADDR keeps the "
 		    "address), or reissue the server certificate with this name in its SAN";

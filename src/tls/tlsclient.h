@@ -46,6 +46,7 @@ struct sc_tls_opts {
 	int timeout_ms;			/* connect, read and write timeout; 0: none */
 	char *(*ask_pin)(const char *label);	/* a per-signature PIN (struct sc_tls_signer) */
 	struct sc_tls_agent *agent;
+	SSL_SESSION *session;		/* offered for resumption (probe --exchange), or NULL */
 };
 
 /* When the server asked for a client certificate. */
@@ -118,6 +119,8 @@ struct sc_tls_conn {
 	long verify_err;		/* first verification error (X509_V_OK: none) */
 	int verify_depth;
 	char verify_subject[256];
+	int sent_certs;			/* certificates the server sent (leaf first) */
+	int sent_last_is_ca;		/* the last of them is a CA: it sent intermediates */
 	char peer_names[512];		/* CN and DNS names of the server certificate */
 	int principal_bad;		/* --principal matched none of them (found in verification) */
 	char refused[512];		/* why no certificate was offered to this server; "" when not refused */

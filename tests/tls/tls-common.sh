@@ -47,8 +47,12 @@ wait_port() {
 # tls_nginx NAME PORT [extra server directives]: nginx requiring a client
 # certificate from the Contoso PKI on 127.0.0.1:PORT, TLS 1.2 and 1.3.
 # Access log with the TLS version and the client certificate's subject.
+# NGINX_CERT=FILE: the server's certificate file (default leaf + issuing CA;
+# the leaf alone makes a server that does not send its intermediate);
+# NGINX_VERIFY=optional: ssl_verify_client optional (IIS's "Accept").
 tls_nginx() {
 	local name=$1 port=$2 extra=${3:-} d=$TB_DIR/nginx-$1 p=$TB_DIR/pki
+	local cert=${NGINX_CERT:-$TB_DIR/pki/localhost-chain.pem} verify=${NGINX_VERIFY:-on}
 	_tb_need nginx
 	[ -f "$p/localhost.pem" ] || tb_server_cert localhost DNS:localhost IP:127.0.0.1
 	mkdir -p "$d/html" "$d/logs" "$d/tmp"
@@ -72,11 +76,11 @@ tls_nginx() {
 		    server {
 		        listen 127.0.0.1:$port ssl;
 		        server_name localhost;
-		        ssl_certificate $p/localhost-chain.pem;
+		        ssl_certificate $cert;
 		        ssl_certificate_key $p/localhost.key;
 		        ssl_protocols TLSv1.2 TLSv1.3;
 		        ssl_client_certificate $p/ca-chain.pem;
-		        ssl_verify_client on;
+		        ssl_verify_client $verify;
 		        ssl_verify_depth 3;
 		        access_log $d/logs/access.log tls;
 		        root $d/html;
@@ -93,12 +97,33 @@ tls_nginx() {
 # /Microsoft-Server-ActiveSync (renegotiation over TLS 1.2, post-handshake
 # authentication over TLS 1.3). SSL log with protocol and client subject.
 tls_apache() {
-	local port=$1 d=$TB_DIR/apache p=$TB_DIR/pki mods=/usr/lib/apache2/modules
-	_tb_need apache2
-	[ -f "$p/localhost.pem" ] || tb_server_cert localhost DNS:localhost IP:127.0.0.1
-	mkdir -p "$d/htdocs/Microsoft-Server-ActiveSync" "$d/logs"
+	local d=$TB_DIR/apache
+	mkdir -p "$d/htdocs/Microsoft-Server-ActiveSync"
 	echo "apache public page" >"$d/htdocs/index.html"
 	echo "activesync ok" >"$d/htdocs/Microsoft-Server-ActiveSync/index.html"
+	_tls_apache_run "$d" "$1" "" <<-'APA'
+		<Location /Microsoft-Server-ActiveSync>
+		    SSLVerifyClient require
+		    # small, so that a POST body over a renegotiation gets 413 (as IIS
+		    # with its default uploadReadAheadSize)
+		    SSLRenegBufferSize 1024
+		</Location>
+	APA
+}
+
+# _tls_apache_run DIR PORT MODULES < LOCATIONS: Apache httpd serving
+# DIR/htdocs on 127.0.0.1:PORT with the Contoso server certificate and chain,
+# no client certificate on the virtual host, the <Location> sections read
+# from standard input, MODULES (names, as "auth_basic authn_file") loaded
+# too. SSL log: DIR/logs/ssl.log.
+_tls_apache_run() {
+	local d=$1 port=$2 p=$TB_DIR/pki mods=/usr/lib/apache2/modules m loads="" locations
+	locations=$(cat)
+	_tb_need apache2
+	[ -f "$p/localhost.pem" ] || tb_server_cert localhost DNS:localhost IP:127.0.0.1
+	mkdir -p "$d/htdocs" "$d/logs"
+	for m in $3; do loads="$loads
+LoadModule ${m}_module $mods/mod_$m.so"; done
 	chmod -R a+rX "$d" "$p"
 	chmod a+x "$TB_DIR"
 	cat >"$d/httpd.conf" <<-APA
@@ -113,7 +138,7 @@ tls_apache() {
 		LoadModule mime_module $mods/mod_mime.so
 		LoadModule dir_module $mods/mod_dir.so
 		LoadModule socache_shmcb_module $mods/mod_socache_shmcb.so
-		LoadModule ssl_module $mods/mod_ssl.so
+		LoadModule ssl_module $mods/mod_ssl.so$loads
 		TypesConfig /etc/mime.types
 		DirectoryIndex index.html
 		ErrorLog $d/logs/error.log
@@ -134,12 +159,7 @@ tls_apache() {
 		    <Directory $d/htdocs>
 		        Require all granted
 		    </Directory>
-		    <Location /Microsoft-Server-ActiveSync>
-		        SSLVerifyClient require
-		        # small, so that a POST body over a renegotiation gets 413 (as IIS
-		        # with its default uploadReadAheadSize)
-		        SSLRenegBufferSize 1024
-		    </Location>
+		$locations
 		</VirtualHost>
 	APA
 	apache2 -f "$d/httpd.conf" -DFOREGROUND >"$d/logs/stdout.log" 2>&1 &
@@ -157,7 +177,8 @@ probe() {
 	got=$(python3 - "$out" <<-'PY'
 		import json, sys
 		ids = ["resolve", "tcp", "tls-handshake", "server-chain", "server-name", "principal",
-		       "client-cert-request", "client-cert-match", "client-auth", "http"]
+		       "client-cert-request", "client-cert-required", "client-cert-match",
+		       "client-auth", "http"]
 		d = json.load(open(sys.argv[1]))
 		c = d["checks"]
 		assert [x["id"] for x in c] == ids, "ids"
@@ -177,4 +198,62 @@ probe() {
 	else
 		nok "$what (rc=$rc; $got)"; show "$out"; show "$err"
 	fi
+}
+
+# tls_apache_exchange PORT: Apache httpd laid out as an Exchange server's IIS
+# virtual directories, each with its own client certificate setting (IIS's
+# per-vdir SSL Settings; TLS 1.2: renegotiation, TLS 1.3: post-handshake
+# authentication, as IIS without clientcertnegotiation):
+#   /autodiscover/autodiscover.xml, /owa/  no certificate asked ("Ignore")
+#   /ecp/                     asked, not required ("Accept": optional)
+#   /Microsoft-Server-ActiveSync/, /OAB/   required ("Require")
+#   /EWS/Exchange.asmx        required, then IIS's 403.16 page
+#   /mapi/                    required, then 401 (no account for the certificate)
+#   /iis/403.13/, /iis/403.17/  required, then IIS's 403.13 / 403.17 page
+#   /rpc/rpcproxy.dll         absent (404)
+# SSL log as tls_apache's, in $TB_DIR/apache-exchange/logs/ssl.log.
+tls_apache_exchange() {
+	local d=$TB_DIR/apache-exchange v
+	mkdir -p "$d/htdocs/autodiscover" "$d/htdocs/EWS"
+	for v in owa ecp Microsoft-Server-ActiveSync OAB mapi iis/403.13 iis/403.17; do
+		mkdir -p "$d/htdocs/$v"
+		echo "$v ok" >"$d/htdocs/$v/index.html"
+	done
+	echo "<Autodiscover/>" >"$d/htdocs/autodiscover/autodiscover.xml"
+	echo "ews ok" >"$d/htdocs/EWS/Exchange.asmx"
+	: >"$d/users"
+	_tls_apache_run "$d" "$1" "authz_user authn_core authn_file auth_basic" <<-APA
+		<Location /ecp>
+		    SSLVerifyClient optional
+		</Location>
+		<Location /Microsoft-Server-ActiveSync>
+		    SSLVerifyClient require
+		</Location>
+		<Location /OAB>
+		    SSLVerifyClient require
+		</Location>
+		<Location /EWS>
+		    SSLVerifyClient require
+		    Require expr %{SSL_CLIENT_S_DN_CN} == 'nobody'
+		    ErrorDocument 403 "<html><body><h1>Server Error</h1><h2>HTTP Error 403.16 - Forbidden</h2><p>Your client certificate is either not trusted or is invalid.</p></body></html>"
+		</Location>
+		<Location /iis/403.13>
+		    SSLVerifyClient require
+		    Require expr %{SSL_CLIENT_S_DN_CN} == 'nobody'
+		    ErrorDocument 403 "<html><body><h2>HTTP Error 403.13 - Forbidden</h2><p>The client certificate used for this request has been revoked by the Web server.</p></body></html>"
+		</Location>
+		<Location /iis/403.17>
+		    SSLVerifyClient require
+		    Require expr %{SSL_CLIENT_S_DN_CN} == 'nobody'
+		    ErrorDocument 403 "<html><body><h2>HTTP Error 403.17 - Forbidden</h2><p>Your client certificate has expired or is not yet valid.</p></body></html>"
+		</Location>
+		<Location /mapi>
+		    SSLVerifyClient require
+		    AuthType Basic
+		    AuthName "mapi"
+		    AuthBasicProvider file
+		    AuthUserFile $d/users
+		    Require valid-user
+		</Location>
+	APA
 }
