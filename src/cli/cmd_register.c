@@ -95,7 +95,7 @@ static int
 add_mozilla(struct dblist *l, const char *home, const char *base_rel, const char *app)
 {
 	char base[4096], ini[4200], line[4096], path[4096] = "", name[256] = "", dir[8400];
-	char what[600];
+	char what[4200];
 	int relative = 1, in_profile = 0, r = SC_OK;
 	FILE *fp;
 
