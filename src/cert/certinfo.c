@@ -1,6 +1,8 @@
 /*
- * What a certificate says, and whether it suits certificate-based
- * authentication (CBA). See certinfo.h and INTERFACE.md for the contract.
+ * What a certificate says: names, serial, times, fingerprint, EKU, key
+ * usage, key, UPNs and emails (sc_cert_describe). Whether it suits
+ * certificate-based authentication is cba.c; the words for its problem codes
+ * are explain.c. See certinfo.h and INTERFACE.md for the contract.
  *
  * Choices made here:
  * - DNs are printed with X509_NAME_print_ex() and XN_FLAG_RFC2253 without
@@ -21,14 +23,10 @@
  *   duplicates removed ignoring case, the first spelling kept.
  * - An extension that is present but cannot be decoded (or appears twice)
  *   counts as present without the wanted content: fail closed.
- * - The chain check ignores only the leaf's own validity period (reported as
- *   expired/not-yet-valid already); intermediates and roots are checked at
- *   the same time as the leaf.
  */
 #include "config.h"
 
 #include <ctype.h>
-#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,11 +42,10 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
-#include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
+#include "cert/cert-private.h"
 #include "cert/certinfo.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -70,8 +67,8 @@ json_push(json_object *arr, json_object *val)
 	return 0;
 }
 
-static int
-json_push_str(json_object *arr, const char *s)
+int
+cert_json_push_str(json_object *arr, const char *s)
 {
 	return json_push(arr, json_object_new_string(s));
 }
@@ -187,8 +184,8 @@ name_print(const X509_NAME *name, unsigned long flags, char **out)
 	return r;
 }
 
-static int
-name_oneline(const X509_NAME *name, char **out)
+int
+cert_name_oneline(const X509_NAME *name, char **out)
 {
 	const unsigned long flags = XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB;
 	int r;
@@ -211,7 +208,7 @@ sc_name_oneline(const X509_NAME *name)
 {
 	char *s = NULL;
 
-	if (name_oneline(name, &s) != 0)
+	if (cert_name_oneline(name, &s) != 0)
 		return NULL;
 	return s;
 }
@@ -294,8 +291,8 @@ serial_hex(X509 *x, char **out)
  * The EKU extension: *present is 1 when the certificate has one (even one
  * that does not decode), and the decoded list (or NULL) is returned.
  */
-static EXTENDED_KEY_USAGE *
-eku_get(X509 *x, int *present)
+EXTENDED_KEY_USAGE *
+cert_eku_get(X509 *x, int *present)
 {
 	EXTENDED_KEY_USAGE *eku;
 	int crit = -1;
@@ -313,7 +310,7 @@ eku_names(X509 *x, json_object *arr)
 	EXTENDED_KEY_USAGE *eku;
 	int present, r = 0;
 
-	if ((eku = eku_get(x, &present)) == NULL) {
+	if ((eku = cert_eku_get(x, &present)) == NULL) {
 		if (present)
 			sc_debug("certificate EKU extension does not decode");
 		return 0;
@@ -328,7 +325,7 @@ eku_names(X509 *x, json_object *arr)
 			r = SC_ERR_NOMEM;
 			goto out;
 		}
-		r = json_push_str(arr, sn != NULL ? sn : txt);
+		r = cert_json_push_str(arr, sn != NULL ? sn : txt);
 		free(txt);
 		if (r != 0)
 			goto out;
@@ -344,8 +341,8 @@ static const char *const ku_names[] = {
 	"encipherOnly", "decipherOnly",
 };
 
-static ASN1_BIT_STRING *
-ku_get(X509 *x, int *present)
+ASN1_BIT_STRING *
+cert_ku_get(X509 *x, int *present)
 {
 	ASN1_BIT_STRING *ku;
 	int crit = -1;
@@ -363,12 +360,12 @@ ku_list(X509 *x, json_object *arr)
 	ASN1_BIT_STRING *ku;
 	int present, r = 0;
 
-	if ((ku = ku_get(x, &present)) == NULL)
+	if ((ku = cert_ku_get(x, &present)) == NULL)
 		return 0;
 	for (size_t i = 0; i < sizeof(ku_names) / sizeof(ku_names[0]); i++) {
 		if (!ASN1_BIT_STRING_get_bit(ku, (int)i))
 			continue;
-		if ((r = json_push_str(arr, ku_names[i])) != 0)
+		if ((r = cert_json_push_str(arr, ku_names[i])) != 0)
 			break;
 	}
 	ASN1_BIT_STRING_free(ku);
@@ -438,8 +435,8 @@ key_describe(X509 *x, json_object *obj)
 }
 
 /* 1 when the key is too short for CBA: RSA < 2048 bits, EC < 256 bits. */
-static int
-key_weak(X509 *x)
+int
+cert_key_weak(X509 *x)
 {
 	EVP_PKEY *pk = X509_get0_pubkey(x);
 
@@ -655,14 +652,14 @@ sc_cert_describe(X509 *x, json_object *obj)
 
 	if (x == NULL || obj == NULL || !json_object_is_type(obj, json_type_object))
 		return SC_ERR_INVALID;
-	if ((r = name_oneline(X509_get_subject_name(x), &subject)) != 0 ||
-	    (r = name_oneline(X509_get_issuer_name(x), &issuer)) != 0 ||
+	if ((r = cert_name_oneline(X509_get_subject_name(x), &subject)) != 0 ||
+	    (r = cert_name_oneline(X509_get_issuer_name(x), &issuer)) != 0 ||
 	    (r = serial_hex(x, &serial)) != 0 ||
 	    (r = time_text(X509_get0_notBefore(x), nb, sizeof(nb))) != 0 ||
 	    (r = time_text(X509_get0_notAfter(x), na, sizeof(na))) != 0 ||
 	    (r = sc_cert_sha256_hex(x, sha)) != 0)
 		goto out;
-	/* Valid UTF-8 already (name_oneline): the JSON rule is kept all the same. */
+	/* Valid UTF-8 already (cert_name_oneline): the JSON rule is kept all the same. */
 	if ((r = sc_json_add_text(obj, "subject", subject)) != 0 ||
 	    (r = sc_json_add_text(obj, "issuer", issuer)) != 0 ||
 	    (r = sc_json_set(obj, "serial", json_object_new_string(serial))) != 0 ||
@@ -696,353 +693,4 @@ sc_cert_describe(X509 *x, json_object *obj)
 	free(issuer);
 	free(serial);
 	return r;
-}
-
-/* ---- CBA ---- */
-
-/*
- * The leaf's validity period and purpose (EKU, key usage) are reported on
- * their own: do not fail the chain on them. The CAs above it are checked for
- * client authentication as a TLS server checks them.
- */
-static int
-leaf_cb(int ok, X509_STORE_CTX *ctx)
-{
-	if (ok || X509_STORE_CTX_get_error_depth(ctx) != 0)
-		return ok;
-	switch (X509_STORE_CTX_get_error(ctx)) {
-	case X509_V_ERR_CERT_HAS_EXPIRED:
-	case X509_V_ERR_CERT_NOT_YET_VALID:
-	case X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD:
-	case X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD:
-	case X509_V_ERR_INVALID_PURPOSE:
-		return 1;
-	default:
-		return ok;
-	}
-}
-
-int
-sc_cert_anchors_pem(const char *pem, size_t len, X509_STORE **out, int *count)
-{
-	X509_STORE *store = NULL;
-	BIO *b = NULL;
-	X509 *x;
-	unsigned long e;
-	int n = 0, r = SC_ERR_NOMEM;
-
-	*out = NULL;
-	if (count != NULL)
-		*count = 0;
-	if (len > INT_MAX) {
-		r = SC_ERR_TOO_LARGE;
-		goto out;
-	}
-	if ((store = X509_STORE_new()) == NULL || (b = BIO_new_mem_buf(pem, (int)len)) == NULL)
-		goto out;
-	ERR_clear_error();
-	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
-		/* OpenSSL 3 takes a certificate given twice as once. */
-		if (X509_STORE_add_cert(store, x) != 1) {
-			X509_free(x);
-			goto out;
-		}
-		X509_free(x);
-		n++;
-	}
-	/* The loop ends at the text's end (no more blocks) or at a bad block. */
-	e = ERR_peek_last_error();
-	if (n == 0 || ERR_GET_LIB(e) != ERR_LIB_PEM || ERR_GET_REASON(e) != PEM_R_NO_START_LINE) {
-		r = SC_ERR_CERT;
-		goto out;
-	}
-	*out = store;
-	store = NULL;
-	if (count != NULL)
-		*count = n;
-	r = SC_OK;
-out:
-	ERR_clear_error();
-	BIO_free(b);
-	X509_STORE_free(store);
-	return r;
-}
-
-/* The CBA problem code of a chain that failed with OpenSSL's err. */
-static const char *
-chain_code(int err)
-{
-	switch (err) {
-	case X509_V_ERR_INVALID_PURPOSE:
-		return "chain-purpose";
-	case X509_V_ERR_INVALID_CA:
-	case X509_V_ERR_KEYUSAGE_NO_CERTSIGN:
-		return "chain-invalid-ca";
-	default:
-		return "chain-untrusted";
-	}
-}
-
-/*
- * Why the chain failed: OpenSSL's reason, after the subject of the
- * certificate it concerns when that is not the leaf. Caller frees.
- */
-static char *
-chain_reason(X509_STORE_CTX *ctx, int ok)
-{
-	const char *why = "the certificate chain could not be verified";
-	X509 *at = X509_STORE_CTX_get_current_cert(ctx);
-	char *subject = NULL, *s;
-	int err = X509_STORE_CTX_get_error(ctx);
-	size_t n;
-
-	if (ok == 0 && err != X509_V_OK)
-		why = X509_verify_cert_error_string(err);
-	if (err == X509_V_OK || X509_STORE_CTX_get_error_depth(ctx) <= 0 ||
-	    at == NULL || name_oneline(X509_get_subject_name(at), &subject) != 0)
-		return strdup(why);
-	n = strlen(subject) + strlen(why) + 3;
-	if ((s = malloc(n)) != NULL)
-		snprintf(s, n, "%s: %s", subject, why);
-	free(subject);
-	return s;
-}
-
-/*
- * 0: the certificate chains to an anchor of in->anchors for client
- * authentication; 1: it does not, *codep is the CBA problem code and
- * *reasonp says why (caller frees); negative: out of memory or internal error.
- */
-static int
-chain_check(X509 *x, const struct sc_cba_input *in, time_t now,
-    const char **codep, char **reasonp)
-{
-	X509_STORE_CTX *ctx = NULL;
-	char *reason = NULL;
-	int r = SC_ERR_INTERNAL, ok;
-
-	*codep = "chain-untrusted";
-	*reasonp = NULL;
-	if ((ctx = X509_STORE_CTX_new()) == NULL ||
-	    X509_STORE_CTX_init(ctx, in->anchors, x, in->untrusted) != 1) {
-		r = SC_ERR_NOMEM;
-		goto out;
-	}
-	/*
-	 * The purpose a TLS server checks a client's chain for (OpenSSL's
-	 * "ssl_client", as `openssl verify -purpose sslclient`): every CA's
-	 * EKU must allow clientAuth. No partial chains.
-	 */
-	if (X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) != 1) {
-		r = SC_ERR_INTERNAL;
-		goto out;
-	}
-	X509_STORE_CTX_set_time(ctx, 0, now);
-	X509_STORE_CTX_set_verify_cb(ctx, leaf_cb);
-	if ((ok = X509_verify_cert(ctx)) == 1) {
-		r = 0;
-		goto out;
-	}
-	if (ok == 0)
-		*codep = chain_code(X509_STORE_CTX_get_error(ctx));
-	if ((reason = chain_reason(ctx, ok)) == NULL) {
-		r = SC_ERR_NOMEM;
-		goto out;
-	}
-	r = 1;
- out:
-	ERR_clear_error();
-	X509_STORE_CTX_free(ctx);
-	if (r == 1)
-		*reasonp = reason;
-	else
-		free(reason);
-	return r;
-}
-
-json_object *
-sc_cert_cba(X509 *x, const struct sc_cba_input *in, char **chain_reason)
-{
-	static const struct sc_cba_input defaults = { -1, NULL, NULL, 0 };
-	EXTENDED_KEY_USAGE *eku = NULL;
-	ASN1_BIT_STRING *ku = NULL;
-	json_object *arr = NULL, *upns = NULL, *ret = NULL;
-	const char *code;
-	char *reason = NULL;
-	time_t now;
-	int present, cmp, c;
-
-	if (chain_reason != NULL)
-		*chain_reason = NULL;
-	if (in == NULL)
-		in = &defaults;
-	if (x == NULL || (arr = json_object_new_array()) == NULL)
-		goto out;
-	now = in->now != 0 ? in->now : time(NULL);
-
-	/* EKU: absent means any purpose; anyExtendedKeyUsage is fine too. */
-	eku = eku_get(x, &present);
-	if (present) {
-		int client = 0;
-
-		for (int i = 0; i < sk_ASN1_OBJECT_num(eku); i++) {
-			int nid = OBJ_obj2nid(sk_ASN1_OBJECT_value(eku, i));
-
-			if (nid == NID_client_auth || nid == NID_anyExtendedKeyUsage)
-				client = 1;
-		}
-		if (!client && json_push_str(arr, "no-client-auth-eku") != 0)
-			goto out;
-	}
-
-	if ((upns = sc_cert_upns(x, NULL)) == NULL)
-		goto out;
-	if (json_object_array_length(upns) == 0 &&
-	    json_push_str(arr, "no-upn") != 0)
-		goto out;
-
-	/* A validity time that does not parse (-2) fails closed. */
-	cmp = ASN1_TIME_cmp_time_t(X509_get0_notAfter(x), now);
-	if ((cmp == -1 || cmp == -2) && json_push_str(arr, "expired") != 0)
-		goto out;
-	cmp = ASN1_TIME_cmp_time_t(X509_get0_notBefore(x), now);
-	if ((cmp == 1 || cmp == -2) && json_push_str(arr, "not-yet-valid") != 0)
-		goto out;
-	ERR_clear_error();
-
-	ku = ku_get(x, &present);
-	if (present && (ku == NULL || !ASN1_BIT_STRING_get_bit(ku, 0)) &&
-	    json_push_str(arr, "no-digital-signature") != 0)
-		goto out;
-
-	if (in->private_key == 0 && json_push_str(arr, "no-private-key") != 0)
-		goto out;
-
-	if (key_weak(x) && json_push_str(arr, "weak-key") != 0)
-		goto out;
-
-	if (in->anchors != NULL) {
-		if ((c = chain_check(x, in, now, &code, &reason)) < 0)
-			goto out;
-		if (c == 1) {
-			sc_debug("chain not accepted (%s): %s", code, reason);
-			if (json_push_str(arr, code) != 0)
-				goto out;
-			if (chain_reason != NULL) {
-				*chain_reason = reason;
-				reason = NULL;
-			}
-		}
-	}
-	ret = arr;
-	arr = NULL;
- out:
-	EXTENDED_KEY_USAGE_free(eku);
-	ASN1_BIT_STRING_free(ku);
-	json_object_put(upns);
-	json_object_put(arr);
-	free(reason);
-	if (ret == NULL && chain_reason != NULL) {
-		free(*chain_reason);
-		*chain_reason = NULL;
-	}
-	return ret;
-}
-
-/* ---- words for the user ---- */
-
-static const struct {
-	const char *code;
-	const char *explain;
-	const char *advice;
-} cba_text[] = {
-	{ "no-client-auth-eku",
-	  "The certificate's extended key usage does not include client "
-	  "authentication, so it is not meant for signing in to a server.",
-	  "Exchange and other CBA servers only accept certificates whose "
-	  "extended key usage includes Client Authentication "
-	  "(1.3.6.1.5.5.7.3.2): ask for a certificate from a template that has "
-	  "it (AD CS 'User' or 'Smartcard Logon')." },
-	{ "no-upn",
-	  "The certificate carries no user principal name (UPN), so Exchange "
-	  "cannot map it to a mailbox account.",
-	  "Ask for a certificate from a template that puts the UPN in the "
-	  "subject alternative name (AD CS 'User' or 'Smartcard Logon')." },
-	{ "expired",
-	  "The certificate has expired: its validity period ended before now.",
-	  "Servers refuse expired certificates, so renew the certificate and "
-	  "import the new one next to its key (or fix this computer's clock if "
-	  "the date is wrong)." },
-	{ "not-yet-valid",
-	  "The certificate is not valid yet: its validity period starts in the "
-	  "future.",
-	  "Servers refuse a certificate before its start date, so wait until "
-	  "it becomes valid, or fix this computer's clock if the date is "
-	  "wrong." },
-	{ "no-digital-signature",
-	  "The certificate's key usage does not allow digital signatures, which "
-	  "TLS client authentication needs.",
-	  "In the TLS handshake the client proves it holds the key by signing, "
-	  "so ask for a certificate whose key usage includes digitalSignature." },
-	{ "no-private-key",
-	  "The token holds no private key with this certificate's ID, so the "
-	  "certificate cannot be used to sign in.",
-	  "Signing in needs the private key that matches the certificate: "
-	  "import the certificate onto the token that holds its key with the "
-	  "same ID (CKA_ID), or enrol again." },
-	{ "weak-key",
-	  "The certificate's key is too short (RSA under 2048 bits or EC under "
-	  "256 bits) for current servers.",
-	  "Exchange and current Windows servers refuse short keys, so request a "
-	  "new certificate for an RSA key of 2048 bits or more or an EC P-256 "
-	  "key." },
-	{ "chain-untrusted",
-	  "The certificate does not chain to a trust anchor in the given CA "
-	  "file, even with the intermediate certificates found on the token.",
-	  "The server must trust the issuing CA for CBA to work, so check that "
-	  "the CA file holds the right root and put the missing intermediate CA "
-	  "certificates on the token or in the CA file." },
-	{ "chain-purpose",
-	  "An issuing CA's extended key usage does not allow client "
-	  "authentication, so servers refuse the certificates it issued for "
-	  "signing in.",
-	  "A CA certificate that lists extended key usages limits what the "
-	  "certificates under it may do, and servers check the whole chain "
-	  "(as `openssl verify -purpose sslclient` does): ask the CA "
-	  "administrator for a CA certificate whose extended key usage includes "
-	  "Client Authentication (1.3.6.1.5.5.7.3.2), or enrol under a CA that "
-	  "allows it." },
-	{ "chain-invalid-ca",
-	  "A certificate that issued another one in the chain is not marked as "
-	  "a CA (basicConstraints CA:TRUE and keyUsage keyCertSign), so servers "
-	  "do not accept what it signed.",
-	  "Only a CA certificate may issue certificates: check that the issuing "
-	  "CA certificate on the token or in the CA file is the right one, and "
-	  "ask the CA administrator to reissue it with basicConstraints CA:TRUE "
-	  "and keyUsage keyCertSign." },
-};
-
-static const char generic_explain[] =
-    "The certificate has a problem that makes it unsuitable for "
-    "certificate-based authentication.";
-static const char generic_advice[] =
-    "Ask your certificate administrator to check this certificate against "
-    "the server's certificate-based authentication requirements.";
-
-const char *
-sc_cba_explain(const char *code)
-{
-	for (size_t i = 0; code != NULL && i < sizeof(cba_text) / sizeof(cba_text[0]); i++)
-		if (strcmp(code, cba_text[i].code) == 0)
-			return cba_text[i].explain;
-	return generic_explain;
-}
-
-const char *
-sc_cba_advice(const char *code)
-{
-	for (size_t i = 0; code != NULL && i < sizeof(cba_text) / sizeof(cba_text[0]); i++)
-		if (strcmp(code, cba_text[i].code) == 0)
-			return cba_text[i].advice;
-	return generic_advice;
 }

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <openssl/evp.h>
 #include "cli/cli.h"
+#include "common/alg.h"
 #include "common/err.h"
 #include "common/secmem.h"
 #include "proto/proto.h"
@@ -223,8 +224,7 @@ cmd_sign(struct cli *c, int argc, char **argv)
 		return EX_SC_USAGE;
 	}
 	if ((a = sc_alg_parse(alg)) < 0) {
-		cli_err("unknown --alg '%s': use rsa-pkcs1-sha256|384|512, rsa-pss-sha256|384|512 "
-		    "or ecdsa-sha256|384|512", alg);
+		cli_err("unknown --alg '%s': use %s", alg, sc_alg_names_hint());
 		return EX_SC_USAGE;
 	}
 	if (c->direct) {

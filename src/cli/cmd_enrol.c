@@ -420,7 +420,8 @@ csr_sign(struct cli *c, X509_REQ *req, EVP_PKEY *pk, const char *ref, int rsa)
 		goto out;
 	args = json_object_new_object();
 	json_object_object_add(args, "ref", json_object_new_string(ref));
-	json_object_object_add(args, "alg", json_object_new_string(rsa ? "rsa-pkcs1-sha256" : "ecdsa-sha256"));
+	json_object_object_add(args, "alg", json_object_new_string(sc_alg_name(rsa ? SC_ALG_RSA_PKCS1_SHA256 :
+	    SC_ALG_ECDSA_SHA256)));
 	json_object_object_add(args, "digest", json_object_new_string(b64));
 	if ((r = enrol_call(c, "sign-key", args, &res)) != SC_OK)
 		goto out;

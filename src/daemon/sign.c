@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/evp.h>
+#include "common/alg.h"
 #include "common/err.h"
 #include "common/secmem.h"
 #include "common/util.h"
@@ -57,8 +58,8 @@ sign_args(json_object *req, int *alg, unsigned char **in, size_t *inlen, int *is
 	*in = NULL;
 	*inlen = 0;
 	if ((*alg = sc_alg_parse(algname)) < 0) {
-		snprintf(msg, msglen, "unknown algorithm \"%.64s\"; use rsa-pkcs1-sha256|384|512, "
-		    "rsa-pss-sha256|384|512 or ecdsa-sha256|384|512", algname);
+		snprintf(msg, msglen, "unknown algorithm \"%.64s\"; use %s", algname,
+		    sc_alg_names_hint());
 		return SC_ERR_INVALID;
 	}
 	if ((data == NULL) == (digest == NULL)) {
@@ -200,10 +201,10 @@ sign_error_message(int r, const char *ref, const char *algname, int alg,
 		    "nothing was signed", sf->tok);
 		break;
 	case SC_ERR_KEY:
-		if (strcmp(sf->keytype, "ec") == 0 && sc_alg_family(alg) != 3)
+		if (strcmp(sf->keytype, "ec") == 0 && sc_alg_family(alg) != SC_ALG_ECDSA)
 			snprintf(msg, len, "the key of \"%s\" is an EC key and cannot make "
 			    "a %s signature; use ecdsa-sha256|384|512", ref, algname);
-		else if (strcmp(sf->keytype, "rsa") == 0 && sc_alg_family(alg) == 3)
+		else if (strcmp(sf->keytype, "rsa") == 0 && sc_alg_family(alg) == SC_ALG_ECDSA)
 			snprintf(msg, len, "the key of \"%s\" is an RSA key and cannot make "
 			    "a %s signature; use rsa-pkcs1-* or rsa-pss-*", ref, algname);
 		else

@@ -204,11 +204,12 @@ val_bytes(struct p11_attr_val *v, const void *p, size_t len)
 static CK_RV
 val_mechs(struct p11_attr_val *v, CK_KEY_TYPE kt)
 {
-	size_t n = 0;
+	size_t n = 0, nmechs;
+	const struct p11_mech_spec *mechs = p11_mech_list(&nmechs);
 
-	for (size_t i = 0; i < p11_nmechs && n < 16; i++)
-		if (p11_mechs[i].key_type == kt)
-			v->scratch.mechs[n++] = p11_mechs[i].type;
+	for (size_t i = 0; i < nmechs && n < 16; i++)
+		if (mechs[i].key_type == kt)
+			v->scratch.mechs[n++] = mechs[i].type;
 	v->ptr = v->scratch.mechs;
 	v->len = (CK_ULONG)(n * sizeof(CK_MECHANISM_TYPE));
 	return CKR_OK;

@@ -120,15 +120,15 @@ CK_RV p11_object_get_attrs(const struct p11_object *o, CK_ATTRIBUTE *tmpl, CK_UL
 /* ------------------------------------------------------------------ */
 /* Signing (sign.c) */
 
-/* The mechanisms sign.c implements, with what each needs from the token. */
+/* The mechanisms sign.c implements (from common/alg.c), with what each needs from the token. */
 struct p11_mech_spec {
 	CK_MECHANISM_TYPE type;
 	CK_KEY_TYPE key_type;
 	CK_MECHANISM_TYPE token_mech;	/* the agent signs with this one on the token */
-	const char *md;			/* hashed in the module; NULL: input is the hash */
+	int alg;			/* hashed in the module for this enum sc_alg; -1: input is the hash */
 };
-extern const struct p11_mech_spec p11_mechs[];
-extern const size_t p11_nmechs;
+/* All of them, in the order C_GetMechanismList gives them; *n of them. */
+const struct p11_mech_spec *p11_mech_list(size_t *n);
 const struct p11_mech_spec *p11_mech_find(CK_MECHANISM_TYPE type);
 
 /* A signature operation in progress on a session. */
@@ -156,10 +156,10 @@ CK_RV p11_signop_init(struct p11_signop *op, const CK_MECHANISM *mech,
 void p11_signop_clear(struct p11_signop *op);
 CK_RV p11_signop_update(struct p11_signop *op, const unsigned char *data, size_t len);
 /*
- * What to ask the agent for: alg name and the digest (into dgst, *dlen).
+ * What to ask the agent for: the algorithm (enum sc_alg) and the digest (into dgst, *dlen).
  * Consumes nothing: can be called again after a failed size check.
  */
-CK_RV p11_signop_prepare(struct p11_signop *op, const char **alg,
+CK_RV p11_signop_prepare(struct p11_signop *op, int *alg,
     unsigned char *dgst, size_t *dlen);
 /*
  * Turn the agent's signature into the PKCS#11 form (ECDSA: DER to r||s of

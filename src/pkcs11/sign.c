@@ -17,6 +17,7 @@
  *   (single- or multi-part), then as above.
  */
 #include "config.h"
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/bn.h>
@@ -26,6 +27,7 @@
 #include <openssl/rsa.h>
 #include <openssl/objects.h>
 #include <openssl/x509.h>
+#include "common/alg.h"
 #include "common/err.h"
 #include "pkcs11/p11mod.h"
 #include "scagent/scagent.h"
@@ -33,72 +35,48 @@
 /* Largest single-part input kept: a DigestInfo of SHA-512 is 83 bytes. */
 #define RAW_MAX 512
 
-const struct p11_mech_spec p11_mechs[] = {
-	{ CKM_RSA_PKCS, CKK_RSA, CKM_RSA_PKCS, NULL },
-	{ CKM_SHA256_RSA_PKCS, CKK_RSA, CKM_RSA_PKCS, "SHA256" },
-	{ CKM_SHA384_RSA_PKCS, CKK_RSA, CKM_RSA_PKCS, "SHA384" },
-	{ CKM_SHA512_RSA_PKCS, CKK_RSA, CKM_RSA_PKCS, "SHA512" },
-	{ CKM_RSA_PKCS_PSS, CKK_RSA, CKM_RSA_PKCS_PSS, NULL },
-	{ CKM_SHA256_RSA_PKCS_PSS, CKK_RSA, CKM_RSA_PKCS_PSS, "SHA256" },
-	{ CKM_SHA384_RSA_PKCS_PSS, CKK_RSA, CKM_RSA_PKCS_PSS, "SHA384" },
-	{ CKM_SHA512_RSA_PKCS_PSS, CKK_RSA, CKM_RSA_PKCS_PSS, "SHA512" },
-	{ CKM_ECDSA, CKK_EC, CKM_ECDSA, NULL },
-	{ CKM_ECDSA_SHA256, CKK_EC, CKM_ECDSA, "SHA256" },
-	{ CKM_ECDSA_SHA384, CKK_EC, CKM_ECDSA, "SHA384" },
-	{ CKM_ECDSA_SHA512, CKK_EC, CKM_ECDSA, "SHA512" },
-};
-const size_t p11_nmechs = sizeof(p11_mechs) / sizeof(p11_mechs[0]);
+/*
+ * The mechanisms, from common/alg.c's table: for each family its mechanism
+ * over the digest (input: the hash or DigestInfo), then its algorithms'
+ * hash-and-sign mechanisms, in the table's order.
+ */
+static struct p11_mech_spec mechs[2 * SC_ALG_COUNT];
+static size_t nmechs;
+static pthread_once_t mechs_once = PTHREAD_ONCE_INIT;
+
+static void
+mechs_build(void)
+{
+	const struct sc_alg_info *ai;
+
+	for (int a = 0; a < SC_ALG_COUNT; a++) {
+		ai = sc_alg_info(a);
+		if (a == 0 || sc_alg_family(a - 1) != (int)ai->family)
+			mechs[nmechs++] = (struct p11_mech_spec){ ai->digest_mech, ai->key_type,
+			    ai->digest_mech, -1 };
+		mechs[nmechs++] = (struct p11_mech_spec){ ai->data_mech, ai->key_type,
+		    ai->digest_mech, a };
+	}
+}
+
+const struct p11_mech_spec *
+p11_mech_list(size_t *n)
+{
+	pthread_once(&mechs_once, mechs_build);
+	*n = nmechs;
+	return mechs;
+}
 
 const struct p11_mech_spec *
 p11_mech_find(CK_MECHANISM_TYPE type)
 {
-	for (size_t i = 0; i < p11_nmechs; i++)
-		if (p11_mechs[i].type == type)
-			return &p11_mechs[i];
+	size_t n;
+	const struct p11_mech_spec *list = p11_mech_list(&n);
+
+	for (size_t i = 0; i < n; i++)
+		if (list[i].type == type)
+			return &list[i];
 	return NULL;
-}
-
-/* The hashes the agent knows, by PKCS#11 mechanism, MGF and OpenSSL NID. */
-static const struct {
-	CK_MECHANISM_TYPE hash;
-	CK_RSA_PKCS_MGF_TYPE mgf;
-	int nid;
-	size_t len;
-	const char *suffix;
-} hashes[] = {
-	{ CKM_SHA256, CKG_MGF1_SHA256, NID_sha256, 32, "sha256" },
-	{ CKM_SHA384, CKG_MGF1_SHA384, NID_sha384, 48, "sha384" },
-	{ CKM_SHA512, CKG_MGF1_SHA512, NID_sha512, 64, "sha512" },
-};
-#define NHASHES (sizeof(hashes) / sizeof(hashes[0]))
-
-static int
-hash_by_mech(CK_MECHANISM_TYPE m)
-{
-	for (size_t i = 0; i < NHASHES; i++)
-		if (hashes[i].hash == m)
-			return (int)i;
-	return -1;
-}
-
-static int
-hash_by_name(const char *md)
-{
-	int nid = OBJ_sn2nid(md);
-
-	for (size_t i = 0; i < NHASHES; i++)
-		if (hashes[i].nid == nid)
-			return (int)i;
-	return -1;
-}
-
-static int
-hash_by_len(size_t len)
-{
-	for (size_t i = 0; i < NHASHES; i++)
-		if (hashes[i].len == len)
-			return (int)i;
-	return -1;
 }
 
 void
@@ -122,7 +100,8 @@ CK_RV
 p11_signop_init(struct p11_signop *op, const CK_MECHANISM *mech, const struct p11_object *key)
 {
 	const struct p11_mech_spec *spec = p11_mech_find(mech->mechanism);
-	int h;
+	const struct sc_alg_info *ai;
+	int a;
 
 	memset(op, 0, sizeof(*op));
 	if (spec == NULL)
@@ -133,17 +112,18 @@ p11_signop_init(struct p11_signop *op, const CK_MECHANISM *mech, const struct p1
 		if (mech->pParameter == NULL || mech->ulParameterLen != sizeof(CK_RSA_PKCS_PSS_PARAMS))
 			return CKR_MECHANISM_PARAM_INVALID;
 		memcpy(&op->pss, mech->pParameter, sizeof(op->pss));
-		h = hash_by_mech(op->pss.hashAlg);
-		if (h < 0 || op->pss.mgf != hashes[h].mgf || op->pss.sLen != hashes[h].len)
+		a = sc_alg_by_hash_mech(SC_ALG_PSS, op->pss.hashAlg);
+		if ((ai = sc_alg_info(a)) == NULL || op->pss.mgf != ai->mgf ||
+		    op->pss.sLen != ai->md_len)
 			return CKR_MECHANISM_PARAM_INVALID;
-		if (spec->md != NULL && h != hash_by_name(spec->md))
+		if (spec->alg >= 0 && a != spec->alg)
 			return CKR_MECHANISM_PARAM_INVALID;
 	} else if (mech->ulParameterLen != 0)
 		return CKR_MECHANISM_PARAM_INVALID;
-	if (spec->md != NULL) {
+	if (spec->alg >= 0) {
 		if ((op->md = EVP_MD_CTX_new()) == NULL)
 			return CKR_HOST_MEMORY;
-		if (!EVP_DigestInit_ex(op->md, EVP_get_digestbyname(spec->md), NULL)) {
+		if (!EVP_DigestInit_ex(op->md, sc_alg_md(spec->alg), NULL)) {
 			p11_signop_clear(op);
 			ERR_clear_error();
 			return CKR_GENERAL_ERROR;
@@ -185,7 +165,7 @@ p11_signop_update(struct p11_signop *op, const unsigned char *data, size_t len)
 	return CKR_OK;
 }
 
-/* The hash inside a DigestInfo (RFC 8017 9.2) of SHA-256/384/512. */
+/* The hash inside a DigestInfo (RFC 8017 9.2) of a PKCS#1 algorithm's digest (*h). */
 static CK_RV
 parse_digestinfo(const unsigned char *in, size_t inlen, int *h, unsigned char *dgst, size_t *dlen)
 {
@@ -196,7 +176,8 @@ parse_digestinfo(const unsigned char *in, size_t inlen, int *h, unsigned char *d
 	const ASN1_OBJECT *oid;
 	const void *pval;
 	unsigned char *re = NULL;
-	int ptype, n;
+	const struct sc_alg_info *ai;
+	int ptype, n, a;
 	CK_RV rv = CKR_DATA_INVALID;
 
 	if ((sig = d2i_X509_SIG(NULL, &p, (long)inlen)) == NULL || p != in + inlen)
@@ -208,14 +189,13 @@ parse_digestinfo(const unsigned char *in, size_t inlen, int *h, unsigned char *d
 	X509_ALGOR_get0(&oid, &ptype, &pval, alg);
 	if (ptype != V_ASN1_NULL && ptype != V_ASN1_UNDEF)
 		goto out;
-	for (size_t i = 0; i < NHASHES; i++)
-		if (OBJ_obj2nid(oid) == hashes[i].nid &&
-		    (size_t)ASN1_STRING_length(os) == hashes[i].len) {
-			*h = (int)i;
-			memcpy(dgst, ASN1_STRING_get0_data(os), hashes[i].len);
-			*dlen = hashes[i].len;
-			rv = CKR_OK;
-		}
+	a = sc_alg_by_nid(SC_ALG_PKCS1, OBJ_obj2nid(oid));
+	if ((ai = sc_alg_info(a)) != NULL && (size_t)ASN1_STRING_length(os) == ai->md_len) {
+		*h = a;
+		memcpy(dgst, ASN1_STRING_get0_data(os), ai->md_len);
+		*dlen = ai->md_len;
+		rv = CKR_OK;
+	}
 out:
 	OPENSSL_free(re);
 	X509_SIG_free(sig);
@@ -223,21 +203,8 @@ out:
 	return rv;
 }
 
-static const char *
-alg_name(CK_MECHANISM_TYPE token_mech, int h)
-{
-	static const char *names[3][NHASHES] = {
-		{ "rsa-pkcs1-sha256", "rsa-pkcs1-sha384", "rsa-pkcs1-sha512" },
-		{ "rsa-pss-sha256", "rsa-pss-sha384", "rsa-pss-sha512" },
-		{ "ecdsa-sha256", "ecdsa-sha384", "ecdsa-sha512" },
-	};
-	int fam = token_mech == CKM_RSA_PKCS ? 0 : token_mech == CKM_RSA_PKCS_PSS ? 1 : 2;
-
-	return names[fam][h];
-}
-
 CK_RV
-p11_signop_prepare(struct p11_signop *op, const char **alg, unsigned char *dgst, size_t *dlen)
+p11_signop_prepare(struct p11_signop *op, int *alg, unsigned char *dgst, size_t *dlen)
 {
 	const struct p11_mech_spec *spec = op->spec;
 	unsigned int mdlen = 0;
@@ -245,7 +212,7 @@ p11_signop_prepare(struct p11_signop *op, const char **alg, unsigned char *dgst,
 	int h = -1;
 	CK_RV rv;
 
-	*alg = NULL;
+	*alg = -1;
 	*dlen = 0;
 	if (op->md != NULL) {
 		/* Finish a copy: a failed size check keeps the operation going. */
@@ -257,34 +224,34 @@ p11_signop_prepare(struct p11_signop *op, const char **alg, unsigned char *dgst,
 		}
 		EVP_MD_CTX_free(tmp);
 		*dlen = mdlen;
-		h = hash_by_name(spec->md);
+		h = spec->alg;
 	} else if (spec->token_mech == CKM_RSA_PKCS) {
 		if (op->buflen + 11 > op->cert->siglen)
 			return CKR_DATA_LEN_RANGE;
 		if ((rv = parse_digestinfo(op->buf, op->buflen, &h, dgst, dlen)) != CKR_OK)
 			return rv;
 	} else if (spec->token_mech == CKM_RSA_PKCS_PSS) {
-		h = hash_by_mech(op->pss.hashAlg);
-		if (op->buflen != hashes[h].len)
+		h = sc_alg_by_hash_mech(SC_ALG_PSS, op->pss.hashAlg);
+		if (h < 0 || op->buflen != sc_alg_info(h)->md_len)
 			return CKR_DATA_LEN_RANGE;
 		memcpy(dgst, op->buf, op->buflen);
 		*dlen = op->buflen;
 	} else {
 		/* CKM_ECDSA */
-		if ((h = hash_by_len(op->buflen)) >= 0) {
+		if ((h = sc_alg_by_md_len(SC_ALG_ECDSA, op->buflen)) >= 0) {
 			memcpy(dgst, op->buf, op->buflen);
 			*dlen = op->buflen;
 		} else if (op->buflen > 0 && op->buflen < 32 && op->cert->bits >= 256) {
 			memset(dgst, 0, 32 - op->buflen);
 			memcpy(dgst + 32 - op->buflen, op->buf, op->buflen);
 			*dlen = 32;
-			h = 0;
+			h = sc_alg_by_md_len(SC_ALG_ECDSA, 32);
 		} else
 			return CKR_DATA_LEN_RANGE;
 	}
 	if (h < 0)
 		return CKR_GENERAL_ERROR;
-	*alg = alg_name(spec->token_mech, h);
+	*alg = h;
 	return CKR_OK;
 }
 
@@ -328,7 +295,7 @@ p11_signop_verify(struct p11_signop *op, const unsigned char *sig, size_t siglen
 {
 	const unsigned char *p = op->cert->spki;
 	unsigned char dgst[EVP_MAX_MD_SIZE], *der = NULL;
-	const char *alg;
+	int alg;
 	const EVP_MD *md;
 	EVP_PKEY *pk = NULL;
 	EVP_PKEY_CTX *ctx = NULL;
@@ -342,7 +309,7 @@ p11_signop_verify(struct p11_signop *op, const unsigned char *sig, size_t siglen
 		return CKR_SIGNATURE_LEN_RANGE;
 	if ((rv = p11_signop_prepare(op, &alg, dgst, &dlen)) != CKR_OK)
 		return rv;
-	md = EVP_get_digestbyname(strrchr(alg, '-') + 1);
+	md = sc_alg_md(alg);
 	if ((pk = d2i_PUBKEY(NULL, &p, (long)op->cert->spkilen)) == NULL ||
 	    (ctx = EVP_PKEY_CTX_new(pk, NULL)) == NULL || EVP_PKEY_verify_init(ctx) <= 0) {
 		rv = CKR_GENERAL_ERROR;
@@ -456,7 +423,7 @@ sign_complete(struct p11_session *s, CK_SESSION_HANDLE h, CK_BYTE_PTR pSignature
 	struct p11_session *again;
 	unsigned char dgst[EVP_MAX_MD_SIZE], *sig = NULL;
 	size_t dlen = 0, siglen = 0;
-	const char *alg;
+	int alg;
 	char *ref = NULL, *pin = NULL;
 	CK_ULONG need = s->sign.cert->siglen;
 	int r = SC_ERR_AGENT_UNREACHABLE;
@@ -490,7 +457,7 @@ sign_complete(struct p11_session *s, CK_SESSION_HANDLE h, CK_BYTE_PTR pSignature
 	pthread_mutex_unlock(&g.lock);
 
 	if ((ac = conn_get()) != NULL)
-		r = scagent_sign_pin(ac->c, ref, alg, 1, dgst, dlen, pin, 0, &sig, &siglen);
+		r = scagent_sign_pin(ac->c, ref, sc_alg_name(alg), 1, dgst, dlen, pin, 0, &sig, &siglen);
 	conn_put(ac, r);
 	OPENSSL_cleanse(dgst, sizeof(dgst));
 	if (pin != NULL)

@@ -131,7 +131,8 @@ slot_load_mechs(CK_SLOT_ID id)
 	CK_MECHANISM_TYPE *mechs = NULL;
 	CK_MECHANISM_INFO *minfo = NULL;
 	char *label = NULL, *args = NULL, *text = NULL;
-	size_t n = 0;
+	size_t n = 0, nspecs;
+	const struct p11_mech_spec *specs = p11_mech_list(&nspecs);
 	int r = SC_ERR_AGENT_UNREACHABLE, all;
 	CK_RV rv = CKR_OK;
 
@@ -163,13 +164,13 @@ slot_load_mechs(CK_SLOT_ID id)
 	}
 	/* An agent without the op, or a token that lists none: offer all. */
 	all = arr == NULL || json_object_array_length(arr) == 0;
-	if ((mechs = calloc(p11_nmechs, sizeof(*mechs))) == NULL ||
-	    (minfo = calloc(p11_nmechs, sizeof(*minfo))) == NULL) {
+	if ((mechs = calloc(nspecs, sizeof(*mechs))) == NULL ||
+	    (minfo = calloc(nspecs, sizeof(*minfo))) == NULL) {
 		free(mechs);
 		json_object_put(res);
 		return CKR_HOST_MEMORY;
 	}
-	for (size_t i = 0; i < p11_nmechs; i++) {
+	for (size_t i = 0; i < nspecs; i++) {
 		/*
 		 * Only CKF_SIGN: C_Verify works, in-process with the
 		 * certificate's key, but a module that lists CKF_VERIFY gets
@@ -183,7 +184,7 @@ slot_load_mechs(CK_SLOT_ID id)
 			json_object *m = json_object_array_get_idx(arr, k), *v;
 			CK_FLAGS fl;
 			if (!json_object_object_get_ex(m, "type", &v) ||
-			    (CK_MECHANISM_TYPE)json_object_get_int64(v) != p11_mechs[i].token_mech)
+			    (CK_MECHANISM_TYPE)json_object_get_int64(v) != specs[i].token_mech)
 				continue;
 			fl = json_object_object_get_ex(m, "flags", &v) ? (CK_FLAGS)json_object_get_int64(v) : 0;
 			if (!(fl & CKF_SIGN))
@@ -198,7 +199,7 @@ slot_load_mechs(CK_SLOT_ID id)
 		}
 		if (!have)
 			continue;
-		mechs[n] = p11_mechs[i].type;
+		mechs[n] = specs[i].type;
 		minfo[n] = mi;
 		n++;
 	}

@@ -1,7 +1,7 @@
 /*
- * One signature: the algorithms of INTERFACE.md, the mechanism a token gets
- * (DigestInfo + CKM_RSA_PKCS, CKM_RSA_PKCS_PSS, CKM_ECDSA, or the
- * hash-and-sign variant over the data), C_SignInit/C_Sign on a pooled
+ * One signature: the mechanism a token gets for an algorithm of
+ * common/alg.c (DigestInfo + CKM_RSA_PKCS, CKM_RSA_PKCS_PSS, CKM_ECDSA, or
+ * the hash-and-sign variant over the data), C_SignInit/C_Sign on a pooled
  * session, a per-signature PIN for CKA_ALWAYS_AUTHENTICATE keys, ECDSA to
  * DER, and the signature verified against the public key before it is
  * returned.
@@ -19,70 +19,7 @@
 #include "token/store-private.h"
 
 /* ------------------------------------------------------------------ */
-/* Algorithms */
-
-static const struct {
-	const char *name;
-	int family;
-	const char *md;
-	CK_MECHANISM_TYPE hash_mech, mgf, data_mech;
-} algs[SC_ALG_COUNT] = {
-	{ "rsa-pkcs1-sha256", 1, "SHA256", CKM_SHA256, 0, CKM_SHA256_RSA_PKCS },
-	{ "rsa-pkcs1-sha384", 1, "SHA384", CKM_SHA384, 0, CKM_SHA384_RSA_PKCS },
-	{ "rsa-pkcs1-sha512", 1, "SHA512", CKM_SHA512, 0, CKM_SHA512_RSA_PKCS },
-	{ "rsa-pss-sha256", 2, "SHA256", CKM_SHA256, CKG_MGF1_SHA256, CKM_SHA256_RSA_PKCS_PSS },
-	{ "rsa-pss-sha384", 2, "SHA384", CKM_SHA384, CKG_MGF1_SHA384, CKM_SHA384_RSA_PKCS_PSS },
-	{ "rsa-pss-sha512", 2, "SHA512", CKM_SHA512, CKG_MGF1_SHA512, CKM_SHA512_RSA_PKCS_PSS },
-	{ "ecdsa-sha256", 3, "SHA256", CKM_SHA256, 0, CKM_ECDSA_SHA256 },
-	{ "ecdsa-sha384", 3, "SHA384", CKM_SHA384, 0, CKM_ECDSA_SHA384 },
-	{ "ecdsa-sha512", 3, "SHA512", CKM_SHA512, 0, CKM_ECDSA_SHA512 },
-};
-
-int
-sc_alg_parse(const char *name)
-{
-	for (int i = 0; i < SC_ALG_COUNT; i++)
-		if (strcmp(algs[i].name, name) == 0)
-			return i;
-	return -1;
-}
-
-const char *
-sc_alg_name(int alg)
-{
-	return alg >= 0 && alg < SC_ALG_COUNT ? algs[alg].name : "unknown";
-}
-
-const EVP_MD *
-sc_alg_md(int alg)
-{
-	switch (alg) {
-	case SC_ALG_RSA_PKCS1_SHA256: case SC_ALG_RSA_PSS_SHA256: case SC_ALG_ECDSA_SHA256:
-		return EVP_sha256();
-	case SC_ALG_RSA_PKCS1_SHA384: case SC_ALG_RSA_PSS_SHA384: case SC_ALG_ECDSA_SHA384:
-		return EVP_sha384();
-	case SC_ALG_RSA_PKCS1_SHA512: case SC_ALG_RSA_PSS_SHA512: case SC_ALG_ECDSA_SHA512:
-		return EVP_sha512();
-	}
-	return NULL;
-}
-
-int
-sc_alg_family(int alg)
-{
-	return alg >= 0 && alg < SC_ALG_COUNT ? algs[alg].family : 0;
-}
-
-/* ------------------------------------------------------------------ */
 /* Signing */
-
-/* DigestInfo prefixes (RFC 8017, section 9.2, note 1). */
-static const unsigned char di_sha256[] = { 0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86,
-	0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20 };
-static const unsigned char di_sha384[] = { 0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86,
-	0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30 };
-static const unsigned char di_sha512[] = { 0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86,
-	0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40 };
 
 static int
 ecdsa_raw_to_der(const unsigned char *raw, size_t len, unsigned char **der, size_t *derlen)
@@ -123,8 +60,9 @@ verify_ctx_new(EVP_PKEY *pk, int alg)
 		return NULL;
 	if (EVP_PKEY_verify_init(ctx) <= 0 ||
 	    EVP_PKEY_CTX_set_signature_md(ctx, sc_alg_md(alg)) <= 0 ||
-	    (sc_alg_family(alg) == 1 && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) <= 0) ||
-	    (sc_alg_family(alg) == 2 &&
+	    (sc_alg_family(alg) == SC_ALG_PKCS1 &&
+	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) <= 0) ||
+	    (sc_alg_family(alg) == SC_ALG_PSS &&
 	    (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
 	    EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) <= 0 ||
 	    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, sc_alg_md(alg)) <= 0))) {
@@ -193,13 +131,14 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, const struct sc_sign_req *r
 	unsigned char dgst[EVP_MAX_MD_SIZE], tbs[EVP_MAX_MD_SIZE + 32], out[1024];
 	unsigned int dlen = 0;
 	CK_ULONG outlen = sizeof(out), tbslen = 0;
+	const struct sc_alg_info *ai = sc_alg_info(alg);
 	const EVP_MD *md = sc_alg_md(alg);
 	int r, family = sc_alg_family(alg), bad = 0;
 	CK_RV rv;
 
 	*sig = NULL;
 	*siglen = 0;
-	if (md == NULL || (is_digest && inlen != (size_t)EVP_MD_get_size(md)))
+	if (ai == NULL || md == NULL || (is_digest && inlen != (size_t)EVP_MD_get_size(md)))
 		return SC_ERR_INVALID;
 	if (is_digest) {
 		memcpy(dgst, in, inlen);
@@ -208,24 +147,20 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, const struct sc_sign_req *r
 		return SC_ERR_NOMEM;
 	memcpy(tbs, dgst, dlen);
 	tbslen = dlen;
-	if (family == 1) {
-		/* DigestInfo prefixes are all 19 bytes long. */
-		memcpy(tbs, alg == SC_ALG_RSA_PKCS1_SHA256 ? di_sha256 :
-		    alg == SC_ALG_RSA_PKCS1_SHA384 ? di_sha384 : di_sha512, sizeof(di_sha256));
-		memcpy(tbs + sizeof(di_sha256), dgst, dlen);
-		tbslen = sizeof(di_sha256) + dlen;
-		mech.mechanism = CKM_RSA_PKCS;
-	} else if (family == 2) {
-		pss.hashAlg = algs[alg].hash_mech;
-		pss.mgf = algs[alg].mgf;
+	mech.mechanism = ai->digest_mech;
+	if (family == SC_ALG_PKCS1) {
+		memcpy(tbs, ai->digestinfo, ai->digestinfo_len);
+		memcpy(tbs + ai->digestinfo_len, dgst, dlen);
+		tbslen = ai->digestinfo_len + dlen;
+	} else if (family == SC_ALG_PSS) {
+		pss.hashAlg = ai->hash_mech;
+		pss.mgf = ai->mgf;
 		pss.sLen = dlen;
-		mech.mechanism = CKM_RSA_PKCS_PSS;
 		mech.pParameter = &pss;
 		mech.ulParameterLen = sizeof(pss);
-	} else
-		mech.mechanism = CKM_ECDSA;
-	if (sign_over_data(t, mech.mechanism, algs[alg].data_mech, is_digest, inlen, sizeof(tbs))) {
-		mech.mechanism = algs[alg].data_mech;
+	}
+	if (sign_over_data(t, mech.mechanism, ai->data_mech, is_digest, inlen, sizeof(tbs))) {
+		mech.mechanism = ai->data_mech;
 		memcpy(tbs, in, inlen);
 		tbslen = inlen;
 	}
@@ -264,7 +199,7 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, const struct sc_sign_req *r
 	pthread_mutex_lock(&t->lock);
 	t->last_use = sc_now_ms();
 	pthread_mutex_unlock(&t->lock);
-	if (family == 3) {
+	if (family == SC_ALG_ECDSA) {
 		if ((r = ecdsa_raw_to_der(out, outlen, sig, siglen)) != SC_OK)
 			goto out;
 	} else {
@@ -304,7 +239,7 @@ sign_with_key(struct sc_store *st, struct sc_token *t, CK_OBJECT_HANDLE key, CK_
 {
 	int r;
 
-	if ((sc_alg_family(rq->alg) == 3) != (type == CKK_EC))
+	if ((sc_alg_family(rq->alg) == SC_ALG_ECDSA) != (type == CKK_EC))
 		return SC_ERR_KEY;	/* an RSA algorithm for an EC key or the reverse */
 	if (always_auth && (r = ctx_pin_check(st, t, rq->pin)) != SC_OK)
 		return r;
@@ -333,7 +268,8 @@ sc_store_sign(struct sc_store *st, const struct sc_sign_req *rq, unsigned char *
 	}
 	/* RSA signatures are always checked (RSA-CRT faults leak the key); ECDSA on request. */
 	r = sign_with_key(st, m.tok, k->handle, k->type, k->always_auth,
-	    c->x509 != NULL && (family != 3 || st->opts.verify_ecdsa) ? X509_get0_pubkey(c->x509) : NULL,
+	    c->x509 != NULL && (family != SC_ALG_ECDSA || st->opts.verify_ecdsa) ?
+	    X509_get0_pubkey(c->x509) : NULL,
 	    rq, sig, siglen);
 	if (r == SC_OK && info)
 		memcpy(info->sha256, c->sha256, sizeof(info->sha256));

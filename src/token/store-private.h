@@ -6,7 +6,7 @@
  *   objects.c  a token's object set (certificates, private keys), key pairs
  *   refs.c     REF resolution: pkcs11: URI, fingerprint prefix, label, key REFs
  *   login.c    login, logout, the PIN check hash, lockout rules, idle logins
- *   sign.c     the algorithms, one signature, verified before it is returned
+ *   sign.c     one signature (algorithms: common/alg.c), verified before it is returned
  *   report.c   the JSON the store gives: list, find, key pairs, mechanisms
  *   vsc.c      TPM virtual smart cards: create, delete, list, TPM lockout
  *   enrol.c    key generation and certificate import

@@ -13,24 +13,12 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <p11-kit/pkcs11.h>
+#include "common/alg.h"
 
 struct sc_store;
 struct sc_token;
 
-/* Signature algorithms of INTERFACE.md, in that order. */
-enum sc_alg {
-	SC_ALG_RSA_PKCS1_SHA256 = 0, SC_ALG_RSA_PKCS1_SHA384, SC_ALG_RSA_PKCS1_SHA512,
-	SC_ALG_RSA_PSS_SHA256, SC_ALG_RSA_PSS_SHA384, SC_ALG_RSA_PSS_SHA512,
-	SC_ALG_ECDSA_SHA256, SC_ALG_ECDSA_SHA384, SC_ALG_ECDSA_SHA512,
-	SC_ALG_COUNT
-};
-/* "rsa-pss-sha256" -> SC_ALG_RSA_PSS_SHA256; -1 when unknown. */
-int sc_alg_parse(const char *name);
-const char *sc_alg_name(int alg);
-/* The digest an algorithm hashes with. */
-const EVP_MD *sc_alg_md(int alg);
-/* 1 RSA PKCS#1 v1.5, 2 RSA-PSS, 3 ECDSA. */
-int sc_alg_family(int alg);
+/* The signature algorithms (enum sc_alg, sc_alg_parse, ...) are common/alg.h's. */
 
 struct sc_store_opts {
 	int verify_ecdsa;		/* verify ECDSA signatures too (RSA always is) */

@@ -1,6 +1,7 @@
 /*
- * Unit tests for src/cert/certinfo.c: certificates are built here with the
- * OpenSSL API (no token, no files other than a temporary CA file).
+ * Unit tests for src/cert/ (certinfo.c, cba.c, explain.c): certificates are
+ * built here with the OpenSSL API (no token, no files other than a temporary
+ * CA file).
  */
 #include "config.h"
 
