@@ -159,6 +159,7 @@ static const struct {
 	{ "vsc-list", op_vsc_list }, { "keygen", op_keygen }, { "import", op_import },
 	{ "get-public-key", op_get_public_key }, { "sign-key", op_sign_key },
 	{ "mechanisms", op_mechanisms },
+	{ "pin-change", op_pin_change }, { "pin-unblock", op_pin_unblock },
 };
 
 int

@@ -223,7 +223,8 @@ json_object *cert_json(struct sc_token *t, const struct sc_objset *o, const stru
     X509_STORE *anchors, STACK_OF(X509) *inter);
 json_object *kp_json(struct sc_token *t, const struct sc_kp *k);
 
-/* vsc.c: a TPM's dictionary-attack state as PIN flags */
+/* vsc.c: a TPM's dictionary-attack state as PIN flags; whether m is tpm2-pkcs11 */
 CK_FLAGS tpm_pin_flags(struct sc_store *st, struct sc_token *t);
+int module_is_tpm2_pkcs11(struct sc_module *m);
 
 #endif

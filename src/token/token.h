@@ -101,6 +101,24 @@ int sc_store_login(struct sc_store *st, const char *token_label, const char *pin
     int confirm_final_try, json_object **flags_out);
 int sc_store_logout(struct sc_store *st, const char *token_label);
 /*
+ * Change the user PIN (C_SetPIN on a read/write session: the old PIN is the
+ * card's to check), tried once, under the rules of a login (locked: not
+ * tried; final try: only with confirm_final_try). When the agent is logged
+ * in, the PIN check it keeps follows the new PIN. *flags_out as for a login.
+ */
+int sc_store_pin_change(struct sc_store *st, const char *token_label, const char *old_pin,
+    const char *new_pin, int confirm_final_try, json_object **flags_out);
+/*
+ * Set a new user PIN with the SO PIN (or PUK): C_Login as CKU_SO, C_InitPIN,
+ * C_Logout, tried once, the SO PIN's flags (and a TPM's lockout counter)
+ * under the rules of a login. The agent's own login to the token ends first
+ * (*logged_out is then 1). SC_ERR_PIN_INCORRECT: the SO PIN is wrong;
+ * SC_ERR_PIN_INVALID: the token refused the new PIN; SC_ERR_BUSY: another
+ * session is in the way of the SO's login.
+ */
+int sc_store_pin_unblock(struct sc_store *st, const char *token_label, const char *so_pin,
+    const char *new_pin, int confirm_final_try, int *logged_out, json_object **flags_out);
+/*
  * Wherever a token is named (login, logout, mechanisms, keygen, import,
  * delete-token): its label, or a token URI (pkcs11:token=...;serial=...),
  * which tells apart two tokens with one label. The label of the token so
