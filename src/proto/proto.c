@@ -38,6 +38,7 @@ const struct sc_op_spec sc_proto_ops[] = {
 	    { "new_pin", SC_ARG_STRING, 1 }, { "confirm_final_try", SC_ARG_BOOL, 0 } } },
 	{ "pin-unblock", { { "token", SC_ARG_STRING, 1 }, { "so_pin", SC_ARG_STRING, 1 },
 	    { "new_pin", SC_ARG_STRING, 1 }, { "confirm_final_try", SC_ARG_BOOL, 0 } } },
+	{ "stop", { { NULL, 0, 0 } } },
 	{ NULL, { { NULL, 0, 0 } } }
 };
 

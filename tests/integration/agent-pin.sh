@@ -2,8 +2,8 @@
 # At home on the desktop: `scagent pin change` and `scagent pin unblock`
 # (C_SetPIN; C_Login as SO, C_InitPIN), each PIN tried once and never again,
 # under the rules of a login (a locked PIN is not tried, the final try only
-# with --confirm-final-try); the agent's PIN check follows a changed PIN.
-# SoftHSM behind
+# with --confirm-final-try); the agent's PIN check follows a changed PIN;
+# `scagent stop`. SoftHSM behind
 # tests/mock/fault-pkcs11, whose trace counts every C_SetPIN, C_InitPIN and
 # C_Login the card saw, and which adds the PIN flags SoftHSM never sets.
 set -uo pipefail
@@ -135,6 +135,16 @@ run sc login --token demo --pin-stdin <<<"$P3"
 is "  login with the new PIN: exit 0" "$RC" 0
 sc logout --token demo
 
+# ---------------------------------------------------------------- stop
 kill "$WATCH" 2>/dev/null
-stop_agent "the agent stops cleanly"
+run sc stop
+is "scagent stop: exit 0" "$RC" 0
+has "  names the agent's pid" "$OUT" "stopped the agent (pid $AGENT_PID)"
+nok "  the socket is gone when it returns" test -e "$S"
+wait "$AGENT_PID"
+is "  the agent has exited with status 0" "$?" 0
+hasnt "  ... without a sanitizer report" "$(cat "$AGENT_LOG")" "Sanitizer"
+run sc stop
+is "scagent stop without an agent: exit 3" "$RC" 3
+has "  says there is no agent" "$ERR" "no agent at $S"
 done_testing
