@@ -114,6 +114,8 @@ op_get_cert(struct client *c, int64_t id, json_object *req)
 	return reply_ok(c, id, res);
 }
 
+#define LOGIN_LIFETIME_MAX 31536000	/* seconds: a year */
+
 static int
 is_token_uri(const char *token)
 {
@@ -231,6 +233,12 @@ op_login(struct client *c, int64_t id, json_object *req)
 	char detail[256], label[256];
 	int r;
 
+	json_object *lt = NULL;
+	int64_t lifetime = json_object_object_get_ex(req, "lifetime", &lt) ? json_object_get_int64(lt) : 0;
+
+	if (lifetime < 0 || lifetime > LOGIN_LIFETIME_MAX)
+		return reply_err(c, id, SC_ERR_INVALID, "\"lifetime\" is in seconds, from 1 to "
+		    "31536000 (a year); 0 or none: the login lasts until logout or the idle timeout");
 	refresh_if_stale(c->srv);	/* a token that just arrived can be logged in to */
 	if (pin == NULL && c->srv->o.pinentry == NULL)
 		return reply_err(c, id, SC_ERR_INVALID, "login needs \"pin\": this agent has no "
@@ -246,8 +254,13 @@ op_login(struct client *c, int64_t id, json_object *req)
 		json_object_put(flags);
 		return r;
 	}
+	/* Set at once after the login, before this client hears of it. */
+	if (lifetime > 0 && sc_store_login_lifetime(c->srv->st, token, (unsigned long)lifetime) != SC_OK)
+		sc_info("login to \"%s\": its lifetime could not be set (logged out already?)", token);
 	res = json_object_new_object();
 	json_object_object_add(res, "flags", flags);
+	if (lifetime > 0)
+		json_object_object_add(res, "lifetime", json_object_new_int64(lifetime));
 	monitor_kick(c->srv);	/* a new idle-logout deadline */
 	sc_server_broadcast(c->srv, "login", token_fields(event_label(c, token, label, sizeof(label)), NULL));
 	return reply_ok(c, id, res);

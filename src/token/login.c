@@ -3,7 +3,7 @@
  * spend no try on a locked PIN or, unconfirmed, on the final one (for a
  * login and for a per-signature PIN); the salted hash of the PIN a login
  * used, which checks later logins without asking the card; logout; idle
- * logouts; changing the user PIN (C_SetPIN) and
+ * logouts and logins with a lifetime; changing the user PIN (C_SetPIN) and
  * unblocking it with the SO PIN or PUK (C_InitPIN), each tried once.
  */
 
@@ -64,6 +64,7 @@ void
 login_forget_locked(struct sc_token *t)
 {
 	t->logged_in = 0;
+	t->login_ends = 0;
 	sc_secmem_free(t->pin_check);
 	t->pin_check = NULL;
 }
@@ -278,7 +279,7 @@ sc_store_expire_logins(struct sc_store *st, unsigned long idle_ms)
 	for (size_t i = 0; i < n; i++) {
 		int expire;
 		pthread_mutex_lock(&v[i]->lock);
-		expire = v[i]->logged_in && now - v[i]->last_use > idle_ms;
+		expire = idle_ms > 0 && v[i]->logged_in && now - v[i]->last_use > idle_ms;
 		pthread_mutex_unlock(&v[i]->lock);
 		if (expire && token_logout(v[i]) == SC_OK)
 			count++;
@@ -449,9 +450,12 @@ sc_store_login_deadline(struct sc_store *st, unsigned long idle_ms)
 
 	v = tokens_get(st, &n);
 	for (size_t i = 0; i < n; i++) {
-		uint64_t d;
+		uint64_t d = 0;
 		pthread_mutex_lock(&v[i]->lock);
-		d = v[i]->logged_in ? v[i]->last_use + idle_ms + 1 : 0;
+		if (v[i]->logged_in && idle_ms > 0)
+			d = v[i]->last_use + idle_ms + 1;
+		if (v[i]->logged_in && v[i]->login_ends != 0 && (d == 0 || v[i]->login_ends < d))
+			d = v[i]->login_ends;
 		pthread_mutex_unlock(&v[i]->lock);
 		if (d != 0 && (due == 0 || d < due))
 			due = d;
@@ -460,3 +464,47 @@ sc_store_login_deadline(struct sc_store *st, unsigned long idle_ms)
 	return due;
 }
 
+int
+sc_store_login_lifetime(struct sc_store *st, const char *token_label, unsigned long seconds)
+{
+	struct sc_token *t;
+	int r;
+
+	if ((t = store_find_label(st, token_label, &r)) == NULL)
+		return r;
+	pthread_mutex_lock(&t->lock);
+	if (t->logged_in)
+		t->login_ends = seconds > 0 ? sc_now_ms() + (uint64_t)seconds * 1000 : 0;
+	else
+		r = SC_ERR_NOT_LOGGED_IN;
+	pthread_mutex_unlock(&t->lock);
+	token_unref(t);
+	return r;
+}
+
+int
+sc_store_expire_lifetimes(struct sc_store *st, json_object **labels)
+{
+	struct sc_token **v;
+	size_t n;
+	uint64_t now = sc_now_ms();
+	int count = 0;
+
+	if (labels != NULL)
+		*labels = json_object_new_array();
+	v = tokens_get(st, &n);
+	for (size_t i = 0; i < n; i++) {
+		int expire;
+		pthread_mutex_lock(&v[i]->lock);
+		expire = v[i]->logged_in && v[i]->login_ends != 0 && v[i]->login_ends <= now;
+		pthread_mutex_unlock(&v[i]->lock);
+		if (!expire || token_logout(v[i]) != SC_OK)
+			continue;
+		count++;
+		sc_info("the login to \"%s\" reached the end of its lifetime", v[i]->label);
+		if (labels != NULL && *labels != NULL)
+			json_object_array_add(*labels, json_object_new_string(v[i]->label));
+	}
+	tokens_put(v, n);
+	return count;
+}

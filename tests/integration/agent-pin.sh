@@ -3,7 +3,7 @@
 # (C_SetPIN; C_Login as SO, C_InitPIN), each PIN tried once and never again,
 # under the rules of a login (a locked PIN is not tried, the final try only
 # with --confirm-final-try); the agent's PIN check follows a changed PIN;
-# `scagent stop`. SoftHSM behind
+# `scagent login --lifetime` (ssh-add -t); `scagent stop`. SoftHSM behind
 # tests/mock/fault-pkcs11, whose trace counts every C_SetPIN, C_InitPIN and
 # C_Login the card saw, and which adds the PIN flags SoftHSM never sets.
 set -uo pipefail
@@ -133,6 +133,28 @@ wait_for 5 grep -q '"reason":"pin-unblock"' "$W/events"
 has "  event logout, reason pin-unblock" "$(cat "$W/events")" '{"token":"demo","reason":"pin-unblock","event":"logout"}'
 run sc login --token demo --pin-stdin <<<"$P3"
 is "  login with the new PIN: exit 0" "$RC" 0
+sc logout --token demo
+
+# ---------------------------------------------------------------- login --lifetime
+run sc login --token demo --pin-stdin --lifetime 2 <<<"$P3"
+is "login --lifetime 2: exit 0" "$RC" 0
+has "  says for how long" "$ERR" 'logged in to token "demo" for 2 s'
+ok "  logged in" logged_in
+sign() { sc sign --cert alice --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/sig"; }
+head -c 100 /dev/urandom >"$W/data"
+sleep 1
+ok "  in use after 1 s: signs" sign
+wait_for 4 grep -q '"reason":"lifetime"' "$W/events"
+has "  event logout, reason lifetime, within 2 s (+ slack) in spite of the use" "$(cat "$W/events")" '{"token":"demo","reason":"lifetime","event":"logout"}'
+nok "  logged out" logged_in
+run sc login --token demo --pin-stdin --lifetime 0 <<<"$P3"
+is "--lifetime 0: usage error" "$RC" 2
+run sc login --token demo --pin-stdin --lifetime 2x <<<"$P3"
+is "--lifetime 2x: usage error" "$RC" 2
+has "  says what it takes" "$ERR" "--lifetime: seconds"
+run sc login --token demo --pin-stdin <<<"$P3"
+sleep 2.5
+ok "a login without --lifetime stays" logged_in
 sc logout --token demo
 
 # ---------------------------------------------------------------- stop
