@@ -1,5 +1,6 @@
 /* Where the CLI gets its answers: the agent, or the modules in-process (--direct). */
 #include "config.h"
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -442,4 +443,30 @@ cli_write_file(const char *path, const unsigned char *buf, size_t len)
 	if (fp != stdout && fclose(fp) != 0)
 		return SC_ERR_IO;
 	return SC_OK;
+}
+
+char *
+cli_read_new_pin(const char *what, const char *whose, const char *undone, int pin_stdin)
+{
+	char prompt[160], *a, *b;
+	size_t n;
+
+	snprintf(prompt, sizeof(prompt), "%c%s for %s: ", toupper((unsigned char)what[0]), what + 1,
+	    whose);
+	if ((a = cli_read_pin(prompt, pin_stdin)) == NULL || pin_stdin)
+		return a;
+	snprintf(prompt, sizeof(prompt), "Repeat the %s: ", what);
+	if ((b = cli_read_pin(prompt, 0)) == NULL) {
+		sc_secstr_free(a);
+		return NULL;
+	}
+	n = strlen(a);
+	if (n != strlen(b) || sc_secmem_cmp(a, b, n) != 0) {
+		cli_err("the two %ss differ: %s", what, undone);
+		sc_secstr_free(a);
+		sc_secstr_free(b);
+		return NULL;
+	}
+	sc_secstr_free(b);
+	return a;
 }

@@ -56,6 +56,12 @@ int cli_exit_for(int r);
 
 /* Read one PIN: from stdin (one line) when pin_stdin, else from the terminal without echo. */
 char *cli_read_pin(const char *prompt, int pin_stdin);
+/*
+ * A new PIN ("user PIN", "SO PIN", "new PIN") for whose ("token \"L\""): on a
+ * terminal asked twice, from stdin once. NULL on error, or when the two
+ * differ ("the two Xs differ: " undone is printed).
+ */
+char *cli_read_new_pin(const char *what, const char *whose, const char *undone, int pin_stdin);
 /* Whether there is a terminal to ask on (cli_read_pin without pin_stdin). */
 int cli_have_tty(void);
 /* Read a whole file (or stdin for NULL / "-"); max bytes. */
@@ -70,5 +76,8 @@ int cmd_logout(struct cli *c, int argc, char **argv);
 int cmd_sign(struct cli *c, int argc, char **argv);
 int cmd_watch(struct cli *c, int argc, char **argv);
 int cmd_status(struct cli *c, int argc, char **argv);
+/* cmd_pin.c: change or unblock a token's PIN; stop the agent. */
+int cmd_pin(struct cli *c, int argc, char **argv);
+int cmd_stop(struct cli *c, int argc, char **argv);
 
 #endif

@@ -1,5 +1,6 @@
 /* scagent login, logout, sign, watch, status: commands that need the agent. */
 #include "config.h"
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 #include <time.h>
 #include <openssl/evp.h>
 #include "cli/cli.h"
+#include "cli/commands.h"
 #include "common/alg.h"
 #include "common/err.h"
 #include "common/secmem.h"
@@ -18,9 +20,13 @@ static const struct option tok_opts[] = {
 	{ "token", required_argument, NULL, 't' },
 	{ "pin-stdin", no_argument, NULL, 'P' },
 	{ "confirm-final-try", no_argument, NULL, 'F' },
+	{ "lifetime", required_argument, NULL, 'L' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 }
 };
+
+#define LOGIN_USAGE "usage: scagent login --token LABEL [--pin-stdin] [--confirm-final-try] " \
+	"[--lifetime SECONDS]"
 
 static int
 agent_fail(struct cli *c, int r)
@@ -34,7 +40,9 @@ cmd_login(struct cli *c, int argc, char **argv)
 {
 	const char *token = NULL;
 	int pin_stdin = 0, confirm = 0, ch, rc, r;
-	char *pin, prompt[128];
+	long long lifetime = 0;
+	char *pin, prompt[128], *end;
+	json_object *args, *res = NULL;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "t:h", tok_opts, NULL)) != -1) {
@@ -42,14 +50,24 @@ cmd_login(struct cli *c, int argc, char **argv)
 		case 't': token = optarg; break;
 		case 'P': pin_stdin = 1; break;
 		case 'F': confirm = 1; break;
+		case 'L':
+			errno = 0;
+			lifetime = strtoll(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' || lifetime < 1 ||
+			    lifetime > 31536000) {
+				cli_err("--lifetime: seconds, from 1 to 31536000 (a year), not '%s'", optarg);
+				return EX_SC_USAGE;
+			}
+			break;
 		case 'h':
-			printf("usage: scagent login --token LABEL [--pin-stdin] [--confirm-final-try]\n");
+			printf("%s\n  --lifetime SECONDS: the agent logs out of the token that long "
+			    "after the login, used or not (ssh-add -t)\n", LOGIN_USAGE);
 			return EX_SC_OK;
 		default: return EX_SC_USAGE;
 		}
 	}
 	if (token == NULL || optind != argc) {
-		cli_err("usage: scagent login --token LABEL [--pin-stdin]");
+		cli_err("%s", LOGIN_USAGE);
 		return EX_SC_USAGE;
 	}
 	if (c->direct) {
@@ -61,11 +79,21 @@ cmd_login(struct cli *c, int argc, char **argv)
 	snprintf(prompt, sizeof(prompt), "PIN for token \"%s\": ", token);
 	if ((pin = cli_read_pin(prompt, pin_stdin)) == NULL)
 		return EX_SC_FAIL;
-	r = scagent_login(c->client, token, pin, confirm);
+	args = json_object_new_object();
+	json_object_object_add(args, "token", json_object_new_string(token));
+	json_object_object_add(args, "pin", json_object_new_string(pin));
 	sc_secstr_free(pin);
-	if (r != SC_OK)
-		return agent_fail(c, r);
-	fprintf(stderr, "scagent: logged in to token \"%s\"\n", token);
+	if (confirm)
+		json_object_object_add(args, "confirm_final_try", json_object_new_boolean(1));
+	if (lifetime > 0)
+		json_object_object_add(args, "lifetime", json_object_new_int64(lifetime));
+	if ((r = enrol_call(c, "login", args, &res)) != SC_OK)
+		return cli_exit_for(r);
+	json_object_put(res);
+	if (lifetime > 0)
+		fprintf(stderr, "scagent: logged in to token \"%s\" for %lld s\n", token, lifetime);
+	else
+		fprintf(stderr, "scagent: logged in to token \"%s\"\n", token);
 	return EX_SC_OK;
 }
 

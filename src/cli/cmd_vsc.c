@@ -1,6 +1,5 @@
 /* scagent vsc create/list/delete: TPM virtual smart cards, through the agent. */
 #include "config.h"
-#include <ctype.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,33 +20,6 @@ vsc_usage(FILE *fp)
 	    "with --pin-stdin one per line: user PIN, then SO PIN).\n");
 }
 
-/* A new PIN: on a terminal asked twice; from stdin once. NULL on mismatch or error. */
-static char *
-read_new_pin(const char *what, const char *label, int pin_stdin)
-{
-	char prompt[160], *a, *b;
-	size_t n;
-
-	snprintf(prompt, sizeof(prompt), "%c%s for the new token \"%s\": ",
-	    toupper((unsigned char)what[0]), what + 1, label);
-	if ((a = cli_read_pin(prompt, pin_stdin)) == NULL || pin_stdin)
-		return a;
-	snprintf(prompt, sizeof(prompt), "Repeat the %s: ", what);
-	if ((b = cli_read_pin(prompt, 0)) == NULL) {
-		sc_secstr_free(a);
-		return NULL;
-	}
-	n = strlen(a);
-	if (n != strlen(b) || sc_secmem_cmp(a, b, n) != 0) {
-		cli_err("the two %ss differ: nothing was created", what);
-		sc_secstr_free(a);
-		sc_secstr_free(b);
-		return NULL;
-	}
-	sc_secstr_free(b);
-	return a;
-}
-
 static int
 vsc_create(struct cli *c, int argc, char **argv)
 {
@@ -58,7 +30,7 @@ vsc_create(struct cli *c, int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *label = NULL;
-	char *pin = NULL, *sopin = NULL;
+	char *pin = NULL, *sopin = NULL, whose[64];
 	json_object *args, *res = NULL;
 	int pin_stdin = 0, ch, rc, r;
 
@@ -81,8 +53,9 @@ vsc_create(struct cli *c, int argc, char **argv)
 	}
 	if ((rc = cli_open_agent(c)) != EX_SC_OK)
 		return rc;
-	if ((pin = read_new_pin("user PIN", label, pin_stdin)) == NULL ||
-	    (sopin = read_new_pin("SO PIN", label, pin_stdin)) == NULL) {
+	snprintf(whose, sizeof(whose), "the new token \"%s\"", label);
+	if ((pin = cli_read_new_pin("user PIN", whose, "nothing was created", pin_stdin)) == NULL ||
+	    (sopin = cli_read_new_pin("SO PIN", whose, "nothing was created", pin_stdin)) == NULL) {
 		sc_secstr_free(pin);
 		return EX_SC_FAIL;
 	}

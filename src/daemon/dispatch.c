@@ -1,13 +1,14 @@
 /*
  * Requests: the table of operations, the checks every request passes (its
  * shape in src/proto, hello first), the agent's own operations (hello,
- * status), and the reply helpers every operation answers with.
+ * status, stop), and the reply helpers every operation answers with.
  */
 #include "config.h"
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include "common/err.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "daemon/server-private.h"
 #include "proto/proto.h"
@@ -124,6 +125,25 @@ op_status(struct client *c, int64_t id, json_object *req)
 	return reply_ok(c, id, res);
 }
 
+/*
+ * `scagent stop`: the answer goes out first, then the agent stops as on
+ * SIGTERM (clients closed, modules finalised, its socket removed; a socket
+ * systemd made is systemd's and stays: "socket_kept").
+ */
+static int
+op_stop(struct client *c, int64_t id, json_object *req)
+{
+	json_object *res = json_object_new_object();
+	int r;
+
+	json_object_object_add(res, "pid", json_object_new_int64((int64_t)getpid()));
+	json_object_object_add(res, "socket_kept", json_object_new_boolean(c->srv->o.socket_kept));
+	sc_info("stopping: asked by pid %ld (%s)", (long)c->pid, c->exe);
+	r = reply_ok(c, id, res);
+	sc_server_stop(c->srv);
+	return r;
+}
+
 static int
 op_hello(struct client *c, int64_t id, json_object *req)
 {
@@ -159,6 +179,8 @@ static const struct {
 	{ "vsc-list", op_vsc_list }, { "keygen", op_keygen }, { "import", op_import },
 	{ "get-public-key", op_get_public_key }, { "sign-key", op_sign_key },
 	{ "mechanisms", op_mechanisms },
+	{ "pin-change", op_pin_change }, { "pin-unblock", op_pin_unblock },
+	{ "stop", op_stop },
 };
 
 int

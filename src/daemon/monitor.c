@@ -3,8 +3,9 @@
  * short burst because a module may need a moment to see a new card), when a
  * client asks for the inventory, and otherwise only on a long fallback
  * interval (modules without PC/SC, such as SoftHSM). It also logs idle
- * tokens out. It sleeps until the next of these is due: an idle agent uses
- * no CPU. Also here: refresh, the re-read a client asks for.
+ * tokens out, and those whose login lifetime is over. It sleeps until the
+ * next of these is due: an idle agent uses no CPU. Also here: refresh, the
+ * re-read a client asks for.
  */
 #include "config.h"
 #include <pthread.h>
@@ -99,6 +100,21 @@ op_refresh(struct client *c, int64_t id, json_object *req)
 /* ------------------------------------------------------------------ */
 /* The thread */
 
+/* Logins at the end of their lifetime (one event each), then idle ones. */
+static void
+expire_logins(struct sc_server *srv)
+{
+	json_object *labels = NULL;
+
+	if (sc_store_expire_lifetimes(srv->st, &labels) > 0)
+		for (size_t i = 0; i < json_object_array_length(labels); i++)
+			sc_server_broadcast(srv, "logout", token_fields(json_object_get_string(
+			    json_object_array_get_idx(labels, i)), "lifetime"));
+	json_object_put(labels);
+	if (srv->o.idle_timeout_ms > 0 && sc_store_expire_logins(srv->st, srv->o.idle_timeout_ms) > 0)
+		sc_server_broadcast(srv, "logout", token_fields(NULL, "idle-timeout"));
+}
+
 void
 monitor_init(struct sc_server *srv)
 {
@@ -147,15 +163,14 @@ monitor_main(void *arg)
 		due = srv->last_refresh + FALLBACK_REFRESH_MS;
 		if (srv->burst < NBURST && srv->burst_at + burst_ms[srv->burst] < due)
 			due = srv->burst_at + burst_ms[srv->burst];
-		if (srv->o.idle_timeout_ms > 0) {
-			pthread_mutex_unlock(&srv->lock);
-			login_due = sc_store_login_deadline(srv->st, srv->o.idle_timeout_ms);
-			pthread_mutex_lock(&srv->lock);
-			if (srv->stopping)
-				break;
-			if (login_due != 0 && login_due < due)
-				due = login_due;
-		}
+		/* Idle logins (with an idle timeout) and logins with a lifetime. */
+		pthread_mutex_unlock(&srv->lock);
+		login_due = sc_store_login_deadline(srv->st, srv->o.idle_timeout_ms);
+		pthread_mutex_lock(&srv->lock);
+		if (srv->stopping)
+			break;
+		if (login_due != 0 && login_due < due)
+			due = login_due;
 		if (now < due) {
 			monitor_wait(srv, due);
 			continue;	/* look again: woken early, or now due */
@@ -170,8 +185,8 @@ monitor_main(void *arg)
 			refresh = 1;
 		expire = login_due != 0 && login_due <= now;
 		pthread_mutex_unlock(&srv->lock);
-		if (expire && sc_store_expire_logins(srv->st, srv->o.idle_timeout_ms) > 0)
-			sc_server_broadcast(srv, "logout", token_fields(NULL, "idle-timeout"));
+		if (expire)
+			expire_logins(srv);
 		if (refresh)
 			server_refresh(srv, 1, &changed);
 		pthread_mutex_lock(&srv->lock);

@@ -1,7 +1,7 @@
 /*
  * Operations on tokens and their certificates and keys: list, find,
- * get-cert, login, logout, mechanisms, get-public-key, with the messages of
- * their errors.
+ * get-cert, login, logout, pin-change, pin-unblock, mechanisms,
+ * get-public-key, with the messages of their errors.
  */
 #include "config.h"
 #include <stdio.h>
@@ -9,6 +9,7 @@
 #include <string.h>
 #include "cert/certinfo.h"
 #include "common/err.h"
+#include "common/log.h"
 #include "common/secmem.h"
 #include "common/text.h"
 #include "common/util.h"
@@ -113,6 +114,8 @@ op_get_cert(struct client *c, int64_t id, json_object *req)
 	return reply_ok(c, id, res);
 }
 
+#define LOGIN_LIFETIME_MAX 31536000	/* seconds: a year */
+
 static int
 is_token_uri(const char *token)
 {
@@ -143,8 +146,8 @@ login_error(struct client *c, int64_t id, int r, const char *token, json_object 
 		    "; the token counts failed tries and locks after too many");
 		break;
 	case SC_ERR_PIN_LOCKED:
-		snprintf(msg, sizeof(msg), "the PIN of token \"%s\" is locked; unblock it with the "
-		    "SO PIN or PUK (for a TPM card, wait for or clear the dictionary-attack lockout)", token);
+		snprintf(msg, sizeof(msg), "the PIN of token \"%s\" is locked; unblock it with the SO "
+		    "PIN or PUK: `scagent pin unblock --token %s`", token, token);
 		break;
 	case SC_ERR_PIN_FINAL_TRY:
 		snprintf(msg, sizeof(msg), "token \"%s\" has one PIN try left; if you are sure of the "
@@ -230,6 +233,12 @@ op_login(struct client *c, int64_t id, json_object *req)
 	char detail[256], label[256];
 	int r;
 
+	json_object *lt = NULL;
+	int64_t lifetime = json_object_object_get_ex(req, "lifetime", &lt) ? json_object_get_int64(lt) : 0;
+
+	if (lifetime < 0 || lifetime > LOGIN_LIFETIME_MAX)
+		return reply_err(c, id, SC_ERR_INVALID, "\"lifetime\" is in seconds, from 1 to "
+		    "31536000 (a year); 0 or none: the login lasts until logout or the idle timeout");
 	refresh_if_stale(c->srv);	/* a token that just arrived can be logged in to */
 	if (pin == NULL && c->srv->o.pinentry == NULL)
 		return reply_err(c, id, SC_ERR_INVALID, "login needs \"pin\": this agent has no "
@@ -245,8 +254,13 @@ op_login(struct client *c, int64_t id, json_object *req)
 		json_object_put(flags);
 		return r;
 	}
+	/* Set at once after the login, before this client hears of it. */
+	if (lifetime > 0 && sc_store_login_lifetime(c->srv->st, token, (unsigned long)lifetime) != SC_OK)
+		sc_info("login to \"%s\": its lifetime could not be set (logged out already?)", token);
 	res = json_object_new_object();
 	json_object_object_add(res, "flags", flags);
+	if (lifetime > 0)
+		json_object_object_add(res, "lifetime", json_object_new_int64(lifetime));
 	monitor_kick(c->srv);	/* a new idle-logout deadline */
 	sc_server_broadcast(c->srv, "login", token_fields(event_label(c, token, label, sizeof(label)), NULL));
 	return reply_ok(c, id, res);
@@ -263,6 +277,105 @@ op_logout(struct client *c, int64_t id, json_object *req)
 		return login_error(c, id, r, token, NULL);
 	sc_server_broadcast(c->srv, "logout", token_fields(event_label(c, token, label, sizeof(label)), NULL));
 	return reply_ok(c, id, NULL);
+}
+
+/*
+ * The errors of a PIN change (so = 0) or unblock (so = 1) that a login does
+ * not have, or says otherwise; the rest as login_error.
+ */
+static int
+pin_error(struct client *c, int64_t id, int r, const char *token, json_object *flags, int so)
+{
+	const char *what = so ? "unblocked" : "changed";
+	char msg[640], tpm[512];
+
+	if (tpm_login_message(c, r, token, tpm, sizeof(tpm))) {
+		snprintf(msg, sizeof(msg), "%s; the PIN was not %s", tpm, what);
+		return reply_err(c, id, r, msg);
+	}
+	switch (r) {
+	case SC_ERR_PIN_INCORRECT:
+		if (so)
+			snprintf(msg, sizeof(msg), "wrong SO PIN or PUK for token \"%s\" (tried once): "
+			    "the PIN was not unblocked; the token counts failed tries of the SO PIN too, "
+			    "and a locked SO PIN cannot be unblocked", token);
+		else
+			snprintf(msg, sizeof(msg), "wrong PIN for token \"%s\" (tried once): the PIN was "
+			    "not changed; the token counts failed tries and locks after too many", token);
+		break;
+	case SC_ERR_PIN_LOCKED:
+		if (!so)
+			return login_error(c, id, r, token, flags);
+		snprintf(msg, sizeof(msg), "the SO PIN (or PUK) of token \"%s\" is locked: nothing was "
+		    "tried, and the PIN cannot be unblocked with it; ask whoever issued the token",
+		    token);
+		break;
+	case SC_ERR_PIN_FINAL_TRY:
+		if (!so)
+			return login_error(c, id, r, token, flags);
+		snprintf(msg, sizeof(msg), "token \"%s\" has one SO PIN (or PUK) try left: nothing "
+		    "was tried; if you are sure of it, confirm with --confirm-final-try", token);
+		break;
+	case SC_ERR_PIN_INVALID:
+		snprintf(msg, sizeof(msg), "token \"%s\" refused the new PIN (too short, too long, or "
+		    "characters it does not take): the PIN was not %s", token, what);
+		break;
+	case SC_ERR_BUSY:
+		snprintf(msg, sizeof(msg), "token \"%s\" is in use by a signature or another login: "
+		    "the SO could not log in and the PIN was not unblocked; try again", token);
+		break;
+	default:
+		return login_error(c, id, r, token, flags);
+	}
+	return reply_err(c, id, r, msg);
+}
+
+/* A PIN change or unblock: audited, its error explained, the token's flags as the result. */
+static int
+pin_reply(struct client *c, int64_t id, const char *op, int r, const char *token,
+    json_object *flags, int so)
+{
+	char detail[256];
+	json_object *res;
+
+	snprintf(detail, sizeof(detail), "token=\"%s\"", token);
+	audit(c->srv, c, op, detail, r);
+	if (r != SC_OK) {
+		r = pin_error(c, id, r, token, flags, so);
+		json_object_put(flags);
+		return r;
+	}
+	res = json_object_new_object();
+	json_object_object_add(res, "flags", flags);
+	return reply_ok(c, id, res);
+}
+
+int
+op_pin_change(struct client *c, int64_t id, json_object *req)
+{
+	const char *token = arg_str(req, "token");
+	json_object *flags = NULL;
+	int r;
+
+	r = sc_store_pin_change(c->srv->st, token, arg_str(req, "pin"), arg_str(req, "new_pin"),
+	    arg_bool(req, "confirm_final_try"), &flags);
+	return pin_reply(c, id, "pin-change", r, token, flags, 0);
+}
+
+int
+op_pin_unblock(struct client *c, int64_t id, json_object *req)
+{
+	const char *token = arg_str(req, "token");
+	json_object *flags = NULL;
+	char label[256];
+	int r, out = 0;
+
+	r = sc_store_pin_unblock(c->srv->st, token, arg_str(req, "so_pin"), arg_str(req, "new_pin"),
+	    arg_bool(req, "confirm_final_try"), &out, &flags);
+	if (out)
+		sc_server_broadcast(c->srv, "logout", token_fields(event_label(c, token, label,
+		    sizeof(label)), "pin-unblock"));
+	return pin_reply(c, id, "pin-unblock", r, token, flags, 1);
 }
 
 int

@@ -497,6 +497,7 @@ main(int argc, char **argv)
 	sv.audit_log = audit_log ? audit_log : cfg.audit_log;
 	sv.request_timeout_ms = reqto * 1000UL;
 	sv.max_clients = (int)maxc;
+	sv.socket_kept = activated;
 	if ((g_srv = sc_server_new(st, lfd, &sv)) == NULL)
 		goto out;
 	if (g_stop)

@@ -130,6 +130,7 @@ int key_ref_error(struct client *c, int64_t id, int r, const char *ref, json_obj
 
 /* ops-token.c */
 sc_op_fn op_list, op_find, op_get_cert, op_login, op_logout, op_mechanisms, op_get_public_key;
+sc_op_fn op_pin_change, op_pin_unblock;
 /* Fields of a login/logout event. */
 json_object *token_fields(const char *token, const char *reason);
 /* Ask for the PIN through pinentry and log in once. */

@@ -14,6 +14,7 @@ struct sc_server_opts {
 	const char *audit_log;		/* "syslog", a file, or NULL */
 	unsigned long request_timeout_ms; /* a half-sent request is dropped after this */
 	int max_clients;		/* connections served at once; 0: the default, 256 */
+	int socket_kept;		/* the socket is systemd's: it stays when the agent stops */
 };
 
 struct sc_server *sc_server_new(struct sc_store *st, int listen_fd, const struct sc_server_opts *o);

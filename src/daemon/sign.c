@@ -117,7 +117,7 @@ key_pin_message(int r, const char *key, const char *token, int asked, char *msg,
 		break;
 	case SC_ERR_PIN_LOCKED:
 		snprintf(msg, len, "the PIN of token \"%s\" is locked: nothing was tried; unblock it "
-		    "with the SO PIN or PUK", token);
+		    "with the SO PIN or PUK: `scagent pin unblock --token %s`", token, token);
 		break;
 	case SC_ERR_PIN_FINAL_TRY:
 		snprintf(msg, len, "token \"%s\" has one PIN try left: nothing was tried; if you are "

@@ -13,7 +13,7 @@ const struct sc_op_spec sc_proto_ops[] = {
 	{ "find", { { "ref", SC_ARG_STRING, 1 }, { "cas", SC_ARG_STRING, 0 } } },
 	{ "get-cert", { { "ref", SC_ARG_STRING, 1 }, { "chain", SC_ARG_BOOL, 0 } } },
 	{ "login", { { "token", SC_ARG_STRING, 1 }, { "pin", SC_ARG_STRING, 0 },
-	    { "confirm_final_try", SC_ARG_BOOL, 0 } } },
+	    { "confirm_final_try", SC_ARG_BOOL, 0 }, { "lifetime", SC_ARG_INT, 0 } } },
 	{ "logout", { { "token", SC_ARG_STRING, 1 } } },
 	{ "sign", { { "ref", SC_ARG_STRING, 1 }, { "alg", SC_ARG_STRING, 1 },
 	    { "data", SC_ARG_B64, 0 }, { "digest", SC_ARG_B64, 0 }, { "pin", SC_ARG_STRING, 0 },
@@ -34,6 +34,11 @@ const struct sc_op_spec sc_proto_ops[] = {
 	    { "data", SC_ARG_B64, 0 }, { "digest", SC_ARG_B64, 0 }, { "pin", SC_ARG_STRING, 0 },
 	    { "confirm_final_try", SC_ARG_BOOL, 0 } } },
 	{ "mechanisms", { { "token", SC_ARG_STRING, 1 } } },
+	{ "pin-change", { { "token", SC_ARG_STRING, 1 }, { "pin", SC_ARG_STRING, 1 },
+	    { "new_pin", SC_ARG_STRING, 1 }, { "confirm_final_try", SC_ARG_BOOL, 0 } } },
+	{ "pin-unblock", { { "token", SC_ARG_STRING, 1 }, { "so_pin", SC_ARG_STRING, 1 },
+	    { "new_pin", SC_ARG_STRING, 1 }, { "confirm_final_try", SC_ARG_BOOL, 0 } } },
+	{ "stop", { { NULL, 0, 0 } } },
 	{ NULL, { { NULL, 0, 0 } } }
 };
 
@@ -254,7 +259,7 @@ tree_members(json_object *o)
 }
 
 /* The request arguments that carry a PIN. */
-static const char *const pin_names[] = { "pin", "so_pin", NULL };
+static const char *const pin_names[] = { "pin", "so_pin", "new_pin", NULL };
 
 static int
 is_pin_name(const char *k)
@@ -265,7 +270,7 @@ is_pin_name(const char *k)
 	return 0;
 }
 
-/* Overwrite o's "pin" and "so_pin" strings, or o itself when it is the value of one. */
+/* Overwrite o's PIN strings (pin_names), or o itself when it is the value of one. */
 static void
 wipe_pins(json_object *o, int is_pin_value)
 {
@@ -288,7 +293,7 @@ sc_proto_wipe_pins(json_object *req)
 	wipe_pins(req, 0);
 }
 
-/* A request that may carry a PIN ("pin", "so_pin"). */
+/* A request that may carry a PIN: every name in pin_names ends in pin". */
 static int
 names_pin(const char *line, size_t len)
 {

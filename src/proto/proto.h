@@ -85,9 +85,9 @@ char *sc_proto_event(const char *name, json_object *fields, size_t *len);
 /* Serialise compactly, '/' not escaped. */
 const char *sc_json_text(json_object *o);
 /*
- * The same for a request that may carry a PIN ("pin", "so_pin"), printed
- * without leaving a copy of it in memory given back to malloc. The text
- * belongs to req: wipe it (explicit_bzero) before req is put.
+ * The same for a request that may carry a PIN ("pin", "so_pin", "new_pin"),
+ * printed without leaving a copy of it in memory given back to malloc. The
+ * text belongs to req: wipe it (explicit_bzero) before req is put.
  */
 const char *sc_proto_text(json_object *req);
 /*
@@ -97,8 +97,8 @@ const char *sc_proto_text(json_object *req);
  */
 json_object *sc_proto_parse_text(const char *text);
 /*
- * Overwrite the "pin" and "so_pin" strings of a request in place, before it is
- * freed (the agent after handling it, the client after sending it).
+ * Overwrite the "pin", "so_pin" and "new_pin" strings of a request in place,
+ * before it is freed (the agent after handling it, the client after sending it).
  */
 void sc_proto_wipe_pins(json_object *req);
 

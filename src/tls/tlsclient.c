@@ -1416,7 +1416,8 @@ sc_tls_advice(const struct sc_tls_conn *c)
 		if (c->signer.last_err == SC_ERR_PIN_INCORRECT)
 			return "the key's PIN was wrong (tried once): run again with the right PIN";
 		if (c->signer.last_err == SC_ERR_PIN_LOCKED)
-			return "the PIN is locked: unblock it with the PUK or SO PIN";
+			return "the PIN is locked: unblock it with the PUK or SO PIN "
+			    "(`scagent pin unblock --token LABEL`)";
 		if (c->signer.last_err == SC_ERR_MECHANISM && strncmp(c->signer.last_alg, "rsa-pss", 7) == 0)
 			return "the token cannot make RSA-PSS signatures, which TLS 1.3 requires for RSA "
 			    "keys: use --tls-max 1.2, or an EC key";

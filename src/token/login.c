@@ -3,7 +3,8 @@
  * spend no try on a locked PIN or, unconfirmed, on the final one (for a
  * login and for a per-signature PIN); the salted hash of the PIN a login
  * used, which checks later logins without asking the card; logout; idle
- * logouts.
+ * logouts and logins with a lifetime; changing the user PIN (C_SetPIN) and
+ * unblocking it with the SO PIN or PUK (C_InitPIN), each tried once.
  */
 
 #include "config.h"
@@ -63,12 +64,68 @@ void
 login_forget_locked(struct sc_token *t)
 {
 	t->logged_in = 0;
+	t->login_ends = 0;
 	sc_secmem_free(t->pin_check);
 	t->pin_check = NULL;
 }
 
 /* ------------------------------------------------------------------ */
 /* Login */
+
+/*
+ * The rules before a PIN is spent, on the token's flags (with a TPM's
+ * lockout counter mapped onto them, tpm_pin_flags): no try on a locked PIN,
+ * the final one only when confirmed. so: the SO PIN's flags (a TPM's
+ * counter counts the SO PIN's failures too, so its user flags count for both).
+ */
+static int
+pin_rules(struct sc_store *st, CK_FLAGS fl, int so, int confirm_final_try)
+{
+	CK_FLAGS locked = so ? CKF_SO_PIN_LOCKED : CKF_USER_PIN_LOCKED;
+	CK_FLAGS final = so ? CKF_SO_PIN_FINAL_TRY : CKF_USER_PIN_FINAL_TRY;
+
+	if (fl & locked)
+		return SC_ERR_PIN_LOCKED;
+	if ((fl & final) && !confirm_final_try && !st->opts.confirm_final_try)
+		return SC_ERR_PIN_FINAL_TRY;
+	return SC_OK;
+}
+
+/* A TPM's lockout counter counts the SO PIN's failures too: as SO PIN flags. */
+static CK_FLAGS
+tpm_so_flags(CK_FLAGS user)
+{
+	return ((user & CKF_USER_PIN_LOCKED) ? CKF_SO_PIN_LOCKED : 0) |
+	    ((user & CKF_USER_PIN_FINAL_TRY) ? CKF_SO_PIN_FINAL_TRY : 0) |
+	    ((user & CKF_USER_PIN_COUNT_LOW) ? CKF_SO_PIN_COUNT_LOW : 0);
+}
+
+/* The rules on the token's fresh flags (a TPM's lockout counter included). */
+static int
+token_pin_rules(struct sc_store *st, struct sc_token *t, int so, int confirm_final_try)
+{
+	CK_FLAGS fl;
+
+	token_update_info(t);
+	fl = tpm_pin_flags(st, t);
+	if (so)
+		fl = tpm_so_flags(fl);
+	pthread_mutex_lock(&t->lock);
+	fl |= t->info.flags;
+	pthread_mutex_unlock(&t->lock);
+	return pin_rules(st, fl, so, confirm_final_try);
+}
+
+/* The token's flags after an attempt, for the caller's message. */
+static void
+pin_flags_out(struct sc_token *t, json_object **flags_out)
+{
+	if (flags_out == NULL)
+		return;
+	pthread_mutex_lock(&t->lock);
+	*flags_out = token_flags_json(&t->info, t->logged_in);
+	pthread_mutex_unlock(&t->lock);
+}
 
 /*
  * A login asked of a token the agent is logged in to: pin checked against
@@ -132,15 +189,8 @@ sc_store_login(struct sc_store *st, const char *token_label, const char *pin,
 		r = login_check(t, pin);
 		goto out;
 	}
-	if ((t->info.flags | tflags) & CKF_USER_PIN_LOCKED) {
-		r = SC_ERR_PIN_LOCKED;
+	if ((r = pin_rules(st, t->info.flags | tflags, 0, confirm_final_try)) != SC_OK)
 		goto out_locked;
-	}
-	if (((t->info.flags | tflags) & CKF_USER_PIN_FINAL_TRY) && !confirm_final_try &&
-	    !st->opts.confirm_final_try) {
-		r = SC_ERR_PIN_FINAL_TRY;
-		goto out_locked;
-	}
 	pthread_mutex_unlock(&t->lock);
 
 	rv = t->mod->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &s);
@@ -176,11 +226,7 @@ sc_store_login(struct sc_store *st, const char *token_label, const char *pin,
 out_locked:
 	pthread_mutex_unlock(&t->lock);
 out:
-	if (flags_out) {
-		pthread_mutex_lock(&t->lock);
-		*flags_out = token_flags_json(&t->info, t->logged_in);
-		pthread_mutex_unlock(&t->lock);
-	}
+	pin_flags_out(t, flags_out);
 	sc_secmem_free(pc);
 	token_unref(t);
 	return r;
@@ -233,7 +279,7 @@ sc_store_expire_logins(struct sc_store *st, unsigned long idle_ms)
 	for (size_t i = 0; i < n; i++) {
 		int expire;
 		pthread_mutex_lock(&v[i]->lock);
-		expire = v[i]->logged_in && now - v[i]->last_use > idle_ms;
+		expire = idle_ms > 0 && v[i]->logged_in && now - v[i]->last_use > idle_ms;
 		pthread_mutex_unlock(&v[i]->lock);
 		if (expire && token_logout(v[i]) == SC_OK)
 			count++;
@@ -250,20 +296,146 @@ sc_store_expire_logins(struct sc_store *st, unsigned long idle_ms)
 int
 ctx_pin_check(struct sc_store *st, struct sc_token *t, const struct sc_sign_pin *sp)
 {
-	CK_FLAGS fl;
-
 	if (sp == NULL || sp->pin == NULL)
 		return SC_ERR_PIN_REQUIRED;
-	token_update_info(t);
-	fl = tpm_pin_flags(st, t);
+	return token_pin_rules(st, t, 0, sp->confirm_final_try);
+}
+
+/* ------------------------------------------------------------------ */
+/* Changing and unblocking the user PIN */
+
+/* After the user PIN changed: the login's PIN check follows it (out of memory: dropped). */
+static void
+login_follow_pin(struct sc_token *t, const char *new_pin)
+{
+	struct pin_check *pc = pin_check_new(new_pin);
+
 	pthread_mutex_lock(&t->lock);
-	fl |= t->info.flags;
+	if (t->logged_in) {
+		sc_secmem_free(t->pin_check);
+		t->pin_check = pc;
+		pc = NULL;
+	}
 	pthread_mutex_unlock(&t->lock);
-	if (fl & CKF_USER_PIN_LOCKED)
-		return SC_ERR_PIN_LOCKED;
-	if ((fl & CKF_USER_PIN_FINAL_TRY) && !sp->confirm_final_try && !st->opts.confirm_final_try)
-		return SC_ERR_PIN_FINAL_TRY;
-	return SC_OK;
+	sc_secmem_free(pc);
+}
+
+int
+sc_store_pin_change(struct sc_store *st, const char *token_label, const char *old_pin,
+    const char *new_pin, int confirm_final_try, json_object **flags_out)
+{
+	struct sc_token *t;
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	CK_RV rv;
+	int r, in, logged = 0;
+
+	if (flags_out)
+		*flags_out = NULL;
+	if ((t = store_find_label(st, token_label, &r)) == NULL)
+		return r;
+	if ((r = token_pin_rules(st, t, 0, confirm_final_try)) != SC_OK)
+		goto out;
+	pthread_mutex_lock(&t->lock);
+	in = t->logged_in;
+	pthread_mutex_unlock(&t->lock);
+	/* Logged in or not, a read/write session changes the user's PIN (C_SetPIN needs R/W). */
+	rv = t->mod->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+	if (rv == CKR_OK && !in && module_is_tpm2_pkcs11(t->mod)) {
+		/*
+		 * tpm2-pkcs11 1.9 answers CKR_OK to a C_SetPIN with a wrong PIN
+		 * when no one is logged in (the TPM refused and counted it): the
+		 * PIN is tried by a login instead, and C_SetPIN runs logged in,
+		 * where it reports the TPM's answer, with the PIN the TPM just took.
+		 */
+		if ((rv = t->mod->f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)old_pin,
+		    strlen(old_pin))) == CKR_OK)
+			logged = 1;
+	}
+	if (rv == CKR_OK)
+		rv = t->mod->f->C_SetPIN(s, (CK_UTF8CHAR_PTR)old_pin, strlen(old_pin),
+		    (CK_UTF8CHAR_PTR)new_pin, strlen(new_pin));
+	if (logged)
+		t->mod->f->C_Logout(s);
+	if (s != CK_INVALID_HANDLE)
+		t->mod->f->C_CloseSession(s);
+	token_update_info(t);
+	if (rv != CKR_OK) {
+		sc_info("PIN change on \"%s\" failed: %s", t->label, sc_ckr_name(rv));
+		r = sc_err_from_ckr(rv);
+		goto out;
+	}
+	login_follow_pin(t, new_pin);
+	sc_info("the user PIN of \"%s\" was changed", t->label);
+	r = SC_OK;
+out:
+	pin_flags_out(t, flags_out);
+	token_unref(t);
+	return r;
+}
+
+/* Close the token's idle sessions: an SO login refuses while read-only ones exist. */
+static void
+pool_close(struct sc_token *t)
+{
+	CK_SESSION_HANDLE v[SC_MAX_SESSIONS_IDLE];
+	size_t n;
+
+	pthread_mutex_lock(&t->lock);
+	n = t->npool;
+	memcpy(v, t->pool, n * sizeof(v[0]));
+	t->npool = 0;
+	pthread_mutex_unlock(&t->lock);
+	for (size_t i = 0; i < n; i++)
+		t->mod->f->C_CloseSession(v[i]);
+}
+
+int
+sc_store_pin_unblock(struct sc_store *st, const char *token_label, const char *so_pin,
+    const char *new_pin, int confirm_final_try, int *logged_out, json_object **flags_out)
+{
+	struct sc_token *t;
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	CK_RV rv;
+	int r;
+
+	*logged_out = 0;
+	if (flags_out)
+		*flags_out = NULL;
+	if ((t = store_find_label(st, token_label, &r)) == NULL)
+		return r;
+	if ((r = token_pin_rules(st, t, 1, confirm_final_try)) != SC_OK)
+		goto out;
+	/* The SO logs in alone: the agent's own login ends (its PIN is being replaced). */
+	*logged_out = token_logout(t) == SC_OK;
+	pool_close(t);
+	rv = t->mod->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+	if (rv != CKR_OK) {
+		r = sc_err_from_ckr(rv);
+		goto out;
+	}
+	rv = t->mod->f->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin));
+	if (rv == CKR_OK) {
+		CK_RV rv2 = t->mod->f->C_InitPIN(s, (CK_UTF8CHAR_PTR)new_pin, strlen(new_pin));
+		t->mod->f->C_Logout(s);
+		if (rv2 != CKR_OK) {
+			sc_info("unblocking the PIN of \"%s\": C_InitPIN: %s", t->label, sc_ckr_name(rv2));
+			r = rv2 == CKR_PIN_INCORRECT ? SC_ERR_PIN_INVALID : sc_err_from_ckr(rv2);
+		} else
+			r = SC_OK;
+	} else {
+		sc_info("unblocking the PIN of \"%s\": SO login: %s", t->label, sc_ckr_name(rv));
+		/* Another login or a read-only session of a signature under way: not the SO PIN's fault. */
+		r = rv == CKR_SESSION_READ_ONLY_EXISTS || rv == CKR_USER_ANOTHER_ALREADY_LOGGED_IN ||
+		    rv == CKR_USER_ALREADY_LOGGED_IN ? SC_ERR_BUSY : sc_err_from_ckr(rv);
+	}
+	t->mod->f->C_CloseSession(s);
+	token_update_info(t);
+	if (r == SC_OK)
+		sc_info("the user PIN of \"%s\" was set by its SO", t->label);
+out:
+	pin_flags_out(t, flags_out);
+	token_unref(t);
+	return r;
 }
 
 /* ------------------------------------------------------------------ */
@@ -278,13 +450,61 @@ sc_store_login_deadline(struct sc_store *st, unsigned long idle_ms)
 
 	v = tokens_get(st, &n);
 	for (size_t i = 0; i < n; i++) {
-		uint64_t d;
+		uint64_t d = 0;
 		pthread_mutex_lock(&v[i]->lock);
-		d = v[i]->logged_in ? v[i]->last_use + idle_ms + 1 : 0;
+		if (v[i]->logged_in && idle_ms > 0)
+			d = v[i]->last_use + idle_ms + 1;
+		if (v[i]->logged_in && v[i]->login_ends != 0 && (d == 0 || v[i]->login_ends < d))
+			d = v[i]->login_ends;
 		pthread_mutex_unlock(&v[i]->lock);
 		if (d != 0 && (due == 0 || d < due))
 			due = d;
 	}
 	tokens_put(v, n);
 	return due;
+}
+
+int
+sc_store_login_lifetime(struct sc_store *st, const char *token_label, unsigned long seconds)
+{
+	struct sc_token *t;
+	int r;
+
+	if ((t = store_find_label(st, token_label, &r)) == NULL)
+		return r;
+	pthread_mutex_lock(&t->lock);
+	if (t->logged_in)
+		t->login_ends = seconds > 0 ? sc_now_ms() + (uint64_t)seconds * 1000 : 0;
+	else
+		r = SC_ERR_NOT_LOGGED_IN;
+	pthread_mutex_unlock(&t->lock);
+	token_unref(t);
+	return r;
+}
+
+int
+sc_store_expire_lifetimes(struct sc_store *st, json_object **labels)
+{
+	struct sc_token **v;
+	size_t n;
+	uint64_t now = sc_now_ms();
+	int count = 0;
+
+	if (labels != NULL)
+		*labels = json_object_new_array();
+	v = tokens_get(st, &n);
+	for (size_t i = 0; i < n; i++) {
+		int expire;
+		pthread_mutex_lock(&v[i]->lock);
+		expire = v[i]->logged_in && v[i]->login_ends != 0 && v[i]->login_ends <= now;
+		pthread_mutex_unlock(&v[i]->lock);
+		if (!expire || token_logout(v[i]) != SC_OK)
+			continue;
+		count++;
+		sc_info("the login to \"%s\" reached the end of its lifetime", v[i]->label);
+		if (labels != NULL && *labels != NULL)
+			json_object_array_add(*labels, json_object_new_string(v[i]->label));
+	}
+	tokens_put(v, n);
+	return count;
 }

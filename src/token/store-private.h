@@ -36,8 +36,8 @@
  * reference to a token that went away (its sessions close with it).
  *
  * t->lock (struct sc_token): t->info, the idle session pool, login_session,
- * logged_in, pin_check, last_use, dead, and the t->objs pointer (swapped
- * whole by token_reload; readers take a reference with token_objs). Held
+ * logged_in, pin_check, last_use, login_ends, dead, and the t->objs pointer
+ * (swapped whole by token_reload; readers take a reference with token_objs). Held
  * for a few assignments only, never across a module call: C_Login, C_Sign
  * and the rest run with no lock, so a slow token holds up only its callers.
  *
@@ -127,6 +127,7 @@ struct sc_token {
 	struct pin_check *pin_check;	/* of the PIN the agent logged in with, or NULL */
 	pthread_mutex_t check_lock;	/* PINs checked against it one at a time */
 	uint64_t last_use;
+	uint64_t login_ends;		/* sc_now_ms() time a login with a lifetime ends, or 0 */
 	struct sc_objset *objs;
 	int seen;			/* refresh mark */
 	int dead;			/* its module was re-initialised: handles are void */
@@ -223,7 +224,8 @@ json_object *cert_json(struct sc_token *t, const struct sc_objset *o, const stru
     X509_STORE *anchors, STACK_OF(X509) *inter);
 json_object *kp_json(struct sc_token *t, const struct sc_kp *k);
 
-/* vsc.c: a TPM's dictionary-attack state as PIN flags */
+/* vsc.c: a TPM's dictionary-attack state as PIN flags; whether m is tpm2-pkcs11 */
 CK_FLAGS tpm_pin_flags(struct sc_store *st, struct sc_token *t);
+int module_is_tpm2_pkcs11(struct sc_module *m);
 
 #endif

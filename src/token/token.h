@@ -89,6 +89,35 @@ int sc_store_login(struct sc_store *st, const char *token_label, const char *pin
     int confirm_final_try, json_object **flags_out);
 int sc_store_logout(struct sc_store *st, const char *token_label);
 /*
+ * Change the user PIN (C_SetPIN on a read/write session: the old PIN is the
+ * card's to check), tried once, under the rules of a login (locked: not
+ * tried; final try: only with confirm_final_try). When the agent is logged
+ * in, the PIN check it keeps follows the new PIN. *flags_out as for a login.
+ */
+int sc_store_pin_change(struct sc_store *st, const char *token_label, const char *old_pin,
+    const char *new_pin, int confirm_final_try, json_object **flags_out);
+/*
+ * Set a new user PIN with the SO PIN (or PUK): C_Login as CKU_SO, C_InitPIN,
+ * C_Logout, tried once, the SO PIN's flags (and a TPM's lockout counter)
+ * under the rules of a login. The agent's own login to the token ends first
+ * (*logged_out is then 1). SC_ERR_PIN_INCORRECT: the SO PIN is wrong;
+ * SC_ERR_PIN_INVALID: the token refused the new PIN; SC_ERR_BUSY: another
+ * session is in the way of the SO's login.
+ */
+int sc_store_pin_unblock(struct sc_store *st, const char *token_label, const char *so_pin,
+    const char *new_pin, int confirm_final_try, int *logged_out, json_object **flags_out);
+/*
+ * The agent's login to the token ends seconds after now whatever its use
+ * (`scagent login --lifetime`, ssh-add -t); 0 takes the limit away.
+ * SC_ERR_NOT_LOGGED_IN when the agent is not logged in to it.
+ */
+int sc_store_login_lifetime(struct sc_store *st, const char *token_label, unsigned long seconds);
+/*
+ * Log out of tokens whose login lifetime is over; *labels (may be NULL)
+ * gets a new array of their labels. Returns how many.
+ */
+int sc_store_expire_lifetimes(struct sc_store *st, json_object **labels);
+/*
  * Wherever a token is named (login, logout, mechanisms, keygen, import,
  * delete-token): its label, or a token URI (pkcs11:token=...;serial=...),
  * which tells apart two tokens with one label. The label of the token so
@@ -98,8 +127,9 @@ int sc_store_token_label(struct sc_store *st, const char *token, char *label, si
 /* Log out of tokens idle for more than idle_ms; returns how many. */
 int sc_store_expire_logins(struct sc_store *st, unsigned long idle_ms);
 /*
- * When (sc_now_ms() time) the first login idle for idle_ms expires, so a
- * caller can sleep until then; 0 when no token is logged in.
+ * When (sc_now_ms() time) the first login idle for idle_ms (0: no idle
+ * limit) or at the end of its lifetime expires, so a caller can sleep until
+ * then; 0 when no login expires.
  */
 uint64_t sc_store_login_deadline(struct sc_store *st, unsigned long idle_ms);
 

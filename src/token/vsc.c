@@ -41,7 +41,7 @@ sc_store_set_vsc_module(struct sc_store *st, const char *path)
 }
 
 /* tpm2-pkcs11 says who it is in C_GetInfo. */
-static int
+int
 module_is_tpm2_pkcs11(struct sc_module *m)
 {
 	static const char id[] = "tpm2-software.github.io";

@@ -6,7 +6,8 @@
 # it ran stays in its heap). For a right PIN and a wrong one, for a login and
 # for a key that asks for its PIN at every signature. tests/mock/pin-scan.so,
 # preloaded, checks every block the process frees and, as it ends, all of its
-# writable memory but the stack, for any 8 bytes of the PIN.
+# writable memory but the stack, for any 8 bytes of the PIN. Also for the
+# PINs of `pin change` (old and new) and `pin unblock` (SO PIN and new).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
@@ -26,8 +27,11 @@ need setsid
 set -e
 tb_init
 tb_pki
-# A PIN that no other bytes of the process could match by chance.
+# A PIN that no other bytes of the process could match by chance; the SO
+# PIN and the new PINs of `pin change` and `pin unblock` hold it too, so
+# that one scan looks for all of them.
 TB_PIN='Rz7-residue-PIN-q4Wm'
+TB_SO_PIN="so-$TB_PIN"
 tb_softhsm_token demo
 tb_enroll demo 01 alice rsa:2048 good
 TB_ALWAYS_AUTH=1 tb_enroll demo 02 carol rsa:2048 good
@@ -79,12 +83,30 @@ printf '%s\n' "x$TB_PIN" | "$SCAGENT" --socket "$S" sign --cert carol --alg rsa-
 	--in "$W/data" --out "$W/bad.sig" 2>/dev/null
 is "sign, wrong PIN (it holds the right one): refused" "$?" 1
 
+# ---------------------------------------------------------------- pin change, pin unblock
+printf '%s\n%s\n' "$TB_PIN" "n$TB_PIN" | scanned "$W/change" "$TB_PIN" "$SCAGENT" --socket "$S" pin change \
+	--token demo --pin-stdin
+is "pin change --pin-stdin: changed" "$?" 0
+is "pin change --pin-stdin: no copy of the old or the new PIN left" "$(hits "$W/change")" 0
+out=$("$PY" "$here/pty-driver.py" run-pins "n$TB_PIN/t$TB_PIN/t$TB_PIN" env LD_PRELOAD="$SCAN" \
+	SCAN_PIN_HEX="$(hex "$TB_PIN")" SCAN_OUT="$W/change-tty" "$SCAGENT" --socket "$S" pin change --token demo)
+has "pin change on the terminal: changed" "$out" "EXIT 0"
+is "pin change on the terminal: no copy of a PIN left" "$(hits "$W/change-tty")" 0
+printf '%s\n%s\n' "$TB_SO_PIN" "u$TB_PIN" | scanned "$W/unblock" "$TB_PIN" "$SCAGENT" --socket "$S" pin unblock \
+	--token demo --pin-stdin
+is "pin unblock --pin-stdin: unblocked" "$?" 0
+is "pin unblock --pin-stdin: no copy of the SO PIN or the new PIN left" "$(hits "$W/unblock")" 0
+printf '%s\n' "u$TB_PIN" | "$SCAGENT" --socket "$S" login --token demo --pin-stdin 2>/dev/null
+is "  the new PIN logs in" "$?" 0
+
 # ---------------------------------------------------------------- the agent
 stop_agent "the agent stops cleanly"
 ok "the agent reports" test -s "$W/agent.$AGENT_PID"
-is "the agent: no copy of the PIN left (login, signatures, a wrong PIN)" "$(hits "$W/agent.$AGENT_PID")" 0
+is "the agent: no copy of a PIN left (login, signatures, a wrong PIN, pin change and unblock)" \
+	"$(hits "$W/agent.$AGENT_PID")" 0
 
-for f in "$W"/login "$W"/wrong "$W"/tty "$W"/sign "$W/agent.$AGENT_PID"; do
+for f in "$W"/login "$W"/wrong "$W"/tty "$W"/sign "$W"/change "$W"/change-tty "$W"/unblock \
+	"$W/agent.$AGENT_PID"; do
 	[ "$(hits "$f")" = 0 ] || sed 's/^/#   /' "$f"
 done
 done_testing

@@ -8,6 +8,10 @@ pty-driver.py run PIN CMD...
     terminal echoes typed characters unless the program turned echo off, the
     PIN shows up in that output exactly when it was echoed.
 
+pty-driver.py run-pins PIN1/PIN2/... CMD...
+    The same for a command that asks several times: each prompt gets the
+    next PIN.
+
 pty-driver.py answer TTYFILE LOGFILE PIN...
     Opens a pseudo-terminal, writes its name to TTYFILE, then plays the user
     of a terminal pinentry (pinentry-tty) on it: each time "PIN:" appears it
@@ -24,12 +28,13 @@ import sys
 import time
 
 
-def run(pin, cmd):
+def run(pins, cmd):
     pid, fd = pty.fork()
     if pid == 0:
         os.execvp(cmd[0], cmd)
     out = b""
-    typed = False
+    typed = 0
+    prompts = 0
     deadline = time.time() + 30
     while time.time() < deadline:
         r, _, _ = select.select([fd], [], [], 0.2)
@@ -41,10 +46,11 @@ def run(pin, cmd):
             if not got:
                 break
             out += got
-        if not typed and out.rstrip(b" ").endswith(b":"):
+        if typed < len(pins) and out.count(b": ") > prompts and out.rstrip(b" ").endswith(b":"):
             time.sleep(0.1)
-            os.write(fd, pin.encode() + b"\r")
-            typed = True
+            os.write(fd, pins[typed].encode() + b"\r")
+            typed += 1
+            prompts = out.count(b": ")
     _, status = os.waitpid(pid, 0)
     sys.stdout.write(out.decode("utf-8", "replace"))
     print("\nEXIT %d" % os.waitstatus_to_exitcode(status))
@@ -77,7 +83,9 @@ def answer(ttyfile, logfile, pins):
 
 if __name__ == "__main__":
     if len(sys.argv) >= 4 and sys.argv[1] == "run":
-        run(sys.argv[2], sys.argv[3:])
+        run([sys.argv[2]], sys.argv[3:])
+    elif len(sys.argv) >= 4 and sys.argv[1] == "run-pins":
+        run(sys.argv[2].split("/"), sys.argv[3:])
     elif len(sys.argv) >= 5 and sys.argv[1] == "answer":
         answer(sys.argv[2], sys.argv[3], sys.argv[4:])
     else:

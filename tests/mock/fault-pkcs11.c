@@ -39,7 +39,8 @@
  *   SCAGENT_FAULT_TRACE   when set, a line per call is appended to this file:
  *                         "SignInit S", "Sign S" (a signature made or
  *                         refused, S the session), "Login user=U" (U the
- *                         CKU_ user type), "Logout ops=N" (N
+ *                         CKU_ user type), "SetPIN rv=R" and "InitPIN rv=R"
+ *                         (R the real module's CK_RV), "Logout ops=N" (N
  *                         sessions with a signing operation still started)
  *                         and, under renumber, "Renumbered N" (the objects'
  *                         Nth numbering begins)
@@ -215,6 +216,26 @@ fault_Login(CK_SESSION_HANDLE s, CK_USER_TYPE who, CK_UTF8CHAR_PTR pin, CK_ULONG
 	if (f.login_fail != 0)
 		return f.login_fail;
 	return real->C_Login(s, who, pin, len);
+}
+
+/* PIN changes and unblocks are only traced: "SetPIN rv=R", "InitPIN rv=R". */
+static CK_RV
+fault_SetPIN(CK_SESSION_HANDLE s, CK_UTF8CHAR_PTR old, CK_ULONG oldlen, CK_UTF8CHAR_PTR pin,
+    CK_ULONG len)
+{
+	CK_RV rv = real->C_SetPIN(s, old, oldlen, pin, len);
+
+	trace("SetPIN rv=", rv);
+	return rv;
+}
+
+static CK_RV
+fault_InitPIN(CK_SESSION_HANDLE s, CK_UTF8CHAR_PTR pin, CK_ULONG len)
+{
+	CK_RV rv = real->C_InitPIN(s, pin, len);
+
+	trace("InitPIN rv=", rv);
+	return rv;
 }
 
 static CK_RV
@@ -569,6 +590,8 @@ C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
 		wrapped.C_GetFunctionList = C_GetFunctionList;
 		wrapped.C_Initialize = fault_Initialize;
 		wrapped.C_Login = fault_Login;
+		wrapped.C_SetPIN = fault_SetPIN;
+		wrapped.C_InitPIN = fault_InitPIN;
 		wrapped.C_GetTokenInfo = fault_GetTokenInfo;
 		wrapped.C_Sign = fault_Sign;
 		wrapped.C_SignInit = fault_SignInit;

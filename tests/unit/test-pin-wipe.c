@@ -135,6 +135,19 @@ test_init_token(void **state)
 	assert_int_equal(seen, 0);
 }
 
+/* A PIN change carries two PINs, an unblock the SO PIN and the new PIN. */
+static void
+test_pin_change(void **state)
+{
+	(void)state;
+	assert_int_equal(parse_and_release("{\"id\":4,\"op\":\"pin-change\",\"token\":\"demo\","
+	    "\"pin\":\"123456\",\"new_pin\":\"" PIN "\"}"), SC_OK);
+	assert_int_equal(seen, 0);
+	assert_int_equal(parse_and_release("{\"id\":5,\"op\":\"pin-unblock\",\"token\":\"demo\","
+	    "\"so_pin\":\"12345678\",\"new_pin\":\"" PIN "\"}"), SC_OK);
+	assert_int_equal(seen, 0);
+}
+
 /* A refused request is freed inside the parser: its PIN is wiped there. */
 static void
 test_refused(void **state)
@@ -191,6 +204,8 @@ print_and_release(const char *op, const char *pin_name, const char *pin)
 		json_object_object_add(req, "pin", json_object_new_string("123456"));
 	} else
 		json_object_object_add(req, "token", json_object_new_string("demo"));
+	if (strcmp(op, "pin-change") == 0)
+		json_object_object_add(req, "pin", json_object_new_string("123456"));
 	json_object_object_add(req, pin_name, json_object_new_string(pin));
 	json_object_object_add(req, "id", json_object_new_int64(8));
 	json_object_object_add(req, "op", json_object_new_string(op));
@@ -218,6 +233,8 @@ test_client_print(void **state)
 	print_and_release("login", "pin", LONG_PIN);
 	assert_int_equal(seen, 0);
 	print_and_release("init-token", "so_pin", LONG_PIN LONG_PIN);
+	assert_int_equal(seen, 0);
+	print_and_release("pin-change", "new_pin", LONG_PIN);
 	assert_int_equal(seen, 0);
 	/* Characters JSON escapes make the printed PIN longer than the PIN. */
 	print_and_release("login", "pin", "\"q\\u\"o\\t\"e\"\t\x01\x02\x03\x04\x05\x06/x/y/z");
@@ -254,6 +271,7 @@ main(void)
 		cmocka_unit_test(test_login),
 		cmocka_unit_test(test_sign_with_pin),
 		cmocka_unit_test(test_init_token),
+		cmocka_unit_test(test_pin_change),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_long_pin),
 		cmocka_unit_test(test_client_print),
