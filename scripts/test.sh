@@ -1,6 +1,9 @@
 #!/bin/sh
 # The whole test suite: installs what is needed, builds, runs `make check`,
-# and ends with the line "N passed, N failed".
+# and ends with the line "N passed, N failed".  Shell tests run through
+# automake's TAP driver: each assertion is one PASS/FAIL line, so the counts
+# are of assertions (and of the compiled tests); a shell test that dies
+# mid-way or exits non-zero is an ERROR line, counted as failed.
 set -e
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh

@@ -3,16 +3,12 @@
 # bash, alone and under bash-completion's own library, completes commands,
 # a command's options, and --token with the labels of the running agent's
 # tokens (a label with a space stays one word).
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/../integration/agent-lib.sh"
-set -e
-tb_init
+tb_agent_test
 tb_softhsm_token card1
 tb_softhsm_token "my card"
-set +e
-tb_agent_start --module "$TB_SOFTHSM"
+start_agent --module "$TB_SOFTHSM"
 BC=$TOP_SRCDIR/contrib/bash-completion/scagent
 bin=$TB_DIR/bin
 mkdir -p "$bin"

@@ -3,15 +3,11 @@
 # sections, the bash completion in bash-completion's directory, and
 # libscagent.pc, with which a program compiles and links against the
 # installed libscagent and talks to a running agent.
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/../integration/agent-lib.sh"
 _tb_need pkg-config cc make
-set -e
-tb_init
+tb_agent_test
 tb_softhsm_token card1
-set +e
 D=$TB_DIR/dest
 # The build's own configured paths, e.g. /usr/local/lib.
 mk() { env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$TOP_BUILDDIR" "$@"; }
@@ -67,7 +63,7 @@ C
 run cc -Wall -Werror -o "$TB_DIR/prog" "$TB_DIR/prog.c" $flags
 is "a program compiles and links with pkg-config's flags" "$RC:$ERR" "0:"
 run ldd "$TB_DIR/prog"
-tb_agent_start --module "$TB_SOFTHSM"
+start_agent --module "$TB_SOFTHSM"
 LD_LIBRARY_PATH=$D$libdir run "$TB_DIR/prog"
 is "it runs against the installed library and lists the agent's tokens" "$RC" 0
 has "... card1 among them" "$OUT" '"label":"card1"'

@@ -3,12 +3,10 @@
 # scagent.1 has a section for every command `scagent --help` lists and names
 # every option of its --help, and `make install` puts them in the man dirs
 # (checked in tests/desktop/install.sh).
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/../integration/agent-lib.sh"
 command -v man >/dev/null && command -v groff >/dev/null ||
-	{ echo "SKIP: man and groff are needed"; exit 77; }
+	skip_all "man and groff are needed"
 tb_init
 M=$TOP_BUILDDIR/man
 export MANWIDTH=80 LC_ALL=C.UTF-8

@@ -7,21 +7,11 @@
 # without, on the terminal of GPG_TTY, pinentry-curses; with neither nobody
 # is asked and the error says to run scagent login; `pinentry = no` and a
 # configured program win over auto.
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/../integration/agent-lib.sh"
-[ -n "$PY" ] || { echo "SKIP: python3 not installed"; exit 77; }
-set -e
-tb_init
-tb_pki
-tb_softhsm_token demo
-tb_enroll demo 01 alice rsa:2048 good
-set +e
-S=$TB_DIR/agent.sock
-W=$TB_DIR/w
+need_py
+tb_agent_test alice
 mkdir -p "$W/bin" "$W/other"
-sc() { "$SCAGENT" --socket "$S" "$@"; }
 head -c 1000 /dev/urandom >"$W/data"
 
 # A scripted pinentry (GnuPG's Assuan protocol): one line per start in

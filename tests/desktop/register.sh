@@ -5,12 +5,10 @@
 # --unregister takes it out; a database whose program runs (Firefox's lock
 # symlink, its .parentlock fcntl lock, Chromium's SingletonLock) is refused
 # and left unchanged, a stale lock is not in the way.
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/../integration/agent-lib.sh"
 _tb_need certutil modutil
-[ -n "$PY" ] || { echo "SKIP: python3 not installed"; exit 77; }
+need_py
 tb_init
 MOD=$TOP_BUILDDIR/.libs/scagent-pkcs11.so
 H=$TB_DIR/home

@@ -3,20 +3,14 @@
 # scagent logout --all logs out of every token the agent is logged in to,
 # by token URI with its serial (two tokens share a label here, one has a
 # space in it), one line for each (issue 24).
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/../integration/agent-lib.sh"
-[ -n "$PY" ] || { echo "SKIP: python3 not installed"; exit 77; }
-set -e
-tb_init
+need_py
+tb_agent_test
 tb_softhsm_token twin
 tb_softhsm_token "my card"
 tb_softhsm_token spare
 tb_softhsm_b_token twin
-set +e
-S=$TB_DIR/agent.sock
-sc() { "$SCAGENT" --socket "$S" "$@"; }
 start_agent "$S" --module "$TB_SOFTHSM" --module "$TB_SOFTHSM_B"
 serials=$(sc list --json | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(t["serial"] for t in d["tokens"] if t["label"] == "twin"))')
 read -r s1 s2 <<<"$serials"

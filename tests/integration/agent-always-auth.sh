@@ -6,26 +6,18 @@
 # pin-required having tried nothing. A wrong PIN is tried once and nothing is
 # signed; the token's login stays. The CLI takes --pin-stdin or asks on the
 # terminal; scagent-pkcs11.so takes C_Login(CKU_CONTEXT_SPECIFIC).
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/agent-lib.sh"
-[ -n "$PY" ] || { echo "SKIP: python3 not installed"; exit 77; }
+need_py
 need setsid pkcs11-tool
-PINENTRY=$(command -v pinentry-tty) || { echo "SKIP: pinentry-tty not installed"; exit 77; }
+PINENTRY=$(command -v pinentry-tty) || skip_all "pinentry-tty not installed"
 
-set -e
-tb_init
+tb_agent_test
 tb_pki
 tb_softhsm_token demo
 TB_ALWAYS_AUTH=1 tb_enroll demo 01 carol rsa:2048 good
 TB_ALWAYS_AUTH=1 tb_enroll demo 02 dave EC:prime256v1 good
 tb_enroll demo 03 alice rsa:2048 good
-set +e
-S=$TB_DIR/agent.sock
-W=$TB_DIR/w
-mkdir -p "$W"
-sc() { "$SCAGENT" --socket "$S" "$@"; }
 # notty CMD...: CMD without a controlling terminal (nothing can be asked on one)
 notty() { setsid -w "$@"; }
 head -c 3000 /dev/urandom >"$W/data"

@@ -2,25 +2,15 @@
 # docs/PROTOCOL.md's examples really work: the socat lines and the Python
 # client (tests/integration/python-client.py, which must be the document's
 # copy) sign through the agent, and the signatures verify with openssl.
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/agent-lib.sh"
-[ -n "$PY" ] || { echo "SKIP: python3 not installed"; exit 77; }
+need_py
 need socat
 doc=$TOP_SRCDIR/docs/PROTOCOL.md
 
-set -e
-tb_init
-tb_pki
-tb_softhsm_token demo
-tb_enroll demo 01 alice rsa:2048 good
-tb_enroll demo 02 bob EC:prime256v1 good
-set +e
+tb_agent_test alice bob
 SCAGENT_SOCKET=$TB_DIR/agent.sock
 export SCAGENT_SOCKET
-W=$TB_DIR/w
-mkdir -p "$W"
 start_agent "$SCAGENT_SOCKET"
 
 # fenced LANG: the first ```LANG block of the document

@@ -5,25 +5,12 @@
 # user). Allowed: signed. Denied: the request fails with "denied", no
 # signature, and the audit log says so. Also for the signatures of `csr`
 # (the sign-key operation).
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/agent-lib.sh"
-[ -n "$PY" ] || { echo "SKIP: python3 not installed"; exit 77; }
-PINENTRY=$(command -v pinentry-tty) || { echo "SKIP: pinentry-tty not installed"; exit 77; }
+need_py
+PINENTRY=$(command -v pinentry-tty) || skip_all "pinentry-tty not installed"
 
-set -e
-tb_init
-tb_pki
-tb_softhsm_token demo
-tb_enroll demo 01 alice rsa:2048 good
-tb_enroll demo 02 bob EC:prime256v1 good
-set +e
-S=$TB_DIR/agent.sock
-W=$TB_DIR/w
-mkdir -p "$W"
-sc() { "$SCAGENT" --socket "$S" "$@"; }
-head -c 2000 /dev/urandom >"$W/data"
+tb_agent_test alice bob
 confirms() { if [ -f "$W/prompts" ]; then grep -c '^confirm ' "$W/prompts"; else echo 0; fi; }
 ok_lines() { grep -c "$1.*result=ok" "$W/audit.log"; }
 

@@ -5,23 +5,14 @@
 # says so (exit 3), not "no agent"; --socket refuses anything that is not a
 # stale socket; a watcher that stops reading never holds up other requests
 # and is dropped (tests/integration/doors-clients.py plays the bad clients).
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/agent-lib.sh"
-[ -n "$PY" ] || { echo "SKIP: python3 not installed"; exit 77; }
+need_py
 
-set -e
-tb_init
-tb_pki
-tb_softhsm_token demo
-tb_enroll demo 01 alice rsa:2048 good
-set +e
+tb_agent_test alice
 R=$TB_DIR/run
 S=$R/agent.sock
-W=$TB_DIR/w
 mkdir -p "$R" "$W"
-sc() { "$SCAGENT" --socket "$S" "$@"; }
 doors() { "$PY" "$here/doors-clients.py" "$@"; }
 code() { "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["error"]["code"] if not d["ok"] else "ok")' "$1" 2>/dev/null; }
 field() { "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2" 2>/dev/null; }

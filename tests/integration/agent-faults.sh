@@ -9,11 +9,9 @@
 #
 # Two modules in one agent need two independent SoftHSM instances: the faulty
 # module wraps the test bed's second one (tb_softhsm_b).
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/agent-lib.sh"
-[ -n "$PY" ] || { echo "SKIP: python3 not installed"; exit 77; }
+need_py
 FAULT=$TOP_BUILDDIR/tests/mock/.libs/fault-pkcs11.so
 [ -f "$FAULT" ] || { echo "fault module $FAULT not built"; exit 99; }
 

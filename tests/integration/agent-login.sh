@@ -4,24 +4,12 @@
 # timeout drops the login (and use keeps it); the audit log has one line per
 # signature with the peer's pid, uid and executable, the certificate's
 # fingerprint, the algorithm and the result.
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/agent-lib.sh"
-[ -n "$PY" ] || { echo "SKIP: python3 not installed"; exit 77; }
+need_py
 need setsid
 
-set -e
-tb_init
-tb_pki
-tb_softhsm_token demo
-tb_enroll demo 01 alice rsa:2048 good
-set +e
-S=$TB_DIR/agent.sock
-W=$TB_DIR/w
-mkdir -p "$W"
-sc() { "$SCAGENT" --socket "$S" "$@"; }
-head -c 2000 /dev/urandom >"$W/data"
+tb_agent_test alice
 fp=$(openssl x509 -in "$TB_DIR/certs/alice.pem" -noout -fingerprint -sha256 | cut -d= -f2 | tr -d : | tr A-F a-f)
 
 start_agent "$S" --audit-log "$W/audit.log"

@@ -3,25 +3,12 @@
 # (on a pseudo-terminal named by GPG_TTY, answered by pty-driver.py playing
 # the user): exactly one prompt, then the signature; a wrong PIN typed there
 # is tried once, never asked again for that request, and nothing is signed.
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/agent-lib.sh"
-[ -n "$PY" ] || { echo "SKIP: python3 not installed"; exit 77; }
-PINENTRY=$(command -v pinentry-tty) || { echo "SKIP: pinentry-tty not installed"; exit 77; }
+need_py
+PINENTRY=$(command -v pinentry-tty) || skip_all "pinentry-tty not installed"
 
-set -e
-tb_init
-tb_pki
-tb_softhsm_token demo
-tb_enroll demo 01 alice rsa:2048 good
-tb_enroll demo 02 bob EC:prime256v1 good
-set +e
-S=$TB_DIR/agent.sock
-W=$TB_DIR/w
-mkdir -p "$W"
-sc() { "$SCAGENT" --socket "$S" "$@"; }
-head -c 2000 /dev/urandom >"$W/data"
+tb_agent_test alice bob
 prompts() { if [ -f "$W/prompts" ]; then wc -l <"$W/prompts"; else echo 0; fi; }
 
 # The user at the terminal: types a wrong PIN at the first prompt, then the right one.

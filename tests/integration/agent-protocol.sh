@@ -6,24 +6,13 @@
 # certificates sent as "cas" and a FIFO named as cafile, half-sent requests,
 # many clients at once, the socket's files and modes, a second agent, a stale
 # socket, SIGTERM, and the SO_PEERCRED check.
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/agent-lib.sh"
-[ -n "$PY" ] || { echo "SKIP: python3 not installed"; exit 77; }
+need_py
 need setpriv
 
-set -e
-tb_init
-tb_pki
-tb_softhsm_token demo
-tb_enroll demo 01 alice rsa:2048 good
-tb_enroll demo 02 bob EC:prime256v1 good
-set +e
+tb_agent_test alice bob
 S=$TB_DIR/run/agent.sock
-W=$TB_DIR/w
-mkdir -p "$W"
-sc() { "$SCAGENT" --socket "$S" "$@"; }
 raw() { "$PY" "$here/rawclient.py" "$S" "$@"; }
 # code LINE: the error code of a reply line ("" when it is not an error)
 code() { "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["error"]["code"] if not d["ok"] else "ok")' "$1" 2>/dev/null; }

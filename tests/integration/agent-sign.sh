@@ -2,20 +2,12 @@
 # The agent on the demo card: login, every ALG of INTERFACE.md over data and
 # over a precomputed digest, each signature checked with `openssl dgst -verify`
 # against the certificate's public key; the errors a user meets on the way.
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/agent-lib.sh"
 
-set -e
-tb_init
+tb_agent_test
 tb_demo_card
-set +e
-S=$TB_DIR/agent.sock
-W=$TB_DIR/w
-mkdir -p "$W"
 head -c 3000 /dev/urandom >"$W/data"
-sc() { "$SCAGENT" --socket "$S" "$@"; }
 
 # ---------------------------------------------------------------- no agent
 run sc status --json

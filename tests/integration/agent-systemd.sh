@@ -4,21 +4,12 @@
 # plain emulation of the protocol; it ignores a LISTEN_PID meant for another
 # process; on SIGTERM it leaves an activated socket alone. The shipped user
 # units pass systemd-analyze verify and say what the issue asks.
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/agent-lib.sh"
-[ -n "$PY" ] || { echo "SKIP: python3 not installed"; exit 77; }
+need_py
 need systemd-socket-activate systemd-analyze
 
-set -e
-tb_init
-tb_pki
-tb_softhsm_token demo
-tb_enroll demo 01 alice rsa:2048 good
-set +e
-W=$TB_DIR/w
-mkdir -p "$W"
+tb_agent_test alice
 head -c 500 /dev/urandom >"$W/data"
 unitsrc=$TOP_SRCDIR/contrib/systemd
 unit_service=$TOP_BUILDDIR/contrib/systemd/scagentd.service
@@ -55,8 +46,7 @@ has "activated: the agent says it uses the activated socket" "$(cat "$W/sa.log")
 run "$SCAGENT" --socket "$S" sign --cert alice --alg rsa-pkcs1-sha384 --in "$W/data" --out "$W/sa.sig"
 is "activated: sign works" "$RC" 0
 ok "activated: the signature verifies" openssl dgst -sha384 -verify "$(pubkey alice)" -signature "$W/sa.sig" "$W/data"
-tb_agent_stop "$sa" "$W/sa.log"
-is "activated: SIGTERM, exit 0, no sanitizer report" "$?" 0
+stop_agent "activated: SIGTERM, exit 0, no sanitizer report" "$sa" "$W/sa.log"
 ok "activated: the socket (systemd's) is left in place" test -S "$S"
 
 # ---------------------------------------------------------------- the protocol without systemd
@@ -83,8 +73,7 @@ tb_track_pid "$emu"
 wait_for 10 "$SCAGENT" --socket "$E" status
 is "emulated activation: answered on the passed socket" "$?" 0
 ok "emulated activation: the --socket path is not created" test ! -e "$TB_DIR/emu/unused.sock"
-tb_agent_stop "$emu" "$W/emu.log"
-is "emulated activation: SIGTERM, exit 0, no sanitizer report" "$?" 0
+stop_agent "emulated activation: SIGTERM, exit 0, no sanitizer report" "$emu" "$W/emu.log"
 ok "emulated activation: the passed socket is left in place" test -S "$E"
 
 rm -f "$E"
@@ -95,7 +84,6 @@ wait_for 10 "$SCAGENT" --socket "$TB_DIR/emu/own.sock" status
 is "LISTEN_PID of another process: ignored, the agent binds its own socket" "$?" 0
 run timeout 2 "$SCAGENT" --socket "$E" status
 ok "... and does not serve the inherited fd 3 (no answer there)" test "$RC" != 0
-tb_agent_stop "$emu2" "$W/emu2.log"
-is "LISTEN_PID of another process: SIGTERM, exit 0, no sanitizer report" "$?" 0
+stop_agent "LISTEN_PID of another process: SIGTERM, exit 0, no sanitizer report" "$emu2" "$W/emu2.log"
 
 done_testing

@@ -4,11 +4,9 @@
 # names each (login, logout, mechanisms), events still carry the label, and
 # scagent-pkcs11.so, which names its slots' tokens by URI, logs in and signs
 # on either. Two SoftHSM instances (tb_softhsm_b) hold the two "twin" tokens.
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/agent-lib.sh"
-[ -n "$PY" ] || { echo "SKIP: python3 not installed"; exit 77; }
+need_py
 need pkcs11-tool perl
 
 set -e

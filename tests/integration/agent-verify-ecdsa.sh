@@ -6,25 +6,13 @@
 # Without the setting the agent returns the bad ECDSA signature (openssl
 # rejects it); with it the request fails with bad-signature and nothing is
 # returned.
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/agent-lib.sh"
-[ -n "$PY" ] || { echo "SKIP: python3 not installed"; exit 77; }
+need_py
 FAULT=$TOP_BUILDDIR/tests/mock/.libs/fault-pkcs11.so
 [ -f "$FAULT" ] || { echo "fault module $FAULT not built"; exit 99; }
 
-set -e
-tb_init
-tb_pki
-tb_softhsm_token demo
-tb_enroll demo 02 bob EC:prime256v1 good
-set +e
-S=$TB_DIR/agent.sock
-W=$TB_DIR/w
-mkdir -p "$W"
-sc() { "$SCAGENT" --socket "$S" "$@"; }
-head -c 2000 /dev/urandom >"$W/data"
+tb_agent_test bob
 export SCAGENT_FAULT_TARGET=$TB_SOFTHSM SCAGENT_FAULT_FILE=$W/faults
 verifies() { openssl dgst -sha256 -verify "$(pubkey bob)" -signature "$1" "$W/data"; }
 printf 'verify-ecdsa = yes\n' >"$W/verify.conf"

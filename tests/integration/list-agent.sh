@@ -19,20 +19,20 @@ unset SCAGENT_SOCKET
 
 # ---- no agent
 "$SCAGENT" --socket "$S" list >"$W/na.out" 2>"$W/na.err"
-rc_is "list with no agent: exit 3" 3 $?
-has "no agent: names the socket" "$W/na.err" "no agent at $S"
-has "no agent: hints how to start one" "$W/na.err" "scagentd"
-has "no agent: hints at --direct" "$W/na.err" "--direct --module"
+is "list with no agent: exit 3" $? 3
+file_has "no agent: names the socket" "$W/na.err" "no agent at $S"
+file_has "no agent: hints how to start one" "$W/na.err" "scagentd"
+file_has "no agent: hints at --direct" "$W/na.err" "--direct --module"
 ok "no agent: one line on stderr, nothing on stdout" test "$(wc -l <"$W/na.err")" = 1 -a ! -s "$W/na.out"
 SCAGENT_SOCKET=$S "$SCAGENT" check alice >/dev/null 2>"$W/na2.err"
-rc_is "check with no agent (SCAGENT_SOCKET): exit 3" 3 $?
-has "check with no agent: names the socket" "$W/na2.err" "no agent at $S"
+is "check with no agent (SCAGENT_SOCKET): exit 3" $? 3
+file_has "check with no agent: names the socket" "$W/na2.err" "no agent at $S"
 "$SCAGENT" --socket "$S" --module "$TB_SOFTHSM" list >/dev/null 2>"$W/mod.err"
-rc_is "--module without --direct: usage error, exit 2" 2 $?
-has "--module without --direct: says why" "$W/mod.err" "--module goes with --direct"
+is "--module without --direct: usage error, exit 2" $? 2
+file_has "--module without --direct: says why" "$W/mod.err" "--module goes with --direct"
 
 # ---- the agent
-TB_AGENT_LOG=$W/agent.log tb_agent_start --module "$TB_SOFTHSM" --socket "$S" --log-level warn
+TB_AGENT_LOG=$W/agent.log start_agent --module "$TB_SOFTHSM" --socket "$S" --log-level warn
 
 # same DESC A.json B.json: equal JSON, token and certificate order ignored
 same() {
@@ -62,7 +62,7 @@ same() {
 }
 
 "$SCAGENT" --socket "$S" list --json >"$W/a1.json" 2>"$W/a1.err"
-rc_is "list --json through the agent: exit 0" 0 $?
+is "list --json through the agent: exit 0" $? 0
 sca list --json >"$W/d1.json" 2>/dev/null
 same "agent list --json == --direct list --json (not logged in)" "$W/a1.json" "$W/d1.json"
 
@@ -82,7 +82,7 @@ else
 fi
 
 (cd "$P" && "$SCAGENT" --socket "$S" list --cafile root.pem --json >"$W/a2.json" 2>"$W/a2.err")
-rc_is "list --cafile (relative path) through the agent: exit 0" 0 $?
+is "list --cafile (relative path) through the agent: exit 0" $? 0
 sca list --cafile "$P/root.pem" --json >"$W/d2.json" 2>/dev/null
 same "agent list --cafile == --direct list --cafile" "$W/a2.json" "$W/d2.json"
 ok "agent --cafile: the rogue-issued certificate is untrusted" test "$(python3 -c '
@@ -91,15 +91,15 @@ d=json.load(open(sys.argv[1]))
 print([c["label"] for t in d["tokens"] for c in t["certificates"] if "chain-untrusted" in c["cba"]["problems"]])' "$W/a2.json")" = "['untrusted']"
 
 echo "$TB_PIN" | "$SCAGENT" --socket "$S" login --token negatives --pin-stdin >/dev/null 2>"$W/login.err"
-rc_is "login to negatives through the agent: exit 0" 0 $?
+is "login to negatives through the agent: exit 0" $? 0
 "$SCAGENT" --socket "$S" list --json >"$W/a3.json" 2>/dev/null
 echo "$TB_PIN" | sca list --login negatives --pin-stdin --json >"$W/d3.json" 2>/dev/null
 same "agent list --json == --direct list --login negatives --json (logged in)" "$W/a3.json" "$W/d3.json"
 
 "$SCAGENT" --socket "$S" list >"$W/ah.txt" 2>/dev/null
 sca list >"$W/dh.txt" 2>/dev/null
-has "agent human list: negatives logged in" "$W/ah.txt" "logged in"
-has "agent human list: nokey has no private key" "$W/ah.txt" "problems: no-private-key"
+file_has "agent human list: negatives logged in" "$W/ah.txt" "logged in"
+file_has "agent human list: nokey has no private key" "$W/ah.txt" "problems: no-private-key"
 
 for ref in nokey expired untrusted alice; do
 	"$SCAGENT" --socket "$S" check "$ref" --cafile "$P/root.pem" --json >"$W/ac.json" 2>/dev/null
@@ -117,8 +117,8 @@ sys.exit(a != b)' "$W/ac.json" "$W/dc.json"; then
 	fi
 done
 "$SCAGENT" --socket "$S" check "Contoso Issuing CA" >/dev/null 2>"$W/amb.err"
-rc_is "agent: ambiguous REF: exit 1" 1 $?
-has "agent: ambiguous REF says so" "$W/amb.err" "more than one"
+is "agent: ambiguous REF: exit 1" $? 1
+file_has "agent: ambiguous REF says so" "$W/amb.err" "more than one"
 
 # Another program writes a certificate to a token the agent holds, then
 # deletes it: the agent's list follows (it re-reads a token whose objects
@@ -161,4 +161,4 @@ sca list --json >"$W/d4.json" 2>/dev/null
 same "after the expiry and a logout: agent list --json == --direct list --json" "$W/a4.json" "$W/d4.json"
 
 ok "the agent stops on SIGTERM: exit 0, no sanitizer report" tb_agent_stop
-finish
+done_testing

@@ -27,34 +27,34 @@ jcheck() {
 # ---- before login: SoftHSM hides private keys, so "unknown"
 slots
 sca list --json >"$W/l1.json" 2>"$W/l1.err"
-rc_is "list --json exits 0" 0 $?
+is "list --json exits 0" $? 0
 ok "list --json: nothing on stderr" test ! -s "$W/l1.err"
 jcheck "list --json before login: every field; every URI selects its certificate" "$W/l1.json" \
 	--check-cmd "$SCAGENT" --direct --module "$TB_SOFTHSM" check
 
 # ---- logged in to negatives: present / absent (nokey, CA) and no-private-key
 echo "$TB_PIN" | sca list --login negatives --pin-stdin --json >"$W/l2.json" 2>"$W/l2.err"
-rc_is "list --login negatives --pin-stdin --json exits 0" 0 $?
+is "list --login negatives --pin-stdin --json exits 0" $? 0
 slots
 jcheck "list --json logged in to negatives" "$W/l2.json" --logged-in negatives
 
 # ---- logged in to demo, with --cafile: only the rogue-issued one is untrusted
 echo "$TB_PIN" | sca list --login demo --pin-stdin --cafile "$P/root.pem" --json \
 	>"$W/l3.json" 2>"$W/l3.err"
-rc_is "list --login demo --cafile root --json exits 0" 0 $?
+is "list --login demo --cafile root --json exits 0" $? 0
 jcheck "list --json logged in to demo, --cafile root (intermediate from the token)" \
 	"$W/l3.json" --logged-in demo --cafile "$P/root.pem" --intermediate "$P/issuing.pem"
 
 # ---- the human table
 echo "$TB_PIN" | sca list --login negatives --pin-stdin >"$W/h.txt" 2>"$W/h.err"
-rc_is "list (human) exits 0" 0 $?
-has "human: token demo" "$W/h.txt" 'Token "demo"'
-has "human: token negatives" "$W/h.txt" 'Token "negatives"'
-has "human: login state" "$W/h.txt" "logged in"
-has "human: not logged in state" "$W/h.txt" "not logged in"
+is "list (human) exits 0" $? 0
+file_has "human: token demo" "$W/h.txt" 'Token "demo"'
+file_has "human: token negatives" "$W/h.txt" 'Token "negatives"'
+file_has "human: login state" "$W/h.txt" "logged in"
+file_has "human: not logged in state" "$W/h.txt" "not logged in"
 for l in alice bob carol expired notyet serverauth noupn nodigsig weak untrusted \
 	multiupn upnsubject nokey corrupt "Contoso Issuing CA"; do
-	has "human: certificate $l shown" "$W/h.txt" "  $l  ["
+	file_has "human: certificate $l shown" "$W/h.txt" "  $l  ["
 done
 # "problems:" line under each negative certificate, in its own block
 block() { awk -v l="  $1  [" 'index($0, l) == 1 { p = 1; print; next }
@@ -70,19 +70,19 @@ if block alice | grep -q "CBA ok" && ! block alice | grep -q problems; then
 else fail "human: alice CBA ok, no problems line" "$(block alice)"; fi
 if block corrupt | grep -q "error: "; then pass "human: corrupt shows its error"
 else fail "human: corrupt shows its error" "$(block corrupt)"; fi
-has "human: UTF-8 UPN shown" "$W/h.txt" "multiupn@contoso.com, jürgen@contoso.com"
-has "human: EC key with curve" "$W/h.txt" "ec 256 (prime256v1), private key present"
-has "human: fingerprint shown" "$W/h.txt" \
+file_has "human: UTF-8 UPN shown" "$W/h.txt" "multiupn@contoso.com, jürgen@contoso.com"
+file_has "human: EC key with curve" "$W/h.txt" "ec 256 (prime256v1), private key present"
+file_has "human: fingerprint shown" "$W/h.txt" \
 	"$(openssl x509 -in "$TB_DIR/certs/alice.pem" -noout -fingerprint -sha256 | cut -d= -f2 | tr -d : | tr A-F a-f)"
 
 # ---- PIN flags: a wrong PIN makes SoftHSM set "user PIN count low"
 printf '999999\n' | sca list --login demo --pin-stdin --json >"$W/bad.json" 2>"$W/bad.err"
-rc_is "list --login with a wrong PIN exits 1" 1 $?
-has "wrong PIN: says what failed" "$W/bad.err" 'login to token "demo" failed'
-has "wrong PIN: names the reason" "$W/bad.err" "PIN"
+is "list --login with a wrong PIN exits 1" $? 1
+file_has "wrong PIN: says what failed" "$W/bad.err" 'login to token "demo" failed'
+file_has "wrong PIN: names the reason" "$W/bad.err" "PIN"
 sca list --json >"$W/l4.json" 2>/dev/null
 slots
 ok "pkcs11-tool shows PIN count low on demo" grep -q "user PIN count low" "$W/slots.txt"
 jcheck "list --json after a wrong PIN (pin_count_low as pkcs11-tool shows it)" "$W/l4.json"
 
-finish
+done_testing

@@ -61,11 +61,11 @@ human() {
 	ok "$d: valid UTF-8" python3 -c 'import sys; open(sys.argv[1], "rb").read().decode("utf-8")' "$f"
 	if grep -q '^  forged' "$f"; then fail "$d: no line starts with the forged text" "$(cat "$f")"
 	else pass "$d: no line starts with the forged text"; fi
-	has "$d: the newline label shown escaped, with its real CBA state" "$f" \
+	file_has "$d: the newline label shown escaped, with its real CBA state" "$f" \
 		'  alice\n  forged  [CBA ok]  [CBA problems]'
-	has "$d: the invalid UTF-8 label shown as \\xff \\x1b" "$f" '  bad\xff\x1b[2J  ['
-	has "$d: the UPN's ESC shown as \\x1b" "$f" 'upn:      \x1b[2Jmallory@contoso.com'
-	has "$d: the token label shown escaped" "$f" 'Token "card\x1b[2J\xfe"'
+	file_has "$d: the invalid UTF-8 label shown as \\xff \\x1b" "$f" '  bad\xff\x1b[2J  ['
+	file_has "$d: the UPN's ESC shown as \\x1b" "$f" 'upn:      \x1b[2Jmallory@contoso.com'
+	file_has "$d: the token label shown escaped" "$f" 'Token "card\x1b[2J\xfe"'
 }
 # json DESC FILE: strict UTF-8 JSON, U+FFFD + _hex, valid strings unchanged
 json() {
@@ -95,18 +95,18 @@ json() {
 
 # ---- --direct
 LC_ALL=C.UTF-8 sca list >"$W/d.txt" 2>"$W/d.err"
-rc_is "--direct list: exit 0" 0 $?
+is "--direct list: exit 0" $? 0
 human "--direct list (UTF-8 locale)" "$W/d.txt"
 sca list --json >"$W/d.json" 2>"$W/d.err"
-rc_is "--direct list --json: exit 0" 0 $?
+is "--direct list --json: exit 0" $? 0
 json "$W/d.json" "--direct list --json: strict UTF-8, U+FFFD and _hex"
 sha=$(python3 -c 'import json,sys; print([c["sha256"] for t in json.load(open(sys.argv[1]))["tokens"] for c in t["certificates"] if c.get("label_hex") == "626164ff1b5b324a"][0])' "$W/d.json")
 LC_ALL=C.UTF-8 sca check "$sha" >"$W/dc.txt" 2>&1
-has "--direct check (human): the label escaped" "$W/dc.txt" 'Certificate "bad\xff\x1b[2J" on token "plain"'
+file_has "--direct check (human): the label escaped" "$W/dc.txt" 'Certificate "bad\xff\x1b[2J" on token "plain"'
 ok "--direct check (human): no raw ESC" sh -c "! grep -q '$ESC' '$W/dc.txt'"
 # An ambiguous REF lists candidates on stderr: escaped too.
 LC_ALL=C.UTF-8 sca check nosuch >/dev/null 2>"$W/dnf.err"
-has "--direct unknown REF: candidates' labels escaped" "$W/dnf.err" 'alice\n  forged  [CBA ok] ('
+file_has "--direct unknown REF: candidates' labels escaped" "$W/dnf.err" 'alice\n  forged  [CBA ok] ('
 ok "--direct unknown REF: no raw ESC on stderr" sh -c "! grep -q '$ESC' '$W/dnf.err'"
 # Non-UTF-8 locale: everything non-ASCII escaped, the output is ASCII.
 LC_ALL=C LANG= sca list >"$W/dc-ascii.txt" 2>&1
@@ -114,19 +114,19 @@ ok "--direct list in the C locale: pure ASCII" \
 	python3 -c 'import sys; open(sys.argv[1], "rb").read().decode("ascii")' "$W/dc-ascii.txt"
 
 # ---- the agent
-TB_AGENT_LOG=$W/agent.log tb_agent_start --module "$TB_SOFTHSM" --log-level warn
+TB_AGENT_LOG=$W/agent.log start_agent --module "$TB_SOFTHSM" --log-level warn
 LC_ALL=C.UTF-8 "$SCAGENT" list >"$W/a.txt" 2>"$W/a.err"
-rc_is "agent list: exit 0" 0 $?
+is "agent list: exit 0" $? 0
 human "agent list" "$W/a.txt"
 "$SCAGENT" list --json >"$W/a.json" 2>"$W/a.err"
-rc_is "agent list --json: exit 0" 0 $?
+is "agent list --json: exit 0" $? 0
 json "$W/a.json" "agent list --json: strict UTF-8, U+FFFD and _hex"
 LC_ALL=C.UTF-8 "$SCAGENT" check "$sha" >"$W/ac.txt" 2>&1
-has "agent check (human): the label escaped from label_hex" "$W/ac.txt" \
+file_has "agent check (human): the label escaped from label_hex" "$W/ac.txt" \
 	'Certificate "bad\xff\x1b[2J" on token "plain"'
 LC_ALL=C.UTF-8 "$SCAGENT" check nosuch >/dev/null 2>"$W/anf.err"
 ok "agent unknown REF: no raw ESC on stderr" sh -c "! grep -q '$ESC' '$W/anf.err'"
-has "agent unknown REF: candidates' labels escaped" "$W/anf.err" 'alice\n  forged  [CBA ok] ('
+file_has "agent unknown REF: candidates' labels escaped" "$W/anf.err" 'alice\n  forged  [CBA ok] ('
 
 # The socket as a client reads it (python-client.py's way: json.loads on bytes).
 if out=$(python3 - "$SCAGENT_SOCKET" "$sha" <<-'PY' 2>&1
@@ -155,6 +155,6 @@ PY
 ); then pass "agent socket: list, find and an error answer parse as strict UTF-8"
 else fail "agent socket: list, find and an error answer parse as strict UTF-8" "$out"; fi
 tb_agent_stop >/dev/null
-rc_is "agent stops cleanly" 0 $?
+is "agent stops cleanly" $? 0
 
-finish
+done_testing

@@ -8,19 +8,16 @@
 # preloaded, checks every block the process frees and, as it ends, all of its
 # writable memory but the stack, for any 8 bytes of the PIN. Also for the
 # PINs of `pin change` (old and new) and `pin unblock` (SO PIN and new).
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/agent-lib.sh"
-[ -n "$PY" ] || { echo "SKIP: python3 not installed"; exit 77; }
+need_py
 SCAN=$TOP_BUILDDIR/tests/mock/.libs/pin-scan.so
-[ -r "$SCAN" ] || { echo "SKIP: $SCAN not built (make check builds it)"; exit 77; }
+[ -r "$SCAN" ] || skip_all "$SCAN not built (make check builds it)"
 # A sanitizer's runtime must come first among the libraries: nothing to preload
 # before it. (Not `ldd | grep -q`: with pipefail, ldd killed by SIGPIPE fails.)
 deps=$(ldd "$SCAGENT" 2>/dev/null)
 if grep -q 'libasan' <<<"$deps"; then
-	echo "SKIP: sanitizer build"
-	exit 77
+	skip_all "sanitizer build"
 fi
 need setsid
 

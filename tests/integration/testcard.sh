@@ -3,10 +3,8 @@
 # fields against the files and tokens it made, each certificate's "problems"
 # against `scagent check`, `scagent testcard server` in its modes with
 # `scagent connect`, and the same without root (uid 65534, its own HOME).
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/agent-lib.sh"
 need openssl pkcs11-tool softhsm2-util setpriv curl
 export SCAGENT_TESTCARD=$TOP_SRCDIR/src/testcard/scagent-testcard
 tb_init

@@ -1,23 +1,10 @@
 # shellcheck shell=bash
-# Helpers of the PC/SC tests: TAP lines, an agent with a `watch --json`
-# recorder, JSON queries, and the real pcscd + vpcd + vicc of TESTBED.md.
+# Helpers of the PC/SC tests (the assertions and the agent are testbed.sh's):
+# a `watch --json` recorder, and the real pcscd + vpcd + vicc of TESTBED.md.
 #
 # pcscd's socket (/run/pcscd/pcscd.comm) and vpcd's ports (35963/35964) are
 # fixed, so tests that start pcscd hold the machine-wide lock
 # /tmp/scagent-pcscd.lock (pcsc_lock) for their whole run.
-
-n=0 failed=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-notok() { n=$((n + 1)); echo "not ok $n - $*"; failed=$((failed + 1)); }
-check() { # check DESC CMD...: pass when CMD succeeds
-	local d=$1; shift
-	if "$@"; then ok "$d"; else notok "$d"; fi
-}
-finish() {
-	echo "1..$n"
-	[ "$failed" = 0 ] || { echo "# $failed failed; logs in ${TB_KEEP:+$TB_DIR}${TB_KEEP:-(set TB_KEEP=1 to keep them)}"; exit 1; }
-	exit 0
-}
 
 now_ms() { date +%s%3N; }
 
@@ -32,35 +19,10 @@ wait_until() {
 	"$@" 2>/dev/null
 }
 
-# jq_py FILE|- EXPR: evaluate a Python expression over the JSON document as j.
-jq_py() {
-	/usr/bin/python3 -c '
-import json, sys
-src = sys.argv[1]
-j = json.load(sys.stdin if src == "-" else open(src))
-r = eval(sys.argv[2])
-print(json.dumps(r) if not isinstance(r, str) else r)
-' "$@"
-}
-
 # ---------------------------------------------------------------- agent
 
-# start_agent MODULE [ARGS...]: tb_agent_start on $TB_DIR/agent.sock, pid in
-# $AGENT_PID; stop_agent DESC: tb_agent_stop, a check that it exits 0 with no
-# sanitizer report.
-start_agent() {
-	SOCK=$TB_DIR/agent.sock
-	tb_agent_start --log-level info --socket "$SOCK" --module "$@"
-	AGENT_PID=$TB_AGENT_PID
-}
-stop_agent() {
-	local rc=0
-	tb_agent_stop "$AGENT_PID" 2>"$TB_DIR/stop.err" || rc=$?
-	if [ "$rc" = 0 ]; then ok "$1"
-	else notok "$1 (exit $rc)"; sed 's/^/# /' "$TB_DIR/stop.err"; fi
-}
-
-sa() { "$SCAGENT" --socket "$SOCK" "$@"; }
+# sa ARGS...: scagent on the agent start_agent started last
+sa() { "$SCAGENT" --socket "$AGENT_SOCK" "$@"; }
 
 # start_watch: `scagent watch --json` into $TB_DIR/events.json and the human
 # form into $TB_DIR/events.txt.
@@ -114,21 +76,21 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 pcsc_tools() {
 	local t
 	for t in pcscd flock /usr/bin/python3 /usr/bin/vicc; do
-		command -v "$t" >/dev/null 2>&1 || { echo "SKIP: $t not installed"; exit 77; }
+		command -v "$t" >/dev/null 2>&1 || skip_all "$t not installed"
 	done
-	[ -r /usr/lib/pcsc/drivers/serial/libifdvpcd.so ] || { echo "SKIP: vsmartcard-vpcd not installed"; exit 77; }
-	/usr/bin/python3 -c 'import Cryptodome' 2>/dev/null || { echo "SKIP: python3-pycryptodome not installed"; exit 77; }
+	[ -r /usr/lib/pcsc/drivers/serial/libifdvpcd.so ] || skip_all "vsmartcard-vpcd not installed"
+	/usr/bin/python3 -c 'import Cryptodome' 2>/dev/null || skip_all "python3-pycryptodome not installed"
 	OPENSC=
 	for m in /usr/lib/*/opensc-pkcs11.so /usr/lib/opensc-pkcs11.so; do
 		[ -r "$m" ] && { OPENSC=$m; break; }
 	done
-	[ -n "$OPENSC" ] || { echo "SKIP: opensc-pkcs11 not installed"; exit 77; }
+	[ -n "$OPENSC" ] || skip_all "opensc-pkcs11 not installed"
 }
 
 # pcsc_lock: the machine-wide lock for pcscd and vpcd's fixed ports (fd 9).
 pcsc_lock() {
 	exec 9>/tmp/scagent-pcscd.lock
-	flock -w 600 9 || { echo "# could not get /tmp/scagent-pcscd.lock in 10 minutes"; exit 99; }
+	flock -w 600 9 || bail_out "could not get /tmp/scagent-pcscd.lock in 10 minutes"
 	vpcd_ports_free
 }
 

@@ -7,7 +7,6 @@
 # verifies against the certificates; scagent connect does mutual TLS with the
 # card's key; removal and reinsertion, and a pcscd restart, show as events and
 # the card signs again afterwards.
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$TOP_SRCDIR/tests/testbed/testbed.sh"
 . "$here/pcsc-lib.sh"
@@ -64,27 +63,27 @@ sign_ok() {
 
 start_pcscd
 start_card
-check "pkcs11-tool (OpenSC) lists the emulated card as a PIV token \"$LABEL\"" \
+ok "pkcs11-tool (OpenSC) lists the emulated card as a PIV token \"$LABEL\"" \
 	wait_until 10 bash -c 'pkcs11-tool --module "$0" -L 2>/dev/null | grep -q "token label *: $1$"' "$OPENSC" "$LABEL"
 printf 'opensc alone\n' >"$TB_DIR/opensc.data"
-check "pkcs11-tool signs with the card's RSA key (9A), openssl verifies" bash -c '
+ok "pkcs11-tool signs with the card's RSA key (9A), openssl verifies" bash -c '
 	pkcs11-tool --module "$0" --login --pin "$1" --sign --id 01 -m SHA256-RSA-PKCS \
 		-i "$2/opensc.data" -o "$2/opensc.sig" >/dev/null 2>&1 &&
 	openssl dgst -sha256 -verify <(openssl x509 -in "$3" -pubkey -noout) \
 		-signature "$2/opensc.sig" "$2/opensc.data" >/dev/null' \
 	"$OPENSC" "$PIN" "$TB_DIR" "$KIT/certs/piv-auth.pem"
-check "the card's counter is full before the agent" test "$(tries)" = 3
+ok "the card's counter is full before the agent" test "$(tries)" = 3
 
 # ---------------------------------------------------------------- the agent
 
-start_agent "$OPENSC"
+start_agent "$TB_DIR/agent.sock" --log-level info --module "$OPENSC"
 start_watch
-check "list: the PIV token \"$LABEL\" in reader 0" wait_until 10 token_shown
-check "list: the token is in \"$R0\"" test "$(token_field reader)" = "$R0"
-check "list: both certificates of init's JSON, by fingerprint" test "$(sa list --json | jq_py - \
+ok "list: the PIV token \"$LABEL\" in reader 0" wait_until 10 token_shown
+ok "list: the token is in \"$R0\"" test "$(token_field reader)" = "$R0"
+ok "list: both certificates of init's JSON, by fingerprint" test "$(sa list --json | jq_py - \
 	"sorted(c['sha256'] for t in j['tokens'] if t['label'] == '$LABEL' for c in t['certificates'])")" \
 	= "$(python3 -c 'import json,sys; print(json.dumps(sorted(sys.argv[1:])))' "$FP_AUTH" "$FP_SIGN")"
-check "list: the 9A key is RSA-2048, the 9C key EC P-256" test "$(sa list --json | jq_py - \
+ok "list: the 9A key is RSA-2048, the 9C key EC P-256" test "$(sa list --json | jq_py - \
 	"sorted((c['key']['type'], c['key'].get('bits')) for t in j['tokens'] if t['label'] == '$LABEL' for c in t['certificates'])")" \
 	= '[["ec", 256], ["rsa", 2048]]'
 
@@ -92,26 +91,26 @@ check "list: the 9A key is RSA-2048, the 9C key EC P-256" test "$(sa list --json
 
 before=$(tries)
 if printf '99999999\n' | sa login --token "$LABEL" --pin-stdin >"$TB_DIR/wrong.out" 2>&1; then
-	notok "login with a wrong PIN fails"
+	fail "login with a wrong PIN fails"
 else
-	ok "login with a wrong PIN fails"
+	pass "login with a wrong PIN fails"
 fi
 after=$(tries)
-check "a wrong PIN costs the card exactly one try ($before -> $after)" test "$after" = $((before - 1))
-check "the agent says the PIN was wrong, in one line" grep -qi "pin" "$TB_DIR/wrong.out"
-check "and the card still answers VERIFY with 63 C$after (APDU log)" \
+ok "a wrong PIN costs the card exactly one try ($before -> $after)" test "$after" = $((before - 1))
+ok "the agent says the PIN was wrong, in one line" grep -qi "pin" "$TB_DIR/wrong.out"
+ok "and the card still answers VERIFY with 63 C$after (APDU log)" \
 	grep -q "^< 63c$after$" "$TB_DIR/apdu.log"
-check "login with the right PIN" bash -c 'printf "%s\n" "$0" | "$1" --socket "$2" login --token "$3" --pin-stdin' \
-	"$PIN" "$SCAGENT" "$SOCK" "$LABEL"
-check "the right PIN resets the card's counter" test "$(tries)" = 3
+ok "login with the right PIN" bash -c 'printf "%s\n" "$0" | "$1" --socket "$2" login --token "$3" --pin-stdin' \
+	"$PIN" "$SCAGENT" "$AGENT_SOCK" "$LABEL"
+ok "the right PIN resets the card's counter" test "$(tries)" = 3
 
 # ---------------------------------------------------------------- signatures
 
 for alg in rsa-pkcs1-sha256 rsa-pkcs1-sha384 rsa-pss-sha256 rsa-pss-sha512; do
-	check "sign $alg with the card's 9A key, openssl verifies" sign_ok "$FP_AUTH" "$alg" "$KIT/certs/piv-auth.pem"
+	ok "sign $alg with the card's 9A key, openssl verifies" sign_ok "$FP_AUTH" "$alg" "$KIT/certs/piv-auth.pem"
 done
 for alg in ecdsa-sha256 ecdsa-sha384; do
-	check "sign $alg with the card's 9C key (PIN each time), openssl verifies" \
+	ok "sign $alg with the card's 9C key (PIN each time), openssl verifies" \
 		sign_ok "$FP_SIGN" "$alg" "$KIT/certs/piv-sign.pem"
 done
 
@@ -126,30 +125,30 @@ tls_ok() {
 		"https://localhost:$port/" >"$TB_DIR/connect.out" 2>>"$TB_DIR/connect.err" &&
 		grep -qx "subject: CN=$LABEL,O=Contoso" "$TB_DIR/connect.out"
 }
-check "connect: mutual TLS 1.3 with the card's key, the server saw CN=$LABEL" tls_ok
-check "connect: mutual TLS 1.2 with the card's key" tls_ok 1.2
+ok "connect: mutual TLS 1.3 with the card's key, the server saw CN=$LABEL" tls_ok
+ok "connect: mutual TLS 1.2 with the card's key" tls_ok 1.2
 
 # ---------------------------------------------------------------- removal, reinsertion
 
 m=$(mark)
 stop_card
-check "watch: card-removed from reader 0" wait_event "$m" 10 card-removed reader "$R0"
-check "watch: token-removed \"$LABEL\"" wait_event "$m" 10 token-removed token "$LABEL"
-check "list: the token is gone" wait_until 5 token_gone
+ok "watch: card-removed from reader 0" wait_event "$m" 10 card-removed reader "$R0"
+ok "watch: token-removed \"$LABEL\"" wait_event "$m" 10 token-removed token "$LABEL"
+ok "list: the token is gone" wait_until 5 token_gone
 m=$(mark)
 start_card
-check "watch: card-inserted into reader 0" wait_event "$m" 10 card-inserted reader "$R0"
-check "watch: token-added \"$LABEL\"" wait_event "$m" 10 token-added token "$LABEL"
-check "list: the token is back" wait_until 5 token_shown
+ok "watch: card-inserted into reader 0" wait_event "$m" 10 card-inserted reader "$R0"
+ok "watch: token-added \"$LABEL\"" wait_event "$m" 10 token-added token "$LABEL"
+ok "list: the token is back" wait_until 5 token_shown
 relogin_signs() { # DESC: the login went with the card; after a new one the card signs
 	if sign_ok "$FP_AUTH" rsa-pkcs1-sha256 "$KIT/certs/piv-auth.pem"; then
-		notok "$1: the agent's login went with the card"
+		fail "$1: the agent's login went with the card"
 	else
-		ok "$1: the agent's login went with the card"
+		pass "$1: the agent's login went with the card"
 	fi
-	check "$1: login again" bash -c 'printf "%s\n" "$0" | "$1" --socket "$2" login --token "$3" --pin-stdin' \
-		"$PIN" "$SCAGENT" "$SOCK" "$LABEL"
-	check "$1: the card signs again" sign_ok "$FP_AUTH" rsa-pkcs1-sha256 "$KIT/certs/piv-auth.pem"
+	ok "$1: login again" bash -c 'printf "%s\n" "$0" | "$1" --socket "$2" login --token "$3" --pin-stdin' \
+		"$PIN" "$SCAGENT" "$AGENT_SOCK" "$LABEL"
+	ok "$1: the card signs again" sign_ok "$FP_AUTH" rsa-pkcs1-sha256 "$KIT/certs/piv-auth.pem"
 }
 relogin_signs "after reinsertion"
 
@@ -157,25 +156,25 @@ relogin_signs "after reinsertion"
 
 m=$(mark)
 stop_pcscd
-check "watch: pcsc-unavailable when pcscd stops" wait_event "$m" 10 pcsc-unavailable
-check "the agent keeps running" kill -0 "$AGENT_PID"
+ok "watch: pcsc-unavailable when pcscd stops" wait_event "$m" 10 pcsc-unavailable
+ok "the agent keeps running" kill -0 "$AGENT_PID"
 m=$(mark)
 start_pcscd
-check "watch: pcsc-available when pcscd is back" wait_event "$m" 10 pcsc-available
+ok "watch: pcsc-available when pcscd is back" wait_event "$m" 10 pcsc-available
 # the card process reconnects to the new vpcd by itself: it stayed "in the reader"
-check "watch: token-added \"$LABEL\" after the restart" wait_event "$m" 15 token-added token "$LABEL"
-check "list: the token is back after the restart" wait_until 5 token_shown
+ok "watch: token-added \"$LABEL\" after the restart" wait_event "$m" 15 token-added token "$LABEL"
+ok "list: the token is back after the restart" wait_until 5 token_shown
 relogin_signs "after the pcscd restart"
-check "and TLS works again" tls_ok
-check "no PIN try was lost on the way" test "$(tries)" = 3
+ok "and TLS works again" tls_ok
+ok "no PIN try was lost on the way" test "$(tries)" = 3
 
 stop_card
 stop_agent "the agent stops cleanly, no sanitizer report"
-if [ "$failed" != 0 ]; then
-	echo "# --- agent log"; tail -n 40 "$TB_DIR/agent.log" | sed 's/^/# /'
+if [ "$TAP_FAILED" != 0 ]; then
+	echo "# --- agent log"; tail -n 40 "$AGENT_LOG" | sed 's/^/# /'
 	echo "# --- events"; sed 's/^/# /' "$TB_DIR/events.txt"
 	echo "# --- card"; tail -n 20 "$TB_DIR/card.log" | sed 's/^/# /'
 	echo "# --- sign"; tail -n 20 "$TB_DIR/sign.log" 2>/dev/null | sed 's/^/# /'
 	echo "# --- connect"; tail -n 5 "$TB_DIR/connect.err" 2>/dev/null | sed 's/^/# /'
 fi
-finish
+done_testing

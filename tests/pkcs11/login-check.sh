@@ -55,7 +55,7 @@ sc login --token demo --pin-stdin <<<"$TB_PIN" 2>"$W/cli-good.err"
 ok "scagent login, right PIN while logged in: exit 1, already logged in" test $? = 1
 ok "... says so" grep -q 'already logged in to token "demo" (with this PIN)' "$W/cli-good.err"
 ok "... no C_Login reached the token" test "$(logins)" = 2
-ok "the agent's log never shows the PIN" bash -c '! grep -q -e "$1" -e 654321 "$2"' _ "$TB_PIN" "$TB_DIR/agent.log"
+ok "the agent's log never shows the PIN" bash -c '! grep -q -e "$1" -e 654321 "$2"' _ "$TB_PIN" "$AGENT_LOG"
 
 # After a logout the hash is gone: the next login is the card's again.
 sc logout --token demo 2>/dev/null
@@ -63,4 +63,4 @@ sc login --token demo --pin-stdin <<<"000000" 2>"$W/after.err"
 ok "after logout, wrong PIN: exit 1" test $? = 1
 ok "... the card's answer" grep -q 'wrong PIN for token "demo"' "$W/after.err"
 ok "... tried on the card" test "$(logins)" = 3
-finish
+done_testing

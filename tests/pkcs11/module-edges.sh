@@ -12,8 +12,7 @@ p11_setup
 openssl x509 -in "$TB_DIR/certs/alice.pem" -outform DER -out "$TB_DIR/alice.der"
 
 # The agent p11_setup started is tracked by pid; the restarted one by a file.
-agent_pid=$(tail -n 1 "$TB_DIR/pids")
-echo "$agent_pid" >"$TB_DIR/agent.pid"
+echo "$AGENT_PID" >"$TB_DIR/agent.pid"
 # Stopped and waited for, so that the test bed's directory goes with nothing writing to it.
 tb_on_exit '"$TB_DIR/stop-agent" 2>/dev/null'
 cat >"$TB_DIR/stop-agent" <<EOF2
@@ -24,7 +23,7 @@ while kill -0 "\$pid" 2>/dev/null; do sleep 0.1; done
 EOF2
 cat >"$TB_DIR/start-agent" <<EOF2
 #!/bin/sh
-"$SCAGENTD" --foreground --module "$TB_SOFTHSM" --socket "$SCAGENT_SOCKET" >>"$TB_DIR/agent.log" 2>&1 &
+"$SCAGENTD" --foreground --module "$TB_SOFTHSM" --socket "$SCAGENT_SOCKET" >>"$AGENT_LOG" 2>&1 &
 echo \$! >"$TB_DIR/agent.pid"
 for i in \$(seq 100); do
 	"$SCAGENT" status >/dev/null 2>&1 && exit 0
@@ -43,17 +42,14 @@ if [ -r "$SCAN" ] && ! grep -q libasan <<<"$deps"; then
 	scan=(LD_PRELOAD="$SCAN" SCAN_PIN_HEX="$(printf '%s' "$TB_PIN" | od -An -tx1 | tr -d ' \n')"
 		SCAN_OUT="$TB_DIR/module.scan")
 fi
-env "${scan[@]}" P11_MODULE="$MODULE" P11_ALICE_DER="$TB_DIR/alice.der" P11_PIN="$TB_PIN" \
+# Each cmocka test an assertion of this test.
+cmocka_tap env "${scan[@]}" P11_MODULE="$MODULE" P11_ALICE_DER="$TB_DIR/alice.der" P11_PIN="$TB_PIN" \
 	P11_STOP_AGENT="$TB_DIR/stop-agent" P11_START_AGENT="$TB_DIR/start-agent" \
 	"$TOP_BUILDDIR/tests/pkcs11/test-p11-module"
-rc=$?
 if [ ${#scan[@]} -gt 0 ]; then
-	if [ "$(sed -n 's/^hits //p' "$TB_DIR/module.scan" 2>/dev/null)" = 0 ]; then
-		echo "ok - no copy of the PIN left in the process of the module"
-	else
-		echo "not ok - no copy of the PIN left in the process of the module"
-		sed 's/^/#   /' "$TB_DIR/module.scan" 2>/dev/null || echo "#   no report from pin-scan"
-		rc=1
-	fi
+	is "no copy of the PIN left in the process of the module" \
+		"$(sed -n 's/^hits //p' "$TB_DIR/module.scan" 2>/dev/null)" 0
+else
+	skip "no copy of the PIN left in the process of the module" "sanitizer build or no pin-scan.so"
 fi
-exit "$rc"
+done_testing

@@ -2,7 +2,7 @@
 # NSS: scagent-pkcs11.so added with modutil to a fresh database; certutil
 # lists the agent's certificates and reads them through the module.
 . "$TOP_SRCDIR/tests/pkcs11/common.sh"
-p11_need certutil modutil
+need certutil modutil
 p11_setup
 
 D=$TB_DIR/nssdb W=$TB_DIR/w
@@ -31,4 +31,4 @@ for u in alice bob; do
 	ok "demo:$u read through NSS is the enrolled certificate" \
 		cmp "$W/$u.der" <(openssl x509 -in "$TB_DIR/certs/$u.pem" -outform DER)
 done
-finish
+done_testing

@@ -7,7 +7,7 @@
 p11_setup
 
 enginesdir=$(openssl version -e | sed -n 's/^ENGINESDIR: "\(.*\)"$/\1/p')
-[ -f "$enginesdir/pkcs11.so" ] || { echo "SKIP: libengine-pkcs11-openssl missing"; exit 77; }
+[ -f "$enginesdir/pkcs11.so" ] || skip_all "libengine-pkcs11-openssl missing"
 W=$TB_DIR/w
 mkdir -p "$W"
 cat >"$W/openssl.cnf" <<CNF
@@ -42,16 +42,16 @@ accepted() { # OUT USER: the server saw the client certificate of USER
 
 handshake alice "$W/alice13" -tls1_3
 ok "alice (RSA-2048), TLS 1.3: handshake with her certificate accepted" accepted "$W/alice13" alice
-ok "  the agent signed it with RSA-PSS" grep -q 'exe=.*openssl .*alg=rsa-pss-sha256 result=ok' "$TB_DIR/agent.log"
+ok "  the agent signed it with RSA-PSS" grep -q 'exe=.*openssl .*alg=rsa-pss-sha256 result=ok' "$AGENT_LOG"
 handshake alice "$W/alice12" -tls1_2 -sigalgs RSA+SHA256
 ok "alice (RSA-2048), TLS 1.2 with PKCS#1 v1.5: accepted" accepted "$W/alice12" alice
-ok "  the agent signed it with rsa-pkcs1-sha256" grep -q 'alg=rsa-pkcs1-sha256 result=ok' "$TB_DIR/agent.log"
+ok "  the agent signed it with rsa-pkcs1-sha256" grep -q 'alg=rsa-pkcs1-sha256 result=ok' "$AGENT_LOG"
 handshake bob "$W/bob13" -tls1_3
 ok "bob (EC P-256), TLS 1.3: handshake with his certificate accepted" accepted "$W/bob13" bob
-ok "  the agent signed it with ECDSA" grep -q 'alg=ecdsa-sha256 result=ok' "$TB_DIR/agent.log"
+ok "  the agent signed it with ECDSA" grep -q 'alg=ecdsa-sha256 result=ok' "$AGENT_LOG"
 
 # Without the agent's login the key is not usable (the server gets no proof).
 "$SCAGENT" logout --token demo >/dev/null 2>&1
 handshake alice "$W/nologin" -tls1_3
 nok "logged out: no handshake with alice's key" accepted "$W/nologin" alice
-finish
+done_testing

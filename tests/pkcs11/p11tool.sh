@@ -2,13 +2,12 @@
 # GnuTLS's p11tool through scagent-pkcs11.so: tokens, certificates, and a
 # certificate exported through the module equal to the one enrolled.
 . "$TOP_SRCDIR/tests/pkcs11/common.sh"
-p11_need p11tool
+need p11tool
 p11_setup
 if [ ${#_P11_ENV[@]} -gt 0 ]; then
 	# Seen on Debian 12: p11tool with the ASan runtime preloaded hangs in
 	# newlocale() before any module call, with SoftHSM's module alone too.
-	echo "SKIP: p11tool cannot run with the ASan runtime preloaded (sanitizer build)"
-	exit 77
+	skip_all "p11tool cannot run with the ASan runtime preloaded (sanitizer build)"
 fi
 
 W=$TB_DIR/w
@@ -39,4 +38,4 @@ for u in alice bob carol; do
 	ok "--login --list-privkeys lists $u's key" grep -q "Label: $u\$" "$W/keys"
 done
 ok "the private keys are sensitive" grep -q 'Flags: CKA_PRIVATE; CKA_NEVER_EXTRACTABLE; CKA_SENSITIVE' "$W/keys"
-finish
+done_testing

@@ -130,4 +130,4 @@ SCAGENT_SOCKET=$TB_DIR/nowhere.sock p11 -L >"$W/none" 2>&1
 rc=$?
 ok "unreachable agent: -L ends normally (pkcs11-tool exits 1 without slots)" test "$rc" -le 1
 ok "unreachable agent: no slots" grep -q 'No slots' "$W/none"
-finish
+done_testing

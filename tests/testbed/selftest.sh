@@ -1,41 +1,21 @@
 #!/bin/bash
-# Self-test of the shared test bed (automake test: 0 pass, 1 fail, 77 skip,
-# 99 hard error).  Builds the demo card and asserts, with pkcs11-tool and
-# openssl, that every profile has what it should.  Prints TAP-ish lines.
+# Self-test of the shared test bed and its TAP assertions.  Builds the demo
+# card and asserts, with pkcs11-tool and openssl, that every profile has what
+# it should; then the agent fixture, the EXIT trap and what a test's exit
+# status and assertions become in TAP.
 # shellcheck disable=SC2317  # functions are called through ok/nok
-set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-# Skip (77) only when a tool of the test bed is missing.
-for t in openssl pkcs11-tool softhsm2-util python3 ss; do
-	command -v "$t" >/dev/null 2>&1 || { echo "SKIP: $t not installed"; exit 77; }
-done
-[ -r /usr/lib/softhsm/libsofthsm2.so ] || { echo "SKIP: libsofthsm2.so missing"; exit 77; }
-engines=$(openssl version -e | sed -n 's/^ENGINESDIR: "\(.*\)"$/\1/p')
-[ -f "$engines/pkcs11.so" ] || { echo "SKIP: libengine-pkcs11-openssl missing"; exit 77; }
-
 . "$here/testbed.sh"
-set -e
+# Skipped only when a tool of the test bed is missing.
+need openssl pkcs11-tool softhsm2-util python3 ss
+[ -r /usr/lib/softhsm/libsofthsm2.so ] || skip_all "libsofthsm2.so missing"
+engines=$(openssl version -e | sed -n 's/^ENGINESDIR: "\(.*\)"$/\1/p')
+[ -f "$engines/pkcs11.so" ] || skip_all "libengine-pkcs11-openssl missing"
+
 tb_init
 tb_demo_card
-set +e
-
-# ---------------------------------------------------------------- TAP helpers
-n=0 failed=0
-ok() { # ok DESC CMD...: pass when CMD succeeds
-	local d=$1; shift
-	n=$((n + 1))
-	if "$@" >/dev/null 2>&1; then echo "ok $n - $d"
-	else echo "not ok $n - $d"; failed=$((failed + 1)); fi
-}
-nok() { # nok DESC CMD...: pass when CMD fails
-	local d=$1; shift
-	n=$((n + 1))
-	if "$@" >/dev/null 2>&1; then echo "not ok $n - $d"; failed=$((failed + 1))
-	else echo "ok $n - $d"; fi
-}
-has() { grep -qF -- "$2" <<<"$1"; } # has TEXT NEEDLE
 
 # ---------------------------------------------------------------- accessors
 P=$TB_DIR/pki C=$TB_DIR/certs W=$TB_DIR/selftest
@@ -99,8 +79,8 @@ ok "issuing CA is CA with pathlen 0, chains to root" \
 		openssl verify -CAfile '$P/root.pem' '$P/issuing.pem'"
 ok "ca-chain.pem holds issuing + root" \
 	test "$(grep -c 'BEGIN CERTIFICATE' "$P/ca-chain.pem")" = 2
-ok "rogue CA is Fabrikam Rogue CA" \
-	has "$(openssl x509 -in "$P/rogue.pem" -noout -subject -nameopt RFC2253)" "CN=Fabrikam Rogue CA"
+has "rogue CA is Fabrikam Rogue CA" \
+	"$(openssl x509 -in "$P/rogue.pem" -noout -subject -nameopt RFC2253)" "CN=Fabrikam Rogue CA"
 
 # ---------------------------------------------------------------- demo token
 ok "private keys hidden before login" \
@@ -113,14 +93,14 @@ for spec in "01 alice rsa 2048 RSA-SHA256" "02 bob ec 256 ECDSA" "03 carol rsa 3
 	t=$(txt "$u")
 	ok "$u: subject CN=$u,O=Contoso" test "$(subj "$u")" = "subject=CN=$u,O=Contoso"
 	ok "$u: issued by Contoso Issuing CA, chain verifies" chain_ok "$u"
-	ok "$u: $kt $bits-bit key" has "$t" "Public-Key: ($bits bit)"
-	ok "$u: SAN has UPN and email" has "$(ext "$u" subjectAltName)" \
+	has "$u: $kt $bits-bit key" "$t" "Public-Key: ($bits bit)"
+	has "$u: SAN has UPN and email" "$(ext "$u" subjectAltName)" \
 		"othername: UPN::$u@contoso.com, email:$u@contoso.com"
 	ok "$u: EKU clientAuth + msSmartcardLogin" test "$(ext "$u" extendedKeyUsage)" \
 		= "TLS Web Client Authentication, Microsoft Smartcard Login"
 	ku="Digital Signature"; [ "$kt" = rsa ] && ku="Digital Signature, Key Encipherment"
 	ok "$u: keyUsage critical $ku" test "$(ext "$u" keyUsage)" = "$ku"
-	ok "$u: keyUsage is critical" has "$t" "X509v3 Key Usage: critical"
+	has "$u: keyUsage is critical" "$t" "X509v3 Key Usage: critical"
 	ok "$u: valid from ~yesterday for 1 year" test \
 		$(( now - $(not_before "$u") > day - 3600 && $(not_after "$u") - $(not_before "$u") == 365 * day )) = 1
 	ok "$u: certificate on token with ID $id" cert_on_token demo "$id" "$u"
@@ -145,10 +125,10 @@ ok "notyet: notBefore in the future" test $(( $(not_before notyet) > now )) = 1
 nok "notyet: chain verification fails now" chain_ok notyet
 ok "serverauth: EKU serverAuth only" test "$(ext serverauth extendedKeyUsage)" = "TLS Web Server Authentication"
 ok "noupn: no UPN anywhere" test "$(txt noupn | grep -c -e UPN -e 311.20.2.3)" = 0
-ok "noupn: still has email" has "$(ext noupn subjectAltName)" "email:noupn@contoso.com"
+has "noupn: still has email" "$(ext noupn subjectAltName)" "email:noupn@contoso.com"
 ok "nodigsig: keyUsage keyEncipherment only" test "$(ext nodigsig keyUsage)" = "Key Encipherment"
-ok "weak: RSA 1024-bit key" has "$(txt weak)" "Public-Key: (1024 bit)"
-ok "untrusted: issued by Fabrikam Rogue CA" has "$(txt untrusted)" "Issuer: CN=Fabrikam Rogue CA"
+has "weak: RSA 1024-bit key" "$(txt weak)" "Public-Key: (1024 bit)"
+has "untrusted: issued by Fabrikam Rogue CA" "$(txt untrusted)" "Issuer: CN=Fabrikam Rogue CA"
 nok "untrusted: does not verify against ca-chain.pem" \
 	openssl verify -CAfile "$P/ca-chain.pem" "$C/untrusted.pem"
 ok "multiupn: two UPN otherNames" test "$(upn_count multiupn)" = 2
@@ -162,8 +142,8 @@ ok "nokey: good certificate on token with ID 1a" cert_on_token negatives 1a noke
 ok "nokey: no private or public key with ID 1a after login" \
 	test "$(objs negatives | awk '$2 == "1a"' | tr '\n' ';')" = "cert 1a nokey;"
 ok "negatives token: 9 private keys" test "$(objs negatives | grep -c '^privkey ')" = 9
-ok "corrupt: certificate object with ID 1b exists" \
-	has "$(p11 negatives --list-objects --type cert --id 1b)" "label:      corrupt"
+has "corrupt: certificate object with ID 1b exists" \
+	"$(p11 negatives --list-objects --type cert --id 1b)" "label:      corrupt"
 nok "corrupt: its CKA_VALUE is not a parseable certificate" \
 	bash -c "pkcs11-tool --module '$TB_SOFTHSM' --token-label negatives --read-object --type cert --id 1b 2>/dev/null |
 		openssl x509 -inform DER -noout"
@@ -189,28 +169,32 @@ ok "s_server accepts alice with her key on the token (libp11 engine)" \
 		-engine pkcs11 -keyform engine -cert $C/alice.pem -key 'pkcs11:token=demo;id=%01;type=private?pin-value=$TB_PIN'"
 
 # ---------------------------------------------------------------- the agent
-if [ -x "${SCAGENTD:-}" ] && [ -x "${SCAGENT:-}" ]; then
-	tb_agent_start --module "$TB_SOFTHSM"
-	apid=$TB_AGENT_PID
-	ok "tb_agent_start: SCAGENT_SOCKET is \$TB_DIR/agent.sock" test "$SCAGENT_SOCKET" = "$TB_DIR/agent.sock"
-	ok "tb_agent_start: the agent answers there" "$SCAGENT" status
-	ok "tb_agent_stop: a clean stop returns 0" tb_agent_stop
-	nok "tb_agent_stop: the agent is gone" kill -0 "$apid"
-	tb_agent_start --module "$TB_SOFTHSM"
-	echo "==1==ERROR: LeakSanitizer: detected memory leaks" >>"$TB_DIR/agent.log"
-	nok "tb_agent_stop: a sanitizer report in the agent's log fails" tb_agent_stop
-	tb_agent_start --module "$TB_SOFTHSM"
-	ok "tb_agent_stop: the report of an earlier agent in the same log does not count" tb_agent_stop
-	tb_agent_start --module "$TB_SOFTHSM"
-	kill -KILL "$TB_AGENT_PID"
-	nok "tb_agent_stop: an agent that died of a signal fails" tb_agent_stop
-	TB_AGENT_LOG=$TB_DIR/other.log tb_agent_start --module "$TB_SOFTHSM" --socket "$TB_DIR/other.sock"
-	ok "tb_agent_start --socket S, TB_AGENT_LOG: answers on S, logs there" \
-		bash -c '"$0" --socket "$1" status && grep -q "listening on $1" "$2"' \
-		"$SCAGENT" "$TB_DIR/other.sock" "$TB_DIR/other.log"
-	ok "tb_agent_start --socket S: SCAGENT_SOCKET left alone" test "$SCAGENT_SOCKET" = "$TB_DIR/agent.sock"
-	ok "tb_agent_stop: the other agent stops cleanly" tb_agent_stop
-fi
+start_agent
+apid=$AGENT_PID
+ok "start_agent: SCAGENT_SOCKET is \$TB_DIR/agent.sock" test "$SCAGENT_SOCKET" = "$TB_DIR/agent.sock"
+ok "start_agent: the agent answers there" "$SCAGENT" status
+ok "start_agent: SoftHSM's tokens by default" bash -c '"$0" list | grep -q demo' "$SCAGENT"
+ok "start_agent: --log-level debug by default" grep -qzx debug "/proc/$apid/cmdline"
+is "start_agent: the log in \$AGENT_LOG" "$AGENT_LOG" "$TB_DIR/agent-1.log"
+ok "tb_agent_stop: a clean stop returns 0" tb_agent_stop
+nok "tb_agent_stop: the agent is gone" kill -0 "$apid"
+TB_AGENT_LOG=$TB_DIR/shared.log start_agent
+echo "==1==ERROR: LeakSanitizer: detected memory leaks" >>"$TB_DIR/shared.log"
+nok "tb_agent_stop: a sanitizer report in the agent's log fails" tb_agent_stop
+TB_AGENT_LOG=$TB_DIR/shared.log start_agent
+ok "tb_agent_stop: the report of an earlier agent in the same log does not count" tb_agent_stop
+# (the planted report would fail this test in done_testing)
+sed -i '/LeakSanitizer/d' "$TB_DIR/shared.log"
+start_agent
+kill -KILL "$AGENT_PID"
+nok "tb_agent_stop: an agent that died of a signal fails" tb_agent_stop
+TB_AGENT_LOG=$TB_DIR/other.log start_agent "$TB_DIR/other.sock"
+ok "start_agent S, TB_AGENT_LOG: answers on S, logs there" \
+	bash -c '"$0" --socket "$1" status && grep -q "listening on $1" "$2"' \
+	"$SCAGENT" "$TB_DIR/other.sock" "$TB_DIR/other.log"
+is "start_agent S: SCAGENT_SOCKET left alone" "$SCAGENT_SOCKET" "$TB_DIR/agent.sock"
+is "start_agent S: AGENT_SOCK is S" "$AGENT_SOCK" "$TB_DIR/other.sock"
+stop_agent "stop_agent: the other agent stops cleanly"
 
 # ---------------------------------------------------------------- cleanup trap
 # A child test bed: its EXIT trap must kill its server and remove its dir.
@@ -220,6 +204,27 @@ sleep 0.2
 ok "EXIT trap removed the child's TB_DIR" test -n "$child_dir" -a ! -e "$child_dir"
 nok "EXIT trap stopped the child's s_server" kill -0 "${child_pid:-999999}"
 
-echo "1..$n"
-[ "$failed" = 0 ] || { echo "# $failed of $n checks failed (rerun with TB_KEEP=1 to keep the test bed)"; exit 1; }
-exit 0
+# ---------------------------------------------------------------- TAP
+# child BODY: a test of its own, sourcing the test bed; its output in $OUT,
+# its exit status in $RC.
+child() { run env -u TB_DIR bash -c '. "$1"; eval "$2"' _ "$here/testbed.sh" "$1"; }
+child 'pass a; fail b "why"; ok c true; nok d true; is e 1 2; done_testing'
+is "TAP: a test with failed assertions exits 1" "$RC" 1
+is "TAP: every assertion a line, numbered, with its plan" \
+	"$(grep -E '^(not )?ok|^1\.\.' <<<"$OUT" | tr '\n' ';')" \
+	"ok 1 - a;not ok 2 - b;ok 3 - c;not ok 4 - d;not ok 5 - e;1..5;"
+has "TAP: a failure's detail is a comment" "$OUT" "#   why"
+child 'has a xyz y; hasnt b xyz q; like c abc "^a.c$"; skip d "no TPM"; done_testing'
+is "TAP: has, hasnt, like, skip pass" "$RC:$(grep -c '^ok' <<<"$OUT")" "0:4"
+has "TAP: skip is a TAP SKIP directive" "$OUT" "ok 4 - d # SKIP no TPM"
+child 'need no-such-tool-here; pass never'
+is "TAP: need skips the whole test: plan 1..0, exit 0" "$RC:$OUT" "0:1..0 # SKIP no-such-tool-here not installed"
+child 'exit 77'
+is "TAP: exit 77 before any assertion is a skip" "$RC:$OUT" "0:1..0 # SKIP (exit 77)"
+child 'pass a; exit 99'
+is "TAP: a hard error stays one (no plan, exit 99)" "$RC:$OUT" "99:ok 1 - a"
+child 'tb_init; echo "x runtime error: y" >"$TB_DIR/agent-9.log"; echo "1 0 $TB_DIR/agent-9.log" >"$TB_DIR/agents"; pass a; done_testing'
+is "TAP: done_testing fails a test for a sanitizer report in an agent's log" "$RC" 1
+has "  ... with an assertion that names the log" "$OUT" "not ok 2 - no sanitizer report in agent-9.log"
+
+done_testing

@@ -2,9 +2,17 @@
 # scagent test bed: SoftHSM tokens, a demo PKI modelled on AD CS, and TLS
 # servers that demand a client certificate.  Source it from a bash test:
 #
-#     . "$srcdir/tests/testbed/testbed.sh"
+#     . "$TOP_SRCDIR/tests/testbed/testbed.sh"
 #     tb_init
 #     tb_demo_card
+#     start_agent
+#     ok "the agent lists alice" sc check alice
+#     done_testing
+#
+# It brings the one set of TAP assertions of tests/lib/tap.sh (ok, nok, is,
+# has, like, skip, done_testing, ...), the agent fixture (start_agent,
+# stop_agent), and the common start of a test (tb_agent_test).  Run one test
+# by hand with tests/run FILE, or make check TESTS=FILE.
 #
 # Every test gets its own directory ($TB_DIR), token store and ports, so tests
 # can run in parallel (make -j check).  Functions print nothing unless
@@ -17,10 +25,24 @@
 # that this file shares; this file adds a test's lifecycle, ports, servers, the
 # agent and TAP helpers.
 
-_tb_src=$(dirname "${BASH_SOURCE[0]}")/../../src/testcard/pki.sh
+set -uo pipefail
+: "${SCAGENT:?run one test with tests/run FILE or make check TESTS=FILE (SCAGENT unset)}"
+: "${SCAGENTD:?run one test with tests/run FILE or make check TESTS=FILE (SCAGENTD unset)}"
+: "${TOP_SRCDIR:?run one test with tests/run FILE or make check TESTS=FILE (TOP_SRCDIR unset)}"
+: "${TOP_BUILDDIR:?run one test with tests/run FILE or make check TESTS=FILE (TOP_BUILDDIR unset)}"
+
+_tb_here=$(dirname "${BASH_SOURCE[0]}")
+# shellcheck source=../lib/tap.sh
+. "$_tb_here/../lib/tap.sh"
+_tb_src=$_tb_here/../../src/testcard/pki.sh
 [ -r "$_tb_src" ] || { echo "testbed: $_tb_src not found" >&2; exit 99; }
 # shellcheck source=../../src/testcard/pki.sh
 . "$_tb_src"
+# Debian's python3 (another one may be first on PATH); the tests use only its
+# standard library.
+if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=$(command -v python3 || true); fi
+_tb_owner=
+trap '_tb_exit' EXIT
 # The agent's pinentry is "auto" by default: with a display or a terminal in
 # GPG_TTY it would ask the person running the tests. Tests start with neither;
 # one that wants a pinentry sets what it needs (GPG_TTY=... start_agent).
@@ -35,11 +57,11 @@ tb_init() {
 	_tb_need mktemp openssl pkcs11-tool softhsm2-util date sed flock
 	TB_DIR=$(mktemp -d "${TMPDIR:-/tmp}/scagent-tb.XXXXXX") || _tb_die "mktemp failed"
 	export TB_DIR
+	_tb_owner=1	# not exported: a child shell that sources this file leaves it alone
 	: >"$TB_DIR/pids"
 	: >"$TB_DIR/ports"
 	: >"$TB_DIR/on-exit"
 	: >"$TB_DIR/testbed.log"
-	trap '_tb_cleanup' EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
 	_tb_log "TB_DIR=$TB_DIR"
@@ -48,10 +70,19 @@ tb_init() {
 tb_track_pid() { echo "$1" >>"$TB_DIR/pids"; }
 tb_on_exit() { printf '%s\n' "$*" >>"$TB_DIR/on-exit"; }
 
-_tb_cleanup() {
-	local rc=$? pid alive cmd
+# The EXIT trap (set when this file is sourced): tb_init's cleanup, and exit
+# status 77 before any assertion as a TAP skip.
+_tb_exit() {
+	local rc=$?
 	set +e
-	[ -n "${TB_DIR:-}" ] && [ -d "$TB_DIR" ] || exit "$rc"
+	_tap_exit "$rc"
+	rc=$?
+	[ -n "${_tb_owner:-}" ] && [ -n "${TB_DIR:-}" ] && [ -d "$TB_DIR" ] || exit "$rc"
+	_tb_cleanup "$rc"
+}
+
+_tb_cleanup() {
+	local rc=$1 pid alive cmd
 	while IFS= read -r cmd; do eval "$cmd" >/dev/null 2>&1; done <"$TB_DIR/on-exit"
 	# TERM everything, wait up to ~3 s, then KILL the survivors.
 	while read -r pid; do kill -TERM "$pid" 2>/dev/null; done <"$TB_DIR/pids"
@@ -135,14 +166,53 @@ tb_s_server() {
 
 # ---------------------------------------------------------------- the agent
 
-# tb_agent_start [scagentd ARGS...]: scagentd --foreground with ARGS, its
+# start_agent [SOCKET] [scagentd ARGS...]: the one way a test starts the
+# agent.  scagentd --foreground --log-level debug --module SoftHSM (unless ARGS
+# give a --log-level or a --module) on SOCKET, its output in
+# $TB_DIR/agent-N.log (N counts the agents of this test; or the file named
+# by TB_AGENT_LOG=FILE start_agent ...), named by AGENT_LOG;
+# its pid in AGENT_PID, its socket in AGENT_SOCK.  Without a SOCKET (or a
+# --socket in ARGS) it listens on $TB_DIR/agent.sock, exported as
+# SCAGENT_SOCKET.  Returns when the agent answers `scagent status`; exits 99
+# (hard error) when it does not within 20 s.
+# stop_agent [DESC [PID [LOG]]]: an assertion: SIGTERM stops the agent
+# (default: the last one started; PID and LOG name one started otherwise,
+# e.g. by socket activation, a child of this shell) with exit status 0 and no
+# sanitizer report in its log.
+# done_testing fails the test for a sanitizer report in any agent's log.
+TB_AGENT_N=0
+start_agent() {
+	local sock="" lvl=(--log-level debug) mod=(--module "$TB_SOFTHSM") a
+	case ${1:-} in -*|"") ;; *) sock=$1; shift ;; esac
+	for a in "$@"; do
+		case $a in
+		--log-level|--log-level=*) lvl=() ;;
+		--module|--module=*) mod=() ;;
+		esac
+	done
+	[ -n "$sock" ] && set -- --socket "$sock" "$@"
+	TB_AGENT_N=$((TB_AGENT_N + 1))
+	AGENT_LOG=${TB_AGENT_LOG:-$TB_DIR/agent-$TB_AGENT_N.log}
+	TB_AGENT_LOG=$AGENT_LOG _tb_agent_spawn "${lvl[@]}" "${mod[@]}" "$@"
+	AGENT_PID=$TB_AGENT_PID
+}
+stop_agent() {
+	local d=${1:-the agent stops on SIGTERM: exit 0, no sanitizer report} rc=0
+	tb_agent_stop "${2:-${AGENT_PID:-}}" "${3:-}" 2>"$TB_DIR/stop.err" || rc=$?
+	if [ "$rc" = 0 ]; then pass "$d"
+	else fail "$d" "exit status $rc:" "$(head -c 1000 "$TB_DIR/stop.err")"; fi
+	return "$rc"
+}
+
+# _tb_agent_spawn [scagentd ARGS...]: scagentd --foreground with ARGS, its
 # output appended to $TB_DIR/agent.log (or to the file named by TB_AGENT_LOG
-# given as `TB_AGENT_LOG=FILE tb_agent_start ...`).  Without a --socket in
+# given as `TB_AGENT_LOG=FILE _tb_agent_spawn ...`).  Without a --socket in
 # ARGS it listens on $TB_DIR/agent.sock, exported as SCAGENT_SOCKET.  Returns
 # when `$SCAGENT status` is answered (the socket file appears at bind(),
 # before listen()); dies if the agent exits or is silent for 20 s.  The pid
-# is tracked (the EXIT trap kills it) and left in TB_AGENT_PID.
-tb_agent_start() {
+# is tracked (the EXIT trap kills it) and left in TB_AGENT_PID, its socket
+# in AGENT_SOCK.
+_tb_agent_spawn() {
 	local log=${TB_AGENT_LOG:-$TB_DIR/agent.log} sock="" a prev="" pid off
 	for a in "$@"; do
 		[ "$prev" = --socket ] && sock=$a
@@ -155,6 +225,7 @@ tb_agent_start() {
 		SCAGENT_SOCKET=$sock
 		export SCAGENT_SOCKET
 	fi
+	AGENT_SOCK=$sock
 	off=0
 	[ -f "$log" ] && off=$(stat -c %s "$log")
 	"$SCAGENTD" --foreground "$@" </dev/null >>"$log" 2>&1 &
@@ -175,8 +246,8 @@ tb_agent_start() {
 	_tb_die "scagentd did not answer on $sock within 20 s"
 }
 
-# tb_agent_stop [PID [LOG]]: SIGTERM to the agent (default: the last one
-# tb_agent_start started), wait for it (20 s, then SIGKILL) and return its
+# tb_agent_stop [PID [LOG]] (stop_agent without the assertion): SIGTERM to the agent (default: the last one
+# _tb_agent_spawn started), wait for it (20 s, then SIGKILL) and return its
 # exit status; an exit status of 0 with a sanitizer report (ASan, LSan,
 # UBSan) in its part of the log returns 1.  The report is printed to stderr.
 # PID and LOG name an agent started otherwise (e.g. through socket
@@ -185,7 +256,7 @@ tb_agent_start() {
 # ignores them.
 tb_agent_stop() {
 	local pid=${1:-${TB_AGENT_PID:-}} log=${2:-} off=0 rc=0 p o l
-	[ -n "$pid" ] || _tb_die "tb_agent_stop: no agent was started"
+	[ -n "$pid" ] || _tb_die "stop_agent: no agent was started"
 	if [ -z "$log" ] && [ -f "$TB_DIR/agents" ]; then
 		while read -r p o l; do
 			[ "$p" = "$pid" ] && { off=$o; log=$l; }
@@ -233,35 +304,136 @@ tb_issue_csr() {
 		-days 30 -copy_extensions copyall -extfile "$ext" -extensions ee -out "$out"
 }
 
-# TAP-like helpers of the TPM and enrolment tests: ok DESC CMD... (CMD must
-# succeed), nok DESC CMD... (CMD must fail), tb_done (exit status from the
-# count of failures).  The agent, PC/SC, TLS and list tests define their own
-# helpers of these names after sourcing this file, which replace these.
-TB_N=0 TB_FAILED=0
-ok() {
-	local d=$1; shift
-	TB_N=$((TB_N + 1))
-	if "$@" >>"$TB_DIR/test.log" 2>&1; then echo "ok $TB_N - $d"
-	else echo "not ok $TB_N - $d"; TB_FAILED=$((TB_FAILED + 1)); fi
-}
-nok() {
-	local d=$1; shift
-	TB_N=$((TB_N + 1))
-	if "$@" >>"$TB_DIR/test.log" 2>&1; then echo "not ok $TB_N - $d"; TB_FAILED=$((TB_FAILED + 1))
-	else echo "ok $TB_N - $d"; fi
-}
-# has TEXT NEEDLE: TEXT contains NEEDLE
-has() { grep -qF -- "$2" <<<"$1"; }
-# eq A B
-eq() { [ "$1" = "$2" ]; }
-# jq_py JSON EXPR: print a Python expression over the JSON document j
-jq_py() { python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
-tb_done() {
-	echo "1..$TB_N"
-	if [ "$TB_FAILED" -ne 0 ]; then
-		echo "# $TB_FAILED of $TB_N failed; agent log:"
-		sed 's/^/# /' "$TB_DIR/agent.log" 2>/dev/null | tail -40
-		exit 1
+# ---------------------------------------------------------------- a test's start
+
+# tb_agent_test [USER...]: the common start of an agent test: tb_init, and
+# with USERs the token "demo" of the Contoso PKI with their keys and
+# certificates (alice: id 01, RSA-2048; bob: id 02, EC P-256); then
+# S=$TB_DIR/agent.sock (the socket start_agent "$S" uses), the work
+# directory W=$TB_DIR/w and 2000 bytes of data to sign in $W/data.
+# sc ARGS...: scagent on $S.
+tb_agent_test() {
+	local u
+	tb_init
+	if [ $# -gt 0 ]; then
+		tb_pki
+		tb_softhsm_token demo
 	fi
-	exit 0
+	for u in "$@"; do
+		case $u in
+		alice) tb_enroll demo 01 alice rsa:2048 good ;;
+		bob) tb_enroll demo 02 bob EC:prime256v1 good ;;
+		*) _tb_die "tb_agent_test: no user $u (alice, bob)" ;;
+		esac
+	done
+	S=$TB_DIR/agent.sock
+	W=$TB_DIR/w
+	mkdir -p "$W"
+	head -c 2000 /dev/urandom >"$W/data"
 }
+sc() { "$SCAGENT" --socket "$S" "$@"; }
+
+# need TOOL...: skip the test when a tool is missing; need_py: when python3 is.
+need() {
+	local t
+	for t in "$@"; do
+		command -v "$t" >/dev/null 2>&1 || skip_all "$t not installed"
+	done
+}
+need_py() { [ -n "$PY" ] || skip_all "python3 not installed"; }
+
+# run CMD...: RC, OUT (stdout) and ERR (stderr) of CMD
+run() {
+	RC=0
+	"$@" >"$TB_DIR/run.out" 2>"$TB_DIR/run.err" || RC=$?
+	OUT=$(cat "$TB_DIR/run.out")
+	ERR=$(cat "$TB_DIR/run.err")
+}
+
+# wait_for SECONDS CMD...: poll CMD every 0.1 s
+wait_for() {
+	local t=$1 i; shift
+	for ((i = 0; i < t * 10; i++)); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# json_eval JSON EXPR: print a Python expression over the JSON text as j
+# (Python's repr: True, ('a', 1), ['x'])
+json_eval() { "$PY" -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
+# jq_py FILE|- EXPR: a Python expression over the JSON document in FILE (or
+# stdin) as j; a string as is, anything else as JSON
+jq_py() {
+	"$PY" -c '
+import json, sys
+src = sys.argv[1]
+j = json.load(sys.stdin if src == "-" else open(src))
+r = eval(sys.argv[2])
+print(json.dumps(r) if not isinstance(r, str) else r)
+' "$@"
+}
+
+# module_env MODULE: P11ENV=(VAR=VALUE...) to run an uninstrumented program
+# (pkcs11-tool) with MODULE: when MODULE is the ASan build, its runtime must
+# come first, and the program's own leaks are not ours.
+module_env() {
+	local deps
+	P11ENV=()
+	deps=$(ldd "$1" 2>/dev/null)	# not `ldd | grep -q`: SIGPIPE + pipefail
+	if grep -q libasan <<<"$deps"; then
+		P11ENV=(LD_PRELOAD="$(sed -n 's/.*libasan[^ ]* => \([^ ]*\).*/\1/p' <<<"$deps" | head -n 1)"
+			ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0")
+	fi
+}
+
+# pubkey LABEL: the public key of $TB_DIR/certs/LABEL.pem as PEM file path
+pubkey() {
+	[ -f "$TB_DIR/$1.pub" ] || openssl x509 -in "$TB_DIR/certs/$1.pem" -noout -pubkey >"$TB_DIR/$1.pub"
+	echo "$TB_DIR/$1.pub"
+}
+
+# cmocka_tap CMD...: run a cmocka test program; each of its tests becomes an
+# assertion (its "[ RUN ]" then "[ OK ]" or "[ FAILED ]" lines), and one
+# more asserts its exit status 0 (a crash loses no failure).
+cmocka_tap() {
+	local rc=0 line name o=$TB_DIR/cmocka.out
+	local -A running=()
+	"$@" >"$o" 2>&1 || rc=$?
+	while IFS= read -r line; do
+		name=${line#\[*\] }
+		case $line in
+		"[ RUN      ] "*) running[$name]=1 ;;
+		"[       OK ] "*) [ -n "${running[$name]:-}" ] && { unset "running[$name]"; pass "$name"; } ;;
+		"[  SKIPPED ] "*) [ -n "${running[$name]:-}" ] && { unset "running[$name]"; skip "$name" "cmocka skipped it"; } ;;
+		"[  FAILED  ] "*|"[  ERROR   ] "*)
+			[ -n "${running[$name]:-}" ] && { unset "running[$name]"; fail "$name"; } ;;
+		*) diag "$line" ;;
+		esac
+	done <"$o"
+	is "$(basename "${@: -1}") exits 0" "$rc" 0
+}
+
+# Under ASan/UBSan (CI), an agent that stopped during the test reported its
+# memory errors and leaks to its log: they fail the test.  Also the logs in
+# $TB_DIR/w/*.log (agents a test started otherwise, e.g. socket activation).
+_tb_sanitizer_check() {
+	local f p o
+	[ -n "${TB_DIR:-}" ] && [ -d "$TB_DIR" ] || return 0
+	{
+		[ -f "$TB_DIR/agents" ] && while read -r p o f; do echo "$f"; done <"$TB_DIR/agents"
+		for f in "$TB_DIR"/w/*.log; do [ -f "$f" ] && echo "$f"; done
+	} | sort -u >"$TB_DIR/agent-logs"
+	while IFS= read -r f; do
+		[ -f "$f" ] || continue
+		if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$f"; then
+			fail "no sanitizer report in $(basename "$f")" "$(grep -A40 -m1 -E 'Sanitizer|runtime error:' "$f")"
+		fi
+	done <"$TB_DIR/agent-logs"
+	if [ "$TAP_FAILED" -gt 0 ] && [ -n "${AGENT_LOG:-}" ] && [ -f "$AGENT_LOG" ]; then
+		diag "last agent log ($AGENT_LOG):"
+		tail -n 30 "$AGENT_LOG" | sed 's/^/#   /'
+	fi
+}
+TAP_BEFORE_DONE+=(_tb_sanitizer_check)

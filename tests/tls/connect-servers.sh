@@ -22,28 +22,28 @@ for v in 1.2 1.3; do
 		sleep 0.2
 		if [ "$rc" = 0 ] && grep -q 'hello from nginx main' "$out" &&
 			tail -n 1 "$TB_DIR/nginx-main/logs/access.log" | grep -q "^TLSv$v 200 \"CN=$who,O=Contoso\" SUCCESS"; then
-			ok "nginx, TLS $v, $who: page fetched, nginx logged the certificate"
+			pass "nginx, TLS $v, $who: page fetched, nginx logged the certificate"
 		else
-			nok "nginx TLS $v $who (rc=$rc)"; show "$err"; tail -n 2 "$TB_DIR/nginx-main/logs/access.log" >&2
+			fail "nginx TLS $v $who (rc=$rc)"; show "$err"; tail -n 2 "$TB_DIR/nginx-main/logs/access.log" >&2
 		fi
 	done
 done
 # -i, -X, -H, -d: nginx answers a POST to a static file with 405
 connect connect "${CA[@]}" -i -X POST -H 'X-Test: 1' -d 'a=b' "https://localhost:$NP/"
 if [ "$rc" = 1 ] && grep -q '^HTTP/1.1 405' "$out" && grep -q 'HTTP 405' "$err"; then
-	ok "POST with -i: headers on stdout, 405 is exit 1"
+	pass "POST with -i: headers on stdout, 405 is exit 1"
 else
-	nok "POST -i (rc=$rc)"; show "$err"
+	fail "POST -i (rc=$rc)"; show "$err"
 fi
 connect connect "${CA[@]}" -o "$TB_DIR/page.html" "https://localhost:$NP/index.html"
-check "-o writes the body to a file" grep -q 'hello from nginx main' "$TB_DIR/page.html"
+ok "-o writes the body to a file" grep -q 'hello from nginx main' "$TB_DIR/page.html"
 
 # Apache: the public page needs no certificate...
 connect -v connect "${CA[@]}" "https://localhost:$AP/"
 if [ "$rc" = 0 ] && grep -q 'apache public page' "$out" && grep -q 'did not ask for a client certificate' "$err"; then
-	ok "Apache /: no certificate asked, page fetched"
+	pass "Apache /: no certificate asked, page fetched"
 else
-	nok "Apache / (rc=$rc)"; show "$err"
+	fail "Apache / (rc=$rc)"; show "$err"
 fi
 # ...ActiveSync does, after the request.
 for v in 1.2 1.3; do
@@ -54,35 +54,35 @@ for v in 1.2 1.3; do
 		sleep 0.2
 		if [ "$rc" = 0 ] && grep -q 'activesync ok' "$out" && grep -q "after the request, by .*$how" "$err" &&
 			tail -n 1 "$TB_DIR/apache/logs/ssl.log" | grep -q "^TLSv$v 200 /Microsoft-Server-ActiveSync/.*CN=$who,O=Contoso\" SUCCESS"; then
-			ok "Apache ActiveSync, TLS $v, $who: certificate by $how, Apache logged it"
+			pass "Apache ActiveSync, TLS $v, $who: certificate by $how, Apache logged it"
 		else
-			nok "Apache ActiveSync TLS $v $who (rc=$rc)"; show "$err"; tail -n 2 "$TB_DIR/apache/logs/ssl.log" >&2
+			fail "Apache ActiveSync TLS $v $who (rc=$rc)"; show "$err"; tail -n 2 "$TB_DIR/apache/logs/ssl.log" >&2
 		fi
 	done
 done
 # The token signed with PSS for RSA over TLS 1.3 (post-handshake).
-check "the agent signed rsa-pss-sha256 for alice" grep -q 'alg=rsa-pss-sha256' "$TB_DIR/agent.log"
+ok "the agent signed rsa-pss-sha256 for alice" grep -q 'alg=rsa-pss-sha256' "$AGENT_LOG"
 # Automatic choice on renegotiation with a POST body.
 connect connect "${CA[@]}" --tls-max 1.2 -d 'x=1' "https://localhost:$AP/Microsoft-Server-ActiveSync/"
 if [ "$rc" = 0 ] && grep -q 'activesync ok' "$out"; then
-	ok "POST with a body over TLS 1.2 renegotiation, certificate chosen automatically"
+	pass "POST with a body over TLS 1.2 renegotiation, certificate chosen automatically"
 else
-	nok "POST over renegotiation (rc=$rc)"; show "$err"
+	fail "POST over renegotiation (rc=$rc)"; show "$err"
 fi
 # A body too large for the renegotiation buffer: 413 with the IIS advice.
 head -c 5000 /dev/zero | tr '\0' 'a' >"$TB_DIR/big.txt"
 connect connect "${CA[@]}" --tls-max 1.2 -d @"$TB_DIR/big.txt" "https://localhost:$AP/Microsoft-Server-ActiveSync/"
 if [ "$rc" = 1 ] && grep -q 'HTTP 413' "$err" && grep -q 'uploadReadAheadSize' "$err"; then
-	ok "413 after renegotiation: advice about uploadReadAheadSize"
+	pass "413 after renegotiation: advice about uploadReadAheadSize"
 else
-	nok "413 after renegotiation (rc=$rc)"; show "$err"
+	fail "413 after renegotiation (rc=$rc)"; show "$err"
 fi
 # A 403.7 page (as IIS sends): exit 1 with advice.
 connect connect "${CA[@]}" "https://localhost:$NP/iis"
 if [ "$rc" = 1 ] && grep -q 'HTTP 403' "$err" && grep -q 'advice: 403.7' "$err"; then
-	ok "403.7: advice about the client certificate"
+	pass "403.7: advice about the client certificate"
 else
-	nok "403.7 (rc=$rc)"; show "$err"
+	fail "403.7 (rc=$rc)"; show "$err"
 fi
-tls_agent_stop
-t_done
+stop_agent
+done_testing

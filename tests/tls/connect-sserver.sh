@@ -24,9 +24,9 @@ for v in 1.2 1.3; do
 		connect -v connect "${CA[@]}" --tls-max "$v" --cert "$who" "$URL"
 		if [ "$rc" = 0 ] && grep -q "Protocol  : TLSv$v" "$out" &&
 			grep -q "client certificate $who" "$err"; then
-			ok "TLS $v with --cert $who: page fetched"
+			pass "TLS $v with --cert $who: page fetched"
 		else
-			nok "TLS $v with --cert $who (rc=$rc)"; show "$err"; head -c 400 "$out" >&2
+			fail "TLS $v with --cert $who (rc=$rc)"; show "$err"; head -c 400 "$out" >&2
 		fi
 	done
 done
@@ -35,68 +35,68 @@ done
 connect connect "${CA[@]}" --tls-max 1.3 --cert alice "$URL"
 sleep 0.3
 if [ "$rc" = 0 ] && grep -A8 'CertificateVerify' "$TB_DIR/s_server-$P.log" | grep -q 'rsa_pss_rsae_sha256'; then
-	ok "TLS 1.3 RSA client signature is rsa_pss_rsae_sha256 (server trace)"
+	pass "TLS 1.3 RSA client signature is rsa_pss_rsae_sha256 (server trace)"
 else
-	nok "no rsa_pss_rsae_sha256 CertificateVerify in the s_server trace"
+	fail "no rsa_pss_rsae_sha256 CertificateVerify in the s_server trace"
 	grep -A8 'CertificateVerify' "$TB_DIR/s_server-$P.log" | head -20 >&2
 fi
-check "the agent was asked for rsa-pss-sha256" grep -q 'alg=rsa-pss-sha256' "$TB_DIR/agent.log"
+ok "the agent was asked for rsa-pss-sha256" grep -q 'alg=rsa-pss-sha256' "$AGENT_LOG"
 connect connect "${CA[@]}" --tls-max 1.2 --cert alice "$URL"
 if [ "$rc" = 0 ] && grep -A8 'CertificateVerify' "$TB_DIR/s_server-$P.log" | grep -q 'Signature Algorithm'; then
-	ok "TLS 1.2 RSA CertificateVerify seen by the server"
+	pass "TLS 1.2 RSA CertificateVerify seen by the server"
 else
-	nok "TLS 1.2 RSA"; show "$err"
+	fail "TLS 1.2 RSA"; show "$err"
 fi
 
 # Automatic choice: expired skipped, alice or bob chosen.
 connect -v connect "${CA[@]}" "$URL"
 if [ "$rc" = 0 ] && grep -q 'skipped "expired".*expired' "$err" && grep -Eq 'chose "(alice|bob)"' "$err"; then
-	ok "automatic choice skips the expired certificate and explains it"
+	pass "automatic choice skips the expired certificate and explains it"
 else
-	nok "automatic choice (rc=$rc)"; show "$err"
+	fail "automatic choice (rc=$rc)"; show "$err"
 fi
 
 # Untrusted server: no --cafile (the Contoso root is not in the system store).
 connect connect "$URL"
 if [ "$rc" = 1 ] && grep -q 'not trusted' "$err" && grep -q -- '--cafile' "$err"; then
-	ok "untrusted server certificate: exit 1 with advice to install the root or use --cafile"
+	pass "untrusted server certificate: exit 1 with advice to install the root or use --cafile"
 else
-	nok "untrusted server (rc=$rc)"; show "$err"
+	fail "untrusted server (rc=$rc)"; show "$err"
 fi
 # Wrong host name (the certificate is for localhost and 127.0.0.1).
 connect connect "${CA[@]}" --resolve "mail.contoso.com:$P:127.0.0.1" "https://mail.contoso.com:$P/"
 if [ "$rc" = 1 ] && grep -q 'not for mail.contoso.com' "$err" && grep -q 'localhost' "$err"; then
-	ok "wrong host name: exit 1, names what the certificate is for"
+	pass "wrong host name: exit 1, names what the certificate is for"
 else
-	nok "wrong host name (rc=$rc)"; show "$err"
+	fail "wrong host name (rc=$rc)"; show "$err"
 fi
 # --resolve with the right name works
 connect connect "${CA[@]}" --resolve "localhost:$P:127.0.0.1" "$URL"
-check "--resolve HOST:PORT:ADDR" [ "$rc" = 0 ]
+ok "--resolve HOST:PORT:ADDR" [ "$rc" = 0 ]
 # Principal: right, wrong, usage
 connect connect "${CA[@]}" --principal msstd:localhost "$URL"
-check "--principal msstd:localhost matches" [ "$rc" = 0 ]
+ok "--principal msstd:localhost matches" [ "$rc" = 0 ]
 connect connect "${CA[@]}" --principal msstd:mail.contoso.com "$URL"
 if [ "$rc" = 1 ] && grep -q 'msstd:mail.contoso.com does not match' "$err"; then
-	ok "wrong --principal: exit 1"
+	pass "wrong --principal: exit 1"
 else
-	nok "wrong principal (rc=$rc)"; show "$err"
+	fail "wrong principal (rc=$rc)"; show "$err"
 fi
 connect connect "${CA[@]}" --principal mail.contoso.com "$URL"
-check "--principal without msstd: is a usage error" [ "$rc" = 2 ]
+ok "--principal without msstd: is a usage error" [ "$rc" = 2 ]
 # Expired client certificate, forced with --cert: the server refuses it.
 connect connect "${CA[@]}" --tls-max 1.2 --cert expired "$URL"
 if [ "$rc" = 1 ] && grep -q 'rejected the client certificate "expired"' "$err" &&
 	grep -q -i 'expired' "$err"; then
-	ok "expired client certificate: the server's alert is reported"
+	pass "expired client certificate: the server's alert is reported"
 else
-	nok "expired client certificate (rc=$rc)"; show "$err"
+	fail "expired client certificate (rc=$rc)"; show "$err"
 fi
 connect connect "${CA[@]}" --tls-max 1.3 --cert expired "$URL"
 if [ "$rc" = 1 ] && grep -q 'rejected the client certificate "expired"' "$err"; then
-	ok "expired client certificate over TLS 1.3 (alert after the handshake)"
+	pass "expired client certificate over TLS 1.3 (alert after the handshake)"
 else
-	nok "expired client certificate TLS 1.3 (rc=$rc)"; show "$err"
+	fail "expired client certificate TLS 1.3 (rc=$rc)"; show "$err"
 fi
 
 # A server whose CA list names only the rogue CA: nothing fits.
@@ -105,14 +105,14 @@ openssl s_server -accept "127.0.0.1:$P2" -cert "$PKI/localhost.pem" -key "$PKI/l
 	-cert_chain "$PKI/issuing.pem" -CAfile "$PKI/rogue.pem" -Verify 2 -www </dev/null \
 	>"$TB_DIR/rogue-server.log" 2>&1 &
 tb_track_pid $!
-wait_port "$P2" || { echo "Bail out! s_server"; exit 99; }
+wait_port "$P2" || bail_out "s_server"
 for v in 1.2 1.3; do
 	connect connect "${CA[@]}" --tls-max "$v" "https://localhost:$P2/"
 	if [ "$rc" = 1 ] && grep -q 'none of the 3 certificates' "$err" && grep -q 'expired (not suitable' "$err" &&
 		grep -q 'Fabrikam Rogue CA' "$err"; then
-		ok "TLS $v: no certificate for the server's CA list: says which CAs it accepts"
+		pass "TLS $v: no certificate for the server's CA list: says which CAs it accepts"
 	else
-		nok "no matching certificate TLS $v (rc=$rc)"; show "$err"
+		fail "no matching certificate TLS $v (rc=$rc)"; show "$err"
 	fi
 done
 
@@ -142,14 +142,14 @@ while True:
         s.close()
 PY
 tb_track_pid $!
-wait_port "$P3" || { echo "Bail out! python server"; cat "$TB_DIR/closer.log"; exit 99; }
+wait_port "$P3" || { cat "$TB_DIR/closer.log"; bail_out "python server"; }
 for v in 1.2 1.3; do
 	connect connect "${CA[@]}" --tls-max "$v" "https://localhost:$P3/"
 	if [ "$rc" = 1 ] && grep -Eq 'closed the connection.*client certificate "(alice|bob)"' "$err" &&
 		grep -q 'advice:' "$err"; then
-		ok "TLS $v: server closing after the certificate is diagnosed"
+		pass "TLS $v: server closing after the certificate is diagnosed"
 	else
-		nok "server closing after the certificate TLS $v (rc=$rc)"; show "$err"
+		fail "server closing after the certificate TLS $v (rc=$rc)"; show "$err"
 	fi
 done
 
@@ -157,15 +157,15 @@ done
 "$SCAGENT" logout --token demo 2>/dev/null
 connect connect "${CA[@]}" "$URL"
 if [ "$rc" = 1 ] && grep -q 'scagent login --token demo' "$err"; then
-	ok "token not logged in: says to run scagent login"
+	pass "token not logged in: says to run scagent login"
 else
-	nok "not logged in (rc=$rc)"; show "$err"
+	fail "not logged in (rc=$rc)"; show "$err"
 fi
 connect --socket "$TB_DIR/no-agent.sock" connect "${CA[@]}" "$URL"
 if [ "$rc" = 3 ] && grep -q 'agent is unreachable' "$err"; then
-	ok "no agent: exit 3"
+	pass "no agent: exit 3"
 else
-	nok "no agent (rc=$rc)"; show "$err"
+	fail "no agent (rc=$rc)"; show "$err"
 fi
-tls_agent_stop
-t_done
+stop_agent
+done_testing

@@ -13,9 +13,9 @@
 tb_init
 tls_card
 AUDIT=$TB_DIR/audit.log
-tb_agent_start --module "$TB_SOFTHSM" --audit-log "$AUDIT"
+start_agent --module "$TB_SOFTHSM" --audit-log "$AUDIT"
 echo "$TB_PIN" | "$SCAGENT" login --token demo --pin-stdin 2>/dev/null ||
-	{ echo "Bail out! login failed"; exit 99; }
+	bail_out "login failed"
 PKI=$TB_DIR/pki
 CA=(--cafile "$PKI/root.pem")
 out=$TB_DIR/out err=$TB_DIR/err
@@ -31,7 +31,7 @@ server() {
 		${chain:+-cert_chain "$chain"} -CAfile "$PKI/ca-chain.pem" -Verify 2 -www \
 		</dev/null >"$TB_DIR/s_server-$port.log" 2>&1 &
 	tb_track_pid $!
-	wait_port "$port" || { cat "$TB_DIR/s_server-$port.log" >&2; echo "Bail out! s_server on $port"; exit 99; }
+	wait_port "$port" || { cat "$TB_DIR/s_server-$port.log" >&2; bail_out "s_server on $port"; }
 }
 
 GOOD=$(tb_port) SELF=$(tb_port) WRONG=$(tb_port) EXPIRED=$(tb_port)
@@ -61,21 +61,21 @@ for v in 1.2 1.3; do
 			"probe TLS $v, $what: $id fails, the later checks are skipped" "$@"
 		if grep -q 'no certificate was offered to it and nothing was signed' "$out" &&
 			[ "$(signs)" = "$before" ]; then
-			ok "probe TLS $v, $what: no signature in the audit log, client-auth says why"
+			pass "probe TLS $v, $what: no signature in the audit log, client-auth says why"
 		else
-			nok "probe TLS $v, $what: signatures $before -> $(signs)"; show "$out"; show "$AUDIT"
+			fail "probe TLS $v, $what: signatures $before -> $(signs)"; show "$out"; show "$AUDIT"
 		fi
 		rc=0
 		"$SCAGENT" -v connect "$@" >"$out" 2>"$err" || rc=$?
 		if [ "$rc" = 1 ] && grep -q "^scagent: .*$msg" "$err" && grep -q '^scagent: advice:' "$err" &&
 			! grep -q 'sending certificate' "$err" && [ "$(signs)" = "$before" ]; then
-			ok "connect TLS $v, $what: exit 1, clear error, no certificate sent, no signature"
+			pass "connect TLS $v, $what: exit 1, clear error, no certificate sent, no signature"
 		else
-			nok "connect TLS $v, $what (rc=$rc, signatures $before -> $(signs))"; show "$err"
+			fail "connect TLS $v, $what (rc=$rc, signatures $before -> $(signs))"; show "$err"
 		fi
 	done
 done
-check "no signature attempt at all so far" [ "$(signs)" = 0 ]
+ok "no signature attempt at all so far" [ "$(signs)" = 0 ]
 
 # The good server: exactly one signature per connection.
 for v in 1.2 1.3; do
@@ -83,13 +83,13 @@ for v in 1.2 1.3; do
 	probe 0 "server-chain=pass server-name=pass principal=pass client-auth=pass http=pass pass" \
 		"probe TLS $v, good server, matching principal: all pass" \
 		"${CA[@]}" --tls-max "$v" --principal msstd:localhost "https://localhost:$GOOD/"
-	check "probe TLS $v, good server: exactly one signature, made" \
+	ok "probe TLS $v, good server: exactly one signature, made" \
 		test "$(signs)" = $((before + 1)) -a "$(tail -n 1 "$AUDIT" | grep -c ' sign .*result=ok')" = 1
 	before=$(signs)
 	rc=0
 	"$SCAGENT" connect "${CA[@]}" --tls-max "$v" --principal msstd:localhost \
 		"https://localhost:$GOOD/" >"$out" 2>"$err" || rc=$?
-	check "connect TLS $v, good server: the page, exactly one signature" \
+	ok "connect TLS $v, good server: the page, exactly one signature" \
 		test "$rc" = 0 -a "$(signs)" = $((before + 1)) -a "$(grep -c "Protocol  : TLSv$v" "$out")" = 1
 done
 
@@ -108,7 +108,7 @@ while True:
     s.close()
 PY
 tb_track_pid $!
-wait_port "$LP" || { echo "Bail out! listener"; exit 99; }
+wait_port "$LP" || bail_out "listener"
 : >"$TB_DIR/accepted"
 for ref in nosuch 'pkcs11:token=demo;type=cert'; do
 	for cmd in connect probe; do
@@ -116,9 +116,9 @@ for ref in nosuch 'pkcs11:token=demo;type=cert'; do
 		"$SCAGENT" "$cmd" "${CA[@]}" --cert "$ref" "https://localhost:$LP/" >"$out" 2>"$err" || rc=$?
 		if [ "$rc" = 1 ] && [ "$(wc -l <"$err")" = 1 ] && grep -q '^scagent: --cert: ' "$err" &&
 			grep -q 'alice (' "$err" && grep -q 'bob (' "$err" && [ ! -s "$TB_DIR/accepted" ]; then
-			ok "$cmd --cert $ref: exit 1, one line listing the candidates, no connection"
+			pass "$cmd --cert $ref: exit 1, one line listing the candidates, no connection"
 		else
-			nok "$cmd --cert $ref (rc=$rc)"; show "$err"; show "$TB_DIR/accepted"
+			fail "$cmd --cert $ref (rc=$rc)"; show "$err"; show "$TB_DIR/accepted"
 		fi
 	done
 	TP=$(tb_port)
@@ -127,23 +127,23 @@ for ref in nosuch 'pkcs11:token=demo;type=cert'; do
 		--cert "$ref" >"$out" 2>"$err" || rc=$?
 	if [ "$rc" = 1 ] && grep -q '^scagent: --cert: ' "$err" && grep -q 'alice (' "$err" &&
 		! grep -q 'listening on' "$err" && [ ! -s "$TB_DIR/accepted" ]; then
-		ok "tunnel --cert $ref: exit 1 with the candidates, never listens"
+		pass "tunnel --cert $ref: exit 1 with the candidates, never listens"
 	else
-		nok "tunnel --cert $ref (rc=$rc)"; show "$err"
+		fail "tunnel --cert $ref (rc=$rc)"; show "$err"
 	fi
 done
 grep -q 'matches more than one certificate' "$err" &&
-	ok "an ambiguous REF says so" || { nok "an ambiguous REF says so"; show "$err"; }
+	pass "an ambiguous REF says so" || { fail "an ambiguous REF says so"; show "$err"; }
 # A REF that names one certificate, by fingerprint prefix, is used.
 fp=$("$SCAGENT" list --json | python3 -c 'import json,sys
 print([c["sha256"] for t in json.load(sys.stdin)["tokens"] for c in t["certificates"] if c["label"] == "bob"][0])')
 rc=0
 "$SCAGENT" -v connect "${CA[@]}" --cert "${fp:0:12}" "https://localhost:$GOOD/" >"$out" 2>"$err" || rc=$?
-check "--cert FINGERPRINT-PREFIX: bob is sent" test "$rc" = 0 -a "$(grep -c 'sending certificate "bob"' "$err")" -ge 1
+ok "--cert FINGERPRINT-PREFIX: bob is sent" test "$rc" = 0 -a "$(grep -c 'sending certificate "bob"' "$err")" -ge 1
 # No agent: exit 3 before any connection.
 rc=0
 "$SCAGENT" --socket "$TB_DIR/no-agent.sock" connect "${CA[@]}" --cert alice "https://localhost:$LP/" \
 	>"$out" 2>"$err" || rc=$?
-check "--cert with no agent: exit 3, no connection" test "$rc" = 3 -a ! -s "$TB_DIR/accepted"
-tls_agent_stop
-t_done
+ok "--cert with no agent: exit 3, no connection" test "$rc" = 3 -a ! -s "$TB_DIR/accepted"
+stop_agent
+done_testing

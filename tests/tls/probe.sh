@@ -28,11 +28,11 @@ for v in 1.2 1.3; do
 done
 # When the certificate is asked for
 "$SCAGENT" probe --json "${CA[@]}" --tls-max 1.2 "https://localhost:$AP/Microsoft-Server-ActiveSync/" >"$out" 2>&1
-check "Apache TLS 1.2: requested after the request by renegotiation" grep -q 'requested after the request, by a TLS 1.2 renegotiation' "$out"
+ok "Apache TLS 1.2: requested after the request by renegotiation" grep -q 'requested after the request, by a TLS 1.2 renegotiation' "$out"
 "$SCAGENT" probe --json "${CA[@]}" --tls-max 1.3 "https://localhost:$AP/Microsoft-Server-ActiveSync/" >"$out" 2>&1
-check "Apache TLS 1.3: requested by post-handshake authentication" grep -q 'post-handshake authentication' "$out"
+ok "Apache TLS 1.3: requested by post-handshake authentication" grep -q 'post-handshake authentication' "$out"
 "$SCAGENT" probe --json "${CA[@]}" "https://localhost:$NP/" >"$out" 2>&1
-check "nginx: requested in the handshake" grep -q 'requested in the handshake' "$out"
+ok "nginx: requested in the handshake" grep -q 'requested in the handshake' "$out"
 probe 0 "client-cert-request=warn client-cert-match=skip client-auth=skip http=pass pass" \
 	"Apache /: no certificate asked is a warning" "${CA[@]}" "https://localhost:$AP/"
 probe 0 "principal=pass pass" "principal msstd:localhost passes" \
@@ -54,19 +54,19 @@ probe 1 "server-chain=pass principal=fail $LATER fail" \
 	"${CA[@]}" --tls-max 1.3 --principal msstd:mail.contoso.com \
 	"https://localhost:$AP/Microsoft-Server-ActiveSync/"
 if grep -q 'no HTTP request was sent to it' "$out" && [ "$(wc -l <"$alog")" = "$before" ]; then
-	ok "wrong principal: http says no request was sent, and Apache logged none"
+	pass "wrong principal: http says no request was sent, and Apache logged none"
 else
-	nok "wrong principal: no request"; show "$out"; show "$alog"
+	fail "wrong principal: no request"; show "$out"; show "$alog"
 fi
 P2=$(tb_port)
 openssl s_server -accept "127.0.0.1:$P2" -cert "$PKI/localhost.pem" -key "$PKI/localhost.key" \
 	-cert_chain "$PKI/issuing.pem" -CAfile "$PKI/rogue.pem" -Verify 2 -www </dev/null \
 	>"$TB_DIR/rogue-server.log" 2>&1 &
 tb_track_pid $!
-wait_port "$P2" || { echo "Bail out! s_server"; exit 99; }
+wait_port "$P2" || bail_out "s_server"
 probe 1 "client-cert-request=pass client-cert-match=fail client-auth=skip fail" \
 	"CA list naming only the rogue CA fails client-cert-match" "${CA[@]}" "https://localhost:$P2/"
-grep -q 'Fabrikam Rogue CA' "$out" && ok "client-cert-request lists the acceptable CA" || nok "CA name in the output"
+grep -q 'Fabrikam Rogue CA' "$out" && pass "client-cert-request lists the acceptable CA" || fail "CA name in the output"
 probe 1 "client-cert-match=pass client-auth=fail fail" "expired --cert fails client-auth" \
 	"${CA[@]}" --cert expired --tls-max 1.2 "https://localhost:$SP/"
 DEAD=$(tb_port)
@@ -78,9 +78,9 @@ probe 1 "resolve=fail tcp=skip fail" "unresolvable name fails resolve" \
 rc=0
 "$SCAGENT" probe "${CA[@]}" "https://localhost:$NP/" >"$out" 2>&1 || rc=$?
 if [ "$rc" = 0 ] && grep -q '^  PASS  client-auth' "$out" && grep -q '^result: pass' "$out"; then
-	ok "text output"
+	pass "text output"
 else
-	nok "text output (rc=$rc)"; show "$out"
+	fail "text output (rc=$rc)"; show "$out"
 fi
-tls_agent_stop
-t_done
+stop_agent
+done_testing

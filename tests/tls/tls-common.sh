@@ -1,23 +1,7 @@
 # shellcheck shell=bash
 # Shared set-up of the TLS tests: the demo card, an agent logged in to it,
-# and TAP helpers. Source after testbed.sh.
-
-T_N=0
-T_FAIL=0
-ok() { T_N=$((T_N + 1)); echo "ok $T_N - $*"; }
-nok() { T_N=$((T_N + 1)); T_FAIL=$((T_FAIL + 1)); echo "not ok $T_N - $*"; }
-# check "what" CMD...: ok when CMD succeeds
-check() { local what=$1; shift; if "$@"; then ok "$what"; else nok "$what"; fi; }
-# show FILE: the file's lines as TAP comments
-show() { sed 's/^/# /' "$1" >&2; }
-t_done() { echo "1..$T_N"; [ "$T_FAIL" = 0 ]; }
-# tls_agent_stop: tb_agent_stop as a test: exit 0, no sanitizer report
-tls_agent_stop() {
-	local rc=0
-	tb_agent_stop 2>"$TB_DIR/stop.err" || rc=$?
-	if [ "$rc" = 0 ]; then ok "the agent stops on SIGTERM: exit 0, no sanitizer report"
-	else nok "the agent stops on SIGTERM (exit $rc)"; show "$TB_DIR/stop.err"; fi
-}
+# nginx and Apache servers. Source after testbed.sh (which has the assertions
+# and the agent fixture).
 
 # tls_card: token "demo" with alice (RSA-2048), bob (EC P-256), an expired
 # RSA certificate "expired" and the issuing CA (for the chain).
@@ -33,9 +17,9 @@ tls_card() {
 # tls_agent: that card, an agent on $TB_DIR/agent.sock, logged in to "demo".
 tls_agent() {
 	tls_card
-	tb_agent_start --module "$TB_SOFTHSM"
+	start_agent --module "$TB_SOFTHSM"
 	echo "$TB_PIN" | "$SCAGENT" login --token demo --pin-stdin 2>/dev/null ||
-		{ echo "Bail out! login failed"; exit 99; }
+		bail_out "login failed"
 }
 
 # wait_port PORT: until something listens on 127.0.0.1:PORT (10 s)
@@ -194,9 +178,9 @@ probe() {
 	[ "$rc" = "$want_rc" ] || bad=1
 	for w in $want; do case " $got " in *" $w "*) ;; *) bad=1 ;; esac; done
 	if [ "$bad" = 0 ]; then
-		ok "$what"
+		pass "$what"
 	else
-		nok "$what (rc=$rc; $got)"; show "$out"; show "$err"
+		fail "$what (rc=$rc; $got)" "$(cat "$out" "$err")"
 	fi
 }
 

@@ -11,19 +11,16 @@
 _tb_need curl setpriv stat
 # Debian's python3 (another one first on PATH may be unreadable for uid 65534)
 PY=/usr/bin/python3
-[ -x "$PY" ] || { echo "1..0 # SKIP no $PY"; exit 77; }
-if [ "$(id -u)" != 0 ]; then
-	echo "1..0 # SKIP needs root to act as a second uid"
-	exit 77
-fi
+[ -x "$PY" ] || skip_all "no $PY"
+[ "$(id -u)" = 0 ] || skip_all "needs root to act as a second uid"
 tb_init
 PKI=$TB_DIR/pki
 AUDIT=$TB_DIR/audit.log
 OTHER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
 tls_card
-tb_agent_start --module "$TB_SOFTHSM" --audit-log "$AUDIT"
+start_agent --module "$TB_SOFTHSM" --audit-log "$AUDIT"
 echo "$TB_PIN" | "$SCAGENT" login --token demo --pin-stdin 2>/dev/null ||
-	{ echo "Bail out! login failed"; exit 99; }
+	bail_out "login failed"
 
 # signatures the agent made so far (its audit log)
 signs() { grep -c ' sign pid=.* result=ok' "$AUDIT" || true; }
@@ -52,9 +49,9 @@ wait_line() {
 
 # The peer lookup itself, both ways (sock_diag and /proc/net), both families.
 if "$TOP_BUILDDIR/tests/tls/test-peeruid" 65534 >"$TB_DIR/peeruid.tap" 2>&1; then
-	ok "the uid of a loopback peer is found by sock_diag and by /proc/net (test-peeruid)"
+	pass "the uid of a loopback peer is found by sock_diag and by /proc/net (test-peeruid)"
 else
-	nok "test-peeruid"; show "$TB_DIR/peeruid.tap"
+	fail "test-peeruid"; show "$TB_DIR/peeruid.tap"
 fi
 
 SP=$(tb_port)
@@ -65,7 +62,7 @@ log=$TB_DIR/tunnel.log
 	--cert alice >"$log" 2>&1 &
 TPID=$!
 tb_track_pid $TPID
-wait_port "$LP" || { cat "$log"; echo "Bail out! tunnel did not listen"; exit 99; }
+wait_port "$LP" || { cat "$log"; bail_out "tunnel did not listen"; }
 
 # The owner: served, with the card's certificate.
 before=$(signs)
@@ -73,9 +70,9 @@ body=$(curl -sS --max-time 20 "http://127.0.0.1:$LP/" 2>&1)
 after=$(signs)
 if printf '%s' "$body" | grep -q 'Subject: O=Contoso, CN=alice' && [ "$after" -gt "$before" ] &&
 	grep -q 'connection #1 from 127.0.0.1:[0-9]*, uid 0 (1 active)' "$log"; then
-	ok "the owner's curl gets s_server's page with the card's client certificate (CN=alice)"
+	pass "the owner's curl gets s_server's page with the card's client certificate (CN=alice)"
 else
-	nok "owner's curl (signatures $before -> $after): $(printf '%s' "$body" | grep -m1 -E 'Subject:|curl')"
+	fail "owner's curl (signatures $before -> $after): $(printf '%s' "$body" | grep -m1 -E 'Subject:|curl')"
 	show "$log"
 fi
 
@@ -89,9 +86,9 @@ after=$(signs)
 if [ "$rc" != 0 ] && ! printf '%s' "$out" | grep -q 'alice' &&
 	grep -q 'refused a connection from uid 65534 (127.0.0.1:[0-9]*, uid 65534): only uid 0 may use this tunnel' "$log" &&
 	[ "$after" = "$before" ] && [ "$(count 'upstream .* up' "$log")" = "$ups" ]; then
-	ok "uid 65534's curl is refused and logged with its uid; no upstream connection, no signature in the audit log"
+	pass "uid 65534's curl is refused and logged with its uid; no upstream connection, no signature in the audit log"
 else
-	nok "uid 65534's curl (rc=$rc, signatures $before -> $after): $out"; show "$log"
+	fail "uid 65534's curl (rc=$rc, signatures $before -> $after): $out"; show "$log"
 fi
 
 # A flood of idle connections from another uid: refused one by one, no thread each.
@@ -106,9 +103,9 @@ wait $HP
 after=$(signs)
 if [ "$(count 'refused a connection from uid 65534' "$log")" = $((refused + 40)) ] &&
 	[ "$nthreads" = 1 ] && [ "$after" = "$before" ]; then
-	ok "40 idle connections of uid 65534: 40 refusals logged, no thread started ($nthreads in all), no signature"
+	pass "40 idle connections of uid 65534: 40 refusals logged, no thread started ($nthreads in all), no signature"
 else
-	nok "uid 65534's flood: threads $nthreads, signatures $before -> $after"; show "$log"
+	fail "uid 65534's flood: threads $nthreads, signatures $before -> $after"; show "$log"
 fi
 
 # A client that writes its request and closes before the tunnel looks at it:
@@ -123,13 +120,13 @@ wait_line 'cannot tell which user opened it' "$log"
 after=$(signs)
 if grep -q 'refused a connection from 127.0.0.1:[0-9]*: cannot tell which user opened it' "$log" &&
 	[ "$after" = "$before" ]; then
-	ok "a request sent and closed at once is refused (no owner known), no signature"
+	pass "a request sent and closed at once is refused (no owner known), no signature"
 else
 	# the tunnel may look before the client's close: then it is uid 65534's
 	if [ "$after" = "$before" ] && [ "$(count 'refused a connection from uid 65534' "$log")" -gt 0 ]; then
-		ok "a request sent and closed at once is refused (seen before its close), no signature"
+		pass "a request sent and closed at once is refused (seen before its close), no signature"
 	else
-		nok "send and close (signatures $before -> $after)"; show "$log"
+		fail "send and close (signatures $before -> $after)"; show "$log"
 	fi
 fi
 
@@ -143,17 +140,17 @@ ulog=$TB_DIR/tunnel-unix.log
 	--cert alice >"$ulog" 2>&1 &
 UPID=$!
 tb_track_pid $UPID
-wait_line 'listening on unix:' "$ulog" || { cat "$ulog"; echo "Bail out! unix tunnel"; exit 99; }
+wait_line 'listening on unix:' "$ulog" || { cat "$ulog"; bail_out "unix tunnel"; }
 mode=$(stat -c '%a %U %F' "$usock")
-check "the socket is mode 0600, owned by the tunnel's user ($mode)" [ "$mode" = "600 root socket" ]
+ok "the socket is mode 0600, owned by the tunnel's user ($mode)" [ "$mode" = "600 root socket" ]
 before=$(signs)
 body=$(curl -sS --max-time 20 --unix-socket "$usock" "http://localhost/" 2>&1)
 after=$(signs)
 if printf '%s' "$body" | grep -q 'Subject: O=Contoso, CN=alice' && [ "$after" -gt "$before" ] &&
 	grep -q 'connection #1 from pid [0-9]*, uid 0 (1 active)' "$ulog"; then
-	ok "curl --unix-socket gets the page with the card's certificate"
+	pass "curl --unix-socket gets the page with the card's certificate"
 else
-	nok "curl --unix-socket: $(printf '%s' "$body" | grep -m1 -E 'Subject:|curl')"; show "$ulog"
+	fail "curl --unix-socket: $(printf '%s' "$body" | grep -m1 -E 'Subject:|curl')"; show "$ulog"
 fi
 before=$(signs)
 rc=0
@@ -169,24 +166,24 @@ except OSError as e:
 after=$(signs)
 if [ "$rc" = 7 ] && [ "$err" = "Permission denied" ] && [ "$after" = "$before" ] &&
 	! grep -q 'connection #2' "$ulog"; then
-	ok "uid 65534 cannot open the socket (Permission denied), no signature"
+	pass "uid 65534 cannot open the socket (Permission denied), no signature"
 else
-	nok "uid 65534 on the unix socket: curl rc=$rc, connect: $err, signatures $before -> $after"; show "$ulog"
+	fail "uid 65534 on the unix socket: curl rc=$rc, connect: $err, signatures $before -> $after"; show "$ulog"
 fi
 # A second tunnel on the same live socket is refused; a regular file is never removed.
 rc=0
 "$SCAGENT" tunnel --listen "unix:$usock" --connect "localhost:$SP" >"$TB_DIR/t-busy.log" 2>&1 || rc=$?
-check "a second tunnel on a socket in use is refused (exit 1)" \
+ok "a second tunnel on a socket in use is refused (exit 1)" \
 	eval '[ "$rc" = 1 ] && grep -q "a program is listening on that socket already" "$TB_DIR/t-busy.log"'
 echo keep >"$pub/file"
 rc=0
 "$SCAGENT" tunnel --listen "unix:$pub/file" --connect "localhost:$SP" >"$TB_DIR/t-file.log" 2>&1 || rc=$?
-check "a path that is not a socket is refused and left alone" \
+ok "a path that is not a socket is refused and left alone" \
 	eval '[ "$rc" = 1 ] && grep -q "exists and is not a socket" "$TB_DIR/t-file.log" && [ "$(cat "$pub/file")" = keep ]'
 # SIGKILL leaves a stale socket: the next tunnel takes it over. SIGTERM removes it.
 kill -KILL $UPID
 wait $UPID 2>/dev/null
-[ -S "$usock" ] || nok "the killed tunnel's socket is gone (expected a stale one)"
+[ -S "$usock" ] || fail "the killed tunnel's socket is gone (expected a stale one)"
 "$SCAGENT" tunnel --listen "unix:$usock" --connect "localhost:$SP" --cafile "$PKI/root.pem" \
 	>"$ulog" 2>&1 &
 UPID=$!
@@ -197,9 +194,9 @@ kill -TERM $UPID
 rc=0
 wait $UPID || rc=$?
 if printf '%s' "$body" | grep -q 'Client certificate' && [ "$rc" = 0 ] && [ ! -e "$usock" ]; then
-	ok "a stale socket is replaced; SIGTERM stops the tunnel and removes its socket"
+	pass "a stale socket is replaced; SIGTERM stops the tunnel and removes its socket"
 else
-	nok "stale socket / SIGTERM (rc=$rc): $(printf '%s' "$body" | grep -m1 -E 'Subject:|curl')"
+	fail "stale socket / SIGTERM (rc=$rc): $(printf '%s' "$body" | grep -m1 -E 'Subject:|curl')"
 	show "$ulog"
 fi
 
@@ -214,7 +211,7 @@ mlog=$TB_DIR/tunnel-max.log
 	--max-connections 4 >"$mlog" 2>&1 &
 MPID=$!
 tb_track_pid $MPID
-wait_port "$MP" || { cat "$mlog"; echo "Bail out! tunnel --max-connections did not listen"; exit 99; }
+wait_port "$MP" || { cat "$mlog"; bail_out "tunnel --max-connections did not listen"; }
 before=$(signs)
 "$PY" "$TB_DIR/hold.py" "$MP" 20 8 >"$TB_DIR/hold2.out" 2>&1 &
 HP=$!
@@ -227,22 +224,22 @@ mid=$(signs)
 nref=$(count 'refused a connection from 127.0.0.1:[0-9]*, uid 0: 4 connections are open, the most --max-connections allows' "$mlog")
 if [ "$nref" = 16 ] && [ "$nthreads" -le 5 ] && [ $((mid - before)) -ge 1 ] && [ $((mid - before)) -le 4 ] &&
 	! grep -q '(5 active)' "$mlog"; then
-	ok "20 idle connections with --max-connections 4: 16 refused and logged with the count, $nthreads threads, $((mid - before)) signatures"
+	pass "20 idle connections with --max-connections 4: 16 refused and logged with the count, $nthreads threads, $((mid - before)) signatures"
 else
-	nok "--max-connections 4: $nref refused, $nthreads threads, signatures $before -> $mid"; show "$mlog"
+	fail "--max-connections 4: $nref refused, $nthreads threads, signatures $before -> $mid"; show "$mlog"
 fi
 wait $HP
 wait_line '(0 active)' "$mlog"
 body=$(curl -sS --max-time 20 "http://127.0.0.1:$MP/" 2>&1)
 if [ "$body" = "hello from nginx main" ] && [ $(($(signs) - before)) -le 5 ]; then
-	ok "after they close, the owner is served again"
+	pass "after they close, the owner is served again"
 else
-	nok "after the idle connections: $body"; show "$mlog"
+	fail "after the idle connections: $body"; show "$mlog"
 fi
 rc=0
 "$SCAGENT" tunnel --listen "127.0.0.1:$(tb_port)" --connect "localhost:$NP" --max-connections 0 \
 	>"$TB_DIR/t-max0.log" 2>&1 || rc=$?
-check "--max-connections 0 is a usage error" \
+ok "--max-connections 0 is a usage error" \
 	eval '[ "$rc" = 2 ] && grep -q "max-connections wants a number" "$TB_DIR/t-max0.log"'
 
 # --allow-remote on a non-loopback address: a loud warning, no uid check there.
@@ -252,16 +249,16 @@ rlog=$TB_DIR/tunnel-remote.log
 	--cafile "$PKI/root.pem" >"$rlog" 2>&1 &
 RPID=$!
 tb_track_pid $RPID
-wait_port "$RP" || { cat "$rlog"; echo "Bail out! remote tunnel"; exit 99; }
+wait_port "$RP" || { cat "$rlog"; bail_out "remote tunnel"; }
 kill -TERM $RPID
 wait $RPID 2>/dev/null
-check "--allow-remote warns that anyone who reaches the port signs in with the card" \
+ok "--allow-remote warns that anyone who reaches the port signs in with the card" \
 	grep -q "WARNING: 0.0.0.0:$RP is not a loopback address: anyone who can reach this port signs in" "$rlog"
 
 kill -TERM $TPID $MPID
 rc=0
 wait $TPID || rc=$?
 wait $MPID || rc=$?
-check "SIGTERM stops the tunnels (exit 0)" [ "$rc" = 0 ]
-tls_agent_stop
-t_done
+ok "SIGTERM stops the tunnels (exit 0)" [ "$rc" = 0 ]
+stop_agent
+done_testing

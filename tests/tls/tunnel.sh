@@ -17,16 +17,16 @@ log=$TB_DIR/tunnel.log
 	>"$log" 2>&1 &
 TPID=$!
 tb_track_pid $TPID
-wait_port "$LP" || { cat "$log"; echo "Bail out! tunnel did not listen"; exit 99; }
+wait_port "$LP" || { cat "$log"; bail_out "tunnel did not listen"; }
 
 body=$(curl -sS --max-time 20 "http://127.0.0.1:$LP/" 2>&1)
 if [ "$body" = "hello from nginx main" ] && grep -q 'client certificate' "$log"; then
-	ok "curl http:// through the tunnel gets nginx's page (client certificate from the card)"
+	pass "curl http:// through the tunnel gets nginx's page (client certificate from the card)"
 else
-	nok "curl through the tunnel: $body"; show "$log"
+	fail "curl through the tunnel: $body"; show "$log"
 fi
 sleep 0.2
-check "nginx logged the card's certificate" grep -q 'SUCCESS' "$TB_DIR/nginx-main/logs/access.log"
+ok "nginx logged the card's certificate" grep -q 'SUCCESS' "$TB_DIR/nginx-main/logs/access.log"
 
 # Two connections at once: one held open while a second one is served.
 exec 3<>"/dev/tcp/127.0.0.1/$LP"
@@ -37,17 +37,17 @@ first=$(timeout 20 cat <&3)
 exec 3<&-
 if [ "$body" = "hello from nginx main" ] && printf '%s' "$first" | grep -q 'hello from nginx main' &&
 	grep -q '(2 active)' "$log"; then
-	ok "two concurrent connections, each with its own upstream TLS connection"
+	pass "two concurrent connections, each with its own upstream TLS connection"
 else
-	nok "concurrent connections"; show "$log"
+	fail "concurrent connections"; show "$log"
 fi
 # Half-close: the client shuts its write side after the request and still
 # gets the whole answer.
 resp=$(printf 'GET / HTTP/1.1\r\nHost: localhost\r\n\r\n' | timeout 20 socat -t 10 - "TCP:127.0.0.1:$LP")
 if printf '%s' "$resp" | grep -q 'hello from nginx main'; then
-	ok "half-close: the answer arrives after the client's EOF"
+	pass "half-close: the answer arrives after the client's EOF"
 else
-	nok "half-close: $resp"; show "$log"
+	fail "half-close: $resp"; show "$log"
 fi
 
 # Upstream down: the connection closes, the listener lives on.
@@ -57,43 +57,43 @@ LP2=$(tb_port)
 	>"$TB_DIR/tunnel2.log" 2>&1 &
 T2=$!
 tb_track_pid $T2
-wait_port "$LP2" || { echo "Bail out! tunnel 2"; exit 99; }
+wait_port "$LP2" || bail_out "tunnel 2"
 rc=0
 curl -sS --max-time 20 "http://127.0.0.1:$LP2/" >/dev/null 2>&1 || rc=$?
 sleep 0.2
 if [ "$rc" != 0 ] && grep -q "connection #1: upstream localhost:$DP failed" "$TB_DIR/tunnel2.log" &&
 	kill -0 $T2 2>/dev/null; then
-	ok "upstream down: that connection fails and is logged, the tunnel keeps running"
+	pass "upstream down: that connection fails and is logged, the tunnel keeps running"
 else
-	nok "upstream down (rc=$rc)"; show "$TB_DIR/tunnel2.log"
+	fail "upstream down (rc=$rc)"; show "$TB_DIR/tunnel2.log"
 fi
 tb_s_server "$DP"
 body=$(curl -sS --max-time 20 "http://127.0.0.1:$LP2/" 2>&1)
 if printf '%s' "$body" | grep -q 's_server'; then
-	ok "after the upstream comes up, the same listener forwards again"
+	pass "after the upstream comes up, the same listener forwards again"
 else
-	nok "upstream back: $body"; show "$TB_DIR/tunnel2.log"
+	fail "upstream back: $body"; show "$TB_DIR/tunnel2.log"
 fi
 
 # Loopback only unless --allow-remote.
 rc=0
 "$SCAGENT" tunnel --listen "0.0.0.0:$(tb_port)" --connect "localhost:$NP" >"$TB_DIR/t3.log" 2>&1 || rc=$?
 if [ "$rc" = 2 ] && grep -q 'allow-remote' "$TB_DIR/t3.log"; then
-	ok "non-loopback --listen refused without --allow-remote"
+	pass "non-loopback --listen refused without --allow-remote"
 else
-	nok "non-loopback listen (rc=$rc)"; show "$TB_DIR/t3.log"
+	fail "non-loopback listen (rc=$rc)"; show "$TB_DIR/t3.log"
 fi
 
 # The agent restarts while the tunnel runs: the next connection finds the new one.
 rc=0
 tb_agent_stop 2>/dev/null || rc=$?
-tb_agent_start --module "$TB_SOFTHSM"
+start_agent --module "$TB_SOFTHSM"
 echo "$TB_PIN" | "$SCAGENT" login --token demo --pin-stdin 2>/dev/null
 body=$(curl -sS --max-time 20 "http://127.0.0.1:$LP/" 2>&1)
 if [ "$rc" = 0 ] && [ "$body" = "hello from nginx main" ]; then
-	ok "after an agent restart, the next connection signs through the new agent"
+	pass "after an agent restart, the next connection signs through the new agent"
 else
-	nok "after an agent restart (stop rc=$rc): $body"; show "$log"
+	fail "after an agent restart (stop rc=$rc): $body"; show "$log"
 fi
 
 # SIGTERM: clean stop, exit 0, the count in the log.
@@ -102,9 +102,9 @@ rc=0
 for _ in $(seq 50); do kill -0 $TPID 2>/dev/null || break; sleep 0.1; done
 wait $TPID || rc=$?
 if [ "$rc" = 0 ] && grep -q 'stopped after 5 connections' "$log"; then
-	ok "SIGTERM stops the tunnel cleanly"
+	pass "SIGTERM stops the tunnel cleanly"
 else
-	nok "SIGTERM (rc=$rc)"; show "$log"
+	fail "SIGTERM (rc=$rc)"; show "$log"
 fi
-tls_agent_stop
-t_done
+stop_agent
+done_testing

@@ -11,24 +11,18 @@
 # Exports TPM2_PKCS11_TCTI, TPM2TOOLS_TCTI (both to the private abrmd),
 # TPM2_PKCS11_STORE ($TB_DIR/tpm2store) and TB_TPM2_PKCS11 (the module).
 # Every process is tracked with tb_track_pid, so tb_init's EXIT trap stops
-# them.  A test that lacks one of the tools exits 77 (skip).
+# them.  A test that lacks one of the tools is skipped (skip_all).
 
 TB_TPM2_PKCS11=${TB_TPM2_PKCS11:-/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so}
 export TB_TPM2_PKCS11
 
-# tb_tpm_need: exit 77 when a TPM tool is missing.
+# tb_tpm_need: skip the test when a TPM tool is missing.
 tb_tpm_need() {
 	local t
 	for t in swtpm tpm2-abrmd dbus-daemon tpm2_getcap tpm2_startup; do
-		if ! command -v "$t" >/dev/null 2>&1; then
-			echo "# skip: $t not installed"
-			exit 77
-		fi
+		command -v "$t" >/dev/null 2>&1 || skip_all "$t not installed"
 	done
-	if [ ! -r "$TB_TPM2_PKCS11" ]; then
-		echo "# skip: $TB_TPM2_PKCS11 not installed"
-		exit 77
-	fi
+	[ -r "$TB_TPM2_PKCS11" ] || skip_all "$TB_TPM2_PKCS11 not installed"
 }
 
 _tb_wait_for() {

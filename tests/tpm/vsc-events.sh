@@ -6,13 +6,12 @@
 # C_Initialize, the only way it forgets a token), which ends the logins of
 # the other cards of the TPM: they are reported removed and added again, and
 # are logged out.
-set -uo pipefail
 . "$TOP_SRCDIR/tests/testbed/testbed.sh"
 . "$TOP_SRCDIR/tests/tpm/tpm-testbed.sh"
 tb_tpm_need
 tb_init
 tb_tpm_start
-tb_agent_start --log-level info --module "$TB_TPM2_PKCS11"
+start_agent --log-level info --module "$TB_TPM2_PKCS11"
 A=$SCAGENT
 EV=$TB_DIR/events.json
 
@@ -40,12 +39,12 @@ m=$(mark)
 ok "vsc create vsc1 (agent watched)" bash -c "printf '123456\n12345678\n' | $A vsc create --label vsc1 --pin-stdin"
 ok "token-added for vsc1" wait_events "$m" token-added vsc1
 ev=$(events "$m" token-added)
-ok "  ... naming the tpm2-pkcs11 module" eq "$(jq_py "$ev" 'j["module"]')" "$TB_TPM2_PKCS11"
+is "  ... naming the tpm2-pkcs11 module" "$(json_eval "$ev" 'j["module"]')" "$TB_TPM2_PKCS11"
 j=$($A vsc list --json)
-ok "  ... with the serial and slot that vsc list shows" eq \
-	"$(jq_py "$ev" '(j["serial"], j["slot"])')" "$(jq_py "$j" '(j["tokens"][0]["serial"], j["tokens"][0]["slot"])')"
+is "  ... with the serial and slot that vsc list shows" \
+	"$(json_eval "$ev" '(j["serial"], j["slot"])')" "$(json_eval "$j" '(j["tokens"][0]["serial"], j["tokens"][0]["slot"])')"
 ok "  ... then changed" bash -c "tail -n +$((m + 1)) '$EV' | grep -q '\"event\":\"changed\"'"
-ok "  ... and no token-removed" eq "$(event_tokens "$m" token-removed)" ""
+is "  ... and no token-removed" "$(event_tokens "$m" token-removed)" ""
 
 m=$(mark)
 ok "vsc create vsc2" bash -c "printf '223344\n22334455\n' | $A vsc create --label vsc2 --pin-stdin"
@@ -63,14 +62,14 @@ ev = [json.loads(l) for l in open(sys.argv[1]).read().splitlines()[int(sys.argv[
 kinds = [e["event"] for e in ev if e["event"] in ("token-added", "token-removed")]
 sys.exit(0 if kinds == ["token-removed", "token-removed", "token-added"] else kinds)' "$EV" "$m"
 st=$($A status --json)
-ok "status: vsc1 logged out after the re-initialisation" has "$st" '{"label":"vsc1","logged_in":false}'
-ok "list: only vsc1" eq "$(jq_py "$($A list --json)" '[t["label"] for t in j["tokens"]]')" "['vsc1']"
+has "status: vsc1 logged out after the re-initialisation" "$st" '{"label":"vsc1","logged_in":false}'
+is "list: only vsc1" "$(json_eval "$($A list --json)" '[t["label"] for t in j["tokens"]]')" "['vsc1']"
 
 m=$(mark)
 ok "vsc delete vsc1" $A vsc delete --label vsc1 --yes
 ok "token-removed for vsc1" wait_events "$m" token-removed vsc1
 sleep 0.3
-ok "  ... and no token-added" eq "$(event_tokens "$m" token-added)" ""
+is "  ... and no token-added" "$(event_tokens "$m" token-added)" ""
 
-ok "the agent stops on SIGTERM: exit 0, no sanitizer report" tb_agent_stop
-tb_done
+stop_agent "the agent stops on SIGTERM: exit 0, no sanitizer report"
+done_testing

@@ -4,51 +4,50 @@
 # login, keygen (RSA-2048, EC P-256), csr (UPN otherName incl. non-ASCII,
 # EKUs of the AD CS templates), issue with the test CA, import with the
 # chain, list (suitable), sign verified against the certificate, delete.
-set -uo pipefail
 . "$TOP_SRCDIR/tests/testbed/testbed.sh"
 . "$TOP_SRCDIR/tests/tpm/tpm-testbed.sh"
 tb_tpm_need
 tb_init
 tb_tpm_start
 tb_pki
-tb_agent_start --log-level info --module "$TB_TPM2_PKCS11"
+start_agent --log-level info --module "$TB_TPM2_PKCS11"
 W=$TB_DIR/w
 mkdir -p "$W"
 A=$SCAGENT
 
 out=$($A vsc list 2>&1)
-ok "vsc list before create: no cards" has "$out" "no TPM virtual smart cards"
-ok "vsc list names the TPM module" has "$out" "libtpm2_pkcs11.so"
+has "vsc list before create: no cards" "$out" "no TPM virtual smart cards"
+has "vsc list names the TPM module" "$out" "libtpm2_pkcs11.so"
 
 ok "vsc create vsc1 (PINs from stdin)" bash -c "printf '%s\n%s\n' 123456 12345678 | $A vsc create --label vsc1 --pin-stdin"
 out=$(printf '%s\n%s\n' 123456 12345678 | $A vsc create --label vsc1 --pin-stdin 2>&1); rc=$?
-ok "vsc create of an existing label: refused" eq "$rc" 1
-ok "  ... saying it exists" has "$out" "exists already"
+is "vsc create of an existing label: refused" "$rc" 1
+has "  ... saying it exists" "$out" "exists already"
 out=$(printf '12\n12345678\n' | $A vsc create --label short --pin-stdin 2>&1); rc=$?
-ok "vsc create with a 2-digit PIN: refused with the reason" has "$out" "at least 4 characters"
+has "vsc create with a 2-digit PIN: refused with the reason" "$out" "at least 4 characters"
 
 j=$($A vsc list --json)
-ok "vsc list --json: vsc1 with 0 keys, logged out" eq \
-	"$(jq_py "$j" '[(t["label"], t["keys"], t["certificates"], t["flags"]["logged_in"]) for t in j["tokens"]]')" \
+is "vsc list --json: vsc1 with 0 keys, logged out" \
+	"$(json_eval "$j" '[(t["label"], t["keys"], t["certificates"], t["flags"]["logged_in"]) for t in j["tokens"]]')" \
 	"[('vsc1', 0, 0, False)]"
-ok "vsc list --json: lockout counter 0 of 3" eq "$(jq_py "$j" '(j["lockout"]["counter"], j["lockout"]["max_tries"])')" "(0, 3)"
+is "vsc list --json: lockout counter 0 of 3" "$(json_eval "$j" '(j["lockout"]["counter"], j["lockout"]["max_tries"])')" "(0, 3)"
 out=$($A vsc list)
 ok "vsc list (text): label, serial, keys, certs, PIN state" \
 	grep -Eq '^vsc1 +0+ +0 +0 +logged-out$' <<<"$out"
 
 out=$($A keygen --token vsc1 --type rsa:2048 --label alice 2>&1); rc=$?
-ok "keygen before login: refused" eq "$rc" 1
-ok "  ... telling to log in" has "$out" "scagent login --token vsc1"
+is "keygen before login: refused" "$rc" 1
+has "  ... telling to log in" "$out" "scagent login --token vsc1"
 
 ok "login vsc1" bash -c "echo 123456 | $A login --token vsc1 --pin-stdin"
 ok "keygen RSA-2048 alice id 01" $A keygen --token vsc1 --type rsa:2048 --label alice --id 01
 ok "keygen EC P-256 bob (id chosen: 02)" bash -c "$A keygen --token vsc1 --type ec:p256 --label bob | grep -q 'id 02'"
 out=$($A keygen --token vsc1 --type ec:p256 --label alice 2>&1)
-ok "keygen with a label in use: refused" has "$out" "a key labelled \"alice\" exists"
+has "keygen with a label in use: refused" "$out" "a key labelled \"alice\" exists"
 out=$($A keygen --token vsc1 --type ec:p256 --id 01 2>&1)
-ok "keygen with an ID in use: refused" has "$out" "ID 01 is already used"
+has "keygen with an ID in use: refused" "$out" "ID 01 is already used"
 j=$($A vsc list --json)
-ok "vsc list: 2 keys" eq "$(jq_py "$j" 'j["tokens"][0]["keys"]')" 2
+is "vsc list: 2 keys" "$(json_eval "$j" 'j["tokens"][0]["keys"]')" 2
 
 # Certificate requests signed on the TPM.
 ok "csr for alice (smartcard-logon, non-ASCII UPN)" $A csr --key alice \
@@ -56,13 +55,13 @@ ok "csr for alice (smartcard-logon, non-ASCII UPN)" $A csr --key alice \
 	--email alice@contoso.com --template smartcard-logon --out "$W/alice.csr"
 ok "alice.csr: signature verifies" openssl req -in "$W/alice.csr" -verify -noout
 txt=$(openssl req -in "$W/alice.csr" -noout -text -nameopt RFC2253,-esc_msb 2>&1)
-ok "alice.csr: subject with UTF-8" has "$txt" "Subject: CN=Jürgen Alice,O=Contoso"
-ok "alice.csr: UPN otherName (UTF-8 kept)" has "$txt" "othername: UPN::jürgen@contoso.com"
-ok "alice.csr: e-mail SAN" has "$txt" "email:alice@contoso.com"
-ok "alice.csr: EKU clientAuth + msSmartcardLogin" has "$txt" "TLS Web Client Authentication, Microsoft Smartcard Login"
+has "alice.csr: subject with UTF-8" "$txt" "Subject: CN=Jürgen Alice,O=Contoso"
+has "alice.csr: UPN otherName (UTF-8 kept)" "$txt" "othername: UPN::jürgen@contoso.com"
+has "alice.csr: e-mail SAN" "$txt" "email:alice@contoso.com"
+has "alice.csr: EKU clientAuth + msSmartcardLogin" "$txt" "TLS Web Client Authentication, Microsoft Smartcard Login"
 ok "alice.csr: keyUsage critical digitalSignature, keyEncipherment" \
 	grep -A1 -F "Key Usage: critical" <<<"$txt"
-ok "alice.csr: RSA key usage has Key Encipherment" has "$txt" "Digital Signature, Key Encipherment"
+has "alice.csr: RSA key usage has Key Encipherment" "$txt" "Digital Signature, Key Encipherment"
 # The UPN is a UTF8String holding the UTF-8 bytes (not Latin-1 re-encoded).
 openssl req -in "$W/alice.csr" -outform DER -out "$W/alice.csr.der"
 ok "alice.csr: UPN encoded as a UTF8String of its UTF-8 bytes" python3 -c '
@@ -73,9 +72,9 @@ ok "csr for bob by hex ID (user template, EC)" $A csr --key 02 --subject "/O=Con
 	--upn bob@contoso.com --out "$W/bob.csr"
 ok "bob.csr: signature verifies" openssl req -in "$W/bob.csr" -verify -noout
 txt=$(openssl req -in "$W/bob.csr" -noout -text 2>&1)
-ok "bob.csr: EKU clientAuth + emailProtection" has "$txt" "TLS Web Client Authentication, E-mail Protection"
+has "bob.csr: EKU clientAuth + emailProtection" "$txt" "TLS Web Client Authentication, E-mail Protection"
 ok "bob.csr: EC key usage is digitalSignature only" grep -qx ' *Digital Signature' <<<"$txt"
-ok "bob.csr: ecdsa-with-SHA256" has "$txt" "Signature Algorithm: ecdsa-with-SHA256"
+has "bob.csr: ecdsa-with-SHA256" "$txt" "Signature Algorithm: ecdsa-with-SHA256"
 out=$($A csr --key nosuchkey --subject CN=x 2>&1); rc=$?
 ok "csr with an unknown key: refused, listing the keys" bash -c '[ "$1" = 1 ] && grep -q "alice (id 01)" <<<"$2"' _ "$rc" "$out"
 
@@ -87,20 +86,20 @@ ok "import bob (DER) with the CA chain file" bash -c "openssl x509 -in $W/bob.pe
 openssl req -new -newkey rsa:2048 -nodes -keyout "$W/stray.key" -subj "/CN=stray" -out "$W/stray.csr" 2>/dev/null
 tb_issue_csr "$W/stray.csr" "$W/stray.pem"
 out=$($A import --token vsc1 "$W/stray.pem" 2>&1); rc=$?
-ok "import of a certificate for no key on the token: refused" eq "$rc" 1
-ok "  ... with the reason" has "$out" "matches no key on token \"vsc1\""
+is "import of a certificate for no key on the token: refused" "$rc" 1
+has "  ... with the reason" "$out" "matches no key on token \"vsc1\""
 
 j=$($A list --json)
-ok "list: alice's certificate with its key, CBA suitable" eq \
-	"$(jq_py "$j" '[(c["id"], c["key"]["private_key"], c["cba"]["suitable"], c["upn"]) for t in j["tokens"] for c in t["certificates"] if c["label"] == "alice"]')" \
+is "list: alice's certificate with its key, CBA suitable" \
+	"$(json_eval "$j" '[(c["id"], c["key"]["private_key"], c["cba"]["suitable"], c["upn"]) for t in j["tokens"] for c in t["certificates"] if c["label"] == "alice"]')" \
 	"[('01', 'present', True, ['jürgen@contoso.com'])]"
-ok "list: bob's certificate suitable" eq \
-	"$(jq_py "$j" '[c["cba"]["suitable"] for t in j["tokens"] for c in t["certificates"] if c["label"] == "bob"]')" "[True]"
-ok "list: CA certificates stored once each (issuing + root)" eq \
-	"$(jq_py "$j" 'sorted(c["label"] for t in j["tokens"] for c in t["certificates"])')" \
+is "list: bob's certificate suitable" \
+	"$(json_eval "$j" '[c["cba"]["suitable"] for t in j["tokens"] for c in t["certificates"] if c["label"] == "bob"]')" "[True]"
+is "list: CA certificates stored once each (issuing + root)" \
+	"$(json_eval "$j" 'sorted(c["label"] for t in j["tokens"] for c in t["certificates"])')" \
 	"['Contoso Issuing CA', 'Contoso Root CA', 'alice', 'bob']"
 j=$($A vsc list --json)
-ok "vsc list: 2 keys, 4 certificates" eq "$(jq_py "$j" '(j["tokens"][0]["keys"], j["tokens"][0]["certificates"])')" "(2, 4)"
+is "vsc list: 2 keys, 4 certificates" "$(json_eval "$j" '(j["tokens"][0]["keys"], j["tokens"][0]["certificates"])')" "(2, 4)"
 
 # Signatures through the agent, verified with openssl against the certificates.
 head -c 1000 /dev/urandom >"$W/data"
@@ -117,14 +116,14 @@ ok "the chain of alice's certificate is on the token" bash -c "$A list --json | 
 
 # Deletion.
 out=$(setsid $A vsc delete --label vsc1 </dev/null 2>&1); rc=$?
-ok "vsc delete without a terminal and without --yes: refused (usage)" eq "$rc" 2
+is "vsc delete without a terminal and without --yes: refused (usage)" "$rc" 2
 ok "vsc delete --yes" $A vsc delete --label vsc1 --yes
 out=$($A vsc list 2>&1)
-ok "vsc list after delete: no cards" has "$out" "no TPM virtual smart cards"
+has "vsc list after delete: no cards" "$out" "no TPM virtual smart cards"
 j=$($A list --json)
-ok "list after delete: no token vsc1" eq "$(jq_py "$j" '[t["label"] for t in j["tokens"]]')" "[]"
+is "list after delete: no token vsc1" "$(json_eval "$j" '[t["label"] for t in j["tokens"]]')" "[]"
 ok "a new card can be created after delete" bash -c "printf '%s\n%s\n' 654321 87654321 | $A vsc create --label vsc2 --pin-stdin && $A vsc list | grep -q '^vsc2 '"
 out=$($A vsc delete --label nosuch --yes 2>&1)
-ok "vsc delete of an unknown label: refused" has "$out" "no token labelled \"nosuch\""
-ok "the agent stops on SIGTERM: exit 0, no sanitizer report" tb_agent_stop
-tb_done
+has "vsc delete of an unknown label: refused" "$out" "no token labelled \"nosuch\""
+stop_agent "the agent stops on SIGTERM: exit 0, no sanitizer report"
+done_testing

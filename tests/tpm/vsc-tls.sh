@@ -5,14 +5,13 @@
 # `scagent connect --cert ...` to openssl s_server (-Verify 2: a client
 # certificate is required) over TLS 1.2 and TLS 1.3.  RSA over TLS 1.3 signs
 # RSA-PSS on the TPM (CKM_RSA_PKCS_PSS); the server's trace must show it.
-set -uo pipefail
 . "$TOP_SRCDIR/tests/testbed/testbed.sh"
 . "$TOP_SRCDIR/tests/tpm/tpm-testbed.sh"
 tb_tpm_need
 tb_init
 tb_tpm_start
 tb_pki
-tb_agent_start --log-level info --module "$TB_TPM2_PKCS11"
+start_agent --log-level info --module "$TB_TPM2_PKCS11"
 W=$TB_DIR/w
 mkdir -p "$W"
 A=$SCAGENT
@@ -45,7 +44,7 @@ tls() {
 		>"$W/body-$who-$v" 2>"$W/err-$who-$v" || rc=$?
 	sleep 0.2
 	tail -n +"$((before + 1))" "$SLOG" >"$W/trace-$who-$v"
-	ok "TLS $v with $who's TPM key: exit status 0" eq "$rc" 0
+	is "TLS $v with $who's TPM key: exit status 0" "$rc" 0
 	ok "  ... the body is the s_server page over TLSv$v" \
 		grep -Eq "^ *Protocol *: TLSv$v\$" "$W/body-$who-$v"
 	ok "  ... it lists the server's ciphers (s_server -www page)" \
@@ -58,7 +57,7 @@ tls alice 1.2
 tls alice 1.3
 ok "  ... RSA over TLS 1.3: CertificateVerify is rsa_pss_rsae_sha256 (server trace)" \
 	bash -c "grep -A8 CertificateVerify '$W/trace-alice-1.3' | grep -q rsa_pss_rsae_sha256"
-ok "  ... the agent signed rsa-pss-sha256 on the TPM" grep -q 'alg=rsa-pss-sha256 result=ok' "$TB_DIR/agent.log"
+ok "  ... the agent signed rsa-pss-sha256 on the TPM" grep -q 'alg=rsa-pss-sha256 result=ok' "$AGENT_LOG"
 tls bob 1.2
 tls bob 1.3
 ok "  ... EC over TLS 1.3: CertificateVerify is ecdsa_secp256r1_sha256" \
@@ -67,7 +66,7 @@ ok "  ... EC over TLS 1.3: CertificateVerify is ecdsa_secp256r1_sha256" \
 ok "vsc delete --yes" $A vsc delete --label vsc1 --yes
 rc=0
 "$A" connect --cafile "$TB_DIR/pki/root.pem" --cert alice "$URL" >"$W/body-gone" 2>"$W/err-gone" || rc=$?
-ok "after delete: connect --cert alice fails (exit 1)" eq "$rc" 1
+is "after delete: connect --cert alice fails (exit 1)" "$rc" 1
 ok "  ... naming the certificate it cannot find" grep -q "alice" "$W/err-gone"
-ok "the agent stops on SIGTERM: exit 0, no sanitizer report" tb_agent_stop
-tb_done
+stop_agent "the agent stops on SIGTERM: exit 0, no sanitizer report"
+done_testing
