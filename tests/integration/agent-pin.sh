@@ -6,28 +6,17 @@
 # `scagent login --lifetime` (ssh-add -t); `scagent stop`. SoftHSM behind
 # tests/mock/fault-pkcs11, whose trace counts every C_SetPIN, C_InitPIN and
 # C_Login the card saw, and which adds the PIN flags SoftHSM never sets.
-set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-. "$here/agent-lib.sh"
-[ -n "$PY" ] || { echo "SKIP: python3 not installed"; exit 77; }
+need_py
 need setsid
 FAULT=$TOP_BUILDDIR/tests/mock/.libs/fault-pkcs11.so
-[ -f "$FAULT" ] || { echo "fault module $FAULT not built"; exit 99; }
+[ -f "$FAULT" ] || bail_out "fault module $FAULT not built: run make check once"
 
-set -e
-tb_init
-tb_pki
-tb_softhsm_token demo
-tb_enroll demo 01 alice rsa:2048 good
-set +e
+tb_agent_test alice
 export SCAGENT_FAULT_TARGET=$TB_SOFTHSM
-S=$TB_DIR/agent.sock
-W=$TB_DIR/w
-mkdir -p "$W"
 : >"$W/faults"
 : >"$W/trace"
-sc() { "$SCAGENT" --socket "$S" "$@"; }
 # calls WHAT: how many lines of the card's trace start with WHAT
 calls() { grep -c "^$1" "$W/trace"; }
 logged_in() { sc status --json | grep -qF '{"label":"demo","logged_in":true}'; }

@@ -36,7 +36,7 @@ print(" ".join("%s=%s%s" % (c["id"], c["status"], ":" + c["code"] if "code" in c
                for c in d["checks"]))' "$out" 2>&1)
 	local bad=0 w
 	for w in $want; do case " $got " in *" $w "*) ;; *) bad=1 ;; esac; done
-	if [ "$bad" = 0 ]; then ok "$what"; else nok "$what ($got)"; show "$out"; fi
+	if [ "$bad" = 0 ]; then pass "$what"; else fail "$what ($got)"; show "$out"; fi
 }
 
 # ---- server chain codes
@@ -44,15 +44,15 @@ pcode 1 "server-chain=fail:incomplete-chain client-auth=skip" \
 	"leaf-only nginx, root trusted: incomplete-chain" "${CA[@]}" "https://localhost:$LP/"
 if grep -q 'no intermediate CA among them' "$out" && grep -q 'Intermediate Certification Authorities' "$out" &&
 	! grep -qi 'install that CA.s root' "$out"; then
-	ok "leaf-only: the advice is about the intermediate, not the root"
+	pass "leaf-only: the advice is about the intermediate, not the root"
 else
-	nok "leaf-only advice"; show "$out"
+	fail "leaf-only advice"; show "$out"
 fi
 pcode 0 "server-chain=warn:incomplete-chain client-auth=pass" \
 	"leaf-only nginx, intermediate in --cafile: verified, incomplete-chain warns" \
 	--cafile "$PKI/ca-chain.pem" "https://localhost:$LP/"
-grep -q 'completes only from --cafile' "$out" && ok "the detail says where the chain completed" ||
-	{ nok "completion path"; show "$out"; }
+if grep -q 'completes only from --cafile' "$out"; then pass "the detail says where the chain completed"
+else fail "completion path"; show "$out"; fi
 pcode 1 "server-chain=fail:untrusted-root" "root not trusted: untrusted-root" "https://localhost:$NP/"
 pcode 1 "server-chain=pass server-name=fail:wrong-name" "another name: wrong-name" \
 	"${CA[@]}" --resolve "mail.contoso.com:$NP:127.0.0.1" "https://mail.contoso.com:$NP/"
@@ -62,14 +62,14 @@ XP=$(tb_port)
 openssl s_server -accept "127.0.0.1:$XP" -cert "$TB_DIR/self.pem" -key "$TB_DIR/self.key" -www \
 	</dev/null >"$TB_DIR/self-server.log" 2>&1 &
 tb_track_pid $!
-wait_port "$XP" || { echo "Bail out! s_server"; exit 99; }
+wait_port "$XP" || bail_out "s_server"
 pcode 1 "server-chain=fail:self-signed" "self-signed server: self-signed" "${CA[@]}" "https://localhost:$XP/"
 TB_CERT_START="-400 days" TB_CERT_END="-1 day" tb_server_cert old DNS:localhost
 EP=$(tb_port)
 openssl s_server -accept "127.0.0.1:$EP" -cert "$PKI/old.pem" -key "$PKI/old.key" \
 	-cert_chain "$PKI/issuing.pem" -www </dev/null >"$TB_DIR/old-server.log" 2>&1 &
 tb_track_pid $!
-wait_port "$EP" || { echo "Bail out! s_server"; exit 99; }
+wait_port "$EP" || bail_out "s_server"
 pcode 1 "server-chain=fail:expired" "expired server certificate: expired" "${CA[@]}" "https://localhost:$EP/"
 
 # ---- the reason no certificate fits, without -v
@@ -77,9 +77,9 @@ pcode 1 "client-cert-match=fail" "TLS 1.3 server without RSA-PSS, --cert alice (
 	"${CA[@]}" --cert alice "https://localhost:$SP/"
 if grep -q 'rsa_pkcs1_sha256, ecdsa_secp256r1_sha256' "$out" && grep -q 'CAs CN=Contoso Issuing CA' "$out" &&
 	grep -q 'RSA-PSS' "$out"; then
-	ok "no -v: the detail names the schemes and CAs asked for, the advice RSA-PSS"
+	pass "no -v: the detail names the schemes and CAs asked for, the advice RSA-PSS"
 else
-	nok "reason without -v"; show "$out"
+	fail "reason without -v"; show "$out"
 fi
 
 # ---- Accept vs Require
@@ -106,7 +106,8 @@ pcode 1 "client-auth=fail:cert-revoked" "IIS 403.13 page" "${CA[@]}" "https://lo
 pcode 1 "client-auth=fail:cert-expired" "IIS 403.17 page" "${CA[@]}" "https://localhost:$AP/iis/403.17/"
 pcode 1 "client-auth=fail:not-mapped http=fail:not-mapped" "401 after the certificate: not-mapped" \
 	"${CA[@]}" "https://localhost:$AP/mapi/"
-grep -q 'UPN' "$out" && ok "not-mapped advice names the UPN" || { nok "not-mapped advice"; show "$out"; }
+if grep -q 'UPN' "$out"; then pass "not-mapped advice names the UPN"
+else fail "not-mapped advice"; show "$out"; fi
 
 # ---- the sweep
 cat >"$TB_DIR/expected-1.2" <<-'TAB'
@@ -129,9 +130,9 @@ for v in 1.2 1.3; do
 	sed -n '/^PATH/,/^card signatures/p' "$out" | sed '$d' | awk '{print $1, $2, $3, $4, $5, $6}' >"$TB_DIR/got"
 	if [ "$rc" = 1 ] && diff -u "$TB_DIR/expected-$v" "$TB_DIR/got" >"$TB_DIR/diff" &&
 		grep -q '^result: fail' "$out"; then
-		ok "sweep, Apache as Exchange, TLS $v: the table is the expected one, exit 1"
+		pass "sweep, Apache as Exchange, TLS $v: the table is the expected one, exit 1"
 	else
-		nok "sweep TLS $v (rc=$rc)"; show "$TB_DIR/diff"; show "$out"; show "$err"
+		fail "sweep TLS $v (rc=$rc)"; show "$TB_DIR/diff"; show "$out"; show "$err"
 	fi
 done
 rc=0
@@ -154,7 +155,7 @@ if [ "$rc" = 1 ] && python3 - "$out" <<-'PY'
 	assert ep["/mapi/"]["code"] == "not-mapped" and ep["/mapi/"]["status_with_cert"] == 401
 	assert ep["/owa/"]["client_cert"] == "none" and ep["/owa/"]["status_with_cert"] is None
 	PY
-then ok "sweep --json: fields and values per endpoint"; else nok "sweep --json (rc=$rc)"; show "$out"; fi
+then pass "sweep --json: fields and values per endpoint"; else fail "sweep --json (rc=$rc)"; show "$out"; fi
 
 # nginx asks in the handshake and resumes sessions: one signature for the sweep
 for v in 1.2 1.3; do
@@ -165,9 +166,9 @@ for v in 1.2 1.3; do
 	withcert=$(tail -n +"$((before + 1))" "$TB_DIR/nginx-require/logs/access.log" | grep -c 'CN=bob,O=Contoso\|CN=alice,O=Contoso')
 	sigs=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["signatures"], {e["client_cert"] for e in d["endpoints"]}, d["result"])' "$out" 2>&1)
 	if [ "$withcert" = 8 ] && [ "$sigs" = "1 {'require'} warn" ] && [ "$rc" = 0 ]; then
-		ok "sweep of nginx, TLS $v: 8 requests with the certificate, one card signature"
+		pass "sweep of nginx, TLS $v: 8 requests with the certificate, one card signature"
 	else
-		nok "sweep nginx TLS $v (rc=$rc, $withcert with cert, $sigs)"; show "$out"; show "$err"
+		fail "sweep nginx TLS $v (rc=$rc, $withcert with cert, $sigs)"; show "$out"; show "$err"
 	fi
 done
 # a doubtful server gets nothing: no endpoint tried, no signature
@@ -177,7 +178,7 @@ if [ "$rc" = 1 ] && python3 -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["endpoints"] == [] and d["server"]["code"] == "untrusted-root" and d["signatures"] == 0
-' "$out"; then ok "sweep of an untrusted server: no endpoint tried, untrusted-root"
-else nok "sweep untrusted (rc=$rc)"; show "$out"; fi
-tls_agent_stop
-t_done
+' "$out"; then pass "sweep of an untrusted server: no endpoint tried, untrusted-root"
+else fail "sweep untrusted (rc=$rc)"; show "$out"; fi
+stop_agent
+done_testing
