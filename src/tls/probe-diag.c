@@ -333,14 +333,39 @@ static const struct {
 	{ 0x080a, "rsa_pss_pss_sha384" }, { 0x080b, "rsa_pss_pss_sha512" },
 	{ 0x0403, "ecdsa_secp256r1_sha256" }, { 0x0503, "ecdsa_secp384r1_sha384" },
 	{ 0x0603, "ecdsa_secp521r1_sha512" }, { 0x0807, "ed25519" }, { 0x0808, "ed448" },
+	/* legacy code points TLS 1.2 servers still list (RFC 5246's hash and signature pairs) */
+	{ 0x0202, "dsa_sha1" }, { 0x0301, "rsa_pkcs1_sha224" }, { 0x0302, "dsa_sha224" },
+	{ 0x0303, "ecdsa_sha224" }, { 0x0402, "dsa_sha256" }, { 0x0502, "dsa_sha384" },
+	{ 0x0602, "dsa_sha512" },
 };
 
+/* Append to buf what fits (buf always ends in NUL). */
+static void
+append(char *buf, size_t len, const char *a, const char *b)
+{
+	size_t off = strlen(buf);
+
+	if (off < len)
+		snprintf(buf + off, len - off, "%s%s", a, b);
+}
+
+/*
+ * What the server asked for: the TLS version, the CAs it named (first: the
+ * part a person acts on, and what a long scheme list must not push out of a
+ * one-line message), then its signature schemes.
+ */
 void
 sc_tls_req_text(const struct sc_tls_req *req, char *buf, size_t len)
 {
-	size_t off;
-
-	snprintf(buf, len, "%s; signature schemes ", req->version >= TLS1_3_VERSION ? "TLS 1.3" : "TLS 1.2");
+	snprintf(buf, len, "%s; CAs ", req->version >= TLS1_3_VERSION ? "TLS 1.3" : "TLS 1.2");
+	if (sk_X509_NAME_num(req->ca_names) == 0)
+		append(buf, len, "any (empty list)", "");
+	for (int i = 0; i < sk_X509_NAME_num(req->ca_names); i++) {
+		char *s = sc_name_oneline(sk_X509_NAME_value(req->ca_names, i));
+		append(buf, len, i ? "; " : "", s ? s : "?");
+		free(s);
+	}
+	append(buf, len, "; signature schemes ", req->nsigalgs == 0 ? "(none listed)" : "");
 	for (int i = 0; i < req->nsigalgs; i++) {
 		const char *nm = NULL;
 		char hex[8];
@@ -351,23 +376,7 @@ sc_tls_req_text(const struct sc_tls_req *req, char *buf, size_t len)
 			snprintf(hex, sizeof(hex), "0x%04x", req->sigalgs[i]);
 			nm = hex;
 		}
-		off = strlen(buf);
-		if (off < len)
-			snprintf(buf + off, len - off, "%s%s", i ? ", " : "", nm);
-	}
-	off = strlen(buf);
-	if (req->nsigalgs == 0 && off < len)
-		snprintf(buf + off, len - off, "(none listed)");
-	off = strlen(buf);
-	if (off < len)
-		snprintf(buf + off, len - off, "; CAs %s", sk_X509_NAME_num(req->ca_names) ? "" :
-		    "any (empty list)");
-	for (int i = 0; i < sk_X509_NAME_num(req->ca_names); i++) {
-		char *s = sc_name_oneline(sk_X509_NAME_value(req->ca_names, i));
-		off = strlen(buf);
-		if (off < len)
-			snprintf(buf + off, len - off, "%s%s", i ? "; " : "", s ? s : "?");
-		free(s);
+		append(buf, len, i ? ", " : "", nm);
 	}
 }
 
