@@ -88,7 +88,7 @@ kill "$holder"
 wait "$holder" 2>/dev/null
 
 # ---------------------------------------------------------------- scagent-pkcs11.so, agent stopped
-timed env SCAGENT_TIMEOUT=2 pkcs11-tool --module "$MODULE" --list-slots
+timed env "${P11ENV[@]}" SCAGENT_TIMEOUT=2 pkcs11-tool --module "$MODULE" --list-slots
 within "stopped agent: pkcs11-tool --list-slots through the module returns" 1500 8000
 has "... with no slot" "$OUT$ERR" "No slots"
 
