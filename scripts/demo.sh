@@ -39,3 +39,5 @@ sc probe --cafile "$TB_DIR/pki/root.pem" "https://localhost:$port/"
 # into a closed pipe, and pipefail would turn its SIGPIPE into the demo's exit).
 echo; sc -v connect --cert alice --cafile "$TB_DIR/pki/root.pem" "https://localhost:$port/" | sed -n 1,3p
 echo; echo "Demo done: the card's keys signed the TLS handshakes through the agent."
+echo "Everything above lives in $TB_DIR and goes when the demo ends (TB_KEEP=1 keeps it)."
+echo "For a card, a PKI and a server that stay, without root: ./scagent testcard init DIR (docs/TESTCARD.md)."
