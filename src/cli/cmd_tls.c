@@ -775,13 +775,37 @@ out:
 
 /* The relay itself, and who may use it, are in tunnel.c. */
 
-enum { O_MAXCONN = 1100 };
+enum { O_MAXCONN = 1100, O_LIFETIME, O_KEEP };
+
+/* --session-lifetime N[s|m|h]: seconds, or -1 (said). */
+static long
+parse_lifetime(const char *arg)
+{
+	char *end;
+	long n, mul = 1;
+
+	errno = 0;
+	n = strtol(arg, &end, 10);
+	if (*end == 'h')
+		mul = 3600;
+	else if (*end == 'm')
+		mul = 60;
+	if (*end != '\0' && end[1] == '\0' && (*end == 'h' || *end == 'm' || *end == 's'))
+		end++;
+	if (errno != 0 || end == arg || *end != '\0' || n < 0 || n > 7 * 24 * 3600 / mul) {
+		cli_err("--session-lifetime wants a duration from 0 to 168h (as 3600, 90m, 8h), not "
+		    "\"%s\"", arg);
+		return -1;
+	}
+	return n * mul;
+}
 
 static const char tunnel_usage[] =
     "usage: scagent tunnel --listen ADDR:PORT|unix:PATH --connect HOST:PORT [--allow-remote]\n"
     "                      [--max-connections N] [--cert REF] [--cafile FILE]\n"
     "                      [--principal msstd:NAME] [--resolve HOST:PORT:ADDR]...\n"
-    "                      [--tls-max 1.2|1.3]\n";
+    "                      [--tls-max 1.2|1.3] [--session-lifetime DURATION]\n"
+    "                      [--keep-on-removal]\n";
 
 int
 cmd_tunnel(struct cli *c, int argc, char **argv)
@@ -792,6 +816,8 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 		{ "connect", required_argument, NULL, O_CONNECT },
 		{ "allow-remote", no_argument, NULL, O_REMOTE },
 		{ "max-connections", required_argument, NULL, O_MAXCONN },
+		{ "session-lifetime", required_argument, NULL, O_LIFETIME },
+		{ "keep-on-removal", no_argument, NULL, O_KEEP },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct tls_args a;
@@ -804,6 +830,7 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 	memset(&to, 0, sizeof(to));
 	to.tls = &a.o;
 	to.max_connections = TUNNEL_MAX_CONNECTIONS;
+	to.session_lifetime = SC_TLS_SESSION_LIFETIME;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		if ((tt = tls_option(c, &a, ch, optarg)) < 0)
@@ -825,6 +852,11 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 			}
 			to.max_connections = (int)n;
 			break;
+		case O_LIFETIME:
+			if ((to.session_lifetime = parse_lifetime(optarg)) < 0)
+				goto out;
+			break;
+		case O_KEEP: to.keep_on_removal = 1; break;
 		case 'h':
 			fputs(tunnel_usage, stdout);
 			rc = EX_SC_OK;

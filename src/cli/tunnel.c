@@ -39,6 +39,7 @@ struct tunnel {
 	unsigned long served;
 	pthread_t *done;		/* finished threads, to be joined */
 	size_t ndone, capdone;
+	struct sc_tls_sessions *sessions;	/* kept sessions, shared by the connections; NULL: none */
 };
 
 struct tconn {
@@ -238,6 +239,7 @@ tunnel_conn(void *arg)
 	 */
 	sc_tls_agent_init(&ag, t->o->tls->agent != NULL ? t->o->tls->agent->socket : NULL);
 	o.agent = &ag;
+	o.sessions = t->sessions;
 	sc_tls_conn_init(&up, &o, t->host, t->port);
 	snprintf(up.logprefix, sizeof(up.logprefix), "#%lu: ", tc->id);
 	if (sc_tls_open(&up) != SC_OK) {
@@ -245,9 +247,12 @@ tunnel_conn(void *arg)
 		tlog("connection #%lu: upstream %s:%s failed: %s%s%s", tc->id, t->host, t->port, up.err,
 		    adv[0] ? "; advice: " : "", adv);
 	} else {
+		const char *who = sc_tls_identity(&up, NULL);
+
 		sc_tls_describe(&up, desc, sizeof(desc));
-		tlog("connection #%lu: upstream %s:%s up (%s%s%s)", tc->id, t->host, t->port, desc,
-		    up.cert_sent ? ", client certificate " : "", up.cert_sent ? up.choice.label : "");
+		tlog("connection #%lu: upstream %s:%s up (%s%s%s%s)", tc->id, t->host, t->port, desc,
+		    who ? ", client certificate " : "", who ? who : "",
+		    up.resumed ? ", session resumed: nothing signed" : "");
 		relay(tc, &up, &nup, &ndown);
 	}
 	sc_tls_conn_free(&up);
@@ -559,6 +564,11 @@ tunnel_run(const struct tunnel_opts *o)
 	if ((rc = tunnel_check(o)) != EX_SC_OK)
 		goto out;
 	split_hostport(o->connect, t.host, sizeof(t.host), t.port, sizeof(t.port));
+	if (o->session_lifetime > 0 && (t.sessions = sc_tls_sessions_new(o->session_lifetime)) == NULL) {
+		cli_err("out of memory");
+		rc = EX_SC_FAIL;
+		goto out;
+	}
 	if (strncmp(o->listen, "unix:", 5) == 0)
 		rc = listen_unix(o->listen + 5, &l);
 	else
@@ -593,6 +603,11 @@ tunnel_run(const struct tunnel_opts *o)
 		snprintf(shown, sizeof(shown), "remote clients allowed");
 	tlog("listening on %s, forwarding to %s over mutual TLS (%s, at most %d connections at once)",
 	    o->listen, o->connect, shown, o->max_connections);
+	if (t.sessions != NULL)
+		tlog("TLS sessions are kept for up to %ld s and resumed: the card signs once per "
+		    "certificate, not per connection", o->session_lifetime);
+	else
+		tlog("no TLS session is kept (--session-lifetime 0): every connection asks the card");
 	for (;;) {
 		struct pollfd p[3] = { { l.fd, POLLIN, 0 }, { t.stop_rd, POLLIN, 0 },
 			{ t.done_rd, POLLIN, 0 } };
@@ -671,6 +686,7 @@ out:
 		if (donefd[i] >= 0)
 			close(donefd[i]);
 	}
+	sc_tls_sessions_free(t.sessions);
 	pthread_mutex_destroy(&t.lock);
 	pthread_cond_destroy(&t.idle);
 	return rc;

@@ -236,6 +236,9 @@ sc_tls_conn_free(struct sc_tls_conn *c)
 {
 	if (c == NULL)
 		return;
+	if (c->o != NULL)
+		sc_tls_sessions_end(c->o->sessions, c->flight);
+	c->flight = 0;
 	SSL_free(c->ssl);
 	c->ssl = NULL;
 	SSL_CTX_free(c->ctx);
@@ -560,6 +563,66 @@ cert_cb(SSL *ssl, void *arg)
 	return 1;
 }
 
+/* ---------------------------------------------------------------- sessions */
+
+/* Sessions are kept and resumed only where the certificate goes to a server that passed its checks. */
+static int
+keeps_sessions(const struct sc_tls_conn *c)
+{
+	return c->o->sessions != NULL && c->o->strict && c->o->offer_cert;
+}
+
+const char *
+sc_tls_identity(const struct sc_tls_conn *c, const char **token)
+{
+	const struct sc_tls_sess_id *id = &c->sess_id;
+
+	if (token != NULL)
+		*token = NULL;
+	if (c->cert_sent) {
+		if (token != NULL)
+			*token = c->choice.token;
+		return c->choice.label;
+	}
+	if (!c->resumed)
+		return NULL;
+	if (token != NULL)
+		*token = id->token;
+	return id->label;
+}
+
+/*
+ * OpenSSL has a new session for this connection: at the end of a full TLS
+ * 1.2 handshake (also a renegotiation's), or a TLS 1.3 ticket, which comes
+ * after the handshake (also after post-handshake authentication). It is
+ * kept when it carries the client's identity: a certificate was sent on
+ * this connection, or the session resumed was made with one.
+ */
+static int
+new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct sc_tls_conn *c = conn_of(ssl);
+	struct sc_tls_sess_id id;
+
+	if (c == NULL || !keeps_sessions(c))
+		return 0;
+	memset(&id, 0, sizeof(id));
+	if (c->cert_sent) {
+		snprintf(id.sha256, sizeof(id.sha256), "%s", c->choice.sha256);
+		snprintf(id.label, sizeof(id.label), "%s", c->choice.label);
+		snprintf(id.token, sizeof(id.token), "%s", c->choice.token);
+	} else if (c->resumed || SSL_session_reused(ssl))
+		id = c->sess_id;
+	else
+		return 0;	/* no certificate in it: resuming it would cost a signature anyway */
+	if (sc_tls_sessions_put(c->o->sessions, c->host, c->port, &id, sess))
+		sc_tls_note(c, "session kept for %s:%s with certificate \"%s\" (%s, for %ld s at most)",
+		    c->host, c->port, id.label, SSL_SESSION_get_protocol_version(sess) >= TLS1_3_VERSION ?
+		    "TLS 1.3 ticket" : SSL_SESSION_has_ticket(sess) ? "TLS 1.2 ticket" :
+		    "TLS 1.2 session id", SSL_SESSION_get_timeout(sess));
+	return 0;	/* the cache keeps a copy, not this reference */
+}
+
 /* ---------------------------------------------------------------- handshake */
 
 static int
@@ -584,6 +647,13 @@ setup_ctx(struct sc_tls_conn *c)
 		SSL_CTX_set_default_verify_paths(c->ctx);
 	SSL_CTX_set_verify(c->ctx, c->o->strict ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, verify_cb);
 	SSL_CTX_set_cert_verify_callback(c->ctx, cert_verify_cb, c);
+	if (keeps_sessions(c)) {
+		/* Sessions go to o->sessions only (shared by the connections), none to this context. */
+		SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(c->ctx, new_session_cb);
+		/* A TLS 1.2 session id has no lifetime from the server: ours. */
+		SSL_CTX_set_timeout(c->ctx, sc_tls_sessions_lifetime(c->o->sessions));
+	}
 	if ((c->ssl = SSL_new(c->ctx)) == NULL)
 		return fail(c, SC_TLS_E_HANDSHAKE, SC_ERR_NOMEM, "cannot create a TLS connection");
 	pthread_once(&ex_once, ex_init);
@@ -738,6 +808,28 @@ sc_tls_describe(const struct sc_tls_conn *c, char *buf, size_t len)
 	snprintf(buf, len, "%s, %s", SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
 }
 
+/*
+ * A kept session for this server (and --cert) goes into the ClientHello;
+ * while another connection's handshake for it is in flight, this one waits
+ * for its session rather than have the card sign in parallel.
+ */
+static void
+offer_session(struct sc_tls_conn *c)
+{
+	SSL_SESSION *sess;
+	int wait_ms = c->o->timeout_ms > 0 ? c->o->timeout_ms : 120000;
+
+	sess = sc_tls_sessions_get(c->o->sessions, c->host, c->port, c->o->cert_fp, &c->sess_id,
+	    &c->flight, wait_ms);
+	if (sess == NULL)
+		return;
+	if (SSL_set_session(c->ssl, sess) != 1)
+		memset(&c->sess_id, 0, sizeof(c->sess_id));
+	else
+		sc_tls_note(c, "offering the kept session of certificate \"%s\"", c->sess_id.label);
+	SSL_SESSION_free(sess);
+}
+
 int
 sc_tls_handshake(struct sc_tls_conn *c)
 {
@@ -746,13 +838,34 @@ sc_tls_handshake(struct sc_tls_conn *c)
 
 	if ((r = setup_ctx(c)) != SC_OK)
 		return r;
+	if (keeps_sessions(c))
+		offer_session(c);
 	ERR_clear_error();
 	ret = SSL_connect(c->ssl);
 	if (ret != 1) {
 		sc_tls_record_failure(c, ret, "during the handshake");
+		sc_tls_sessions_end(c->o->sessions, c->flight);
+		c->flight = 0;
 		return SC_ERR_TLS;
 	}
 	c->handshake_done = 1;
+	c->resumed = c->sess_id.sha256[0] != '\0' && SSL_session_reused(c->ssl);
+	if (c->sess_id.sha256[0] != '\0')
+		sc_tls_note(c, c->resumed ? "session resumed: certificate \"%s\" without a signature" :
+		    "the server did not resume the session of \"%s\"", c->sess_id.label);
+	if (c->flight != 0) {
+		/*
+		 * TLS 1.2 kept its session in the handshake; a TLS 1.3 ticket
+		 * comes just after it, so the waiters wait a moment more. No
+		 * certificate, no card: nothing to wait for.
+		 */
+		if (SSL_version(c->ssl) >= TLS1_3_VERSION && c->cert_sent)
+			sc_tls_sessions_done(c->o->sessions, c->flight, 2000);
+		else {
+			sc_tls_sessions_end(c->o->sessions, c->flight);
+			c->flight = 0;
+		}
+	}
 	sc_tls_describe(c, desc, sizeof(desc));
 	sc_tls_note(c, "TLS handshake done: %s", desc);
 	if (c->cert_sent)

@@ -19,6 +19,7 @@
 #include <openssl/x509.h>
 #include "scagent/scagent.h"
 #include "tls/provider.h"
+#include "tls/sessions.h"
 
 /* The agent, connected on first use; one handle shared by all connections. */
 struct sc_tls_agent {
@@ -46,6 +47,7 @@ struct sc_tls_opts {
 	int timeout_ms;			/* connect, read and write timeout; 0: none */
 	char *(*ask_pin)(const char *label);	/* a per-signature PIN (struct sc_tls_signer) */
 	struct sc_tls_agent *agent;
+	struct sc_tls_sessions *sessions;	/* sessions to resume and keep; NULL: none (see sessions.h) */
 };
 
 /* When the server asked for a client certificate. */
@@ -111,6 +113,9 @@ struct sc_tls_conn {
 	struct sc_tls_req req;		/* the last request */
 	int cert_sent;			/* a certificate was given to OpenSSL */
 	struct sc_tls_choice choice;
+	int resumed;			/* a kept session was resumed: no certificate sent, nothing signed */
+	struct sc_tls_sess_id sess_id;	/* the certificate of the session resumed */
+	unsigned long flight;		/* this connection makes the handshake others wait for */
 	int choice_err;			/* SC_ERR_* of the last choice, 0 when one was made */
 	EVP_PKEY *pkey;
 	struct sc_tls_signer signer;
@@ -172,6 +177,12 @@ int sc_tls_write_all(struct sc_tls_conn *c, const void *buf, size_t len);
 void sc_tls_record_failure(struct sc_tls_conn *c, int ret, const char *during);
 /* One line of advice for c->fail (may be ""). */
 const char *sc_tls_advice(const struct sc_tls_conn *c);
+
+/*
+ * The certificate this connection authenticates with: sent in its handshake,
+ * or that of the session it resumed; NULL when none. token may be NULL.
+ */
+const char *sc_tls_identity(const struct sc_tls_conn *c, const char **token);
 
 /* A description of the negotiated session: "TLSv1.3, TLS_AES_256_GCM_SHA384". */
 void sc_tls_describe(const struct sc_tls_conn *c, char *buf, size_t len);

@@ -1,0 +1,107 @@
+#!/bin/bash
+# scagent tunnel keeps TLS sessions (issue 22): 16 requests (10 one after
+# the other, 6 at once) through one tunnel to a server that requires a client
+# certificate make the card sign at most twice, counted by pkcs11-spy between
+# the agent and SoftHSM and by the agent's audit log, and the token sees no
+# slot or object read meanwhile; nginx over TLS 1.3 and 1.2, openssl s_server
+# over both; --session-lifetime 0 signs per connection.
+. "$TOP_SRCDIR/tests/testbed/testbed.sh"
+. "$TOP_SRCDIR/tests/tls/tls-common.sh"
+_tb_need curl
+SPY=/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so
+[ -f "$SPY" ] || { echo "1..0 # SKIP pkcs11-spy not installed"; exit 77; }
+tb_init
+tls_card
+PKI=$TB_DIR/pki
+SPYLOG=$TB_DIR/spy.log
+AUDIT=$TB_DIR/audit.log
+PKCS11SPY=$TB_SOFTHSM PKCS11SPY_OUTPUT=$SPYLOG tb_agent_start --module "$SPY" --audit-log "$AUDIT"
+echo "$TB_PIN" | "$SCAGENT" login --token demo --pin-stdin 2>/dev/null ||
+	{ echo "Bail out! login failed"; exit 99; }
+
+# calls NAME-REGEX FROM-LINE: PKCS#11 calls in the spy log after line FROM
+calls() { tail -n +"$(($2 + 1))" "$SPYLOG" | grep -cE "^[0-9]+: ($1)\$" || true; }
+lines() { wc -l <"$1"; }
+signs() { tail -n +"$(($1 + 1))" "$AUDIT" | grep -c ' sign pid=' || true; }
+READS='C_GetSlotList|C_GetSlotInfo|C_GetTokenInfo|C_FindObjectsInit|C_FindObjects|C_GetAttributeValue'
+
+# sixteen PORT EXPECT: 10 requests one after the other, then 6 at once; 0 when
+# all got EXPECT. S1: the spy log's length after the first one.
+sixteen() {
+	local port=$1 want=$2 bad=0 i pids=""
+	for i in $(seq 10); do
+		[ "$i" = 2 ] && S1=$(lines "$SPYLOG")
+		curl -sS --max-time 30 "http://127.0.0.1:$port/" >"$TB_DIR/r$i" 2>&1 || bad=1
+	done
+	for i in $(seq 11 16); do
+		curl -sS --max-time 30 "http://127.0.0.1:$port/" >"$TB_DIR/r$i" 2>&1 &
+		pids="$pids $!"
+	done
+	# shellcheck disable=SC2086
+	wait $pids
+	for i in $(seq 16); do grep -q "$want" "$TB_DIR/r$i" || { bad=1; show "$TB_DIR/r$i"; }; done
+	return $bad
+}
+
+# through NAME WANT-MAX-SIGNS EXPECT tunnel-args...: a tunnel, 16 requests, the count
+through() {
+	local name=$1 max=$2 want=$3 lp s0 a0 na nr log
+	shift 3
+	lp=$(tb_port)
+	log=$TB_DIR/tunnel-$name.log
+	"$SCAGENT" -v tunnel --listen "127.0.0.1:$lp" --cafile "$PKI/root.pem" "$@" >"$log" 2>&1 &
+	tb_track_pid $!
+	TP=$!
+	wait_port "$lp" || { cat "$log"; echo "Bail out! tunnel did not listen"; exit 99; }
+	sleep 1.2	# the agent's last slot read is over a second old now
+	s0=$(lines "$SPYLOG")
+	a0=$(lines "$AUDIT")
+	if sixteen "$lp" "$want"; then ok "$name: 16 requests through the tunnel answered"
+	else nok "$name: 16 requests"; show "$log"; fi
+	ns=$(calls C_Sign "$s0")
+	na=$(signs "$a0")
+	# The first connection's certificate choice asks the agent for its list,
+	# which may re-read the slots; the connections that resume ask nothing.
+	nr=$(calls "$READS" "$S1")
+	if [ "$ns" -ge 1 ] && [ "$ns" -le "$max" ] && [ "$na" = "$ns" ]; then
+		ok "$name: the card signed $ns time(s) for 16 connections (spy C_Sign, audit log $na)"
+	else
+		nok "$name: C_Sign $ns, audit-log signatures $na (at most $max wanted)"
+		show "$log"
+	fi
+	if [ "$max" -le 2 ]; then
+		# The agent re-reads SoftHSM's slots every 30 s on its own: one such
+		# pass (two C_GetSlotList) may fall in the window; nothing more.
+		if [ "$nr" != 0 ] && [ "$(calls C_GetSlotList "$S1")" -le 2 ] && [ "$nr" -le 16 ]; then
+			echo "# $name: the agent's periodic slot re-read fell in the window ($nr calls)"
+			nr=0
+		fi
+		if [ "$nr" = 0 ]; then ok "$name: no slot or object read after the first connection"
+		else nok "$name: $nr slot/object reads"; tail -n +"$((S1 + 1))" "$SPYLOG" | grep -E '^[0-9]+: C_' | sort | uniq -c | show /dev/stdin; fi
+		check "$name: the log says which connections resumed" \
+			grep -q 'session resumed: nothing signed' "$log"
+	fi
+	kill $TP
+	wait $TP 2>/dev/null
+}
+
+NP=$(tb_port)
+tls_nginx main "$NP" "ssl_session_cache shared:SSL:1m; ssl_session_tickets on;"
+through nginx-tls13 2 "hello from nginx main" --connect "localhost:$NP"
+check "nginx saw TLS 1.3 with the card's certificate on resumed connections" \
+	test "$(grep -c 'TLSv1.3 200 .*CN=.*SUCCESS' "$TB_DIR/nginx-main/logs/access.log")" -ge 16
+through nginx-tls12 2 "hello from nginx main" --connect "localhost:$NP" --tls-max 1.2
+check "nginx saw TLS 1.2 with the card's certificate on resumed connections" \
+	test "$(grep -c 'TLSv1.2 200 .*CN=.*SUCCESS' "$TB_DIR/nginx-main/logs/access.log")" -ge 16
+
+SP=$(tb_port)
+tb_s_server "$SP"
+through s_server-tls13 2 "s_server" --connect "localhost:$SP"
+through s_server-tls12 2 "s_server" --connect "localhost:$SP" --tls-max 1.2
+
+# Without reuse: a signature per connection, as before.
+through no-reuse 16 "hello from nginx main" --connect "localhost:$NP" --session-lifetime 0
+check "--session-lifetime 0: 16 signatures" test "$ns" = 16
+
+tls_agent_stop
+t_done
