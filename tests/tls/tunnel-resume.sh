@@ -103,5 +103,59 @@ through s_server-tls12 2 "s_server" --connect "localhost:$SP" --tls-max 1.2
 through no-reuse 16 "hello from nginx main" --connect "localhost:$NP" --session-lifetime 0
 check "--session-lifetime 0: 16 signatures" test "$ns" = 16
 
+# The identity ends with the card: a logout (as a removal) makes the tunnel
+# forget the token's sessions and close the connections made with them; the
+# next request needs the card again. --keep-on-removal keeps them.
+LP=$(tb_port)
+log=$TB_DIR/tunnel-logout.log
+"$SCAGENT" tunnel --listen "127.0.0.1:$LP" --cafile "$PKI/root.pem" --connect "localhost:$NP" >"$log" 2>&1 &
+TP=$!
+tb_track_pid $TP
+wait_port "$LP" || { cat "$log"; echo "Bail out! tunnel did not listen"; exit 99; }
+sleep 0.5	# its watch connection to the agent is up
+curl -sS --max-time 30 "http://127.0.0.1:$LP/" >/dev/null 2>&1
+exec 3<>"/dev/tcp/127.0.0.1/$LP"
+for _ in $(seq 50); do grep -q 'connection #2: upstream .* up' "$log" && break; sleep 0.1; done
+s0=$(lines "$SPYLOG")
+"$SCAGENT" logout --token demo >/dev/null 2>&1
+for _ in $(seq 50); do grep -q 'forgot' "$log" && break; sleep 0.1; done
+held=$(timeout 5 cat <&3; echo "rc=$?")
+exec 3<&-
+if grep -q 'logout of token demo: forgot [1-9][0-9]* kept sessions\? and closed 1 connection' "$log" &&
+	[ "$held" = "rc=0" ]; then
+	ok "logout: the tunnel forgets the token's session and closes the connection made with it"
+else
+	nok "logout: sessions not forgotten ($held)"; show "$log"
+fi
+echo "$TB_PIN" | "$SCAGENT" login --token demo --pin-stdin 2>/dev/null
+body=$(curl -sS --max-time 30 "http://127.0.0.1:$LP/" 2>&1)
+if [ "$body" = "hello from nginx main" ] && [ "$(calls C_Sign "$s0")" = 1 ] &&
+	grep -q 'connection #3: upstream .*client certificate [a-z]*)$' "$log"; then
+	ok "after the logout, the next request needs the card again (one C_Sign)"
+else
+	nok "after the logout: $body, C_Sign $(calls C_Sign "$s0")"; show "$log"
+fi
+kill $TP
+wait $TP 2>/dev/null
+
+log=$TB_DIR/tunnel-keep.log
+"$SCAGENT" tunnel --listen "127.0.0.1:$LP" --cafile "$PKI/root.pem" --connect "localhost:$NP" \
+	--keep-on-removal >"$log" 2>&1 &
+TP=$!
+tb_track_pid $TP
+wait_port "$LP" || { cat "$log"; echo "Bail out! tunnel did not listen"; exit 99; }
+curl -sS --max-time 30 "http://127.0.0.1:$LP/" >/dev/null 2>&1
+"$SCAGENT" logout --token demo >/dev/null 2>&1
+echo "$TB_PIN" | "$SCAGENT" login --token demo --pin-stdin 2>/dev/null
+s0=$(lines "$SPYLOG")
+body=$(curl -sS --max-time 30 "http://127.0.0.1:$LP/" 2>&1)
+if [ "$body" = "hello from nginx main" ] && [ "$(calls C_Sign "$s0")" = 0 ] && ! grep -q forgot "$log"; then
+	ok "--keep-on-removal: the session outlives the logout (no C_Sign)"
+else
+	nok "--keep-on-removal: $body, C_Sign $(calls C_Sign "$s0")"; show "$log"
+fi
+kill $TP
+wait $TP 2>/dev/null
+
 tls_agent_stop
 t_done
