@@ -251,6 +251,196 @@ sc_tls_conn_free(struct sc_tls_conn *c)
 	sk_X509_NAME_pop_free(c->req.ca_names, X509_NAME_free);
 	c->req.ca_names = NULL;
 	sc_tls_choice_clear(&c->choice);
+	if (c->proxy.auth != NULL) {
+		explicit_bzero(c->proxy.auth, strlen(c->proxy.auth));
+		free(c->proxy.auth);
+		c->proxy.auth = NULL;
+	}
+}
+
+/* ---------------------------------------------------------------- proxy */
+
+/* no_proxy as curl reads it: "*", or names and domains (a leading dot optional), comma-separated. */
+static int
+no_proxy_for(const char *list, const char *host)
+{
+	char buf[1024], *save = NULL;
+	size_t hl = strlen(host);
+
+	if (list == NULL || *list == '\0')
+		return 0;
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (char *w = strtok_r(buf, ", ", &save); w != NULL; w = strtok_r(NULL, ", ", &save)) {
+		size_t wl;
+		if (strcmp(w, "*") == 0)
+			return 1;
+		if (*w == '.')
+			w++;
+		wl = strlen(w);
+		if (wl == 0)
+			continue;
+		if (strcasecmp(w, host) == 0 ||
+		    (hl > wl && host[hl - wl - 1] == '.' && strcasecmp(host + hl - wl, w) == 0))
+			return 1;
+	}
+	return 0;
+}
+
+static int
+hexval(int ch)
+{
+	return isdigit(ch) ? ch - '0' : isxdigit(ch) ? (tolower(ch) - 'a' + 10) : -1;
+}
+
+/* %XX decoding in place (user names and passwords in URLs). */
+static void
+pct_decode(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++) {
+		if (*s == '%' && hexval((unsigned char)s[1]) >= 0 && hexval((unsigned char)s[2]) >= 0) {
+			*o++ = (char)(hexval((unsigned char)s[1]) * 16 + hexval((unsigned char)s[2]));
+			s += 2;
+		} else
+			*o++ = *s;
+	}
+	*o = '\0';
+}
+
+int
+sc_tls_proxy_choose(struct sc_tls_conn *c)
+{
+	const char *url = c->o->proxy, *p, *at, *hp, *colon, *end;
+	char cred[512];
+	int r = SC_OK;
+
+	c->via_proxy = 0;
+	c->proxy.source = "--proxy";
+	if (url == NULL) {
+		if ((url = getenv("https_proxy")) != NULL && *url)
+			c->proxy.source = "https_proxy";
+		else if ((url = getenv("HTTPS_PROXY")) != NULL && *url)
+			c->proxy.source = "HTTPS_PROXY";
+	}
+	if (url == NULL || *url == '\0')
+		return SC_OK;
+	if (no_proxy_for(getenv("no_proxy") ? getenv("no_proxy") : getenv("NO_PROXY"), c->host)) {
+		sc_tls_note(c, "no_proxy names %s: no proxy", c->host);
+		return SC_OK;
+	}
+	p = strstr(url, "://") ? strstr(url, "://") + 3 : url;
+	if (p != url && strncasecmp(url, "http://", 7) != 0)
+		return fail(c, SC_TLS_E_USAGE, SC_ERR_INVALID, "the proxy from %s is not http://: "
+		    "scagent speaks HTTP CONNECT to a proxy", c->proxy.source);
+	end = p + strcspn(p, "/?#");
+	at = memrchr(p, '@', (size_t)(end - p));
+	hp = at ? at + 1 : p;
+	if (*hp == '[') {
+		const char *rb = memchr(hp, ']', (size_t)(end - hp));
+		colon = rb && rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+		snprintf(c->proxy.host, sizeof(c->proxy.host), "%.*s", rb ? (int)(rb - hp - 1) : 0, hp + 1);
+	} else {
+		colon = memchr(hp, ':', (size_t)(end - hp));
+		snprintf(c->proxy.host, sizeof(c->proxy.host), "%.*s", (int)((colon ? colon : end) - hp), hp);
+	}
+	if (colon != NULL)
+		snprintf(c->proxy.port, sizeof(c->proxy.port), "%.*s", (int)(end - colon - 1), colon + 1);
+	else
+		snprintf(c->proxy.port, sizeof(c->proxy.port), "1080");	/* curl's default */
+	if (c->proxy.host[0] == '\0' || c->proxy.port[0] == '\0' ||
+	    strspn(c->proxy.port, "0123456789") != strlen(c->proxy.port) || atoi(c->proxy.port) < 1 ||
+	    atoi(c->proxy.port) > 65535)
+		return fail(c, SC_TLS_E_USAGE, SC_ERR_INVALID, "the proxy from %s wants "
+		    "http://[user:pass@]host:port", c->proxy.source);
+	snprintf(c->proxy.shown, sizeof(c->proxy.shown), "http://%s%s%s:%s",
+	    strchr(c->proxy.host, ':') ? "[" : "", c->proxy.host, strchr(c->proxy.host, ':') ? "]" : "",
+	    c->proxy.port);
+	if (at != NULL) {
+		char *b64;
+		if ((size_t)(at - p) >= sizeof(cred))
+			return fail(c, SC_TLS_E_USAGE, SC_ERR_INVALID, "the proxy credentials from %s "
+			    "are too long", c->proxy.source);
+		memcpy(cred, p, (size_t)(at - p));
+		cred[at - p] = '\0';
+		pct_decode(cred);
+		b64 = sc_b64((const unsigned char *)cred, strlen(cred));
+		if (b64 == NULL || asprintf(&c->proxy.auth, "Basic %s", b64) < 0) {
+			c->proxy.auth = NULL;
+			r = fail(c, SC_TLS_E_USAGE, SC_ERR_NOMEM, "out of memory");
+		}
+		if (b64 != NULL) {
+			explicit_bzero(b64, strlen(b64));
+			free(b64);
+		}
+		explicit_bzero(cred, sizeof(cred));
+		if (r != SC_OK)
+			return r;
+	}
+	c->via_proxy = 1;
+	sc_tls_note(c, "through the proxy %s (from %s%s)", c->proxy.shown, c->proxy.source,
+	    c->proxy.auth ? ", with credentials" : "");
+	return SC_OK;
+}
+
+int
+sc_tls_proxy_connect(struct sc_tls_conn *c)
+{
+	char *req = NULL, line[512], tgt[300];
+	size_t got = 0;
+	int n, v6 = strchr(c->host, ':') != NULL, status = 0;
+
+	snprintf(tgt, sizeof(tgt), "%s%s%s:%s", v6 ? "[" : "", c->host, v6 ? "]" : "", c->port);
+	n = asprintf(&req, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: scagent/%s\r\n%s%s%s"
+	    "\r\n", tgt, tgt, PACKAGE_VERSION, c->proxy.auth ? "Proxy-Authorization: " : "",
+	    c->proxy.auth ? c->proxy.auth : "", c->proxy.auth ? "\r\n" : "");
+	if (n < 0)
+		return fail(c, SC_TLS_E_PROXY, SC_ERR_NOMEM, "out of memory");
+	if (send(c->fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+		explicit_bzero(req, (size_t)n);
+		free(req);
+		return fail(c, SC_TLS_E_PROXY, SC_ERR_IO, "the proxy %s closed the connection: %s",
+		    c->proxy.shown, strerror(errno));
+	}
+	explicit_bzero(req, (size_t)n);
+	free(req);
+	/* The answer, byte by byte up to the empty line: nothing of the tunnel is read. */
+	for (;;) {
+		size_t len = 0;
+		for (;;) {
+			char ch;
+			ssize_t k = recv(c->fd, &ch, 1, 0);
+			if (k <= 0)
+				return fail(c, k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ?
+				    SC_TLS_E_TIMEOUT : SC_TLS_E_PROXY, SC_ERR_IO, "the proxy %s %s before "
+				    "answering CONNECT %s", c->proxy.shown, k == 0 ? "closed the connection" :
+				    "failed", tgt);
+			if (ch == '\n')
+				break;
+			if (ch != '\r' && len + 1 < sizeof(line))
+				line[len++] = ch;
+		}
+		line[len] = '\0';
+		if (got++ == 0) {
+			if (strncmp(line, "HTTP/1.", 7) != 0 || len < 12)
+				return fail(c, SC_TLS_E_PROXY, SC_ERR_PROTOCOL, "%s is not an HTTP proxy "
+				    "(it answered \"%.60s\")", c->proxy.shown, line);
+			status = atoi(line + 9);
+			snprintf(c->proxy_answer, sizeof(c->proxy_answer), "%.120s", line);
+		} else if (len == 0)
+			break;
+		if (got > 100)
+			return fail(c, SC_TLS_E_PROXY, SC_ERR_PROTOCOL, "the proxy %s sent too many headers",
+			    c->proxy.shown);
+	}
+	if (status == 407)
+		return fail(c, SC_TLS_E_PROXY, SC_ERR_PROTOCOL, "the proxy %s wants credentials (%s)%s",
+		    c->proxy.shown, c->proxy_answer, c->proxy.auth ? ": it refused those given" : "");
+	if (status < 200 || status > 299)
+		return fail(c, SC_TLS_E_PROXY, SC_ERR_PROTOCOL, "the proxy %s refused CONNECT %s: %s",
+		    c->proxy.shown, tgt, c->proxy_answer);
+	sc_tls_note(c, "the proxy %s connected us to %s (%s)", c->proxy.shown, tgt, c->proxy_answer);
+	return SC_OK;
 }
 
 /* curl's --resolve HOST:PORT:ADDR[,ADDR]: the address for host:port, or NULL. */
@@ -283,8 +473,10 @@ sc_tls_resolve(struct sc_tls_conn *c, struct addrinfo **res)
 {
 	struct addrinfo hints;
 	char buf[128];
-	const char *addr = resolve_override(c->o, c->host, c->port, buf, sizeof(buf));
-	const char *h = c->host;
+	const char *host = c->via_proxy ? c->proxy.host : c->host;
+	const char *port = c->via_proxy ? c->proxy.port : c->port;
+	const char *addr = resolve_override(c->o, host, port, buf, sizeof(buf));
+	const char *h = host;
 	int e;
 
 	*res = NULL;
@@ -295,11 +487,12 @@ sc_tls_resolve(struct sc_tls_conn *c, struct addrinfo **res)
 		hints.ai_flags = AI_NUMERICHOST;
 		h = addr;
 	}
-	if ((e = getaddrinfo(h, c->port, &hints, res)) != 0)
-		return fail(c, SC_TLS_E_RESOLVE, SC_ERR_NOT_FOUND, "cannot resolve %s%s%s: %s",
-		    c->host, addr ? " (--resolve " : "", addr ? addr : "", gai_strerror(e));
+	if ((e = getaddrinfo(h, port, &hints, res)) != 0)
+		return fail(c, SC_TLS_E_RESOLVE, SC_ERR_NOT_FOUND, "cannot resolve %s%s%s%s: %s",
+		    c->via_proxy ? "the proxy " : "", host, addr ? " (--resolve " : "", addr ? addr : "",
+		    gai_strerror(e));
 	if (addr != NULL)
-		sc_tls_note(c, "--resolve: %s:%s is %s", c->host, c->port, addr);
+		sc_tls_note(c, "--resolve: %s:%s is %s", host, port, addr);
 	return SC_OK;
 }
 
@@ -346,7 +539,8 @@ sc_tls_tcp(struct sc_tls_conn *c, struct addrinfo *res)
 				err = errno;
 		}
 		if (err != 0) {
-			snprintf(lasterr, sizeof(lasterr), "%s port %s: %s", host, c->port, strerror(err));
+			snprintf(lasterr, sizeof(lasterr), "%s port %s: %s", host,
+			    c->via_proxy ? c->proxy.port : c->port, strerror(err));
 			close(fd);
 			continue;
 		}
@@ -355,9 +549,13 @@ sc_tls_tcp(struct sc_tls_conn *c, struct addrinfo *res)
 		set_timeouts(fd, c->o->timeout_ms);
 		c->fd = fd;
 		snprintf(c->addr, sizeof(c->addr), "%s", host);
-		sc_tls_note(c, "connected to %s port %s", host, c->port);
+		sc_tls_note(c, "connected to %s%s port %s", c->via_proxy ? "the proxy at " : "", host,
+		    c->via_proxy ? c->proxy.port : c->port);
 		return SC_OK;
 	}
+	if (c->via_proxy)
+		return fail(c, SC_TLS_E_TCP, SC_ERR_IO, "cannot connect to the proxy %s (%s)",
+		    c->proxy.shown, lasterr);
 	return fail(c, SC_TLS_E_TCP, SC_ERR_IO, "cannot connect to %s:%s (%s)", c->host, c->port, lasterr);
 }
 
@@ -522,7 +720,7 @@ cert_cb(SSL *ssl, void *arg)
 	}
 	if (c->cert_sent)
 		return 1;	/* the certificate already given stays */
-	if (!c->o->offer_cert)
+	if (!c->o->offer_cert || c->o->resume_only)
 		return 1;
 	/*
 	 * Nothing is offered, and so nothing signed, for a server that failed
@@ -965,11 +1163,13 @@ sc_tls_open(struct sc_tls_conn *c)
 	struct addrinfo *res = NULL;
 	int r;
 
-	if ((r = sc_tls_resolve(c, &res)) != SC_OK)
+	if ((r = sc_tls_proxy_choose(c)) != SC_OK || (r = sc_tls_resolve(c, &res)) != SC_OK)
 		return r;
 	r = sc_tls_tcp(c, res);
 	freeaddrinfo(res);
 	if (r != SC_OK)
+		return r;
+	if (c->via_proxy && (r = sc_tls_proxy_connect(c)) != SC_OK)
 		return r;
 	if ((r = sc_tls_handshake(c)) != SC_OK)
 		return r;
@@ -1539,6 +1739,12 @@ sc_tls_advice(const struct sc_tls_conn *c)
 		return "start the agent (eval \"$(scagentd)\") or give --socket";
 	case SC_TLS_E_TIMEOUT:
 		return "the server or a device on the way does not answer; check it and the network";
+	case SC_TLS_E_PROXY:
+		if (strstr(c->err, "wants credentials") != NULL)
+			return "give the proxy's user and password: --proxy http://user:pass@host:port "
+			    "(or in https_proxy)";
+		return "check the proxy address (--proxy, https_proxy, HTTPS_PROXY) and that it allows "
+		    "CONNECT to this server and port; no_proxy lists hosts reached directly";
 	case SC_TLS_E_HANDSHAKE:
 		if (c->alert[0] && strstr(c->alert, "protocol version"))
 			return "the server and scagent share no TLS version: scagent speaks TLS 1.2 and 1.3";

@@ -44,10 +44,21 @@ struct sc_tls_opts {
 	int verbose;
 	int strict;			/* 1: a bad chain or name fails the handshake; 0: recorded only */
 	int offer_cert;			/* 0: record a certificate request, send no certificate */
+	int resume_only;		/* identity only from a kept session: a request is not answered */
 	int timeout_ms;			/* connect, read and write timeout; 0: none */
 	char *(*ask_pin)(const char *label);	/* a per-signature PIN (struct sc_tls_signer) */
 	struct sc_tls_agent *agent;
 	struct sc_tls_sessions *sessions;	/* sessions to resume and keep; NULL: none (see sessions.h) */
+	const char *proxy;		/* --proxy http://[user:pass@]host:port; NULL: https_proxy, HTTPS_PROXY; "": none */
+};
+
+/* An HTTP proxy that CONNECTs to the server. */
+struct sc_tls_proxy {
+	char host[256];
+	char port[8];
+	char *auth;			/* "Basic base64(user:pass)", or NULL; wiped and freed by sc_tls_conn_free */
+	char shown[300];		/* http://host:port: for logs, never with the credentials */
+	const char *source;		/* "--proxy", "https_proxy", "HTTPS_PROXY" */
 };
 
 /* When the server asked for a client certificate. */
@@ -94,7 +105,8 @@ enum sc_tls_fail {
 	SC_TLS_E_CLOSED,		/* server closed after the client certificate */
 	SC_TLS_E_IO,			/* other failure after the handshake */
 	SC_TLS_E_AGENT,			/* the agent is unreachable */
-	SC_TLS_E_TIMEOUT
+	SC_TLS_E_TIMEOUT,
+	SC_TLS_E_PROXY			/* the HTTP proxy refused or failed the CONNECT */
 };
 
 struct sc_tls_conn {
@@ -104,6 +116,9 @@ struct sc_tls_conn {
 	char addr[64];			/* numeric address connected to */
 	char logprefix[32];		/* verbose notes start with this */
 	int fd;
+	int via_proxy;			/* proxy below is used */
+	struct sc_tls_proxy proxy;
+	char proxy_answer[128];		/* the proxy's status line */
 	SSL_CTX *ctx;
 	SSL *ssl;
 	int handshake_done;
@@ -143,6 +158,15 @@ void sc_tls_conn_init(struct sc_tls_conn *c, const struct sc_tls_opts *o,
 void sc_tls_conn_free(struct sc_tls_conn *c);
 
 /* Steps; each returns 0 or sets c->fail / c->err and returns SC_ERR_*. */
+/*
+ * The proxy for this connection, as curl chooses it: --proxy, else
+ * https_proxy or HTTPS_PROXY, unless no_proxy (NO_PROXY) names the host
+ * ("*", a name, or a domain suffix). 0 (c->via_proxy says whether one is
+ * used), or SC_ERR_INVALID with c->err for a malformed proxy URL.
+ */
+int sc_tls_proxy_choose(struct sc_tls_conn *c);
+/* sc_tls_resolve and sc_tls_tcp reach the proxy when one is used; then this asks it to CONNECT. */
+int sc_tls_proxy_connect(struct sc_tls_conn *c);
 int sc_tls_resolve(struct sc_tls_conn *c, struct addrinfo **res);
 int sc_tls_tcp(struct sc_tls_conn *c, struct addrinfo *res);
 int sc_tls_handshake(struct sc_tls_conn *c);

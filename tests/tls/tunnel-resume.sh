@@ -99,6 +99,31 @@ tb_s_server "$SP"
 through s_server-tls13 2 "s_server" --connect "localhost:$SP"
 through s_server-tls12 2 "s_server" --connect "localhost:$SP" --tls-max 1.2
 
+# probe says whether the server resumes with the client's identity: a third
+# connection offers the kept session and answers no certificate request, so
+# the run costs one signature either way.
+out=$TB_DIR/probe.json
+err=$TB_DIR/probe.err
+a0=$(lines "$AUDIT")
+probe 0 "client-auth=pass" "probe: nginx" "https://localhost:$NP/" --cafile "$PKI/root.pem"
+if python3 -c 'import json,sys; c=[x for x in json.load(open(sys.argv[1]))["checks"] if x["id"]=="client-auth"][0]; assert c["resumption"] is True and "resumed" in c["detail"]' "$out" &&
+	[ "$(signs "$a0")" = 1 ]; then
+	ok "probe: client-auth says nginx resumes the session (resumption: true), one signature"
+else
+	nok "probe resumption ($(signs "$a0") signatures)"; show "$out"
+fi
+NS=$(tb_port)
+tb_s_server "$NS" -no_ticket -no_cache
+a0=$(lines "$AUDIT")
+probe 0 "client-auth=pass" "probe: s_server without session cache or tickets" \
+	"https://localhost:$NS/" --cafile "$PKI/root.pem"
+if python3 -c 'import json,sys; c=[x for x in json.load(open(sys.argv[1]))["checks"] if x["id"]=="client-auth"][0]; assert c["resumption"] is False and "did not resume" in c["detail"]' "$out" &&
+	[ "$(signs "$a0")" = 1 ]; then
+	ok "probe: client-auth says s_server -no_ticket -no_cache does not resume, one signature"
+else
+	nok "probe without resumption ($(signs "$a0") signatures)"; show "$out"; show "$err"
+fi
+
 # Without reuse: a signature per connection, as before.
 through no-reuse 16 "hello from nginx main" --connect "localhost:$NP" --session-lifetime 0
 check "--session-lifetime 0: 16 signatures" test "$ns" = 16
