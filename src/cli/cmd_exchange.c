@@ -7,10 +7,10 @@
  * status without and with the card's certificate, and one line of advice.
  *
  * Two connections per path: the first sends no certificate; the second,
- * strict as `connect`, presents one. The second connections offer the
- * session of the last one that carried the certificate, so a server that
- * asks in the handshake and resumes sessions costs one card signature for
- * the whole sweep. A server that fails its chain, name or principal checks
+ * strict as `connect`, presents one. The second connections keep their
+ * sessions in the run's cache (o->sessions, tls/sessions.h) and offer them,
+ * so a server that asks in the handshake and resumes sessions costs one
+ * card signature for the whole sweep. A server that fails its chain, name or principal checks
  * is sent no certificate at all (as probe).
  */
 #include "config.h"
@@ -57,8 +57,6 @@ struct server_view {
 struct sweep {
 	const struct sc_tls_opts *o;
 	char host[256], port[8];
-	SSL_SESSION *session;		/* from the last connection with the certificate */
-	char label[128];		/* its certificate */
 	int signatures;
 	struct server_view sv;
 };
@@ -143,13 +141,11 @@ with_cert(struct sweep *sw, struct endpoint *e)
 	struct sc_tls_conn c;
 	struct sc_http_resp r;
 	struct sc_tls_finding f;
-	int resumed;
 
 	memset(&r, 0, sizeof(r));
 	o2.strict = 1;
 	o2.offer_cert = 1;
 	o2.timeout_ms = SWEEP_TIMEOUT_MS;
-	o2.session = sw->session;
 	sc_tls_conn_init(&c, &o2, sw->host, sw->port);
 	snprintf(c.logprefix, sizeof(c.logprefix), "%.20s: ", e->path);
 	if (sc_tls_open(&c) != SC_OK ||
@@ -157,30 +153,19 @@ with_cert(struct sweep *sw, struct endpoint *e)
 		set_failure(e, &c);
 		goto out;
 	}
-	/* A resumed session carries the certificate of the connection it came from. */
-	resumed = SSL_session_reused(c.ssl) && sw->session != NULL;
-	if (!c.cert_sent && resumed) {
-		c.cert_sent = 1;
-		snprintf(c.choice.label, sizeof(c.choice.label), "%s", sw->label);
-	}
 	e->with = r.status;
-	sc_tls_note(&c, "%s the session%s", resumed ? "resumed" : "a new session:",
-	    sw->session != NULL && !resumed ? " (the server did not resume the one offered)" : "");
-	if (c.cert_sent && c.fail == SC_TLS_OK) {
-		SSL_SESSION *s = SSL_get1_session(c.ssl);
-		if (s != NULL) {
-			SSL_SESSION_free(sw->session);
-			sw->session = s;
-			snprintf(sw->label, sizeof(sw->label), "%s", c.choice.label);
-		}
-	}
 	sw->signatures += c.signer.nsigs;
-	/*
-	 * close_notify before SSL_free: OpenSSL marks the session of a
-	 * connection freed without it as not resumable.
-	 */
 	if (c.fail == SC_TLS_OK)
 		SSL_shutdown(c.ssl);
+	/*
+	 * A resumed session carries the certificate of the connection it came
+	 * from: for what the server's answer means, that certificate was sent.
+	 * (Set after the close_notify: no later ticket is kept under it.)
+	 */
+	if (!c.cert_sent && c.resumed) {
+		c.cert_sent = 1;
+		snprintf(c.choice.label, sizeof(c.choice.label), "%s", c.sess_id.label);
+	}
 	sc_tls_diag_http(&c, &r, &f);
 	if (!c.cert_sent)
 		set_result(e, "fail", "", c.choice.why[0] ? sc_tls_nocert_advice(&c.req, c.choice.why) :
@@ -212,7 +197,6 @@ sweep_path(struct sweep *sw, struct endpoint *e)
 	o1.strict = 0;
 	o1.offer_cert = 0;
 	o1.timeout_ms = SWEEP_TIMEOUT_MS;
-	o1.session = NULL;
 	sc_tls_conn_init(&c, &o1, sw->host, sw->port);
 	hs_ok = sc_tls_open(&c) == SC_OK;
 	if (c.ssl == NULL || (!hs_ok && c.requests == 0 && SSL_get0_peer_certificate(c.ssl) == NULL)) {
@@ -394,7 +378,6 @@ probe_exchange(const struct sc_tls_opts *o, const char *target, const char **ext
 	else
 		print_table(&sw, ep, n, result);
 	rc = strcmp(result, "fail") == 0 ? EX_SC_FAIL : EX_SC_OK;
-	SSL_SESSION_free(sw.session);
 	free(ep);
 	return rc;
 }

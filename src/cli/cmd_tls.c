@@ -35,7 +35,7 @@
 
 /* Options shared by the three commands. */
 enum { O_CERT = 1000, O_CAFILE, O_PRINCIPAL, O_RESOLVE, O_TLSMAX, O_JSON, O_LISTEN,
-	O_CONNECT, O_REMOTE };
+	O_CONNECT, O_REMOTE, O_PROXY };
 
 #define TLS_LONGOPTS \
 	{ "cert", required_argument, NULL, O_CERT }, \
@@ -43,11 +43,13 @@ enum { O_CERT = 1000, O_CAFILE, O_PRINCIPAL, O_RESOLVE, O_TLSMAX, O_JSON, O_LIST
 	{ "principal", required_argument, NULL, O_PRINCIPAL }, \
 	{ "resolve", required_argument, NULL, O_RESOLVE }, \
 	{ "tls-max", required_argument, NULL, O_TLSMAX }, \
+	{ "proxy", required_argument, NULL, O_PROXY }, \
 	{ "verbose", no_argument, NULL, 'v' }, \
 	{ "help", no_argument, NULL, 'h' }
 
 struct tls_args {
 	struct sc_tls_opts o;
+	struct sc_tls_sessions *sessions;	/* kept for this run (connect, probe) */
 	struct sc_tls_agent agent;
 	const char **resolve;
 };
@@ -65,6 +67,16 @@ tls_args_init(struct cli *c, struct tls_args *a, int argc)
 	a->o.strict = 1;
 	a->resolve = calloc((size_t)argc + 1, sizeof(*a->resolve));
 	a->o.resolve = a->resolve;
+}
+
+/* connect and probe keep sessions for this run: a later connection resumes, the card signs once. */
+static int
+tls_args_sessions(struct tls_args *a)
+{
+	if ((a->sessions = sc_tls_sessions_new(SC_TLS_SESSION_LIFETIME)) == NULL)
+		return -1;
+	a->o.sessions = a->sessions;
+	return 0;
 }
 
 /* The one URL argument of connect and probe, split: EX_SC_OK, or EX_SC_USAGE (said). */
@@ -101,6 +113,7 @@ static void
 tls_args_clear(struct tls_args *a)
 {
 	sc_tls_agent_clear(&a->agent);
+	sc_tls_sessions_free(a->sessions);
 	free(a->resolve);
 	sc_tls_provider_cleanup();
 }
@@ -147,6 +160,9 @@ tls_option(struct cli *c, struct tls_args *a, int ch, const char *arg)
 			return -1;
 		}
 		return 1;
+	case O_PROXY:
+		a->o.proxy = arg;
+		return 1;
 	case 'v':
 		c->verbose++;
 		a->o.verbose = c->verbose;
@@ -172,6 +188,26 @@ tls_cert_arg(struct tls_args *a)
 		return EX_SC_OK;
 	cli_err("%s", why);
 	return r == SC_ERR_AGENT_UNREACHABLE ? EX_SC_AGENT : EX_SC_FAIL;
+}
+
+/*
+ * The proxy (--proxy, https_proxy, HTTPS_PROXY; no_proxy) for host:port,
+ * checked before any connection: EX_SC_OK, or EX_SC_USAGE (said). The
+ * message never shows the proxy's credentials.
+ */
+static int
+tls_proxy_arg(struct tls_args *a, const char *host, const char *port)
+{
+	struct sc_tls_conn conn;
+	int rc = EX_SC_OK;
+
+	sc_tls_conn_init(&conn, &a->o, host, port);
+	if (sc_tls_proxy_choose(&conn) != SC_OK) {
+		cli_err("%s", conn.err);
+		rc = EX_SC_USAGE;
+	}
+	sc_tls_conn_free(&conn);
+	return rc;
 }
 
 static int
@@ -202,7 +238,8 @@ report_failure(const struct sc_tls_conn *conn)
 static const char connect_usage[] =
     "usage: scagent connect URL [-X METHOD] [-H 'Name: value']... [-d DATA|@FILE] [-o FILE] [-i]\n"
     "                       [--cert REF] [--cafile FILE] [--principal msstd:NAME]\n"
-    "                       [--resolve HOST:PORT:ADDR]... [--tls-max 1.2|1.3]\n";
+    "                       [--resolve HOST:PORT:ADDR]... [--tls-max 1.2|1.3]\n"
+    "                       [--proxy http://[user:pass@]host:port]\n";
 
 static int
 read_data(const char *arg, unsigned char **data, size_t *len)
@@ -242,7 +279,7 @@ cmd_connect(struct cli *c, int argc, char **argv)
 	if (cli_have_tty())
 		a.o.ask_pin = tls_ask_pin;
 	headers = calloc((size_t)argc + 1, sizeof(*headers));
-	if (a.resolve == NULL || headers == NULL) {
+	if (a.resolve == NULL || headers == NULL || tls_args_sessions(&a) < 0) {
 		tls_args_clear(&a);
 		free(headers);
 		return EX_SC_FAIL;
@@ -294,7 +331,7 @@ cmd_connect(struct cli *c, int argc, char **argv)
 		rc = EX_SC_USAGE;
 		goto out;
 	}
-	if ((rc = tls_cert_arg(&a)) != EX_SC_OK)
+	if ((rc = tls_proxy_arg(&a, host, port)) != EX_SC_OK || (rc = tls_cert_arg(&a)) != EX_SC_OK)
 		goto out;
 	rc = EX_SC_FAIL;
 	sc_tls_conn_init(&conn, &a.o, host, port);
@@ -354,11 +391,11 @@ out:
 
 /* ================================================================ probe */
 
-enum { P_RESOLVE, P_TCP, P_HANDSHAKE, P_CHAIN, P_NAME, P_PRINCIPAL, P_REQUEST, P_REQUIRED,
-	P_MATCH, P_AUTH, P_HTTP, P_COUNT };
+enum { P_RESOLVE, P_TCP, P_PROXY, P_HANDSHAKE, P_CHAIN, P_NAME, P_PRINCIPAL, P_REQUEST,
+	P_REQUIRED, P_MATCH, P_AUTH, P_HTTP, P_COUNT };
 
 static const char *const check_ids[P_COUNT] = {
-	"resolve", "tcp", "tls-handshake", "server-chain", "server-name", "principal",
+	"resolve", "tcp", "proxy", "tls-handshake", "server-chain", "server-name", "principal",
 	"client-cert-request", "client-cert-required", "client-cert-match", "client-auth", "http"
 };
 
@@ -368,6 +405,7 @@ struct check {
 	char detail[1024];
 	char advice[512];
 	json_object *extra;
+	int resumption;			/* client-auth: 1 resumed, -1 not, 0 not tried */
 };
 
 static void set_check(struct check *k, const char *status, const char *advice, const char *fmt, ...)
@@ -459,7 +497,10 @@ print_checks(const char *url, struct check *k, int json)
 		json_object_object_add(o, "url", json_object_new_string(url));
 		json_object_object_add(o, "result", json_object_new_string(failed ? "fail" : "pass"));
 		for (int i = 0; i < P_COUNT; i++) {
-			json_object *e = json_object_new_object();
+			json_object *e;
+			if (strcmp(k[i].status, "absent") == 0)
+				continue;	/* proxy, when none is used */
+			e = json_object_new_object();
 			json_object_object_add(e, "id", json_object_new_string(check_ids[i]));
 			json_object_object_add(e, "status", json_object_new_string(k[i].status));
 			json_object_object_add(e, "detail", json_object_new_string(k[i].detail));
@@ -469,6 +510,8 @@ print_checks(const char *url, struct check *k, int json)
 				json_object_object_add(e, "advice", json_object_new_string(k[i].advice));
 			if (k[i].extra != NULL && i == P_CHAIN)
 				json_object_object_add(e, "chain", json_object_get(k[i].extra));
+			if (k[i].resumption != 0)
+				json_object_object_add(e, "resumption", json_object_new_boolean(k[i].resumption > 0));
 			json_object_array_add(arr, e);
 		}
 		json_object_object_add(o, "checks", arr);
@@ -479,6 +522,8 @@ print_checks(const char *url, struct check *k, int json)
 		printf("probe %s\n", url);
 		for (int i = 0; i < P_COUNT; i++) {
 			char up[8];
+			if (strcmp(k[i].status, "absent") == 0)
+				continue;
 			snprintf(up, sizeof(up), "%s", k[i].status);
 			for (char *p = up; *p; p++)
 				*p = (char)(*p - 'a' + 'A');
@@ -525,6 +570,7 @@ skip_after_failed_server(struct check *k, const struct sc_tls_conn *c1)
 static const char probe_usage[] =
     "usage: scagent probe URL [--json] [--cert REF] [--cafile FILE] [--principal msstd:NAME]\n"
     "                     [--resolve HOST:PORT:ADDR]... [--tls-max 1.2|1.3]\n"
+    "                     [--proxy http://[user:pass@]host:port]\n"
     "       scagent probe --exchange HOST[:PORT] [--path P]... [--json] [options as above]\n";
 
 enum { O_EXCHANGE = 1200, O_VDIR_PATH };
@@ -542,8 +588,8 @@ cmd_probe(struct cli *c, int argc, char **argv)
 	struct tls_args a;
 	const char *exchange = NULL, **paths = calloc((size_t)argc + 1, sizeof(*paths));
 	int npaths = 0;
-	struct sc_tls_opts o1, o2;
-	struct sc_tls_conn c1, c2;
+	struct sc_tls_opts o1, o2, o3;
+	struct sc_tls_conn c1, c2, c3;
 	struct sc_http_resp r1, r2, *final = NULL;
 	struct sc_tls_choice choice;
 	struct check k[P_COUNT];
@@ -558,7 +604,8 @@ cmd_probe(struct cli *c, int argc, char **argv)
 		a.o.ask_pin = tls_ask_pin;
 	memset(&c1, 0, sizeof(c1));
 	memset(&c2, 0, sizeof(c2));
-	c1.fd = c2.fd = -1;
+	memset(&c3, 0, sizeof(c3));
+	c1.fd = c2.fd = c3.fd = -1;
 	memset(&r1, 0, sizeof(r1));
 	memset(&r2, 0, sizeof(r2));
 	memset(&choice, 0, sizeof(choice));
@@ -597,8 +644,11 @@ cmd_probe(struct cli *c, int argc, char **argv)
 			rc = EX_SC_USAGE;
 			goto out;
 		}
-		if ((rc = tls_cert_arg(&a)) == EX_SC_OK)
-			rc = probe_exchange(&a.o, exchange, paths, npaths, json);
+		if ((rc = tls_cert_arg(&a)) != EX_SC_OK)
+			goto out;
+		/* The sessions of the sweep: one signature for all paths where the server resumes. */
+		rc = tls_args_sessions(&a) < 0 ? EX_SC_FAIL :
+		    probe_exchange(&a.o, exchange, paths, npaths, json);
 		goto out;
 	}
 	if ((rc = url_arg(argc, argv, probe_usage, &url, host, sizeof(host), port, sizeof(port),
@@ -607,6 +657,8 @@ cmd_probe(struct cli *c, int argc, char **argv)
 	if ((rc = tls_cert_arg(&a)) != EX_SC_OK)
 		goto out;
 	rc = EX_SC_FAIL;
+	if (tls_args_sessions(&a) < 0)
+		goto out;
 	for (int i = 0; i < P_COUNT; i++)
 		set_check(&k[i], "skip", NULL, "not reached: an earlier check failed");
 	if (a.o.principal == NULL)
@@ -618,6 +670,12 @@ cmd_probe(struct cli *c, int argc, char **argv)
 	o1.offer_cert = 0;
 	o1.timeout_ms = 15000;
 	sc_tls_conn_init(&c1, &o1, host, port);
+	if (sc_tls_proxy_choose(&c1) != SC_OK) {
+		set_check(&k[P_RESOLVE], "fail", sc_tls_advice(&c1), "%s", c1.err);
+		goto report;
+	}
+	/* The proxy check is there only when a proxy is used. */
+	k[P_PROXY].status = c1.via_proxy ? k[P_PROXY].status : "absent";
 	if (sc_tls_resolve(&c1, &res) != SC_OK) {
 		set_check(&k[P_RESOLVE], "fail", sc_tls_advice(&c1), "%s", c1.err);
 		goto report;
@@ -631,14 +689,23 @@ cmd_probe(struct cli *c, int argc, char **argv)
 			    strstr(addrs, h) == NULL && off < sizeof(addrs))
 				snprintf(addrs + off, sizeof(addrs) - off, "%s%s", off ? ", " : "", h);
 		}
-		set_check(&k[P_RESOLVE], "pass", NULL, "%s is %s%s", host, addrs,
-		    c1.err[0] ? "" : "");
+		set_check(&k[P_RESOLVE], "pass", NULL, "%s%s is %s", c1.via_proxy ? "the proxy " : "",
+		    c1.via_proxy ? c1.proxy.host : host, addrs);
 	}
 	if (sc_tls_tcp(&c1, res) != SC_OK) {
 		set_check(&k[P_TCP], "fail", sc_tls_advice(&c1), "%s", c1.err);
 		goto report;
 	}
-	set_check(&k[P_TCP], "pass", NULL, "connected to %s port %s", c1.addr, port);
+	set_check(&k[P_TCP], "pass", NULL, "connected to %s%s port %s", c1.via_proxy ? "the proxy at " : "",
+	    c1.addr, c1.via_proxy ? c1.proxy.port : port);
+	if (c1.via_proxy) {
+		if (sc_tls_proxy_connect(&c1) != SC_OK) {
+			set_check(&k[P_PROXY], "fail", sc_tls_advice(&c1), "%s", c1.err);
+			goto report;
+		}
+		set_check(&k[P_PROXY], "pass", NULL, "%s (from %s) connected to %s:%s: %s", c1.proxy.shown,
+		    c1.proxy.source, host, port, c1.proxy_answer);
+	}
 	hs_ok = sc_tls_handshake(&c1) == SC_OK;
 	if (c1.ssl != NULL)
 		sc_tls_describe(&c1, desc, sizeof(desc));
@@ -749,10 +816,27 @@ cmd_probe(struct cli *c, int argc, char **argv)
 					set_finding(&k[P_AUTH], &fd);
 					snprintf(k[P_AUTH].detail, sizeof(k[P_AUTH].detail), "\"%s\" was sent "
 					    "but the server answered %.800s", c2.choice.label, fd.detail);
-				} else
+				} else {
+					/*
+					 * A third connection offers the session kept from the
+					 * second and answers no certificate request: does the
+					 * server resume with the client's identity (a tunnel's
+					 * connections then cost no signature)?
+					 */
+					sc_tls_sessions_end(a.sessions, c2.flight);
+					c2.flight = 0;	/* no ticket yet: c3 need not wait for one */
+					o3 = o2;
+					o3.resume_only = 1;
+					sc_tls_conn_init(&c3, &o3, host, port);
+					snprintf(c3.logprefix, sizeof(c3.logprefix), "resume: ");
+					k[P_AUTH].resumption = sc_tls_open(&c3) == SC_OK && c3.resumed ? 1 : -1;
 					set_check(&k[P_AUTH], "pass", NULL, "\"%s\" accepted; the token signed "
-					    "with %s", c2.choice.label, c2.signer.last_alg[0] ?
-					    c2.signer.last_alg : "(no signature)");
+					    "with %s; %s", c2.choice.label, c2.signer.last_alg[0] ?
+					    c2.signer.last_alg : "(no signature)", k[P_AUTH].resumption > 0 ?
+					    "a new connection resumed the session with it, without a signature" :
+					    "the server did not resume the session: each connection costs a signature "
+					    "(enable its session cache or tickets)");
+				}
 			} else {
 				set_check(&k[P_AUTH], "fail", sc_tls_advice(&c2), "%s", c2.err);
 				set_check(&k[P_HTTP], "skip", NULL, "no HTTP answer: client authentication failed");
@@ -787,6 +871,9 @@ out:
 	sc_http_resp_free(&r1);
 	sc_http_resp_free(&r2);
 	sc_tls_conn_free(&c1);
+	if (c3.ssl != NULL && c3.fail == SC_TLS_OK)
+		SSL_shutdown(c3.ssl);
+	sc_tls_conn_free(&c3);
 	sc_tls_conn_free(&c2);
 	free(path);
 	free(paths);
@@ -798,13 +885,37 @@ out:
 
 /* The relay itself, and who may use it, are in tunnel.c. */
 
-enum { O_MAXCONN = 1100 };
+enum { O_MAXCONN = 1100, O_LIFETIME, O_KEEP };
+
+/* --session-lifetime N[s|m|h]: seconds, or -1 (said). */
+static long
+parse_lifetime(const char *arg)
+{
+	char *end;
+	long n, mul = 1;
+
+	errno = 0;
+	n = strtol(arg, &end, 10);
+	if (*end == 'h')
+		mul = 3600;
+	else if (*end == 'm')
+		mul = 60;
+	if (*end != '\0' && end[1] == '\0' && (*end == 'h' || *end == 'm' || *end == 's'))
+		end++;
+	if (errno != 0 || end == arg || *end != '\0' || n < 0 || n > 7 * 24 * 3600 / mul) {
+		cli_err("--session-lifetime wants a duration from 0 to 168h (as 3600, 90m, 8h), not "
+		    "\"%s\"", arg);
+		return -1;
+	}
+	return n * mul;
+}
 
 static const char tunnel_usage[] =
     "usage: scagent tunnel --listen ADDR:PORT|unix:PATH --connect HOST:PORT [--allow-remote]\n"
     "                      [--max-connections N] [--cert REF] [--cafile FILE]\n"
     "                      [--principal msstd:NAME] [--resolve HOST:PORT:ADDR]...\n"
-    "                      [--tls-max 1.2|1.3]\n";
+    "                      [--tls-max 1.2|1.3] [--session-lifetime DURATION]\n"
+    "                      [--keep-on-removal] [--proxy http://[user:pass@]host:port]\n";
 
 int
 cmd_tunnel(struct cli *c, int argc, char **argv)
@@ -815,6 +926,8 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 		{ "connect", required_argument, NULL, O_CONNECT },
 		{ "allow-remote", no_argument, NULL, O_REMOTE },
 		{ "max-connections", required_argument, NULL, O_MAXCONN },
+		{ "session-lifetime", required_argument, NULL, O_LIFETIME },
+		{ "keep-on-removal", no_argument, NULL, O_KEEP },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct tls_args a;
@@ -827,6 +940,7 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 	memset(&to, 0, sizeof(to));
 	to.tls = &a.o;
 	to.max_connections = TUNNEL_MAX_CONNECTIONS;
+	to.session_lifetime = SC_TLS_SESSION_LIFETIME;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		if ((tt = tls_option(c, &a, ch, optarg)) < 0)
@@ -848,6 +962,11 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 			}
 			to.max_connections = (int)n;
 			break;
+		case O_LIFETIME:
+			if ((to.session_lifetime = parse_lifetime(optarg)) < 0)
+				goto out;
+			break;
+		case O_KEEP: to.keep_on_removal = 1; break;
 		case 'h':
 			fputs(tunnel_usage, stdout);
 			rc = EX_SC_OK;
@@ -862,6 +981,18 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 	}
 	if ((rc = tunnel_check(&to)) != EX_SC_OK)
 		goto out;
+	{
+		char host[256], port[8];
+		const char *colon = strrchr(to.connect, ':');
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - to.connect), to.connect);
+		snprintf(port, sizeof(port), "%s", colon + 1);
+		if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+			memmove(host, host + 1, strlen(host));
+			host[strlen(host) - 1] = '\0';
+		}
+		if ((rc = tls_proxy_arg(&a, host, port)) != EX_SC_OK)
+			goto out;
+	}
 	if ((rc = tls_cert_arg(&a)) != EX_SC_OK)
 		goto out;	/* --cert names nothing usable: no listener */
 	rc = tunnel_run(&to);

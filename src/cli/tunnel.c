@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include <json-c/json.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include "cli/cli.h"
@@ -40,6 +41,9 @@ struct tunnel {
 	unsigned long served;
 	pthread_t *done;		/* finished threads, to be joined */
 	size_t ndone, capdone;
+	struct sc_tls_sessions *sessions;	/* kept sessions, shared by the connections; NULL: none */
+	struct tconn *open;		/* connections whose upstream is up (under lock) */
+	int stopping;			/* the watch thread ends (under lock) */
 };
 
 struct tconn {
@@ -47,6 +51,11 @@ struct tconn {
 	unsigned long id;
 	int fd;
 	char peer[96];
+	/* while in t->open: */
+	struct tconn *next;
+	int upfd;			/* the upstream socket */
+	int has_identity;		/* a client certificate authenticates it */
+	char token[128];		/* that certificate's token ("" unknown) */
 };
 
 /* The listening socket. */
@@ -245,6 +254,7 @@ tunnel_conn(void *arg)
 	 */
 	sc_tls_agent_init(&ag, t->o->tls->agent != NULL ? t->o->tls->agent->socket : NULL);
 	o.agent = &ag;
+	o.sessions = t->sessions;
 	sc_tls_conn_init(&up, &o, t->host, t->port);
 	snprintf(up.logprefix, sizeof(up.logprefix), "#%lu: ", tc->id);
 	if (sc_tls_open(&up) != SC_OK) {
@@ -252,10 +262,30 @@ tunnel_conn(void *arg)
 		tlog("connection #%lu: upstream %s:%s failed: %s%s%s", tc->id, t->host, t->port, up.err,
 		    adv[0] ? "; advice: " : "", adv);
 	} else {
+		const char *who = sc_tls_identity(&up, NULL);
+
+		const char *token = NULL;
+
+		sc_tls_identity(&up, &token);
 		sc_tls_describe(&up, desc, sizeof(desc));
-		tlog("connection #%lu: upstream %s:%s up (%s%s%s)", tc->id, t->host, t->port, desc,
-		    up.cert_sent ? ", client certificate " : "", up.cert_sent ? up.choice.label : "");
+		tlog("connection #%lu: upstream %s:%s up (%s%s%s%s)", tc->id, t->host, t->port, desc,
+		    who ? ", client certificate " : "", who ? who : "",
+		    up.resumed ? ", session resumed: nothing signed" : "");
+		pthread_mutex_lock(&t->lock);
+		tc->upfd = up.fd;
+		tc->has_identity = who != NULL;
+		snprintf(tc->token, sizeof(tc->token), "%s", token ? token : "");
+		tc->next = t->open;
+		t->open = tc;
+		pthread_mutex_unlock(&t->lock);
 		relay(tc, &up, &nup, &ndown);
+		pthread_mutex_lock(&t->lock);
+		for (struct tconn **pp = &t->open; *pp != NULL; pp = &(*pp)->next)
+			if (*pp == tc) {
+				*pp = tc->next;
+				break;
+			}
+		pthread_mutex_unlock(&t->lock);
 	}
 	sc_tls_conn_free(&up);
 	sc_tls_agent_clear(&ag);
@@ -288,6 +318,108 @@ tunnel_conn(void *arg)
 	pthread_cond_broadcast(&t->idle);
 	pthread_mutex_unlock(&t->lock);
 	(void)!write(t->done_wr, "", 1);	/* wake the main thread to join this one */
+	return NULL;
+}
+
+/*
+ * The identity ends with the card: token's certificates (NULL: every one)
+ * lose their kept sessions, and the connections made with them are closed
+ * (shutdown() wakes their relay, which ends them).
+ */
+static void
+tunnel_forget(struct tunnel *t, const char *token, const char *why)
+{
+	int n = sc_tls_sessions_forget(t->sessions, token), closed = 0;
+
+	pthread_mutex_lock(&t->lock);
+	for (struct tconn *tc = t->open; tc != NULL; tc = tc->next) {
+		if (!tc->has_identity || (token != NULL && tc->token[0] != '\0' &&
+		    strcmp(tc->token, token) != 0))
+			continue;
+		shutdown(tc->upfd, SHUT_RDWR);
+		shutdown(tc->fd, SHUT_RDWR);
+		closed++;
+	}
+	pthread_mutex_unlock(&t->lock);
+	tlog("%s: forgot %d kept session%s and closed %d connection%s made with %s%s%s; the next "
+	    "connection needs the card again", why, n, n == 1 ? "" : "s", closed, closed == 1 ? "" : "s",
+	    token ? "the certificates of token \"" : "any certificate", token ? token : "",
+	    token ? "\"" : "");
+}
+
+static void
+tunnel_event(struct tunnel *t, const char *text)
+{
+	json_object *ev = json_tokener_parse(text), *v;
+	const char *what, *token = NULL;
+	char why[200];
+
+	if (ev == NULL || !json_object_object_get_ex(ev, "event", &v) ||
+	    (what = json_object_get_string(v)) == NULL)
+		goto out;
+	if (json_object_object_get_ex(ev, "token", &v) && json_object_is_type(v, json_type_string))
+		token = json_object_get_string(v);
+	if (strcmp(what, "token-removed") == 0 || strcmp(what, "logout") == 0) {
+		snprintf(why, sizeof(why), "the agent says %s%s%s", what, token ? " of token " : "",
+		    token ? token : "");
+		tunnel_forget(t, token, why);
+	}
+out:
+	json_object_put(ev);
+}
+
+/* 1 when the tunnel stops (waits up to ms for it). */
+static int
+tunnel_stopping(struct tunnel *t, int ms)
+{
+	struct pollfd p = { t->stop_rd, POLLIN, 0 };
+	int stop;
+
+	pthread_mutex_lock(&t->lock);
+	stop = t->stopping;
+	pthread_mutex_unlock(&t->lock);
+	return stop || poll(&p, 1, ms) > 0;
+}
+
+/*
+ * The agent's events, on a connection of their own: token-removed and
+ * logout end the sessions of that token. While the agent is away, the
+ * sessions are forgotten once (what happened to the card meanwhile is not
+ * known) and the thread tries again every second.
+ */
+static void *
+tunnel_watch(void *arg)
+{
+	struct tunnel *t = arg;
+	scagent_client *cl = NULL;
+	int had = 0;
+
+	while (!tunnel_stopping(t, 0)) {
+		char *ev = NULL;
+		int r;
+
+		if (cl == NULL) {
+			if (scagent_connect(t->o->tls->agent ? t->o->tls->agent->socket : NULL, &cl) != SC_OK ||
+			    scagent_watch(cl) != SC_OK) {
+				scagent_close(cl);
+				cl = NULL;
+				tunnel_stopping(t, 1000);
+				continue;
+			}
+			had = 1;
+		}
+		if ((r = scagent_next_event(cl, 500, &ev)) == SC_OK)
+			tunnel_event(t, ev);
+		else if (r != SC_ERR_TIMEOUT) {
+			scagent_close(cl);
+			cl = NULL;
+			if (had)
+				tunnel_forget(t, NULL, "the agent went away");
+			had = 0;
+		}
+		scagent_free(ev);
+	}
+	scagent_close(cl);
 	return NULL;
 }
 
@@ -554,7 +686,8 @@ tunnel_run(const struct tunnel_opts *o)
 	struct listener l;
 	struct sigaction sa, old_term, old_int;
 	char shown[32];
-	int pipefd[2] = { -1, -1 }, donefd[2] = { -1, -1 }, signals = 0, rc;
+	int pipefd[2] = { -1, -1 }, donefd[2] = { -1, -1 }, signals = 0, watching = 0, rc;
+	pthread_t watcher;
 
 	memset(&t, 0, sizeof(t));
 	memset(&l, 0, sizeof(l));
@@ -566,6 +699,11 @@ tunnel_run(const struct tunnel_opts *o)
 	if ((rc = tunnel_check(o)) != EX_SC_OK)
 		goto out;
 	split_hostport(o->connect, t.host, sizeof(t.host), t.port, sizeof(t.port));
+	if (o->session_lifetime > 0 && (t.sessions = sc_tls_sessions_new(o->session_lifetime)) == NULL) {
+		cli_err("out of memory");
+		rc = EX_SC_FAIL;
+		goto out;
+	}
 	if (strncmp(o->listen, "unix:", 5) == 0)
 		rc = listen_unix(o->listen + 5, &l);
 	else
@@ -600,6 +738,20 @@ tunnel_run(const struct tunnel_opts *o)
 		snprintf(shown, sizeof(shown), "remote clients allowed");
 	tlog("listening on %s, forwarding to %s over mutual TLS (%s, at most %d connections at once)",
 	    o->listen, o->connect, shown, o->max_connections);
+	if (t.sessions != NULL && !o->keep_on_removal) {
+		if (pthread_create(&watcher, NULL, tunnel_watch, &t) != 0) {
+			cli_err("cannot start the thread that follows the agent's events");
+			goto out;
+		}
+		watching = 1;
+	}
+	if (t.sessions != NULL)
+		tlog("TLS sessions are kept for up to %ld s and resumed: the card signs once per "
+		    "certificate, not per connection; %s", o->session_lifetime, watching ?
+		    "they end when the token is removed or logged out" :
+		    "--keep-on-removal: they outlive the token's removal or logout");
+	else
+		tlog("no TLS session is kept (--session-lifetime 0): every connection asks the card");
 	for (;;) {
 		struct pollfd p[3] = { { l.fd, POLLIN, 0 }, { t.stop_rd, POLLIN, 0 },
 			{ t.done_rd, POLLIN, 0 } };
@@ -663,9 +815,22 @@ tunnel_run(const struct tunnel_opts *o)
 		pthread_cond_wait(&t.idle, &t.lock);
 	pthread_mutex_unlock(&t.lock);
 	tunnel_reap(&t);
+	if (watching) {
+		pthread_mutex_lock(&t.lock);
+		t.stopping = 1;
+		pthread_mutex_unlock(&t.lock);
+		pthread_join(watcher, NULL);
+		watching = 0;
+	}
 	tlog("stopped after %lu connection%s", t.served, t.served == 1 ? "" : "s");
 	rc = EX_SC_OK;
 out:
+	if (watching) {
+		pthread_mutex_lock(&t.lock);
+		t.stopping = 1;
+		pthread_mutex_unlock(&t.lock);
+		pthread_join(watcher, NULL);
+	}
 	if (signals) {
 		sigaction(SIGTERM, &old_term, NULL);
 		sigaction(SIGINT, &old_int, NULL);
@@ -678,6 +843,7 @@ out:
 		if (donefd[i] >= 0)
 			close(donefd[i]);
 	}
+	sc_tls_sessions_free(t.sessions);
 	pthread_mutex_destroy(&t.lock);
 	pthread_cond_destroy(&t.idle);
 	return rc;

@@ -20,6 +20,8 @@ struct tunnel_opts {
 	const char *connect;		/* "HOST:PORT" */
 	int allow_remote;		/* a listen address other than loopback is wanted */
 	int max_connections;
+	long session_lifetime;		/* --session-lifetime seconds; 0: no session is kept */
+	int keep_on_removal;		/* --keep-on-removal: the agent's events do not end sessions */
 };
 
 /* The syntax of --listen and --connect: EX_SC_OK, or EX_SC_USAGE (said on stderr). */

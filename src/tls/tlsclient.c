@@ -237,6 +237,9 @@ sc_tls_conn_free(struct sc_tls_conn *c)
 {
 	if (c == NULL)
 		return;
+	if (c->o != NULL)
+		sc_tls_sessions_end(c->o->sessions, c->flight);
+	c->flight = 0;
 	SSL_free(c->ssl);
 	c->ssl = NULL;
 	SSL_CTX_free(c->ctx);
@@ -249,6 +252,196 @@ sc_tls_conn_free(struct sc_tls_conn *c)
 	sk_X509_NAME_pop_free(c->req.ca_names, X509_NAME_free);
 	c->req.ca_names = NULL;
 	sc_tls_choice_clear(&c->choice);
+	if (c->proxy.auth != NULL) {
+		explicit_bzero(c->proxy.auth, strlen(c->proxy.auth));
+		free(c->proxy.auth);
+		c->proxy.auth = NULL;
+	}
+}
+
+/* ---------------------------------------------------------------- proxy */
+
+/* no_proxy as curl reads it: "*", or names and domains (a leading dot optional), comma-separated. */
+static int
+no_proxy_for(const char *list, const char *host)
+{
+	char buf[1024], *save = NULL;
+	size_t hl = strlen(host);
+
+	if (list == NULL || *list == '\0')
+		return 0;
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (char *w = strtok_r(buf, ", ", &save); w != NULL; w = strtok_r(NULL, ", ", &save)) {
+		size_t wl;
+		if (strcmp(w, "*") == 0)
+			return 1;
+		if (*w == '.')
+			w++;
+		wl = strlen(w);
+		if (wl == 0)
+			continue;
+		if (strcasecmp(w, host) == 0 ||
+		    (hl > wl && host[hl - wl - 1] == '.' && strcasecmp(host + hl - wl, w) == 0))
+			return 1;
+	}
+	return 0;
+}
+
+static int
+hexval(int ch)
+{
+	return isdigit(ch) ? ch - '0' : isxdigit(ch) ? (tolower(ch) - 'a' + 10) : -1;
+}
+
+/* %XX decoding in place (user names and passwords in URLs). */
+static void
+pct_decode(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++) {
+		if (*s == '%' && hexval((unsigned char)s[1]) >= 0 && hexval((unsigned char)s[2]) >= 0) {
+			*o++ = (char)(hexval((unsigned char)s[1]) * 16 + hexval((unsigned char)s[2]));
+			s += 2;
+		} else
+			*o++ = *s;
+	}
+	*o = '\0';
+}
+
+int
+sc_tls_proxy_choose(struct sc_tls_conn *c)
+{
+	const char *url = c->o->proxy, *p, *at, *hp, *colon, *end;
+	char cred[512];
+	int r = SC_OK;
+
+	c->via_proxy = 0;
+	c->proxy.source = "--proxy";
+	if (url == NULL) {
+		if ((url = getenv("https_proxy")) != NULL && *url)
+			c->proxy.source = "https_proxy";
+		else if ((url = getenv("HTTPS_PROXY")) != NULL && *url)
+			c->proxy.source = "HTTPS_PROXY";
+	}
+	if (url == NULL || *url == '\0')
+		return SC_OK;
+	if (no_proxy_for(getenv("no_proxy") ? getenv("no_proxy") : getenv("NO_PROXY"), c->host)) {
+		sc_tls_note(c, "no_proxy names %s: no proxy", c->host);
+		return SC_OK;
+	}
+	p = strstr(url, "://") ? strstr(url, "://") + 3 : url;
+	if (p != url && strncasecmp(url, "http://", 7) != 0)
+		return fail(c, SC_TLS_E_USAGE, SC_ERR_INVALID, "the proxy from %s is not http://: "
+		    "scagent speaks HTTP CONNECT to a proxy", c->proxy.source);
+	end = p + strcspn(p, "/?#");
+	at = memrchr(p, '@', (size_t)(end - p));
+	hp = at ? at + 1 : p;
+	if (*hp == '[') {
+		const char *rb = memchr(hp, ']', (size_t)(end - hp));
+		colon = rb && rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+		snprintf(c->proxy.host, sizeof(c->proxy.host), "%.*s", rb ? (int)(rb - hp - 1) : 0, hp + 1);
+	} else {
+		colon = memchr(hp, ':', (size_t)(end - hp));
+		snprintf(c->proxy.host, sizeof(c->proxy.host), "%.*s", (int)((colon ? colon : end) - hp), hp);
+	}
+	if (colon != NULL)
+		snprintf(c->proxy.port, sizeof(c->proxy.port), "%.*s", (int)(end - colon - 1), colon + 1);
+	else
+		snprintf(c->proxy.port, sizeof(c->proxy.port), "1080");	/* curl's default */
+	if (c->proxy.host[0] == '\0' || c->proxy.port[0] == '\0' ||
+	    strspn(c->proxy.port, "0123456789") != strlen(c->proxy.port) || atoi(c->proxy.port) < 1 ||
+	    atoi(c->proxy.port) > 65535)
+		return fail(c, SC_TLS_E_USAGE, SC_ERR_INVALID, "the proxy from %s wants "
+		    "http://[user:pass@]host:port", c->proxy.source);
+	snprintf(c->proxy.shown, sizeof(c->proxy.shown), "http://%s%s%s:%s",
+	    strchr(c->proxy.host, ':') ? "[" : "", c->proxy.host, strchr(c->proxy.host, ':') ? "]" : "",
+	    c->proxy.port);
+	if (at != NULL) {
+		char *b64;
+		if ((size_t)(at - p) >= sizeof(cred))
+			return fail(c, SC_TLS_E_USAGE, SC_ERR_INVALID, "the proxy credentials from %s "
+			    "are too long", c->proxy.source);
+		memcpy(cred, p, (size_t)(at - p));
+		cred[at - p] = '\0';
+		pct_decode(cred);
+		b64 = sc_b64((const unsigned char *)cred, strlen(cred));
+		if (b64 == NULL || asprintf(&c->proxy.auth, "Basic %s", b64) < 0) {
+			c->proxy.auth = NULL;
+			r = fail(c, SC_TLS_E_USAGE, SC_ERR_NOMEM, "out of memory");
+		}
+		if (b64 != NULL) {
+			explicit_bzero(b64, strlen(b64));
+			free(b64);
+		}
+		explicit_bzero(cred, sizeof(cred));
+		if (r != SC_OK)
+			return r;
+	}
+	c->via_proxy = 1;
+	sc_tls_note(c, "through the proxy %s (from %s%s)", c->proxy.shown, c->proxy.source,
+	    c->proxy.auth ? ", with credentials" : "");
+	return SC_OK;
+}
+
+int
+sc_tls_proxy_connect(struct sc_tls_conn *c)
+{
+	char *req = NULL, line[512], tgt[300];
+	size_t got = 0;
+	int n, v6 = strchr(c->host, ':') != NULL, status = 0;
+
+	snprintf(tgt, sizeof(tgt), "%s%s%s:%s", v6 ? "[" : "", c->host, v6 ? "]" : "", c->port);
+	n = asprintf(&req, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: scagent/%s\r\n%s%s%s"
+	    "\r\n", tgt, tgt, PACKAGE_VERSION, c->proxy.auth ? "Proxy-Authorization: " : "",
+	    c->proxy.auth ? c->proxy.auth : "", c->proxy.auth ? "\r\n" : "");
+	if (n < 0)
+		return fail(c, SC_TLS_E_PROXY, SC_ERR_NOMEM, "out of memory");
+	if (send(c->fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+		explicit_bzero(req, (size_t)n);
+		free(req);
+		return fail(c, SC_TLS_E_PROXY, SC_ERR_IO, "the proxy %s closed the connection: %s",
+		    c->proxy.shown, strerror(errno));
+	}
+	explicit_bzero(req, (size_t)n);
+	free(req);
+	/* The answer, byte by byte up to the empty line: nothing of the tunnel is read. */
+	for (;;) {
+		size_t len = 0;
+		for (;;) {
+			char ch;
+			ssize_t k = recv(c->fd, &ch, 1, 0);
+			if (k <= 0)
+				return fail(c, k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ?
+				    SC_TLS_E_TIMEOUT : SC_TLS_E_PROXY, SC_ERR_IO, "the proxy %s %s before "
+				    "answering CONNECT %s", c->proxy.shown, k == 0 ? "closed the connection" :
+				    "failed", tgt);
+			if (ch == '\n')
+				break;
+			if (ch != '\r' && len + 1 < sizeof(line))
+				line[len++] = ch;
+		}
+		line[len] = '\0';
+		if (got++ == 0) {
+			if (strncmp(line, "HTTP/1.", 7) != 0 || len < 12)
+				return fail(c, SC_TLS_E_PROXY, SC_ERR_PROTOCOL, "%s is not an HTTP proxy "
+				    "(it answered \"%.60s\")", c->proxy.shown, line);
+			status = atoi(line + 9);
+			snprintf(c->proxy_answer, sizeof(c->proxy_answer), "%.120s", line);
+		} else if (len == 0)
+			break;
+		if (got > 100)
+			return fail(c, SC_TLS_E_PROXY, SC_ERR_PROTOCOL, "the proxy %s sent too many headers",
+			    c->proxy.shown);
+	}
+	if (status == 407)
+		return fail(c, SC_TLS_E_PROXY, SC_ERR_PROTOCOL, "the proxy %s wants credentials (%s)%s",
+		    c->proxy.shown, c->proxy_answer, c->proxy.auth ? ": it refused those given" : "");
+	if (status < 200 || status > 299)
+		return fail(c, SC_TLS_E_PROXY, SC_ERR_PROTOCOL, "the proxy %s refused CONNECT %s: %s",
+		    c->proxy.shown, tgt, c->proxy_answer);
+	sc_tls_note(c, "the proxy %s connected us to %s (%s)", c->proxy.shown, tgt, c->proxy_answer);
+	return SC_OK;
 }
 
 /* curl's --resolve HOST:PORT:ADDR[,ADDR]: the address for host:port, or NULL. */
@@ -281,8 +474,10 @@ sc_tls_resolve(struct sc_tls_conn *c, struct addrinfo **res)
 {
 	struct addrinfo hints;
 	char buf[128];
-	const char *addr = resolve_override(c->o, c->host, c->port, buf, sizeof(buf));
-	const char *h = c->host;
+	const char *host = c->via_proxy ? c->proxy.host : c->host;
+	const char *port = c->via_proxy ? c->proxy.port : c->port;
+	const char *addr = resolve_override(c->o, host, port, buf, sizeof(buf));
+	const char *h = host;
 	int e;
 
 	*res = NULL;
@@ -293,11 +488,12 @@ sc_tls_resolve(struct sc_tls_conn *c, struct addrinfo **res)
 		hints.ai_flags = AI_NUMERICHOST;
 		h = addr;
 	}
-	if ((e = getaddrinfo(h, c->port, &hints, res)) != 0)
-		return fail(c, SC_TLS_E_RESOLVE, SC_ERR_NOT_FOUND, "cannot resolve %s%s%s: %s",
-		    c->host, addr ? " (--resolve " : "", addr ? addr : "", gai_strerror(e));
+	if ((e = getaddrinfo(h, port, &hints, res)) != 0)
+		return fail(c, SC_TLS_E_RESOLVE, SC_ERR_NOT_FOUND, "cannot resolve %s%s%s%s: %s",
+		    c->via_proxy ? "the proxy " : "", host, addr ? " (--resolve " : "", addr ? addr : "",
+		    gai_strerror(e));
 	if (addr != NULL)
-		sc_tls_note(c, "--resolve: %s:%s is %s", c->host, c->port, addr);
+		sc_tls_note(c, "--resolve: %s:%s is %s", host, port, addr);
 	return SC_OK;
 }
 
@@ -344,7 +540,8 @@ sc_tls_tcp(struct sc_tls_conn *c, struct addrinfo *res)
 				err = errno;
 		}
 		if (err != 0) {
-			snprintf(lasterr, sizeof(lasterr), "%s port %s: %s", host, c->port, strerror(err));
+			snprintf(lasterr, sizeof(lasterr), "%s port %s: %s", host,
+			    c->via_proxy ? c->proxy.port : c->port, strerror(err));
 			close(fd);
 			continue;
 		}
@@ -353,9 +550,13 @@ sc_tls_tcp(struct sc_tls_conn *c, struct addrinfo *res)
 		set_timeouts(fd, c->o->timeout_ms);
 		c->fd = fd;
 		snprintf(c->addr, sizeof(c->addr), "%s", host);
-		sc_tls_note(c, "connected to %s port %s", host, c->port);
+		sc_tls_note(c, "connected to %s%s port %s", c->via_proxy ? "the proxy at " : "", host,
+		    c->via_proxy ? c->proxy.port : c->port);
 		return SC_OK;
 	}
+	if (c->via_proxy)
+		return fail(c, SC_TLS_E_TCP, SC_ERR_IO, "cannot connect to the proxy %s (%s)",
+		    c->proxy.shown, lasterr);
 	return fail(c, SC_TLS_E_TCP, SC_ERR_IO, "cannot connect to %s:%s (%s)", c->host, c->port, lasterr);
 }
 
@@ -526,7 +727,7 @@ cert_cb(SSL *ssl, void *arg)
 	}
 	if (c->cert_sent)
 		return 1;	/* the certificate already given stays */
-	if (!c->o->offer_cert)
+	if (!c->o->offer_cert || c->o->resume_only)
 		return 1;
 	/*
 	 * Nothing is offered, and so nothing signed, for a server that failed
@@ -567,6 +768,66 @@ cert_cb(SSL *ssl, void *arg)
 	return 1;
 }
 
+/* ---------------------------------------------------------------- sessions */
+
+/* Sessions are kept and resumed only where the certificate goes to a server that passed its checks. */
+static int
+keeps_sessions(const struct sc_tls_conn *c)
+{
+	return c->o->sessions != NULL && c->o->strict && c->o->offer_cert;
+}
+
+const char *
+sc_tls_identity(const struct sc_tls_conn *c, const char **token)
+{
+	const struct sc_tls_sess_id *id = &c->sess_id;
+
+	if (token != NULL)
+		*token = NULL;
+	if (c->cert_sent) {
+		if (token != NULL)
+			*token = c->choice.token;
+		return c->choice.label;
+	}
+	if (!c->resumed)
+		return NULL;
+	if (token != NULL)
+		*token = id->token;
+	return id->label;
+}
+
+/*
+ * OpenSSL has a new session for this connection: at the end of a full TLS
+ * 1.2 handshake (also a renegotiation's), or a TLS 1.3 ticket, which comes
+ * after the handshake (also after post-handshake authentication). It is
+ * kept when it carries the client's identity: a certificate was sent on
+ * this connection, or the session resumed was made with one.
+ */
+static int
+new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct sc_tls_conn *c = conn_of(ssl);
+	struct sc_tls_sess_id id;
+
+	if (c == NULL || !keeps_sessions(c))
+		return 0;
+	memset(&id, 0, sizeof(id));
+	if (c->cert_sent) {
+		snprintf(id.sha256, sizeof(id.sha256), "%s", c->choice.sha256);
+		snprintf(id.label, sizeof(id.label), "%s", c->choice.label);
+		snprintf(id.token, sizeof(id.token), "%s", c->choice.token);
+	} else if (c->resumed || SSL_session_reused(ssl))
+		id = c->sess_id;
+	else
+		return 0;	/* no certificate in it: resuming it would cost a signature anyway */
+	if (sc_tls_sessions_put(c->o->sessions, c->host, c->port, &id, sess))
+		sc_tls_note(c, "session kept for %s:%s with certificate \"%s\" (%s, for %ld s at most)",
+		    c->host, c->port, id.label, SSL_SESSION_get_protocol_version(sess) >= TLS1_3_VERSION ?
+		    "TLS 1.3 ticket" : SSL_SESSION_has_ticket(sess) ? "TLS 1.2 ticket" :
+		    "TLS 1.2 session id", SSL_SESSION_get_timeout(sess));
+	return 0;	/* the cache keeps a copy, not this reference */
+}
+
 /* ---------------------------------------------------------------- handshake */
 
 static int
@@ -591,12 +852,17 @@ setup_ctx(struct sc_tls_conn *c)
 		SSL_CTX_set_default_verify_paths(c->ctx);
 	SSL_CTX_set_verify(c->ctx, c->o->strict ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, verify_cb);
 	SSL_CTX_set_cert_verify_callback(c->ctx, cert_verify_cb, c);
+	if (keeps_sessions(c)) {
+		/* Sessions go to o->sessions only (shared by the connections), none to this context. */
+		SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(c->ctx, new_session_cb);
+		/* A TLS 1.2 session id has no lifetime from the server: ours. */
+		SSL_CTX_set_timeout(c->ctx, sc_tls_sessions_lifetime(c->o->sessions));
+	}
 	if ((c->ssl = SSL_new(c->ctx)) == NULL)
 		return fail(c, SC_TLS_E_HANDSHAKE, SC_ERR_NOMEM, "cannot create a TLS connection");
 	pthread_once(&ex_once, ex_init);
 	SSL_set_ex_data(c->ssl, ex_index, c);
-	if (c->o->session != NULL)
-		SSL_set_session(c->ssl, c->o->session);
 	SSL_set_cert_cb(c->ssl, cert_cb, c);
 	SSL_set_info_callback(c->ssl, info_cb);
 	SSL_set_post_handshake_auth(c->ssl, 1);
@@ -747,6 +1013,28 @@ sc_tls_describe(const struct sc_tls_conn *c, char *buf, size_t len)
 	snprintf(buf, len, "%s, %s", SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
 }
 
+/*
+ * A kept session for this server (and --cert) goes into the ClientHello;
+ * while another connection's handshake for it is in flight, this one waits
+ * for its session rather than have the card sign in parallel.
+ */
+static void
+offer_session(struct sc_tls_conn *c)
+{
+	SSL_SESSION *sess;
+	int wait_ms = c->o->timeout_ms > 0 ? c->o->timeout_ms : 120000;
+
+	sess = sc_tls_sessions_get(c->o->sessions, c->host, c->port, c->o->cert_fp, &c->sess_id,
+	    &c->flight, wait_ms);
+	if (sess == NULL)
+		return;
+	if (SSL_set_session(c->ssl, sess) != 1)
+		memset(&c->sess_id, 0, sizeof(c->sess_id));
+	else
+		sc_tls_note(c, "offering the kept session of certificate \"%s\"", c->sess_id.label);
+	SSL_SESSION_free(sess);
+}
+
 int
 sc_tls_handshake(struct sc_tls_conn *c)
 {
@@ -755,13 +1043,34 @@ sc_tls_handshake(struct sc_tls_conn *c)
 
 	if ((r = setup_ctx(c)) != SC_OK)
 		return r;
+	if (keeps_sessions(c))
+		offer_session(c);
 	ERR_clear_error();
 	ret = SSL_connect(c->ssl);
 	if (ret != 1) {
 		sc_tls_record_failure(c, ret, "during the handshake");
+		sc_tls_sessions_end(c->o->sessions, c->flight);
+		c->flight = 0;
 		return SC_ERR_TLS;
 	}
 	c->handshake_done = 1;
+	c->resumed = c->sess_id.sha256[0] != '\0' && SSL_session_reused(c->ssl);
+	if (c->sess_id.sha256[0] != '\0')
+		sc_tls_note(c, c->resumed ? "session resumed: certificate \"%s\" without a signature" :
+		    "the server did not resume the session of \"%s\"", c->sess_id.label);
+	if (c->flight != 0) {
+		/*
+		 * TLS 1.2 kept its session in the handshake; a TLS 1.3 ticket
+		 * comes just after it, so the waiters wait a moment more. No
+		 * certificate, no card: nothing to wait for.
+		 */
+		if (SSL_version(c->ssl) >= TLS1_3_VERSION && c->cert_sent)
+			sc_tls_sessions_done(c->o->sessions, c->flight, 2000);
+		else {
+			sc_tls_sessions_end(c->o->sessions, c->flight);
+			c->flight = 0;
+		}
+	}
 	sc_tls_describe(c, desc, sizeof(desc));
 	sc_tls_note(c, "TLS handshake done: %s", desc);
 	if (c->cert_sent)
@@ -861,11 +1170,13 @@ sc_tls_open(struct sc_tls_conn *c)
 	struct addrinfo *res = NULL;
 	int r;
 
-	if ((r = sc_tls_resolve(c, &res)) != SC_OK)
+	if ((r = sc_tls_proxy_choose(c)) != SC_OK || (r = sc_tls_resolve(c, &res)) != SC_OK)
 		return r;
 	r = sc_tls_tcp(c, res);
 	freeaddrinfo(res);
 	if (r != SC_OK)
+		return r;
+	if (c->via_proxy && (r = sc_tls_proxy_connect(c)) != SC_OK)
 		return r;
 	if ((r = sc_tls_handshake(c)) != SC_OK)
 		return r;
@@ -1434,6 +1745,12 @@ sc_tls_advice(const struct sc_tls_conn *c)
 		return "start the agent (eval \"$(scagentd)\") or give --socket";
 	case SC_TLS_E_TIMEOUT:
 		return "the server or a device on the way does not answer; check it and the network";
+	case SC_TLS_E_PROXY:
+		if (strstr(c->err, "wants credentials") != NULL)
+			return "give the proxy's user and password: --proxy http://user:pass@host:port "
+			    "(or in https_proxy)";
+		return "check the proxy address (--proxy, https_proxy, HTTPS_PROXY) and that it allows "
+		    "CONNECT to this server and port; no_proxy lists hosts reached directly";
 	case SC_TLS_E_HANDSHAKE:
 		if (c->alert[0] && strstr(c->alert, "protocol version"))
 			return "the server and scagent share no TLS version: scagent speaks TLS 1.2 and 1.3";

@@ -19,6 +19,7 @@
 #include <openssl/x509.h>
 #include "scagent/scagent.h"
 #include "tls/provider.h"
+#include "tls/sessions.h"
 
 /* The agent, connected on first use; one handle shared by all connections. */
 struct sc_tls_agent {
@@ -43,10 +44,21 @@ struct sc_tls_opts {
 	int verbose;
 	int strict;			/* 1: a bad chain or name fails the handshake; 0: recorded only */
 	int offer_cert;			/* 0: record a certificate request, send no certificate */
+	int resume_only;		/* identity only from a kept session: a request is not answered */
 	int timeout_ms;			/* connect, read and write timeout; 0: none */
 	char *(*ask_pin)(const char *label);	/* a per-signature PIN (struct sc_tls_signer) */
 	struct sc_tls_agent *agent;
-	SSL_SESSION *session;		/* offered for resumption (probe --exchange), or NULL */
+	struct sc_tls_sessions *sessions;	/* sessions to resume and keep; NULL: none (see sessions.h) */
+	const char *proxy;		/* --proxy http://[user:pass@]host:port; NULL: https_proxy, HTTPS_PROXY; "": none */
+};
+
+/* An HTTP proxy that CONNECTs to the server. */
+struct sc_tls_proxy {
+	char host[256];
+	char port[8];
+	char *auth;			/* "Basic base64(user:pass)", or NULL; wiped and freed by sc_tls_conn_free */
+	char shown[300];		/* http://host:port: for logs, never with the credentials */
+	const char *source;		/* "--proxy", "https_proxy", "HTTPS_PROXY" */
 };
 
 /* When the server asked for a client certificate. */
@@ -93,7 +105,8 @@ enum sc_tls_fail {
 	SC_TLS_E_CLOSED,		/* server closed after the client certificate */
 	SC_TLS_E_IO,			/* other failure after the handshake */
 	SC_TLS_E_AGENT,			/* the agent is unreachable */
-	SC_TLS_E_TIMEOUT
+	SC_TLS_E_TIMEOUT,
+	SC_TLS_E_PROXY			/* the HTTP proxy refused or failed the CONNECT */
 };
 
 struct sc_tls_conn {
@@ -103,6 +116,9 @@ struct sc_tls_conn {
 	char addr[64];			/* numeric address connected to */
 	char logprefix[32];		/* verbose notes start with this */
 	int fd;
+	int via_proxy;			/* proxy below is used */
+	struct sc_tls_proxy proxy;
+	char proxy_answer[128];		/* the proxy's status line */
 	SSL_CTX *ctx;
 	SSL *ssl;
 	int handshake_done;
@@ -112,6 +128,9 @@ struct sc_tls_conn {
 	struct sc_tls_req req;		/* the last request */
 	int cert_sent;			/* a certificate was given to OpenSSL */
 	struct sc_tls_choice choice;
+	int resumed;			/* a kept session was resumed: no certificate sent, nothing signed */
+	struct sc_tls_sess_id sess_id;	/* the certificate of the session resumed */
+	unsigned long flight;		/* this connection makes the handshake others wait for */
 	int choice_err;			/* SC_ERR_* of the last choice, 0 when one was made */
 	EVP_PKEY *pkey;
 	struct sc_tls_signer signer;
@@ -141,6 +160,15 @@ void sc_tls_conn_init(struct sc_tls_conn *c, const struct sc_tls_opts *o,
 void sc_tls_conn_free(struct sc_tls_conn *c);
 
 /* Steps; each returns 0 or sets c->fail / c->err and returns SC_ERR_*. */
+/*
+ * The proxy for this connection, as curl chooses it: --proxy, else
+ * https_proxy or HTTPS_PROXY, unless no_proxy (NO_PROXY) names the host
+ * ("*", a name, or a domain suffix). 0 (c->via_proxy says whether one is
+ * used), or SC_ERR_INVALID with c->err for a malformed proxy URL.
+ */
+int sc_tls_proxy_choose(struct sc_tls_conn *c);
+/* sc_tls_resolve and sc_tls_tcp reach the proxy when one is used; then this asks it to CONNECT. */
+int sc_tls_proxy_connect(struct sc_tls_conn *c);
 int sc_tls_resolve(struct sc_tls_conn *c, struct addrinfo **res);
 int sc_tls_tcp(struct sc_tls_conn *c, struct addrinfo *res);
 int sc_tls_handshake(struct sc_tls_conn *c);
@@ -175,6 +203,12 @@ int sc_tls_write_all(struct sc_tls_conn *c, const void *buf, size_t len);
 void sc_tls_record_failure(struct sc_tls_conn *c, int ret, const char *during);
 /* One line of advice for c->fail (may be ""). */
 const char *sc_tls_advice(const struct sc_tls_conn *c);
+
+/*
+ * The certificate this connection authenticates with: sent in its handshake,
+ * or that of the session it resumed; NULL when none. token may be NULL.
+ */
+const char *sc_tls_identity(const struct sc_tls_conn *c, const char **token);
 
 /* A description of the negotiated session: "TLSv1.3, TLS_AES_256_GCM_SHA384". */
 void sc_tls_describe(const struct sc_tls_conn *c, char *buf, size_t len);

@@ -18,6 +18,13 @@
  *     sign-bad          C_Sign flips one byte of a successful signature (a
  *                       faulty RSA-CRT card's wrong signature stand-in)
  *     sign-delay=MS     C_Sign sleeps MS milliseconds first (a slow card)
+ *     delay-sign=T      a signature takes T (ms, or with a unit: 300ms, 0.3s;
+ *                       a PIV card's RSA-2048 takes 100-500 ms); unlike
+ *                       sign-delay, a length query (no buffer) is not delayed
+ *     delay-other=T     every other call that reaches a card (slot, token and
+ *                       session information, login, logout, sessions, object
+ *                       searches and reads, C_SignInit) sleeps T first, as
+ *                       over USB: 20ms is a card's APDU round trip
  *     init-delay=MS     C_Initialize sleeps MS milliseconds first (a module
  *                       slow to start, as a TPM's can be)
  *     login-fail=CKR    C_Login returns CKR without trying the PIN
@@ -71,6 +78,8 @@ struct faults {
 	int sign_bad;
 	long sign_delay_ms;
 	long init_delay_ms;
+	long other_delay_ms;
+	long sign_time_ms;		/* delay-sign */
 	CK_RV login_fail;		/* 0: none */
 	CK_FLAGS pin_flags;		/* added to C_GetTokenInfo's flags */
 	int renumber;
@@ -115,6 +124,25 @@ parse_ckr(const char *s, CK_RV *rv)
 	return 0;
 }
 
+/* "300", "300ms", "0.3s": milliseconds, or -1. */
+static long
+parse_ms(const char *v)
+{
+	char *end;
+	double d;
+
+	if (v == NULL)
+		return -1;
+	d = strtod(v, &end);
+	if (end == v || d < 0)
+		return -1;
+	if (*end == 's' && end[1] == '\0')
+		d *= 1000;
+	else if (!(*end == '\0' || strcmp(end, "ms") == 0))
+		return -1;
+	return (long)d;
+}
+
 /* Parse "a,b=1,..." into f; -1 (with a message) on an unknown word. */
 static int
 parse_faults(const char *spec, struct faults *f)
@@ -143,6 +171,10 @@ parse_faults(const char *spec, struct faults *f)
 		else if (strcmp(w, "init-delay") == 0 && val != NULL && (f->init_delay_ms = atol(val)) > 0)
 			;
 		else if (strcmp(w, "sign-delay") == 0 && val != NULL && (f->sign_delay_ms = atol(val)) > 0)
+			;
+		else if (strcmp(w, "delay-sign") == 0 && (f->sign_time_ms = parse_ms(val)) >= 0)
+			;
+		else if (strcmp(w, "delay-other") == 0 && (f->other_delay_ms = parse_ms(val)) >= 0)
 			;
 		else if (strcmp(w, "renumber") == 0 && val == NULL)
 			f->renumber = 1;
@@ -191,6 +223,60 @@ sleep_ms(long ms)
 		;
 }
 
+/* delay-other: the time a card takes to answer a call other than a signature. */
+static void
+other_delay(void)
+{
+	struct faults f;
+
+	current_faults(&f);
+	if (f.other_delay_ms > 0)
+		sleep_ms(f.other_delay_ms);
+}
+
+static CK_RV
+fault_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR n)
+{
+	other_delay();
+	return real->C_GetSlotList(present, list, n);
+}
+
+static CK_RV
+fault_GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO_PTR info)
+{
+	other_delay();
+	return real->C_GetSlotInfo(slot, info);
+}
+
+static CK_RV
+fault_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY notify,
+    CK_SESSION_HANDLE_PTR s)
+{
+	other_delay();
+	return real->C_OpenSession(slot, flags, app, notify, s);
+}
+
+static CK_RV
+fault_GetSessionInfo(CK_SESSION_HANDLE s, CK_SESSION_INFO_PTR info)
+{
+	other_delay();
+	return real->C_GetSessionInfo(s, info);
+}
+
+static CK_RV
+fault_FindObjectsInit(CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR a, CK_ULONG n)
+{
+	other_delay();
+	return real->C_FindObjectsInit(s, a, n);
+}
+
+static CK_RV
+fault_FindObjectsFinal(CK_SESSION_HANDLE s)
+{
+	other_delay();
+	return real->C_FindObjectsFinal(s);
+}
+
 static CK_RV
 fault_Initialize(void *args)
 {
@@ -213,6 +299,8 @@ fault_Login(CK_SESSION_HANDLE s, CK_USER_TYPE who, CK_UTF8CHAR_PTR pin, CK_ULONG
 
 	current_faults(&f);
 	trace("Login user=", who);
+	if (f.other_delay_ms > 0)
+		sleep_ms(f.other_delay_ms);
 	if (f.login_fail != 0)
 		return f.login_fail;
 	return real->C_Login(s, who, pin, len);
@@ -242,9 +330,12 @@ static CK_RV
 fault_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
 {
 	struct faults f;
-	CK_RV rv = real->C_GetTokenInfo(slot, info);
+	CK_RV rv;
 
 	current_faults(&f);
+	if (f.other_delay_ms > 0)
+		sleep_ms(f.other_delay_ms);
+	rv = real->C_GetTokenInfo(slot, info);
 	if (rv == CKR_OK && info != NULL)
 		info->flags |= f.pin_flags;
 	return rv;
@@ -339,8 +430,10 @@ h_in(CK_OBJECT_HANDLE *h)
 static CK_RV
 fault_FindObjects(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE_PTR h, CK_ULONG max, CK_ULONG_PTR n)
 {
-	CK_RV rv = real->C_FindObjects(s, h, max, n);
+	CK_RV rv;
 
+	other_delay();
+	rv = real->C_FindObjects(s, h, max, n);
 	for (CK_ULONG i = 0; rv == CKR_OK && h != NULL && n != NULL && i < *n; i++)
 		h[i] = h_out(h[i]);
 	return rv;
@@ -349,6 +442,7 @@ fault_FindObjects(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE_PTR h, CK_ULONG max, CK_
 static CK_RV
 fault_GetAttributeValue(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR a, CK_ULONG n)
 {
+	other_delay();
 	return h_in(&o) ? CKR_OBJECT_HANDLE_INVALID : real->C_GetAttributeValue(s, o, a, n);
 }
 
@@ -478,6 +572,7 @@ fault_SignInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
 
 	if (h_in(&key))
 		return CKR_KEY_HANDLE_INVALID;
+	other_delay();
 	rv = real->C_SignInit(s, m, key);
 
 	if (rv == CKR_OK) {
@@ -512,6 +607,8 @@ fault_Logout(CK_SESSION_HANDLE s)
 	pthread_mutex_unlock(&ops_lock);
 	trace("Logout ops=", n);
 	current_faults(&f);
+	if (f.other_delay_ms > 0)
+		sleep_ms(f.other_delay_ms);
 	if ((rv = real->C_Logout(s)) == CKR_OK &&
 	    (f.renumber || __atomic_load_n(&numbering, __ATOMIC_ACQUIRE) > 0))
 		trace("Renumbered ", __atomic_add_fetch(&numbering, 1, __ATOMIC_ACQ_REL));
@@ -543,6 +640,8 @@ fault_Sign(CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
 	current_faults(&f);
 	if (f.sign_delay_ms > 0)
 		sleep_ms(f.sign_delay_ms);
+	if (f.sign_time_ms > 0 && sig != NULL)
+		sleep_ms(f.sign_time_ms);
 	if (sig == NULL && f.sign_fail == 0)	/* a length query: the operation goes on */
 		return real->C_Sign(s, data, len, sig, siglen);
 	op_end(s);
@@ -593,6 +692,12 @@ C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
 		wrapped.C_SetPIN = fault_SetPIN;
 		wrapped.C_InitPIN = fault_InitPIN;
 		wrapped.C_GetTokenInfo = fault_GetTokenInfo;
+		wrapped.C_GetSlotList = fault_GetSlotList;
+		wrapped.C_GetSlotInfo = fault_GetSlotInfo;
+		wrapped.C_OpenSession = fault_OpenSession;
+		wrapped.C_GetSessionInfo = fault_GetSessionInfo;
+		wrapped.C_FindObjectsInit = fault_FindObjectsInit;
+		wrapped.C_FindObjectsFinal = fault_FindObjectsFinal;
 		wrapped.C_Sign = fault_Sign;
 		wrapped.C_SignInit = fault_SignInit;
 		wrapped.C_CloseSession = fault_CloseSession;

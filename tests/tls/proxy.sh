@@ -1,0 +1,150 @@
+#!/bin/bash
+# connect, probe and tunnel through an HTTP CONNECT proxy (issue 22): --proxy
+# with credentials (percent-encoded in the URL, sent as Basic, never shown in
+# the output or the tunnel's log), https_proxy and no_proxy as curl reads
+# them, probe's `proxy` check after `tcp` (only when a proxy is used), and a
+# proxy that wants credentials that were not given. The proxy is a small
+# Python CONNECT relay that logs what it was asked.
+. "$TOP_SRCDIR/tests/testbed/testbed.sh"
+. "$TOP_SRCDIR/tests/tls/tls-common.sh"
+_tb_need curl python3
+tb_init
+tls_agent
+PKI=$TB_DIR/pki
+NP=$(tb_port)
+tls_nginx main "$NP"
+
+cat >"$TB_DIR/proxy.py" <<-'PY'
+	import base64, socket, sys, threading
+	port, log, need = int(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else ""
+	def pipe(a, b):
+	    try:
+	        while True:
+	            d = a.recv(65536)
+	            if not d: break
+	            b.sendall(d)
+	    except OSError: pass
+	    finally:
+	        try: b.shutdown(socket.SHUT_WR)
+	        except OSError: pass
+	def serve(c):
+	    head = b""
+	    while b"\r\n\r\n" not in head:
+	        d = c.recv(1)
+	        if not d: return c.close()
+	        head += d
+	    lines = head.decode().split("\r\n")
+	    auth = ""
+	    for l in lines[1:]:
+	        if l.lower().startswith("proxy-authorization: basic "):
+	            auth = base64.b64decode(l.split()[2]).decode()
+	    with open(log, "a") as f: f.write("%s auth=%s\n" % (lines[0], auth or "-"))
+	    if need and auth != need:
+	        c.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"t\"\r\nContent-Length: 0\r\n\r\n")
+	        return c.close()
+	    host, _, p = lines[0].split()[1].rpartition(":")
+	    u = socket.create_connection((host.strip("[]"), int(p)))
+	    c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+	    threading.Thread(target=pipe, args=(u, c), daemon=True).start()
+	    pipe(c, u)
+	s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+	s.bind(("127.0.0.1", port)); s.listen(16)
+	while True:
+	    c, _ = s.accept()
+	    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+PP=$(tb_port)
+PLOG=$TB_DIR/proxy.log
+: >"$PLOG"
+python3 "$TB_DIR/proxy.py" "$PP" "$PLOG" 'u:p@ss' &
+tb_track_pid $!
+wait_port "$PP" || bail_out "proxy did not start"
+URL=https://localhost:$NP/
+
+rc=0
+body=$("$SCAGENT" -v connect --cafile "$PKI/root.pem" --proxy "http://u:p%40ss@127.0.0.1:$PP" "$URL" 2>"$TB_DIR/c1.err") || rc=$?
+if [ "$rc" = 0 ] && [ "$body" = "hello from nginx main" ] &&
+	grep -q "^CONNECT localhost:$NP HTTP/1.1 auth=u:p@ss\$" "$PLOG" &&
+	grep -q "through the proxy http://127.0.0.1:$PP" "$TB_DIR/c1.err" &&
+	! grep -qE 'p%40ss|p@ss|dTpwQHNz' "$TB_DIR/c1.err"; then
+	pass "connect --proxy with credentials: CONNECT with Basic auth, the page, no credentials in the output"
+else
+	fail "connect --proxy (rc=$rc): $body"; show "$TB_DIR/c1.err"; show "$PLOG"
+fi
+
+rc=0
+"$SCAGENT" connect --cafile "$PKI/root.pem" --proxy "http://127.0.0.1:$PP" "$URL" >/dev/null 2>"$TB_DIR/c2.err" || rc=$?
+if [ "$rc" = 1 ] && grep -q "wants credentials (HTTP/1.1 407" "$TB_DIR/c2.err" &&
+	grep -q 'advice: give the proxy' "$TB_DIR/c2.err"; then
+	pass "a proxy that wants credentials: exit 1, one line saying so, advice"
+else
+	fail "407 (rc=$rc)"; show "$TB_DIR/c2.err"
+fi
+
+n0=$(wc -l <"$PLOG")
+rc=0
+body=$(https_proxy="http://u:p%40ss@127.0.0.1:$PP" "$SCAGENT" connect --cafile "$PKI/root.pem" "$URL" 2>/dev/null) || rc=$?
+n1=$(wc -l <"$PLOG")
+body2=$(https_proxy="http://u:p%40ss@127.0.0.1:$PP" no_proxy="example.org,.localhost,localhost" \
+	"$SCAGENT" connect --cafile "$PKI/root.pem" "$URL" 2>/dev/null) || rc=$?
+n2=$(wc -l <"$PLOG")
+if [ "$rc" = 0 ] && [ "$body" = "hello from nginx main" ] && [ "$body2" = "$body" ] &&
+	[ "$n1" = $((n0 + 1)) ] && [ "$n2" = "$n1" ]; then
+	pass "https_proxy is used, and no_proxy naming the host goes direct (as curl)"
+else
+	fail "https_proxy/no_proxy (rc=$rc, proxy lines $n0 $n1 $n2): $body / $body2"
+fi
+
+# probe: a proxy check after tcp, only with a proxy.
+out=$TB_DIR/probe.json
+rc=0
+"$SCAGENT" probe --json --cafile "$PKI/root.pem" --proxy "http://u:p%40ss@127.0.0.1:$PP" "$URL" >"$out" 2>&1 || rc=$?
+if [ "$rc" = 0 ] && python3 - "$out" <<-'PY'
+	import json, sys
+	d = json.load(open(sys.argv[1]))
+	ids = [c["id"] for c in d["checks"]]
+	assert ids[:4] == ["resolve", "tcp", "proxy", "tls-handshake"], ids
+	p = d["checks"][2]
+	assert p["status"] == "pass" and "200" in p["detail"] and "p@ss" not in json.dumps(d), p
+	assert d["result"] == "pass"
+PY
+then pass "probe --proxy: a passing proxy check between tcp and tls-handshake, no credentials"
+else fail "probe --proxy (rc=$rc)"; show "$out"; fi
+rc=0
+"$SCAGENT" probe --json --cafile "$PKI/root.pem" --proxy "http://127.0.0.1:$PP" "$URL" >"$out" 2>&1 || rc=$?
+if [ "$rc" = 1 ] && python3 - "$out" <<-'PY'
+	import json, sys
+	d = json.load(open(sys.argv[1]))
+	p = [c for c in d["checks"] if c["id"] == "proxy"][0]
+	assert p["status"] == "fail" and "407" in p["detail"] and p["advice"], p
+	assert all(c["status"] == "skip" for c in d["checks"][3:]), d
+PY
+then pass "probe through a proxy that wants credentials: proxy fails, the rest skip"
+else fail "probe 407 (rc=$rc)"; show "$out"; fi
+err=$TB_DIR/probe.err
+probe 0 "" "probe without a proxy has no proxy check" "$URL" --cafile "$PKI/root.pem"
+
+# tunnel --proxy: the log names the proxy without its credentials.
+LP=$(tb_port)
+log=$TB_DIR/tunnel.log
+"$SCAGENT" -v tunnel --listen "127.0.0.1:$LP" --connect "localhost:$NP" --cafile "$PKI/root.pem" \
+	--proxy "http://u:p%40ss@127.0.0.1:$PP" >"$log" 2>&1 &
+TP=$!
+tb_track_pid $TP
+wait_port "$LP" || { show "$log"; bail_out "tunnel did not listen"; }
+body=$(curl -sS --max-time 20 "http://127.0.0.1:$LP/" 2>&1)
+if [ "$body" = "hello from nginx main" ] && grep -q "through the proxy http://127.0.0.1:$PP" "$log" &&
+	! grep -qE 'p%40ss|p@ss|dTpwQHNz' "$log"; then
+	pass "tunnel --proxy: the page through the proxy, no credentials in its log"
+else
+	fail "tunnel --proxy: $body"; show "$log"
+fi
+kill $TP
+wait $TP 2>/dev/null
+rc=0
+"$SCAGENT" tunnel --listen "127.0.0.1:$LP" --connect "localhost:$NP" --proxy "ftp://x:1" >"$log" 2>&1 || rc=$?
+if [ "$rc" = 2 ] && grep -q 'not http://' "$log"; then pass "tunnel --proxy ftp://: usage error before listening"
+else fail "bad --proxy (rc=$rc)"; show "$log"; fi
+
+stop_agent
+done_testing
