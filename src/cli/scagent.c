@@ -39,7 +39,7 @@ int
 main(int argc, char **argv)
 {
 	struct cli c;
-	int i, rc;
+	int i, rc = EX_SC_USAGE;
 
 	memset(&c, 0, sizeof(c));
 	sc_log_init("scagent", SC_LOG_ERROR, 0);
@@ -49,7 +49,7 @@ main(int argc, char **argv)
 		const char *a = argv[i];
 		if ((!strcmp(a, "--socket") || !strcmp(a, "--module") || !strcmp(a, "--config")) && i + 1 >= argc) {
 			cli_err("%s needs a value", a);
-			return EX_SC_USAGE;
+			goto out;
 		}
 		if (!strcmp(a, "--socket"))
 			c.socket = argv[++i];
@@ -67,19 +67,21 @@ main(int argc, char **argv)
 			c.verbose++;
 		else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			usage(stdout);
-			return EX_SC_OK;
+			rc = EX_SC_OK;
+			goto out;
 		} else if (!strcmp(a, "--version")) {
 			printf("scagent %s\n", PACKAGE_VERSION);
-			return EX_SC_OK;
+			rc = EX_SC_OK;
+			goto out;
 		} else {
 			cli_err("unknown option '%s' (global options come before the command)", a);
 			usage(stderr);
-			return EX_SC_USAGE;
+			goto out;
 		}
 	}
 	if (i >= argc) {
 		usage(stderr);
-		return EX_SC_USAGE;
+		goto out;
 	}
 	if (c.verbose > 1)
 		sc_log_set_level(SC_LOG_DEBUG);
@@ -89,11 +91,11 @@ main(int argc, char **argv)
 		if (strcmp(commands[k].name, argv[i]) == 0) {
 			rc = commands[k].fn(&c, argc - i, argv + i);
 			cli_close(&c);
-			free(c.modules);
-			return rc;
+			goto out;
 		}
 	cli_err("unknown command '%s'", argv[i]);
 	usage(stderr);
+out:
 	free(c.modules);
-	return EX_SC_USAGE;
+	return rc;
 }

@@ -11,6 +11,8 @@ _tb_need certutil modutil
 need_py
 tb_init
 MOD=$TOP_BUILDDIR/.libs/scagent-pkcs11.so
+# modutil loads the module: an instrumented one needs the sanitizer's runtime first.
+module_env "$MOD"
 H=$TB_DIR/home
 FF=$H/.mozilla/firefox
 mkdir -p "$FF/ab12.default-release" "$TB_DIR/elsewhere/work" "$H/.thunderbird/tb1.default" \
@@ -43,7 +45,7 @@ INI
 printf '[Profile0]\nName=default\nIsRelative=1\nPath=tb1.default\n' >"$H/.thunderbird/profiles.ini"
 DBS=("$FF/ab12.default-release" "$TB_DIR/elsewhere/work" "$H/.thunderbird/tb1.default" "$H/.pki/nssdb")
 for d in "${DBS[@]}"; do certutil -N -d "sql:$d" --empty-password || exit 99; done
-reg() { HOME=$H "$SCAGENT" register "$@"; }
+reg() { HOME=$H env "${P11ENV[@]}" "$SCAGENT" register "$@"; }
 # count DIR: how often modutil -list names the module (it loads nothing else of ours)
 count() { modutil -dbdir "sql:$1" -list 2>/dev/null | grep -c "^ *[0-9]*\. scagent$"; }
 libfile() { modutil -dbdir "sql:$1" -list 2>/dev/null | grep -A1 "^ *[0-9]*\. scagent$" | sed -n 's/.*library name: //p'; }
