@@ -25,19 +25,16 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include <openssl/evp.h>
-#include <openssl/rsa.h>
-#include <openssl/x509.h>
-
 #include "common/err.h"
 #include "common/log.h"
 #include "token/token.h"
+#include "softhsm-fixture.h"
 
 #define PIN "123456"
 #define WRONG_PIN "654321"
 
-static char dir[256];
-static char softhsm[512], fault[512], faults_file[512], trace_file[512];
+static struct fixture fx;
+static char faults_file[512], trace_file[512];
 
 /* ------------------------------------------------------------------ */
 /* Files */
@@ -90,7 +87,7 @@ token_dir(const char *label, char *out, size_t len)
 	DIR *d;
 	int found = 0;
 
-	snprintf(tokens, sizeof(tokens), "%s/tokens", dir);
+	fixture_path(&fx, "tokens", tokens, sizeof(tokens));
 	assert_non_null(d = opendir(tokens));
 	while (!found && (e = readdir(d)) != NULL) {
 		char buf[4096];
@@ -132,7 +129,7 @@ store_open(const char *module)
 static int
 setup_plain(void **state)
 {
-	*state = store_open(softhsm);
+	*state = store_open(fx.softhsm);
 	return 0;
 }
 
@@ -141,7 +138,7 @@ setup_fault(void **state)
 {
 	set_faults("");
 	trace_clear();
-	*state = store_open(fault);
+	*state = store_open(fx.fault);
 	return 0;
 }
 
@@ -214,12 +211,8 @@ sign_check(struct sc_store *st, const char *ref, const char *alg_name)
 	struct sc_sign_req rq = { .ref = ref, .alg = alg, .in = data, .inlen = sizeof(data) };
 	struct sc_sign_info info;
 	unsigned char *sig = NULL, *der = NULL;
-	const unsigned char *p;
 	size_t siglen = 0, derlen = 0;
 	json_object *chain = NULL;
-	EVP_MD_CTX *md = NULL;
-	EVP_PKEY_CTX *pctx = NULL;
-	X509 *x = NULL;
 	int r;
 
 	assert_true(alg >= 0);
@@ -227,17 +220,8 @@ sign_check(struct sc_store *st, const char *ref, const char *alg_name)
 		return r;
 	assert_int_equal(strlen(info.sha256), 64);
 	assert_int_equal(sc_store_get_cert(st, ref, &der, &derlen, &chain), SC_OK);
-	p = der;
-	assert_non_null(x = d2i_X509(NULL, &p, (long)derlen));
-	assert_non_null(md = EVP_MD_CTX_new());
-	assert_int_equal(EVP_DigestVerifyInit(md, &pctx, sc_alg_md(alg), NULL, X509_get0_pubkey(x)), 1);
-	if (sc_alg_family(alg) == 2) {
-		assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING), 1);
-		assert_int_equal(EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST), 1);
-	}
-	r = EVP_DigestVerify(md, sig, siglen, data, sizeof(data)) == 1 ? SC_OK : SC_ERR_BAD_SIGNATURE;
-	EVP_MD_CTX_free(md);
-	X509_free(x);
+	r = fixture_verify(der, derlen, alg, data, sizeof(data), sig, siglen) == 0 ? SC_OK :
+	    SC_ERR_BAD_SIGNATURE;
 	json_object_put(chain);
 	free(der);
 	free(sig);
@@ -489,53 +473,6 @@ test_renumber(void **state)
 
 /* ------------------------------------------------------------------ */
 
-static int
-fixture_up(void)
-{
-	const char *top = getenv("TOP_SRCDIR"), *build = getenv("TOP_BUILDDIR");
-	const char *hsm = getenv("TB_SOFTHSM");
-	char cmd[1024], conf[300];
-
-	snprintf(softhsm, sizeof(softhsm), "%s", hsm ? hsm : "/usr/lib/softhsm/libsofthsm2.so");
-	snprintf(fault, sizeof(fault), "%s/tests/mock/.libs/fault-pkcs11.so", build ? build : ".");
-	if (access(softhsm, R_OK) != 0 || system("command -v softhsm2-util >/dev/null") != 0) {
-		printf("1..0 # SKIP SoftHSM not installed\n");
-		return 77;
-	}
-	if (access(fault, R_OK) != 0) {
-		fprintf(stderr, "test-store: %s not built (make check builds it)\n", fault);
-		return 99;
-	}
-	snprintf(dir, sizeof(dir), "%s/scagent-store.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (mkdtemp(dir) == NULL)
-		return 99;
-	snprintf(cmd, sizeof(cmd), "bash '%s/tests/unit/softhsm-fixture.sh' '%s'", top ? top : ".", dir);
-	if (system(cmd) != 0) {
-		fprintf(stderr, "test-store: the SoftHSM fixture failed (see %s/testbed.log)\n", dir);
-		return 99;
-	}
-	snprintf(conf, sizeof(conf), "%s/softhsm2.conf", dir);
-	snprintf(faults_file, sizeof(faults_file), "%s/faults", dir);
-	snprintf(trace_file, sizeof(trace_file), "%s/trace", dir);
-	setenv("SOFTHSM2_CONF", conf, 1);
-	setenv("SCAGENT_FAULT_TARGET", softhsm, 1);
-	setenv("SCAGENT_FAULT_FILE", faults_file, 1);
-	setenv("SCAGENT_FAULT_TRACE", trace_file, 1);
-	return 0;
-}
-
-static void
-fixture_down(void)
-{
-	char cmd[400];
-
-	if (dir[0] == '\0' || getenv("TB_KEEP") != NULL)
-		return;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "test-store: could not remove %s\n", dir);
-}
-
 int
 main(void)
 {
@@ -556,12 +493,16 @@ main(void)
 	/* What the store does goes to stderr, in the test's log (SC_TEST_LOG=debug: more). */
 	sc_log_init("test-store", getenv("SC_TEST_LOG") ? sc_log_parse_level(getenv("SC_TEST_LOG")) :
 	    SC_LOG_INFO, 0);
-	if ((r = fixture_up()) != 0) {
-		fixture_down();
+	if ((r = fixture_up("test-store", &fx)) != 0) {
+		fixture_down("test-store", &fx);
 		return r;
 	}
+	fixture_path(&fx, "faults", faults_file, sizeof(faults_file));
+	fixture_path(&fx, "trace", trace_file, sizeof(trace_file));
+	setenv("SCAGENT_FAULT_FILE", faults_file, 1);
+	setenv("SCAGENT_FAULT_TRACE", trace_file, 1);
 	r = cmocka_run_group_tests_name("softhsm", plain, NULL, NULL);
 	r += cmocka_run_group_tests_name("fault-pkcs11", faulty, NULL, NULL);
-	fixture_down();
+	fixture_down("test-store", &fx);
 	return r;
 }
