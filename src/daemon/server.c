@@ -71,8 +71,11 @@ static int
 out_flush(struct client *c)
 {
 	size_t done = 0;
-	int r = send_nb(c, c->out + c->outoff, out_waiting(c), &done);
+	int r = SC_OK;
 
+	/* Nothing waits: c->out may be NULL, and NULL + 0 is undefined in C. */
+	if (out_waiting(c) > 0)
+		r = send_nb(c, c->out + c->outoff, out_waiting(c), &done);
 	c->outoff += done;
 	if (c->outoff == c->outlen) {
 		c->outoff = c->outlen = 0;
