@@ -71,8 +71,11 @@ static int
 out_flush(struct client *c)
 {
 	size_t done = 0;
-	int r = send_nb(c, c->out + c->outoff, out_waiting(c), &done);
+	int r = SC_OK;
 
+	/* Nothing waits: c->out may be NULL, and NULL + 0 is undefined in C. */
+	if (out_waiting(c) > 0)
+		r = send_nb(c, c->out + c->outoff, out_waiting(c), &done);
 	c->outoff += done;
 	if (c->outoff == c->outlen) {
 		c->outoff = c->outlen = 0;
@@ -380,8 +383,8 @@ refuse_busy(struct sc_server *srv, int fd, pid_t pid)
 	close(fd);
 }
 
-static void
-accept_client(struct sc_server *srv)
+int
+sc_server_add_client(struct sc_server *srv, int fd)
 {
 	struct ucred cred;
 	socklen_t cl = sizeof(cred);
@@ -390,31 +393,29 @@ accept_client(struct sc_server *srv)
 	pthread_t th;
 	char path[64];
 	ssize_t n;
-	int fd;
+	int r;
 
-	if ((fd = accept4(srv->lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
-		return;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
 		sc_warn("cannot check the peer of a connection: %s", strerror(errno));
 		close(fd);
-		return;
+		return SC_ERR_IO;
 	}
 	if (cred.uid != getuid() && cred.uid != 0) {
 		sc_warn("refused a connection from uid %lu (pid %ld): not the agent's user",
 		    (unsigned long)cred.uid, (long)cred.pid);
 		close(fd);
-		return;
+		return SC_ERR_DENIED;
 	}
 	pthread_mutex_lock(&srv->lock);
 	if (srv->nclients >= srv->o.max_clients) {
 		pthread_mutex_unlock(&srv->lock);
 		refuse_busy(srv, fd, cred.pid);
-		return;
+		return SC_ERR_BUSY;
 	}
 	pthread_mutex_unlock(&srv->lock);
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		close(fd);
-		return;
+		return SC_ERR_NOMEM;
 	}
 	c->srv = srv;
 	c->fd = fd;
@@ -437,11 +438,24 @@ accept_client(struct sc_server *srv)
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
+	r = SC_OK;
 	if (pthread_create(&th, &attr, client_main, c) != 0) {
 		sc_warn("cannot start a thread for a client");
 		client_remove(c);
+		r = SC_ERR_INTERNAL;
 	}
 	pthread_attr_destroy(&attr);
+	return r;
+}
+
+static void
+accept_client(struct sc_server *srv)
+{
+	int fd;
+
+	if ((fd = accept4(srv->lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
+		return;
+	sc_server_add_client(srv, fd);
 }
 
 /* ------------------------------------------------------------------ */

@@ -17,7 +17,14 @@ struct sc_server_opts {
 	int socket_kept;		/* the socket is systemd's: it stays when the agent stops */
 };
 
+/* listen_fd may be -1: then only sc_server_add_client brings clients. */
 struct sc_server *sc_server_new(struct sc_store *st, int listen_fd, const struct sc_server_opts *o);
+/*
+ * Serve a connected socket fd (taken over: closed when the client goes) as
+ * an accepted one: the same peer check, client limit and thread. The agent
+ * calls it for each accept(); tests hand it one end of a socketpair.
+ */
+int sc_server_add_client(struct sc_server *srv, int fd);
 /* Serve until sc_server_stop() is called (from a signal handler: async-signal-safe). */
 int sc_server_run(struct sc_server *srv);
 void sc_server_stop(struct sc_server *srv);
