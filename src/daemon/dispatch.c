@@ -26,7 +26,15 @@ int
 reply_err(struct client *c, int64_t id, int code, const char *msg)
 {
 	size_t len = 0;
-	char *l = sc_proto_error(id, code, msg, &len);
+	char buf[2560], *l;
+
+	if (c->srv->o.worker && sc_ckr_fatal_count() != c->srv->fatal_base) {
+		/* A worker whose module failed for good: say it starts afresh. */
+		snprintf(buf, sizeof(buf) - 400, "%s", msg != NULL ? msg : sc_strerror(code));
+		worker_check_reinit(c->srv, buf, sizeof(buf));
+		msg = buf;
+	}
+	l = sc_proto_error(id, code, msg, &len);
 
 	return send_line(c, l, len);
 }
@@ -178,11 +186,18 @@ dispatch(struct client *c, char *line, size_t len)
 		return reply_err(c, id, SC_ERR_PROTOCOL, "send {\"id\":0,\"op\":\"hello\",\"version\":1} first");
 	}
 	r = SC_ERR_UNSUPPORTED;
+	if (c->srv->sup != NULL && strcmp(op->name, "hello") != 0 && strcmp(op->name, "watch") != 0) {
+		/* The agent: a worker answers (route.c). */
+		r = route_request(c, id, op->name, req, line, len);
+		goto out;
+	}
 	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
 		if (strcmp(handlers[i].name, op->name) == 0) {
 			r = handlers[i].fn(c, id, req);
 			break;
 		}
+	worker_check_reinit(c->srv, NULL, 0);
+out:
 	/* Whatever the handler did, no PIN stays behind in the freed request. */
 	sc_proto_wipe_pins(req);
 	json_object_put(req);

@@ -263,6 +263,7 @@ client_remove(struct client *c)
 	pthread_cond_broadcast(&srv->cond);
 	pthread_mutex_unlock(&srv->lock);
 	pthread_mutex_unlock(&srv->evlock);
+	route_client_free(c);
 	close(c->fd);
 	pthread_mutex_destroy(&c->wlock);
 	free(c->out);
@@ -316,7 +317,8 @@ client_main(void *arg)
 				sc_info("client pid %ld: request not completed in time, disconnected", (long)c->pid);
 				break;
 			}
-			if (!c->watching && now - last > CLIENT_IDLE_MS)
+			/* A worker's connections are the agent's: they last as long as its clients. */
+			if (!c->watching && !c->srv->o.worker && now - last > CLIENT_IDLE_MS)
 				break;
 			continue;
 		}
@@ -385,10 +387,7 @@ accept_client(struct sc_server *srv)
 {
 	struct ucred cred;
 	socklen_t cl = sizeof(cred);
-	struct client *c;
-	pthread_attr_t attr;
-	pthread_t th;
-	char path[64];
+	char path[64], exe[256];
 	ssize_t n;
 	int fd;
 
@@ -412,20 +411,31 @@ accept_client(struct sc_server *srv)
 		return;
 	}
 	pthread_mutex_unlock(&srv->lock);
+	snprintf(path, sizeof(path), "/proc/%ld/exe", (long)cred.pid);
+	if ((n = readlink(path, exe, sizeof(exe) - 1)) > 0)
+		exe[n] = '\0';
+	else
+		strcpy(exe, "?");
+	server_add_client(srv, fd, cred.pid, cred.uid, exe);
+}
+
+void
+server_add_client(struct sc_server *srv, int fd, pid_t pid, uid_t uid, const char *exe)
+{
+	struct client *c;
+	pthread_attr_t attr;
+	pthread_t th;
+
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		close(fd);
 		return;
 	}
 	c->srv = srv;
 	c->fd = fd;
-	c->pid = cred.pid;
-	c->uid = cred.uid;
+	c->pid = pid;
+	c->uid = uid;
 	c->accepted = sc_now_ms();
-	snprintf(path, sizeof(path), "/proc/%ld/exe", (long)cred.pid);
-	if ((n = readlink(path, c->exe, sizeof(c->exe) - 1)) > 0)
-		c->exe[n] = '\0';
-	else
-		strcpy(c->exe, "?");
+	snprintf(c->exe, sizeof(c->exe), "%s", exe);
 	pthread_mutex_init(&c->wlock, NULL);
 	pthread_mutex_lock(&srv->evlock);
 	pthread_mutex_lock(&srv->lock);
@@ -462,6 +472,7 @@ sc_server_new(struct sc_store *st, int listen_fd, const struct sc_server_opts *o
 		srv->o.max_clients = MAX_CLIENTS;
 	srv->lfd = listen_fd;
 	srv->started = sc_now_ms();
+	srv->fatal_base = sc_ckr_fatal_count();
 	monitor_init(srv);
 	pthread_mutex_init(&srv->evlock, NULL);
 	pthread_mutex_init(&srv->lock, NULL);
@@ -486,10 +497,23 @@ sc_server_stop(struct sc_server *srv)
 	errno = saved;
 }
 
+void
+sc_server_set_sup(struct sc_server *srv, struct sc_sup *sup)
+{
+	srv->sup = sup;
+}
+
+int
+sc_server_reinit(struct sc_server *srv)
+{
+	return srv->reinit;
+}
+
 int
 sc_server_run(struct sc_server *srv)
 {
-	readers_start(srv);
+	if (!srv->o.worker)
+		readers_start(srv);	/* the agent watches PC/SC; its workers are told */
 	if (pthread_create(&srv->monitor, NULL, monitor_main, srv) == 0)
 		srv->monitor_started = 1;
 	while (!srv->stopping) {
@@ -502,7 +526,10 @@ sc_server_run(struct sc_server *srv)
 		}
 		if (p[1].revents)
 			break;
-		if (p[0].revents & POLLIN)
+		if (srv->o.worker && (p[0].revents & (POLLIN | POLLHUP))) {
+			if (worker_accept(srv) != SC_OK)
+				break;	/* the agent is gone */
+		} else if (p[0].revents & POLLIN)
 			accept_client(srv);
 		else if (p[0].revents & (POLLNVAL | POLLERR | POLLHUP)) {
 			/* Never spin on a listening socket that went bad. */

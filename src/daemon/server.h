@@ -14,6 +14,13 @@ struct sc_server_opts {
 	const char *audit_log;		/* "syslog", a file, or NULL */
 	unsigned long request_timeout_ms; /* a half-sent request is dropped after this */
 	int max_clients;		/* connections served at once; 0: the default, 256 */
+	/*
+	 * A module's worker (scagentd --worker): listen_fd is the socketpair to
+	 * the agent, over which connections arrive as passed fds with the
+	 * client's identity (worker.c); no PC/SC watcher; ends when the agent's
+	 * end closes, or to initialise its module again (sc_server_reinit).
+	 */
+	int worker;
 };
 
 struct sc_server *sc_server_new(struct sc_store *st, int listen_fd, const struct sc_server_opts *o);
@@ -21,6 +28,32 @@ struct sc_server *sc_server_new(struct sc_store *st, int listen_fd, const struct
 int sc_server_run(struct sc_server *srv);
 void sc_server_stop(struct sc_server *srv);
 void sc_server_free(struct sc_server *srv);
+/*
+ * The agent that runs each module in a worker process of its own (docs/
+ * ARCHITECTURE.md): srv serves no store but passes requests on to sup's
+ * workers. Before sc_server_run.
+ */
+struct sc_sup;
+void sc_server_set_sup(struct sc_server *srv, struct sc_sup *sup);
+/* A worker that stopped to have its module initialised again (exit status SC_WORKER_REINIT). */
+int sc_server_reinit(struct sc_server *srv);
+#define SC_WORKER_REINIT 75
+
+/* The agent's workers: one `scagentd --worker MODULE` process per module (supervise.c). */
+struct sc_sup_opts {
+	const char *const *modules;	/* the modules, each once */
+	size_t nmodules;
+	const char *vsc_module;		/* one of them holds TPM virtual smart cards, or NULL */
+	const char *const *args;	/* options every worker gets (NULL-terminated) */
+	unsigned long timeout_ms;	/* a request's limit (module-timeout) */
+	unsigned long slow_timeout_ms;	/* keygen, import, init-token, delete-token (keygen-timeout) */
+};
+struct sc_sup *sc_sup_new(const struct sc_sup_opts *o);
+/* Start the workers and their supervisor; wait (up to timeout_ms) until they serve. */
+int sc_sup_start(struct sc_sup *sup, struct sc_server *srv);
+/* Stop every worker: SIGTERM, SIGKILL after 1 s; reaped. */
+void sc_sup_stop(struct sc_sup *sup);
+void sc_sup_free(struct sc_sup *sup);
 /* Push an event to every watching client (fields stolen). */
 void sc_server_broadcast(struct sc_server *srv, const char *event, json_object *fields);
 
