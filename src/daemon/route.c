@@ -15,8 +15,9 @@
  *                           the worker that holds TPM virtual smart cards
  *
  * Every request has a limit (module-timeout; keygen-timeout for keygen,
- * import, init-token and delete-token; a request that may wait for pinentry
- * gets pinentry's own limit on top). A worker that does not answer in time
+ * import, init-token and delete-token; a worker about to wait for pinentry
+ * says so with a line {"pending":"pinentry"}, and the limit starts again at
+ * pinentry's own). A worker that does not answer in time
  * is killed and started again, and the request answers `timeout`; one that
  * ends while a request waits answers `device`. A request never waits for a
  * worker past its limit, nor past the agent's stop.
@@ -36,7 +37,7 @@
 #include "proto/proto.h"
 #include "token/pcsc.h"
 
-/* What a request may spend in pinentry (its own limit, pinentry.c) on top of the module's. */
+/* What a request may spend in pinentry (its own limit, pinentry.c), after the worker said so. */
 #define PINENTRY_ALLOW_MS (120UL * 1000)
 
 struct wconn {
@@ -51,14 +52,13 @@ static const struct {
 	const char *op;
 	enum route_kind kind;
 	int slow;			/* keygen-timeout */
-	int pinentry;			/* may wait for pinentry */
 } routes[] = {
-	{ "list", R_ALL, 0, 0 }, { "refresh", R_ALL, 0, 0 }, { "status", R_STATUS, 0, 0 },
-	{ "find", R_CERT, 0, 0 }, { "get-cert", R_CERT, 0, 0 }, { "sign", R_CERT, 0, 1 },
-	{ "get-public-key", R_KEY, 0, 0 }, { "sign-key", R_KEY, 0, 1 },
-	{ "login", R_TOKEN, 0, 1 }, { "logout", R_TOKEN, 0, 0 }, { "mechanisms", R_TOKEN, 0, 0 },
-	{ "keygen", R_TOKEN, 1, 0 }, { "import", R_TOKEN, 1, 0 },
-	{ "init-token", R_VSC, 1, 0 }, { "delete-token", R_VSC, 1, 0 }, { "vsc-list", R_VSC, 0, 0 },
+	{ "list", R_ALL, 0 }, { "refresh", R_ALL, 0 }, { "status", R_STATUS, 0 },
+	{ "find", R_CERT, 0 }, { "get-cert", R_CERT, 0 }, { "sign", R_CERT, 0 },
+	{ "get-public-key", R_KEY, 0 }, { "sign-key", R_KEY, 0 },
+	{ "login", R_TOKEN, 0 }, { "logout", R_TOKEN, 0 }, { "mechanisms", R_TOKEN, 0 },
+	{ "keygen", R_TOKEN, 1 }, { "import", R_TOKEN, 1 },
+	{ "init-token", R_VSC, 1 }, { "delete-token", R_VSC, 1 }, { "vsc-list", R_VSC, 0 },
 };
 
 void
@@ -129,19 +129,28 @@ send_all(struct client *c, int fd, const char *p, size_t n, uint64_t end)
 	return SC_OK;
 }
 
-/* One answer line (malloc'd, no '\n'). Codes as send_all. */
+/*
+ * One answer line (malloc'd, no '\n'). Codes as send_all. A worker about to
+ * wait for pinentry says so first: *end moves by pinentry's own limit.
+ */
 static int
-read_line(struct client *c, struct wconn *w, uint64_t end, char **ans, size_t *anslen)
+read_line(struct client *c, struct wconn *w, uint64_t *end, char **ans, size_t *anslen)
 {
 	for (;;) {
 		int r = sc_linebuf_take(&w->lb, ans, anslen), k;
 		long n;
 
+		if (r > 0 && strncmp(*ans, "{\"pending\":", 11) == 0) {
+			free(*ans);
+			*ans = NULL;
+			*end += PINENTRY_ALLOW_MS;	/* the module's time is still left after it */
+			continue;
+		}
 		if (r > 0)
 			return SC_OK;
 		if (r < 0)
 			return SC_ERR_IO;
-		if ((k = wait_fd(c, w->fd, POLLIN, end)) <= 0)
+		if ((k = wait_fd(c, w->fd, POLLIN, *end)) <= 0)
 			return k == 0 ? SC_ERR_TIMEOUT : SC_ERR_CANCELLED;
 		n = sc_linebuf_read(&w->lb, w->fd);
 		if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
@@ -151,13 +160,13 @@ read_line(struct client *c, struct wconn *w, uint64_t end, char **ans, size_t *a
 
 /* Send a line to a worker's connection and read its answer. */
 static int
-round_trip(struct client *c, struct wconn *w, const char *line, size_t len, uint64_t end,
+round_trip(struct client *c, struct wconn *w, const char *line, size_t len, uint64_t *end,
     char **ans, size_t *anslen)
 {
 	int r;
 
-	if ((r = send_all(c, w->fd, line, len, end)) != SC_OK ||
-	    (r = send_all(c, w->fd, "\n", 1, end)) != SC_OK)
+	if ((r = send_all(c, w->fd, line, len, *end)) != SC_OK ||
+	    (r = send_all(c, w->fd, "\n", 1, *end)) != SC_OK)
 		return r;
 	return read_line(c, w, end, ans, anslen);
 }
@@ -195,12 +204,12 @@ ask(struct client *c, size_t i, const char *op, const char *line, size_t len,
 			return fd;
 		w->fd = fd;
 		r = round_trip(c, w, "{\"id\":0,\"op\":\"hello\",\"version\":1}",
-		    strlen("{\"id\":0,\"op\":\"hello\",\"version\":1}"), end, &hello, &hlen);
+		    strlen("{\"id\":0,\"op\":\"hello\",\"version\":1}"), &end, &hello, &hlen);
 		free(hello);
 		if (r != SC_OK)
 			goto fail;
 	}
-	if ((r = round_trip(c, w, line, len, end, ans, anslen)) == SC_OK)
+	if ((r = round_trip(c, w, line, len, &end, ans, anslen)) == SC_OK)
 		return SC_OK;
 fail:
 	if (r == SC_ERR_TIMEOUT) {
@@ -264,10 +273,7 @@ limit_for(struct client *c, const char *op)
 {
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
 		if (strcmp(routes[i].op, op) == 0) {
-			unsigned long l = sup_timeout(c->srv->sup, routes[i].slow);
-			if (routes[i].pinentry && c->srv->o.pinentry != NULL)
-				l += (c->srv->o.confirm_sign ? 3 : 2) * PINENTRY_ALLOW_MS;
-			return l;
+			return sup_timeout(c->srv->sup, routes[i].slow);
 		}
 	return sup_timeout(c->srv->sup, 0);
 }
@@ -444,9 +450,9 @@ ambiguous(struct client *c, int64_t id, enum route_kind kind, json_object *req, 
 	size_t off;
 
 	if (kind == R_TOKEN)
-		off = (size_t)snprintf(msg, sizeof(msg), "more than one token is labelled \"%s\" (on "
-		    "several modules): name one with a token URI (pkcs11:token=LABEL;serial=SERIAL, "
-		    "serials in `scagent list`)", name);
+		off = (size_t)snprintf(msg, sizeof(msg), "more than one token is labelled \"%s\": "
+		    "name one with a token URI (pkcs11:token=LABEL;serial=SERIAL, serials in "
+		    "`scagent list`)", name);
 	else
 		off = (size_t)snprintf(msg, sizeof(msg), kind == R_CERT ?
 		    "\"%s\" matches more than one certificate; use a longer fingerprint or a pkcs11: "

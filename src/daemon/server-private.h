@@ -15,6 +15,13 @@
  *                request, on a fallback interval) and idle logouts; refresh
  *   readers.c    the PC/SC watcher (src/token/pcsc.c) seen from the server
  *   audit.c      the audit log
+ *   worker.c     a module's worker process: connections passed by the agent
+ *   supervise.c  the agent: its workers started, watched, restarted, stopped
+ *   route.c      the agent: requests passed on to the workers, answers merged
+ *
+ * The agent (srv->sup set) loads no module: each runs in a worker process,
+ * `scagentd --worker MODULE`, with this same server on connections the agent
+ * passes it (srv->o.worker). sup->lock (supervise.c) comes before evlock.
  *
  * Threads: the main thread accepts (sc_server_run); each client has its own
  * thread (client_main: read, dispatch, answer); the monitor thread
@@ -186,6 +193,11 @@ int worker_accept(struct sc_server *srv);
  * again). msg (may be NULL) gets what to tell the user appended.
  */
 int worker_check_reinit(struct sc_server *srv, char *msg, size_t len);
+/*
+ * About to wait for pinentry (a PIN, a confirmation): a worker tells the
+ * agent, whose limit for the request grows by pinentry's own.
+ */
+void worker_pending(struct client *c);
 
 /* supervise.c: the agent's workers (lock order: sup->lock before evlock) */
 size_t sup_count(struct sc_sup *sup);

@@ -14,6 +14,7 @@
  */
 #include "config.h"
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -76,4 +77,13 @@ worker_check_reinit(struct sc_server *srv, char *msg, size_t len)
 		    "; the module failed (device error): it is initialised again and its "
 		    "tokens are logged out: log in again");
 	return 1;
+}
+
+void
+worker_pending(struct client *c)
+{
+	static const char line[] = "{\"pending\":\"pinentry\"}\n";
+
+	if (c->srv->o.worker)
+		send_line(c, strdup(line), sizeof(line) - 1);
 }

@@ -83,8 +83,17 @@ is "sign, wrong PIN (it holds the right one): refused" "$?" 1
 stop_agent "the agent stops cleanly"
 ok "the agent reports" test -s "$W/agent.$AGENT_PID"
 is "the agent: no copy of the PIN left (login, signatures, a wrong PIN)" "$(hits "$W/agent.$AGENT_PID")" 0
+# The PIN passed through the module's worker process too (it inherits the
+# preload; %p names its report): none left there either.
+workers=0
+for f in "$W"/agent.*; do
+	[ "$f" = "$W/agent.$AGENT_PID" ] && continue
+	workers=$((workers + 1))
+	is "the module's worker ${f##*.}: no copy of the PIN left" "$(hits "$f")" 0
+done
+is "the worker process reported" "$workers" 1
 
-for f in "$W"/login "$W"/wrong "$W"/tty "$W"/sign "$W/agent.$AGENT_PID"; do
+for f in "$W"/login "$W"/wrong "$W"/tty "$W"/sign "$W"/agent.*; do
 	[ "$(hits "$f")" = 0 ] || sed 's/^/#   /' "$f"
 done
 done_testing
