@@ -697,7 +697,7 @@ sup_death_message(struct sc_sup *sup, size_t i, unsigned gen, char *msg, size_t 
 
 	pthread_mutex_lock(&sup->lock);
 	while (w->gen == gen && (w->state == W_RUNNING || w->reaping) && sc_now_ms() < end &&
-	    !sup->stopping) {
+	    !sup->stopping && !sup->srv->stopping) {
 		struct timespec ts;
 
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -708,7 +708,7 @@ sup_death_message(struct sc_sup *sup, size_t i, unsigned gen, char *msg, size_t 
 		}
 		pthread_cond_timedwait(&sup->cond, &sup->lock, &ts);
 	}
-	if (sup->stopping)
+	if (sup->stopping || sup->srv->stopping)
 		snprintf(msg, len, "the agent is stopping");
 	else if (w->gen == gen && (w->state == W_RUNNING || w->reaping))
 		snprintf(msg, len, "the module %s's process closed the connection: try again", w->module);

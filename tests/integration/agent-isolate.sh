@@ -46,6 +46,20 @@ alice_signs() {
 		openssl dgst -sha256 -verify "$(pubkey alice)" -sigopt rsa_padding_mode:pss \
 			-sigopt rsa_pss_saltlen:digest -signature "$W/alice.sig" "$W/data" >/dev/null
 }
+# fresh: a new agent with the faulty module beside SoftHSM, SoftHSM logged in
+# (each fault its own, so the restarts of one never add up to "broken")
+fresh() {
+	[ -n "${AGENT_PID:-}" ] && stop_agent "agent exits cleanly"
+	: >"$W/faults"
+	SCAGENT_FAULT_FILE=$W/faults start_agent "$S" --module "$FAULT" --module "$TB_SOFTHSM" \
+		--module-timeout 2 --audit-log "$W/audit"
+	sc login --token fast --pin-stdin <<<"$TB_PIN" 2>/dev/null
+}
+# refresh: the protocol's refresh (every worker re-reads its slots now)
+refresh() {
+	printf '%s\n' '{"id":0,"op":"hello","version":1}' '{"id":1,"op":"refresh"}' |
+		"$PY" "$here/rawclient.py" "$S" --lines 2 --wait 20 | sed -n 2p
+}
 # back: the faulty module serves again (its token listed)
 back() { wait_for 20 sh -c "'$SCAGENT' --socket '$S' list --json | grep -q '\"slow\"'"; }
 # elapsed CMD...: run CMD, ELAPSED its wall time in ms
@@ -56,16 +70,14 @@ elapsed() {
 	ELAPSED=$((($(date +%s%N) - t0) / 1000000))
 }
 
-: >"$W/faults"
-SCAGENT_FAULT_FILE=$W/faults start_agent "$S" --module "$FAULT" --module "$TB_SOFTHSM" \
-	--module-timeout 2 --audit-log "$W/audit"
+AGENT_PID=
+fresh
 is "both modules' tokens listed" "$(sc list --json | labels)" "fast slow"
 pids=$(sc status --json | "$PY" -c 'import json,sys; print(" ".join(str(p["pid"]) for p in json.load(sys.stdin)["processes"]))')
 is "status: two worker processes" "$(wc -w <<<"$pids" | tr -d ' ')" 2
 for p in $pids; do
 	is "worker $p is a child of the agent" "$(awk '{print $4}' "/proc/$p/stat")" "$AGENT_PID"
 done
-sc login --token fast --pin-stdin <<<"$TB_PIN" 2>/dev/null
 ok "SoftHSM token signs" alice_signs
 sc watch --json >"$W/events" 2>&1 &
 watcher=$!
@@ -100,6 +112,8 @@ is "events: removed, restarted, added, in that order" "$order" '"event":"token-r
 hasnt "events: SoftHSM's token never removed" "$(grep token-removed "$W/events")" '"token":"fast"'
 
 # ---------------------------------------------------------------- crash at the Nth signature
+fresh
+sc login --token slow --pin-stdin <<<"$TB_PIN" 2>/dev/null
 echo crash-sign-at=3 >"$W/faults"
 n_ok=0
 for i in 1 2 3; do
@@ -110,9 +124,10 @@ has "crash-sign-at=3: the third says the module stopped" "$(cat "$W/nth.err")" "
 : >"$W/faults"
 ok "crash-sign-at=3: back" back
 ok "crash-sign-at=3: SoftHSM still signs, still logged in" alice_signs
-is "crash-sign-at=3: restarts counted" "$(proc restarts)" 2
+is "crash-sign-at=3: restart counted" "$(proc restarts)" 1
 
 # ---------------------------------------------------------------- hang-sign
+fresh
 sc login --token slow --pin-stdin <<<"$TB_PIN" 2>/dev/null
 echo hang-sign >"$W/faults"
 sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" >/dev/null 2>"$W/hang.err" &
@@ -126,23 +141,26 @@ is "hang-sign: the hung signature fails" "$?" 1
 has "hang-sign: with a timeout after the module timeout" "$(cat "$W/hang.err")" "did not answer within 2 s (sign)"
 : >"$W/faults"
 ok "hang-sign: back" back
-is "hang-sign: the worker was restarted" "$(proc restarts)" 3
+is "hang-sign: the worker was restarted" "$(proc restarts)" 1
 is "hang-sign: SoftHSM's login untouched" "$(logged_in)" "fast"
 
 # ---------------------------------------------------------------- hang-find, hang-slots
 for f in hang-find hang-slots; do
+	fresh
 	echo "$f" >"$W/faults"
-	before=$(proc restarts)
-	# The faulty module's next slot re-read hangs; its worker is killed after 2 s.
-	elapsed sc refresh
-	[ "$ELAPSED" -lt 6000 ] && pass "$f: refresh answers (${ELAPSED} ms)" || fail "$f: refresh took ${ELAPSED} ms"
+	# The faulty module's slot re-read hangs; its worker is killed after 2 s.
+	t0=$(date +%s%N)
+	l=$(refresh)
+	ELAPSED=$((($(date +%s%N) - t0) / 1000000))
+	has "$f: refresh answers" "$l" '"ok":true'
+	has "$f: ... with a warning naming the module's timeout" "$l" 'did not answer within 2 s'
+	[ "$ELAPSED" -lt 6000 ] && pass "$f: ... in time (${ELAPSED} ms)" || fail "$f: refresh took ${ELAPSED} ms"
 	elapsed sc list --json
 	is "$f: list works" "$RC" 0
-	has "$f: ... with SoftHSM's token" "$OUT" '"label":"fast"'
-	[ "$ELAPSED" -lt 6000 ] && pass "$f: list answers (${ELAPSED} ms)" || fail "$f: list took ${ELAPSED} ms"
+	is "$f: ... with SoftHSM's token" "$(labels <<<"$OUT")" fast
 	ok "$f: SoftHSM still signs, still logged in" alice_signs
-	wait_for 10 sh -c "[ \"\$(\"$SCAGENT\" --socket \"$S\" status --json | grep -o '\"restarts\":[0-9]*' | sort | tail -n 1 | cut -d: -f2)\" -gt $before ]"
-	ok "$f: the hung worker was restarted" test "$(proc restarts)" -gt "$before"
+	for _ in $(seq 50); do [ "$(proc restarts)" -gt 0 ] && break; sleep 0.1; done
+	ok "$f: the hung worker was restarted" test "$(proc restarts)" -gt 0
 	: >"$W/faults"
 	ok "$f: back" back
 done
@@ -150,8 +168,9 @@ ok "audit: the workers write the signatures" grep -q ' sign pid=' "$W/audit"
 is "audit lines name the real client, not the agent" "$(grep -c "pid=$AGENT_PID " "$W/audit")" 0
 
 # ---------------------------------------------------------------- broken after 5 ends in 60 s
+fresh
 echo hang-slots >"$W/faults"
-sc refresh >/dev/null 2>&1
+refresh >/dev/null
 wait_for 40 sh -c "'$SCAGENT' --socket '$S' status --json | grep -q '\"state\":\"broken\"'"
 is "a module that keeps hanging at start is reported broken" "$(proc state)" "broken"
 has "broken: status says why" "$(proc last_error)" "not started again"
