@@ -418,7 +418,7 @@ run_worker(const struct sc_config *cfg, const char *module, const char *fd_arg, 
 		if (g_stop)
 			sc_server_stop(srv);
 		sc_server_run(srv);
-		rc = sc_server_reinit(srv) ? SC_WORKER_REINIT : 0;
+		rc = sc_server_reinit(srv);
 		g_srv = NULL;
 		sc_server_free(srv);
 	}

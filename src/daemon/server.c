@@ -506,7 +506,7 @@ sc_server_set_sup(struct sc_server *srv, struct sc_sup *sup)
 int
 sc_server_reinit(struct sc_server *srv)
 {
-	return srv->reinit;
+	return srv->reinit;	/* set to the exit status by worker_check_reinit */
 }
 
 int

@@ -35,9 +35,13 @@ void sc_server_free(struct sc_server *srv);
  */
 struct sc_sup;
 void sc_server_set_sup(struct sc_server *srv, struct sc_sup *sup);
-/* A worker that stopped to have its module initialised again (exit status SC_WORKER_REINIT). */
+/*
+ * A worker that stopped to have its module initialised again: its exit
+ * status, SC_WORKER_REINIT (SC_WORKER_REINIT_TPM for the TPM's module); 0 not.
+ */
 int sc_server_reinit(struct sc_server *srv);
 #define SC_WORKER_REINIT 75
+#define SC_WORKER_REINIT_TPM 76
 
 /* The agent's workers: one `scagentd --worker MODULE` process per module (supervise.c). */
 struct sc_sup_opts {

@@ -400,6 +400,9 @@ worker_died(struct sc_sup *sup, struct worker *w)
 	else if (WIFSIGNALED(status))
 		snprintf(w->last_error, sizeof(w->last_error), "signal %d, %s", WTERMSIG(status),
 		    strsignal(WTERMSIG(status)));
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == SC_WORKER_REINIT_TPM)
+		snprintf(w->last_error, sizeof(w->last_error), "the TPM service restarted or failed "
+		    "(tpm2-abrmd?): the TPM module is initialised again after a device error");
 	else if (WIFEXITED(status) && WEXITSTATUS(status) == SC_WORKER_REINIT)
 		snprintf(w->last_error, sizeof(w->last_error), "initialised again after a device "
 		    "error (CKR_DEVICE_ERROR or CKR_GENERAL_ERROR)");

@@ -65,7 +65,8 @@ worker_check_reinit(struct sc_server *srv, char *msg, size_t len)
 	if (!srv->o.worker || sc_ckr_fatal_count() == srv->fatal_base)
 		return 0;
 	if (!srv->reinit) {
-		srv->reinit = 1;
+		srv->reinit = sc_store_vsc_module(srv->st) != NULL ? SC_WORKER_REINIT_TPM :
+		    SC_WORKER_REINIT;
 		sc_warn("a module call failed with CKR_DEVICE_ERROR or CKR_GENERAL_ERROR: the "
 		    "module is initialised again (its worker restarts)");
 		sc_server_stop(srv);
