@@ -266,6 +266,7 @@ client_remove(struct client *c)
 	pthread_cond_broadcast(&srv->cond);
 	pthread_mutex_unlock(&srv->lock);
 	pthread_mutex_unlock(&srv->evlock);
+	route_client_free(c);
 	close(c->fd);
 	pthread_mutex_destroy(&c->wlock);
 	free(c->out);
@@ -319,7 +320,8 @@ client_main(void *arg)
 				sc_info("client pid %ld: request not completed in time, disconnected", (long)c->pid);
 				break;
 			}
-			if (!c->watching && now - last > CLIENT_IDLE_MS)
+			/* A worker's connections are the agent's: they last as long as its clients. */
+			if (!c->watching && !c->srv->o.worker && now - last > CLIENT_IDLE_MS)
 				break;
 			continue;
 		}
@@ -383,17 +385,18 @@ refuse_busy(struct sc_server *srv, int fd, pid_t pid)
 	close(fd);
 }
 
-int
-sc_server_add_client(struct sc_server *srv, int fd)
+/*
+ * The peer of a connection the agent accepted: its identity into *id (exe in
+ * exe), or an error (fd closed): not the agent's user, or every client slot
+ * taken.
+ */
+static int
+peer_ident(struct sc_server *srv, int fd, struct sc_client_ident *id, char *exe, size_t exelen)
 {
 	struct ucred cred;
 	socklen_t cl = sizeof(cred);
-	struct client *c;
-	pthread_attr_t attr;
-	pthread_t th;
 	char path[64];
 	ssize_t n;
-	int r;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
 		sc_warn("cannot check the peer of a connection: %s", strerror(errno));
@@ -413,20 +416,42 @@ sc_server_add_client(struct sc_server *srv, int fd)
 		return SC_ERR_BUSY;
 	}
 	pthread_mutex_unlock(&srv->lock);
+	snprintf(path, sizeof(path), "/proc/%ld/exe", (long)cred.pid);
+	if ((n = readlink(path, exe, exelen - 1)) > 0)
+		exe[n] = '\0';
+	else
+		snprintf(exe, exelen, "?");
+	id->pid = cred.pid;
+	id->uid = cred.uid;
+	id->exe = exe;
+	return SC_OK;
+}
+
+int
+sc_server_add_client(struct sc_server *srv, int fd, const struct sc_client_ident *id)
+{
+	struct sc_client_ident peer;
+	struct client *c;
+	pthread_attr_t attr;
+	pthread_t th;
+	char exe[256];
+	int r;
+
+	if (id == NULL) {
+		if ((r = peer_ident(srv, fd, &peer, exe, sizeof(exe))) != SC_OK)
+			return r;
+		id = &peer;
+	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		close(fd);
 		return SC_ERR_NOMEM;
 	}
 	c->srv = srv;
 	c->fd = fd;
-	c->pid = cred.pid;
-	c->uid = cred.uid;
+	c->pid = id->pid;
+	c->uid = id->uid;
 	c->accepted = sc_now_ms();
-	snprintf(path, sizeof(path), "/proc/%ld/exe", (long)cred.pid);
-	if ((n = readlink(path, c->exe, sizeof(c->exe) - 1)) > 0)
-		c->exe[n] = '\0';
-	else
-		strcpy(c->exe, "?");
+	snprintf(c->exe, sizeof(c->exe), "%s", id->exe != NULL ? id->exe : "?");
 	pthread_mutex_init(&c->wlock, NULL);
 	pthread_mutex_lock(&srv->evlock);
 	pthread_mutex_lock(&srv->lock);
@@ -455,7 +480,7 @@ accept_client(struct sc_server *srv)
 
 	if ((fd = accept4(srv->lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
 		return;
-	sc_server_add_client(srv, fd);
+	sc_server_add_client(srv, fd, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -476,6 +501,7 @@ sc_server_new(struct sc_store *st, int listen_fd, const struct sc_server_opts *o
 		srv->o.max_clients = MAX_CLIENTS;
 	srv->lfd = listen_fd;
 	srv->started = sc_now_ms();
+	srv->fatal_base = sc_ckr_fatal_count();
 	monitor_init(srv);
 	pthread_mutex_init(&srv->evlock, NULL);
 	pthread_mutex_init(&srv->lock, NULL);
@@ -500,10 +526,23 @@ sc_server_stop(struct sc_server *srv)
 	errno = saved;
 }
 
+void
+sc_server_set_sup(struct sc_server *srv, struct sc_sup *sup)
+{
+	srv->sup = sup;
+}
+
+int
+sc_server_reinit(struct sc_server *srv)
+{
+	return srv->reinit;	/* set to the exit status by worker_check_reinit */
+}
+
 int
 sc_server_run(struct sc_server *srv)
 {
-	readers_start(srv);
+	if (!srv->o.worker)
+		readers_start(srv);	/* the agent watches PC/SC; its workers are told */
 	if (pthread_create(&srv->monitor, NULL, monitor_main, srv) == 0)
 		srv->monitor_started = 1;
 	while (!srv->stopping) {
@@ -516,7 +555,10 @@ sc_server_run(struct sc_server *srv)
 		}
 		if (p[1].revents)
 			break;
-		if (p[0].revents & POLLIN)
+		if (srv->o.worker && (p[0].revents & (POLLIN | POLLHUP))) {
+			if (worker_accept(srv) != SC_OK)
+				break;	/* the agent is gone */
+		} else if (p[0].revents & POLLIN)
 			accept_client(srv);
 		else if (p[0].revents & (POLLNVAL | POLLERR | POLLHUP)) {
 			/* Never spin on a listening socket that went bad. */

@@ -10,7 +10,7 @@ set -uo pipefail
 tb_tpm_need
 tb_init
 tb_tpm_start
-tb_agent_start --log-level info --module "$TB_TPM2_PKCS11"
+start_agent --log-level info --module "$TB_TPM2_PKCS11"
 A=$SCAGENT
 cnt() { tb_tpm_lockout_counter; }
 login() { echo "$1" | $A login --token vsc1 --pin-stdin "${@:2}" 2>&1; }
@@ -18,59 +18,59 @@ change() { printf '%s\n%s\n' "$1" "$2" | $A pin change --token vsc1 --pin-stdin 
 unblock() { printf '%s\n%s\n' "$1" "$2" | $A pin unblock --token vsc1 --pin-stdin "${@:3}" 2>&1; }
 
 ok "vsc create vsc1" bash -c "printf '123456\n12345678\n' | $A vsc create --label vsc1 --pin-stdin"
-ok "lockout counter starts at 0" eq "$(cnt)" 0
+is "lockout counter starts at 0" "$(cnt)" 0
 
 out=$(change 123456 654321); rc=$?
-ok "pin change (not logged in): exit 0" eq "$rc" 0
-ok "  says so" has "$out" 'changed the PIN of token "vsc1"'
-ok "  counts nothing" eq "$(cnt)" 0
+is "pin change (not logged in): exit 0" "$rc" 0
+has "  says so" "$out" 'changed the PIN of token "vsc1"'
+is "  counts nothing" "$(cnt)" 0
 out=$(login 654321); rc=$?
-ok "  login with the new PIN works" eq "$rc" 0
+is "  login with the new PIN works" "$rc" 0
 out=$(change 654321 135790); rc=$?
-ok "pin change while logged in: exit 0" eq "$rc" 0
+is "pin change while logged in: exit 0" "$rc" 0
 out=$(login 135790); rc=$?
-ok "  the agent's check follows the new PIN (already logged in with this PIN)" has "$out" "already logged in to token \"vsc1\" (with this PIN)"
+has "  the agent's check follows the new PIN (already logged in with this PIN)" "$out" "already logged in to token \"vsc1\" (with this PIN)"
 ok "logout" $A logout --token vsc1
 out=$(login 654321); rc=$?
-ok "login with the PIN before: refused" eq "$rc" 1
-ok "  counted once" eq "$(cnt)" 1
+is "login with the PIN before: refused" "$rc" 1
+is "  counted once" "$(cnt)" 1
 
 out=$(change 999999 111111); rc=$?
-ok "pin change, wrong PIN: exit 1" eq "$rc" 1
-ok "  the TPM counted exactly one more failure" eq "$(cnt)" 2
-ok "  the message has the TPM's count" has "$out" "the TPM has counted 2 of 3 failed tries"
-ok "  and says the PIN was not changed" has "$out" "the PIN was not changed"
+is "pin change, wrong PIN: exit 1" "$rc" 1
+is "  the TPM counted exactly one more failure" "$(cnt)" 2
+has "  the message has the TPM's count" "$out" "the TPM has counted 2 of 3 failed tries"
+has "  and says the PIN was not changed" "$out" "the PIN was not changed"
 out=$(change 135790 111111); rc=$?
-ok "pin change at the TPM's final try, unconfirmed: refused" eq "$rc" 1
-ok "  asks for --confirm-final-try" has "$out" "--confirm-final-try"
-ok "  nothing tried" eq "$(cnt)" 2
+is "pin change at the TPM's final try, unconfirmed: refused" "$rc" 1
+has "  asks for --confirm-final-try" "$out" "--confirm-final-try"
+is "  nothing tried" "$(cnt)" 2
 out=$(unblock 12345678 111111); rc=$?
-ok "pin unblock at the final try (the TPM counts SO PINs too), unconfirmed: refused" eq "$rc" 1
-ok "  nothing tried" eq "$(cnt)" 2
+is "pin unblock at the final try (the TPM counts SO PINs too), unconfirmed: refused" "$rc" 1
+is "  nothing tried" "$(cnt)" 2
 
 out=$(login 999997 --confirm-final-try); rc=$?
-ok "third wrong PIN (confirmed): the TPM locks" eq "$(cnt)" 3
+is "third wrong PIN (confirmed): the TPM locks" "$(cnt)" 3
 out=$(login 135790 --confirm-final-try); rc=$?
-ok "login on the locked TPM: refused" eq "$rc" 1
-ok "  the counter stays" eq "$(cnt)" 3
+is "login on the locked TPM: refused" "$rc" 1
+is "  the counter stays" "$(cnt)" 3
 out=$(unblock 12345678 111111 --confirm-final-try); rc=$?
-ok "pin unblock in lockout: refused" eq "$rc" 1
-ok "  says the TPM is in dictionary-attack lockout" has "$out" "is in dictionary-attack lockout"
-ok "  and that the PIN was not unblocked" has "$out" "the PIN was not unblocked"
-ok "  nothing tried (counter 3)" eq "$(cnt)" 3
+is "pin unblock in lockout: refused" "$rc" 1
+has "  says the TPM is in dictionary-attack lockout" "$out" "is in dictionary-attack lockout"
+has "  and that the PIN was not unblocked" "$out" "the PIN was not unblocked"
+is "  nothing tried (counter 3)" "$(cnt)" 3
 out=$(change 135790 111111 --confirm-final-try); rc=$?
-ok "pin change in lockout: refused, nothing tried" eq "$rc:$(cnt)" "1:3"
+is "pin change in lockout: refused, nothing tried" "$rc:$(cnt)" "1:3"
 
 ok "the TPM owner clears the lockout" tpm2_dictionarylockout --clear-lockout
 out=$(unblock 12345670 111111); rc=$?
-ok "pin unblock, wrong SO PIN: exit 1" eq "$rc" 1
-ok "  counted once by the TPM" eq "$(cnt)" 1
+is "pin unblock, wrong SO PIN: exit 1" "$rc" 1
+is "  counted once by the TPM" "$(cnt)" 1
 out=$(unblock 12345678 111111); rc=$?
-ok "pin unblock with the SO PIN: exit 0" eq "$rc" 0
-ok "  says so" has "$out" 'unblocked the PIN of token "vsc1"'
-ok "  the SO PIN was right: nothing more counted" eq "$(cnt)" 1
+is "pin unblock with the SO PIN: exit 0" "$rc" 0
+has "  says so" "$out" 'unblocked the PIN of token "vsc1"'
+is "  the SO PIN was right: nothing more counted" "$(cnt)" 1
 out=$(login 111111); rc=$?
-ok "login with the PIN the SO set: exit 0" eq "$rc" 0
+is "login with the PIN the SO set: exit 0" "$rc" 0
 ok "  the card works for the new login: keygen" $A keygen --token vsc1 --type ec:p256 --label k1
-ok "the agent stops on SIGTERM: exit 0, no sanitizer report" tb_agent_stop
-tb_done
+stop_agent "the agent stops on SIGTERM: exit 0, no sanitizer report"
+done_testing

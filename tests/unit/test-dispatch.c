@@ -69,7 +69,7 @@ setup_conn(void **state)
 	assert_non_null(c);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	c->fd = sv[0];
-	assert_int_equal(sc_server_add_client(srv, sv[1]), SC_OK);
+	assert_int_equal(sc_server_add_client(srv, sv[1], NULL), SC_OK);
 	*state = c;
 	return 0;
 }
