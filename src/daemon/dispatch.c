@@ -103,19 +103,27 @@ key_ref_error(struct client *c, int64_t id, int r, const char *ref, json_object 
 	return reply_err(c, id, r, msg);
 }
 
-static int
-op_status(struct client *c, int64_t id, json_object *req)
+json_object *
+status_head(struct sc_server *srv)
 {
-	json_object *res = json_object_new_object(), *list, *toks, *out = json_object_new_array();
+	json_object *res = json_object_new_object();
 
 	json_object_object_add(res, "agent", json_object_new_string("scagentd " PACKAGE_VERSION));
 	json_object_object_add(res, "protocol", json_object_new_int(SC_PROTO_VERSION));
 	json_object_object_add(res, "pid", json_object_new_int64((int64_t)getpid()));
 	json_object_object_add(res, "uptime", json_object_new_int64(
-	    (int64_t)((sc_now_ms() - c->srv->started) / 1000)));
-	pthread_mutex_lock(&c->srv->lock);
-	json_object_object_add(res, "clients", json_object_new_int(c->srv->nclients));
-	pthread_mutex_unlock(&c->srv->lock);
+	    (int64_t)((sc_now_ms() - srv->started) / 1000)));
+	pthread_mutex_lock(&srv->lock);
+	json_object_object_add(res, "clients", json_object_new_int(srv->nclients));
+	pthread_mutex_unlock(&srv->lock);
+	return res;
+}
+
+static int
+op_status(struct client *c, int64_t id, json_object *req)
+{
+	json_object *res = status_head(c->srv), *list, *toks, *out = json_object_new_array();
+
 	json_object_object_add(res, "modules", json_object_new_int64((int64_t)sc_store_nmodules(c->srv->st)));
 	list = sc_store_list_json(c->srv->st, NULL);
 	if (json_object_object_get_ex(list, "tokens", &toks)) {

@@ -348,7 +348,7 @@ static int
 route_status(struct client *c, int64_t id)
 {
 	struct sc_sup *sup = c->srv->sup;
-	json_object *res = json_object_new_object(), *toks = json_object_new_array(), *procs;
+	json_object *res, *toks = json_object_new_array(), *procs;
 	const char *line = "{\"id\":1,\"op\":\"status\"}";
 	size_t loaded = 0;
 	char msg[512];
@@ -372,14 +372,7 @@ route_status(struct client *c, int64_t id)
 		json_object_put(a);
 	}
 	procs = sup_status_json(sup, &loaded);
-	json_object_object_add(res, "agent", json_object_new_string("scagentd " PACKAGE_VERSION));
-	json_object_object_add(res, "protocol", json_object_new_int(SC_PROTO_VERSION));
-	json_object_object_add(res, "pid", json_object_new_int64((int64_t)getpid()));
-	json_object_object_add(res, "uptime", json_object_new_int64(
-	    (int64_t)((sc_now_ms() - c->srv->started) / 1000)));
-	pthread_mutex_lock(&c->srv->lock);
-	json_object_object_add(res, "clients", json_object_new_int(c->srv->nclients));
-	pthread_mutex_unlock(&c->srv->lock);
+	res = status_head(c->srv);
 	json_object_object_add(res, "modules", json_object_new_int64((int64_t)loaded));
 	json_object_object_add(res, "tokens", toks);
 	json_object_object_add(res, "pcsc", readers_status(c->srv));

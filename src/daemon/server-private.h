@@ -153,6 +153,8 @@ int reply_ok(struct client *c, int64_t id, json_object *result);
 int reply_err(struct client *c, int64_t id, int code, const char *msg);
 const char *arg_str(json_object *req, const char *name);
 int arg_bool(json_object *req, const char *name);
+/* status's first fields, the same in every mode: agent, protocol, pid, uptime, clients. */
+json_object *status_head(struct sc_server *srv);
 /* A certificate REF that names none, several, or is invalid: the error with the candidates (stolen). */
 int ref_error(struct client *c, int64_t id, int r, const char *ref, json_object *cand);
 /* The same for a key REF. */
