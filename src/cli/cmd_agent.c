@@ -412,6 +412,18 @@ print_status(FILE *fp, json_object *o)
 	    ev_str(o, "protocol") ? ev_str(o, "protocol") : "?");
 	fprintf(fp, "clients:  %s\n", ev_str(o, "clients") ? ev_str(o, "clients") : "?");
 	fprintf(fp, "modules:  %s\n", ev_str(o, "modules") ? ev_str(o, "modules") : "?");
+	/* Each module's worker process: its state, restarts and what last stopped it. */
+	for (size_t i = 0; json_object_object_get_ex(o, "processes", &v) &&
+	    i < json_object_array_length(v); i++) {
+		json_object *p = json_object_array_get_idx(v, i);
+		fprintf(fp, "  %s: %s, pid %s, %s restart(s)%s%s\n",
+		    ev_str(p, "module") ? ev_str(p, "module") : "?",
+		    ev_str(p, "state") ? ev_str(p, "state") : "?",
+		    ev_str(p, "pid") ? ev_str(p, "pid") : "-",
+		    ev_str(p, "restarts") ? ev_str(p, "restarts") : "0",
+		    ev_str(p, "last_error") ? "; last stopped: " : "",
+		    ev_str(p, "last_error") ? ev_str(p, "last_error") : "");
+	}
 	if (json_object_object_get_ex(o, "pcsc", &pcsc)) {
 		if (json_object_object_get_ex(pcsc, "available", &v) && json_object_get_boolean(v))
 			fprintf(fp, "PC/SC:    %s reader(s)\n", ev_str(pcsc, "readers") ?

@@ -189,6 +189,8 @@ sc_config_load(const char *file, struct sc_config *cfg, char **errmsg)
 	if (errmsg)
 		*errmsg = NULL;
 	cfg->idle_timeout = 600;
+	cfg->module_timeout = 30;
+	cfg->keygen_timeout = 300;
 	/* The system's pinentry, chosen when a PIN is needed (daemon/pinentry.c). */
 	if ((cfg->pinentry = strdup("auto")) == NULL)
 		return SC_ERR_NOMEM;
@@ -219,6 +221,17 @@ sc_config_load(const char *file, struct sc_config *cfg, char **errmsg)
 				r = set_errmsg(errmsg, file, lineno, "idle-timeout wants seconds (0: never)");
 				break;
 			}
+		} else if (strcmp(key, "module-timeout") == 0 || strcmp(key, "keygen-timeout") == 0) {
+			char *end;
+			unsigned long v;
+			errno = 0;
+			v = strtoul(val, &end, 10);
+			if (errno || *end || *val == '\0' || *val == '-' || v < 1 || v > 3600) {
+				r = set_errmsg(errmsg, file, lineno, "module-timeout and keygen-timeout "
+				    "want seconds from 1 to 3600");
+				break;
+			}
+			*(key[0] == 'm' ? &cfg->module_timeout : &cfg->keygen_timeout) = v;
 		} else if (strcmp(key, "verify-ecdsa") == 0 || strcmp(key, "confirm-sign") == 0) {
 			if (parse_bool(val, key[0] == 'v' ? &cfg->verify_ecdsa : &cfg->confirm_sign) < 0) {
 				r = set_errmsg(errmsg, file, lineno, "expected yes or no");

@@ -10,6 +10,8 @@ struct sc_config {
 	char **modules;			/* module paths, in file name order */
 	size_t nmodules;
 	unsigned long idle_timeout;	/* seconds a login is kept unused; 0 forever */
+	unsigned long module_timeout;	/* seconds a module's worker has to answer (30) */
+	unsigned long keygen_timeout;	/* the same for keygen, import, init/delete-token (300) */
 	char *pinentry;			/* pinentry program, "auto" (default), or NULL ("no") */
 	int verify_ecdsa;		/* verify ECDSA signatures before returning them */
 	int confirm_sign;		/* ask through pinentry before every signature */

@@ -71,9 +71,20 @@ sc_errcode(const char *name)
 	return SC_ERR_INTERNAL;
 }
 
+/* CKR_DEVICE_ERROR and CKR_GENERAL_ERROR seen so far (sc_ckr_fatal_count). */
+static unsigned long fatal_count;
+
+unsigned long
+sc_ckr_fatal_count(void)
+{
+	return __atomic_load_n(&fatal_count, __ATOMIC_ACQUIRE);
+}
+
 int
 sc_err_from_ckr(CK_RV rv)
 {
+	if (rv == CKR_DEVICE_ERROR || rv == CKR_GENERAL_ERROR)
+		__atomic_add_fetch(&fatal_count, 1, __ATOMIC_ACQ_REL);
 	switch (rv) {
 	case CKR_OK:
 		return SC_OK;

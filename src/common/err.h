@@ -46,6 +46,12 @@ const char *sc_errname(int r);
 int sc_errcode(const char *name);
 /* The one place where a CK_RV becomes a project error. */
 int sc_err_from_ckr(CK_RV rv);
+/*
+ * How many module calls have failed with CKR_DEVICE_ERROR or
+ * CKR_GENERAL_ERROR in this process (counted by sc_err_from_ckr): a module
+ * worker that sees it grow has its module initialised again.
+ */
+unsigned long sc_ckr_fatal_count(void);
 /* The CK_RV constant's name ("CKR_PIN_INCORRECT"), or "CKR_0x..." (static buffer per thread). */
 const char *sc_ckr_name(CK_RV rv);
 

@@ -289,7 +289,8 @@ sc_json_term_escape(json_object *o, int utf8)
 		for (size_t i = 0; r == 0 && i < json_object_array_length(o); i++)
 			r = sc_json_term_escape(json_object_array_get_idx(o, i), utf8);
 		return r;
-	case json_type_object:
+	case json_type_object: {
+		/* braces: json-c's foreach begins with a declaration, which clang takes after no label */
 		json_object_object_foreach(o, key, val) {
 			unsigned char *raw = NULL;
 			size_t len = 0;
@@ -310,6 +311,7 @@ sc_json_term_escape(json_object *o, int utf8)
 				return r;
 		}
 		return 0;
+	}
 	default:
 		return 0;
 	}

@@ -27,7 +27,15 @@ int
 reply_err(struct client *c, int64_t id, int code, const char *msg)
 {
 	size_t len = 0;
-	char *l = sc_proto_error(id, code, msg, &len);
+	char buf[2560], *l;
+
+	if (c->srv->o.worker && sc_ckr_fatal_count() != c->srv->fatal_base) {
+		/* A worker whose module failed for good: say it starts afresh. */
+		snprintf(buf, sizeof(buf) - 400, "%s", msg != NULL ? msg : sc_strerror(code));
+		worker_check_reinit(c->srv, buf, sizeof(buf));
+		msg = buf;
+	}
+	l = sc_proto_error(id, code, msg, &len);
 
 	return send_line(c, l, len);
 }
@@ -95,19 +103,27 @@ key_ref_error(struct client *c, int64_t id, int r, const char *ref, json_object 
 	return reply_err(c, id, r, msg);
 }
 
-static int
-op_status(struct client *c, int64_t id, json_object *req)
+json_object *
+status_head(struct sc_server *srv)
 {
-	json_object *res = json_object_new_object(), *list, *toks, *out = json_object_new_array();
+	json_object *res = json_object_new_object();
 
 	json_object_object_add(res, "agent", json_object_new_string("scagentd " PACKAGE_VERSION));
 	json_object_object_add(res, "protocol", json_object_new_int(SC_PROTO_VERSION));
 	json_object_object_add(res, "pid", json_object_new_int64((int64_t)getpid()));
 	json_object_object_add(res, "uptime", json_object_new_int64(
-	    (int64_t)((sc_now_ms() - c->srv->started) / 1000)));
-	pthread_mutex_lock(&c->srv->lock);
-	json_object_object_add(res, "clients", json_object_new_int(c->srv->nclients));
-	pthread_mutex_unlock(&c->srv->lock);
+	    (int64_t)((sc_now_ms() - srv->started) / 1000)));
+	pthread_mutex_lock(&srv->lock);
+	json_object_object_add(res, "clients", json_object_new_int(srv->nclients));
+	pthread_mutex_unlock(&srv->lock);
+	return res;
+}
+
+static int
+op_status(struct client *c, int64_t id, json_object *req)
+{
+	json_object *res = status_head(c->srv), *list, *toks, *out = json_object_new_array();
+
 	json_object_object_add(res, "modules", json_object_new_int64((int64_t)sc_store_nmodules(c->srv->st)));
 	list = sc_store_list_json(c->srv->st, NULL);
 	if (json_object_object_get_ex(list, "tokens", &toks)) {
@@ -127,15 +143,21 @@ op_status(struct client *c, int64_t id, json_object *req)
 
 /*
  * `scagent stop`: the answer goes out first, then the agent stops as on
- * SIGTERM (clients closed, modules finalised, its socket removed; a socket
- * systemd made is systemd's and stays: "socket_kept").
+ * SIGTERM (clients closed, its workers stopped and so its modules finalised,
+ * its socket removed; a socket systemd made is systemd's and stays:
+ * "socket_kept"). The whole agent's: the agent answers it, never a worker.
  */
 static int
 op_stop(struct client *c, int64_t id, json_object *req)
 {
-	json_object *res = json_object_new_object();
+	json_object *res;
 	int r;
 
+	if (c->srv->o.worker)
+		/* Only the agent passes requests to a worker, and it answers stop itself. */
+		return reply_err(c, id, SC_ERR_UNSUPPORTED, "a module's worker does not stop on "
+		    "request: stop the agent (scagent stop)");
+	res = json_object_new_object();
 	json_object_object_add(res, "pid", json_object_new_int64((int64_t)getpid()));
 	json_object_object_add(res, "socket_kept", json_object_new_boolean(c->srv->o.socket_kept));
 	sc_info("stopping: asked by pid %ld (%s)", (long)c->pid, c->exe);
@@ -167,20 +189,26 @@ op_hello(struct client *c, int64_t id, json_object *req)
 	return reply_ok(c, id, res);
 }
 
+/*
+ * own: the agent answers it itself, in whichever of the three modes it runs
+ * (server-private.h); the rest are a store's, which the agent passes on to
+ * its workers (route.c).
+ */
 static const struct {
 	const char *name;
 	int (*fn)(struct client *, int64_t, json_object *);
+	int own;
 } handlers[] = {
-	{ "hello", op_hello }, { "list", op_list }, { "find", op_find },
-	{ "get-cert", op_get_cert }, { "login", op_login }, { "logout", op_logout },
-	{ "sign", op_sign }, { "status", op_status }, { "watch", op_watch },
-	{ "refresh", op_refresh },
-	{ "init-token", op_init_token }, { "delete-token", op_delete_token },
-	{ "vsc-list", op_vsc_list }, { "keygen", op_keygen }, { "import", op_import },
-	{ "get-public-key", op_get_public_key }, { "sign-key", op_sign_key },
-	{ "mechanisms", op_mechanisms },
-	{ "pin-change", op_pin_change }, { "pin-unblock", op_pin_unblock },
-	{ "stop", op_stop },
+	{ "hello", op_hello, 1 }, { "watch", op_watch, 1 }, { "stop", op_stop, 1 },
+	{ "list", op_list, 0 }, { "find", op_find, 0 },
+	{ "get-cert", op_get_cert, 0 }, { "login", op_login, 0 }, { "logout", op_logout, 0 },
+	{ "sign", op_sign, 0 }, { "status", op_status, 0 },
+	{ "refresh", op_refresh, 0 },
+	{ "init-token", op_init_token, 0 }, { "delete-token", op_delete_token, 0 },
+	{ "vsc-list", op_vsc_list, 0 }, { "keygen", op_keygen, 0 }, { "import", op_import, 0 },
+	{ "get-public-key", op_get_public_key, 0 }, { "sign-key", op_sign_key, 0 },
+	{ "mechanisms", op_mechanisms, 0 },
+	{ "pin-change", op_pin_change, 0 }, { "pin-unblock", op_pin_unblock, 0 },
 };
 
 int
@@ -200,11 +228,16 @@ dispatch(struct client *c, char *line, size_t len)
 		return reply_err(c, id, SC_ERR_PROTOCOL, "send {\"id\":0,\"op\":\"hello\",\"version\":1} first");
 	}
 	r = SC_ERR_UNSUPPORTED;
-	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
-		if (strcmp(handlers[i].name, op->name) == 0) {
+	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
+		if (strcmp(handlers[i].name, op->name) != 0)
+			continue;
+		if (c->srv->sup != NULL && !handlers[i].own)
+			r = route_request(c, id, op->name, req, line, len);	/* a worker answers */
+		else
 			r = handlers[i].fn(c, id, req);
-			break;
-		}
+		break;
+	}
+	worker_check_reinit(c->srv, NULL, 0);
 	/* Whatever the handler did, no PIN stays behind in the freed request. */
 	sc_proto_wipe_pins(req);
 	json_object_put(req);

@@ -44,6 +44,14 @@ server_refresh(struct sc_server *srv, int wait, int *changed_out)
 
 	if (changed_out != NULL)
 		*changed_out = 0;
+	if (srv->sup != NULL) {
+		/* The agent: its workers re-read their slots and send the events. */
+		sup_refresh_all(srv->sup);
+		pthread_mutex_lock(&srv->lock);
+		srv->last_refresh = sc_now_ms();
+		pthread_mutex_unlock(&srv->lock);
+		return SC_OK;
+	}
 	if (wait)
 		r = sc_store_refresh_report(srv->st, &changed, &ev);
 	else if ((r = sc_store_refresh_try(srv->st, &changed, &ev)) == SC_ERR_BUSY)
@@ -61,6 +69,7 @@ server_refresh(struct sc_server *srv, int wait, int *changed_out)
 		sc_server_broadcast(srv, name, e);
 	}
 	json_object_put(ev);
+	worker_check_reinit(srv, NULL, 0);	/* a module call failed for good: start afresh */
 	if (changed)
 		sc_server_broadcast(srv, "changed", json_object_new_object());
 	if (changed_out != NULL)
@@ -163,14 +172,19 @@ monitor_main(void *arg)
 		due = srv->last_refresh + FALLBACK_REFRESH_MS;
 		if (srv->burst < NBURST && srv->burst_at + burst_ms[srv->burst] < due)
 			due = srv->burst_at + burst_ms[srv->burst];
-		/* Idle logins (with an idle timeout) and logins with a lifetime. */
-		pthread_mutex_unlock(&srv->lock);
-		login_due = sc_store_login_deadline(srv->st, srv->o.idle_timeout_ms);
-		pthread_mutex_lock(&srv->lock);
-		if (srv->stopping)
-			break;
-		if (login_due != 0 && login_due < due)
-			due = login_due;
+		/*
+		 * Idle logins (with an idle timeout) and logins with a lifetime: a
+		 * store's (a worker, or a server in-process); the agent has none.
+		 */
+		if (srv->st != NULL) {
+			pthread_mutex_unlock(&srv->lock);
+			login_due = sc_store_login_deadline(srv->st, srv->o.idle_timeout_ms);
+			pthread_mutex_lock(&srv->lock);
+			if (srv->stopping)
+				break;
+			if (login_due != 0 && login_due < due)
+				due = login_due;
+		}
 		if (now < due) {
 			monitor_wait(srv, due);
 			continue;	/* look again: woken early, or now due */

@@ -41,9 +41,13 @@ usage(FILE *fp)
 	    "                [--log-level error|warn|info|debug] [--syslog] [--idle-timeout SEC]\n"
 	    "                [--pinentry PROGRAM] [--audit-log FILE|syslog] [--vsc-module PATH]\n"
 	    "                [--request-timeout SEC] [--max-clients N]\n"
+	    "                [--module-timeout SEC] [--keygen-timeout SEC]\n"
 	    "\n"
-	    "Loads the configured PKCS#11 modules (or exactly the --module ones) and serves\n"
-	    "their tokens on a Unix socket, by default $XDG_RUNTIME_DIR/scagent/agent.sock.\n"
+	    "Runs each configured PKCS#11 module (or exactly the --module ones) in a worker\n"
+	    "process of its own and serves their tokens on a Unix socket, by default\n"
+	    "$XDG_RUNTIME_DIR/scagent/agent.sock. A worker that crashes is restarted; one\n"
+	    "that does not answer within --module-timeout (default 30 s; keygen, import and\n"
+	    "TPM card creation: --keygen-timeout, default 300 s) is killed and restarted.\n"
 	    "Without --foreground it detaches and prints the SCAGENT_SOCKET to export.\n"
 	    "--vsc-module loads the module that holds TPM virtual smart cards (default:\n"
 	    "the loaded module that is tpm2-pkcs11; scagent.conf: vsc-module).\n"
@@ -271,6 +275,12 @@ static const struct option opts[] = {
 	{ "vsc-module", required_argument, NULL, 'T' },
 	{ "request-timeout", required_argument, NULL, 'R' },
 	{ "max-clients", required_argument, NULL, 'M' },
+	{ "module-timeout", required_argument, NULL, 't' },
+	{ "keygen-timeout", required_argument, NULL, 'k' },
+	/* Internal: a module's worker process, started by the agent (worker.c). */
+	{ "worker", required_argument, NULL, 'W' },
+	{ "worker-fd", required_argument, NULL, 'F' },
+	{ "worker-vsc", no_argument, NULL, 'X' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -367,34 +377,95 @@ detach(int ready[2], const char *sock, int *use_syslog)
 	return -1;
 }
 
-/* The token store with the modules of --module (or of the configuration) and the TPM's, slots read. */
-static struct sc_store *
-open_store(const struct sc_config *cfg, const char **modules, int nmods, const char *vsc_module)
+/*
+ * scagentd --worker MODULE: the store with that one module, served to the
+ * agent on the socketpair fd (worker.c). Ends when the agent's end closes,
+ * or with SC_WORKER_REINIT to have its module initialised again.
+ */
+static int
+run_worker(const struct sc_config *cfg, const char *module, const char *fd_arg, int vsc,
+    const struct sc_server_opts *o)
 {
+	struct sc_server_opts wo = *o;
 	struct sc_store_opts so;
 	struct sc_store *st;
+	struct stat sb;
+	unsigned long fd = 3;
+	int rc = 1;
 
+	/* The agent's end: no worker outlives the agent. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if ((fd_arg != NULL && number_arg(fd_arg, 3, 65535, &fd) < 0) || fstat((int)fd, &sb) < 0 ||
+	    !S_ISSOCK(sb.st_mode) || getppid() == 1) {
+		fprintf(stderr, "scagentd: --worker is started by scagentd itself, with its "
+		    "socketpair as --worker-fd (default 3)\n");
+		return 2;
+	}
+	fcntl((int)fd, F_SETFD, FD_CLOEXEC);
 	memset(&so, 0, sizeof(so));
 	so.verify_ecdsa = cfg->verify_ecdsa;
 	if ((st = sc_store_new(&so)) == NULL)
-		return NULL;
-	if (nmods > 0) {
-		for (int i = 0; i < nmods; i++)
-			sc_store_add_module(st, modules[i]);
-	} else {
-		for (size_t i = 0; i < cfg->nmodules; i++)
-			sc_store_add_module(st, cfg->modules[i]);
-		if (cfg->nmodules == 0 && cfg->vsc_module == NULL && vsc_module == NULL)
-			sc_warn("no PKCS#11 modules configured in %s: use --module PATH", cfg->module_dir);
+		return 1;
+	sc_store_add_module(st, module);
+	if (vsc && sc_store_set_vsc_module(st, module) != SC_OK)
+		sc_warn("the TPM virtual smart card module %s could not be loaded", module);
+	sc_store_refresh(st, NULL);
+	wo.worker = 1;
+	if ((g_srv = sc_server_new(st, (int)fd, &wo)) != NULL) {
+		struct sc_server *srv = g_srv;
+
+		catch_signals();
+		if (g_stop)
+			sc_server_stop(srv);
+		sc_server_run(srv);
+		rc = sc_server_reinit(srv);
+		g_srv = NULL;
+		sc_server_free(srv);
 	}
-	/* The TPM virtual smart card module: loaded too, and used for vsc create/delete. */
+	sc_store_free(st);
+	return rc;
+}
+
+/*
+ * The agent's workers: one per module of --module (or of the configuration),
+ * the TPM's too, each once. args: the options every worker gets.
+ */
+static struct sc_sup *
+open_workers(const struct sc_config *cfg, const char **modules, int nmods, const char *vsc_module,
+    const char *const *args)
+{
+	struct sc_sup_opts so;
+	struct sc_sup *sup;
+	const char **list = calloc((size_t)nmods + cfg->nmodules + 1, sizeof(*list));
+	size_t n = 0;
+
+	if (list == NULL)
+		return NULL;
+	for (int i = 0; i < nmods; i++)
+		list[n++] = modules[i];
+	for (size_t i = 0; nmods == 0 && i < cfg->nmodules; i++)
+		list[n++] = cfg->modules[i];
+	if (nmods == 0 && cfg->nmodules == 0 && cfg->vsc_module == NULL && vsc_module == NULL)
+		sc_warn("no PKCS#11 modules configured in %s: use --module PATH", cfg->module_dir);
 	if (vsc_module == NULL && nmods == 0)
 		vsc_module = cfg->vsc_module;
-	if (vsc_module != NULL && (sc_store_add_module(st, vsc_module) != SC_OK ||
-	    sc_store_set_vsc_module(st, vsc_module) != SC_OK))
-		sc_warn("the TPM virtual smart card module %s could not be loaded", vsc_module);
-	sc_store_refresh(st, NULL);
-	return st;
+	if (vsc_module != NULL) {
+		size_t i = 0;
+		while (i < n && strcmp(list[i], vsc_module) != 0)
+			i++;
+		if (i == n)
+			list[n++] = vsc_module;
+	}
+	memset(&so, 0, sizeof(so));
+	so.modules = list;
+	so.nmodules = n;
+	so.vsc_module = vsc_module;
+	so.args = args;
+	so.timeout_ms = cfg->module_timeout * 1000UL;
+	so.slow_timeout_ms = cfg->keygen_timeout * 1000UL;
+	sup = sc_sup_new(&so);
+	free(list);
+	return sup;
 }
 
 int
@@ -402,8 +473,13 @@ main(int argc, char **argv)
 {
 	struct sc_config cfg;
 	struct sc_server_opts sv;
-	struct sc_store *st = NULL;
 	struct sc_server *srv;
+	struct sc_sup *sup = NULL;
+	const char *worker_mod = NULL, *worker_fd = NULL, *modto_arg = NULL, *kgto_arg = NULL;
+	const char *wargs[20];
+	char idle_str[32];
+	size_t na = 0;
+	int worker_vsc = 0;
 	const char *config = NULL, *log_level = NULL, *pinentry = NULL, *audit_log = NULL;
 	const char *vsc_module = NULL;
 	const char **modules = NULL;
@@ -415,7 +491,7 @@ main(int argc, char **argv)
 
 	if ((modules = calloc((size_t)argc, sizeof(*modules))) == NULL)
 		return 1;
-	while ((ch = getopt_long(argc, argv, "fs:c:m:l:Si:p:a:T:R:M:vhV", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "fs:c:m:l:Si:p:a:T:R:M:t:k:W:F:XvhV", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'f': foreground = 1; break;
 		case 's': free(sock); sock = strdup(optarg); break;
@@ -435,6 +511,11 @@ main(int argc, char **argv)
 		case 'T': vsc_module = optarg; break;
 		case 'R': reqto_arg = optarg; break;
 		case 'M': maxc_arg = optarg; break;
+		case 't': modto_arg = optarg; break;
+		case 'k': kgto_arg = optarg; break;
+		case 'W': worker_mod = optarg; break;
+		case 'F': worker_fd = optarg; break;
+		case 'X': worker_vsc = 1; break;
 		case 'v': log_level = "debug"; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("scagentd %s\n", PACKAGE_VERSION); return 0;
@@ -455,6 +536,30 @@ main(int argc, char **argv)
 		log_level = cfg.log_level ? cfg.log_level : "info";
 	if (number_args(idle_arg, reqto_arg, maxc_arg, &cfg.idle_timeout, &reqto, &maxc) < 0)
 		return 2;
+	if ((modto_arg != NULL && number_arg(modto_arg, 1, 3600, &cfg.module_timeout) < 0) ||
+	    (kgto_arg != NULL && number_arg(kgto_arg, 1, 3600, &cfg.keygen_timeout) < 0)) {
+		fprintf(stderr, "scagentd: --module-timeout and --keygen-timeout want seconds from 1 to 3600\n");
+		return 2;
+	}
+	memset(&sv, 0, sizeof(sv));
+	sv.idle_timeout_ms = cfg.idle_timeout * 1000UL;
+	sv.pinentry = pinentry ? pinentry : cfg.pinentry;
+	if (sv.pinentry != NULL && (strcmp(sv.pinentry, "no") == 0 || strcmp(sv.pinentry, "none") == 0))
+		sv.pinentry = NULL;	/* never ask */
+	sv.confirm_sign = cfg.confirm_sign;
+	sv.audit_log = audit_log ? audit_log : cfg.audit_log;
+	sv.request_timeout_ms = reqto * 1000UL;
+	sv.max_clients = (int)maxc;
+	if (worker_mod != NULL) {
+		harden();
+		signal(SIGPIPE, SIG_IGN);
+		sc_log_init("scagentd", (enum sc_log_level)sc_log_parse_level(log_level), use_syslog);
+		rc = run_worker(&cfg, worker_mod, worker_fd, worker_vsc, &sv);
+		sc_config_clear(&cfg);
+		free(sock);
+		free(modules);
+		return rc;
+	}
 	if (sock == NULL) {
 		/* Our own directory only when neither --socket nor $SCAGENT_SOCKET chose one. */
 		own_dir = (env = getenv("SCAGENT_SOCKET")) == NULL || *env == '\0';
@@ -485,34 +590,49 @@ main(int argc, char **argv)
 		goto out;
 	}
 
-	if ((st = open_store(&cfg, modules, nmods, vsc_module)) == NULL)
+	/* What every worker is told: the settings it would read, as given here. */
+	snprintf(idle_str, sizeof(idle_str), "%lu", cfg.idle_timeout);
+	wargs[na++] = "--log-level";
+	wargs[na++] = log_level;
+	wargs[na++] = "--idle-timeout";
+	wargs[na++] = idle_str;
+	if (use_syslog)
+		wargs[na++] = "--syslog";
+	if (config != NULL) {
+		wargs[na++] = "--config";
+		wargs[na++] = config;
+	}
+	if (pinentry != NULL) {
+		wargs[na++] = "--pinentry";
+		wargs[na++] = pinentry;
+	}
+	if (audit_log != NULL) {
+		wargs[na++] = "--audit-log";
+		wargs[na++] = audit_log;
+	}
+	wargs[na] = NULL;
+	if ((sup = open_workers(&cfg, modules, nmods, vsc_module, wargs)) == NULL)
 		goto out;
-
-	memset(&sv, 0, sizeof(sv));
-	sv.idle_timeout_ms = cfg.idle_timeout * 1000UL;
-	sv.pinentry = pinentry ? pinentry : cfg.pinentry;
-	if (sv.pinentry != NULL && (strcmp(sv.pinentry, "no") == 0 || strcmp(sv.pinentry, "none") == 0))
-		sv.pinentry = NULL;	/* never ask */
-	sv.confirm_sign = cfg.confirm_sign;
-	sv.audit_log = audit_log ? audit_log : cfg.audit_log;
-	sv.request_timeout_ms = reqto * 1000UL;
-	sv.max_clients = (int)maxc;
-	sv.socket_kept = activated;
-	if ((g_srv = sc_server_new(st, lfd, &sv)) == NULL)
+	sv.socket_kept = activated;	/* the agent's: workers have no socket */
+	if ((g_srv = sc_server_new(NULL, lfd, &sv)) == NULL)
 		goto out;
+	sc_server_set_sup(g_srv, sup);
 	if (g_stop)
 		sc_server_stop(g_srv);	/* signalled while starting */
-	sc_info("listening on %s (%zu module%s)", activated ? "the activated socket" : sock,
-	    sc_store_nmodules(st), sc_store_nmodules(st) == 1 ? "" : "s");
+	if (sc_sup_start(sup, g_srv) != SC_OK)
+		goto out;
+	sc_info("listening on %s (each module in a worker process)",
+	    activated ? "the activated socket" : sock);
 	tell_ready(ready);
 	sc_server_run(g_srv);
 	sc_info("shutting down");
 	rc = 0;
 out:
+	sc_sup_stop(sup);	/* every worker, hung or not, within a second */
 	srv = g_srv;
 	g_srv = NULL;		/* before it goes: the signal handler uses it */
 	sc_server_free(srv);
-	sc_store_free(st);
+	sc_sup_free(sup);
 	if (lfd >= 0 && !activated) {
 		close(lfd);
 		unlink(sock);

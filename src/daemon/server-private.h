@@ -15,6 +15,32 @@
  *                request, on a fallback interval) and idle logouts; refresh
  *   readers.c    the PC/SC watcher (src/token/pcsc.c) seen from the server
  *   audit.c      the audit log
+ *   worker.c     a module's worker process: connections passed by the agent
+ *   supervise.c  the agent: its workers started, watched, restarted, stopped
+ *   route.c      the agent: requests passed on to the workers, answers merged
+ *
+ * One server, three modes, told apart by srv->sup and srv->o.worker:
+ *
+ *   agent    srv->sup set, srv->st NULL (scagentd): loads no module. It
+ *            accepts clients, answers hello, watch and stop itself and passes
+ *            every other request to its workers (route.c); it watches PC/SC
+ *            and tells them. The store's code (ops-*.c, sign.c, the login
+ *            deadlines of monitor.c) never runs here.
+ *   worker   srv->o.worker, srv->st its one module (scagentd --worker
+ *            MODULE): serves connections the agent passes with each client's
+ *            identity (worker.c, sc_server_add_client with an ident); no
+ *            PC/SC watcher; refuses stop (the whole agent's); a module call
+ *            that failed for good ends it to be started again.
+ *   direct   neither: the store served in-process by the same code a worker
+ *            runs, to the clients of sc_server_add_client (NULL ident) or of
+ *            listen_fd. The tests of the dispatcher (tests/unit/test-dispatch,
+ *            tests/fuzz/fuzz-dispatch) use it with listen_fd -1; it is what a
+ *            worker does, less the agent around it, and it answers stop.
+ *
+ * The operations do not look at the mode: what differs is in dispatch(),
+ * reply_err, op_stop, server_refresh, the run loop and worker.c's hooks
+ * (worker_pending, worker_check_reinit: nothing outside a worker). sup->lock
+ * (supervise.c) comes before evlock.
  *
  * Threads: the main thread accepts (sc_server_run); each client has its own
  * thread (client_main: read, dispatch, answer); the monitor thread
@@ -24,7 +50,7 @@
  *
  * srv->evlock: the client list as broadcasts walk it, and each client's
  * `watching`. Taken by sc_server_broadcast (any thread), op_watch, and around
- * srv->lock by accept_client and client_remove, which change the list. Order:
+ * srv->lock by sc_server_add_client and client_remove, which change the list. Order:
  * evlock before srv->lock, and evlock before a client's wlock (send_event).
  *
  * srv->lock: the client list and count (changed under evlock too, so either
@@ -79,6 +105,7 @@ struct client {
 	uint64_t queued, written;	/* bytes put out, and taken by the socket, since accept */
 	uint64_t progress_at;		/* the socket last took bytes, or out began to wait */
 	int dead;			/* dropped: shut down, nothing more is written */
+	struct wconn *wc;		/* the agent: its connections to the workers (route.c) */
 	struct client *next;		/* in srv->clients */
 };
 
@@ -106,6 +133,9 @@ struct sc_server {
 	uint64_t last_refresh;		/* under lock */
 	size_t burst;			/* next step of monitor.c's burst_ms; NBURST: none */
 	uint64_t burst_at;		/* when the burst began */
+	struct sc_sup *sup;		/* the agent: the module workers; NULL in a worker */
+	volatile sig_atomic_t reinit;	/* a worker: stopping to initialise its module again */
+	unsigned long fatal_base;	/* a worker: sc_ckr_fatal_count() when it started */
 };
 
 /* An operation: answers the request (reply_ok/reply_err); SC_ERR_IO drops the client. */
@@ -123,6 +153,8 @@ int reply_ok(struct client *c, int64_t id, json_object *result);
 int reply_err(struct client *c, int64_t id, int code, const char *msg);
 const char *arg_str(json_object *req, const char *name);
 int arg_bool(json_object *req, const char *name);
+/* status's first fields, the same in every mode: agent, protocol, pid, uptime, clients. */
+json_object *status_head(struct sc_server *srv);
 /* A certificate REF that names none, several, or is invalid: the error with the candidates (stolen). */
 int ref_error(struct client *c, int64_t id, int r, const char *ref, json_object *cand);
 /* The same for a key REF. */
@@ -163,6 +195,57 @@ void refresh_if_stale(struct sc_server *srv);
 void readers_start(struct sc_server *srv);
 /* status's "pcsc": {"available", "readers" (a count) or "reason"}. */
 json_object *readers_status(struct sc_server *srv);
+
+/* What the agent sends with each connection it passes to a worker. */
+struct worker_ident {
+	int32_t pid;
+	uint32_t uid;
+	char exe[256];
+};
+
+/* worker.c: a module's worker process */
+/* A connection the agent passed on the worker's socketpair; SC_ERR_IO: the agent is gone. */
+int worker_accept(struct sc_server *srv);
+/*
+ * A module call failed with CKR_DEVICE_ERROR or CKR_GENERAL_ERROR since the
+ * worker started: it stops, to be started again (its module initialised
+ * again). msg (may be NULL) gets what to tell the user appended.
+ */
+int worker_check_reinit(struct sc_server *srv, char *msg, size_t len);
+/*
+ * About to wait for pinentry (a PIN, a confirmation): a worker tells the
+ * agent, whose limit for the request grows by pinentry's own.
+ */
+void worker_pending(struct client *c);
+
+/* supervise.c: the agent's workers (lock order: sup->lock before evlock) */
+size_t sup_count(struct sc_sup *sup);
+const char *sup_module(struct sc_sup *sup, size_t i);
+/* How many times worker i was started: a connection to an earlier one is void. */
+unsigned sup_gen(struct sc_sup *sup, size_t i);
+/* 1 while worker i serves. */
+int sup_running(struct sc_sup *sup, size_t i);
+/*
+ * A new connection to worker i for client c (its identity goes with it):
+ * the fd, and *gen the worker's generation; or an error with msg.
+ */
+int sup_connect(struct sc_sup *sup, size_t i, struct client *c, unsigned *gen, char *msg, size_t len);
+/* Worker i of generation gen did not answer in time: SIGKILL, restart. */
+void sup_kill(struct sc_sup *sup, size_t i, unsigned gen, const char *why);
+/* Worker i of generation gen ended: what happened (waits briefly for it to be reaped). */
+void sup_death_message(struct sc_sup *sup, size_t i, unsigned gen, char *msg, size_t len);
+/* The limit for a request: module-timeout, or keygen-timeout (slow). */
+unsigned long sup_timeout(struct sc_sup *sup, int slow);
+/* status's "processes": one entry per worker. */
+json_object *sup_status_json(struct sc_sup *sup, size_t *loaded);
+/* Ask every worker to read its slots again (a PC/SC event); not waited for. */
+void sup_refresh_all(struct sc_sup *sup);
+
+/* route.c: the agent's requests to its workers */
+/* Any operation but hello and watch, in the agent. */
+int route_request(struct client *c, int64_t id, const char *op, json_object *req,
+    const char *line, size_t len);
+void route_client_free(struct client *c);
 
 /* audit.c */
 /* Open the audit log of o->audit_log (a file; "syslog" and NULL: none). */

@@ -71,8 +71,11 @@ static int
 out_flush(struct client *c)
 {
 	size_t done = 0;
-	int r = send_nb(c, c->out + c->outoff, out_waiting(c), &done);
+	int r = SC_OK;
 
+	/* Nothing waits: c->out may be NULL, and NULL + 0 is undefined in C. */
+	if (out_waiting(c) > 0)
+		r = send_nb(c, c->out + c->outoff, out_waiting(c), &done);
 	c->outoff += done;
 	if (c->outoff == c->outlen) {
 		c->outoff = c->outlen = 0;
@@ -263,6 +266,7 @@ client_remove(struct client *c)
 	pthread_cond_broadcast(&srv->cond);
 	pthread_mutex_unlock(&srv->lock);
 	pthread_mutex_unlock(&srv->evlock);
+	route_client_free(c);
 	close(c->fd);
 	pthread_mutex_destroy(&c->wlock);
 	free(c->out);
@@ -316,7 +320,8 @@ client_main(void *arg)
 				sc_info("client pid %ld: request not completed in time, disconnected", (long)c->pid);
 				break;
 			}
-			if (!c->watching && now - last > CLIENT_IDLE_MS)
+			/* A worker's connections are the agent's: they last as long as its clients. */
+			if (!c->watching && !c->srv->o.worker && now - last > CLIENT_IDLE_MS)
 				break;
 			continue;
 		}
@@ -380,52 +385,73 @@ refuse_busy(struct sc_server *srv, int fd, pid_t pid)
 	close(fd);
 }
 
-static void
-accept_client(struct sc_server *srv)
+/*
+ * The peer of a connection the agent accepted: its identity into *id (exe in
+ * exe), or an error (fd closed): not the agent's user, or every client slot
+ * taken.
+ */
+static int
+peer_ident(struct sc_server *srv, int fd, struct sc_client_ident *id, char *exe, size_t exelen)
 {
 	struct ucred cred;
 	socklen_t cl = sizeof(cred);
-	struct client *c;
-	pthread_attr_t attr;
-	pthread_t th;
 	char path[64];
 	ssize_t n;
-	int fd;
 
-	if ((fd = accept4(srv->lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
-		return;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
 		sc_warn("cannot check the peer of a connection: %s", strerror(errno));
 		close(fd);
-		return;
+		return SC_ERR_IO;
 	}
 	if (cred.uid != getuid() && cred.uid != 0) {
 		sc_warn("refused a connection from uid %lu (pid %ld): not the agent's user",
 		    (unsigned long)cred.uid, (long)cred.pid);
 		close(fd);
-		return;
+		return SC_ERR_DENIED;
 	}
 	pthread_mutex_lock(&srv->lock);
 	if (srv->nclients >= srv->o.max_clients) {
 		pthread_mutex_unlock(&srv->lock);
 		refuse_busy(srv, fd, cred.pid);
-		return;
+		return SC_ERR_BUSY;
 	}
 	pthread_mutex_unlock(&srv->lock);
+	snprintf(path, sizeof(path), "/proc/%ld/exe", (long)cred.pid);
+	if ((n = readlink(path, exe, exelen - 1)) > 0)
+		exe[n] = '\0';
+	else
+		snprintf(exe, exelen, "?");
+	id->pid = cred.pid;
+	id->uid = cred.uid;
+	id->exe = exe;
+	return SC_OK;
+}
+
+int
+sc_server_add_client(struct sc_server *srv, int fd, const struct sc_client_ident *id)
+{
+	struct sc_client_ident peer;
+	struct client *c;
+	pthread_attr_t attr;
+	pthread_t th;
+	char exe[256];
+	int r;
+
+	if (id == NULL) {
+		if ((r = peer_ident(srv, fd, &peer, exe, sizeof(exe))) != SC_OK)
+			return r;
+		id = &peer;
+	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		close(fd);
-		return;
+		return SC_ERR_NOMEM;
 	}
 	c->srv = srv;
 	c->fd = fd;
-	c->pid = cred.pid;
-	c->uid = cred.uid;
+	c->pid = id->pid;
+	c->uid = id->uid;
 	c->accepted = sc_now_ms();
-	snprintf(path, sizeof(path), "/proc/%ld/exe", (long)cred.pid);
-	if ((n = readlink(path, c->exe, sizeof(c->exe) - 1)) > 0)
-		c->exe[n] = '\0';
-	else
-		strcpy(c->exe, "?");
+	snprintf(c->exe, sizeof(c->exe), "%s", id->exe != NULL ? id->exe : "?");
 	pthread_mutex_init(&c->wlock, NULL);
 	pthread_mutex_lock(&srv->evlock);
 	pthread_mutex_lock(&srv->lock);
@@ -437,11 +463,24 @@ accept_client(struct sc_server *srv)
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
+	r = SC_OK;
 	if (pthread_create(&th, &attr, client_main, c) != 0) {
 		sc_warn("cannot start a thread for a client");
 		client_remove(c);
+		r = SC_ERR_INTERNAL;
 	}
 	pthread_attr_destroy(&attr);
+	return r;
+}
+
+static void
+accept_client(struct sc_server *srv)
+{
+	int fd;
+
+	if ((fd = accept4(srv->lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
+		return;
+	sc_server_add_client(srv, fd, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -462,6 +501,7 @@ sc_server_new(struct sc_store *st, int listen_fd, const struct sc_server_opts *o
 		srv->o.max_clients = MAX_CLIENTS;
 	srv->lfd = listen_fd;
 	srv->started = sc_now_ms();
+	srv->fatal_base = sc_ckr_fatal_count();
 	monitor_init(srv);
 	pthread_mutex_init(&srv->evlock, NULL);
 	pthread_mutex_init(&srv->lock, NULL);
@@ -486,10 +526,23 @@ sc_server_stop(struct sc_server *srv)
 	errno = saved;
 }
 
+void
+sc_server_set_sup(struct sc_server *srv, struct sc_sup *sup)
+{
+	srv->sup = sup;
+}
+
+int
+sc_server_reinit(struct sc_server *srv)
+{
+	return srv->reinit;	/* set to the exit status by worker_check_reinit */
+}
+
 int
 sc_server_run(struct sc_server *srv)
 {
-	readers_start(srv);
+	if (!srv->o.worker)
+		readers_start(srv);	/* the agent watches PC/SC; its workers are told */
 	if (pthread_create(&srv->monitor, NULL, monitor_main, srv) == 0)
 		srv->monitor_started = 1;
 	while (!srv->stopping) {
@@ -502,7 +555,10 @@ sc_server_run(struct sc_server *srv)
 		}
 		if (p[1].revents)
 			break;
-		if (p[0].revents & POLLIN)
+		if (srv->o.worker && (p[0].revents & (POLLIN | POLLHUP))) {
+			if (worker_accept(srv) != SC_OK)
+				break;	/* the agent is gone */
+		} else if (p[0].revents & POLLIN)
 			accept_client(srv);
 		else if (p[0].revents & (POLLNVAL | POLLERR | POLLHUP)) {
 			/* Never spin on a listening socket that went bad. */

@@ -96,6 +96,7 @@ key_pin_from_pinentry(struct client *c, const char *what, const char *token, cha
 		return SC_ERR_PIN_REQUIRED;
 	snprintf(desc, sizeof(desc), "Enter the PIN for one signature with %s on smart card \"%s\" "
 	    "for %s (this key asks for it every time)", what, token, c->exe);
+	worker_pending(c);
 	r = sc_pinentry_getpin(c->srv->o.pinentry, desc, pin);
 	/* Nobody to ask (pinentry = auto without display or terminal): as without pinentry. */
 	return r == SC_ERR_NOT_LOGGED_IN ? SC_ERR_PIN_REQUIRED : r;
@@ -174,6 +175,7 @@ sign_confirm(struct client *c, const char *ref, const char *algname, struct sign
 		sign_facts(c, ref, sf);
 		snprintf(detail, sizeof(detail), "cert=%s alg=%s", sf->sha, algname);
 		snprintf(msg, sizeof(msg), "Allow %s (pid %ld) to sign with \"%s\"?", c->exe, (long)c->pid, ref);
+		worker_pending(c);
 		if ((r = sc_pinentry_confirm(c->srv->o.pinentry, msg)) != SC_OK) {
 			audit(c->srv, c, "sign", detail, SC_ERR_DENIED);
 			return SC_ERR_DENIED;
@@ -321,6 +323,7 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 	if (c->srv->o.confirm_sign && c->srv->o.pinentry != NULL) {
 		snprintf(msg, sizeof(msg), "Allow %s (pid %ld) to sign with key \"%s\"?", c->exe,
 		    (long)c->pid, ref);
+		worker_pending(c);
 		if (sc_pinentry_confirm(c->srv->o.pinentry, msg) != SC_OK) {
 			free(in);
 			snprintf(detail, sizeof(detail), "key=\"%s\" alg=%s", ref, algname);

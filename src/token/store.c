@@ -414,6 +414,35 @@ sc_store_refresh(struct sc_store *st, int *changed)
 	return sc_store_refresh_report(st, changed, NULL);
 }
 
+/*
+ * Whether two object sets show the same certificates and private keys, in
+ * the same order (handles aside); when unsure, not.
+ */
+static int
+objsets_alike(const struct sc_objset *a, const struct sc_objset *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	if (a->ncerts != b->ncerts || a->nkeys != b->nkeys || a->keys_hidden != b->keys_hidden)
+		return 0;
+	for (size_t i = 0; i < a->ncerts; i++) {
+		const struct sc_cert *x = &a->certs[i], *y = &b->certs[i];
+
+		if (strcmp(x->sha256, y->sha256) != 0 || x->label == NULL || y->label == NULL ||
+		    strcmp(x->label, y->label) != 0 ||
+		    x->idlen != y->idlen || (x->idlen > 0 && memcmp(x->id, y->id, x->idlen) != 0))
+			return 0;
+	}
+	for (size_t i = 0; i < a->nkeys; i++) {
+		const struct sc_key *x = &a->keys[i], *y = &b->keys[i];
+
+		if (x->type != y->type || x->always_auth != y->always_auth || x->idlen != y->idlen ||
+		    (x->idlen > 0 && memcmp(x->id, y->id, x->idlen) != 0))
+			return 0;
+	}
+	return 1;
+}
+
 static int
 store_refresh(struct sc_store *st, int wait, int *changed, json_object **events)
 {
@@ -445,16 +474,34 @@ store_refresh(struct sc_store *st, int wait, int *changed, json_object **events)
 		if (rr != SC_OK)
 			r = rr;
 	}
-	/* Objects written or deleted by another program: read the token again. */
+	/*
+	 * Objects written or deleted by another program: read the token again.
+	 * Other handles for the same objects (a module may number them anew, for
+	 * all its tokens, at a logout) are no change anyone sees.
+	 */
 	{
 		size_t n;
 		struct sc_token **v = tokens_get(st, &n);
 
-		for (size_t i = 0; i < n; i++)
-			if (token_objects_changed(v[i]) && token_reload(v[i], 0) == SC_OK) {
-				sc_info("token \"%s\": its objects changed, read again", v[i]->label);
-				ch = 1;
+		for (size_t i = 0; i < n; i++) {
+			struct sc_objset *before;
+
+			if (!token_objects_changed(v[i]))
+				continue;
+			before = token_objs(v[i]);
+			if (token_reload(v[i], 0) == SC_OK) {
+				struct sc_objset *after = token_objs(v[i]);
+
+				if (!objsets_alike(before, after)) {
+					sc_info("token \"%s\": its objects changed, read again", v[i]->label);
+					ch = 1;
+				} else
+					sc_debug("token \"%s\": its objects have other handles, nothing else changed",
+					    v[i]->label);
+				objset_unref(after);
 			}
+			objset_unref(before);
+		}
 		tokens_put(v, n);
 	}
 	pthread_mutex_unlock(&st->refresh_lock);

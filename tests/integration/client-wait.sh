@@ -100,7 +100,12 @@ has "... and shows the token" "$OUT" '"label": "demo"'
 # ---------------------------------------------------------------- C_Sign while the agent stops
 # The agent stops in the middle of C_Sign (the fault module makes it take
 # 3 s): the module answers CKR_DEVICE_ERROR after SCAGENT_TIMEOUT=4 instead
-# of waiting for an agent that may never run again.
+# of waiting for an agent that may never run again. The agent is its own
+# process and its module's worker, which makes the C_Sign call: both stop,
+# as they would with the session that runs them.
+read -ra wpids <<<"$(sc status --json | "$PY" -c 'import json,sys; print(" ".join(str(p["pid"]) for p in json.load(sys.stdin)["processes"]))')"
+is "the agent runs its module in one worker process" "${#wpids[@]}" 1
+tb_on_exit "kill -CONT ${wpids[*]}"
 echo "sign-delay=3000" >"$W/faults"
 : >"$W/trace"
 t0=$(date +%s%3N)
@@ -110,6 +115,7 @@ SCAGENT_TIMEOUT=4 env "${P11ENV[@]}" pkcs11-tool --module "$MODULE" --token-labe
 p11pid=$!
 tb_track_pid $p11pid
 wait_for 20 grep -q '^SignInit' "$W/trace" && kill -STOP "$AGENT_PID"
+kill -STOP "${wpids[@]}"
 ok "the agent was stopped inside C_Sign" grep -q '^SignInit' "$W/trace"
 wait $p11pid
 rc=$?
@@ -120,6 +126,7 @@ within "... within the bound (one for the signature, one for the reconnection pk
 show "$W/p11-stopped.out"
 hasnt "... and no signature came out of the stopped agent" "$(cat "$W/trace")" "Sign "
 kill -CONT "$AGENT_PID"
+kill -CONT "${wpids[@]}"
 : >"$W/faults"
 wait_for 10 grep -q '^Sign ' "$W/trace"	# the agent finishes the abandoned signature
 run p11 --token-label demo --login --pin "$TB_PIN" --sign --id 01 -m SHA256-RSA-PKCS \

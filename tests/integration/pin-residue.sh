@@ -8,6 +8,7 @@
 # preloaded, checks every block the process frees and, as it ends, all of its
 # writable memory but the stack, for any 8 bytes of the PIN. Also for the
 # PINs of `pin change` (old and new) and `pin unblock` (SO PIN and new).
+# The module's worker process, where the PINs reach the token, is scanned too.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
 need_py
@@ -97,13 +98,24 @@ printf '%s\n' "u$TB_PIN" | "$SCAGENT" --socket "$S" login --token demo --pin-std
 is "  the new PIN logs in" "$?" 0
 
 # ---------------------------------------------------------------- the agent
+wpid=$("$SCAGENT" --socket "$S" status --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["processes"][0]["pid"])')
 stop_agent "the agent stops cleanly"
 ok "the agent reports" test -s "$W/agent.$AGENT_PID"
 is "the agent: no copy of a PIN left (login, signatures, a wrong PIN, pin change and unblock)" \
 	"$(hits "$W/agent.$AGENT_PID")" 0
+# The PINs passed through the module's worker process too (it inherits the
+# preload; %p names its report): none left there, nor in any other process
+# the agent started.
+ok "the module's worker reports" test -s "$W/agent.$wpid"
+is "the module's worker: no copy of a PIN left (login, signatures, a wrong PIN, pin change and unblock)" \
+	"$(hits "$W/agent.$wpid")" 0
+for f in "$W"/agent.*; do
+	[ "$f" = "$W/agent.$AGENT_PID" ] || [ "$f" = "$W/agent.$wpid" ] && continue
+	is "process ${f##*.} of the agent: no copy of a PIN left" "$(hits "$f")" 0
+done
 
 for f in "$W"/login "$W"/wrong "$W"/tty "$W"/sign "$W"/change "$W"/change-tty "$W"/unblock \
-	"$W/agent.$AGENT_PID"; do
+	"$W"/agent.*; do
 	[ "$(hits "$f")" = 0 ] || sed 's/^/#   /' "$f"
 done
 done_testing

@@ -36,6 +36,11 @@
  *                       need not be fixed for the token's life); SoftHSM does
  *                       when a slot's last session closes, which a test
  *                       cannot count on. Once on, it stays on.
+ *     crash-sign        C_Sign dereferences a null pointer (SIGSEGV)
+ *     crash-sign-at=N   the same at the process's Nth C_Sign (the ones before work)
+ *     hang-sign         C_Sign never returns
+ *     hang-find         C_FindObjects never returns
+ *     hang-slots        C_GetSlotList never returns
  *     pin-final-try, pin-count-low, pin-locked
  *                       C_GetTokenInfo adds CKF_USER_PIN_FINAL_TRY, ..._COUNT_LOW,
  *                       ..._LOCKED to the real flags (SoftHSM counts no tries)
@@ -68,6 +73,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <p11-kit/pkcs11.h>
 
 #define DEFAULT_TARGET "/usr/lib/softhsm/libsofthsm2.so"
@@ -83,6 +89,9 @@ struct faults {
 	CK_RV login_fail;		/* 0: none */
 	CK_FLAGS pin_flags;		/* added to C_GetTokenInfo's flags */
 	int renumber;
+	int crash_sign;
+	long crash_sign_at;		/* 0: none */
+	int hang_sign, hang_find, hang_slots;
 };
 
 static CK_FUNCTION_LIST_PTR real;
@@ -176,6 +185,16 @@ parse_faults(const char *spec, struct faults *f)
 			;
 		else if (strcmp(w, "delay-other") == 0 && (f->other_delay_ms = parse_ms(val)) >= 0)
 			;
+		else if (strcmp(w, "crash-sign") == 0 && val == NULL)
+			f->crash_sign = 1;
+		else if (strcmp(w, "crash-sign-at") == 0 && val != NULL && (f->crash_sign_at = atol(val)) > 0)
+			;
+		else if (strcmp(w, "hang-sign") == 0 && val == NULL)
+			f->hang_sign = 1;
+		else if (strcmp(w, "hang-find") == 0 && val == NULL)
+			f->hang_find = 1;
+		else if (strcmp(w, "hang-slots") == 0 && val == NULL)
+			f->hang_slots = 1;
 		else if (strcmp(w, "renumber") == 0 && val == NULL)
 			f->renumber = 1;
 		else if (strcmp(w, "pin-final-try") == 0 && val == NULL)
@@ -235,13 +254,6 @@ other_delay(void)
 }
 
 static CK_RV
-fault_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR n)
-{
-	other_delay();
-	return real->C_GetSlotList(present, list, n);
-}
-
-static CK_RV
 fault_GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO_PTR info)
 {
 	other_delay();
@@ -275,6 +287,21 @@ fault_FindObjectsFinal(CK_SESSION_HANDLE s)
 {
 	other_delay();
 	return real->C_FindObjectsFinal(s);
+/* A module that hangs: this call never returns (the process must be killed). */
+static void
+hang(void)
+{
+	for (;;)
+		pause();
+}
+
+/* A module that crashes: a real SIGSEGV, as a bad pointer in a module gives. */
+static void
+crash(void)
+{
+	volatile int *p = NULL;
+
+	*p = 1;
 }
 
 static CK_RV
@@ -428,11 +455,29 @@ h_in(CK_OBJECT_HANDLE *h)
 }
 
 static CK_RV
+fault_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR n)
+{
+	struct faults f;
+
+	current_faults(&f);
+	if (f.hang_slots)
+		hang();
+	if (f.other_delay_ms > 0)
+		sleep_ms(f.other_delay_ms);
+	return real->C_GetSlotList(present, list, n);
+}
+
+static CK_RV
 fault_FindObjects(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE_PTR h, CK_ULONG max, CK_ULONG_PTR n)
 {
+	struct faults f;
 	CK_RV rv;
 
-	other_delay();
+	current_faults(&f);
+	if (f.hang_find)
+		hang();
+	if (f.other_delay_ms > 0)
+		sleep_ms(f.other_delay_ms);
 	rv = real->C_FindObjects(s, h, max, n);
 	for (CK_ULONG i = 0; rv == CKR_OK && h != NULL && n != NULL && i < *n; i++)
 		h[i] = h_out(h[i]);
@@ -637,11 +682,18 @@ fault_Sign(CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
 	struct faults f;
 	CK_RV rv;
 
+	static long nsign;
+
 	current_faults(&f);
 	if (f.sign_delay_ms > 0)
 		sleep_ms(f.sign_delay_ms);
 	if (f.sign_time_ms > 0 && sig != NULL)
 		sleep_ms(f.sign_time_ms);
+	if (sig != NULL && (f.crash_sign ||
+	    (f.crash_sign_at > 0 && __atomic_add_fetch(&nsign, 1, __ATOMIC_ACQ_REL) == f.crash_sign_at)))
+		crash();
+	if (f.hang_sign)
+		hang();
 	if (sig == NULL && f.sign_fail == 0)	/* a length query: the operation goes on */
 		return real->C_Sign(s, data, len, sig, siglen);
 	op_end(s);
