@@ -23,11 +23,11 @@
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "cli/exchange.h"
-#include "cli/tunnel.h"
 #include "common/err.h"
 #include "common/text.h"
 #include "tls/probe-diag.h"
 #include "tls/tlsclient.h"
+#include "tls/tunnel.h"
 
 #define MAX_BODY (256u * 1024 * 1024)
 #define MAX_DATA (64u * 1024 * 1024)
@@ -883,7 +883,7 @@ out:
 
 /* ================================================================ tunnel */
 
-/* The relay itself, and who may use it, are in tunnel.c. */
+/* The relay itself, and who may use it, are in tls/tunnel.c. */
 
 enum { O_MAXCONN = 1100, O_LIFETIME, O_KEEP };
 
@@ -910,6 +910,13 @@ parse_lifetime(const char *arg)
 	return n * mul;
 }
 
+/* The exit status for what the tunnel engine returned. */
+static int
+tunnel_exit(int r)
+{
+	return r == SC_OK ? EX_SC_OK : r == SC_ERR_INVALID ? EX_SC_USAGE : EX_SC_FAIL;
+}
+
 static const char tunnel_usage[] =
     "usage: scagent tunnel --listen ADDR:PORT|unix:PATH --connect HOST:PORT [--allow-remote]\n"
     "                      [--max-connections N] [--cert REF] [--cafile FILE]\n"
@@ -931,7 +938,7 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	struct tls_args a;
-	struct tunnel_opts to;
+	struct sc_tunnel_opts to;
 	char *end;
 	long n;
 	int ch, tt, rc = EX_SC_USAGE;
@@ -939,7 +946,8 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 	tls_args_init(c, &a, argc);
 	memset(&to, 0, sizeof(to));
 	to.tls = &a.o;
-	to.max_connections = TUNNEL_MAX_CONNECTIONS;
+	to.max_connections = SC_TUNNEL_MAX_CONNECTIONS;
+	to.say_err = cli_err;
 	to.session_lifetime = SC_TLS_SESSION_LIFETIME;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
@@ -955,9 +963,9 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 			errno = 0;
 			n = strtol(optarg, &end, 10);
 			if (errno != 0 || end == optarg || *end != '\0' || n < 1 ||
-			    n > TUNNEL_MAX_CONNECTIONS_LIMIT) {
+			    n > SC_TUNNEL_MAX_CONNECTIONS_LIMIT) {
 				cli_err("--max-connections wants a number from 1 to %d, not \"%s\"",
-				    TUNNEL_MAX_CONNECTIONS_LIMIT, optarg);
+				    SC_TUNNEL_MAX_CONNECTIONS_LIMIT, optarg);
 				goto out;
 			}
 			to.max_connections = (int)n;
@@ -979,7 +987,7 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 		fputs(tunnel_usage, stderr);
 		goto out;
 	}
-	if ((rc = tunnel_check(&to)) != EX_SC_OK)
+	if ((rc = tunnel_exit(sc_tunnel_check(&to))) != EX_SC_OK)
 		goto out;
 	{
 		char host[256], port[8];
@@ -995,7 +1003,7 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 	}
 	if ((rc = tls_cert_arg(&a)) != EX_SC_OK)
 		goto out;	/* --cert names nothing usable: no listener */
-	rc = tunnel_run(&to);
+	rc = tunnel_exit(sc_tunnel_run(&to));
 out:
 	tls_args_clear(&a);
 	return rc;
