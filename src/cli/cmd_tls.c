@@ -253,6 +253,51 @@ read_data(const char *arg, unsigned char **data, size_t *len)
 	return SC_OK;
 }
 
+/* connect's answer: the status line said, the response written to -o FILE or stdout. The exit status. */
+static int
+connect_output(struct cli *c, struct sc_tls_conn *conn, const struct sc_http_resp *resp,
+    const char *out, int include)
+{
+	char desc[128];
+	FILE *fp = NULL;
+	int rc = EX_SC_FAIL;
+
+	sc_tls_describe(conn, desc, sizeof(desc));
+	if (conn->cert_sent)
+		cli_verbose(c, "client certificate \"%s\" requested %s; the token signed %d time%s (%s)",
+		    conn->choice.label, sc_tls_req_phase_text(conn->req_phase), conn->signer.nsigs,
+		    conn->signer.nsigs == 1 ? "" : "s", conn->signer.last_alg[0] ? conn->signer.last_alg : "none");
+	else if (conn->requests == 0)
+		cli_verbose(c, "the server did not ask for a client certificate");
+	cli_err("HTTP %d %s (%s%s%s)", resp->status, resp->reason, desc,
+	    conn->cert_sent ? ", client certificate " : "", conn->cert_sent ? conn->choice.label : "");
+	if (out != NULL && strcmp(out, "-") != 0 && (fp = fopen(out, "wb")) == NULL) {
+		cli_err("cannot create %s: %s", out, strerror(errno));
+		goto out;
+	}
+	if (fp == NULL)
+		fp = stdout;
+	if ((include && fwrite(resp->head, 1, resp->headlen, fp) != resp->headlen) ||
+	    (include && fputs("\r\n", fp) == EOF) ||
+	    (resp->bodylen > 0 && fwrite(resp->body, 1, resp->bodylen, fp) != resp->bodylen) ||
+	    fflush(fp) != 0) {
+		cli_err("cannot write %s: %s", out ? out : "standard output", strerror(errno));
+		goto out;
+	}
+	if (resp->status >= 400) {
+		const char *adv = sc_http_advice(conn, resp);
+		cli_err("the server answered %d %s", resp->status, resp->reason);
+		if (adv[0])
+			cli_err("advice: %s", adv);
+		goto out;
+	}
+	rc = EX_SC_OK;
+out:
+	if (fp != NULL && fp != stdout)
+		fclose(fp);
+	return rc;
+}
+
 int
 cmd_connect(struct cli *c, int argc, char **argv)
 {
@@ -272,9 +317,8 @@ cmd_connect(struct cli *c, int argc, char **argv)
 	const char **headers;
 	unsigned char *data = NULL;
 	size_t datalen = 0;
-	char host[256], port[8], *path = NULL, desc[128];
+	char host[256], port[8], *path = NULL;
 	int nheaders = 0, include = 0, ch, t, rc = EX_SC_FAIL;
-	FILE *fp = NULL;
 
 	tls_args_init(c, &a, argc);
 	if (cli_have_tty())
@@ -346,39 +390,8 @@ cmd_connect(struct cli *c, int argc, char **argv)
 		rc = exit_for_fail(&conn);
 		goto out;
 	}
-	sc_tls_describe(&conn, desc, sizeof(desc));
-	if (conn.cert_sent)
-		cli_verbose(c, "client certificate \"%s\" requested %s; the token signed %d time%s (%s)",
-		    conn.choice.label, sc_tls_req_phase_text(conn.req_phase), conn.signer.nsigs,
-		    conn.signer.nsigs == 1 ? "" : "s", conn.signer.last_alg[0] ? conn.signer.last_alg : "none");
-	else if (conn.requests == 0)
-		cli_verbose(c, "the server did not ask for a client certificate");
-	cli_err("HTTP %d %s (%s%s%s)", resp.status, resp.reason, desc,
-	    conn.cert_sent ? ", client certificate " : "", conn.cert_sent ? conn.choice.label : "");
-	if (out != NULL && strcmp(out, "-") != 0 && (fp = fopen(out, "wb")) == NULL) {
-		cli_err("cannot create %s: %s", out, strerror(errno));
-		goto out;
-	}
-	if (fp == NULL)
-		fp = stdout;
-	if ((include && fwrite(resp.head, 1, resp.headlen, fp) != resp.headlen) ||
-	    (include && fputs("\r\n", fp) == EOF) ||
-	    (resp.bodylen > 0 && fwrite(resp.body, 1, resp.bodylen, fp) != resp.bodylen) ||
-	    fflush(fp) != 0) {
-		cli_err("cannot write %s: %s", out ? out : "standard output", strerror(errno));
-		goto out;
-	}
-	if (resp.status >= 400) {
-		const char *adv = sc_http_advice(&conn, &resp);
-		cli_err("the server answered %d %s", resp.status, resp.reason);
-		if (adv[0])
-			cli_err("advice: %s", adv);
-		goto out;
-	}
-	rc = EX_SC_OK;
+	rc = connect_output(c, &conn, &resp, out, include);
 out:
-	if (fp != NULL && fp != stdout)
-		fclose(fp);
 	if (conn.ssl != NULL && conn.fail == SC_TLS_OK)
 		SSL_shutdown(conn.ssl);
 	sc_http_resp_free(&resp);
