@@ -6,10 +6,13 @@
  * Threads and locks: a struct sc_tls_conn belongs to one thread (the
  * command's, or one tunnel connection's). What connections share has its
  * own lock: struct sc_tls_agent's lock guards its one agent connection
- * (connected on first use, sc_tls_agent_get), and the session cache's lock
- * (sessions.c) guards the kept sessions and the handshakes in flight.
- * The SSL ex_data index that finds a connection from OpenSSL's callbacks is
- * made once, under pthread_once (tlsclient.c).
+ * (connected on first use, sc_tls_agent_get); the session cache's lock
+ * (sessions.c) guards the kept sessions and the full handshakes in flight,
+ * and its condition variable wakes the connections that wait for one; the
+ * provider's prov_lock (provider.c) guards its library context, loaded
+ * once. The SSL ex_data index that finds a connection from OpenSSL's
+ * callbacks is made once, under pthread_once (tlsclient.c). The tunnel's
+ * threads and lock are written at its struct tunnel (tunnel.c).
  */
 #ifndef SC_TLS_PRIVATE_H
 #define SC_TLS_PRIVATE_H
