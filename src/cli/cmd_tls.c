@@ -23,11 +23,12 @@
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "cli/exchange.h"
-#include "cli/tunnel.h"
 #include "common/err.h"
 #include "common/text.h"
 #include "tls/probe-diag.h"
+#include "tls/probe.h"
 #include "tls/tlsclient.h"
+#include "tls/tunnel.h"
 
 #define MAX_BODY (256u * 1024 * 1024)
 #define MAX_DATA (64u * 1024 * 1024)
@@ -252,6 +253,51 @@ read_data(const char *arg, unsigned char **data, size_t *len)
 	return SC_OK;
 }
 
+/* connect's answer: the status line said, the response written to -o FILE or stdout. The exit status. */
+static int
+connect_output(struct cli *c, struct sc_tls_conn *conn, const struct sc_http_resp *resp,
+    const char *out, int include)
+{
+	char desc[128];
+	FILE *fp = NULL;
+	int rc = EX_SC_FAIL;
+
+	sc_tls_describe(conn, desc, sizeof(desc));
+	if (conn->cert_sent)
+		cli_verbose(c, "client certificate \"%s\" requested %s; the token signed %d time%s (%s)",
+		    conn->choice.label, sc_tls_req_phase_text(conn->req_phase), conn->signer.nsigs,
+		    conn->signer.nsigs == 1 ? "" : "s", conn->signer.last_alg[0] ? conn->signer.last_alg : "none");
+	else if (conn->requests == 0)
+		cli_verbose(c, "the server did not ask for a client certificate");
+	cli_err("HTTP %d %s (%s%s%s)", resp->status, resp->reason, desc,
+	    conn->cert_sent ? ", client certificate " : "", conn->cert_sent ? conn->choice.label : "");
+	if (out != NULL && strcmp(out, "-") != 0 && (fp = fopen(out, "wb")) == NULL) {
+		cli_err("cannot create %s: %s", out, strerror(errno));
+		goto out;
+	}
+	if (fp == NULL)
+		fp = stdout;
+	if ((include && fwrite(resp->head, 1, resp->headlen, fp) != resp->headlen) ||
+	    (include && fputs("\r\n", fp) == EOF) ||
+	    (resp->bodylen > 0 && fwrite(resp->body, 1, resp->bodylen, fp) != resp->bodylen) ||
+	    fflush(fp) != 0) {
+		cli_err("cannot write %s: %s", out ? out : "standard output", strerror(errno));
+		goto out;
+	}
+	if (resp->status >= 400) {
+		const char *adv = sc_http_advice(conn, resp);
+		cli_err("the server answered %d %s", resp->status, resp->reason);
+		if (adv[0])
+			cli_err("advice: %s", adv);
+		goto out;
+	}
+	rc = EX_SC_OK;
+out:
+	if (fp != NULL && fp != stdout)
+		fclose(fp);
+	return rc;
+}
+
 int
 cmd_connect(struct cli *c, int argc, char **argv)
 {
@@ -271,9 +317,8 @@ cmd_connect(struct cli *c, int argc, char **argv)
 	const char **headers;
 	unsigned char *data = NULL;
 	size_t datalen = 0;
-	char host[256], port[8], *path = NULL, desc[128];
+	char host[256], port[8], *path = NULL;
 	int nheaders = 0, include = 0, ch, t, rc = EX_SC_FAIL;
-	FILE *fp = NULL;
 
 	tls_args_init(c, &a, argc);
 	if (cli_have_tty())
@@ -345,39 +390,8 @@ cmd_connect(struct cli *c, int argc, char **argv)
 		rc = exit_for_fail(&conn);
 		goto out;
 	}
-	sc_tls_describe(&conn, desc, sizeof(desc));
-	if (conn.cert_sent)
-		cli_verbose(c, "client certificate \"%s\" requested %s; the token signed %d time%s (%s)",
-		    conn.choice.label, sc_tls_req_phase_text(conn.req_phase), conn.signer.nsigs,
-		    conn.signer.nsigs == 1 ? "" : "s", conn.signer.last_alg[0] ? conn.signer.last_alg : "none");
-	else if (conn.requests == 0)
-		cli_verbose(c, "the server did not ask for a client certificate");
-	cli_err("HTTP %d %s (%s%s%s)", resp.status, resp.reason, desc,
-	    conn.cert_sent ? ", client certificate " : "", conn.cert_sent ? conn.choice.label : "");
-	if (out != NULL && strcmp(out, "-") != 0 && (fp = fopen(out, "wb")) == NULL) {
-		cli_err("cannot create %s: %s", out, strerror(errno));
-		goto out;
-	}
-	if (fp == NULL)
-		fp = stdout;
-	if ((include && fwrite(resp.head, 1, resp.headlen, fp) != resp.headlen) ||
-	    (include && fputs("\r\n", fp) == EOF) ||
-	    (resp.bodylen > 0 && fwrite(resp.body, 1, resp.bodylen, fp) != resp.bodylen) ||
-	    fflush(fp) != 0) {
-		cli_err("cannot write %s: %s", out ? out : "standard output", strerror(errno));
-		goto out;
-	}
-	if (resp.status >= 400) {
-		const char *adv = sc_http_advice(&conn, &resp);
-		cli_err("the server answered %d %s", resp.status, resp.reason);
-		if (adv[0])
-			cli_err("advice: %s", adv);
-		goto out;
-	}
-	rc = EX_SC_OK;
+	rc = connect_output(c, &conn, &resp, out, include);
 out:
-	if (fp != NULL && fp != stdout)
-		fclose(fp);
 	if (conn.ssl != NULL && conn.fail == SC_TLS_OK)
 		SSL_shutdown(conn.ssl);
 	sc_http_resp_free(&resp);
@@ -391,124 +405,31 @@ out:
 
 /* ================================================================ probe */
 
-enum { P_RESOLVE, P_TCP, P_PROXY, P_HANDSHAKE, P_CHAIN, P_NAME, P_PRINCIPAL, P_REQUEST,
-	P_REQUIRED, P_MATCH, P_AUTH, P_HTTP, P_COUNT };
-
-static const char *const check_ids[P_COUNT] = {
-	"resolve", "tcp", "proxy", "tls-handshake", "server-chain", "server-name", "principal",
-	"client-cert-request", "client-cert-required", "client-cert-match", "client-auth", "http"
-};
-
-struct check {
-	const char *status;
-	const char *code;		/* a finding's code (probe-diag.h), or NULL */
-	char detail[1024];
-	char advice[512];
-	json_object *extra;
-	int resumption;			/* client-auth: 1 resumed, -1 not, 0 not tried */
-};
-
-static void set_check(struct check *k, const char *status, const char *advice, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
+/* The checks of tls/probe.c, as text or JSON. */
 static void
-set_check(struct check *k, const char *status, const char *advice, const char *fmt, ...)
-{
-	va_list ap;
-
-	k->status = status;
-	k->code = NULL;
-	va_start(ap, fmt);
-	vsnprintf(k->detail, sizeof(k->detail), fmt, ap);
-	va_end(ap);
-	snprintf(k->advice, sizeof(k->advice), "%s", advice ? advice : "");
-}
-
-static char *
-name_of(const X509_NAME *n)
-{
-	char *s = sc_name_oneline(n);
-
-	return s ? s : strdup("(none)");
-}
-
-/* A check from a finding of probe-diag.c. */
-static void
-set_finding(struct check *k, const struct sc_tls_finding *f)
-{
-	set_check(k, f->status, f->advice, "%s", f->detail);
-	k->code = f->code && f->code[0] ? f->code : NULL;
-}
-
-/* server-chain: each certificate, where the path breaks, and its code. */
-static void
-check_chain(struct sc_tls_conn *conn, struct check *k)
-{
-	STACK_OF(X509) *sk = SSL_get_peer_cert_chain(conn->ssl);
-	json_object *arr = json_object_new_array();
-	struct sc_tls_finding fd;
-
-	sc_tls_diag_chain(conn, &fd);
-	set_finding(k, &fd);
-	if (sk == NULL || sk_X509_num(sk) == 0) {
-		json_object_put(arr);
-		return;
-	}
-	for (int i = 0; i < sk_X509_num(sk); i++) {
-		json_object *o = json_object_new_object(), *d = json_object_new_object(), *v;
-		if (sc_cert_describe(sk_X509_value(sk, i), d) == SC_OK) {
-			json_object_object_add(o, "depth", json_object_new_int(i));
-			for (const char *const *f = (const char *const[]){ "subject", "issuer", "not_before",
-			    "not_after", "sha256", NULL }; *f; f++)
-				if (json_object_object_get_ex(d, *f, &v))
-					json_object_object_add(o, *f, json_object_get(v));
-		}
-		json_object_put(d);
-		json_object_array_add(arr, o);
-		if (conn->o->verbose) {
-			X509 *x = sk_X509_value(sk, i);
-			char *s = name_of(X509_get_subject_name(x)), *is = name_of(X509_get_issuer_name(x));
-			cli_err("server certificate %d: %s (issuer %s)", i, s, is);
-			free(s);
-			free(is);
-		}
-	}
-	k->extra = arr;
-}
-
-static void
-check_name(struct sc_tls_conn *conn, struct check *k)
-{
-	struct sc_tls_finding f;
-
-	sc_tls_diag_name(conn, &f);
-	set_finding(k, &f);
-}
-
-static void
-print_checks(const char *url, struct check *k, int json)
+print_checks(const char *url, const struct sc_probe_check *k, int json)
 {
 	int failed = 0;
 
-	for (int i = 0; i < P_COUNT; i++)
+	for (int i = 0; i < SC_PROBE_COUNT; i++)
 		failed |= strcmp(k[i].status, "fail") == 0;
 	if (json) {
 		json_object *o = json_object_new_object(), *arr = json_object_new_array();
 		json_object_object_add(o, "url", json_object_new_string(url));
 		json_object_object_add(o, "result", json_object_new_string(failed ? "fail" : "pass"));
-		for (int i = 0; i < P_COUNT; i++) {
+		for (int i = 0; i < SC_PROBE_COUNT; i++) {
 			json_object *e;
 			if (strcmp(k[i].status, "absent") == 0)
 				continue;	/* proxy, when none is used */
 			e = json_object_new_object();
-			json_object_object_add(e, "id", json_object_new_string(check_ids[i]));
+			json_object_object_add(e, "id", json_object_new_string(sc_probe_check_ids[i]));
 			json_object_object_add(e, "status", json_object_new_string(k[i].status));
 			json_object_object_add(e, "detail", json_object_new_string(k[i].detail));
 			if (k[i].code != NULL)
 				json_object_object_add(e, "code", json_object_new_string(k[i].code));
 			if (strcmp(k[i].status, "pass") != 0 && k[i].advice[0])
 				json_object_object_add(e, "advice", json_object_new_string(k[i].advice));
-			if (k[i].extra != NULL && i == P_CHAIN)
+			if (k[i].extra != NULL && i == SC_PROBE_CHAIN)
 				json_object_object_add(e, "chain", json_object_get(k[i].extra));
 			if (k[i].resumption != 0)
 				json_object_object_add(e, "resumption", json_object_new_boolean(k[i].resumption > 0));
@@ -520,51 +441,20 @@ print_checks(const char *url, struct check *k, int json)
 		json_object_put(o);
 	} else {
 		printf("probe %s\n", url);
-		for (int i = 0; i < P_COUNT; i++) {
+		for (int i = 0; i < SC_PROBE_COUNT; i++) {
 			char up[8];
 			if (strcmp(k[i].status, "absent") == 0)
 				continue;
 			snprintf(up, sizeof(up), "%s", k[i].status);
 			for (char *p = up; *p; p++)
 				*p = (char)(*p - 'a' + 'A');
-			cli_say(stdout, "  %-4s  %-20s %s%s%s%s", up, check_ids[i], k[i].code ? "[" : "",
+			cli_say(stdout, "  %-4s  %-20s %s%s%s%s", up, sc_probe_check_ids[i], k[i].code ? "[" : "",
 			    k[i].code ? k[i].code : "", k[i].code ? "] " : "", k[i].detail);
 			if (strcmp(k[i].status, "pass") != 0 && k[i].advice[0])
 				cli_say(stdout, "        %-20s advice: %s", "", k[i].advice);
 		}
 		printf("result: %s\n", failed ? "fail" : "pass");
 	}
-}
-
-/*
- * When server-chain, server-name or principal failed: the later checks
- * become skip, saying why, and 1; else 0.
- */
-static int
-skip_after_failed_server(struct check *k, const struct sc_tls_conn *c1)
-{
-	static const char advice[] = "fix the failed server check first: scagent offers a client "
-	    "certificate only to a server that passes server-chain, server-name and principal";
-	char failed[64] = "";
-
-	for (int i = P_CHAIN; i <= P_PRINCIPAL; i++) {
-		size_t off = strlen(failed);
-		if (strcmp(k[i].status, "fail") == 0)
-			snprintf(failed + off, sizeof(failed) - off, "%s%s", off ? ", " : "", check_ids[i]);
-	}
-	if (failed[0] == '\0')
-		return 0;
-	set_check(&k[P_REQUEST], "skip", NULL, "not tried: the server failed %s; nothing was sent "
-	    "to it after the handshake%s%s", failed, c1->requests > 0 ? " (it asked for a client "
-	    "certificate " : "", c1->requests > 0 ? "in the handshake)" : "");
-	set_check(&k[P_REQUIRED], "skip", NULL, "not tried: the server failed %s", failed);
-	set_check(&k[P_MATCH], "skip", NULL, "not tried: the server failed %s; no certificate "
-	    "was chosen for it", failed);
-	set_check(&k[P_AUTH], "skip", advice, "not tried: the server failed %s; no certificate "
-	    "was offered to it and nothing was signed", failed);
-	set_check(&k[P_HTTP], "skip", NULL, "not tried: the server failed %s; no HTTP request "
-	    "was sent to it", failed);
-	return 1;
 }
 
 static const char probe_usage[] =
@@ -588,28 +478,16 @@ cmd_probe(struct cli *c, int argc, char **argv)
 	struct tls_args a;
 	const char *exchange = NULL, **paths = calloc((size_t)argc + 1, sizeof(*paths));
 	int npaths = 0;
-	struct sc_tls_opts o1, o2, o3;
-	struct sc_tls_conn c1, c2, c3;
-	struct sc_http_resp r1, r2, *final = NULL;
-	struct sc_tls_choice choice;
-	struct check k[P_COUNT];
-	struct addrinfo *res = NULL;
+	struct sc_probe_opts po;
+	struct sc_probe_result res;
 	const char *url = NULL;
-	char host[256], port[8], *path = NULL, desc[128];
-	struct sc_tls_finding fd;
-	int json = 0, ch, t, rc = EX_SC_FAIL, hs_ok, matched = 0, http1 = 0;
+	char host[256], port[8], *path = NULL;
+	int json = 0, ch, t, rc = EX_SC_FAIL;
 
 	tls_args_init(c, &a, argc);
 	if (cli_have_tty())
 		a.o.ask_pin = tls_ask_pin;
-	memset(&c1, 0, sizeof(c1));
-	memset(&c2, 0, sizeof(c2));
-	memset(&c3, 0, sizeof(c3));
-	c1.fd = c2.fd = c3.fd = -1;
-	memset(&r1, 0, sizeof(r1));
-	memset(&r2, 0, sizeof(r2));
-	memset(&choice, 0, sizeof(choice));
-	memset(k, 0, sizeof(k));
+	memset(&res, 0, sizeof(res));
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		if ((t = tls_option(c, &a, ch, optarg)) < 0) {
@@ -659,222 +537,17 @@ cmd_probe(struct cli *c, int argc, char **argv)
 	rc = EX_SC_FAIL;
 	if (tls_args_sessions(&a) < 0)
 		goto out;
-	for (int i = 0; i < P_COUNT; i++)
-		set_check(&k[i], "skip", NULL, "not reached: an earlier check failed");
-	if (a.o.principal == NULL)
-		set_check(&k[P_PRINCIPAL], "skip", NULL, "no --principal given");
-
-	/* First connection: observe, send no certificate. */
-	o1 = a.o;
-	o1.strict = 0;
-	o1.offer_cert = 0;
-	o1.timeout_ms = 15000;
-	sc_tls_conn_init(&c1, &o1, host, port);
-	if (sc_tls_proxy_choose(&c1) != SC_OK) {
-		set_check(&k[P_RESOLVE], "fail", sc_tls_advice(&c1), "%s", c1.err);
-		goto report;
-	}
-	/* The proxy check is there only when a proxy is used. */
-	k[P_PROXY].status = c1.via_proxy ? k[P_PROXY].status : "absent";
-	if (sc_tls_resolve(&c1, &res) != SC_OK) {
-		set_check(&k[P_RESOLVE], "fail", sc_tls_advice(&c1), "%s", c1.err);
-		goto report;
-	}
-	{
-		char addrs[256] = "";
-		for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-			char h[64];
-			size_t off = strlen(addrs);
-			if (getnameinfo(ai->ai_addr, ai->ai_addrlen, h, sizeof(h), NULL, 0, NI_NUMERICHOST) == 0 &&
-			    strstr(addrs, h) == NULL && off < sizeof(addrs))
-				snprintf(addrs + off, sizeof(addrs) - off, "%s%s", off ? ", " : "", h);
-		}
-		set_check(&k[P_RESOLVE], "pass", NULL, "%s%s is %s", c1.via_proxy ? "the proxy " : "",
-		    c1.via_proxy ? c1.proxy.host : host, addrs);
-	}
-	if (sc_tls_tcp(&c1, res) != SC_OK) {
-		set_check(&k[P_TCP], "fail", sc_tls_advice(&c1), "%s", c1.err);
-		goto report;
-	}
-	set_check(&k[P_TCP], "pass", NULL, "connected to %s%s port %s", c1.via_proxy ? "the proxy at " : "",
-	    c1.addr, c1.via_proxy ? c1.proxy.port : port);
-	if (c1.via_proxy) {
-		if (sc_tls_proxy_connect(&c1) != SC_OK) {
-			set_check(&k[P_PROXY], "fail", sc_tls_advice(&c1), "%s", c1.err);
-			goto report;
-		}
-		set_check(&k[P_PROXY], "pass", NULL, "%s (from %s) connected to %s:%s: %s", c1.proxy.shown,
-		    c1.proxy.source, host, port, c1.proxy_answer);
-	}
-	hs_ok = sc_tls_handshake(&c1) == SC_OK;
-	if (c1.ssl != NULL)
-		sc_tls_describe(&c1, desc, sizeof(desc));
-	if (hs_ok)
-		set_check(&k[P_HANDSHAKE], "pass", NULL, "%s", desc);
-	else if (c1.requests > 0)
-		set_check(&k[P_HANDSHAKE], "pass", NULL, "%s; the server ended this handshake because no "
-		    "client certificate was sent (checked below)", SSL_get_version(c1.ssl));
-	else {
-		set_check(&k[P_HANDSHAKE], "fail", sc_tls_advice(&c1), "%s", c1.err);
-	}
-	if (SSL_get0_peer_certificate(c1.ssl) != NULL) {
-		check_chain(&c1, &k[P_CHAIN]);
-		check_name(&c1, &k[P_NAME]);
-		if (a.o.principal != NULL) {
-			char names[512];
-			if (sc_tls_principal_matches(SSL_get0_peer_certificate(c1.ssl), a.o.principal,
-			    names, sizeof(names)))
-				set_check(&k[P_PRINCIPAL], "pass", NULL, "msstd:%s matches the server "
-				    "certificate", a.o.principal);
-			else {
-				c1.fail = SC_TLS_E_PRINCIPAL;
-				set_check(&k[P_PRINCIPAL], "fail", sc_tls_advice(&c1), "msstd:%s does not "
-				    "match the server certificate, which names %s", a.o.principal,
-				    names[0] ? names : "nothing");
-				c1.fail = SC_TLS_OK;
-			}
-		}
-	}
-	/*
-	 * A server that failed server-chain, server-name or principal is sent
-	 * nothing more: no request, no certificate, so nothing is signed for it.
-	 */
-	if (skip_after_failed_server(k, &c1))
-		goto report;
-	if (!hs_ok && c1.requests == 0)
-		goto report;
-	/*
-	 * The first connection goes on without a certificate: when does the
-	 * server ask (in the handshake, or after the request), and does it
-	 * answer without one ("Accept") or refuse ("Require")?
-	 */
-	if (hs_ok) {
-		c1.fail = SC_TLS_OK;
-		if ((http1 = sc_http_exchange(&c1, "GET", path, NULL, 0, NULL, 0, MAX_BODY, &r1) == SC_OK))
-			final = &r1;
-	}
-	sc_tls_diag_required(&c1, hs_ok, http1, &r1, &fd);
-	set_finding(&k[P_REQUIRED], &fd);
-	if (c1.requests == 0) {
-		set_check(&k[P_REQUEST], "warn", "if this URL should require a certificate, configure the "
-		    "server to (IIS: SSL Settings, Require; Apache: SSLVerifyClient require; nginx: "
-		    "ssl_verify_client on)", "the server did not ask for a client certificate, neither "
-		    "in the handshake nor after the request");
-		set_check(&k[P_MATCH], "skip", NULL, "no certificate was asked for");
-		set_check(&k[P_AUTH], "skip", NULL, "no certificate was asked for");
-	} else {
-		char names[512] = "";
-		for (int i = 0; i < sk_X509_NAME_num(c1.req.ca_names); i++) {
-			char *n = name_of(sk_X509_NAME_value(c1.req.ca_names, i));
-			size_t off = strlen(names);
-			if (off < sizeof(names))
-				snprintf(names + off, sizeof(names) - off, "%s%s", off ? "; " : "", n);
-			free(n);
-		}
-		set_check(&k[P_REQUEST], "pass", NULL, "requested %s; acceptable CAs: %s",
-		    sc_tls_req_phase_text(c1.req_phase), names[0] ? names : "any (empty list)");
-		/* Which certificate would go. */
-		switch (sc_tls_choose_cert(&a.o, &c1.req, &choice, "")) {
-		case SC_OK:
-			matched = 1;
-			if (a.o.cert_ref != NULL && choice.matches == 0)
-				set_check(&k[P_MATCH], "warn", "the server will likely refuse it: pick a "
-				    "certificate issued under a CA it names", "--cert \"%s\" (%s) does not chain "
-				    "to a CA the server names", choice.label, choice.subject);
-			else
-				set_check(&k[P_MATCH], "pass", NULL, "\"%s\" (%s) on token %s chains to %s%s",
-				    choice.label, choice.subject, choice.token[0] ? choice.token : "?",
-				    choice.matched_ca[0] ? choice.matched_ca : "an accepted CA",
-				    choice.matches > 1 ? " (others fit too)" : "");
-			break;
-		case SC_ERR_AGENT_UNREACHABLE:
-			set_check(&k[P_MATCH], "fail", "start the agent (eval \"$(scagentd)\") or give --socket",
-			    "%s", choice.why);
-			break;
-		default:
-			set_check(&k[P_MATCH], "fail", sc_tls_nocert_advice(&c1.req, choice.why), "%s",
-			    choice.why);
-		}
-		if (!matched) {
-			set_check(&k[P_AUTH], "skip", NULL, "no certificate to present");
-		} else {
-			/* Second connection: with the certificate. */
-			o2 = a.o;
-			o2.strict = 1;	/* as connect: any doubt about the server ends it before the card signs */
-			o2.timeout_ms = 15000;
-			sc_tls_conn_init(&c2, &o2, host, port);
-			snprintf(c2.logprefix, sizeof(c2.logprefix), "auth: ");
-			final = NULL;	/* http tells what the certificate got */
-			if (sc_tls_open(&c2) == SC_OK &&
-			    sc_http_exchange(&c2, "GET", path, NULL, 0, NULL, 0, MAX_BODY, &r2) == SC_OK) {
-				final = &r2;
-				sc_tls_diag_http(&c2, &r2, &fd);
-				if (!c2.cert_sent)
-					set_check(&k[P_AUTH], "fail", "see client-cert-match", "no certificate "
-					    "was sent on the second connection: %s", c2.choice.why);
-				else if (fd.code[0] != '\0') {
-					set_finding(&k[P_AUTH], &fd);
-					snprintf(k[P_AUTH].detail, sizeof(k[P_AUTH].detail), "\"%s\" was sent "
-					    "but the server answered %.800s", c2.choice.label, fd.detail);
-				} else {
-					/*
-					 * A third connection offers the session kept from the
-					 * second and answers no certificate request: does the
-					 * server resume with the client's identity (a tunnel's
-					 * connections then cost no signature)?
-					 */
-					sc_tls_sessions_end(a.sessions, c2.flight);
-					c2.flight = 0;	/* no ticket yet: c3 need not wait for one */
-					o3 = o2;
-					o3.resume_only = 1;
-					sc_tls_conn_init(&c3, &o3, host, port);
-					snprintf(c3.logprefix, sizeof(c3.logprefix), "resume: ");
-					k[P_AUTH].resumption = sc_tls_open(&c3) == SC_OK && c3.resumed ? 1 : -1;
-					set_check(&k[P_AUTH], "pass", NULL, "\"%s\" accepted; the token signed "
-					    "with %s; %s", c2.choice.label, c2.signer.last_alg[0] ?
-					    c2.signer.last_alg : "(no signature)", k[P_AUTH].resumption > 0 ?
-					    "a new connection resumed the session with it, without a signature" :
-					    "the server did not resume the session: each connection costs a signature "
-					    "(enable its session cache or tickets)");
-				}
-			} else {
-				set_check(&k[P_AUTH], "fail", sc_tls_advice(&c2), "%s", c2.err);
-				set_check(&k[P_HTTP], "skip", NULL, "no HTTP answer: client authentication failed");
-			}
-		}
-	}
-	if (final != NULL) {
-		const struct sc_tls_conn *hc = final == &r2 ? &c2 : &c1;
-		sc_tls_diag_http(hc, final, &fd);
-		if (fd.code[0] != '\0')
-			set_finding(&k[P_HTTP], &fd);
-		else if (final->status >= 400)
-			set_check(&k[P_HTTP], "fail", sc_http_advice(hc, final)[0] ? sc_http_advice(hc, final) :
-			    "check the server's logs for this URL", "HTTP %d %s", final->status, final->reason);
-		else
-			set_check(&k[P_HTTP], "pass", NULL, "HTTP %d %s, %zu bytes", final->status,
-			    final->reason, final->bodylen);
-	} else if (c1.requests == 0 && hs_ok)
-		set_check(&k[P_HTTP], "fail", sc_tls_advice(&c1), "no HTTP answer: %s", c1.err);
-report:
-	print_checks(url, k, json);
-	rc = EX_SC_OK;
-	for (int i = 0; i < P_COUNT; i++)
-		if (strcmp(k[i].status, "fail") == 0)
-			rc = EX_SC_FAIL;
+	memset(&po, 0, sizeof(po));
+	po.tls = &a.o;
+	po.host = host;
+	po.port = port;
+	po.path = path;
+	po.say = cli_err;
+	sc_probe_run(&po, &res);
+	print_checks(url, res.checks, json);
+	rc = sc_probe_failed(&res) ? EX_SC_FAIL : EX_SC_OK;
 out:
-	for (int i = 0; i < P_COUNT; i++)
-		json_object_put(k[i].extra);
-	if (res != NULL)
-		freeaddrinfo(res);
-	sc_tls_choice_clear(&choice);
-	sc_http_resp_free(&r1);
-	sc_http_resp_free(&r2);
-	sc_tls_conn_free(&c1);
-	if (c3.ssl != NULL && c3.fail == SC_TLS_OK)
-		SSL_shutdown(c3.ssl);
-	sc_tls_conn_free(&c3);
-	sc_tls_conn_free(&c2);
+	sc_probe_result_free(&res);
 	free(path);
 	free(paths);
 	tls_args_clear(&a);
@@ -883,7 +556,7 @@ out:
 
 /* ================================================================ tunnel */
 
-/* The relay itself, and who may use it, are in tunnel.c. */
+/* The relay itself, and who may use it, are in tls/tunnel.c. */
 
 enum { O_MAXCONN = 1100, O_LIFETIME, O_KEEP };
 
@@ -910,6 +583,13 @@ parse_lifetime(const char *arg)
 	return n * mul;
 }
 
+/* The exit status for what the tunnel engine returned. */
+static int
+tunnel_exit(int r)
+{
+	return r == SC_OK ? EX_SC_OK : r == SC_ERR_INVALID ? EX_SC_USAGE : EX_SC_FAIL;
+}
+
 static const char tunnel_usage[] =
     "usage: scagent tunnel --listen ADDR:PORT|unix:PATH --connect HOST:PORT [--allow-remote]\n"
     "                      [--max-connections N] [--cert REF] [--cafile FILE]\n"
@@ -931,7 +611,7 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	struct tls_args a;
-	struct tunnel_opts to;
+	struct sc_tunnel_opts to;
 	char *end;
 	long n;
 	int ch, tt, rc = EX_SC_USAGE;
@@ -939,7 +619,8 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 	tls_args_init(c, &a, argc);
 	memset(&to, 0, sizeof(to));
 	to.tls = &a.o;
-	to.max_connections = TUNNEL_MAX_CONNECTIONS;
+	to.max_connections = SC_TUNNEL_MAX_CONNECTIONS;
+	to.say_err = cli_err;
 	to.session_lifetime = SC_TLS_SESSION_LIFETIME;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
@@ -955,9 +636,9 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 			errno = 0;
 			n = strtol(optarg, &end, 10);
 			if (errno != 0 || end == optarg || *end != '\0' || n < 1 ||
-			    n > TUNNEL_MAX_CONNECTIONS_LIMIT) {
+			    n > SC_TUNNEL_MAX_CONNECTIONS_LIMIT) {
 				cli_err("--max-connections wants a number from 1 to %d, not \"%s\"",
-				    TUNNEL_MAX_CONNECTIONS_LIMIT, optarg);
+				    SC_TUNNEL_MAX_CONNECTIONS_LIMIT, optarg);
 				goto out;
 			}
 			to.max_connections = (int)n;
@@ -979,7 +660,7 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 		fputs(tunnel_usage, stderr);
 		goto out;
 	}
-	if ((rc = tunnel_check(&to)) != EX_SC_OK)
+	if ((rc = tunnel_exit(sc_tunnel_check(&to))) != EX_SC_OK)
 		goto out;
 	{
 		char host[256], port[8];
@@ -995,7 +676,7 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 	}
 	if ((rc = tls_cert_arg(&a)) != EX_SC_OK)
 		goto out;	/* --cert names nothing usable: no listener */
-	rc = tunnel_run(&to);
+	rc = tunnel_exit(sc_tunnel_run(&to));
 out:
 	tls_args_clear(&a);
 	return rc;

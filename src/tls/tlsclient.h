@@ -6,7 +6,8 @@
  * msstd: principal), the choice of a client certificate from the agent's
  * tokens when the server asks for one, a key that signs through the agent,
  * and a small HTTP/1.1 exchange. Library code: it never prints unless asked
- * to (verbose notes) and never exits.
+ * to (verbose notes) and never exits. Built from net.c, tlsclient.c,
+ * verify.c, choice.c and http.c (what they share: tls-private.h).
  */
 #ifndef SC_TLS_TLSCLIENT_H
 #define SC_TLS_TLSCLIENT_H

@@ -1,4 +1,9 @@
-/* scagent tunnel: the listener, who may use it, and the relay (see tunnel.h). */
+/*
+ * The tunnel engine (see tunnel.h): the listener, who may use it, a thread
+ * per connection that opens the upstream TLS connection and relays, and a
+ * thread that follows the agent's events to end kept sessions. Threads and
+ * what struct tunnel's lock guards are written at the struct.
+ */
 #include "config.h"
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,15 +25,24 @@
 #include <json-c/json.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include "cli/cli.h"
-#include "cli/tunnel.h"
 #include "common/err.h"
 #include "common/peeruid.h"
 #include "common/text.h"
 #include "tls/tlsclient.h"
+#include "tls/tunnel.h"
+#include "tls/tunnel-private.h"
 
+/*
+ * Threads: the main thread accepts, admits and joins finished connection
+ * threads; a thread per connection opens its upstream and relays; the
+ * watch thread (kept sessions, no --keep-on-removal) follows the agent's
+ * events. lock guards active, served, done/ndone/capdone (threads to be
+ * joined), the open list and stopping; idle is signalled when active
+ * drops. Kept sessions have the cache's own lock (sessions.c); each
+ * connection has its own agent handle (struct sc_tls_agent).
+ */
 struct tunnel {
-	const struct tunnel_opts *o;
+	const struct sc_tunnel_opts *o;
 	char host[256];
 	char port[8];
 	uid_t uid;			/* the one user served (unless remote clients are allowed) */
@@ -56,16 +70,6 @@ struct tconn {
 	int upfd;			/* the upstream socket */
 	int has_identity;		/* a client certificate authenticates it */
 	char token[128];		/* that certificate's token ("" unknown) */
-};
-
-/* The listening socket. */
-struct listener {
-	int fd;
-	int is_unix;
-	int loopback;			/* a loopback address (or a Unix socket) */
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];	/* is_unix: removed at the end */
-	dev_t dev;			/* the socket file made, so that only it is removed */
-	ino_t ino;
 };
 
 static int tunnel_stop_fd = -1;
@@ -235,6 +239,64 @@ out:
 	free(u2c);
 }
 
+/* The upstream of tc is up: it joins t->open, where the agent's events find it. */
+static void
+conn_opened(struct tconn *tc, int upfd, int has_identity, const char *token)
+{
+	struct tunnel *t = tc->t;
+
+	pthread_mutex_lock(&t->lock);
+	tc->upfd = upfd;
+	tc->has_identity = has_identity;
+	snprintf(tc->token, sizeof(tc->token), "%s", token ? token : "");
+	tc->next = t->open;
+	t->open = tc;
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* The relay of tc has ended: it leaves t->open. */
+static void
+conn_closed(struct tconn *tc)
+{
+	struct tunnel *t = tc->t;
+
+	pthread_mutex_lock(&t->lock);
+	for (struct tconn **pp = &t->open; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == tc) {
+			*pp = tc->next;
+			break;
+		}
+	pthread_mutex_unlock(&t->lock);
+}
+
+/*
+ * Last in a connection thread: the main thread joins finished threads, so
+ * that at shutdown each has ended (OpenSSL's per-thread state freed) before
+ * it exits.
+ */
+static void
+conn_finished(struct tunnel *t)
+{
+	pthread_mutex_lock(&t->lock);
+	if (t->ndone == t->capdone) {
+		size_t cap = t->capdone ? 2 * t->capdone : 16;
+		pthread_t *nd = realloc(t->done, cap * sizeof(*nd));
+
+		if (nd != NULL) {
+			t->done = nd;
+			t->capdone = cap;
+		}
+	}
+	if (t->ndone < t->capdone)
+		t->done[t->ndone++] = pthread_self();
+	else
+		pthread_detach(pthread_self());	/* no memory to be joined: end on its own */
+	t->active--;
+	pthread_cond_broadcast(&t->idle);
+	pthread_mutex_unlock(&t->lock);
+	(void)!write(t->done_wr, "", 1);	/* wake the main thread to join this one */
+}
+
 static void *
 tunnel_conn(void *arg)
 {
@@ -271,21 +333,9 @@ tunnel_conn(void *arg)
 		tlog("connection #%lu: upstream %s:%s up (%s%s%s%s)", tc->id, t->host, t->port, desc,
 		    who ? ", client certificate " : "", who ? who : "",
 		    up.resumed ? ", session resumed: nothing signed" : "");
-		pthread_mutex_lock(&t->lock);
-		tc->upfd = up.fd;
-		tc->has_identity = who != NULL;
-		snprintf(tc->token, sizeof(tc->token), "%s", token ? token : "");
-		tc->next = t->open;
-		t->open = tc;
-		pthread_mutex_unlock(&t->lock);
+		conn_opened(tc, up.fd, who != NULL, token);
 		relay(tc, &up, &nup, &ndown);
-		pthread_mutex_lock(&t->lock);
-		for (struct tconn **pp = &t->open; *pp != NULL; pp = &(*pp)->next)
-			if (*pp == tc) {
-				*pp = tc->next;
-				break;
-			}
-		pthread_mutex_unlock(&t->lock);
+		conn_closed(tc);
 	}
 	sc_tls_conn_free(&up);
 	sc_tls_agent_clear(&ag);
@@ -296,28 +346,7 @@ tunnel_conn(void *arg)
 	tlog("connection #%lu from %s closed: %llu bytes up, %llu down (%d active)", tc->id,
 	    tc->peer, nup, ndown, active);
 	free(tc);
-	/*
-	 * Last: the main thread joins finished threads, so that at shutdown
-	 * each has ended (OpenSSL's per-thread state freed) before it exits.
-	 */
-	pthread_mutex_lock(&t->lock);
-	if (t->ndone == t->capdone) {
-		size_t cap = t->capdone ? 2 * t->capdone : 16;
-		pthread_t *nd = realloc(t->done, cap * sizeof(*nd));
-
-		if (nd != NULL) {
-			t->done = nd;
-			t->capdone = cap;
-		}
-	}
-	if (t->ndone < t->capdone)
-		t->done[t->ndone++] = pthread_self();
-	else
-		pthread_detach(pthread_self());	/* no memory to be joined: end on its own */
-	t->active--;
-	pthread_cond_broadcast(&t->idle);
-	pthread_mutex_unlock(&t->lock);
-	(void)!write(t->done_wr, "", 1);	/* wake the main thread to join this one */
+	conn_finished(t);
 	return NULL;
 }
 
@@ -441,164 +470,6 @@ tunnel_reap(struct tunnel *t)
 	free(v);
 }
 
-static int
-split_hostport(const char *s, char *host, size_t hl, char *port, size_t pl)
-{
-	const char *colon;
-
-	if (s[0] == '[') {
-		const char *e = strchr(s, ']');
-		if (e == NULL || e[1] != ':')
-			return -1;
-		snprintf(host, hl, "%.*s", (int)(e - s - 1), s + 1);
-		colon = e + 1;
-	} else {
-		if ((colon = strrchr(s, ':')) == NULL)
-			return -1;
-		snprintf(host, hl, "%.*s", (int)(colon - s), s);
-	}
-	if (host[0] == '\0' || strlen(colon + 1) >= pl || colon[1] == '\0' ||
-	    strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) > 65535)
-		return -1;
-	snprintf(port, pl, "%s", colon + 1);
-	return 0;
-}
-
-static int
-is_loopback(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-	if (sa->sa_family == AF_INET6) {
-		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-		if (IN6_IS_ADDR_LOOPBACK(a6))
-			return 1;
-		if (IN6_IS_ADDR_V4MAPPED(a6))
-			return a6->s6_addr[12] == 127;
-	}
-	return 0;
-}
-
-/*
- * --listen unix:PATH: a socket only its owner can open (mode 0600 from the
- * umask around bind(), as ssh-agent). A PATH that exists is taken over only
- * when it is a socket nobody listens on any more (a tunnel that was killed);
- * anything else there is refused. EX_SC_OK, or the exit status (said).
- */
-static int
-listen_unix(const char *path, struct listener *l)
-{
-	struct sockaddr_un sa;
-	struct stat st;
-	mode_t old;
-	int probe;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sun_family = AF_UNIX;
-	memcpy(sa.sun_path, path, strlen(path) + 1);	/* its length checked by tunnel_check() */
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			cli_err("--listen unix:%s: the path exists and is not a socket; remove it or "
-			    "choose another path", path);
-			return EX_SC_FAIL;
-		}
-		if ((probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
-			cli_err("socket: %s", strerror(errno));
-			return EX_SC_FAIL;
-		}
-		if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			close(probe);
-			cli_err("--listen unix:%s: a program is listening on that socket already; stop it "
-			    "or choose another path", path);
-			return EX_SC_FAIL;
-		}
-		close(probe);
-		if (errno != ECONNREFUSED) {
-			cli_err("--listen unix:%s: the socket exists and cannot be tested (%s); remove it "
-			    "or choose another path", path, strerror(errno));
-			return EX_SC_FAIL;
-		}
-		if (unlink(path) < 0 && errno != ENOENT) {
-			cli_err("--listen unix:%s: cannot remove the stale socket: %s", path, strerror(errno));
-			return EX_SC_FAIL;
-		}
-	}
-	if ((l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
-		cli_err("socket: %s", strerror(errno));
-		return EX_SC_FAIL;
-	}
-	old = umask(0177);
-	if (bind(l->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = errno;
-		umask(old);
-		cli_err("cannot listen on unix:%s: %s", path, strerror(e));
-		return EX_SC_FAIL;
-	}
-	umask(old);
-	l->is_unix = 1;
-	l->loopback = 1;
-	memcpy(l->path, path, strlen(path) + 1);
-	if (lstat(path, &st) == 0) {
-		l->dev = st.st_dev;
-		l->ino = st.st_ino;
-	}
-	if (listen(l->fd, 64) < 0) {
-		cli_err("cannot listen on unix:%s: %s", path, strerror(errno));
-		return EX_SC_FAIL;
-	}
-	return EX_SC_OK;
-}
-
-/* --listen ADDR:PORT: loopback, or with allow_remote any address. EX_SC_OK or the exit status. */
-static int
-listen_inet(const char *spec, int allow_remote, struct listener *l)
-{
-	struct addrinfo hints, *res = NULL;
-	char host[256], port[8];
-	int e, one = 1, rc = EX_SC_FAIL;
-
-	if (split_hostport(spec, host, sizeof(host), port, sizeof(port)) != 0)
-		return EX_SC_USAGE;	/* tunnel_check() said why */
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE;
-	if ((e = getaddrinfo(host, port, &hints, &res)) != 0) {
-		cli_err("--listen %s: %s", spec, gai_strerror(e));
-		return EX_SC_USAGE;
-	}
-	l->loopback = is_loopback(res->ai_addr);
-	if (!l->loopback && !allow_remote) {
-		cli_err("--listen %s is not a loopback address: anyone who reaches it could use your "
-		    "card; add --allow-remote if that is what you want", spec);
-		rc = EX_SC_USAGE;
-		goto out;
-	}
-	if ((l->fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(l->fd, res->ai_addr, res->ai_addrlen) < 0 || listen(l->fd, 64) < 0) {
-		cli_err("cannot listen on %s: %s", spec, strerror(errno));
-		goto out;
-	}
-	rc = EX_SC_OK;
-out:
-	freeaddrinfo(res);
-	return rc;
-}
-
-/* Close the listener; a Unix socket's file goes too, if it is still the one made. */
-static void
-listener_close(struct listener *l)
-{
-	struct stat st;
-
-	if (l->fd >= 0)
-		close(l->fd);
-	l->fd = -1;
-	if (l->is_unix && lstat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
-		unlink(l->path);
-	l->is_unix = 0;
-}
-
 /*
  * Whether the connection just accepted on fd may be served: 1 (peer then
  * describes it), or 0 when it is refused (logged; the caller closes it).
@@ -655,37 +526,150 @@ admit(struct tunnel *t, const struct listener *l, int fd, const struct sockaddr_
 	return 1;
 }
 
-int
-tunnel_check(const struct tunnel_opts *o)
+/* The self-pipes, and SIGTERM and SIGINT written into the stop pipe. 0, or SC_ERR_IO (said). */
+static int
+tunnel_pipes(struct tunnel *t, int pipefd[2], int donefd[2], struct sigaction *old_term,
+    struct sigaction *old_int)
 {
-	char host[256], port[8];
-	size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+	struct sigaction sa;
 
-	if (split_hostport(o->connect, host, sizeof(host), port, sizeof(port)) != 0) {
-		cli_err("--connect wants HOST:PORT, not \"%s\"", o->connect);
-		return EX_SC_USAGE;
+	if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(donefd, O_CLOEXEC | O_NONBLOCK) < 0) {
+		t->o->say_err("pipe: %s", strerror(errno));
+		return SC_ERR_IO;
 	}
-	if (strncmp(o->listen, "unix:", 5) == 0) {
-		if (o->listen[5] == '\0' || strlen(o->listen + 5) > max) {
-			cli_err("--listen unix:PATH wants a path of 1 to %zu bytes, not \"%s\"", max,
-			    o->listen + 5);
-			return EX_SC_USAGE;
+	t->stop_rd = pipefd[0];
+	t->stop_wr = pipefd[1];
+	t->done_rd = donefd[0];
+	t->done_wr = donefd[1];
+	tunnel_stop_fd = pipefd[1];
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = tunnel_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, old_term);
+	sigaction(SIGINT, &sa, old_int);
+	return SC_OK;
+}
+
+/* Say who may use the listener, start the events thread (*watching), and say what sessions do. */
+static int
+tunnel_announce(struct tunnel *t, pthread_t *watcher, int *watching)
+{
+	const struct sc_tunnel_opts *o = t->o;
+	char shown[32];
+
+	if (!t->check_uid)
+		tlog("WARNING: %s is not a loopback address: anyone who can reach this port signs in "
+		    "to %s with your card's certificate, and the tunnel cannot tell who they are; "
+		    "prefer --listen unix:PATH or 127.0.0.1", o->listen, o->connect);
+	if (t->check_uid)
+		snprintf(shown, sizeof(shown), "uid %lu only", (unsigned long)t->uid);
+	else
+		snprintf(shown, sizeof(shown), "remote clients allowed");
+	tlog("listening on %s, forwarding to %s over mutual TLS (%s, at most %d connections at once)",
+	    o->listen, o->connect, shown, o->max_connections);
+	if (t->sessions != NULL && !o->keep_on_removal) {
+		if (pthread_create(watcher, NULL, tunnel_watch, t) != 0) {
+			o->say_err("cannot start the thread that follows the agent's events");
+			return SC_ERR_INTERNAL;
 		}
-	} else if (split_hostport(o->listen, host, sizeof(host), port, sizeof(port)) != 0) {
-		cli_err("--listen wants ADDR:PORT (e.g. 127.0.0.1:8443) or unix:PATH, not \"%s\"",
-		    o->listen);
-		return EX_SC_USAGE;
+		*watching = 1;
 	}
-	return EX_SC_OK;
+	if (t->sessions != NULL)
+		tlog("TLS sessions are kept for up to %ld s and resumed: the card signs once per "
+		    "certificate, not per connection; %s", o->session_lifetime, *watching ?
+		    "they end when the token is removed or logged out" :
+		    "--keep-on-removal: they outlive the token's removal or logout");
+	else
+		tlog("no TLS session is kept (--session-lifetime 0): every connection asks the card");
+	return SC_OK;
+}
+
+/* A connection waits on the listener: admit it and start its thread, or close it. */
+static void
+tunnel_accept(struct tunnel *t, const struct listener *l)
+{
+	char peer[96], shown[32];
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct tconn *tc;
+	pthread_t th;
+	int fd;
+
+	if ((fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC)) < 0) {
+		if (errno == EMFILE || errno == ENFILE) {
+			/* the waiting connection stays readable: do not spin on it */
+			tlog("cannot accept a connection: %s; lower --max-connections or raise "
+			    "the limit of open files (ulimit -n)", strerror(errno));
+			poll(NULL, 0, 1000);
+		}
+		return;
+	}
+	if (!admit(t, l, fd, &ss, sl, peer, sizeof(peer)) ||
+	    (tc = calloc(1, sizeof(*tc))) == NULL) {
+		close(fd);
+		return;
+	}
+	tc->t = t;
+	tc->fd = fd;
+	memcpy(tc->peer, peer, sizeof(tc->peer));
+	pthread_mutex_lock(&t->lock);
+	tc->id = ++t->served;
+	t->active++;
+	snprintf(shown, sizeof(shown), "%d active", t->active);
+	pthread_mutex_unlock(&t->lock);
+	tlog("connection #%lu from %s (%s)", tc->id, tc->peer, shown);
+	if (pthread_create(&th, NULL, tunnel_conn, tc) != 0) {
+		tlog("connection #%lu: cannot start a thread", tc->id);
+		close(fd);
+		free(tc);
+		pthread_mutex_lock(&t->lock);
+		t->active--;
+		pthread_mutex_unlock(&t->lock);
+	}
+}
+
+/* Accept until the stop pipe is written; finished threads are joined on the way. */
+static void
+tunnel_serve(struct tunnel *t, const struct listener *l)
+{
+	for (;;) {
+		struct pollfd p[3] = { { l->fd, POLLIN, 0 }, { t->stop_rd, POLLIN, 0 },
+			{ t->done_rd, POLLIN, 0 } };
+		char drain[64];
+
+		tunnel_reap(t);
+		if (poll(p, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents & POLLIN)
+			break;
+		if (p[2].revents & POLLIN) {
+			while (read(t->done_rd, drain, sizeof(drain)) > 0)
+				;
+			continue;	/* join it at the top */
+		}
+		tunnel_accept(t, l);
+	}
+}
+
+/* The events thread told to stop, and joined. */
+static void
+tunnel_unwatch(struct tunnel *t, pthread_t watcher)
+{
+	pthread_mutex_lock(&t->lock);
+	t->stopping = 1;
+	pthread_mutex_unlock(&t->lock);
+	pthread_join(watcher, NULL);
 }
 
 int
-tunnel_run(const struct tunnel_opts *o)
+sc_tunnel_run(const struct sc_tunnel_opts *o)
 {
 	struct tunnel t;
 	struct listener l;
-	struct sigaction sa, old_term, old_int;
-	char shown[32];
+	struct sigaction old_term, old_int;
 	int pipefd[2] = { -1, -1 }, donefd[2] = { -1, -1 }, signals = 0, watching = 0, rc;
 	pthread_t watcher;
 
@@ -696,118 +680,25 @@ tunnel_run(const struct tunnel_opts *o)
 	t.uid = geteuid();
 	pthread_mutex_init(&t.lock, NULL);
 	pthread_cond_init(&t.idle, NULL);
-	if ((rc = tunnel_check(o)) != EX_SC_OK)
+	if ((rc = sc_tunnel_check(o)) != SC_OK)
 		goto out;
-	split_hostport(o->connect, t.host, sizeof(t.host), t.port, sizeof(t.port));
+	sc_tunnel_split_hostport(o->connect, t.host, sizeof(t.host), t.port, sizeof(t.port));
 	if (o->session_lifetime > 0 && (t.sessions = sc_tls_sessions_new(o->session_lifetime)) == NULL) {
-		cli_err("out of memory");
-		rc = EX_SC_FAIL;
+		o->say_err("out of memory");
+		rc = SC_ERR_NOMEM;
 		goto out;
 	}
-	if (strncmp(o->listen, "unix:", 5) == 0)
-		rc = listen_unix(o->listen + 5, &l);
-	else
-		rc = listen_inet(o->listen, o->allow_remote, &l);
-	if (rc != EX_SC_OK)
+	if ((rc = sc_tunnel_listen(o, &l)) != SC_OK)
 		goto out;
-	rc = EX_SC_FAIL;
 	t.check_uid = l.loopback;
-	if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(donefd, O_CLOEXEC | O_NONBLOCK) < 0) {
-		cli_err("pipe: %s", strerror(errno));
+	if ((rc = tunnel_pipes(&t, pipefd, donefd, &old_term, &old_int)) != SC_OK)
 		goto out;
-	}
-	t.stop_rd = pipefd[0];
-	t.stop_wr = pipefd[1];
-	t.done_rd = donefd[0];
-	t.done_wr = donefd[1];
-	tunnel_stop_fd = pipefd[1];
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = tunnel_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, &old_term);
-	sigaction(SIGINT, &sa, &old_int);
 	signals = 1;
 	signal(SIGPIPE, SIG_IGN);
-	if (!t.check_uid)
-		tlog("WARNING: %s is not a loopback address: anyone who can reach this port signs in "
-		    "to %s with your card's certificate, and the tunnel cannot tell who they are; "
-		    "prefer --listen unix:PATH or 127.0.0.1", o->listen, o->connect);
-	if (t.check_uid)
-		snprintf(shown, sizeof(shown), "uid %lu only", (unsigned long)t.uid);
-	else
-		snprintf(shown, sizeof(shown), "remote clients allowed");
-	tlog("listening on %s, forwarding to %s over mutual TLS (%s, at most %d connections at once)",
-	    o->listen, o->connect, shown, o->max_connections);
-	if (t.sessions != NULL && !o->keep_on_removal) {
-		if (pthread_create(&watcher, NULL, tunnel_watch, &t) != 0) {
-			cli_err("cannot start the thread that follows the agent's events");
-			goto out;
-		}
-		watching = 1;
-	}
-	if (t.sessions != NULL)
-		tlog("TLS sessions are kept for up to %ld s and resumed: the card signs once per "
-		    "certificate, not per connection; %s", o->session_lifetime, watching ?
-		    "they end when the token is removed or logged out" :
-		    "--keep-on-removal: they outlive the token's removal or logout");
-	else
-		tlog("no TLS session is kept (--session-lifetime 0): every connection asks the card");
-	for (;;) {
-		struct pollfd p[3] = { { l.fd, POLLIN, 0 }, { t.stop_rd, POLLIN, 0 },
-			{ t.done_rd, POLLIN, 0 } };
-		char drain[64], peer[96];
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		struct tconn *tc;
-		pthread_t th;
-		int fd;
-
-		tunnel_reap(&t);
-		if (poll(p, 3, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		if (p[1].revents & POLLIN)
-			break;
-		if (p[2].revents & POLLIN) {
-			while (read(t.done_rd, drain, sizeof(drain)) > 0)
-				;
-			continue;	/* join it at the top */
-		}
-		if ((fd = accept4(l.fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC)) < 0) {
-			if (errno == EMFILE || errno == ENFILE) {
-				/* the waiting connection stays readable: do not spin on it */
-				tlog("cannot accept a connection: %s; lower --max-connections or raise "
-				    "the limit of open files (ulimit -n)", strerror(errno));
-				poll(NULL, 0, 1000);
-			}
-			continue;
-		}
-		if (!admit(&t, &l, fd, &ss, sl, peer, sizeof(peer)) ||
-		    (tc = calloc(1, sizeof(*tc))) == NULL) {
-			close(fd);
-			continue;
-		}
-		tc->t = &t;
-		tc->fd = fd;
-		memcpy(tc->peer, peer, sizeof(tc->peer));
-		pthread_mutex_lock(&t.lock);
-		tc->id = ++t.served;
-		t.active++;
-		snprintf(shown, sizeof(shown), "%d active", t.active);
-		pthread_mutex_unlock(&t.lock);
-		tlog("connection #%lu from %s (%s)", tc->id, tc->peer, shown);
-		if (pthread_create(&th, NULL, tunnel_conn, tc) != 0) {
-			tlog("connection #%lu: cannot start a thread", tc->id);
-			close(fd);
-			free(tc);
-			pthread_mutex_lock(&t.lock);
-			t.active--;
-			pthread_mutex_unlock(&t.lock);
-		}
-	}
-	listener_close(&l);
+	if ((rc = tunnel_announce(&t, &watcher, &watching)) != SC_OK)
+		goto out;
+	tunnel_serve(&t, &l);
+	sc_tunnel_listener_close(&l);
 	pthread_mutex_lock(&t.lock);
 	if (t.active > 0)
 		tlog("stopping: closing %d connection%s", t.active, t.active == 1 ? "" : "s");
@@ -816,27 +707,20 @@ tunnel_run(const struct tunnel_opts *o)
 	pthread_mutex_unlock(&t.lock);
 	tunnel_reap(&t);
 	if (watching) {
-		pthread_mutex_lock(&t.lock);
-		t.stopping = 1;
-		pthread_mutex_unlock(&t.lock);
-		pthread_join(watcher, NULL);
+		tunnel_unwatch(&t, watcher);
 		watching = 0;
 	}
 	tlog("stopped after %lu connection%s", t.served, t.served == 1 ? "" : "s");
-	rc = EX_SC_OK;
+	rc = SC_OK;
 out:
-	if (watching) {
-		pthread_mutex_lock(&t.lock);
-		t.stopping = 1;
-		pthread_mutex_unlock(&t.lock);
-		pthread_join(watcher, NULL);
-	}
+	if (watching)
+		tunnel_unwatch(&t, watcher);
 	if (signals) {
 		sigaction(SIGTERM, &old_term, NULL);
 		sigaction(SIGINT, &old_int, NULL);
 	}
 	tunnel_stop_fd = -1;
-	listener_close(&l);
+	sc_tunnel_listener_close(&l);
 	for (int i = 0; i < 2; i++) {
 		if (pipefd[i] >= 0)
 			close(pipefd[i]);
