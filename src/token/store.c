@@ -1,8 +1,14 @@
 /*
  * The token store. Modules are loaded and their slots enumerated through
  * libp11; objects, logins and signatures go through the module's own
- * function list, because libp11 0.4.12 caches objects per slot and, under
- * OpenSSL 3, signs RSA-PSS as raw RSA, which TPMs and many cards refuse.
+ * function list, because libp11 0.4.12 caches objects per slot (a newly
+ * imported certificate would stay invisible), PKCS11_update_slots crashes,
+ * PKCS11_release_all_slots calls C_CloseAllSessions (which logs the agent
+ * out), and under OpenSSL 3 its EVP_PKEY signs RSA-PSS as raw RSA, which
+ * TPMs and many cards refuse. A login session stays open while logged in:
+ * closing a slot's last session logs out, and SoftHSM then numbers the
+ * objects anew, so a login or logout finds the certificates' handles and
+ * reads them again when they changed.
  *
  * This file: modules, slots and the tokens in them, refresh (tokens that
  * come and go, objects another program changed), finding a token by label
