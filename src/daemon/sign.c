@@ -220,6 +220,11 @@ sign_error_message(int r, const char *ref, const char *algname, int alg,
 		snprintf(msg, len, "the token \"%s\" was removed or reset while signing "
 		    "with \"%s\"; insert it and log in again", sf->tok, ref);
 		break;
+	case SC_ERR_DEVICE:
+		snprintf(msg, len, "the token \"%s\" failed while signing with \"%s\" and no "
+		    "signature came back (the agent's log says how); remove and insert it, "
+		    "then log in again", sf->tok, ref);
+		break;
 	case SC_ERR_BAD_SIGNATURE:
 		snprintf(msg, len, "the token \"%s\" returned a signature with \"%s\" that "
 		    "does not verify; it was discarded (the token may be faulty)", sf->tok, ref);

@@ -4,7 +4,8 @@
  * the hash-and-sign variant over the data), C_SignInit/C_Sign on a pooled
  * session, a per-signature PIN for CKA_ALWAYS_AUTHENTICATE keys, ECDSA to
  * DER, and the signature verified against the public key before it is
- * returned.
+ * returned. A key handle the token refuses as stale: the token's objects
+ * read again and the signature tried once more.
  */
 
 #include "config.h"
@@ -116,10 +117,15 @@ sign_over_data(struct sc_token *t, CK_MECHANISM_TYPE mech, CK_MECHANISM_TYPE dat
  * check is not NULL, the signature verified against it before it is returned.
  * ctx_pin (a key with CKA_ALWAYS_AUTHENTICATE) is given to C_Login as
  * CKU_CONTEXT_SPECIFIC between C_SignInit and C_Sign, once.
+ *
+ * *stale is set when the token refused the key's handle (CKR_KEY_HANDLE_INVALID,
+ * CKR_OBJECT_HANDLE_INVALID) before any PIN went to it for this signature:
+ * the token numbered its objects anew (PKCS#11 allows it), and the caller
+ * may read them again and sign once more.
  */
 static int
 token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, const struct sc_sign_req *rq,
-    EVP_PKEY *check, const char *ctx_pin, unsigned char **sig, size_t *siglen)
+    EVP_PKEY *check, const char *ctx_pin, unsigned char **sig, size_t *siglen, int *stale)
 {
 	int alg = rq->alg, is_digest = rq->is_digest;
 	const unsigned char *in = rq->in;
@@ -133,11 +139,12 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, const struct sc_sign_req *r
 	CK_ULONG outlen = sizeof(out), tbslen = 0;
 	const struct sc_alg_info *ai = sc_alg_info(alg);
 	const EVP_MD *md = sc_alg_md(alg);
-	int r, family = sc_alg_family(alg), bad = 0;
+	int r, family = sc_alg_family(alg), bad = 0, pin_sent = 0;
 	CK_RV rv;
 
 	*sig = NULL;
 	*siglen = 0;
+	*stale = 0;
 	if (ai == NULL || md == NULL || (is_digest && inlen != (size_t)EVP_MD_get_size(md)))
 		return SC_ERR_INVALID;
 	if (is_digest) {
@@ -168,6 +175,7 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, const struct sc_sign_req *r
 		goto out;
 	rv = f->C_SignInit(s, &mech, key);
 	if (rv == CKR_OK && ctx_pin != NULL) {
+		pin_sent = 1;
 		rv = f->C_Login(s, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR_PTR)ctx_pin, strlen(ctx_pin));
 		if (rv != CKR_OK) {
 			/*
@@ -188,6 +196,14 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, const struct sc_sign_req *r
 		sc_info("signature on \"%s\" failed: %s", t->label, sc_ckr_name(rv));
 		bad = ckr_session_bad(rv);
 		r = sc_err_from_ckr(rv);
+		/*
+		 * A refused handle is worth another try only while no PIN went to
+		 * the card for this signature: C_SignInit refused it before the
+		 * context login. After that login, another try would send the
+		 * PIN again (never done on the user's behalf): the error stands.
+		 */
+		*stale = (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID) &&
+		    !pin_sent;
 		if (rv == CKR_USER_NOT_LOGGED_IN) {
 			/* The token forgot us (removed and reinserted, or logged out outside). */
 			pthread_mutex_lock(&t->lock);
@@ -230,30 +246,78 @@ out:
  * Sign rq on token t with the private key object key (of key type type):
  * the algorithm fits the key, a key with CKA_ALWAYS_AUTHENTICATE gets the
  * request's PIN if the lockout rules allow it, and check (may be NULL) is
- * the public key the signature is verified with.
+ * the public key the signature is verified with. *stale: as token_sign's.
  */
 static int
 sign_with_key(struct sc_store *st, struct sc_token *t, CK_OBJECT_HANDLE key, CK_KEY_TYPE type,
     int always_auth, EVP_PKEY *check, const struct sc_sign_req *rq, unsigned char **sig,
-    size_t *siglen)
+    size_t *siglen, int *stale)
 {
 	int r;
 
+	*stale = 0;
 	if ((sc_alg_family(rq->alg) == SC_ALG_ECDSA) != (type == CKK_EC))
 		return SC_ERR_KEY;	/* an RSA algorithm for an EC key or the reverse */
 	if (always_auth && (r = ctx_pin_check(st, t, rq->pin)) != SC_OK)
 		return r;
-	return token_sign(t, key, rq, check, always_auth ? rq->pin->pin : NULL, sig, siglen);
+	return token_sign(t, key, rq, check, always_auth ? rq->pin->pin : NULL, sig, siglen, stale);
 }
 
+/*
+ * The token refused the key handle the agent knows: read its objects again
+ * (keys, and certificates when theirs changed too: what a login does) for
+ * the REF to be resolved anew. Signatures themselves read nothing from the
+ * token; this is the one exception, and it involves no PIN.
+ */
+static int
+stale_reread(struct sc_token *t, const char *ref)
+{
+	sc_info("key handle of \"%s\" on \"%s\" went stale: token read again", ref, t->label);
+	return token_reload(t, 1);
+}
+
+/* The handle read again was refused too: once is enough, the token is at fault. */
+static int
+stale_again(struct sc_token *t, const char *ref)
+{
+	sc_error("token \"%s\" refused the key handle of \"%s\" again after it was read again: "
+	    "not tried a third time; remove and insert the token", t->label, ref);
+	return SC_ERR_DEVICE;
+}
+
+/* Sign rq with the key of the certificate m names. */
+static int
+sign_cert(struct sc_store *st, const struct match *m, const struct sc_sign_req *rq,
+    unsigned char **sig, size_t *siglen, struct sc_sign_info *info, int *stale)
+{
+	const struct sc_cert *c = &m->objs->certs[m->idx];
+	const struct sc_key *k;
+	int r, family = sc_alg_family(rq->alg);
+
+	*stale = 0;
+	if (key_status(m->objs, c, &k) != 1)
+		return m->objs->keys_hidden ? SC_ERR_NOT_LOGGED_IN : SC_ERR_KEY;
+	/* RSA signatures are always checked (RSA-CRT faults leak the key); ECDSA on request. */
+	r = sign_with_key(st, m->tok, k->handle, k->type, k->always_auth,
+	    c->x509 != NULL && (family != SC_ALG_ECDSA || st->opts.verify_ecdsa) ?
+	    X509_get0_pubkey(c->x509) : NULL,
+	    rq, sig, siglen, stale);
+	if (r == SC_OK && info)
+		memcpy(info->sha256, c->sha256, sizeof(info->sha256));
+	return r;
+}
+
+/*
+ * A signature uses the handles the agent read at the last login, logout,
+ * import, list or refresh. When the token refuses one as stale, the token is
+ * read again and the REF resolved again, and the signature tried once more.
+ */
 int
 sc_store_sign(struct sc_store *st, const struct sc_sign_req *rq, unsigned char **sig,
     size_t *siglen, struct sc_sign_info *info)
 {
 	struct match m;
-	struct sc_cert *c;
-	const struct sc_key *k;
-	int r, family = sc_alg_family(rq->alg);
+	int r, stale;
 
 	*sig = NULL;
 	*siglen = 0;
@@ -261,21 +325,36 @@ sc_store_sign(struct sc_store *st, const struct sc_sign_req *rq, unsigned char *
 		memset(info, 0, sizeof(*info));
 	if ((r = store_resolve(st, rq->ref, &m, NULL)) != SC_OK)
 		return r;
-	c = &m.objs->certs[m.idx];
-	if (key_status(m.objs, c, &k) != 1) {
-		r = m.objs->keys_hidden ? SC_ERR_NOT_LOGGED_IN : SC_ERR_KEY;
+	if ((r = sign_cert(st, &m, rq, sig, siglen, info, &stale)) == SC_OK || !stale)
 		goto out;
-	}
-	/* RSA signatures are always checked (RSA-CRT faults leak the key); ECDSA on request. */
-	r = sign_with_key(st, m.tok, k->handle, k->type, k->always_auth,
-	    c->x509 != NULL && (family != SC_ALG_ECDSA || st->opts.verify_ecdsa) ?
-	    X509_get0_pubkey(c->x509) : NULL,
-	    rq, sig, siglen);
-	if (r == SC_OK && info)
-		memcpy(info->sha256, c->sha256, sizeof(info->sha256));
+	r = stale_reread(m.tok, rq->ref);
+	match_clear(&m);
+	if (r != SC_OK || (r = store_resolve(st, rq->ref, &m, NULL)) != SC_OK)
+		return r;
+	if ((r = sign_cert(st, &m, rq, sig, siglen, info, &stale)) != SC_OK && stale)
+		r = stale_again(m.tok, rq->ref);
 out:
 	match_clear(&m);
 	return r;
+}
+
+/* Sign rq with the key pair m names. */
+static int
+sign_kp(struct sc_store *st, const struct kmatch *m, const struct sc_sign_req *rq,
+    unsigned char **sig, size_t *siglen, int *stale)
+{
+	int hidden;
+
+	*stale = 0;
+	if (m->kp.priv == CK_INVALID_HANDLE) {
+		pthread_mutex_lock(&m->tok->lock);
+		hidden = (m->tok->info.flags & CKF_LOGIN_REQUIRED) && !m->tok->logged_in;
+		pthread_mutex_unlock(&m->tok->lock);
+		return hidden ? SC_ERR_NOT_LOGGED_IN : SC_ERR_KEY;
+	}
+	/* Key REFs serve enrolment: every signature is checked, ECDSA too. */
+	return sign_with_key(st, m->tok, m->kp.priv, m->kp.type, m->kp.always_auth, m->kp.pk,
+	    rq, sig, siglen, stale);
 }
 
 int
@@ -283,7 +362,7 @@ sc_store_sign_key(struct sc_store *st, const struct sc_sign_req *rq, unsigned ch
     size_t *siglen, struct sc_sign_info *info)
 {
 	struct kmatch m;
-	int r, hidden;
+	int r, stale;
 
 	*sig = NULL;
 	*siglen = 0;
@@ -291,15 +370,14 @@ sc_store_sign_key(struct sc_store *st, const struct sc_sign_req *rq, unsigned ch
 		memset(info, 0, sizeof(*info));
 	if ((r = key_resolve(st, rq->ref, &m, NULL)) != SC_OK)
 		return r;
-	if (m.kp.priv == CK_INVALID_HANDLE) {
-		pthread_mutex_lock(&m.tok->lock);
-		hidden = (m.tok->info.flags & CKF_LOGIN_REQUIRED) && !m.tok->logged_in;
-		pthread_mutex_unlock(&m.tok->lock);
-		r = hidden ? SC_ERR_NOT_LOGGED_IN : SC_ERR_KEY;
+	if ((r = sign_kp(st, &m, rq, sig, siglen, &stale)) == SC_OK || !stale)
 		goto out;
-	}
-	/* Key REFs serve enrolment: every signature is checked, ECDSA too. */
-	r = sign_with_key(st, m.tok, m.kp.priv, m.kp.type, m.kp.always_auth, m.kp.pk, rq, sig, siglen);
+	r = stale_reread(m.tok, rq->ref);
+	kmatch_clear(&m);
+	if (r != SC_OK || (r = key_resolve(st, rq->ref, &m, NULL)) != SC_OK)
+		return r;
+	if ((r = sign_kp(st, &m, rq, sig, siglen, &stale)) != SC_OK && stale)
+		r = stale_again(m.tok, rq->ref);
 out:
 	kmatch_clear(&m);
 	return r;

@@ -184,7 +184,8 @@ stop_agent "the agent stops on SIGTERM: exit 0, no sanitizer report"
 FAULT=$TOP_BUILDDIR/tests/mock/.libs/fault-pkcs11.so
 [ -f "$FAULT" ] || { echo "fault module $FAULT not built"; exit 99; }
 : >"$W/faults"
-SCAGENT_FAULT_FILE=$W/faults start_agent "$S" --module "$FAULT" --audit-log "$W/audit3.log"
+SCAGENT_FAULT_FILE=$W/faults SCAGENT_FAULT_TRACE=$W/trace start_agent "$S" --module "$FAULT" \
+	--audit-log "$W/audit3.log"
 echo "$TB_PIN" | sc login --token demo --pin-stdin 2>/dev/null
 psign() { # PIN OUT [ARGS]: carol signs with PIN from standard input
 	local pin=$1 out=$2
@@ -210,6 +211,26 @@ ok "  nothing signed" test ! -s "$W/33.sig"
 : >"$W/faults"
 psign "$TB_PIN" "$W/34.sig"
 is "flags clear again: signs" "$RC" 0
+# A stale key handle (renumber-now: the objects numbered anew before
+# C_SignInit): C_SignInit refuses it before the context login, so no PIN went
+# to the card; the agent reads the token again and signs once more, and the
+# PIN goes to the card once. A refused handle after the context login (C_Sign
+# answering CKR_KEY_HANDLE_INVALID) is not tried again: the PIN would be.
+n() { grep -c "^$1" "$W/trace"; }
+echo renumber-now >"$W/faults"
+: >"$W/trace"
+psign "$TB_PIN" "$W/35.sig"
+is "stale key handle: signs" "$RC" 0
+ok "  verifies" openssl dgst -sha256 -verify "$(pubkey carol)" -signature "$W/35.sig" "$W/data"
+is "  C_SignInit twice, the first refused" "$(n SignInit) $(n 'SignInit refused')" "2 1"
+is "  the PIN sent once, as the context login" "$(grep '^Login' "$W/trace")" "Login user=$((0x2))"
+echo sign-fail=0x60 >"$W/faults"
+: >"$W/trace"
+psign "$TB_PIN" "$W/36.sig"
+is "handle refused after the context login: fails" "$RC" 1
+is "  one C_SignInit, one C_Sign: not tried again" "$(n SignInit) $(n 'Sign ')" "1 1"
+is "  the PIN sent once" "$(grep '^Login' "$W/trace")" "Login user=$((0x2))"
+: >"$W/faults"
 hasnt "no PIN in the agent's logs" "$(cat "$TB_DIR"/agent-*.log "$W"/audit*.log)" "$TB_PIN"
 stop_agent "the agent stops on SIGTERM: exit 0, no sanitizer report"
 done_testing

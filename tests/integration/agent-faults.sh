@@ -4,7 +4,7 @@
 # C_Initialize failing in one module while another works; CKR_DEVICE_REMOVED
 # during C_Sign; a signature that does not verify; a slow token that must
 # delay only its own requests; a module that gives its objects other handles
-# after a logout. The agent must answer each with a typed error and keep
+# after a logout, or between two signatures. The agent must answer each with a typed error and keep
 # serving.
 #
 # Two modules in one agent need two independent SoftHSM instances: the faulty
@@ -209,6 +209,63 @@ done
 out=$(raw --hello --lines 1 <<<'{"id":1,"op":"refresh"}')
 is "... a refresh after the login finds nothing changed" "$(changed <<<"$out")" False
 : >"$W/faults"
+
+# ---------------------------------------------------------------- a key handle gone stale
+# A signature reads nothing from the token: it uses the handles the agent read
+# at the last login, logout, import, list or refresh. When the token has
+# numbered its objects anew since (renumber-now: at the next C_SignInit), it
+# refuses the handle; the agent then reads the token again and signs once
+# more, with no PIN: no C_Login. A token that keeps refusing gets one more
+# try, not a loop.
+n() { grep -c "^$1" "$W/trace"; }
+stale_logs() { grep -c 'went stale: token read again' "$AGENT_LOG"; }
+run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/stale0.sig"
+is "stale handle: a first signature works" "$RC" 0
+raw --hello --lines 1 <<<'{"id":1,"op":"refresh"}' >/dev/null	# the periodic one is 30 s away now
+: >"$W/trace"
+for alg in rsa-pkcs1-sha256 rsa-pss-sha256 rsa-pkcs1-sha384; do
+	sc sign --cert carol --alg "$alg" --in "$W/data" --out "$W/stale0.sig"
+done
+is "... three signatures: three C_Sign" "$(n 'Sign ')" 3
+is "... and no token read: no C_FindObjectsInit" "$(n FindObjectsInit)" 0
+is "... no C_GetSlotList" "$(n GetSlotList)" 0
+echo renumber-now >"$W/faults"
+logs0=$(stale_logs)
+: >"$W/trace"
+run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/stale1.sig"
+is "renumber-now: the signature works" "$RC" 0
+ok "... and verifies" verify_sig carol rsa-pkcs1-sha256 "$W/stale1.sig"
+has "... the module numbered its objects anew at C_SignInit" "$(cat "$W/trace")" "Renumbered "
+is "... C_SignInit twice" "$(n SignInit)" 2
+is "... the first refused the stale handle (CKR_KEY_HANDLE_INVALID)" "$(grep '^SignInit refused' "$W/trace")" \
+	"SignInit refused rv=96"
+is "... one C_Sign" "$(n 'Sign ')" 1
+is "... no C_Login (no PIN involved)" "$(n Login)" 0
+is "... logged once" "$(($(stale_logs) - logs0))" 1
+file_has "... as stale" "$AGENT_LOG" 'key handle of "carol" on "slow" went stale: token read again'
+: >"$W/trace"
+run sc sign --cert dave --alg ecdsa-sha256 --in "$W/data" --out "$W/stale2.sig"
+is "... the token's other keys sign after it (their handles read again too)" "$RC" 0
+ok "... and verify" verify_sig dave ecdsa-sha256 "$W/stale2.sig"
+is "... with one C_SignInit" "$(n SignInit)" 1
+: >"$W/faults"
+
+echo stale-key >"$W/faults"
+logs0=$(stale_logs)
+: >"$W/trace"
+rm -f "$W/stale3.sig"
+run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/stale3.sig"
+is "stale-key (every handle refused): the signature fails" "$RC" 1
+has "... with a clear error naming the token" "$ERR" 'the token "slow" failed while signing with "carol"'
+ok "... no signature written" test ! -s "$W/stale3.sig"
+is "... after one re-read" "$(($(stale_logs) - logs0))" 1
+is "... of the private keys (the certificates' handles unchanged)" "$(n FindObjectsInit)" 2
+is "... and one more C_SignInit, no loop" "$(n 'SignInit refused')" 2
+is "... no C_Sign" "$(n 'Sign ')" 0
+file_has "... the agent logs why" "$AGENT_LOG" 'refused the key handle of "carol" again'
+: >"$W/faults"
+run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/stale4.sig"
+is "... the fault gone, the next signature works" "$RC" 0
 
 # ---------------------------------------------------------------- login faults
 sc logout --token slow 2>/dev/null

@@ -36,6 +36,15 @@
  *                       need not be fixed for the token's life); SoftHSM does
  *                       when a slot's last session closes, which a test
  *                       cannot count on. Once on, it stays on.
+ *     renumber-now      the next C_SignInit first numbers the objects anew
+ *                       (as renumber does at a logout), so the key handle
+ *                       it is given is one of the numbering before, and is
+ *                       refused. Once: again only after a C_SignInit that
+ *                       did not see the word. Numbering goes on at every
+ *                       C_Logout after it, as under renumber.
+ *     stale-key         C_SignInit always refuses the key with
+ *                       CKR_KEY_HANDLE_INVALID (a token that keeps refusing
+ *                       the handles it gives out)
  *     crash-sign        C_Sign dereferences a null pointer (SIGSEGV)
  *     crash-sign-at=N   the same at the process's Nth C_Sign (the ones before work)
  *     hang-sign         C_Sign never returns
@@ -55,7 +64,9 @@
  *                         (R the real module's CK_RV), "Logout ops=N" (N
  *                         sessions with a signing operation still started)
  *                         and, under renumber, "Renumbered N" (the objects'
- *                         Nth numbering begins)
+ *                         Nth numbering begins); "SignInit refused rv=R" (R
+ *                         the CK_RV), "FindObjectsInit S" and "GetSlotList"
+ *                         (token reads)
  * CKR names understood: CKR_DEVICE_ERROR, CKR_DEVICE_REMOVED,
  * CKR_TOKEN_NOT_PRESENT, CKR_PIN_INCORRECT, CKR_PIN_LOCKED, CKR_PIN_EXPIRED,
  * CKR_FUNCTION_FAILED, CKR_GENERAL_ERROR, CKR_SESSION_HANDLE_INVALID,
@@ -89,6 +100,8 @@ struct faults {
 	CK_RV login_fail;		/* 0: none */
 	CK_FLAGS pin_flags;		/* added to C_GetTokenInfo's flags */
 	int renumber;
+	int renumber_now;
+	int stale_key;
 	int crash_sign;
 	long crash_sign_at;		/* 0: none */
 	int hang_sign, hang_find, hang_slots;
@@ -96,6 +109,8 @@ struct faults {
 
 static CK_FUNCTION_LIST_PTR real;
 static CK_FUNCTION_LIST wrapped;
+
+static void trace(const char *what, unsigned long v);
 
 static const struct {
 	const char *name;
@@ -197,6 +212,10 @@ parse_faults(const char *spec, struct faults *f)
 			f->hang_slots = 1;
 		else if (strcmp(w, "renumber") == 0 && val == NULL)
 			f->renumber = 1;
+		else if (strcmp(w, "renumber-now") == 0 && val == NULL)
+			f->renumber_now = 1;
+		else if (strcmp(w, "stale-key") == 0 && val == NULL)
+			f->stale_key = 1;
 		else if (strcmp(w, "pin-final-try") == 0 && val == NULL)
 			f->pin_flags |= CKF_USER_PIN_FINAL_TRY;
 		else if (strcmp(w, "pin-count-low") == 0 && val == NULL)
@@ -278,6 +297,7 @@ fault_GetSessionInfo(CK_SESSION_HANDLE s, CK_SESSION_INFO_PTR info)
 static CK_RV
 fault_FindObjectsInit(CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR a, CK_ULONG n)
 {
+	trace("FindObjectsInit ", s);
 	other_delay();
 	return real->C_FindObjectsInit(s, a, n);
 }
@@ -318,8 +338,6 @@ fault_Initialize(void *args)
 		return CKR_DEVICE_ERROR;
 	return real->C_Initialize(args);
 }
-
-static void trace(const char *what, unsigned long v);
 
 static CK_RV
 fault_Login(CK_SESSION_HANDLE s, CK_USER_TYPE who, CK_UTF8CHAR_PTR pin, CK_ULONG len)
@@ -462,6 +480,7 @@ fault_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR n)
 	struct faults f;
 
 	current_faults(&f);
+	trace("GetSlotList present=", present);
 	if (f.hang_slots)
 		hang();
 	if (f.other_delay_ms > 0)
@@ -612,17 +631,30 @@ KEY_INIT(SignRecoverInit)
 KEY_INIT(EncryptInit)
 KEY_INIT(DecryptInit)
 
+/* renumber-now has numbered the objects anew since a C_SignInit last went without it. */
+static int renumbered_now;
+
 static CK_RV
 fault_SignInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
 {
+	struct faults f;
 	CK_RV rv;
 
-	if (h_in(&key))
-		return CKR_KEY_HANDLE_INVALID;
-	other_delay();
-	rv = real->C_SignInit(s, m, key);
-
-	if (rv == CKR_OK) {
+	current_faults(&f);
+	if (!f.renumber_now)
+		__atomic_store_n(&renumbered_now, 0, __ATOMIC_RELEASE);
+	else if (!__atomic_exchange_n(&renumbered_now, 1, __ATOMIC_ACQ_REL))
+		trace("Renumbered ", __atomic_add_fetch(&numbering, 1, __ATOMIC_ACQ_REL));
+	if (f.stale_key || h_in(&key)) {
+		rv = CKR_KEY_HANDLE_INVALID;
+	} else {
+		if (f.other_delay_ms > 0)
+			sleep_ms(f.other_delay_ms);
+		rv = real->C_SignInit(s, m, key);
+	}
+	if (rv != CKR_OK) {
+		trace("SignInit refused rv=", rv);
+	} else {
 		op_end(s);
 		pthread_mutex_lock(&ops_lock);
 		if (nops < sizeof(ops) / sizeof(ops[0])) {
