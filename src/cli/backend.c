@@ -333,6 +333,12 @@ read_pin_line(int fd, char *buf, size_t cap)
 	return (ssize_t)got;
 }
 
+ssize_t
+cli_read_line(int fd, char *buf, size_t cap)
+{
+	return read_pin_line(fd, buf, cap);
+}
+
 char *
 cli_read_pin(const char *prompt, int pin_stdin)
 {

@@ -3,6 +3,7 @@
 #define SC_CLI_H
 
 #include <stdio.h>
+#include <sys/types.h>
 #include <json-c/json.h>
 #include "scagent/scagent.h"
 #include "token/token.h"
@@ -62,6 +63,8 @@ char *cli_read_pin(const char *prompt, int pin_stdin);
  * differ ("the two Xs differ: " undone is printed).
  */
 char *cli_read_new_pin(const char *what, const char *whose, const char *undone, int pin_stdin);
+/* One line from fd, a byte at a time (nothing read past it): bytes read, 0 at end, -1 on error. */
+ssize_t cli_read_line(int fd, char *buf, size_t cap);
 /* Whether there is a terminal to ask on (cli_read_pin without pin_stdin). */
 int cli_have_tty(void);
 /* Read a whole file (or stdin for NULL / "-"); max bytes. */

@@ -53,12 +53,17 @@ struct tls_args {
 	struct sc_tls_sessions *sessions;	/* kept for this run (connect, probe) */
 	struct sc_tls_agent agent;
 	const char **resolve;
+	struct cli_chooser *chooser;		/* several certificates fit, none preferred (cmd_prefer.c) */
 };
 
+/* terminal: connect and probe may ask at the terminal which certificate goes; the tunnel never. */
 static void
-tls_args_init(struct cli *c, struct tls_args *a, int argc)
+tls_args_init(struct cli *c, struct tls_args *a, int argc, int terminal)
 {
 	memset(a, 0, sizeof(*a));
+	a->chooser = cli_chooser_new(c, terminal);
+	a->o.choose = a->chooser != NULL ? cli_choose : NULL;
+	a->o.choose_arg = a->chooser;
 	sc_tls_agent_init(&a->agent, c->socket);
 	a->o.agent = &a->agent;
 	a->o.verbose = c->verbose;
@@ -114,6 +119,7 @@ static void
 tls_args_clear(struct tls_args *a)
 {
 	sc_tls_agent_clear(&a->agent);
+	cli_chooser_free(a->chooser);
 	sc_tls_sessions_free(a->sessions);
 	free(a->resolve);
 	sc_tls_provider_cleanup();
@@ -320,7 +326,7 @@ cmd_connect(struct cli *c, int argc, char **argv)
 	char host[256], port[8], *path = NULL;
 	int nheaders = 0, include = 0, ch, t, rc = EX_SC_FAIL;
 
-	tls_args_init(c, &a, argc);
+	tls_args_init(c, &a, argc, 1);
 	if (cli_have_tty())
 		a.o.ask_pin = tls_ask_pin;
 	headers = calloc((size_t)argc + 1, sizeof(*headers));
@@ -484,7 +490,7 @@ cmd_probe(struct cli *c, int argc, char **argv)
 	char host[256], port[8], *path = NULL;
 	int json = 0, ch, t, rc = EX_SC_FAIL;
 
-	tls_args_init(c, &a, argc);
+	tls_args_init(c, &a, argc, 1);
 	if (cli_have_tty())
 		a.o.ask_pin = tls_ask_pin;
 	memset(&res, 0, sizeof(res));
@@ -616,7 +622,7 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 	long n;
 	int ch, tt, rc = EX_SC_USAGE;
 
-	tls_args_init(c, &a, argc);
+	tls_args_init(c, &a, argc, 0);
 	memset(&to, 0, sizeof(to));
 	to.tls = &a.o;
 	to.max_connections = SC_TUNNEL_MAX_CONNECTIONS;

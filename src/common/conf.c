@@ -194,6 +194,9 @@ sc_config_load(const char *file, struct sc_config *cfg, char **errmsg)
 	/* The system's pinentry, chosen when a PIN is needed (daemon/pinentry.c). */
 	if ((cfg->pinentry = strdup("auto")) == NULL)
 		return SC_ERR_NOMEM;
+	/* Which certificate goes when several fit (src/cli/cmd_prefer.c): zenity with a display. */
+	if ((cfg->picker = strdup("auto")) == NULL)
+		return SC_ERR_NOMEM;
 	if (file == NULL)
 		file = sc_config_default_path();
 	cfg->file = strdup(file);
@@ -243,6 +246,11 @@ sc_config_load(const char *file, struct sc_config *cfg, char **errmsg)
 			/* "no": never ask, as an agent without pinentry */
 			if (strcmp(val, "no") != 0 && strcmp(val, "none") != 0 && *val != '\0')
 				cfg->pinentry = strdup(val);
+		} else if (strcmp(key, "picker") == 0) {
+			free(cfg->picker);
+			cfg->picker = NULL;
+			if (strcmp(val, "no") != 0 && strcmp(val, "none") != 0 && *val != '\0')
+				cfg->picker = strdup(val);
 		} else if (strcmp(key, "log-level") == 0) {
 			if (strcmp(val, "error") && strcmp(val, "warn") && strcmp(val, "info") &&
 			    strcmp(val, "debug")) {
@@ -302,6 +310,7 @@ sc_config_clear(struct sc_config *cfg)
 		free(cfg->modules[i]);
 	free(cfg->modules);
 	free(cfg->pinentry);
+	free(cfg->picker);
 	free(cfg->log_level);
 	free(cfg->audit_log);
 	free(cfg->tpm_tcti);

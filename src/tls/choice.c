@@ -20,6 +20,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 #include <json-c/json.h>
 #include <openssl/err.h>
@@ -28,6 +29,7 @@
 #include "cert/certinfo.h"
 #include "common/err.h"
 #include "common/util.h"
+#include "tls/prefs.h"
 #include "tls/probe-diag.h"
 #include "tls/tlsclient.h"
 #include "tls/tls-private.h"
@@ -305,15 +307,6 @@ token_usable(json_object *tok)
 	return json_object_object_get_ex(flags, "login_required", &v) && !json_object_get_boolean(v);
 }
 
-static void
-sc_tls_choice_clear_cert(struct sc_tls_choice *ch)
-{
-	X509_free(ch->cert);
-	ch->cert = NULL;
-	sc_tls_x509s_free(ch->chain);
-	ch->chain = NULL;
-}
-
 int
 sc_tls_find_cert(struct sc_tls_opts *o, char *why, size_t whylen)
 {
@@ -431,6 +424,15 @@ choose_given(const struct sc_tls_opts *o, scagent_client *cl, const struct sc_tl
 	return SC_OK;
 }
 
+/* A certificate that fits the request. */
+struct fit {
+	X509 *x;
+	STACK_OF(X509) *chain;		/* intermediates to send */
+	char matched[256];		/* the acceptable CA it chains to */
+	int score;			/* higher: a key known present, a token usable now */
+	struct sc_tls_cand cand;
+};
+
 /* What the choice among the agent's certificates carries from one to the next. */
 struct scan {
 	const struct sc_tls_opts *o;
@@ -439,7 +441,8 @@ struct scan {
 	const char *logprefix;
 	char skipped[512];		/* the first few skipped, and why */
 	int nskipped;
-	int best;			/* the score of the certificate chosen so far */
+	struct fit *fits;		/* the certificates that fit, best score first */
+	int nfits;
 };
 
 /* Why the list entry ce cannot go (into reason), or "" when it may. */
@@ -469,7 +472,10 @@ unfit_reason(json_object *ce, const struct sc_tls_req *req, json_object **key, c
 	}
 }
 
-/* One certificate ce of token tok: skipped (said why), or a match, chosen when it scores best. */
+static int add_fit(struct scan *s, X509 *x, STACK_OF(X509) *chain, const char *matched, int score,
+    const char *label, const char *token, const char *sha);
+
+/* One certificate ce of token tok: skipped (said why), or a match (kept in s->fits). */
 static void
 consider_cert(struct scan *s, struct sc_tls_choice *ch, json_object *tok, json_object *ce)
 {
@@ -522,27 +528,120 @@ consider_cert(struct scan *s, struct sc_tls_choice *ch, json_object *tok, json_o
 		return;
 	}
 	ch->matches++;
-	/* Prefer a key known to be there, on a token the agent can use now. */
+	/* A key known to be there, on a token the agent can use now, goes first. */
 	score = (jstr(key, "private_key") && strcmp(jstr(key, "private_key"), "present") == 0 ? 2 : 1) +
 	    (token_usable(tok) ? 2 : 0);
 	sc_tls_note_prefix(o->verbose, logprefix, "\"%s\" on %s fits: it chains to %s%s", label,
 	    tlabel ? tlabel : "?", matched[0] ? matched : "(any CA accepted)",
 	    score < 4 ? " (token not logged in, or private key not visible yet)" : "");
-	if (score > s->best) {
-		sc_tls_choice_clear_cert(ch);
-		s->best = score;
-		set_choice(ch, x, chain, label, tlabel);
-		snprintf(ch->matched_ca, sizeof(ch->matched_ca), "%s", matched[0] ? matched : "any CA");
-	} else {
+	if (add_fit(s, x, chain, matched, score, label, tlabel, sha) != SC_OK) {
 		X509_free(x);
 		sc_tls_x509s_free(chain);
 	}
 	sc_tls_x509s_free(pool);
 }
 
+/* The list entries are kept best score first, in the agent's order among equals. */
+static int
+add_fit(struct scan *s, X509 *x, STACK_OF(X509) *chain, const char *matched, int score,
+    const char *label, const char *token, const char *sha)
+{
+	struct fit *nf = realloc(s->fits, (size_t)(s->nfits + 1) * sizeof(*nf)), f;
+	struct tm tm;
+	int at;
+
+	if (nf == NULL)
+		return SC_ERR_NOMEM;
+	s->fits = nf;
+	memset(&f, 0, sizeof(f));
+	f.x = x;
+	f.chain = chain;
+	f.score = score;
+	snprintf(f.matched, sizeof(f.matched), "%s", matched[0] ? matched : "any CA");
+	snprintf(f.cand.sha256, sizeof(f.cand.sha256), "%s", sha);
+	snprintf(f.cand.label, sizeof(f.cand.label), "%s", label);
+	snprintf(f.cand.token, sizeof(f.cand.token), "%s", token ? token : "");
+	sc_tls_name_text(X509_get_subject_name(x), f.cand.subject, sizeof(f.cand.subject));
+	sc_tls_name_text(X509_get_issuer_name(x), f.cand.issuer, sizeof(f.cand.issuer));
+	if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
+		strftime(f.cand.expires, sizeof(f.cand.expires), "%Y-%m-%d", &tm);
+	for (at = s->nfits; at > 0 && s->fits[at - 1].score < score; at--)
+		s->fits[at] = s->fits[at - 1];
+	s->fits[at] = f;
+	s->nfits++;
+	return SC_OK;
+}
+
+static void
+fits_free(struct scan *s)
+{
+	for (int i = 0; i < s->nfits; i++) {
+		X509_free(s->fits[i].x);
+		sc_tls_x509s_free(s->fits[i].chain);
+	}
+	free(s->fits);
+	s->fits = NULL;
+	s->nfits = 0;
+}
+
+/*
+ * Several fit: the preference remembered for host:port (or host), else the
+ * chooser (a person, a picker), else none. The index chosen, with ch->how;
+ * or SC_ERR_* with ch->why listing the candidates and what to do.
+ */
+static int
+pick(struct scan *s, const char *host, const char *port, struct sc_tls_choice *ch)
+{
+	const struct sc_tls_opts *o = s->o;
+	struct sc_tls_cand *cands;
+	char pref[65], where[300], server[300], asked[512] = "";
+	int r = SC_ERR_AMBIGUOUS;
+
+	if (s->nfits == 1)
+		return 0;
+	sc_tls_pref_key(host, port, server, sizeof(server));
+	if (sc_tls_pref_lookup(host, port, pref, where, sizeof(where)) == SC_OK) {
+		for (int i = 0; i < s->nfits; i++)
+			if (strcmp(s->fits[i].cand.sha256, pref) == 0) {
+				snprintf(ch->how, sizeof(ch->how), "preferred for %s (scagent prefer)", where);
+				return i;
+			}
+		sc_tls_note_prefix(o->verbose, s->logprefix, "the certificate preferred for %s "
+		    "(SHA-256 %.16s) is not among the %d that fit this request", where, pref, s->nfits);
+	}
+	if ((cands = calloc((size_t)s->nfits, sizeof(*cands))) == NULL) {
+		snprintf(ch->why, sizeof(ch->why), "out of memory");
+		return SC_ERR_NOMEM;
+	}
+	for (int i = 0; i < s->nfits; i++)
+		cands[i] = s->fits[i].cand;
+	if (o->choose != NULL) {
+		r = o->choose(o->choose_arg, host, port, cands, s->nfits, asked, sizeof(asked));
+		if (r >= 0 && r < s->nfits) {
+			snprintf(ch->how, sizeof(ch->how), "chosen among the %d that fit", s->nfits);
+			free(cands);
+			return r;
+		}
+		r = r < 0 ? r : SC_ERR_INTERNAL;
+	}
+	{
+		char list[640] = "";
+		for (int i = 0; i < s->nfits; i++) {
+			size_t off = strlen(list);
+			snprintf(list + off, sizeof(list) - off, "%s%s (%s, expires %s, SHA-256 %.16s)",
+			    i ? ", " : "", cands[i].label, cands[i].subject, cands[i].expires, cands[i].sha256);
+		}
+		snprintf(ch->why, sizeof(ch->why), "several certificates fit %s: %s; %s%schoose one with "
+		    "--cert REF or `scagent prefer %s REF`", server, list, asked, asked[0] ? "; " : "",
+		    server);
+	}
+	free(cands);
+	return r;
+}
+
 int
-sc_tls_choose_cert(const struct sc_tls_opts *o, const struct sc_tls_req *req,
-    struct sc_tls_choice *ch, const char *logprefix)
+sc_tls_choose_cert(const struct sc_tls_opts *o, const char *host, const char *port,
+    const struct sc_tls_req *req, struct sc_tls_choice *ch, const char *logprefix)
 {
 	struct scan s;
 	json_object *list = NULL, *toks;
@@ -578,9 +677,19 @@ sc_tls_choose_cert(const struct sc_tls_opts *o, const struct sc_tls_req *req,
 	}
 	json_object_put(list);
 	scagent_free(text);
-	if (ch->cert != NULL) {
-		sc_tls_note_prefix(o->verbose, logprefix, "chose \"%s\" on %s (%s)%s", ch->label, ch->token,
-		    ch->subject, ch->matches > 1 ? "; --cert REF picks another" : "");
+	if (s.nfits > 0) {
+		int i = pick(&s, host, port, ch);
+		if (i < 0) {
+			fits_free(&s);
+			return i;
+		}
+		set_choice(ch, s.fits[i].x, s.fits[i].chain, s.fits[i].cand.label, s.fits[i].cand.token);
+		snprintf(ch->matched_ca, sizeof(ch->matched_ca), "%s", s.fits[i].matched);
+		s.fits[i].x = NULL;
+		s.fits[i].chain = NULL;
+		fits_free(&s);
+		sc_tls_note_prefix(o->verbose, logprefix, "chose \"%s\" on %s (%s)%s%s", ch->label, ch->token,
+		    ch->subject, ch->how[0] ? ": " : "", ch->how);
 		return SC_OK;
 	}
 	if (ch->candidates == 0)

@@ -241,7 +241,7 @@ probe_match(struct probe *p)
 	struct sc_probe_check *k = p->k;
 	struct sc_tls_choice *choice = &p->choice;
 
-	switch (sc_tls_choose_cert(p->o->tls, &p->c1.req, choice, "")) {
+	switch (sc_tls_choose_cert(p->o->tls, p->o->host, p->o->port, &p->c1.req, choice, "")) {
 	case SC_OK:
 		p->matched = 1;
 		if (p->o->tls->cert_ref != NULL && choice->matches == 0)

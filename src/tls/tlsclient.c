@@ -255,7 +255,8 @@ cert_cb(SSL *ssl, void *arg)
 		sc_tls_note(c, "offering no certificate: %s", c->refused);
 		return 0;
 	}
-	r = c->choice_err = sc_tls_choose_cert(c->o, &c->req, &c->choice, c->logprefix);
+	r = c->choice_err = sc_tls_choose_cert(c->o, c->host, c->port, &c->req, &c->choice,
+	    c->logprefix);
 	if (r != SC_OK) {
 		sc_tls_note(c, "sending no certificate: %s", c->choice.why);
 		return 1;

@@ -34,6 +34,25 @@ void sc_tls_agent_clear(struct sc_tls_agent *ag);
 /* 0 with *client, or SC_ERR_AGENT_UNREACHABLE (why says what to do). */
 int sc_tls_agent_get(struct sc_tls_agent *ag, scagent_client **client, char *why, size_t whylen);
 
+/* A certificate that fits a server's request, offered for a choice. */
+struct sc_tls_cand {
+	char sha256[65];
+	char label[128];
+	char token[128];
+	char subject[256];
+	char issuer[256];
+	char expires[16];		/* YYYY-MM-DD */
+};
+
+/*
+ * Who chooses when several certificates fit and no preference names one (a
+ * person at the terminal, a picker program): the index into cands, or
+ * SC_ERR_* with why ("" when nobody could be asked). Called from the
+ * handshake of any connection, so from several threads in a tunnel.
+ */
+typedef int (*sc_tls_chooser)(void *arg, const char *host, const char *port,
+    const struct sc_tls_cand *cands, int n, char *why, size_t whylen);
+
 struct sc_tls_opts {
 	const char *cert_ref;		/* --cert, or NULL: chosen automatically */
 	char cert_fp[65];		/* --cert resolved up front (sc_tls_find_cert): its SHA-256; "" when not */
@@ -51,6 +70,8 @@ struct sc_tls_opts {
 	struct sc_tls_agent *agent;
 	struct sc_tls_sessions *sessions;	/* sessions to resume and keep; NULL: none (see sessions.h) */
 	const char *proxy;		/* --proxy http://[user:pass@]host:port; NULL: https_proxy, HTTPS_PROXY; "": none */
+	sc_tls_chooser choose;		/* several fit, no preference: who chooses; NULL: nobody (an error) */
+	void *choose_arg;
 };
 
 /* An HTTP proxy that CONNECTs to the server. */
@@ -87,7 +108,8 @@ struct sc_tls_choice {
 	STACK_OF(X509) *chain;		/* intermediates to send */
 	int candidates;			/* certificates looked at */
 	int matches;			/* certificates that fit */
-	char why[768];			/* no choice: why, with what to do */
+	char how[360];			/* how it was chosen among several ("" when only one fits) */
+	char why[1024];			/* no choice: why, with what to do */
 };
 
 /* Failure kinds, for advice. */
@@ -147,7 +169,7 @@ struct sc_tls_conn {
 	int refused_kind;		/* its enum sc_tls_fail */
 	/* failure */
 	int fail;			/* enum sc_tls_fail */
-	char err[768];			/* one line: what failed */
+	char err[1024];			/* one line: what failed */
 	char alert[96];			/* fatal alert the server sent, "" when none */
 	int alert_after_cert;
 };
@@ -191,9 +213,14 @@ int sc_tls_principal_matches(X509 *x, const char *name, char *names, size_t name
  */
 int sc_tls_find_cert(struct sc_tls_opts *o, char *why, size_t whylen);
 
-/* Choose a certificate for req among the agent's (or --cert). 0, or SC_ERR_* with ch->why. */
-int sc_tls_choose_cert(const struct sc_tls_opts *o, const struct sc_tls_req *req,
-    struct sc_tls_choice *ch, const char *logprefix);
+/*
+ * Choose a certificate for req of the server host:port among the agent's
+ * (or --cert). When several fit: the preference remembered for the server
+ * (prefs.h), else o->choose, else SC_ERR_AMBIGUOUS with the candidates in
+ * ch->why. 0, or SC_ERR_* with ch->why.
+ */
+int sc_tls_choose_cert(const struct sc_tls_opts *o, const char *host, const char *port,
+    const struct sc_tls_req *req, struct sc_tls_choice *ch, const char *logprefix);
 void sc_tls_choice_clear(struct sc_tls_choice *ch);
 
 /* I/O on the TLS connection: bytes, 0 at end of stream, or SC_ERR_* with c->fail set. */

@@ -297,6 +297,55 @@ conn_finished(struct tunnel *t)
 	(void)!write(t->done_wr, "", 1);	/* wake the main thread to join this one */
 }
 
+/* 1 when the first bytes the client sent (peeked, not taken) look like an HTTP request line. */
+static int
+client_speaks_http(int fd)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	char first[16];
+	ssize_t n = 0, i = 0;
+
+	if (poll(&p, 1, 1000) > 0)
+		n = recv(fd, first, sizeof(first), MSG_PEEK | MSG_DONTWAIT);
+	while (i < n && first[i] >= 'A' && first[i] <= 'Z')
+		i++;
+	return i >= 3 && i < n && first[i] == ' ';
+}
+
+/*
+ * The upstream handshake failed because the token is not logged in (and the
+ * agent had no pinentry to ask): an HTTP client gets a 502 page that says
+ * what to do, any other client only the close; the log says which.
+ */
+static void
+tunnel_not_logged_in(struct tconn *tc, const char *token)
+{
+	char body[300], resp[600], drain[4096];
+	struct pollfd p = { tc->fd, POLLIN, 0 };
+	int blen, rlen;
+
+	if (token == NULL || token[0] == '\0')
+		token = "LABEL";
+	if (!client_speaks_http(tc->fd)) {
+		tlog("connection #%lu: closed: token \"%s\" is not logged in; log in with "
+		    "`scagent login --token %s`", tc->id, token, token);
+		return;
+	}
+	blen = snprintf(body, sizeof(body), "scagent tunnel: the card is not logged in: log in "
+	    "with `scagent login --token %s`\n", token);
+	rlen = snprintf(resp, sizeof(resp), "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; "
+	    "charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", blen, body);
+	if (blen > 0 && rlen > 0 && (size_t)rlen < sizeof(resp))
+		(void)!send(tc->fd, resp, (size_t)rlen, MSG_NOSIGNAL);
+	/* The request is read and dropped: a close with it unread would reset the answer. */
+	shutdown(tc->fd, SHUT_WR);
+	for (int i = 0; i < 64 && poll(&p, 1, 1000) > 0 &&
+	    recv(tc->fd, drain, sizeof(drain), MSG_DONTWAIT) > 0; i++)
+		;
+	tlog("connection #%lu: answered the HTTP client 502 Bad Gateway: token \"%s\" is not "
+	    "logged in; log in with `scagent login --token %s`", tc->id, token, token);
+}
+
 static void *
 tunnel_conn(void *arg)
 {
@@ -323,6 +372,8 @@ tunnel_conn(void *arg)
 		const char *adv = sc_tls_advice(&up);
 		tlog("connection #%lu: upstream %s:%s failed: %s%s%s", tc->id, t->host, t->port, up.err,
 		    adv[0] ? "; advice: " : "", adv);
+		if (up.signer.last_err == SC_ERR_NOT_LOGGED_IN)
+			tunnel_not_logged_in(tc, up.choice.token);
 	} else {
 		const char *who = sc_tls_identity(&up, NULL);
 

@@ -57,6 +57,10 @@ tb_init() {
 	_tb_need mktemp openssl pkcs11-tool softhsm2-util date sed flock
 	TB_DIR=$(mktemp -d "${TMPDIR:-/tmp}/scagent-tb.XXXXXX") || _tb_die "mktemp failed"
 	export TB_DIR
+	# scagent's per-user files (the certificate preferences of `scagent
+	# prefer`) in the test's directory, never the home of whoever runs it
+	XDG_CONFIG_HOME=$TB_DIR/config
+	export XDG_CONFIG_HOME
 	_tb_owner=1	# not exported: a child shell that sources this file leaves it alone
 	: >"$TB_DIR/pids"
 	: >"$TB_DIR/ports"

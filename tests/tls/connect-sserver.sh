@@ -43,7 +43,8 @@ else
 fi
 ok "the agent was asked for rsa-pss-sha256" grep -q 'alg=rsa-pss-sha256' "$AGENT_LOG"
 connect connect "${CA[@]}" --tls-max 1.2 --cert alice "$URL"
-if [ "$rc" = 0 ] && grep -A8 'CertificateVerify' "$TB_DIR/s_server-$P.log" | grep -q 'Signature Algorithm'; then
+cv_seen() { grep -A8 'CertificateVerify' "$TB_DIR/s_server-$P.log" | grep -q 'Signature Algorithm'; }
+if [ "$rc" = 0 ] && wait_for 10 cv_seen; then
 	pass "TLS 1.2 RSA CertificateVerify seen by the server"
 else
 	fail "TLS 1.2 RSA"; show "$err"

@@ -4,7 +4,10 @@
 # and the agent fixture).
 
 # tls_card: token "demo" with alice (RSA-2048), bob (EC P-256), an expired
-# RSA certificate "expired" and the issuing CA (for the chain).
+# RSA certificate "expired" and the issuing CA (for the chain). alice and bob
+# both fit the test servers, where the client would have to ask which one
+# goes (issue 24): alice is remembered for localhost and 127.0.0.1, as
+# `scagent prefer localhost alice` does (tls_prefer_alice).
 tls_card() {
 	tb_pki
 	tb_softhsm_token demo
@@ -12,6 +15,18 @@ tls_card() {
 	tb_enroll demo 02 bob EC:prime256v1 good
 	tb_enroll demo 11 expired rsa:2048 expired
 	tb_write_ca_certs demo
+	tls_prefer_alice
+}
+
+# tls_sha256 FILE: a certificate's SHA-256 fingerprint, lower-case hex
+tls_sha256() { openssl x509 -in "$1" -noout -fingerprint -sha256 | sed 's/.*=//; s/://g' | tr A-F a-f; }
+
+# tls_prefer_alice: the preferences file names alice for localhost and 127.0.0.1
+tls_prefer_alice() {
+	local fp
+	fp=$(tls_sha256 "$TB_DIR/certs/alice.pem")
+	mkdir -p "$XDG_CONFIG_HOME/scagent"
+	printf 'localhost %s\n127.0.0.1 %s\n' "$fp" "$fp" >"$XDG_CONFIG_HOME/scagent/preferences"
 }
 
 # tls_agent: that card, an agent on $TB_DIR/agent.sock, logged in to "demo".

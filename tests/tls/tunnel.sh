@@ -96,6 +96,32 @@ else
 	fail "after an agent restart (stop rc=$rc): $body"; show "$log"
 fi
 
+# Not logged in, no pinentry: an HTTP client gets a 502 page saying how to log
+# in, a client of another protocol only the close; the log says both (issue 22).
+LP4=$(tb_port)
+"$SCAGENT" tunnel --listen "127.0.0.1:$LP4" --connect "localhost:$NP" --cafile "$PKI/root.pem" \
+	>"$TB_DIR/tunnel4.log" 2>&1 &
+tb_track_pid $!
+wait_port "$LP4" || bail_out "tunnel 4"
+"$SCAGENT" logout --token demo 2>/dev/null
+code=$(curl -sS --max-time 20 -o "$TB_DIR/502.body" -w '%{http_code}' "http://127.0.0.1:$LP4/" 2>&1)
+if [ "$code" = 502 ] && grep -qx 'scagent tunnel: the card is not logged in: log in with `scagent login --token demo`' \
+	"$TB_DIR/502.body" && grep -q 'answered the HTTP client 502 Bad Gateway: token "demo" is not logged in' \
+	"$TB_DIR/tunnel4.log"; then
+	pass "not logged in: curl gets 502 with \`scagent login --token demo\`, the tunnel logs it"
+else
+	fail "not logged in over HTTP: $code $(cat "$TB_DIR/502.body" 2>/dev/null)"; show "$TB_DIR/tunnel4.log"
+fi
+resp=$(printf '\x16\x03\x01' | timeout 20 socat -t 10 - "TCP:127.0.0.1:$LP4" | wc -c)
+if [ "$resp" = 0 ] && wait_for 10 grep -q 'closed: token "demo" is not logged in; log in with' "$TB_DIR/tunnel4.log"; then
+	pass "not logged in, a client that is not HTTP: closed without an answer, the log says why"
+else
+	fail "not logged in, not HTTP: $resp"; show "$TB_DIR/tunnel4.log"
+fi
+echo "$TB_PIN" | "$SCAGENT" login --token demo --pin-stdin 2>/dev/null
+body=$(curl -sS --max-time 20 "http://127.0.0.1:$LP4/" 2>&1)
+ok "after scagent login, the next curl through the same tunnel gets the page" [ "$body" = "hello from nginx main" ]
+
 # SIGTERM: clean stop, exit 0, the count in the log.
 kill -TERM $TPID
 rc=0
