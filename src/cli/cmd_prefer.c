@@ -30,6 +30,7 @@
 struct cli_chooser {
 	int terminal;			/* may ask at the terminal (stdin and stderr are one) */
 	char *picker;			/* the picker program, or NULL: none */
+	int fail;			/* scagent.conf several-fit = fail: nobody to ask is an error */
 	int verbose;
 	pthread_mutex_t lock;		/* one question at a time; guards made */
 	struct sc_tls_pref *made;	/* choices made in this run */
@@ -52,9 +53,12 @@ in_path(const char *prog)
 	return 0;
 }
 
-/* scagent.conf's picker: "auto" is zenity when there is a display and zenity is installed. */
+/*
+ * scagent.conf's picker ("auto" is zenity when there is a display and zenity
+ * is installed) and several-fit (*fail).
+ */
 static char *
-picker_of(struct cli *c)
+picker_of(struct cli *c, int *fail)
 {
 	struct sc_config cfg;
 	char *errmsg = NULL, *p = NULL;
@@ -67,6 +71,7 @@ picker_of(struct cli *c)
 		if ((cfg.picker = strdup("auto")) == NULL)
 			return NULL;
 	}
+	*fail = cfg.several_fit_fail;
 	if (cfg.picker != NULL && strcmp(cfg.picker, "auto") != 0)
 		p = strdup(cfg.picker);
 	else if (cfg.picker != NULL && ((d && *d) || (w && *w)) && in_path("zenity"))
@@ -83,7 +88,7 @@ cli_chooser_new(struct cli *c, int terminal)
 	if (ch == NULL)
 		return NULL;
 	ch->terminal = terminal && isatty(0) && isatty(2);
-	ch->picker = picker_of(c);
+	ch->picker = picker_of(c, &ch->fail);
 	ch->verbose = c->verbose;
 	pthread_mutex_init(&ch->lock, NULL);
 	return ch;
@@ -305,6 +310,20 @@ cli_choose(void *arg, const char *host, const char *port, const struct sc_tls_ca
 		if (i >= 0 && ch->verbose)
 			cli_say(stderr, "scagent: the picker %s chose \"%s\" for %s", ch->picker,
 			    cands[i].label, server);
+	}
+	if (i < 0 && r == SC_ERR_AMBIGUOUS && why[0] == '\0' && !ch->fail) {
+		/*
+		 * Nobody to ask and nothing remembered: the first that fits, as
+		 * `--cert` "otherwise chosen automatically" has always meant,
+		 * said once per server and run (several-fit = fail refuses).
+		 */
+		i = 0;
+		cli_say(stderr, "scagent: %d certificates fit %s: \"%s\" (%s, SHA-256 %.16s) goes, "
+		    "the first; choose with --cert REF or `scagent prefer %s REF`", n, server,
+		    cands[0].label, cands[0].subject, cands[0].sha256, server);
+		for (int k = 1; k < n; k++)
+			cli_say(stderr, "scagent:   also fits: \"%s\" (%s, SHA-256 %.16s)", cands[k].label,
+			    cands[k].subject, cands[k].sha256);
 	}
 	if (i < 0)
 		goto out;	/* r and why say why; nobody to ask: SC_ERR_AMBIGUOUS and "" */

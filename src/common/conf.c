@@ -246,6 +246,15 @@ sc_config_load(const char *file, struct sc_config *cfg, char **errmsg)
 			/* "no": never ask, as an agent without pinentry */
 			if (strcmp(val, "no") != 0 && strcmp(val, "none") != 0 && *val != '\0')
 				cfg->pinentry = strdup(val);
+		} else if (strcmp(key, "several-fit") == 0) {
+			if (strcmp(val, "first") == 0)
+				cfg->several_fit_fail = 0;
+			else if (strcmp(val, "fail") == 0)
+				cfg->several_fit_fail = 1;
+			else {
+				r = set_errmsg(errmsg, file, lineno, "several-fit is first or fail");
+				break;
+			}
 		} else if (strcmp(key, "picker") == 0) {
 			free(cfg->picker);
 			cfg->picker = NULL;

@@ -13,6 +13,7 @@ struct sc_config {
 	unsigned long module_timeout;	/* seconds a module's worker has to answer (30) */
 	unsigned long keygen_timeout;	/* the same for keygen, import, init/delete-token (300) */
 	char *pinentry;			/* pinentry program, "auto" (default), or NULL ("no") */
+	int several_fit_fail;		/* several certificates fit, none preferred, nobody to ask: fail (1) or take the first (0, default) */
 	char *picker;			/* connect/probe/tunnel's certificate picker: "auto" (default), a program, or NULL ("no") */
 	int verify_ecdsa;		/* verify ECDSA signatures before returning them */
 	int confirm_sign;		/* ask through pinentry before every signature */

@@ -34,15 +34,30 @@ signs() { grep -c 'audit: sign ' "$AGENT_LOG"; }
 # the client certificate's subject CN that s_server -www shows in its page
 seen_cn() { grep -a 'Subject: ' "$1" | grep -o 'CN *= *[a-z0-9]*' | tail -1 | sed 's/.*= *//'; }
 
-# Unattended, nothing remembered: exit 1, both candidates, no signature.
+# Unattended, nothing remembered: the first that fits goes, as `--cert`
+# "otherwise chosen automatically" has always meant, and stderr names both
+# and how to choose.
 before=$(signs)
 connect connect "${CA[@]}" "$URL"
+first=alice; grep -q "goes, the first" "$err" && grep "goes, the first" "$err" | grep -q "CN=alice2" && first=alice2
+if [ "$rc" = 0 ] && grep -q "2 certificates fit localhost:$P" "$err" &&
+	grep -q "${FP1:0:16}" "$err" && grep -q "${FP2:0:16}" "$err" &&
+	grep -q "scagent prefer localhost:$P REF" "$err" && [ "$(seen_cn "$out")" = "$first" ] &&
+	[ "$(signs)" = "$((before + 1))" ]; then
+	pass "unattended, two fit: the first goes (CN=$first), stderr names both and what to do"
+else
+	fail "unattended, two fit, several-fit = first (rc=$rc)"; show "$err"
+fi
+# several-fit = fail: exit 1, both candidates, no signature.
+echo "several-fit = fail" >"$TB_DIR/fail.conf"
+before=$(signs)
+connect --config "$TB_DIR/fail.conf" connect "${CA[@]}" "$URL"
 if [ "$rc" = 1 ] && grep -q "several certificates fit localhost:$P" "$err" &&
 	grep -q "${FP1:0:16}" "$err" && grep -q "${FP2:0:16}" "$err" &&
 	grep -q "scagent prefer localhost:$P REF" "$err" && [ "$(signs)" = "$before" ]; then
-	pass "unattended, two fit: exit 1 with both candidates and what to do; nothing signed"
+	pass "several-fit = fail, two fit: exit 1 with both candidates and what to do; nothing signed"
 else
-	fail "unattended, two fit (rc=$rc)"; show "$err"
+	fail "unattended, two fit, several-fit = fail (rc=$rc)"; show "$err"
 fi
 
 # scagent prefer: an unknown REF and an ambiguous one are errors with the candidates.
@@ -74,10 +89,11 @@ ok "probe uses the preference (client-cert-match names CN=alice2)" \
 	bash -c "[ $rc = 0 ] && grep -q 'CN=alice2' '$out'"
 # tunnel_get LOG: a tunnel to the server (its log in LOG, its pid in TPID),
 # and one request through it, the answer in $TB_DIR/page
-tunnel_get() {
-	local lp
+tunnel_get() {	# tunnel_get LOG [GLOBAL-OPTION...]
+	local lp log=$1
+	shift
 	lp=$(tb_port)
-	"$SCAGENT" tunnel --listen "127.0.0.1:$lp" --connect "localhost:$P" "${CA[@]}" >"$1" 2>&1 &
+	"$SCAGENT" "$@" tunnel --listen "127.0.0.1:$lp" --connect "localhost:$P" "${CA[@]}" >"$log" 2>&1 &
 	TPID=$!
 	tb_track_pid $TPID
 	wait_port "$lp" || bail_out "the tunnel did not listen"
@@ -97,12 +113,20 @@ rc2=0; "$SCAGENT" prefer --forget "localhost:$P" >/dev/null 2>"$err" || rc2=$?
 ok "prefer --forget removes it; forgetting it again is an error" \
 	bash -c "[ $rc = 0 ] && [ $rc2 = 1 ] && [ -z \"\$('$SCAGENT' prefer --list)\" ]"
 
-# The tunnel never asks: with nothing remembered, the first connection fails
-# with the candidates in its log, and the tunnel keeps listening.
-tunnel_get "$TB_DIR/tunnel2.log"
+# The tunnel never asks: with nothing remembered the first goes, said in its
+# log; with several-fit = fail the connection fails with the candidates in
+# the log, and the tunnel keeps listening.
+tunnel_get "$TB_DIR/tunnel1.log"
+if [ -n "$(seen_cn "$TB_DIR/page")" ] && grep -q "2 certificates fit localhost:$P" "$TB_DIR/tunnel1.log"; then
+	pass "tunnel, nothing remembered: the first goes, its log names both"
+else
+	fail "tunnel without a preference, several-fit = first"; show "$TB_DIR/tunnel1.log"
+fi
+kill $TPID
+tunnel_get "$TB_DIR/tunnel2.log" --config "$TB_DIR/fail.conf"
 if wait_for 10 grep -q "several certificates fit localhost:$P" "$TB_DIR/tunnel2.log" &&
 	grep -q "${FP2:0:16}" "$TB_DIR/tunnel2.log" && kill -0 $TPID; then
-	pass "tunnel, nothing remembered: the connection fails with the candidates in the log"
+	pass "tunnel, nothing remembered, several-fit = fail: the connection fails with the candidates in the log"
 else
 	fail "tunnel without a preference"; show "$TB_DIR/tunnel2.log"
 fi
@@ -149,7 +173,7 @@ else
 	fail "picker (rc=$rc)"; show "$err"
 fi
 # picker = no in scagent.conf: nobody to ask again
-echo "picker = no" >"$TB_DIR/scagent.conf"
+printf 'picker = no\nseveral-fit = fail\n' >"$TB_DIR/scagent.conf"
 rc=0
 PATH=$TB_DIR/bin:$PATH DISPLAY=:99 "$SCAGENT" --config "$TB_DIR/scagent.conf" connect "${CA[@]}" "$URL" \
 	>"$out" 2>"$err" </dev/null || rc=$?
