@@ -287,6 +287,8 @@ fault_FindObjectsFinal(CK_SESSION_HANDLE s)
 {
 	other_delay();
 	return real->C_FindObjectsFinal(s);
+}
+
 /* A module that hangs: this call never returns (the process must be killed). */
 static void
 hang(void)
