@@ -1,24 +1,38 @@
 #!/usr/bin/env bash
 # Benchmark: signatures per second on SoftHSM, in-process PKCS#11 C_Sign versus
-# through scagentd with 1, 2 and 8 clients, and the peers to beat in the same
-# run: `p11-kit server` (p11-kit-client.so) and ssh-agent with its PKCS#11
-# helper. Also: list from the agent's cache on a 200-certificate token, and the
-# agent's memory. Prints figures and ratios; asserts nothing (not a test).
+# through scagentd (which runs the module in a `scagentd --worker` process of
+# its own) with 1, 2 and 8 clients, and the peers that isolate the module from
+# the signing program too, in the same run: `p11-kit server` (the module in
+# the server, the client through p11-kit-client.so) and ssh-agent (the module
+# in its ssh-pkcs11-helper). Also: the agent's CPU while idle, list from the
+# agent's cache on a 200-certificate token, the agent's memory, and at the end
+# bench/tunnel.sh 300 20 (the tunnel with a 300 ms card). Prints figures and
+# the floors of issues 20 and 21 against this run; asserts nothing (not a
+# test). The results of a run, with the command: bench/RESULTS.md.
 #   bench/run.sh [SECONDS]   (each side of each pair run; default 2)
 #   BENCH_ROUNDS=N           pair runs per configuration (default 9; with 2 s,
 #                            about 14 minutes on two CPUs)
+#   BENCH_TUNNEL=no          skip bench/tunnel.sh at the end
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 secs=${1:-2}
-make -s bench/bench-sign >/dev/null
+make -s scagent scagentd bench/bench-sign >/dev/null
 B=$top/bench/bench-sign
+SCAGENT=$top/scagent
+SCAGENTD=$top/scagentd
+TOP_SRCDIR=$top
+TOP_BUILDDIR=$top
+export SCAGENT SCAGENTD TOP_SRCDIR TOP_BUILDDIR
 . tests/testbed/testbed.sh
 tb_init
 tb_softhsm_token bench
 tb_enroll bench 01 alice rsa:2048 good
 tb_enroll bench 02 bob EC:prime256v1 good
 export BENCH_PIN=$TB_PIN
+# The 1-minute load average every 10 s through the run: the machine may be
+# shared, and this run itself keeps one or two CPUs busy.
+(while :; do cut -d' ' -f1 /proc/loadavg; sleep 10; done) >"$TB_DIR/load" & tb_track_pid $!
 
 # scagentd
 export SCAGENT_SOCKET=$TB_DIR/agent.sock
@@ -46,7 +60,8 @@ for _ in $(seq 100); do grep -q P11_KIT_SERVER_ADDRESS "$TB_DIR/p11kit.out" 2>/d
 p11addr=$(sed -n 's/^P11_KIT_SERVER_ADDRESS=\([^;]*\);.*/\1/p' "$TB_DIR/p11kit.out")
 P11CLIENT=/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so
 
-# ssh-agent with the PKCS#11 helper on the same token
+# ssh-agent with the PKCS#11 helper on the same token: ssh-agent loads no
+# module itself, ssh-pkcs11-helper does and signs for it.
 printf '#!/bin/sh\necho %s\n' "$TB_PIN" > "$TB_DIR/askpass"; chmod +x "$TB_DIR/askpass"
 ssh-agent -D -a "$TB_DIR/ssh.sock" -P "$(dirname "$(readlink -f "$TB_SOFTHSM")")/*" >/dev/null 2>&1 & tb_track_pid $!
 for _ in $(seq 100); do [ -S "$TB_DIR/ssh.sock" ] && break; sleep 0.05; done
@@ -75,7 +90,7 @@ printf '\nSignatures per second on SoftHSM (medians of %s pair runs of %s s a si
 	"$rounds" "$secs" "$(nproc)" "$(cut -d' ' -f1 /proc/loadavg)"
 printf '%-18s %10s %10s %10s %8s %8s %8s %10s %8s %8s %10s %8s %12s\n' alg in-proc in-proc-2 agent-1 ratio \
 	agent-2 ratio-2 agent-8 p11kit-1 ratio ssh-agent ratio noise
-declare -A m1 m2	# median ratios by algorithm, for the targets
+declare -A m1 m2 mh	# median ratios by algorithm (agent 1 and 2 clients, ssh-agent), for the floors
 for alg in rsa-pkcs1-sha256 rsa-pss-sha256 ecdsa-sha256; do
 	case $alg in ecdsa*) key=bob; ssht=ecdsa ;; *) key=alice; ssht=rsa ;; esac
 	base=(pkcs11 "$TB_SOFTHSM" bench $key $alg)
@@ -101,7 +116,7 @@ for alg in rsa-pkcs1-sha256 rsa-pss-sha256 ecdsa-sha256; do
 	done
 	s1=- sr=-
 	if [ "$alg" != rsa-pss-sha256 ]; then
-		s1=$(median "${h1[@]}") sr=$(mratio "${rh[@]}")
+		s1=$(median "${h1[@]}") sr=$(mratio "${rh[@]}") mh[$alg]=$(median "${rh[@]}")
 	fi
 	m1[$alg]=$(median "${r1[@]}"); m2[$alg]=$(median "${r2[@]}")
 	[ "$alg" = rsa-pkcs1-sha256 ] && { rsa_base=$(median "${b1[@]}") rsa_ratio=${m1[$alg]}; }
@@ -131,17 +146,37 @@ awk -v b="$rsa_base" -v a="$(awk -v b="$rsa_base" -v r="$rsa_ratio" 'BEGIN{print
 	printf "\nrsa-pkcs1-sha256, 1 client: %.0f us per signature in-process, %.0f us through the agent: +%.1f us.\n", 1e6 / b, 1e6 / a, 1e6 / a - 1e6 / b
 	printf "  of which checking the RSA signature before answering (required): %.1f us (bench-sign verify, median)\n", v
 	printf "  and at least an empty request'"'"'s round trip (hello: socket and JSON both ways): %.1f us (median)\n", p
-	printf "  0.95x would leave %.1f us for all the agent adds.\n", 1e6 / b / 0.95 - 1e6 / b
+	printf "  the floor, 0.75x, leaves %.1f us for all the agent and its worker add.\n", 1e6 / b / 0.75 - 1e6 / b
 }'
 # The same one signature at a time, in turns of ten: typical signature or slow few?
 echo "  time of one rsa-pkcs1-sha256 signature, A in-process, B through the agent (bench-sign lat):"
 "$B" lat 3000 pkcs11 "$TB_SOFTHSM" bench alice rsa-pkcs1-sha256 vs agent "$SCAGENT_SOCKET" alice rsa-pkcs1-sha256 \
 	2>/dev/null | sed 's/^/    /' || true
 
-# Memory of the agent holding one SoftHSM token, logged in.
-rss=$(awk '/VmRSS/ {print $2}' /proc/$agent/status)
+# An idle agent uses no CPU: the clock ticks (utime+stime, /proc/PID/stat)
+# of the agent and of its module workers over 10 s, a second after its last
+# request, logged in.
+workers=$(pgrep -P "$agent" || true)
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+sleep 1
+declare -A t0s
+for p in $agent $workers; do t0s[$p]=$(ticks "$p"); done
+sleep 10
+idle=0 idle_each=""
+for p in $agent $workers; do
+	d=$(($(ticks "$p") - ${t0s[$p]})); idle=$((idle + d))
+	if [ "$p" = "$agent" ]; then idle_each+=" agent $d"; else idle_each+=", worker $d"; fi
+done
 echo
-printf 'scagentd RSS with one SoftHSM token: %.1f MiB\n' "$(awk -v k="$rss" 'BEGIN{print k/1024}')"
+printf 'idle agent, logged in, over 10 s: %s clock ticks of %s/s (utime+stime:%s)\n' "$idle" "$(getconf CLK_TCK)" "$idle_each"
+
+# Memory of the agent holding one SoftHSM token, logged in, and of its worker.
+rss=$(awk '/VmRSS/ {print $2}' /proc/$agent/status)
+wrss=0
+for p in $workers; do wrss=$((wrss + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done
+echo
+printf 'scagentd RSS with one SoftHSM token: %.1f MiB, its worker %.1f MiB\n' \
+	"$(awk -v k="$rss" 'BEGIN{print k/1024}')" "$(awk -v k="$wrss" 'BEGIN{print k/1024}')"
 for p in $(pgrep -f "ssh-agent -D -a $TB_DIR" || true) $(pgrep -f ssh-pkcs11-helper || true); do
 	printf '  peer %s: %.1f MiB\n' "$(cat /proc/$p/comm)" "$(awk '/VmRSS/ {print $2/1024}' /proc/$p/status)"
 done
@@ -165,18 +200,31 @@ echo
 printf '200-certificate token (+2): cold `scagent --direct list` (whole process) %.0f ms; list from the agent cache (median of 50) %s ms\n' \
 	"$(awk -v a="$t0" -v b="$t1" 'BEGIN{print (b-a)*1000}')" "$cached"
 
-# The targets of the agent's issue, against this run's figures.
-# target DESC VALUE LIMIT UP: met when VALUE >= LIMIT (UP=1) or VALUE < LIMIT (UP=0)
-target() { awk -v v="$2" -v t="$3" -v up="$4" 'BEGIN { ok = up ? v + 0 >= t : v + 0 < t
-	printf "  %-46s %-8s %s\n", ARGV[1], v, ok ? "met" : "NOT met" }' "$1"; }
+# The load average during the run (sampled every 10 s, 1-minute average).
 echo
-echo "Targets (issue: the agent), this run:"
+sort -g "$TB_DIR/load" | awk '{v[NR]=$1} END { if (NR) printf "load average during the run (%d samples every 10 s): min %s, median %s, max %s\n", NR, v[1], v[int((NR+1)/2)], v[NR] }'
+
+# The floors of issues 20 and 21 (floors, not targets), against this run.
+# floor DESC VALUE LIMIT: met when VALUE >= LIMIT
+floor() { awk -v v="$2" -v t="$3" 'BEGIN { printf "  %-52s %-17s %s\n", ARGV[1], v, (v + 0 >= t) ? "met" : "NOT met" }' "$1"; }
+# ahead DESC AGENT SSH: met when the agent's ratio is above ssh-agent's
+ahead() { awk -v a="$2" -v s="$3" 'BEGIN { printf "  %-52s %-17s %s\n", ARGV[1], a " vs " s,
+	(s + 0 <= 0) ? "no ssh-agent figure" : (a + 0 > s + 0) ? "met" : "NOT met" }' "$1"; }
+echo
+echo "Floors (issues 20 and 21: one client, against in-process signing), this run:"
 for alg in rsa-pkcs1-sha256 rsa-pss-sha256; do
-	target "$alg, 1 client, ratio >= 0.95" "${m1[$alg]}" 0.95 1
+	floor "$alg, 1 client, ratio >= 0.75" "${m1[$alg]}" 0.75
 done
-target "ecdsa-sha256, 1 client, ratio >= 0.75" "${m1[ecdsa-sha256]}" 0.75 1
-for alg in rsa-pkcs1-sha256 rsa-pss-sha256 ecdsa-sha256; do
-	target "$alg, 2 clients, ratio-2 >= 0.85" "${m2[$alg]}" 0.85 1
+floor "ecdsa-sha256, 1 client, ratio >= 0.3" "${m1[ecdsa-sha256]}" 0.3
+for alg in rsa-pkcs1-sha256 ecdsa-sha256; do
+	ahead "$alg, 1 client, agent's ratio > ssh-agent's" "${m1[$alg]}" "${mh[$alg]:-0}"
 done
-target "list of a 200-certificate token < 5 ms" "$cached" 5 0
-target "agent RSS with one SoftHSM token < 12 MiB" "$(awk -v k="$rss" 'BEGIN{printf "%.1f", k/1024}')" 12 0
+awk -v t="$idle" 'BEGIN { printf "  %-52s %-17s %s\n", "idle agent and its worker over 10 s: 0 ticks", t, (t == 0) ? "met" : "NOT met" }'
+echo "Information, no target: 2 clients ratio-2 rsa-pkcs1 ${m2[rsa-pkcs1-sha256]}, rsa-pss ${m2[rsa-pss-sha256]}," \
+	"ecdsa ${m2[ecdsa-sha256]}; list $cached ms; RSS above."
+
+# The tunnel with a card's timing (issue 22): its own script, run here too.
+if [ "${BENCH_TUNNEL:-yes}" != no ]; then
+	echo
+	"$top/bench/tunnel.sh" 300 20 || echo "(bench/tunnel.sh 300 20 failed)"
+fi
