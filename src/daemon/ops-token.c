@@ -59,7 +59,13 @@ op_list(struct client *c, int64_t id, json_object *req)
 
 	if ((r = cas_anchors(req, &anchors, &why)) != SC_OK)
 		return reply_err(c, id, r, why);
-	refresh_if_stale(c->srv);
+	/*
+	 * "cached": what is known, without reading slots (a TLS handshake's
+	 * certificate choice: tokens are read on PC/SC events, login, logout,
+	 * import, a plain list and the periodic check, not per handshake).
+	 */
+	if (!arg_bool(req, "cached"))
+		refresh_if_stale(c->srv);
 	j = sc_store_list_json(c->srv->st, anchors);
 	X509_STORE_free(anchors);
 	readers = sc_pcsc_readers(c->srv->pcsc, reason, sizeof(reason));

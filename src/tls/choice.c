@@ -34,6 +34,13 @@
 #include "tls/tlsclient.h"
 #include "tls/tls-private.h"
 
+/*
+ * The agent's list as it knows it, without reading slots: a handshake costs
+ * the card its signature and nothing else (tokens are read on PC/SC events,
+ * login, logout, import, a plain list and the agent's periodic check).
+ */
+#define LIST_CACHED "{\"cached\":true}"
+
 /* ---------------------------------------------------------------- agent */
 
 void
@@ -397,7 +404,7 @@ choose_given(const struct sc_tls_opts *o, scagent_client *cl, const struct sc_tl
 		    "the server names (%s); sending it anyway", o->cert_ref, accepted);
 	sc_cert_sha256_hex(x, fp);
 	/* The list entry of this certificate, for its key type and label. */
-	if (scagent_list(cl, &text) == SC_OK && (list = json_tokener_parse(text)) != NULL &&
+	if (scagent_call(cl, "list", LIST_CACHED, &text) == SC_OK && (list = json_tokener_parse(text)) != NULL &&
 	    json_object_object_get_ex(list, "tokens", &toks))
 		info = list_entry(toks, fp, ch->token, sizeof(ch->token));
 	if (info != NULL && json_object_object_get_ex(info, "key", &v) &&
@@ -658,7 +665,7 @@ sc_tls_choose_cert(const struct sc_tls_opts *o, const char *host, const char *po
 		return r;
 	if (o->cert_ref != NULL)
 		return choose_given(o, s.cl, req, ch, logprefix, accepted);
-	if ((r = scagent_list(s.cl, &text)) != SC_OK) {
+	if ((r = scagent_call(s.cl, "list", LIST_CACHED, &text)) != SC_OK) {
 		snprintf(ch->why, sizeof(ch->why), "cannot list the agent's certificates: %s", scagent_error(s.cl));
 		return r;
 	}
