@@ -6,7 +6,9 @@
  * it comes back.
  *
  *   list, refresh, status   every worker; the answers merged (list adds the
- *                           agent's PC/SC readers, status each worker process)
+ *                           agent's PC/SC readers, status each worker process);
+ *                           an absent module is an error with "state":"absent",
+ *                           and refresh first tries absent modules again
  *   REF, key REF, token     the worker that has it: with one module that one;
  *                           else each is asked (find, get-public-key,
  *                           mechanisms) and the one that has it answers; two
@@ -293,17 +295,23 @@ route_all(struct client *c, int64_t id, const char *op, const char *line, size_t
 	int is_list = strcmp(op, "list") == 0, changed = 0;
 	char msg[1024], reason[256];
 
+	if (!is_list)
+		changed = sup_retry_absent(sup) > 0;	/* refresh: an absent module is tried again */
 	for (size_t i = 0; i < sup_count(sup); i++) {
 		json_object *a, *res, *v;
 		const char *emsg;
 		char *ans;
 		size_t alen;
-		int code, r = ask(c, i, op, line, len, limit_for(c, op), &ans, &alen, msg, sizeof(msg));
+		int code, r, absent = sup_absent(sup, i, msg, sizeof(msg));
 
-		if (r != SC_OK) {
+		/* An absent module is an error marked as such: human lists leave it out. */
+		if (absent || (r = ask(c, i, op, line, len, limit_for(c, op), &ans, &alen, msg,
+		    sizeof(msg))) != SC_OK) {
 			json_object *e = json_object_new_object();
 			json_object_object_add(e, "module", json_object_new_string(sup_module(sup, i)));
 			json_object_object_add(e, "error", json_object_new_string(msg));
+			if (absent)
+				json_object_object_add(e, "state", json_object_new_string("absent"));
 			json_object_array_add(errs, e);
 			continue;
 		}
@@ -328,9 +336,18 @@ route_all(struct client *c, int64_t id, const char *op, const char *line, size_t
 	if (!is_list) {
 		json_object_put(toks);
 		json_object_object_add(out, "changed", json_object_new_boolean(changed));
-		if (json_object_array_length(errs) > 0)
-			json_object_object_add(out, "warning", json_object_new_string(json_object_get_string(
-			    json_object_object_get(json_object_array_get_idx(errs, 0), "error"))));
+		if (json_object_array_length(errs) > 0) {
+			json_object *e = json_object_array_get_idx(errs, 0);
+			const char *err = json_object_get_string(json_object_object_get(e, "error"));
+			const char *mod = json_object_get_string(json_object_object_get(e, "module"));
+
+			/* An absent module's error is its reason alone. */
+			if (json_object_object_get_ex(e, "state", NULL))
+				snprintf(msg, sizeof(msg), "the module %s is still absent: %s", mod, err);
+			else
+				snprintf(msg, sizeof(msg), "%s", err);
+			json_object_object_add(out, "warning", json_object_new_string(msg));
+		}
 		json_object_put(errs);
 		return reply_ok(c, id, out);
 	}

@@ -218,6 +218,7 @@ int worker_check_reinit(struct sc_server *srv, char *msg, size_t len);
  */
 void worker_pending(struct client *c);
 
+
 /* supervise.c: the agent's workers (lock order: sup->lock before evlock) */
 size_t sup_count(struct sc_sup *sup);
 const char *sup_module(struct sc_sup *sup, size_t i);
@@ -240,6 +241,13 @@ unsigned long sup_timeout(struct sc_sup *sup, int slow);
 json_object *sup_status_json(struct sc_sup *sup, size_t *loaded);
 /* Ask every worker to read its slots again (a PC/SC event); not waited for. */
 void sup_refresh_all(struct sc_sup *sup);
+/* 1 while worker i's module is absent (did not load): reason says why. */
+int sup_absent(struct sc_sup *sup, size_t i, char *reason, size_t len);
+/*
+ * Try every absent module again now; wait (up to module-timeout) until each
+ * loaded or is absent again. How many loaded.
+ */
+int sup_retry_absent(struct sc_sup *sup);
 
 /* route.c: the agent's requests to its workers */
 /* Any operation but hello and watch, in the agent. */

@@ -66,6 +66,13 @@ void sc_server_set_sup(struct sc_server *srv, struct sc_sup *sup);
 int sc_server_reinit(struct sc_server *srv);
 #define SC_WORKER_REINIT 75
 #define SC_WORKER_REINIT_TPM 76
+/* A worker whose module did not load (C_Initialize failed, no such file): absent, not a crash. */
+#define SC_WORKER_ABSENT 77
+/*
+ * A worker whose module did not load tells the agent why on its socketpair
+ * fd (one message) and ends with this, SC_WORKER_ABSENT (worker.c).
+ */
+int sc_worker_absent(struct sc_store *st, int fd);
 
 /* The agent's workers: one `scagentd --worker MODULE` process per module (supervise.c). */
 struct sc_sup_opts {
