@@ -570,6 +570,27 @@ out:
 	return r;
 }
 
+/*
+ * What the desktop is told of an answer (desktop.c): a signature made (the
+ * program, its pid, the certificate), a wrong PIN that left one try.
+ */
+static void
+tell_desktop(struct client *c, const char *op, json_object *req, const char *ans)
+{
+	json_object *a = json_tokener_parse(ans), *res;
+	const char *emsg;
+	int code;
+
+	if (answer_parts(a, &res, &code, &emsg)) {
+		if (strcmp(op, "sign") == 0 || strcmp(op, "sign-key") == 0)
+			desktop_signed(c, arg_str(req, "ref"));
+	} else if (code == SC_ERR_PIN_FINAL_TRY || (code == SC_ERR_PIN_INCORRECT &&
+	    strstr(emsg, "one try is left") != NULL))
+		desktop_pin_final(c->srv, arg_str(req, "token") ? arg_str(req, "token") :
+		    arg_str(req, "ref"));
+	json_object_put(a);
+}
+
 int
 route_request(struct client *c, int64_t id, const char *op, json_object *req,
     const char *line, size_t len)
@@ -601,5 +622,7 @@ route_request(struct client *c, int64_t id, const char *op, json_object *req,
 	}
 	if ((r = ask(c, owner, op, line, len, limit_for(c, op), &ans, &alen, msg, sizeof(msg))) != SC_OK)
 		return reply_err(c, id, r, msg);
+	if (c->srv->desk != NULL)
+		tell_desktop(c, op, req, ans);
 	return relay(c, ans, alen);
 }

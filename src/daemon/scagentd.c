@@ -575,6 +575,8 @@ main(int argc, char **argv)
 	if (sv.pinentry != NULL && (strcmp(sv.pinentry, "no") == 0 || strcmp(sv.pinentry, "none") == 0))
 		sv.pinentry = NULL;	/* never ask */
 	sv.confirm_sign = cfg.confirm_sign;
+	sv.notify = cfg.notify == 1 ? SC_NOTIFY_ALWAYS : cfg.notify == 2 ? SC_NOTIFY_NO : SC_NOTIFY_ONCE;
+	sv.logout_on_lock = cfg.logout_on_lock;
 	sv.audit_log = audit_log ? audit_log : cfg.audit_log;
 	sv.request_timeout_ms = reqto * 1000UL;
 	sv.max_clients = (int)maxc;
@@ -649,6 +651,7 @@ main(int argc, char **argv)
 		sc_server_stop(g_srv);	/* signalled while starting */
 	if (sc_sup_start(sup, g_srv) != SC_OK)
 		goto out;
+	desktop_start(g_srv);	/* notifications, logout on lock: after the workers serve */
 	sc_info("listening on %s (each module in a worker process)",
 	    activated ? "the activated socket" : sock);
 	tell_ready(ready);

@@ -55,7 +55,7 @@
 #define ABSENT_RETRY_MS (5 * 60 * 1000)	/* an absent module is tried again this often */
 
 /* Request ids on a worker's event connection. */
-enum { EV_HELLO = 1, EV_WATCH, EV_LIST, EV_REFRESH };
+enum { EV_HELLO = 1, EV_WATCH, EV_LIST, EV_REFRESH, EV_LOGOUT };
 
 enum wstate { W_DOWN, W_STARTING, W_RUNNING, W_BROKEN, W_ABSENT };
 
@@ -358,6 +358,7 @@ ev_line(struct sc_sup *sup, struct worker *w, const char *line)
 {
 	json_object *o = json_tokener_parse(line), *v;
 	char name[64];
+	int id;
 
 	if (o == NULL)
 		return;
@@ -369,9 +370,18 @@ ev_line(struct sc_sup *sup, struct worker *w, const char *line)
 		sc_server_broadcast(sup->srv, name, o);
 		return;
 	}
-	if (json_object_object_get_ex(o, "id", &v) && json_object_get_int(v) == EV_LIST &&
-	    w->state == W_STARTING)
+	id = json_object_object_get_ex(o, "id", &v) ? json_object_get_int(v) : 0;
+	if (id == EV_LIST && w->state == W_STARTING)
 		worker_up(sup, w, o);
+	else if (id == EV_LOGOUT) {
+		/* logout-all's answer: {"logged_out": N, "reason"} */
+		json_object *res = json_object_object_get(o, "result");
+		long n = (long)json_object_get_int64(json_object_object_get(res, "logged_out"));
+		const char *why = json_object_get_string(json_object_object_get(res, "reason"));
+
+		if (n > 0)
+			desktop_logged_out(sup->srv, n, why ? why : "lock");
+	}
 	json_object_put(o);
 }
 
@@ -859,4 +869,21 @@ sup_retry_absent(struct sc_sup *sup)
 		left += sup->w[i].absent;
 	pthread_mutex_unlock(&sup->lock);
 	return tried > left ? tried - left : 0;
+}
+
+void
+sup_logout_all(struct sc_sup *sup, const char *reason)
+{
+	char line[96];
+	int n = snprintf(line, sizeof(line), "{\"id\":%d,\"op\":\"logout-all\",\"reason\":\"%s\"}\n",
+	    EV_LOGOUT, strcmp(reason, "sleep") == 0 ? "sleep" : "lock");
+
+	pthread_mutex_lock(&sup->lock);
+	for (size_t i = 0; i < sup->n; i++) {
+		struct worker *w = &sup->w[i];
+		if (w->state == W_RUNNING && w->ev >= 0 &&
+		    send(w->ev, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) != n)
+			sc_warn("module %s: could not ask its worker to log out", w->module);
+	}
+	pthread_mutex_unlock(&sup->lock);
 }
