@@ -79,6 +79,7 @@ int cmd_logout(struct cli *c, int argc, char **argv);
 int cmd_sign(struct cli *c, int argc, char **argv);
 int cmd_watch(struct cli *c, int argc, char **argv);
 int cmd_status(struct cli *c, int argc, char **argv);
+int cmd_refresh(struct cli *c, int argc, char **argv);
 /* cmd_pin.c: change or unblock a token's PIN; stop the agent. */
 int cmd_pin(struct cli *c, int argc, char **argv);
 int cmd_stop(struct cli *c, int argc, char **argv);

@@ -403,19 +403,34 @@ cmd_watch(struct cli *c, int argc, char **argv)
 static void
 print_status(FILE *fp, json_object *o)
 {
-	json_object *v, *toks, *pcsc;
+	json_object *v, *toks, *pcsc, *procs = NULL;
 	int64_t up = json_object_object_get_ex(o, "uptime", &v) ? json_object_get_int64(v) : 0;
+	size_t nproc = 0, nabsent = 0;
 
 	fprintf(fp, "agent:    %s, pid %s, up %lldh %02lldm %02llds, protocol %s\n",
 	    ev_str(o, "agent") ? ev_str(o, "agent") : "?", ev_str(o, "pid") ? ev_str(o, "pid") : "?",
 	    (long long)(up / 3600), (long long)(up / 60 % 60), (long long)(up % 60),
 	    ev_str(o, "protocol") ? ev_str(o, "protocol") : "?");
 	fprintf(fp, "clients:  %s\n", ev_str(o, "clients") ? ev_str(o, "clients") : "?");
-	fprintf(fp, "modules:  %s\n", ev_str(o, "modules") ? ev_str(o, "modules") : "?");
+	/* "modules" counts those loaded; with workers, say how many there are and are absent. */
+	if (json_object_object_get_ex(o, "processes", &procs))
+		nproc = json_object_array_length(procs);
+	for (size_t i = 0; i < nproc; i++)
+		nabsent += strcmp(ev_str(json_object_array_get_idx(procs, i), "state") ?
+		    ev_str(json_object_array_get_idx(procs, i), "state") : "", "absent") == 0;
+	if (nabsent > 0)
+		fprintf(fp, "modules:  %zu, %s loaded, %zu absent\n", nproc,
+		    ev_str(o, "modules") ? ev_str(o, "modules") : "?", nabsent);
+	else
+		fprintf(fp, "modules:  %s\n", ev_str(o, "modules") ? ev_str(o, "modules") : "?");
 	/* Each module's worker process: its state, restarts and what last stopped it. */
-	for (size_t i = 0; json_object_object_get_ex(o, "processes", &v) &&
-	    i < json_object_array_length(v); i++) {
-		json_object *p = json_object_array_get_idx(v, i);
+	for (size_t i = 0; i < nproc; i++) {
+		json_object *p = json_object_array_get_idx(procs, i);
+		if (strcmp(ev_str(p, "state") ? ev_str(p, "state") : "", "absent") == 0) {
+			fprintf(fp, "  %s: absent: %s\n", ev_str(p, "module") ? ev_str(p, "module") : "?",
+			    ev_str(p, "last_error") ? ev_str(p, "last_error") : "did not load");
+			continue;
+		}
 		fprintf(fp, "  %s: %s, pid %s, %s restart(s)%s%s\n",
 		    ev_str(p, "module") ? ev_str(p, "module") : "?",
 		    ev_str(p, "state") ? ev_str(p, "state") : "?",
@@ -482,6 +497,40 @@ cmd_status(struct cli *c, int argc, char **argv)
 		rc = EX_SC_FAIL;
 	} else {
 		print_status(stdout, o);
+		json_object_put(o);
+	}
+	scagent_free(res);
+	return rc;
+}
+
+/*
+ * The agent reads every module's slots again now, and tries each absent
+ * module (no TPM, no pcscd when it started) again, waiting for it.
+ */
+int
+cmd_refresh(struct cli *c, int argc, char **argv)
+{
+	json_object *o;
+	char *res = NULL;
+	int rc, r;
+
+	if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+		printf("usage: scagent refresh\n");
+		return EX_SC_OK;
+	}
+	if (argc != 1) {
+		cli_err("usage: scagent refresh");
+		return EX_SC_USAGE;
+	}
+	if ((rc = cli_open_agent(c)) != EX_SC_OK)
+		return rc;
+	if ((r = scagent_call(c->client, "refresh", NULL, &res)) != SC_OK)
+		return agent_fail(c, r);
+	if ((o = json_tokener_parse(res)) != NULL) {
+		printf("%s\n", json_object_get_boolean(json_object_object_get(o, "changed")) ?
+		    "the tokens changed" : "no change");
+		if (ev_str(o, "warning") != NULL)
+			cli_err("%s", ev_str(o, "warning"));
 		json_object_put(o);
 	}
 	scagent_free(res);

@@ -139,6 +139,21 @@ print_readers(FILE *fp, json_object *list, json_object *readers)
 	}
 }
 
+/*
+ * The modules that failed, on stderr. A module the agent found absent (its
+ * device or service is not there: no TPM, no pcscd) is left out: `scagent
+ * status` and the agent's log say it, once, not every list.
+ */
+static void
+print_errors(json_object *errors)
+{
+	for (size_t i = 0; errors && i < json_object_array_length(errors); i++) {
+		json_object *e = json_object_array_get_idx(errors, i);
+		if (strcmp(jstr(e, "state"), "absent") != 0)
+			cli_err("module %s: %s", jstr(e, "module"), jstr(e, "error"));
+	}
+}
+
 static void
 print_list(FILE *fp, json_object *list)
 {
@@ -170,10 +185,7 @@ print_list(FILE *fp, json_object *list)
 			print_cert_short(fp, json_object_array_get_idx(certs, k));
 	}
 	print_readers(fp, list, readers);
-	for (size_t i = 0; errors && i < json_object_array_length(errors); i++) {
-		json_object *e = json_object_array_get_idx(errors, i);
-		fprintf(stderr, "scagent: module %s: %s\n", jstr(e, "module"), jstr(e, "error"));
-	}
+	print_errors(errors);
 }
 
 /*
@@ -319,11 +331,7 @@ cmd_list(struct cli *c, int argc, char **argv)
 	if (json) {
 		puts(json_object_to_json_string_ext(list, JSON_C_TO_STRING_PRETTY |
 		    JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
-		json_object *errors = json_object_object_get(list, "errors");
-		for (size_t i = 0; errors && i < json_object_array_length(errors); i++) {
-			json_object *e = json_object_array_get_idx(errors, i);
-			cli_err("module %s: %s", jstr(e, "module"), jstr(e, "error"));
-		}
+		print_errors(json_object_object_get(list, "errors"));
 	} else if (cli_escape_json(list) == SC_OK)
 		print_list(stdout, list);
 	else

@@ -19,6 +19,7 @@ static const struct {
 	{ "sign", cmd_sign, "sign data or a digest with a token's key" },
 	{ "watch", cmd_watch, "stream token and reader events" },
 	{ "status", cmd_status, "the agent's state" },
+	{ "refresh", cmd_refresh, "read the tokens again; try absent modules again" },
 	{ "pin", cmd_pin, "change a token's PIN, or unblock it with the SO PIN or PUK" },
 	{ "stop", cmd_stop, "stop the agent" },
 	SC_CLI_MORE_COMMANDS

@@ -191,6 +191,7 @@ sc_config_load(const char *file, struct sc_config *cfg, char **errmsg)
 	cfg->idle_timeout = 600;
 	cfg->module_timeout = 30;
 	cfg->keygen_timeout = 300;
+	cfg->logout_on_lock = 1;
 	/* The system's pinentry, chosen when a PIN is needed (daemon/pinentry.c). */
 	if ((cfg->pinentry = strdup("auto")) == NULL)
 		return SC_ERR_NOMEM;
@@ -235,8 +236,21 @@ sc_config_load(const char *file, struct sc_config *cfg, char **errmsg)
 				break;
 			}
 			*(key[0] == 'm' ? &cfg->module_timeout : &cfg->keygen_timeout) = v;
-		} else if (strcmp(key, "verify-ecdsa") == 0 || strcmp(key, "confirm-sign") == 0) {
-			if (parse_bool(val, key[0] == 'v' ? &cfg->verify_ecdsa : &cfg->confirm_sign) < 0) {
+		} else if (strcmp(key, "notify") == 0) {
+			if (strcmp(val, "once") == 0)
+				cfg->notify = 0;
+			else if (strcmp(val, "always") == 0)
+				cfg->notify = 1;
+			else if (strcmp(val, "no") == 0)
+				cfg->notify = 2;
+			else {
+				r = set_errmsg(errmsg, file, lineno, "notify is once, always or no");
+				break;
+			}
+		} else if (strcmp(key, "verify-ecdsa") == 0 || strcmp(key, "confirm-sign") == 0 ||
+		    strcmp(key, "logout-on-lock") == 0) {
+			if (parse_bool(val, key[0] == 'v' ? &cfg->verify_ecdsa : key[0] == 'c' ?
+			    &cfg->confirm_sign : &cfg->logout_on_lock) < 0) {
 				r = set_errmsg(errmsg, file, lineno, "expected yes or no");
 				break;
 			}

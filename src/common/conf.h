@@ -17,6 +17,8 @@ struct sc_config {
 	char *picker;			/* connect/probe/tunnel's certificate picker: "auto" (default), a program, or NULL ("no") */
 	int verify_ecdsa;		/* verify ECDSA signatures before returning them */
 	int confirm_sign;		/* ask through pinentry before every signature */
+	int notify;			/* desktop notifications: 0 once per program per login, 1 always, 2 no */
+	int logout_on_lock;		/* log out when the screen locks or the machine sleeps (1) */
 	char *log_level;		/* error|warn|info|debug */
 	char *audit_log;		/* "syslog", a file path, or NULL (stderr log only) */
 	char *tpm_tcti;			/* exported as TPM2_PKCS11_TCTI when set */

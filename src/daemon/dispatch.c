@@ -209,6 +209,7 @@ static const struct {
 	{ "get-public-key", op_get_public_key, 0 }, { "sign-key", op_sign_key, 0 },
 	{ "mechanisms", op_mechanisms, 0 },
 	{ "pin-change", op_pin_change, 0 }, { "pin-unblock", op_pin_unblock, 0 },
+	{ "logout-all", op_logout_all, 0 },	/* the agent sends it to its workers itself */
 };
 
 int

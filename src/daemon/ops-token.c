@@ -287,6 +287,30 @@ op_logout(struct client *c, int64_t id, json_object *req)
 }
 
 /*
+ * Every token logged in, logged out (the agent's workers, when the screen
+ * locks or the machine sleeps: reason "lock" or "sleep"): a logout event for
+ * each, and how many.
+ */
+int
+op_logout_all(struct client *c, int64_t id, json_object *req)
+{
+	const char *why = arg_str(req, "reason"), *reason = why && !strcmp(why, "sleep") ? "sleep" : "lock";
+	json_object *labels = NULL, *res = json_object_new_object();
+	int n = sc_store_logout_all(c->srv->st, &labels);
+
+	for (size_t i = 0; labels != NULL && i < json_object_array_length(labels); i++)
+		sc_server_broadcast(c->srv, "logout", token_fields(json_object_get_string(
+		    json_object_array_get_idx(labels, i)), reason));
+	json_object_put(labels);
+	if (n > 0)
+		sc_info("logged out of %d token(s): %s", n, reason[0] == 'l' ? "the screen locked" :
+		    "the machine goes to sleep");
+	json_object_object_add(res, "logged_out", json_object_new_int(n));
+	json_object_object_add(res, "reason", json_object_new_string(reason));
+	return reply_ok(c, id, res);
+}
+
+/*
  * The errors of a PIN change (so = 0) or unblock (so = 1) that a login does
  * not have, or says otherwise; the rest as login_error.
  */

@@ -6,7 +6,9 @@
  * it comes back.
  *
  *   list, refresh, status   every worker; the answers merged (list adds the
- *                           agent's PC/SC readers, status each worker process)
+ *                           agent's PC/SC readers, status each worker process);
+ *                           an absent module is an error with "state":"absent",
+ *                           and refresh first tries absent modules again
  *   REF, key REF, token     the worker that has it: with one module that one;
  *                           else each is asked (find, get-public-key,
  *                           mechanisms) and the one that has it answers; two
@@ -293,17 +295,23 @@ route_all(struct client *c, int64_t id, const char *op, const char *line, size_t
 	int is_list = strcmp(op, "list") == 0, changed = 0;
 	char msg[1024], reason[256];
 
+	if (!is_list)
+		changed = sup_retry_absent(sup) > 0;	/* refresh: an absent module is tried again */
 	for (size_t i = 0; i < sup_count(sup); i++) {
 		json_object *a, *res, *v;
 		const char *emsg;
 		char *ans;
 		size_t alen;
-		int code, r = ask(c, i, op, line, len, limit_for(c, op), &ans, &alen, msg, sizeof(msg));
+		int code, r, absent = sup_absent(sup, i, msg, sizeof(msg));
 
-		if (r != SC_OK) {
+		/* An absent module is an error marked as such: human lists leave it out. */
+		if (absent || (r = ask(c, i, op, line, len, limit_for(c, op), &ans, &alen, msg,
+		    sizeof(msg))) != SC_OK) {
 			json_object *e = json_object_new_object();
 			json_object_object_add(e, "module", json_object_new_string(sup_module(sup, i)));
 			json_object_object_add(e, "error", json_object_new_string(msg));
+			if (absent)
+				json_object_object_add(e, "state", json_object_new_string("absent"));
 			json_object_array_add(errs, e);
 			continue;
 		}
@@ -328,9 +336,18 @@ route_all(struct client *c, int64_t id, const char *op, const char *line, size_t
 	if (!is_list) {
 		json_object_put(toks);
 		json_object_object_add(out, "changed", json_object_new_boolean(changed));
-		if (json_object_array_length(errs) > 0)
-			json_object_object_add(out, "warning", json_object_new_string(json_object_get_string(
-			    json_object_object_get(json_object_array_get_idx(errs, 0), "error"))));
+		if (json_object_array_length(errs) > 0) {
+			json_object *e = json_object_array_get_idx(errs, 0);
+			const char *err = json_object_get_string(json_object_object_get(e, "error"));
+			const char *mod = json_object_get_string(json_object_object_get(e, "module"));
+
+			/* An absent module's error is its reason alone. */
+			if (json_object_object_get_ex(e, "state", NULL))
+				snprintf(msg, sizeof(msg), "the module %s is still absent: %s", mod, err);
+			else
+				snprintf(msg, sizeof(msg), "%s", err);
+			json_object_object_add(out, "warning", json_object_new_string(msg));
+		}
 		json_object_put(errs);
 		return reply_ok(c, id, out);
 	}
@@ -553,6 +570,27 @@ out:
 	return r;
 }
 
+/*
+ * What the desktop is told of an answer (desktop.c): a signature made (the
+ * program, its pid, the certificate), a wrong PIN that left one try.
+ */
+static void
+tell_desktop(struct client *c, const char *op, json_object *req, const char *ans)
+{
+	json_object *a = json_tokener_parse(ans), *res;
+	const char *emsg;
+	int code;
+
+	if (answer_parts(a, &res, &code, &emsg)) {
+		if (strcmp(op, "sign") == 0 || strcmp(op, "sign-key") == 0)
+			desktop_signed(c, arg_str(req, "ref"));
+	} else if (code == SC_ERR_PIN_FINAL_TRY || (code == SC_ERR_PIN_INCORRECT &&
+	    strstr(emsg, "one try is left") != NULL))
+		desktop_pin_final(c->srv, arg_str(req, "token") ? arg_str(req, "token") :
+		    arg_str(req, "ref"));
+	json_object_put(a);
+}
+
 int
 route_request(struct client *c, int64_t id, const char *op, json_object *req,
     const char *line, size_t len)
@@ -584,5 +622,7 @@ route_request(struct client *c, int64_t id, const char *op, json_object *req,
 	}
 	if ((r = ask(c, owner, op, line, len, limit_for(c, op), &ans, &alen, msg, sizeof(msg))) != SC_OK)
 		return reply_err(c, id, r, msg);
+	if (c->srv->desk != NULL)
+		tell_desktop(c, op, req, ans);
 	return relay(c, ans, alen);
 }

@@ -281,6 +281,7 @@ static const struct option opts[] = {
 	{ "worker", required_argument, NULL, 'W' },
 	{ "worker-fd", required_argument, NULL, 'F' },
 	{ "worker-vsc", no_argument, NULL, 'X' },
+	{ "worker-retry", no_argument, NULL, 'Q' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -383,7 +384,7 @@ detach(int ready[2], const char *sock, int *use_syslog)
  * or with SC_WORKER_REINIT to have its module initialised again.
  */
 static int
-run_worker(const struct sc_config *cfg, const char *module, const char *fd_arg, int vsc,
+run_worker(const struct sc_config *cfg, const char *module, const char *fd_arg, int vsc, int retry,
     const struct sc_server_opts *o)
 {
 	struct sc_server_opts wo = *o;
@@ -391,7 +392,8 @@ run_worker(const struct sc_config *cfg, const char *module, const char *fd_arg, 
 	struct sc_store *st;
 	struct stat sb;
 	unsigned long fd = 3;
-	int rc = 1;
+	enum sc_log_level level = sc_log_get_level();
+	int rc = 1, r, err = -1, null;
 
 	/* The agent's end: no worker outlives the agent. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -406,7 +408,32 @@ run_worker(const struct sc_config *cfg, const char *module, const char *fd_arg, 
 	so.verify_ecdsa = cfg->verify_ecdsa;
 	if ((st = sc_store_new(&so)) == NULL)
 		return 1;
-	sc_store_add_module(st, module);
+	/*
+	 * Whether the module loads, the agent logs, once (supervise.c): not each
+	 * worker. Trying an absent module again (--worker-retry), what the module
+	 * itself prints (tpm2-pkcs11: "Cannot open database") goes nowhere, not
+	 * to the log every few minutes.
+	 */
+	if (level < SC_LOG_DEBUG) {
+		sc_log_set_level(SC_LOG_ERROR);
+		if (retry && (null = open("/dev/null", O_WRONLY | O_CLOEXEC)) >= 0) {
+			err = fcntl(2, F_DUPFD_CLOEXEC, 3);
+			dup2(null, 2);
+			close(null);
+		}
+	}
+	r = sc_store_add_module(st, module);
+	sc_log_set_level(level);
+	if (err >= 0) {
+		dup2(err, 2);
+		close(err);
+	}
+	if (r != SC_OK) {
+		rc = r == SC_ERR_NOMEM ? 1 : sc_worker_absent(st, (int)fd);
+		sc_store_free(st);
+		return rc;
+	}
+	sc_info("loaded module %s", module);
 	if (vsc && sc_store_set_vsc_module(st, module) != SC_OK)
 		sc_warn("the TPM virtual smart card module %s could not be loaded", module);
 	sc_store_refresh(st, NULL);
@@ -479,7 +506,7 @@ main(int argc, char **argv)
 	const char *wargs[20];
 	char idle_str[32];
 	size_t na = 0;
-	int worker_vsc = 0;
+	int worker_vsc = 0, worker_retry = 0;
 	const char *config = NULL, *log_level = NULL, *pinentry = NULL, *audit_log = NULL;
 	const char *vsc_module = NULL;
 	const char **modules = NULL;
@@ -491,7 +518,7 @@ main(int argc, char **argv)
 
 	if ((modules = calloc((size_t)argc, sizeof(*modules))) == NULL)
 		return 1;
-	while ((ch = getopt_long(argc, argv, "fs:c:m:l:Si:p:a:T:R:M:t:k:W:F:XvhV", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "fs:c:m:l:Si:p:a:T:R:M:t:k:W:F:XQvhV", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'f': foreground = 1; break;
 		case 's': free(sock); sock = strdup(optarg); break;
@@ -516,6 +543,7 @@ main(int argc, char **argv)
 		case 'W': worker_mod = optarg; break;
 		case 'F': worker_fd = optarg; break;
 		case 'X': worker_vsc = 1; break;
+		case 'Q': worker_retry = 1; break;
 		case 'v': log_level = "debug"; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("scagentd %s\n", PACKAGE_VERSION); return 0;
@@ -547,6 +575,8 @@ main(int argc, char **argv)
 	if (sv.pinentry != NULL && (strcmp(sv.pinentry, "no") == 0 || strcmp(sv.pinentry, "none") == 0))
 		sv.pinentry = NULL;	/* never ask */
 	sv.confirm_sign = cfg.confirm_sign;
+	sv.notify = cfg.notify == 1 ? SC_NOTIFY_ALWAYS : cfg.notify == 2 ? SC_NOTIFY_NO : SC_NOTIFY_ONCE;
+	sv.logout_on_lock = cfg.logout_on_lock;
 	sv.audit_log = audit_log ? audit_log : cfg.audit_log;
 	sv.request_timeout_ms = reqto * 1000UL;
 	sv.max_clients = (int)maxc;
@@ -554,7 +584,7 @@ main(int argc, char **argv)
 		harden();
 		signal(SIGPIPE, SIG_IGN);
 		sc_log_init("scagentd", (enum sc_log_level)sc_log_parse_level(log_level), use_syslog);
-		rc = run_worker(&cfg, worker_mod, worker_fd, worker_vsc, &sv);
+		rc = run_worker(&cfg, worker_mod, worker_fd, worker_vsc, worker_retry, &sv);
 		sc_config_clear(&cfg);
 		free(sock);
 		free(modules);
@@ -621,6 +651,7 @@ main(int argc, char **argv)
 		sc_server_stop(g_srv);	/* signalled while starting */
 	if (sc_sup_start(sup, g_srv) != SC_OK)
 		goto out;
+	desktop_start(g_srv);	/* notifications, logout on lock: after the workers serve */
 	sc_info("listening on %s (each module in a worker process)",
 	    activated ? "the activated socket" : sock);
 	tell_ready(ready);

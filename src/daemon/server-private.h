@@ -134,6 +134,7 @@ struct sc_server {
 	size_t burst;			/* next step of monitor.c's burst_ms; NBURST: none */
 	uint64_t burst_at;		/* when the burst began */
 	struct sc_sup *sup;		/* the agent: the module workers; NULL in a worker */
+	struct sc_desktop *desk;	/* the agent: its desktop buses (desktop.c), or NULL */
 	volatile sig_atomic_t reinit;	/* a worker: stopping to initialise its module again */
 	unsigned long fatal_base;	/* a worker: sc_ckr_fatal_count() when it started */
 };
@@ -162,7 +163,7 @@ int key_ref_error(struct client *c, int64_t id, int r, const char *ref, json_obj
 
 /* ops-token.c */
 sc_op_fn op_list, op_find, op_get_cert, op_login, op_logout, op_mechanisms, op_get_public_key;
-sc_op_fn op_pin_change, op_pin_unblock;
+sc_op_fn op_pin_change, op_pin_unblock, op_logout_all;
 /* Fields of a login/logout event. */
 json_object *token_fields(const char *token, const char *reason);
 /* Ask for the PIN through pinentry and log in once. */
@@ -218,6 +219,7 @@ int worker_check_reinit(struct sc_server *srv, char *msg, size_t len);
  */
 void worker_pending(struct client *c);
 
+
 /* supervise.c: the agent's workers (lock order: sup->lock before evlock) */
 size_t sup_count(struct sc_sup *sup);
 const char *sup_module(struct sc_sup *sup, size_t i);
@@ -240,12 +242,32 @@ unsigned long sup_timeout(struct sc_sup *sup, int slow);
 json_object *sup_status_json(struct sc_sup *sup, size_t *loaded);
 /* Ask every worker to read its slots again (a PC/SC event); not waited for. */
 void sup_refresh_all(struct sc_sup *sup);
+/* 1 while worker i's module is absent (did not load): reason says why. */
+int sup_absent(struct sc_sup *sup, size_t i, char *reason, size_t len);
+/*
+ * Try every absent module again now; wait (up to module-timeout) until each
+ * loaded or is absent again. How many loaded.
+ */
+int sup_retry_absent(struct sc_sup *sup);
 
 /* route.c: the agent's requests to its workers */
 /* Any operation but hello and watch, in the agent. */
 int route_request(struct client *c, int64_t id, const char *op, json_object *req,
     const char *line, size_t len);
 void route_client_free(struct client *c);
+
+/* desktop.c: the agent's notifications and lock watcher (desk->lock innermost) */
+void desktop_stop(struct sc_server *srv);
+/* A signature for client c succeeded with cert (its REF): notify = once/always. */
+void desktop_signed(struct client *c, const char *cert);
+/* A wrong PIN left token at its last try. */
+void desktop_pin_final(struct sc_server *srv, const char *token);
+/* An event going out (sc_server_broadcast): cards, and logouts that end "once". */
+void desktop_event(struct sc_server *srv, const char *event, json_object *fields);
+/* A worker logged out of count tokens for reason ("lock", "sleep"). */
+void desktop_logged_out(struct sc_server *srv, long count, const char *reason);
+/* supervise.c: every running worker logs out of every token, for reason; not waited for. */
+void sup_logout_all(struct sc_sup *sup, const char *reason);
 
 /* audit.c */
 /* Open the audit log of o->audit_log (a file; "syslog" and NULL: none). */

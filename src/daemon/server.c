@@ -223,9 +223,11 @@ void
 sc_server_broadcast(struct sc_server *srv, const char *event, json_object *fields)
 {
 	size_t len = 0;
-	char *line = sc_proto_event(event, fields, &len);
+	char *line;
 
-	if (line == NULL)
+	if (srv->desk != NULL)
+		desktop_event(srv, event, fields);
+	if ((line = sc_proto_event(event, fields, &len)) == NULL)
 		return;
 	pthread_mutex_lock(&srv->evlock);
 	for (struct client *c = srv->clients; c != NULL; c = c->next)
@@ -587,6 +589,7 @@ sc_server_free(struct sc_server *srv)
 {
 	if (srv == NULL)
 		return;
+	desktop_stop(srv);
 	close(srv->stop_pipe[0]);
 	close(srv->stop_pipe[1]);
 	audit_close(srv);

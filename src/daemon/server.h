@@ -23,7 +23,10 @@ struct sc_server_opts {
 	 * end closes, or to initialise its module again (sc_server_reinit).
 	 */
 	int worker;
+	int notify;			/* the agent's desktop notifications: SC_NOTIFY_* */
+	int logout_on_lock;		/* log out of every token when the screen locks or the machine sleeps */
 };
+enum { SC_NOTIFY_ONCE = 0, SC_NOTIFY_ALWAYS, SC_NOTIFY_NO };
 
 /*
  * listen_fd may be -1: then only sc_server_add_client brings clients. st may
@@ -60,12 +63,25 @@ void sc_server_free(struct sc_server *srv);
 struct sc_sup;
 void sc_server_set_sup(struct sc_server *srv, struct sc_sup *sup);
 /*
+ * The agent on the desktop's buses (desktop.c): notifications on the session
+ * bus, logind's Lock and PrepareForSleep on the system bus. After
+ * sc_sup_start; stopped by sc_server_free. No bus: nothing.
+ */
+void desktop_start(struct sc_server *srv);
+/*
  * A worker that stopped to have its module initialised again: its exit
  * status, SC_WORKER_REINIT (SC_WORKER_REINIT_TPM for the TPM's module); 0 not.
  */
 int sc_server_reinit(struct sc_server *srv);
 #define SC_WORKER_REINIT 75
 #define SC_WORKER_REINIT_TPM 76
+/* A worker whose module did not load (C_Initialize failed, no such file): absent, not a crash. */
+#define SC_WORKER_ABSENT 77
+/*
+ * A worker whose module did not load tells the agent why on its socketpair
+ * fd (one message) and ends with this, SC_WORKER_ABSENT (worker.c).
+ */
+int sc_worker_absent(struct sc_store *st, int fd);
 
 /* The agent's workers: one `scagentd --worker MODULE` process per module (supervise.c). */
 struct sc_sup_opts {

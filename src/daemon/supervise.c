@@ -13,6 +13,14 @@
  * 30 s); back, it says module-restarted and token-added. Five ends within
  * 60 s and the module is broken: left stopped, shown by status.
  *
+ * A worker whose module does not load (C_Initialize failed: no TPM, no
+ * pcscd; or the module file is missing) says why on the socketpair and ends
+ * with SC_WORKER_ABSENT: the module is absent, which is no crash. It is
+ * logged and told (module-absent) once, shown by status and left out of the
+ * human list, and tried again every ABSENT_RETRY_MS and at each `refresh`
+ * (sup_retry_absent) in a fresh worker, quietly while the reason stays the
+ * same; once it loads, its tokens are added.
+ *
  * sup->lock guards every worker's fields; sup->cond says a worker changed
  * state. Order: sup->lock before srv->evlock (events go out under it).
  * Workers are forked by the main thread at start and by the supervisor
@@ -44,15 +52,17 @@
 #define BACKOFF_MAX_MS 30000
 #define REAP_WAIT_MS 2000		/* a worker whose connections closed has this long to exit */
 #define STOP_GRACE_MS 1000		/* SIGTERM, then SIGKILL */
+#define ABSENT_RETRY_MS (5 * 60 * 1000)	/* an absent module is tried again this often */
 
 /* Request ids on a worker's event connection. */
-enum { EV_HELLO = 1, EV_WATCH, EV_LIST, EV_REFRESH };
+enum { EV_HELLO = 1, EV_WATCH, EV_LIST, EV_REFRESH, EV_LOGOUT };
 
-enum wstate { W_DOWN, W_STARTING, W_RUNNING, W_BROKEN };
+enum wstate { W_DOWN, W_STARTING, W_RUNNING, W_BROKEN, W_ABSENT };
 
 struct worker {
 	char *module;
 	const char **argv;		/* execv's, built once */
+	size_t retry_arg;		/* argv's slot for --worker-retry (a retry of an absent module) */
 	pid_t pid;			/* 0: none */
 	int ctl, ev;			/* socketpair to it, its event connection; -1: none */
 	struct sc_linebuf evbuf;
@@ -68,6 +78,7 @@ struct worker {
 	char kill_why[200];		/* why the agent killed it, "" when it did not */
 	json_object *tokens;		/* its tokens as event fields */
 	int loaded;			/* its module loaded (its list had no "errors") */
+	int absent;			/* its module did not load; last_error says why (W_ABSENT, or a retry) */
 };
 
 struct sc_sup {
@@ -127,6 +138,7 @@ sc_sup_new(const struct sc_sup_opts *o)
 			w->argv[a++] = "--worker-vsc";
 		for (size_t k = 0; k < nargs; k++)
 			w->argv[a++] = sup->args[k];
+		w->retry_arg = a;	/* NULL, or --worker-retry */
 		sc_linebuf_init(&w->evbuf, SC_PROTO_MAX_RESPONSE);
 	}
 	return sup;
@@ -219,6 +231,7 @@ spawn(struct sc_sup *sup, struct worker *w)
 		w->state = W_BROKEN;
 		return;
 	}
+	w->argv[w->retry_arg] = w->absent ? "--worker-retry" : NULL;
 	if ((pid = fork()) < 0) {
 		snprintf(w->last_error, sizeof(w->last_error), "cannot start its process: %s", strerror(errno));
 		close(sv[0]);
@@ -236,7 +249,7 @@ spawn(struct sc_sup *sup, struct worker *w)
 		_exit(127);
 	}
 	close(sv[1]);
-	if (w->gen > 0)
+	if (w->gen > 0 && !w->absent)
 		w->restarts++;
 	w->gen++;
 	w->pid = pid;
@@ -249,7 +262,10 @@ spawn(struct sc_sup *sup, struct worker *w)
 	ev_send(w, EV_HELLO, "hello");
 	ev_send(w, EV_WATCH, "watch");
 	ev_send(w, EV_LIST, "list");
-	sc_info("module %s: worker process %ld started", w->module, (long)pid);
+	if (w->absent)
+		sc_debug("module %s: worker process %ld started (the module was absent)", w->module, (long)pid);
+	else
+		sc_info("module %s: worker process %ld started", w->module, (long)pid);
 }
 
 /* A list token as the fields of its token-added/token-removed event. */
@@ -315,14 +331,20 @@ worker_up(struct sc_sup *sup, struct worker *w, json_object *ans)
 	w->loaded = !json_object_object_get_ex(res, "errors", NULL);
 	w->state = W_RUNNING;
 	pthread_cond_broadcast(&sup->cond);
-	if (w->restarts == 0)
+	if (w->absent) {
+		sc_info("module %s: loaded now (it was absent: %s)", w->module, w->last_error);
+		w->absent = 0;
+		w->last_error[0] = '\0';
+	} else if (w->restarts == 0)
 		return;
-	sc_warn("module %s: restarted (%s); its tokens are logged out", w->module, w->last_error);
-	f = json_object_new_object();
-	json_object_object_add(f, "module", json_object_new_string(w->module));
-	json_object_object_add(f, "restarts", json_object_new_int64(w->restarts));
-	json_object_object_add(f, "reason", json_object_new_string(w->last_error));
-	sc_server_broadcast(sup->srv, "module-restarted", f);
+	else {
+		sc_warn("module %s: restarted (%s); its tokens are logged out", w->module, w->last_error);
+		f = json_object_new_object();
+		json_object_object_add(f, "module", json_object_new_string(w->module));
+		json_object_object_add(f, "restarts", json_object_new_int64(w->restarts));
+		json_object_object_add(f, "reason", json_object_new_string(w->last_error));
+		sc_server_broadcast(sup->srv, "module-restarted", f);
+	}
 	for (size_t i = 0; i < json_object_array_length(w->tokens); i++)
 		sc_server_broadcast(sup->srv, "token-added",
 		    json_object_get(json_object_array_get_idx(w->tokens, i)));
@@ -336,6 +358,7 @@ ev_line(struct sc_sup *sup, struct worker *w, const char *line)
 {
 	json_object *o = json_tokener_parse(line), *v;
 	char name[64];
+	int id;
 
 	if (o == NULL)
 		return;
@@ -347,9 +370,18 @@ ev_line(struct sc_sup *sup, struct worker *w, const char *line)
 		sc_server_broadcast(sup->srv, name, o);
 		return;
 	}
-	if (json_object_object_get_ex(o, "id", &v) && json_object_get_int(v) == EV_LIST &&
-	    w->state == W_STARTING)
+	id = json_object_object_get_ex(o, "id", &v) ? json_object_get_int(v) : 0;
+	if (id == EV_LIST && w->state == W_STARTING)
 		worker_up(sup, w, o);
+	else if (id == EV_LOGOUT) {
+		/* logout-all's answer: {"logged_out": N, "reason"} */
+		json_object *res = json_object_object_get(o, "result");
+		long n = (long)json_object_get_int64(json_object_object_get(res, "logged_out"));
+		const char *why = json_object_get_string(json_object_object_get(res, "reason"));
+
+		if (n > 0)
+			desktop_logged_out(sup->srv, n, why ? why : "lock");
+	}
 	json_object_put(o);
 }
 
@@ -374,6 +406,30 @@ reap(pid_t pid, unsigned long ms)
 	return status;
 }
 
+/*
+ * w's module did not load (sup->lock held, w reaped): not a crash. Logged
+ * and told once, until the reason changes; tried again later.
+ */
+static void
+module_absent(struct sc_sup *sup, struct worker *w, const char *reason)
+{
+	if (!w->absent || strcmp(w->last_error, reason) != 0) {
+		json_object *f = json_object_new_object();
+
+		sc_warn("module %s is absent: %s; it is tried again at `scagent refresh` and every "
+		    "%d minutes", w->module, reason, ABSENT_RETRY_MS / 60000);
+		json_object_object_add(f, "module", json_object_new_string(w->module));
+		json_object_object_add(f, "reason", json_object_new_string(reason));
+		sc_server_broadcast(sup->srv, "module-absent", f);
+	} else
+		sc_debug("module %s: still absent: %s", w->module, reason);
+	snprintf(w->last_error, sizeof(w->last_error), "%s", reason);
+	w->absent = 1;
+	w->state = W_ABSENT;
+	w->due = sc_now_ms() + ABSENT_RETRY_MS;
+	pthread_cond_broadcast(&sup->cond);
+}
+
 /* w's event connection ended: so did w. Reap it, tell, schedule its restart (sup->lock held). */
 static void
 worker_died(struct sc_sup *sup, struct worker *w)
@@ -381,8 +437,14 @@ worker_died(struct sc_sup *sup, struct worker *w)
 	uint64_t now;
 	pid_t pid = w->pid;
 	unsigned recent = 0;
+	char said[256];
+	ssize_t n;
 	int status;
 
+	/* What a worker whose module did not load said before it ended. */
+	if ((n = recv(w->ctl, said, sizeof(said) - 1, MSG_DONTWAIT)) < 0 && errno == ECONNRESET)
+		n = recv(w->ctl, said, sizeof(said) - 1, MSG_DONTWAIT);	/* the error came first */
+	said[n > 0 ? n : 0] = '\0';
 	close(w->ev);
 	close(w->ctl);
 	w->ev = w->ctl = -1;
@@ -395,6 +457,10 @@ worker_died(struct sc_sup *sup, struct worker *w)
 	pthread_mutex_lock(&sup->lock);
 	w->reaping = 0;
 	w->pid = 0;
+	if (w->kill_why[0] == '\0' && WIFEXITED(status) && WEXITSTATUS(status) == SC_WORKER_ABSENT) {
+		module_absent(sup, w, said[0] ? said : "the module did not load");
+		return;
+	}
 	if (w->kill_why[0] != '\0')
 		snprintf(w->last_error, sizeof(w->last_error), "%s", w->kill_why);
 	else if (WIFSIGNALED(status))
@@ -479,7 +545,8 @@ sup_main(void *arg)
 		for (size_t i = 0; i < sup->n; i++) {
 			struct worker *w = &sup->w[i];
 			p[i + 1] = (struct pollfd){ w->ev, POLLIN, 0 };
-			if ((w->state == W_DOWN || w->state == W_STARTING) && w->due != 0 && w->due < due)
+			if ((w->state == W_DOWN || w->state == W_STARTING || w->state == W_ABSENT) &&
+			    w->due != 0 && w->due < due)
 				due = w->due;
 		}
 		pthread_mutex_unlock(&sup->lock);
@@ -500,13 +567,29 @@ sup_main(void *arg)
 				    "(a module call that never returned)", sup->timeout_ms / 1000);
 				w->due = 0;
 				kill(w->pid, SIGKILL);	/* its event connection ends: worker_died */
-			} else if (w->state == W_DOWN && w->due != 0 && now >= w->due && !w->reaping)
+			} else if ((w->state == W_DOWN || w->state == W_ABSENT) && w->due != 0 &&
+			    now >= w->due && !w->reaping)
 				spawn(sup, w);
 		}
 	}
 	pthread_mutex_unlock(&sup->lock);
 	free(p);
 	return NULL;
+}
+
+/* Wait on sup->cond (sup->lock held) for at most ms. */
+static void
+cond_wait_ms(struct sc_sup *sup, long ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += ms * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&sup->cond, &sup->lock, &ts);
 }
 
 static void
@@ -531,20 +614,13 @@ sc_sup_start(struct sc_sup *sup, struct sc_server *srv)
 		sup->thread_started = 1;
 	/* Serve once every module is up or known to fail, a signal or the limit first. */
 	while (starting && sup->thread_started && !srv->stopping && sc_now_ms() < end) {
-		struct timespec ts;
-
 		starting = 0;
 		for (size_t i = 0; i < sup->n; i++)
-			starting |= sup->w[i].state == W_STARTING && sup->w[i].restarts == 0;
+			starting |= (sup->w[i].state == W_STARTING || sup->w[i].reaping) &&
+			    sup->w[i].restarts == 0;
 		if (!starting)
 			break;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&sup->cond, &sup->lock, &ts);
+		cond_wait_ms(sup, 100);
 	}
 	pthread_mutex_unlock(&sup->lock);
 	return sup->thread_started ? SC_OK : SC_ERR_INTERNAL;
@@ -648,6 +724,9 @@ not_serving(const struct worker *w, char *msg, size_t len)
 {
 	if (w->state == W_BROKEN)
 		snprintf(msg, len, "the module %s is broken: %s", w->module, w->last_error);
+	else if (w->absent)
+		snprintf(msg, len, "the module %s is absent: %s (`scagent refresh` tries it again)",
+		    w->module, w->last_error);
 	else if (w->restarts > 0 || w->last_error[0] != '\0')
 		snprintf(msg, len, "the module %s is being restarted (it stopped: %s): try again in "
 		    "a moment, then log in again", w->module, w->last_error);
@@ -700,17 +779,8 @@ sup_death_message(struct sc_sup *sup, size_t i, unsigned gen, char *msg, size_t 
 
 	pthread_mutex_lock(&sup->lock);
 	while (w->gen == gen && (w->state == W_RUNNING || w->reaping) && sc_now_ms() < end &&
-	    !sup->stopping && !sup->srv->stopping) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 50 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&sup->cond, &sup->lock, &ts);
-	}
+	    !sup->stopping && !sup->srv->stopping)
+		cond_wait_ms(sup, 50);
 	if (sup->stopping || sup->srv->stopping)
 		snprintf(msg, len, "the agent is stopping");
 	else if (w->gen == gen && (w->state == W_RUNNING || w->reaping))
@@ -725,7 +795,7 @@ sup_death_message(struct sc_sup *sup, size_t i, unsigned gen, char *msg, size_t 
 json_object *
 sup_status_json(struct sc_sup *sup, size_t *loaded)
 {
-	static const char *const names[] = { "restarting", "starting", "running", "broken" };
+	static const char *const names[] = { "restarting", "starting", "running", "broken", "absent" };
 	json_object *a = json_object_new_array();
 	uint64_t now = sc_now_ms();
 
@@ -738,7 +808,7 @@ sup_status_json(struct sc_sup *sup, size_t *loaded)
 		*loaded += w->state == W_RUNNING && w->loaded;
 		json_object_object_add(o, "module", json_object_new_string(w->module));
 		json_object_object_add(o, "pid", w->pid > 0 ? json_object_new_int64(w->pid) : NULL);
-		json_object_object_add(o, "state", json_object_new_string(
+		json_object_object_add(o, "state", json_object_new_string(w->absent ? "absent" :
 		    w->state == W_DOWN && w->gen == 0 ? "starting" : names[w->state]));
 		json_object_object_add(o, "restarts", json_object_new_int64(w->restarts));
 		json_object_object_add(o, "uptime", w->state == W_RUNNING ?
@@ -758,5 +828,62 @@ sup_refresh_all(struct sc_sup *sup)
 	for (size_t i = 0; i < sup->n; i++)
 		if (sup->w[i].state == W_RUNNING)
 			ev_send(&sup->w[i], EV_REFRESH, "refresh");
+	pthread_mutex_unlock(&sup->lock);
+}
+
+int
+sup_absent(struct sc_sup *sup, size_t i, char *reason, size_t len)
+{
+	int r;
+
+	pthread_mutex_lock(&sup->lock);
+	if ((r = sup->w[i].absent) != 0)
+		snprintf(reason, len, "%s", sup->w[i].last_error);
+	pthread_mutex_unlock(&sup->lock);
+	return r;
+}
+
+int
+sup_retry_absent(struct sc_sup *sup)
+{
+	uint64_t now = sc_now_ms(), end = now + sup->timeout_ms;
+	int busy = 1, tried = 0, left = 0;
+
+	pthread_mutex_lock(&sup->lock);
+	for (size_t i = 0; i < sup->n; i++)
+		if (sup->w[i].state == W_ABSENT) {
+			sup->w[i].due = now;
+			tried++;
+		}
+	wake(sup);
+	/* Until each has loaded or is absent again: the refresh's list then has its tokens. */
+	while (busy && !sup->stopping && !sup->srv->stopping && sc_now_ms() < end) {
+		busy = 0;
+		for (size_t i = 0; i < sup->n; i++)
+			busy |= sup->w[i].absent && (sup->w[i].state != W_ABSENT || sup->w[i].due <= now);
+		if (!busy)
+			break;
+		cond_wait_ms(sup, 50);
+	}
+	for (size_t i = 0; i < sup->n; i++)
+		left += sup->w[i].absent;
+	pthread_mutex_unlock(&sup->lock);
+	return tried > left ? tried - left : 0;
+}
+
+void
+sup_logout_all(struct sc_sup *sup, const char *reason)
+{
+	char line[96];
+	int n = snprintf(line, sizeof(line), "{\"id\":%d,\"op\":\"logout-all\",\"reason\":\"%s\"}\n",
+	    EV_LOGOUT, strcmp(reason, "sleep") == 0 ? "sleep" : "lock");
+
+	pthread_mutex_lock(&sup->lock);
+	for (size_t i = 0; i < sup->n; i++) {
+		struct worker *w = &sup->w[i];
+		if (w->state == W_RUNNING && w->ev >= 0 &&
+		    send(w->ev, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) != n)
+			sc_warn("module %s: could not ask its worker to log out", w->module);
+	}
 	pthread_mutex_unlock(&sup->lock);
 }

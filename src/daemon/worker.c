@@ -22,13 +22,16 @@
 #include "common/log.h"
 #include "daemon/server-private.h"
 
-int
-worker_accept(struct sc_server *srv)
+/*
+ * One connection the agent passed on lfd: its fd (and the client's identity
+ * in *id), -1 for a message that brought none, -2 when nothing more comes
+ * (the agent is gone; with MSG_DONTWAIT, nothing waits).
+ */
+static int
+take_conn(int lfd, int flags, struct worker_ident *id)
 {
-	struct worker_ident id;
-	struct sc_client_ident ident;
 	char cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = { &id, sizeof(id) };
+	struct iovec iov = { id, sizeof(*id) };
 	struct msghdr m;
 	struct cmsghdr *cm;
 	ssize_t n;
@@ -39,20 +42,32 @@ worker_accept(struct sc_server *srv)
 	m.msg_iovlen = 1;
 	m.msg_control = cbuf;
 	m.msg_controllen = sizeof(cbuf);
-	if ((n = recvmsg(srv->lfd, &m, MSG_CMSG_CLOEXEC)) == 0)
-		return SC_ERR_IO;	/* the agent is gone */
+	if ((n = recvmsg(lfd, &m, MSG_CMSG_CLOEXEC | flags)) == 0)
+		return -2;
 	if (n < 0)
-		return errno == EINTR || errno == EAGAIN ? SC_OK : SC_ERR_IO;
+		return errno == EINTR || (errno == EAGAIN && !(flags & MSG_DONTWAIT)) ? -1 : -2;
 	for (cm = CMSG_FIRSTHDR(&m); cm != NULL; cm = CMSG_NXTHDR(&m, cm))
 		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
 		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
 			memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	if (fd >= 0 && ((size_t)n != sizeof(*id) || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+int
+worker_accept(struct sc_server *srv)
+{
+	struct worker_ident id;
+	struct sc_client_ident ident;
+	int fd = take_conn(srv->lfd, 0, &id);
+
+	if (fd == -2)
+		return SC_ERR_IO;	/* the agent is gone */
 	if (fd < 0)
 		return SC_OK;
-	if ((size_t)n != sizeof(id) || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-		close(fd);
-		return SC_OK;
-	}
 	id.exe[sizeof(id.exe) - 1] = '\0';
 	ident.pid = (pid_t)id.pid;
 	ident.uid = (uid_t)id.uid;
@@ -91,4 +106,30 @@ worker_pending(struct client *c)
 
 	if (c->srv->o.worker)
 		send_line(c, strdup(line), sizeof(line) - 1);
+}
+
+int
+sc_worker_absent(struct sc_store *st, int fd)
+{
+	json_object *list = sc_store_list_json(st, NULL), *errs, *e;
+	struct worker_ident id;
+	const char *why = NULL;
+	int fd_in;
+
+	if (json_object_object_get_ex(list, "errors", &errs) &&
+	    (e = json_object_array_get_idx(errs, 0)) != NULL)
+		why = json_object_get_string(json_object_object_get(e, "error"));
+	if (why == NULL)
+		why = "the module did not load";
+	if (send(fd, why, strlen(why), MSG_NOSIGNAL) < 0)
+		sc_debug("cannot tell the agent why the module is absent: %s", strerror(errno));
+	/*
+	 * Then close the connections the agent passed (its event connection,
+	 * whose end tells it the worker ended): unread, they would reset ours.
+	 */
+	while ((fd_in = take_conn(fd, MSG_DONTWAIT, &id)) != -2)
+		if (fd_in >= 0)
+			close(fd_in);
+	json_object_put(list);
+	return SC_WORKER_ABSENT;
 }

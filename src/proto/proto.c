@@ -15,6 +15,7 @@ const struct sc_op_spec sc_proto_ops[] = {
 	{ "login", { { "token", SC_ARG_STRING, 1 }, { "pin", SC_ARG_STRING, 0 },
 	    { "confirm_final_try", SC_ARG_BOOL, 0 }, { "lifetime", SC_ARG_INT, 0 } } },
 	{ "logout", { { "token", SC_ARG_STRING, 1 } } },
+	{ "logout-all", { { "reason", SC_ARG_STRING, 1 } } },	/* a worker's, from its agent */
 	{ "sign", { { "ref", SC_ARG_STRING, 1 }, { "alg", SC_ARG_STRING, 1 },
 	    { "data", SC_ARG_B64, 0 }, { "digest", SC_ARG_B64, 0 }, { "pin", SC_ARG_STRING, 0 },
 	    { "confirm_final_try", SC_ARG_BOOL, 0 } } },

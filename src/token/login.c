@@ -482,8 +482,9 @@ sc_store_login_lifetime(struct sc_store *st, const char *token_label, unsigned l
 	return r;
 }
 
-int
-sc_store_expire_lifetimes(struct sc_store *st, json_object **labels)
+/* Log out of the tokens whose lifetime ended, or (all) of every token logged in. */
+static int
+logout_where(struct sc_store *st, int all, json_object **labels)
 {
 	struct sc_token **v;
 	size_t n;
@@ -496,15 +497,28 @@ sc_store_expire_lifetimes(struct sc_store *st, json_object **labels)
 	for (size_t i = 0; i < n; i++) {
 		int expire;
 		pthread_mutex_lock(&v[i]->lock);
-		expire = v[i]->logged_in && v[i]->login_ends != 0 && v[i]->login_ends <= now;
+		expire = v[i]->logged_in && (all || (v[i]->login_ends != 0 && v[i]->login_ends <= now));
 		pthread_mutex_unlock(&v[i]->lock);
 		if (!expire || token_logout(v[i]) != SC_OK)
 			continue;
 		count++;
-		sc_info("the login to \"%s\" reached the end of its lifetime", v[i]->label);
+		if (!all)
+			sc_info("the login to \"%s\" reached the end of its lifetime", v[i]->label);
 		if (labels != NULL && *labels != NULL)
 			json_object_array_add(*labels, json_object_new_string(v[i]->label));
 	}
 	tokens_put(v, n);
 	return count;
+}
+
+int
+sc_store_expire_lifetimes(struct sc_store *st, json_object **labels)
+{
+	return logout_where(st, 0, labels);
+}
+
+int
+sc_store_logout_all(struct sc_store *st, json_object **labels)
+{
+	return logout_where(st, 1, labels);
 }

@@ -117,6 +117,8 @@ int sc_store_login_lifetime(struct sc_store *st, const char *token_label, unsign
  * gets a new array of their labels. Returns how many.
  */
 int sc_store_expire_lifetimes(struct sc_store *st, json_object **labels);
+/* Log out of every token logged in (the screen locked); labels as above. How many. */
+int sc_store_logout_all(struct sc_store *st, json_object **labels);
 /*
  * Wherever a token is named (login, logout, mechanisms, keygen, import,
  * delete-token): its label, or a token URI (pkcs11:token=...;serial=...),
