@@ -8,6 +8,8 @@ top=$(pwd)
 [ "$(id -u)" -eq 0 ] && ./scripts/install-deps.sh
 ./scripts/build.sh
 
+# The test bed's card, PKI and server (tests/testbed/testbed.sh) with this build.
+export SCAGENT=$top/scagent SCAGENTD=$top/scagentd TOP_SRCDIR=$top TOP_BUILDDIR=$top
 . tests/testbed/testbed.sh
 tb_init
 echo "== Building the demo card (SoftHSM token \"demo\", PIN $TB_PIN) in $TB_DIR"
