@@ -178,11 +178,99 @@ load_module_dir(struct sc_config *cfg, char **errmsg)
 	return r;
 }
 
+/*
+ * One "key = value" line of scagent.conf into cfg: NULL, or what is wrong
+ * with it (val's text).
+ */
+static const char *
+apply_setting(struct sc_config *cfg, const char *key, const char *val)
+{
+	if (strcmp(key, "idle-timeout") == 0) {
+		char *end;
+		errno = 0;
+		cfg->idle_timeout = strtoul(val, &end, 10);
+		if (errno || *end || *val == '\0' || *val == '-') {
+			return "idle-timeout wants seconds (0: never)";
+		}
+	} else if (strcmp(key, "module-timeout") == 0 || strcmp(key, "keygen-timeout") == 0) {
+		char *end;
+		unsigned long v;
+		errno = 0;
+		v = strtoul(val, &end, 10);
+		if (errno || *end || *val == '\0' || *val == '-' || v < 1 || v > 3600) {
+			return "module-timeout and keygen-timeout "
+			    "want seconds from 1 to 3600";
+		}
+		*(key[0] == 'm' ? &cfg->module_timeout : &cfg->keygen_timeout) = v;
+	} else if (strcmp(key, "notify") == 0) {
+		if (strcmp(val, "once") == 0)
+			cfg->notify = 0;
+		else if (strcmp(val, "always") == 0)
+			cfg->notify = 1;
+		else if (strcmp(val, "no") == 0)
+			cfg->notify = 2;
+		else {
+			return "notify is once, always or no";
+		}
+	} else if (strcmp(key, "verify-ecdsa") == 0 || strcmp(key, "confirm-sign") == 0 ||
+	    strcmp(key, "logout-on-lock") == 0) {
+		if (parse_bool(val, key[0] == 'v' ? &cfg->verify_ecdsa : key[0] == 'c' ?
+		    &cfg->confirm_sign : &cfg->logout_on_lock) < 0) {
+			return "expected yes or no";
+		}
+	} else if (strcmp(key, "pinentry") == 0) {
+		free(cfg->pinentry);
+		cfg->pinentry = NULL;
+		/* "no": never ask, as an agent without pinentry */
+		if (strcmp(val, "no") != 0 && strcmp(val, "none") != 0 && *val != '\0')
+			cfg->pinentry = strdup(val);
+	} else if (strcmp(key, "several-fit") == 0) {
+		if (strcmp(val, "first") == 0)
+			cfg->several_fit_fail = 0;
+		else if (strcmp(val, "fail") == 0)
+			cfg->several_fit_fail = 1;
+		else {
+			return "several-fit is first or fail";
+		}
+	} else if (strcmp(key, "picker") == 0) {
+		free(cfg->picker);
+		cfg->picker = NULL;
+		if (strcmp(val, "no") != 0 && strcmp(val, "none") != 0 && *val != '\0')
+			cfg->picker = strdup(val);
+	} else if (strcmp(key, "log-level") == 0) {
+		if (strcmp(val, "error") && strcmp(val, "warn") && strcmp(val, "info") &&
+		    strcmp(val, "debug")) {
+			return "log-level is error, warn, info or debug";
+		}
+		free(cfg->log_level);
+		cfg->log_level = strdup(val);
+	} else if (strcmp(key, "audit-log") == 0) {
+		free(cfg->audit_log);
+		cfg->audit_log = strdup(val);
+	} else if (strcmp(key, "tpm-tcti") == 0) {
+		free(cfg->tpm_tcti);
+		cfg->tpm_tcti = strdup(val);
+	} else if (strcmp(key, "tpm-store") == 0) {
+		free(cfg->tpm_store);
+		cfg->tpm_store = strdup(val);
+	} else if (strcmp(key, "vsc-module") == 0) {
+		free(cfg->vsc_module);
+		cfg->vsc_module = strdup(val);
+	} else if (strcmp(key, "module-dir") == 0) {
+		free(cfg->module_dir);
+		cfg->module_dir = strdup(val);
+	} else {
+		return "unknown setting";
+	}
+	return NULL;
+}
+
 int
 sc_config_load(const char *file, struct sc_config *cfg, char **errmsg)
 {
 	FILE *fp;
 	char line[1024], *key, *val, *slash;
+	const char *why;
 	int lineno = 0, r = SC_OK, explicit = file != NULL;
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -217,89 +305,12 @@ sc_config_load(const char *file, struct sc_config *cfg, char **errmsg)
 			r = set_errmsg(errmsg, file, lineno, "expected 'name = value'");
 			break;
 		}
-		if (strcmp(key, "idle-timeout") == 0) {
-			char *end;
-			errno = 0;
-			cfg->idle_timeout = strtoul(val, &end, 10);
-			if (errno || *end || *val == '\0' || *val == '-') {
-				r = set_errmsg(errmsg, file, lineno, "idle-timeout wants seconds (0: never)");
-				break;
-			}
-		} else if (strcmp(key, "module-timeout") == 0 || strcmp(key, "keygen-timeout") == 0) {
-			char *end;
-			unsigned long v;
-			errno = 0;
-			v = strtoul(val, &end, 10);
-			if (errno || *end || *val == '\0' || *val == '-' || v < 1 || v > 3600) {
-				r = set_errmsg(errmsg, file, lineno, "module-timeout and keygen-timeout "
-				    "want seconds from 1 to 3600");
-				break;
-			}
-			*(key[0] == 'm' ? &cfg->module_timeout : &cfg->keygen_timeout) = v;
-		} else if (strcmp(key, "notify") == 0) {
-			if (strcmp(val, "once") == 0)
-				cfg->notify = 0;
-			else if (strcmp(val, "always") == 0)
-				cfg->notify = 1;
-			else if (strcmp(val, "no") == 0)
-				cfg->notify = 2;
-			else {
-				r = set_errmsg(errmsg, file, lineno, "notify is once, always or no");
-				break;
-			}
-		} else if (strcmp(key, "verify-ecdsa") == 0 || strcmp(key, "confirm-sign") == 0 ||
-		    strcmp(key, "logout-on-lock") == 0) {
-			if (parse_bool(val, key[0] == 'v' ? &cfg->verify_ecdsa : key[0] == 'c' ?
-			    &cfg->confirm_sign : &cfg->logout_on_lock) < 0) {
-				r = set_errmsg(errmsg, file, lineno, "expected yes or no");
-				break;
-			}
-		} else if (strcmp(key, "pinentry") == 0) {
-			free(cfg->pinentry);
-			cfg->pinentry = NULL;
-			/* "no": never ask, as an agent without pinentry */
-			if (strcmp(val, "no") != 0 && strcmp(val, "none") != 0 && *val != '\0')
-				cfg->pinentry = strdup(val);
-		} else if (strcmp(key, "several-fit") == 0) {
-			if (strcmp(val, "first") == 0)
-				cfg->several_fit_fail = 0;
-			else if (strcmp(val, "fail") == 0)
-				cfg->several_fit_fail = 1;
-			else {
-				r = set_errmsg(errmsg, file, lineno, "several-fit is first or fail");
-				break;
-			}
-		} else if (strcmp(key, "picker") == 0) {
-			free(cfg->picker);
-			cfg->picker = NULL;
-			if (strcmp(val, "no") != 0 && strcmp(val, "none") != 0 && *val != '\0')
-				cfg->picker = strdup(val);
-		} else if (strcmp(key, "log-level") == 0) {
-			if (strcmp(val, "error") && strcmp(val, "warn") && strcmp(val, "info") &&
-			    strcmp(val, "debug")) {
-				r = set_errmsg(errmsg, file, lineno, "log-level is error, warn, info or debug");
-				break;
-			}
-			free(cfg->log_level);
-			cfg->log_level = strdup(val);
-		} else if (strcmp(key, "audit-log") == 0) {
-			free(cfg->audit_log);
-			cfg->audit_log = strdup(val);
-		} else if (strcmp(key, "tpm-tcti") == 0) {
-			free(cfg->tpm_tcti);
-			cfg->tpm_tcti = strdup(val);
-		} else if (strcmp(key, "tpm-store") == 0) {
-			free(cfg->tpm_store);
-			cfg->tpm_store = strdup(val);
-		} else if (strcmp(key, "vsc-module") == 0) {
-			free(cfg->vsc_module);
-			cfg->vsc_module = strdup(val);
-		} else if (strcmp(key, "module-dir") == 0) {
-			free(cfg->module_dir);
-			cfg->module_dir = strdup(val);
-		} else {
+		if ((why = apply_setting(cfg, key, val)) != NULL) {
 			char msg[300];
-			snprintf(msg, sizeof(msg), "unknown setting '%s'", key);
+			if (strcmp(why, "unknown setting") == 0)
+				snprintf(msg, sizeof(msg), "unknown setting '%s'", key);
+			else
+				snprintf(msg, sizeof(msg), "%s", why);
 			r = set_errmsg(errmsg, file, lineno, msg);
 			break;
 		}

@@ -495,56 +495,48 @@ open_workers(const struct sc_config *cfg, const char **modules, int nmods, const
 	return sup;
 }
 
-int
-main(int argc, char **argv)
-{
-	struct sc_config cfg;
-	struct sc_server_opts sv;
-	struct sc_server *srv;
-	struct sc_sup *sup = NULL;
-	const char *worker_mod = NULL, *worker_fd = NULL, *modto_arg = NULL, *kgto_arg = NULL;
-	const char *wargs[20];
-	char idle_str[32];
-	size_t na = 0;
-	int worker_vsc = 0, worker_retry = 0;
-	const char *config = NULL, *log_level = NULL, *pinentry = NULL, *audit_log = NULL;
-	const char *vsc_module = NULL;
-	const char **modules = NULL;
-	char *sock = NULL, *errmsg = NULL, *idle_arg = NULL, *reqto_arg = NULL, *maxc_arg = NULL;
-	unsigned long reqto = 0, maxc = 0;
-	int nmods = 0, foreground = 0, use_syslog = 0, lfd = -1, activated = 0, own_dir = 0;
-	const char *env;
-	int ready[2] = { -1, -1 }, ch, rc = 1;
+/* What the command line says. */
+struct args {
+	const char *config, *log_level, *pinentry, *audit_log, *vsc_module;
+	const char *worker_mod, *worker_fd, *modto, *kgto;
+	const char **modules;
+	char *sock, *idle, *reqto, *maxc;
+	int nmods, foreground, use_syslog, worker_vsc, worker_retry;
+};
 
-	if ((modules = calloc((size_t)argc, sizeof(*modules))) == NULL)
-		return 1;
+/* The command line into a: -1 to go on, else the exit status. */
+static int
+parse_args(int argc, char **argv, struct args *a)
+{
+	int ch;
+
 	while ((ch = getopt_long(argc, argv, "fs:c:m:l:Si:p:a:T:R:M:t:k:W:F:XQvhV", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'f': foreground = 1; break;
-		case 's': free(sock); sock = strdup(optarg); break;
-		case 'c': config = optarg; break;
-		case 'm': modules[nmods++] = optarg; break;
+		case 'f': a->foreground = 1; break;
+		case 's': free(a->sock); a->sock = strdup(optarg); break;
+		case 'c': a->config = optarg; break;
+		case 'm': a->modules[a->nmods++] = optarg; break;
 		case 'l':
 			if (sc_log_parse_level(optarg) < 0) {
 				fprintf(stderr, "scagentd: --log-level is error, warn, info or debug\n");
 				return 2;
 			}
-			log_level = optarg;
+			a->log_level = optarg;
 			break;
-		case 'S': use_syslog = 1; break;
-		case 'i': idle_arg = optarg; break;
-		case 'p': pinentry = optarg; break;
-		case 'a': audit_log = optarg; break;
-		case 'T': vsc_module = optarg; break;
-		case 'R': reqto_arg = optarg; break;
-		case 'M': maxc_arg = optarg; break;
-		case 't': modto_arg = optarg; break;
-		case 'k': kgto_arg = optarg; break;
-		case 'W': worker_mod = optarg; break;
-		case 'F': worker_fd = optarg; break;
-		case 'X': worker_vsc = 1; break;
-		case 'Q': worker_retry = 1; break;
-		case 'v': log_level = "debug"; break;
+		case 'S': a->use_syslog = 1; break;
+		case 'i': a->idle = optarg; break;
+		case 'p': a->pinentry = optarg; break;
+		case 'a': a->audit_log = optarg; break;
+		case 'T': a->vsc_module = optarg; break;
+		case 'R': a->reqto = optarg; break;
+		case 'M': a->maxc = optarg; break;
+		case 't': a->modto = optarg; break;
+		case 'k': a->kgto = optarg; break;
+		case 'W': a->worker_mod = optarg; break;
+		case 'F': a->worker_fd = optarg; break;
+		case 'X': a->worker_vsc = 1; break;
+		case 'Q': a->worker_retry = 1; break;
+		case 'v': a->log_level = "debug"; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("scagentd %s\n", PACKAGE_VERSION); return 0;
 		default: usage(stderr); return 2;
@@ -555,54 +547,116 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	return -1;
+}
+
+/* The server's options from the configuration and the command line. */
+static void
+server_opts(const struct sc_config *cfg, const struct args *a, unsigned long reqto,
+    unsigned long maxc, struct sc_server_opts *sv)
+{
+	memset(sv, 0, sizeof(*sv));
+	sv->idle_timeout_ms = cfg->idle_timeout * 1000UL;
+	sv->pinentry = a->pinentry ? a->pinentry : cfg->pinentry;
+	if (sv->pinentry != NULL && (strcmp(sv->pinentry, "no") == 0 || strcmp(sv->pinentry, "none") == 0))
+		sv->pinentry = NULL;	/* never ask */
+	sv->confirm_sign = cfg->confirm_sign;
+	sv->notify = cfg->notify == 1 ? SC_NOTIFY_ALWAYS : cfg->notify == 2 ? SC_NOTIFY_NO : SC_NOTIFY_ONCE;
+	sv->logout_on_lock = cfg->logout_on_lock;
+	sv->audit_log = a->audit_log ? a->audit_log : cfg->audit_log;
+	sv->request_timeout_ms = reqto * 1000UL;
+	sv->max_clients = (int)maxc;
+}
+
+/* What every worker is told: the settings it would read, as given here (wargs[20]). */
+static void
+worker_args(const struct args *a, const char *idle_str, const char **wargs)
+{
+	size_t na = 0;
+
+	wargs[na++] = "--log-level";
+	wargs[na++] = a->log_level;
+	wargs[na++] = "--idle-timeout";
+	wargs[na++] = idle_str;
+	if (a->use_syslog)
+		wargs[na++] = "--syslog";
+	if (a->config != NULL) {
+		wargs[na++] = "--config";
+		wargs[na++] = a->config;
+	}
+	if (a->pinentry != NULL) {
+		wargs[na++] = "--pinentry";
+		wargs[na++] = a->pinentry;
+	}
+	if (a->audit_log != NULL) {
+		wargs[na++] = "--audit-log";
+		wargs[na++] = a->audit_log;
+	}
+	wargs[na] = NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct sc_config cfg;
+	struct sc_server_opts sv;
+	struct sc_server *srv;
+	struct sc_sup *sup = NULL;
+	struct args a;
+	const char *wargs[20];
+	char idle_str[32], *errmsg = NULL;
+	unsigned long reqto = 0, maxc = 0;
+	int lfd = -1, activated = 0, own_dir = 0;
+	const char *env;
+	int ready[2] = { -1, -1 }, rc = 1;
+
+	memset(&a, 0, sizeof(a));
+	if ((a.modules = calloc((size_t)argc, sizeof(*a.modules))) == NULL)
+		return 1;
+	if ((rc = parse_args(argc, argv, &a)) >= 0) {
+		free(a.sock);
+		free(a.modules);
+		return rc;
+	}
+	rc = 1;
 	sc_log_init("scagentd", SC_LOG_INFO, 0);
-	if (sc_config_load(config, &cfg, &errmsg) != SC_OK) {
+	if (sc_config_load(a.config, &cfg, &errmsg) != SC_OK) {
 		fprintf(stderr, "scagentd: %s\n", errmsg ? errmsg : "cannot read the configuration");
 		return 2;
 	}
-	if (log_level == NULL)
-		log_level = cfg.log_level ? cfg.log_level : "info";
-	if (number_args(idle_arg, reqto_arg, maxc_arg, &cfg.idle_timeout, &reqto, &maxc) < 0)
+	if (a.log_level == NULL)
+		a.log_level = cfg.log_level ? cfg.log_level : "info";
+	if (number_args(a.idle, a.reqto, a.maxc, &cfg.idle_timeout, &reqto, &maxc) < 0)
 		return 2;
-	if ((modto_arg != NULL && number_arg(modto_arg, 1, 3600, &cfg.module_timeout) < 0) ||
-	    (kgto_arg != NULL && number_arg(kgto_arg, 1, 3600, &cfg.keygen_timeout) < 0)) {
+	if ((a.modto != NULL && number_arg(a.modto, 1, 3600, &cfg.module_timeout) < 0) ||
+	    (a.kgto != NULL && number_arg(a.kgto, 1, 3600, &cfg.keygen_timeout) < 0)) {
 		fprintf(stderr, "scagentd: --module-timeout and --keygen-timeout want seconds from 1 to 3600\n");
 		return 2;
 	}
-	memset(&sv, 0, sizeof(sv));
-	sv.idle_timeout_ms = cfg.idle_timeout * 1000UL;
-	sv.pinentry = pinentry ? pinentry : cfg.pinentry;
-	if (sv.pinentry != NULL && (strcmp(sv.pinentry, "no") == 0 || strcmp(sv.pinentry, "none") == 0))
-		sv.pinentry = NULL;	/* never ask */
-	sv.confirm_sign = cfg.confirm_sign;
-	sv.notify = cfg.notify == 1 ? SC_NOTIFY_ALWAYS : cfg.notify == 2 ? SC_NOTIFY_NO : SC_NOTIFY_ONCE;
-	sv.logout_on_lock = cfg.logout_on_lock;
-	sv.audit_log = audit_log ? audit_log : cfg.audit_log;
-	sv.request_timeout_ms = reqto * 1000UL;
-	sv.max_clients = (int)maxc;
-	if (worker_mod != NULL) {
+	server_opts(&cfg, &a, reqto, maxc, &sv);
+	if (a.worker_mod != NULL) {
 		harden();
 		signal(SIGPIPE, SIG_IGN);
-		sc_log_init("scagentd", (enum sc_log_level)sc_log_parse_level(log_level), use_syslog);
-		rc = run_worker(&cfg, worker_mod, worker_fd, worker_vsc, worker_retry, &sv);
+		sc_log_init("scagentd", (enum sc_log_level)sc_log_parse_level(a.log_level), a.use_syslog);
+		rc = run_worker(&cfg, a.worker_mod, a.worker_fd, a.worker_vsc, a.worker_retry, &sv);
 		sc_config_clear(&cfg);
-		free(sock);
-		free(modules);
+		free(a.sock);
+		free(a.modules);
 		return rc;
 	}
-	if (sock == NULL) {
+	if (a.sock == NULL) {
 		/* Our own directory only when neither --socket nor $SCAGENT_SOCKET chose one. */
 		own_dir = (env = getenv("SCAGENT_SOCKET")) == NULL || *env == '\0';
-		sock = scagent_default_socket(NULL);
+		a.sock = scagent_default_socket(NULL);
 	}
 	harden();
 	signal(SIGPIPE, SIG_IGN);
 
 	/* Detach before any module is loaded: no fork after C_Initialize. */
-	if (!foreground && (rc = detach(ready, sock, &use_syslog)) >= 0)
+	if (!a.foreground && (rc = detach(ready, a.sock, &a.use_syslog)) >= 0)
 		return rc;	/* the parent, or a failure */
 	rc = 1;
-	sc_log_init("scagentd", (enum sc_log_level)sc_log_parse_level(log_level), use_syslog);
+	sc_log_init("scagentd", (enum sc_log_level)sc_log_parse_level(a.log_level), a.use_syslog);
 	if (cfg.tpm_tcti)
 		setenv("TPM2_PKCS11_TCTI", cfg.tpm_tcti, 1);
 	if (cfg.tpm_store)
@@ -615,33 +669,14 @@ main(int argc, char **argv)
 	catch_signals();
 	if ((lfd = activated_socket()) >= 0)
 		activated = 1;
-	else if (lfd == -2 || (lfd = listen_socket(sock, own_dir)) < 0) {
+	else if (lfd == -2 || (lfd = listen_socket(a.sock, own_dir)) < 0) {
 		lfd = -1;
 		goto out;
 	}
 
-	/* What every worker is told: the settings it would read, as given here. */
 	snprintf(idle_str, sizeof(idle_str), "%lu", cfg.idle_timeout);
-	wargs[na++] = "--log-level";
-	wargs[na++] = log_level;
-	wargs[na++] = "--idle-timeout";
-	wargs[na++] = idle_str;
-	if (use_syslog)
-		wargs[na++] = "--syslog";
-	if (config != NULL) {
-		wargs[na++] = "--config";
-		wargs[na++] = config;
-	}
-	if (pinentry != NULL) {
-		wargs[na++] = "--pinentry";
-		wargs[na++] = pinentry;
-	}
-	if (audit_log != NULL) {
-		wargs[na++] = "--audit-log";
-		wargs[na++] = audit_log;
-	}
-	wargs[na] = NULL;
-	if ((sup = open_workers(&cfg, modules, nmods, vsc_module, wargs)) == NULL)
+	worker_args(&a, idle_str, wargs);
+	if ((sup = open_workers(&cfg, a.modules, a.nmods, a.vsc_module, wargs)) == NULL)
 		goto out;
 	sv.socket_kept = activated;	/* the agent's: workers have no socket */
 	if ((g_srv = sc_server_new(NULL, lfd, &sv)) == NULL)
@@ -653,7 +688,7 @@ main(int argc, char **argv)
 		goto out;
 	desktop_start(g_srv);	/* notifications, logout on lock: after the workers serve */
 	sc_info("listening on %s (each module in a worker process)",
-	    activated ? "the activated socket" : sock);
+	    activated ? "the activated socket" : a.sock);
 	tell_ready(ready);
 	sc_server_run(g_srv);
 	sc_info("shutting down");
@@ -666,10 +701,10 @@ out:
 	sc_sup_free(sup);
 	if (lfd >= 0 && !activated) {
 		close(lfd);
-		unlink(sock);
+		unlink(a.sock);
 	}
 	sc_config_clear(&cfg);
-	free(sock);
-	free(modules);
+	free(a.sock);
+	free(a.modules);
 	return rc;
 }
