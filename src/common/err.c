@@ -81,6 +81,14 @@ sc_ckr_fatal_count(void)
 }
 
 int
+sc_err_from_ckr_known(CK_RV rv)
+{
+	if (rv == CKR_TOKEN_NOT_RECOGNIZED)
+		__atomic_add_fetch(&fatal_count, 1, __ATOMIC_ACQ_REL);
+	return sc_err_from_ckr(rv);
+}
+
+int
 sc_err_from_ckr(CK_RV rv)
 {
 	if (rv == CKR_DEVICE_ERROR || rv == CKR_GENERAL_ERROR)

@@ -52,6 +52,13 @@ int sc_err_from_ckr(CK_RV rv);
  * worker that sees it grow has its module initialised again.
  */
 unsigned long sc_ckr_fatal_count(void);
+/*
+ * sc_err_from_ckr for a call on a token the module had recognised (open a
+ * session, log in, sign): there CKR_TOKEN_NOT_RECOGNIZED counts as fatal
+ * too. (A slot read answers it for every card the module does not know, as
+ * OpenSC does: that is no failure of the module.)
+ */
+int sc_err_from_ckr_known(CK_RV rv);
 /* The CK_RV constant's name ("CKR_PIN_INCORRECT"), or "CKR_0x..." (static buffer per thread). */
 const char *sc_ckr_name(CK_RV rv);
 

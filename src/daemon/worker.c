@@ -86,8 +86,9 @@ worker_check_reinit(struct sc_server *srv, char *msg, size_t len)
 	if (!srv->reinit) {
 		srv->reinit = sc_store_vsc_module(srv->st) != NULL ? SC_WORKER_REINIT_TPM :
 		    SC_WORKER_REINIT;
-		sc_warn("a module call failed with CKR_DEVICE_ERROR or CKR_GENERAL_ERROR: the "
-		    "module is initialised again (its worker restarts)");
+		sc_warn("a module call failed with CKR_DEVICE_ERROR or CKR_GENERAL_ERROR (or "
+		    "CKR_TOKEN_NOT_RECOGNIZED for a token it had recognised): the module is "
+		    "initialised again (its worker restarts)");
 		sc_server_stop(srv);
 	}
 	if (msg != NULL && (l = strlen(msg)) < len)

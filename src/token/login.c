@@ -195,7 +195,7 @@ sc_store_login(struct sc_store *st, const char *token_label, const char *pin,
 
 	rv = t->mod->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &s);
 	if (rv != CKR_OK) {
-		r = sc_err_from_ckr(rv);
+		r = sc_err_from_ckr_known(rv);
 		goto out;
 	}
 	rv = t->mod->f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
@@ -208,7 +208,7 @@ sc_store_login(struct sc_store *st, const char *token_label, const char *pin,
 	if (rv != CKR_OK) {
 		sc_info("login to \"%s\" failed: %s", t->label, sc_ckr_name(rv));
 		t->mod->f->C_CloseSession(s);
-		r = sc_err_from_ckr(rv);
+		r = sc_err_from_ckr_known(rv);
 		goto out;
 	}
 	pthread_mutex_lock(&t->lock);

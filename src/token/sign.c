@@ -184,7 +184,7 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, const struct sc_sign_req *r
 			 * pooled. The token's PIN flags changed.
 			 */
 			sc_info("PIN for a signature on \"%s\" refused: %s", t->label, sc_ckr_name(rv));
-			r = rv == CKR_USER_NOT_LOGGED_IN ? SC_ERR_NOT_LOGGED_IN : sc_err_from_ckr(rv);
+			r = rv == CKR_USER_NOT_LOGGED_IN ? SC_ERR_NOT_LOGGED_IN : sc_err_from_ckr_known(rv);
 			bad = 1;
 			token_update_info(t);
 			goto out;
@@ -195,7 +195,7 @@ token_sign(struct sc_token *t, CK_OBJECT_HANDLE key, const struct sc_sign_req *r
 	if (rv != CKR_OK) {
 		sc_info("signature on \"%s\" failed: %s", t->label, sc_ckr_name(rv));
 		bad = ckr_session_bad(rv);
-		r = sc_err_from_ckr(rv);
+		r = sc_err_from_ckr_known(rv);
 		/*
 		 * A refused handle is worth another try only while no PIN went to
 		 * the card for this signature: C_SignInit refused it before the

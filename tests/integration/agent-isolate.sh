@@ -164,6 +164,30 @@ done
 ok "audit: the workers write the signatures" grep -q ' sign pid=' "$W/audit"
 is "audit lines name the real client, not the agent" "$(grep -c "pid=$AGENT_PID " "$W/audit")" 0
 
+# ---------------------------------------------------------------- device errors
+# CKR_DEVICE_ERROR, and CKR_TOKEN_NOT_RECOGNIZED for a token the module had
+# recognised, from a signature: the worker answers "log in again" and is
+# started again, which initialises the module again; nothing is retried, the
+# token comes back logged out, SoftHSM's login is untouched.
+for ckr in CKR_DEVICE_ERROR 0xE1; do	# 0xE1: CKR_TOKEN_NOT_RECOGNIZED
+	fresh
+	sc login --token slow --pin-stdin <<<"$TB_PIN" 2>/dev/null
+	echo "sign-fail=$ckr" >"$W/faults"
+	run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data"
+	is "$ckr: the signature fails" "$RC" 1
+	has "$ckr: the error says to log in again" "$ERR" "log in again"
+	: >"$W/faults"
+	wait_for 20 sh -c "[ \"\$('$SCAGENT' --socket '$S' status --json | '$PY' -c 'import json,sys
+for p in json.load(sys.stdin)[\"processes\"]:
+    if \"fault\" in p[\"module\"]: print(p[\"restarts\"])')\" -ge 1 ]"
+	is "$ckr: the module's worker was started again" "$(proc restarts)" 1
+	ok "$ckr: back" back
+	is "$ckr: its token is logged out, SoftHSM's login untouched" "$(logged_in)" "fast"
+	run sc login --token slow --pin-stdin <<<"$TB_PIN"
+	is "$ckr: a new login works" "$RC" 0
+	ok "$ckr: and the key signs" sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/carol.sig"
+done
+
 # ---------------------------------------------------------------- broken after 5 ends in 60 s
 fresh
 echo hang-slots >"$W/faults"
