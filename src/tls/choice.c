@@ -638,9 +638,11 @@ pick(struct scan *s, const char *host, const char *port, struct sc_tls_choice *c
 			snprintf(list + off, sizeof(list) - off, "%s%s (%s, expires %s, SHA-256 %.16s)",
 			    i ? ", " : "", cands[i].label, cands[i].subject, cands[i].expires, cands[i].sha256);
 		}
-		snprintf(ch->why, sizeof(ch->why), "several certificates fit %s: %s; %s%schoose one with "
-		    "--cert REF or `scagent prefer %s REF`", server, list, asked, asked[0] ? "; " : "",
-		    server);
+		/* A long list is cut short: the advice at its end then goes too, as a line must fit. */
+		if (snprintf(ch->why, sizeof(ch->why), "several certificates fit %s: %s; %s%schoose one "
+		    "with --cert REF or `scagent prefer %s REF`", server, list, asked,
+		    asked[0] ? "; " : "", server) >= (int)sizeof(ch->why))
+			sc_tls_note_prefix(o->verbose, s->logprefix, "the list of candidates was cut short");
 	}
 	free(cands);
 	return r;
