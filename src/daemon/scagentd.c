@@ -445,7 +445,17 @@ run_worker(const struct sc_config *cfg, const char *module, const char *fd_arg, 
 		if (g_stop)
 			sc_server_stop(srv);
 		sc_server_run(srv);
-		rc = sc_server_reinit(srv);
+		if ((rc = sc_server_reinit(srv)) != 0) {
+			/*
+			 * The module failed for good: its state goes with this
+			 * process, not through C_Finalize, which a module whose
+			 * device or service is gone may hang in or leak from
+			 * (tpm2-pkcs11 after tpm2-abrmd restarted). The agent
+			 * starts a fresh worker.
+			 */
+			fflush(NULL);
+			_exit(rc);
+		}
 		g_srv = NULL;
 		sc_server_free(srv);
 	}
