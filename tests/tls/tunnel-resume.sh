@@ -21,6 +21,10 @@ SPYLOG=$TB_DIR/spy.log
 AUDIT=$TB_DIR/audit.log
 # No PC/SC for this agent: another test's cards coming and going on the
 # machine's pcscd would make it re-read the slots in the window counted.
+# OpenSC's pkcs11-spy leaks at C_Finalize; the worker has unloaded it when
+# LeakSanitizer reports, so no suppression can name it: no leak check for
+# this agent (every other test checks the agent's and its workers' leaks).
+ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" \
 PCSCLITE_CSOCK_NAME=$TB_DIR/no-pcscd PKCS11SPY=$TB_SOFTHSM PKCS11SPY_OUTPUT=$SPYLOG start_agent --module "$SPY" --audit-log "$AUDIT"
 echo "$TB_PIN" | "$SCAGENT" login --token demo --pin-stdin 2>/dev/null ||
 	bail_out "login failed"
