@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -361,6 +362,12 @@ out:
 	if (lb.buf)
 		explicit_bzero(lb.buf, lb.cap);
 	sc_linebuf_free(&lb);
+	/*
+	 * OpenSSL's state of this thread (its error queue) goes now: once
+	 * client_remove has counted the client out, the process may exit
+	 * before the thread's own destructors run.
+	 */
+	OPENSSL_thread_stop();
 	client_remove(c);
 	return NULL;
 }

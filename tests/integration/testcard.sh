@@ -99,7 +99,10 @@ has "  ... and how to make one" "$ERR" "scagent testcard init"
 stop_agent "the agent stops cleanly"
 
 # ---------------------------------------------------------------- without root
-if [ "$(id -u)" = 0 ]; then
+if [ "$(id -u)" = 0 ] && ! setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$SCAGENT"; then
+	# A build tree another user cannot reach (CI's sanitizer build is in a 0700 directory).
+	skip "as uid 65534: init, server, agent and connect" "uid 65534 cannot run $SCAGENT"
+elif [ "$(id -u)" = 0 ]; then
 	U=$TB_DIR/nobody
 	mkdir -p "$U/home"
 	chown -R 65534:65534 "$U"
