@@ -15,7 +15,10 @@ set -e
 grep -E '^(PASS|FAIL|XPASS|ERROR|SKIP):' make-check.out || true
 for f in $(grep -lE '^(:test-result: FAIL|:test-result: ERROR)' $(find tests -name '*.trs') 2>/dev/null); do
 	echo "==== ${f%.trs}.log"
-	tail -n 40 "${f%.trs}.log"
+	# each failed assertion with the diagnostics under it, then the log's end
+	awk '/^not ok/ { n = 25 } n > 0 && (/^not ok/ || /^#/) { print; n-- ; next } { n = 0 }' "${f%.trs}.log" | head -n 120
+	echo "---- its last lines"
+	tail -n 15 "${f%.trs}.log"
 done
 pass=$(grep -cE '^(PASS|XFAIL):' make-check.out || true)
 fail=$(grep -cE '^(FAIL|XPASS|ERROR):' make-check.out || true)

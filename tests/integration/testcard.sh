@@ -99,16 +99,29 @@ has "  ... and how to make one" "$ERR" "scagent testcard init"
 stop_agent "the agent stops cleanly"
 
 # ---------------------------------------------------------------- without root
-if [ "$(id -u)" = 0 ] && ! setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$SCAGENT"; then
-	# A build tree another user cannot reach (CI's sanitizer build is in a 0700 directory).
-	skip "as uid 65534: init, server, agent and connect" "uid 65534 cannot run $SCAGENT"
-elif [ "$(id -u)" = 0 ]; then
-	U=$TB_DIR/nobody
+# The uid needs the build tree and a directory of its own it can reach; a CI
+# sandbox may deny either (a 0700 build directory, a /tmp only root enters):
+# that is the machine's doing, not the kit's, and is a skip that says which.
+AS_OTHER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+why=
+if [ "$(id -u)" != 0 ]; then
+	why="not root: this run is already without root"
+elif ! "${AS_OTHER[@]}" test -x "$SCAGENT" || ! "${AS_OTHER[@]}" test -x "$SCAGENTD"; then
+	why="uid 65534 cannot run $SCAGENT"
+elif ! "${AS_OTHER[@]}" test -r "$SCAGENT_TESTCARD" ||
+	! "${AS_OTHER[@]}" test -r "$(dirname "$SCAGENT_TESTCARD")/pki.sh"; then
+	why="uid 65534 cannot read the kit's files in $(dirname "$SCAGENT_TESTCARD")"
+elif ! U=$(tb_open_dir 65534:65534); then
+	why="no directory uid 65534 can reach ($TB_DIR, /var/tmp, /dev/shm)"
+fi
+if [ -n "$why" ]; then
+	skip "as uid 65534: init, server, agent and connect" "$why"
+else
 	mkdir -p "$U/home"
-	chown -R 65534:65534 "$U"
-	chmod 711 "$TB_DIR"
+	chown 65534:65534 "$U/home"
 	pn=$(tb_port)
-	setpriv --reuid=65534 --regid=65534 --clear-groups env -i PATH="$PATH" HOME="$U/home" \
+	# Debian's python3 first: another one on root's PATH may not be the uid's to run
+	"${AS_OTHER[@]}" env -i PATH="/usr/bin:/bin:$PATH" HOME="$U/home" \
 		SCAGENT_TESTCARD="$SCAGENT_TESTCARD" SCAGENT="$SCAGENT" SCAGENTD="$SCAGENTD" \
 		U="$U" PORT="$pn" bash -c '
 		set -u
@@ -128,12 +141,14 @@ elif [ "$(id -u)" = 0 ]; then
 		exit $rc' >"$TB_DIR/nobody.out" 2>&1
 	rc=$?
 	is "as uid 65534: init, server, agent and connect: exit 0" "$rc" 0
-	[ "$rc" = 0 ] || sed 's/^/#   /' "$U/init.err" "$U/connect.err" "$TB_DIR/nobody.out" 2>/dev/null | tail -n 10
+	if [ "$rc" != 0 ]; then
+		for f in "$TB_DIR/nobody.out" "$U/init.err" "$U/kit/testbed.log" "$U/connect.err" "$U/agent.log" "$U/server.log"; do
+			[ -s "$f" ] && { diag "$f:"; tail -n 8 "$f" | sed 's/^/#   /'; }
+		done
+	fi
 	ms=$(cat "$U/init.ms" 2>/dev/null || echo 99999)
 	ok "as uid 65534: init in under 10 s ($ms ms)" test "$ms" -lt 10000
-	is "as uid 65534: the kit's files belong to it" "$(find "$U/kit" ! -uid 65534 | wc -l)" 0
+	is "as uid 65534: the kit's files belong to it" "$([ -d "$U/kit" ] && find "$U/kit" ! -uid 65534 | wc -l)" 0
 	has "as uid 65534: the server saw alice" "$(cat "$U/connect.out" 2>/dev/null)" "subject: CN=alice,O=Contoso"
-else
-	echo "# not root: the second-uid part is skipped (this run is already without root)"
 fi
 done_testing

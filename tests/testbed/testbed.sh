@@ -74,6 +74,27 @@ tb_init() {
 tb_track_pid() { echo "$1" >>"$TB_DIR/pids"; }
 tb_on_exit() { printf '%s\n' "$*" >>"$TB_DIR/on-exit"; }
 
+# tb_open_dir [OWNER]: a new directory (mode 0755, OWNER's if given) that uid
+# 65534 can enter, for tests run as a second uid: in $TB_DIR when the way to
+# it is open, else in /var/tmp or /dev/shm (a CI sandbox may keep /tmp to
+# root), removed at exit. Fails when there is none.
+tb_open_dir() {
+	local base d
+	chmod 711 "$TB_DIR"
+	for base in "$TB_DIR" /var/tmp /dev/shm; do
+		d=$(mktemp -d "$base/open.XXXXXX" 2>/dev/null) || continue
+		chmod 755 "$d"
+		[ -z "${1:-}" ] || chown "$1" "$d"
+		if setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$d"; then
+			[ "$base" = "$TB_DIR" ] || tb_on_exit "rm -rf '$d'"
+			echo "$d"
+			return 0
+		fi
+		rm -rf "$d"
+	done
+	return 1
+}
+
 # The EXIT trap (set when this file is sourced): tb_init's cleanup, and exit
 # status 77 before any assertion as a TAP skip.
 _tb_exit() {

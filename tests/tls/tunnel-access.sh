@@ -15,6 +15,8 @@ PY=/usr/bin/python3
 [ "$(id -u)" = 0 ] || skip_all "needs root to act as a second uid"
 tb_init
 PKI=$TB_DIR/pki
+# what uid 65534 runs and reaches lives in a directory it can enter
+OPEN=$(tb_open_dir) || skip_all "no directory uid 65534 can enter"
 AUDIT=$TB_DIR/audit.log
 OTHER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
 tls_card
@@ -30,14 +32,14 @@ count() { grep -c -- "$1" "$2" || true; }
 threads() { ls "/proc/$1/task" | wc -l; }
 # hold.py PORT N SECONDS: N idle connections to 127.0.0.1:PORT, held SECONDS
 # (prints "open" once all are connected; a refused one may be closed by then)
-cat >"$TB_DIR/hold.py" <<'PY'
+cat >"$OPEN/hold.py" <<'PY'
 import socket, sys, time
 port, n, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 held = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
 print("open", flush=True)
 time.sleep(secs)
 PY
-chmod a+rx "$TB_DIR" "$TB_DIR/hold.py"
+chmod a+r "$OPEN/hold.py"
 # wait_line PATTERN FILE [N]: until FILE has N (default 1) lines matching (10 s)
 wait_line() {
 	for _ in $(seq 100); do
@@ -94,7 +96,7 @@ fi
 # A flood of idle connections from another uid: refused one by one, no thread each.
 before=$(signs)
 refused=$(count 'refused a connection from uid 65534' "$log")
-"${OTHER[@]}" "$PY" "$TB_DIR/hold.py" "$LP" 40 3 >"$TB_DIR/hold1.out" 2>&1 &
+"${OTHER[@]}" "$PY" "$OPEN/hold.py" "$LP" 40 3 >"$TB_DIR/hold1.out" 2>&1 &
 HP=$!
 wait_line open "$TB_DIR/hold1.out"
 wait_line 'refused a connection from uid 65534' "$log" $((refused + 40))
@@ -131,9 +133,7 @@ else
 fi
 
 # --listen unix:PATH: mode 0600, served to its owner, not to uid 65534.
-pub=$TB_DIR/pub
-mkdir -p "$pub"
-chmod 755 "$pub"		# the directory lets everyone through: only the socket's mode keeps them out
+pub=$OPEN		# the directory lets everyone through: only the socket's mode keeps them out
 usock=$pub/tunnel.sock
 ulog=$TB_DIR/tunnel-unix.log
 "$SCAGENT" tunnel --listen "unix:$usock" --connect "localhost:$SP" --cafile "$PKI/root.pem" \
@@ -215,7 +215,7 @@ MPID=$!
 tb_track_pid $MPID
 wait_port "$MP" || { cat "$mlog"; bail_out "tunnel --max-connections did not listen"; }
 before=$(signs)
-"$PY" "$TB_DIR/hold.py" "$MP" 20 8 >"$TB_DIR/hold2.out" 2>&1 &
+"$PY" "$OPEN/hold.py" "$MP" 20 8 >"$TB_DIR/hold2.out" 2>&1 &
 HP=$!
 wait_line open "$TB_DIR/hold2.out"
 wait_line 'the most --max-connections allows' "$mlog" 16
