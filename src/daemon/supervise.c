@@ -21,7 +21,7 @@
  * (sup_retry_absent) in a fresh worker, quietly while the reason stays the
  * same; once it loads, its tokens are added.
  *
- * sup->lock guards every worker's fields; sup->cond says a worker changed
+ * sup->lock guards every worker's fields (supervise-private.h); sup->cond says a worker changed
  * state. Order: sup->lock before srv->evlock (events go out under it).
  * Workers are forked by the main thread at start and by the supervisor
  * thread later: both live as long as the workers (PR_SET_PDEATHSIG follows
@@ -44,55 +44,8 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/server-private.h"
+#include "daemon/supervise-private.h"
 #include "proto/proto.h"
-
-#define DEATH_WINDOW_MS 60000		/* this many ends within this window: broken */
-#define DEATH_LIMIT 5
-#define BACKOFF_MIN_MS 200
-#define BACKOFF_MAX_MS 30000
-#define REAP_WAIT_MS 2000		/* a worker whose connections closed has this long to exit */
-#define STOP_GRACE_MS 1000		/* SIGTERM, then SIGKILL */
-#define ABSENT_RETRY_MS (5 * 60 * 1000)	/* an absent module is tried again this often */
-
-/* Request ids on a worker's event connection. */
-enum { EV_HELLO = 1, EV_WATCH, EV_LIST, EV_REFRESH, EV_LOGOUT };
-
-enum wstate { W_DOWN, W_STARTING, W_RUNNING, W_BROKEN, W_ABSENT };
-
-struct worker {
-	char *module;
-	const char **argv;		/* execv's, built once */
-	size_t retry_arg;		/* argv's slot for --worker-retry (a retry of an absent module) */
-	pid_t pid;			/* 0: none */
-	int ctl, ev;			/* socketpair to it, its event connection; -1: none */
-	struct sc_linebuf evbuf;
-	unsigned gen;			/* counts its starts */
-	enum wstate state;
-	int reaping;			/* ended, being reaped */
-	uint64_t due;			/* W_DOWN: start at (0 never); W_STARTING: give up at */
-	uint64_t started;
-	unsigned restarts;
-	uint64_t deaths[DEATH_LIMIT];	/* when it last ended, newest first */
-	unsigned backoff_ms;
-	char last_error[256];
-	char kill_why[200];		/* why the agent killed it, "" when it did not */
-	json_object *tokens;		/* its tokens as event fields */
-	int loaded;			/* its module loaded (its list had no "errors") */
-	int absent;			/* its module did not load; last_error says why (W_ABSENT, or a retry) */
-};
-
-struct sc_sup {
-	struct sc_server *srv;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct worker *w;
-	size_t n;
-	char **args;			/* the workers' common options */
-	unsigned long timeout_ms, slow_timeout_ms;
-	int wake[2];
-	pthread_t th;
-	int thread_started, stopping;
-};
 
 /* ------------------------------------------------------------------ */
 
@@ -170,8 +123,8 @@ sc_sup_free(struct sc_sup *sup)
 /* Connections */
 
 /* A new connection to w for a client (sup->lock held): the agent's end, or -1. */
-static int
-pass_conn(struct worker *w, pid_t pid, uid_t uid, const char *exe)
+int
+sup_pass_conn(struct worker *w, pid_t pid, uid_t uid, const char *exe)
 {
 	struct worker_ident id;
 	char cbuf[CMSG_SPACE(sizeof(int))];
@@ -207,8 +160,8 @@ pass_conn(struct worker *w, pid_t pid, uid_t uid, const char *exe)
 	return sp[0];
 }
 
-static void
-ev_send(struct worker *w, int id, const char *op)
+void
+sup_ev_send(struct worker *w, int id, const char *op)
 {
 	char line[96];
 	int n = snprintf(line, sizeof(line), "{\"id\":%d,\"op\":\"%s\"%s}\n", id, op,
@@ -258,10 +211,10 @@ spawn(struct sc_sup *sup, struct worker *w)
 	w->state = W_STARTING;
 	w->started = sc_now_ms();
 	w->due = w->started + sup->timeout_ms;
-	w->ev = pass_conn(w, getpid(), getuid(), "scagentd");
-	ev_send(w, EV_HELLO, "hello");
-	ev_send(w, EV_WATCH, "watch");
-	ev_send(w, EV_LIST, "list");
+	w->ev = sup_pass_conn(w, getpid(), getuid(), "scagentd");
+	sup_ev_send(w, EV_HELLO, "hello");
+	sup_ev_send(w, EV_WATCH, "watch");
+	sup_ev_send(w, EV_LIST, "list");
 	if (w->absent)
 		sc_debug("module %s: worker process %ld started (the module was absent)", w->module, (long)pid);
 	else
@@ -578,8 +531,8 @@ sup_main(void *arg)
 }
 
 /* Wait on sup->cond (sup->lock held) for at most ms. */
-static void
-cond_wait_ms(struct sc_sup *sup, long ms)
+void
+sup_cond_wait(struct sc_sup *sup, long ms)
 {
 	struct timespec ts;
 
@@ -592,8 +545,8 @@ cond_wait_ms(struct sc_sup *sup, long ms)
 	pthread_cond_timedwait(&sup->cond, &sup->lock, &ts);
 }
 
-static void
-wake(struct sc_sup *sup)
+void
+sup_wake(struct sc_sup *sup)
 {
 	if (write(sup->wake[1], "x", 1) < 0) {
 		/* full: a wake-up is pending */
@@ -620,7 +573,7 @@ sc_sup_start(struct sc_sup *sup, struct sc_server *srv)
 			    sup->w[i].restarts == 0;
 		if (!starting)
 			break;
-		cond_wait_ms(sup, 100);
+		sup_cond_wait(sup, 100);
 	}
 	pthread_mutex_unlock(&sup->lock);
 	return sup->thread_started ? SC_OK : SC_ERR_INTERNAL;
@@ -637,7 +590,7 @@ sc_sup_stop(struct sc_sup *sup)
 	pthread_mutex_lock(&sup->lock);
 	sup->stopping = 1;
 	pthread_mutex_unlock(&sup->lock);
-	wake(sup);
+	sup_wake(sup);
 	if (sup->thread_started)
 		pthread_join(sup->th, NULL);
 	/* The supervisor is gone: nothing else touches the workers now. */
@@ -673,217 +626,4 @@ sc_sup_stop(struct sc_sup *sup)
 			w->pid = 0;
 		}
 	}
-}
-
-/* ------------------------------------------------------------------ */
-/* For route.c */
-
-size_t
-sup_count(struct sc_sup *sup)
-{
-	return sup->n;
-}
-
-const char *
-sup_module(struct sc_sup *sup, size_t i)
-{
-	return sup->w[i].module;
-}
-
-unsigned
-sup_gen(struct sc_sup *sup, size_t i)
-{
-	unsigned g;
-
-	pthread_mutex_lock(&sup->lock);
-	g = sup->w[i].gen;
-	pthread_mutex_unlock(&sup->lock);
-	return g;
-}
-
-int
-sup_running(struct sc_sup *sup, size_t i)
-{
-	int r;
-
-	pthread_mutex_lock(&sup->lock);
-	r = sup->w[i].state == W_RUNNING;
-	pthread_mutex_unlock(&sup->lock);
-	return r;
-}
-
-unsigned long
-sup_timeout(struct sc_sup *sup, int slow)
-{
-	return slow ? sup->slow_timeout_ms : sup->timeout_ms;
-}
-
-/* Why w does not serve now (sup->lock held). */
-static void
-not_serving(const struct worker *w, char *msg, size_t len)
-{
-	if (w->state == W_BROKEN)
-		snprintf(msg, len, "the module %s is broken: %s", w->module, w->last_error);
-	else if (w->absent)
-		snprintf(msg, len, "the module %s is absent: %s (`scagent refresh` tries it again)",
-		    w->module, w->last_error);
-	else if (w->restarts > 0 || w->last_error[0] != '\0')
-		snprintf(msg, len, "the module %s is being restarted (it stopped: %s): try again in "
-		    "a moment, then log in again", w->module, w->last_error);
-	else
-		snprintf(msg, len, "the module %s is still starting: try again in a moment", w->module);
-}
-
-int
-sup_connect(struct sc_sup *sup, size_t i, struct client *c, unsigned *gen, char *msg, size_t len)
-{
-	struct worker *w = &sup->w[i];
-	int fd;
-
-	pthread_mutex_lock(&sup->lock);
-	if (w->state != W_RUNNING) {
-		not_serving(w, msg, len);
-		pthread_mutex_unlock(&sup->lock);
-		return SC_ERR_DEVICE;
-	}
-	if ((fd = pass_conn(w, c->pid, c->uid, c->exe)) < 0) {
-		snprintf(msg, len, "the module %s takes no request now (its process is busy or "
-		    "stopping): try again in a moment", w->module);
-		pthread_mutex_unlock(&sup->lock);
-		return SC_ERR_BUSY;
-	}
-	*gen = w->gen;
-	pthread_mutex_unlock(&sup->lock);
-	return fd;
-}
-
-void
-sup_kill(struct sc_sup *sup, size_t i, unsigned gen, const char *why)
-{
-	struct worker *w = &sup->w[i];
-
-	pthread_mutex_lock(&sup->lock);
-	if (w->gen == gen && w->pid > 0 && w->state == W_RUNNING && w->kill_why[0] == '\0') {
-		snprintf(w->kill_why, sizeof(w->kill_why), "%s", why);
-		sc_warn("module %s: %s: its worker process %ld is killed", w->module, why, (long)w->pid);
-		kill(w->pid, SIGKILL);
-	}
-	pthread_mutex_unlock(&sup->lock);
-}
-
-void
-sup_death_message(struct sc_sup *sup, size_t i, unsigned gen, char *msg, size_t len)
-{
-	struct worker *w = &sup->w[i];
-	uint64_t end = sc_now_ms() + REAP_WAIT_MS + 1000;
-
-	pthread_mutex_lock(&sup->lock);
-	while (w->gen == gen && (w->state == W_RUNNING || w->reaping) && sc_now_ms() < end &&
-	    !sup->stopping && !sup->srv->stopping)
-		cond_wait_ms(sup, 50);
-	if (sup->stopping || sup->srv->stopping)
-		snprintf(msg, len, "the agent is stopping");
-	else if (w->gen == gen && (w->state == W_RUNNING || w->reaping))
-		snprintf(msg, len, "the module %s's process closed the connection: try again", w->module);
-	else
-		snprintf(msg, len, "the module %s stopped (%s): %s; its tokens are logged out: "
-		    "log in again", w->module, w->last_error,
-		    w->state == W_BROKEN ? "it is not started again" : "it is being restarted");
-	pthread_mutex_unlock(&sup->lock);
-}
-
-json_object *
-sup_status_json(struct sc_sup *sup, size_t *loaded)
-{
-	static const char *const names[] = { "restarting", "starting", "running", "broken", "absent" };
-	json_object *a = json_object_new_array();
-	uint64_t now = sc_now_ms();
-
-	*loaded = 0;
-	pthread_mutex_lock(&sup->lock);
-	for (size_t i = 0; i < sup->n; i++) {
-		struct worker *w = &sup->w[i];
-		json_object *o = json_object_new_object();
-
-		*loaded += w->state == W_RUNNING && w->loaded;
-		json_object_object_add(o, "module", json_object_new_string(w->module));
-		json_object_object_add(o, "pid", w->pid > 0 ? json_object_new_int64(w->pid) : NULL);
-		json_object_object_add(o, "state", json_object_new_string(w->absent ? "absent" :
-		    w->state == W_DOWN && w->gen == 0 ? "starting" : names[w->state]));
-		json_object_object_add(o, "restarts", json_object_new_int64(w->restarts));
-		json_object_object_add(o, "uptime", w->state == W_RUNNING ?
-		    json_object_new_int64((int64_t)((now - w->started) / 1000)) : NULL);
-		json_object_object_add(o, "last_error", w->last_error[0] ?
-		    json_object_new_string(w->last_error) : NULL);
-		json_object_array_add(a, o);
-	}
-	pthread_mutex_unlock(&sup->lock);
-	return a;
-}
-
-void
-sup_refresh_all(struct sc_sup *sup)
-{
-	pthread_mutex_lock(&sup->lock);
-	for (size_t i = 0; i < sup->n; i++)
-		if (sup->w[i].state == W_RUNNING)
-			ev_send(&sup->w[i], EV_REFRESH, "refresh");
-	pthread_mutex_unlock(&sup->lock);
-}
-
-int
-sup_absent(struct sc_sup *sup, size_t i, char *reason, size_t len)
-{
-	int r;
-
-	pthread_mutex_lock(&sup->lock);
-	if ((r = sup->w[i].absent) != 0)
-		snprintf(reason, len, "%s", sup->w[i].last_error);
-	pthread_mutex_unlock(&sup->lock);
-	return r;
-}
-
-int
-sup_retry_absent(struct sc_sup *sup)
-{
-	uint64_t now = sc_now_ms(), end = now + sup->timeout_ms;
-	int busy = 1, tried = 0, left = 0;
-
-	pthread_mutex_lock(&sup->lock);
-	for (size_t i = 0; i < sup->n; i++)
-		if (sup->w[i].state == W_ABSENT) {
-			sup->w[i].due = now;
-			tried++;
-		}
-	wake(sup);
-	/* Until each has loaded or is absent again: the refresh's list then has its tokens. */
-	while (busy && !sup->stopping && !sup->srv->stopping && sc_now_ms() < end) {
-		busy = 0;
-		for (size_t i = 0; i < sup->n; i++)
-			busy |= sup->w[i].absent && (sup->w[i].state != W_ABSENT || sup->w[i].due <= now);
-		if (!busy)
-			break;
-		cond_wait_ms(sup, 50);
-	}
-	for (size_t i = 0; i < sup->n; i++)
-		left += sup->w[i].absent;
-	pthread_mutex_unlock(&sup->lock);
-	return tried > left ? tried - left : 0;
-}
-
-void
-sup_logout_all(struct sc_sup *sup, const char *reason)
-{
-	char line[96];
-	int n = snprintf(line, sizeof(line), "{\"id\":%d,\"op\":\"logout-all\",\"reason\":\"%s\"}\n",
-	    EV_LOGOUT, strcmp(reason, "sleep") == 0 ? "sleep" : "lock");
-
-	pthread_mutex_lock(&sup->lock);
-	for (size_t i = 0; i < sup->n; i++) {
-		struct worker *w = &sup->w[i];
-		if (w->state == W_RUNNING && w->ev >= 0 &&
-		    send(w->ev, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) != n)
-			sc_warn("module %s: could not ask its worker to log out", w->module);
-	}
-	pthread_mutex_unlock(&sup->lock);
 }
