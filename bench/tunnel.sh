@@ -38,18 +38,19 @@ NP=$(tb_port)
 tls_nginx bench "$NP" "ssl_session_cache shared:SSL:1m; ssl_session_tickets on;"
 
 now() { date +%s.%N; }
-secs() { python3 -c "import sys; print('%.2f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$1" "$2"; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 # sixteen PORT: 10 requests one after the other, then 6 at once; FIRST gets
 # the time of the first one (the full handshake, when the card signs)
 sixteen() {
-	local pids="" t0
+	local pids="" t0 t1
 	t0=$(now)
 	curl -s --max-time 60 "http://127.0.0.1:$1/" >/dev/null
-	FIRST=$(secs "$t0" "$(now)")
+	t1=$(now)
 	for _ in $(seq 9); do curl -s --max-time 60 "http://127.0.0.1:$1/" >/dev/null; done
 	for _ in $(seq 6); do curl -s --max-time 60 "http://127.0.0.1:$1/" >/dev/null & pids="$pids $!"; done
 	# shellcheck disable=SC2086
 	wait $pids
+	FIRST=$(secs "$t0" "$t1")	# worked out after the clock stopped
 }
 # tunnel_time ARGS...: seconds for the 16 requests through a new tunnel
 tunnel_time() {

@@ -68,24 +68,31 @@ _tb_date() { date -u -d "1970-01-01 UTC $1 seconds $2" +%Y%m%d%H%M%SZ; }
 
 # ---------------------------------------------------------------- SoftHSM
 
-# tb_softhsm_token LABEL: a fresh token in this test's private SoftHSM store.
-tb_softhsm_token() {
-	local label=$1
-	[ -r "$TB_SOFTHSM" ] || _tb_die "SoftHSM module $TB_SOFTHSM not found"
-	if [ ! -f "$TB_DIR/softhsm2.conf" ]; then
-		mkdir -p "$TB_DIR/tokens"
-		cat >"$TB_DIR/softhsm2.conf" <<-EOF
-			directories.tokendir = $TB_DIR/tokens
+# tb_softhsm_conf: this test's private SoftHSM store ($TB_SOFTHSM_STORE when
+# set, else $TB_DIR: softhsm2.conf and tokens/), made if new; SOFTHSM2_CONF
+# exported for it.
+tb_softhsm_conf() {
+	local store=${TB_SOFTHSM_STORE:-$TB_DIR}
+	if [ ! -f "$store/softhsm2.conf" ]; then
+		mkdir -p "$store/tokens"
+		cat >"$store/softhsm2.conf" <<-EOF
+			directories.tokendir = $store/tokens
 			objectstore.backend = file
 			log.level = ERROR
 			slots.removable = false
 		EOF
 	fi
-	SOFTHSM2_CONF=$TB_DIR/softhsm2.conf
+	SOFTHSM2_CONF=$store/softhsm2.conf
 	export SOFTHSM2_CONF
-	_tb_run softhsm2-util --init-token --free --label "$label" \
+}
+
+# tb_softhsm_token LABEL: a fresh token in that store.
+tb_softhsm_token() {
+	[ -r "$TB_SOFTHSM" ] || _tb_die "SoftHSM module $TB_SOFTHSM not found"
+	tb_softhsm_conf
+	_tb_run softhsm2-util --init-token --free --label "$1" \
 		--so-pin "$TB_SO_PIN" --pin "$TB_PIN"
-	_tb_log "token '$label' initialised"
+	_tb_log "token '$1' initialised"
 }
 
 # tb_softhsm_b: a second, independent SoftHSM instance with its own token
