@@ -220,11 +220,41 @@ sc_tls_proxy_choose(struct sc_tls_conn *c)
 	return SC_OK;
 }
 
+/* At most this much of the proxy's answer to CONNECT is read: a status line and a few headers. */
+#define PROXY_ANSWER_MAX 16384
+
+/*
+ * One byte of the proxy's answer within the deadline (monotonic ms; 0:
+ * none): 1, 0 at its close, -1 with errno (ETIMEDOUT when the time is up).
+ */
+static int
+proxy_byte(int fd, long long deadline, char *ch)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	ssize_t k;
+
+	if (deadline != 0) {
+		long long left = deadline - (long long)sc_now_ms();
+		int n;
+
+		if (left <= 0 || (n = poll(&p, 1, (int)left)) == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (n < 0)
+			return -1;
+	}
+	if ((k = recv(fd, ch, 1, 0)) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		errno = ETIMEDOUT;
+	return k < 0 ? -1 : (int)k;
+}
+
 int
 sc_tls_proxy_connect(struct sc_tls_conn *c)
 {
 	char *req = NULL, line[512], tgt[300];
-	size_t got = 0;
+	size_t got = 0, total = 0;
+	long long deadline = c->o->timeout_ms > 0 ? (long long)sc_now_ms() + c->o->timeout_ms : 0;
 	int n, v6 = strchr(c->host, ':') != NULL, status = 0;
 
 	snprintf(tgt, sizeof(tgt), "%s%s%s:%s", v6 ? "[" : "", c->host, v6 ? "]" : "", c->port);
@@ -241,21 +271,31 @@ sc_tls_proxy_connect(struct sc_tls_conn *c)
 	}
 	explicit_bzero(req, (size_t)n);
 	free(req);
-	/* The answer, byte by byte up to the empty line: nothing of the tunnel is read. */
+	/*
+	 * The answer, byte by byte up to the empty line: nothing of the tunnel
+	 * is read. It is bounded in size and, with a timeout, in time: a proxy
+	 * that never ends its answer, or trickles it, is a failure, not a hang.
+	 * Its words are kept as printable ASCII only ('?' for other bytes):
+	 * they go into messages, verbose notes and probe's JSON.
+	 */
 	for (;;) {
 		size_t len = 0;
 		for (;;) {
 			char ch;
-			ssize_t k = recv(c->fd, &ch, 1, 0);
+			int k = proxy_byte(c->fd, deadline, &ch);
 			if (k <= 0)
-				return sc_tls_fail(c, k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ?
-				    SC_TLS_E_TIMEOUT : SC_TLS_E_PROXY, SC_ERR_IO, "the proxy %s %s before "
-				    "answering CONNECT %s", c->proxy.shown, k == 0 ? "closed the connection" :
-				    "failed", tgt);
+				return sc_tls_fail(c, k < 0 && errno == ETIMEDOUT ? SC_TLS_E_TIMEOUT :
+				    SC_TLS_E_PROXY, SC_ERR_IO, "the proxy %s %s before answering CONNECT %s",
+				    c->proxy.shown, k == 0 ? "closed the connection" : k < 0 && errno == ETIMEDOUT ?
+				    "did not finish its answer in time" : "failed", tgt);
+			if (++total > PROXY_ANSWER_MAX)
+				return sc_tls_fail(c, SC_TLS_E_PROXY, SC_ERR_PROTOCOL, "the proxy %s answered "
+				    "CONNECT %s with more than %d bytes of header", c->proxy.shown, tgt,
+				    PROXY_ANSWER_MAX);
 			if (ch == '\n')
 				break;
 			if (ch != '\r' && len + 1 < sizeof(line))
-				line[len++] = ch;
+				line[len++] = ch >= 0x20 && ch < 0x7f ? ch : '?';
 		}
 		line[len] = '\0';
 		if (got++ == 0) {
