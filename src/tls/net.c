@@ -97,30 +97,78 @@ sc_tls_parse_url(const char *url, char *host, size_t hostlen, char *port, size_t
 
 /* ---------------------------------------------------------------- proxy */
 
-/* no_proxy as curl reads it: "*", or names and domains (a leading dot optional), comma-separated. */
+/* 1 when the address text a is within net/bits (an entry of no_proxy); family of both must agree. */
+static int
+ip_in(const char *a, const char *net, int bits)
+{
+	unsigned char x[16], y[16];
+	int fam = strchr(a, ':') ? AF_INET6 : AF_INET, len = fam == AF_INET6 ? 16 : 4;
+
+	if (inet_pton(fam, a, x) != 1 || inet_pton(fam, net, y) != 1)
+		return 0;
+	if (bits <= 0 || bits > len * 8)
+		bits = len * 8;
+	for (int i = 0; i < len && bits > 0; i++, bits -= 8) {
+		int mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
+		if ((x[i] & mask) != (y[i] & mask))
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * no_proxy as curl reads it: "*", or entries separated by commas or blanks.
+ * For a host name, an entry is a name or a domain that covers its
+ * subdomains (a leading dot optional), compared without case and without a
+ * trailing dot. For an address (IPv4, or IPv6 as given in [ ]), an entry is
+ * an address or an address block ADDR/BITS (127.0.0.0/8, ::1, [::1]), never
+ * a suffix: "0.0.1" does not name 127.0.0.1.
+ */
 static int
 no_proxy_for(const char *list, const char *host)
 {
-	char buf[1024], *save = NULL;
-	size_t hl = strlen(host);
+	char *buf, *save = NULL, name[256];
+	unsigned char tmp[16];
+	int ip, hit = 0;
+	size_t hl;
 
-	if (list == NULL || *list == '\0')
+	if (list == NULL || *list == '\0' || (buf = strdup(list)) == NULL)
 		return 0;
-	snprintf(buf, sizeof(buf), "%s", list);
-	for (char *w = strtok_r(buf, ", ", &save); w != NULL; w = strtok_r(NULL, ", ", &save)) {
+	snprintf(name, sizeof(name), "%s", host);
+	hl = strlen(name);
+	if (hl > 1 && name[hl - 1] == '.')
+		name[--hl] = '\0';
+	ip = inet_pton(AF_INET, name, tmp) == 1 || inet_pton(AF_INET6, name, tmp) == 1;
+	for (char *w = strtok_r(buf, ", \t", &save); w != NULL && !hit; w = strtok_r(NULL, ", \t", &save)) {
 		size_t wl;
-		if (strcmp(w, "*") == 0)
-			return 1;
+		if (strcmp(w, "*") == 0) {
+			hit = 1;
+			break;
+		}
+		if (ip) {
+			char *slash = strchr(w, '/');
+			int bits = slash ? atoi(slash + 1) : -1;
+			if (slash != NULL)
+				*slash = '\0';
+			if (*w == '[' && (wl = strlen(w)) > 1 && w[wl - 1] == ']') {
+				w[wl - 1] = '\0';
+				w++;
+			}
+			hit = ip_in(name, w, bits);
+			continue;
+		}
 		if (*w == '.')
 			w++;
 		wl = strlen(w);
+		if (wl > 0 && w[wl - 1] == '.')
+			w[--wl] = '\0';
 		if (wl == 0)
 			continue;
-		if (strcasecmp(w, host) == 0 ||
-		    (hl > wl && host[hl - wl - 1] == '.' && strcasecmp(host + hl - wl, w) == 0))
-			return 1;
+		hit = strcasecmp(w, name) == 0 ||
+		    (hl > wl && name[hl - wl - 1] == '.' && strcasecmp(name + hl - wl, w) == 0);
 	}
-	return 0;
+	free(buf);
+	return hit;
 }
 
 static int

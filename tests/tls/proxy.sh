@@ -113,6 +113,27 @@ else
 	fail "https_proxy/no_proxy (rc=$rc, proxy lines $n0 $n1 $n2): $body / $body2"
 fi
 
+# no_proxy with addresses as curl reads it: an address block covers the
+# address, a name's suffix does not; a long list is read to its end.
+IPURL=https://127.0.0.1:$NP/
+long=$(printf 'host%d.example.org,' $(seq 120))localhost
+rc=0
+n0=$(wc -l <"$PLOG")
+https_proxy="http://u:p%40ss@127.0.0.1:$PP" no_proxy="10.0.0.0/8,127.0.0.0/8" \
+	"$SCAGENT" connect --cafile "$PKI/root.pem" "$IPURL" >/dev/null 2>&1 || rc=$?
+n1=$(wc -l <"$PLOG")
+https_proxy="http://u:p%40ss@127.0.0.1:$PP" no_proxy="0.0.1,.0.1" \
+	"$SCAGENT" connect --cafile "$PKI/root.pem" "$IPURL" >/dev/null 2>&1 || rc=$?
+n2=$(wc -l <"$PLOG")
+https_proxy="http://u:p%40ss@127.0.0.1:$PP" no_proxy="$long" \
+	"$SCAGENT" connect --cafile "$PKI/root.pem" "$URL" >/dev/null 2>&1 || rc=$?
+n3=$(wc -l <"$PLOG")
+if [ "$rc" = 0 ] && [ "$n1" = "$n0" ] && [ "$n2" = $((n1 + 1)) ] && [ "$n3" = "$n2" ]; then
+	pass "no_proxy: 127.0.0.0/8 covers 127.0.0.1, 0.0.1 does not, a ${#long}-byte list is read to its end"
+else
+	fail "no_proxy with addresses (rc=$rc, proxy lines $n0 $n1 $n2 $n3; want n0 n0 n0+1 n0+1)"
+fi
+
 # probe: a proxy check after tcp, only with a proxy.
 out=$TB_DIR/probe.json
 rc=0
