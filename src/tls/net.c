@@ -97,30 +97,78 @@ sc_tls_parse_url(const char *url, char *host, size_t hostlen, char *port, size_t
 
 /* ---------------------------------------------------------------- proxy */
 
-/* no_proxy as curl reads it: "*", or names and domains (a leading dot optional), comma-separated. */
+/* 1 when the address text a is within net/bits (an entry of no_proxy); family of both must agree. */
+static int
+ip_in(const char *a, const char *net, int bits)
+{
+	unsigned char x[16], y[16];
+	int fam = strchr(a, ':') ? AF_INET6 : AF_INET, len = fam == AF_INET6 ? 16 : 4;
+
+	if (inet_pton(fam, a, x) != 1 || inet_pton(fam, net, y) != 1)
+		return 0;
+	if (bits <= 0 || bits > len * 8)
+		bits = len * 8;
+	for (int i = 0; i < len && bits > 0; i++, bits -= 8) {
+		int mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
+		if ((x[i] & mask) != (y[i] & mask))
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * no_proxy as curl reads it: "*", or entries separated by commas or blanks.
+ * For a host name, an entry is a name or a domain that covers its
+ * subdomains (a leading dot optional), compared without case and without a
+ * trailing dot. For an address (IPv4, or IPv6 as given in [ ]), an entry is
+ * an address or an address block ADDR/BITS (127.0.0.0/8, ::1, [::1]), never
+ * a suffix: "0.0.1" does not name 127.0.0.1.
+ */
 static int
 no_proxy_for(const char *list, const char *host)
 {
-	char buf[1024], *save = NULL;
-	size_t hl = strlen(host);
+	char *buf, *save = NULL, name[256];
+	unsigned char tmp[16];
+	int ip, hit = 0;
+	size_t hl;
 
-	if (list == NULL || *list == '\0')
+	if (list == NULL || *list == '\0' || (buf = strdup(list)) == NULL)
 		return 0;
-	snprintf(buf, sizeof(buf), "%s", list);
-	for (char *w = strtok_r(buf, ", ", &save); w != NULL; w = strtok_r(NULL, ", ", &save)) {
+	snprintf(name, sizeof(name), "%s", host);
+	hl = strlen(name);
+	if (hl > 1 && name[hl - 1] == '.')
+		name[--hl] = '\0';
+	ip = inet_pton(AF_INET, name, tmp) == 1 || inet_pton(AF_INET6, name, tmp) == 1;
+	for (char *w = strtok_r(buf, ", \t", &save); w != NULL && !hit; w = strtok_r(NULL, ", \t", &save)) {
 		size_t wl;
-		if (strcmp(w, "*") == 0)
-			return 1;
+		if (strcmp(w, "*") == 0) {
+			hit = 1;
+			break;
+		}
+		if (ip) {
+			char *slash = strchr(w, '/');
+			int bits = slash ? atoi(slash + 1) : -1;
+			if (slash != NULL)
+				*slash = '\0';
+			if (*w == '[' && (wl = strlen(w)) > 1 && w[wl - 1] == ']') {
+				w[wl - 1] = '\0';
+				w++;
+			}
+			hit = ip_in(name, w, bits);
+			continue;
+		}
 		if (*w == '.')
 			w++;
 		wl = strlen(w);
+		if (wl > 0 && w[wl - 1] == '.')
+			w[--wl] = '\0';
 		if (wl == 0)
 			continue;
-		if (strcasecmp(w, host) == 0 ||
-		    (hl > wl && host[hl - wl - 1] == '.' && strcasecmp(host + hl - wl, w) == 0))
-			return 1;
+		hit = strcasecmp(w, name) == 0 ||
+		    (hl > wl && name[hl - wl - 1] == '.' && strcasecmp(name + hl - wl, w) == 0);
 	}
-	return 0;
+	free(buf);
+	return hit;
 }
 
 static int
@@ -220,11 +268,41 @@ sc_tls_proxy_choose(struct sc_tls_conn *c)
 	return SC_OK;
 }
 
+/* At most this much of the proxy's answer to CONNECT is read: a status line and a few headers. */
+#define PROXY_ANSWER_MAX 16384
+
+/*
+ * One byte of the proxy's answer within the deadline (monotonic ms; 0:
+ * none): 1, 0 at its close, -1 with errno (ETIMEDOUT when the time is up).
+ */
+static int
+proxy_byte(int fd, long long deadline, char *ch)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	ssize_t k;
+
+	if (deadline != 0) {
+		long long left = deadline - (long long)sc_now_ms();
+		int n;
+
+		if (left <= 0 || (n = poll(&p, 1, (int)left)) == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (n < 0)
+			return -1;
+	}
+	if ((k = recv(fd, ch, 1, 0)) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		errno = ETIMEDOUT;
+	return k < 0 ? -1 : (int)k;
+}
+
 int
 sc_tls_proxy_connect(struct sc_tls_conn *c)
 {
 	char *req = NULL, line[512], tgt[300];
-	size_t got = 0;
+	size_t got = 0, total = 0;
+	long long deadline = c->o->timeout_ms > 0 ? (long long)sc_now_ms() + c->o->timeout_ms : 0;
 	int n, v6 = strchr(c->host, ':') != NULL, status = 0;
 
 	snprintf(tgt, sizeof(tgt), "%s%s%s:%s", v6 ? "[" : "", c->host, v6 ? "]" : "", c->port);
@@ -241,21 +319,31 @@ sc_tls_proxy_connect(struct sc_tls_conn *c)
 	}
 	explicit_bzero(req, (size_t)n);
 	free(req);
-	/* The answer, byte by byte up to the empty line: nothing of the tunnel is read. */
+	/*
+	 * The answer, byte by byte up to the empty line: nothing of the tunnel
+	 * is read. It is bounded in size and, with a timeout, in time: a proxy
+	 * that never ends its answer, or trickles it, is a failure, not a hang.
+	 * Its words are kept as printable ASCII only ('?' for other bytes):
+	 * they go into messages, verbose notes and probe's JSON.
+	 */
 	for (;;) {
 		size_t len = 0;
 		for (;;) {
 			char ch;
-			ssize_t k = recv(c->fd, &ch, 1, 0);
+			int k = proxy_byte(c->fd, deadline, &ch);
 			if (k <= 0)
-				return sc_tls_fail(c, k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ?
-				    SC_TLS_E_TIMEOUT : SC_TLS_E_PROXY, SC_ERR_IO, "the proxy %s %s before "
-				    "answering CONNECT %s", c->proxy.shown, k == 0 ? "closed the connection" :
-				    "failed", tgt);
+				return sc_tls_fail(c, k < 0 && errno == ETIMEDOUT ? SC_TLS_E_TIMEOUT :
+				    SC_TLS_E_PROXY, SC_ERR_IO, "the proxy %s %s before answering CONNECT %s",
+				    c->proxy.shown, k == 0 ? "closed the connection" : k < 0 && errno == ETIMEDOUT ?
+				    "did not finish its answer in time" : "failed", tgt);
+			if (++total > PROXY_ANSWER_MAX)
+				return sc_tls_fail(c, SC_TLS_E_PROXY, SC_ERR_PROTOCOL, "the proxy %s answered "
+				    "CONNECT %s with more than %d bytes of header", c->proxy.shown, tgt,
+				    PROXY_ANSWER_MAX);
 			if (ch == '\n')
 				break;
 			if (ch != '\r' && len + 1 < sizeof(line))
-				line[len++] = ch;
+				line[len++] = ch >= 0x20 && ch < 0x7f ? ch : '?';
 		}
 		line[len] = '\0';
 		if (got++ == 0) {

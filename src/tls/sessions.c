@@ -31,6 +31,8 @@ struct flight {
 	char want[65];
 	unsigned long owner;		/* 0: none in flight */
 	long long grace_until;		/* monotonic ms; 0: the handshake is still going */
+	unsigned long failed;		/* the last owner whose connection failed (0: none) */
+	struct sc_tls_sess_fail why;	/* how it failed */
 };
 
 struct sc_tls_sessions {
@@ -163,16 +165,19 @@ find_flight(struct sc_tls_sessions *s, const char *host, const char *port, const
 
 SSL_SESSION *
 sc_tls_sessions_get(struct sc_tls_sessions *s, const char *host, const char *port,
-    const char *want, struct sc_tls_sess_id *id, unsigned long *flight, int max_wait_ms)
+    const char *want, struct sc_tls_sess_id *id, unsigned long *flight, int max_wait_ms,
+    struct sc_tls_sess_fail *failed)
 {
 	long long give_up = mono_ms() + (max_wait_ms > 0 ? max_wait_ms : 0);
 	SSL_SESSION *copy = NULL;
+	unsigned long waited = 0;	/* the owner whose handshake this caller waits for */
 	struct flight *f;
 	struct entry *e;
 	int n;
 
 	*flight = 0;
 	memset(id, 0, sizeof(*id));
+	memset(failed, 0, sizeof(*failed));
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
 		long long now = mono_ms(), until;
@@ -204,6 +209,11 @@ sc_tls_sessions_get(struct sc_tls_sessions *s, const char *host, const char *por
 			f->next = s->flights;
 			s->flights = f;
 		}
+		/* The handshake waited for failed: so does this one, without the card. */
+		if (waited != 0 && f->failed == waited) {
+			*failed = f->why;
+			break;
+		}
 		/* Nobody in flight, or the one in flight kept nothing in its grace time: ours. */
 		if (f->owner == 0 || (f->grace_until != 0 && now >= f->grace_until)) {
 			f->owner = ++s->owners;
@@ -213,6 +223,7 @@ sc_tls_sessions_get(struct sc_tls_sessions *s, const char *host, const char *por
 		}
 		if (now >= give_up)
 			break;	/* waited long enough: a handshake of its own */
+		waited = f->owner;
 		until = give_up;
 		if (f->grace_until != 0 && f->grace_until < until)
 			until = f->grace_until;
@@ -224,12 +235,12 @@ sc_tls_sessions_get(struct sc_tls_sessions *s, const char *host, const char *por
 	return copy;
 }
 
-int
+long
 sc_tls_sessions_put(struct sc_tls_sessions *s, const char *host, const char *port,
     const struct sc_tls_sess_id *id, SSL_SESSION *sess)
 {
 	struct entry *e, *old;
-	long timeout;
+	long timeout, hint;
 	int n, total = 0;
 
 	if (sess == NULL || !SSL_SESSION_is_resumable(sess) || id->sha256[0] == '\0')
@@ -244,10 +255,17 @@ sc_tls_sessions_put(struct sc_tls_sessions *s, const char *host, const char *por
 	snprintf(e->port, sizeof(e->port), "%s", port);
 	e->id = *id;
 	e->tls13 = SSL_SESSION_get_protocol_version(sess) >= TLS1_3_VERSION;
-	/* The server's lifetime (TLS 1.3 ticket_lifetime, a TLS 1.2 ticket's hint), at most ours. */
+	/*
+	 * The server's lifetime (TLS 1.3 ticket_lifetime, a TLS 1.2 ticket's
+	 * hint; 0 says none), at most ours. OpenSSL keeps it apart: the
+	 * session's own timeout is the client context's, our cap.
+	 */
 	timeout = SSL_SESSION_get_timeout(sess);
 	if (timeout <= 0 || timeout > s->lifetime)
 		timeout = s->lifetime;
+	hint = SSL_SESSION_has_ticket(sess) ? (long)SSL_SESSION_get_ticket_lifetime_hint(sess) : 0;
+	if (hint > 0 && hint < timeout)
+		timeout = hint;
 	e->expires = (time_t)SSL_SESSION_get_time(sess) + timeout;
 	pthread_mutex_lock(&s->lock);
 	expire(s);
@@ -281,7 +299,7 @@ sc_tls_sessions_put(struct sc_tls_sessions *s, const char *host, const char *por
 			f->owner = 0;
 	pthread_cond_broadcast(&s->changed);
 	pthread_mutex_unlock(&s->lock);
-	return 1;
+	return timeout;
 }
 
 static struct flight *
@@ -315,6 +333,23 @@ sc_tls_sessions_end(struct sc_tls_sessions *s, unsigned long flight)
 		return;
 	pthread_mutex_lock(&s->lock);
 	if ((f = flight_of(s, flight)) != NULL) {
+		f->owner = 0;
+		pthread_cond_broadcast(&s->changed);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+void
+sc_tls_sessions_fail(struct sc_tls_sessions *s, unsigned long flight, const struct sc_tls_sess_fail *why)
+{
+	struct flight *f;
+
+	if (s == NULL || flight == 0)
+		return;
+	pthread_mutex_lock(&s->lock);
+	if ((f = flight_of(s, flight)) != NULL) {
+		f->failed = f->owner;
+		f->why = *why;
 		f->owner = 0;
 		pthread_cond_broadcast(&s->changed);
 	}

@@ -26,6 +26,14 @@ struct sc_tls_sess_id {
 	char token[128];		/* the token's label ("" unknown) */
 };
 
+/* Why the handshake a connection waited for failed: it fails the same way, without the card. */
+struct sc_tls_sess_fail {
+	int kind;			/* enum sc_tls_fail of tlsclient.h; 0: no failure */
+	int sign_err;			/* the signer's SC_ERR_* (0: none) */
+	char token[128];		/* the token of the certificate chosen ("" none) */
+	char why[1024];			/* the failing connection's one line */
+};
+
 /* lifetime: seconds a session is kept at most (the server's own lifetime may be shorter). */
 struct sc_tls_sessions *sc_tls_sessions_new(long lifetime);
 void sc_tls_sessions_free(struct sc_tls_sessions *s);
@@ -36,17 +44,23 @@ long sc_tls_sessions_lifetime(const struct sc_tls_sessions *s);
  * a session to resume (the caller's copy, SSL_SESSION_free it) with *id, or
  * NULL. With NULL, *flight is non-zero when this caller now makes the one
  * handshake in flight for that key (end it with sc_tls_sessions_end), 0 when
- * it waited max_wait_ms for another's in vain and goes on alone.
+ * it waited max_wait_ms for another's in vain and goes on alone, or when
+ * the handshake it waited for failed: then failed->kind is set, and the
+ * caller fails with it instead of asking the card again (the card was just
+ * removed, the PIN was wrong, or the server refused the certificate: asking
+ * once per waiting connection would cost a signature, or a prompt, each).
  * Waits while another caller's handshake for the key is in flight.
  */
 SSL_SESSION *sc_tls_sessions_get(struct sc_tls_sessions *s, const char *host, const char *port,
-    const char *want, struct sc_tls_sess_id *id, unsigned long *flight, int max_wait_ms);
+    const char *want, struct sc_tls_sess_id *id, unsigned long *flight, int max_wait_ms,
+    struct sc_tls_sess_fail *failed);
 
 /*
- * Keep a copy of sess, made with certificate id, for host:port: 1 kept,
- * 0 not (not resumable, expired, or no memory). Ends the flights it answers.
+ * Keep a copy of sess, made with certificate id, for host:port: the seconds
+ * it is kept for (the server's ticket lifetime, at most the cap), or 0 when
+ * it is not (not resumable, or no memory). Ends the flights it answers.
  */
-int sc_tls_sessions_put(struct sc_tls_sessions *s, const char *host, const char *port,
+long sc_tls_sessions_put(struct sc_tls_sessions *s, const char *host, const char *port,
     const struct sc_tls_sess_id *id, SSL_SESSION *sess);
 
 /*
@@ -55,8 +69,11 @@ int sc_tls_sessions_put(struct sc_tls_sessions *s, const char *host, const char 
  * handshake), one of them makes the next handshake.
  */
 void sc_tls_sessions_done(struct sc_tls_sessions *s, unsigned long flight, int grace_ms);
-/* The flight is over (its handshake failed, or its connection ended). 0: no-op. */
+/* The flight is over without a session (its connection ended, or sent no certificate). 0: no-op. */
 void sc_tls_sessions_end(struct sc_tls_sessions *s, unsigned long flight);
+/* The flight's connection failed (how: *why): its waiters fail so too. 0: no-op. */
+void sc_tls_sessions_fail(struct sc_tls_sessions *s, unsigned long flight,
+    const struct sc_tls_sess_fail *why);
 
 /* Forget the sessions made with certificates of token (NULL: all): how many. */
 int sc_tls_sessions_forget(struct sc_tls_sessions *s, const char *token);

@@ -325,6 +325,7 @@ new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
 	struct sc_tls_conn *c = sc_tls_conn_of(ssl);
 	struct sc_tls_sess_id id;
+	long kept;
 
 	if (c == NULL || !keeps_sessions(c))
 		return 0;
@@ -337,11 +338,11 @@ new_session_cb(SSL *ssl, SSL_SESSION *sess)
 		id = c->sess_id;
 	else
 		return 0;	/* no certificate in it: resuming it would cost a signature anyway */
-	if (sc_tls_sessions_put(c->o->sessions, c->host, c->port, &id, sess))
+	if ((kept = sc_tls_sessions_put(c->o->sessions, c->host, c->port, &id, sess)) > 0)
 		sc_tls_note(c, "session kept for %s:%s with certificate \"%s\" (%s, for %ld s at most)",
 		    c->host, c->port, id.label, SSL_SESSION_get_protocol_version(sess) >= TLS1_3_VERSION ?
 		    "TLS 1.3 ticket" : SSL_SESSION_has_ticket(sess) ? "TLS 1.2 ticket" :
-		    "TLS 1.2 session id", SSL_SESSION_get_timeout(sess));
+		    "TLS 1.2 session id", kept);
 	return 0;	/* the cache keeps a copy, not this reference */
 }
 
@@ -429,8 +430,32 @@ verify_text(long err)
 	return X509_verify_cert_error_string(err);
 }
 
+static void record_failure(struct sc_tls_conn *c, int ret, const char *during);
+
+/*
+ * The connection failed (in its handshake, or after it: a TLS 1.3 server
+ * refuses the certificate at the first read): when it made the handshake
+ * others wait for, they fail with it rather than each ask the card again.
+ */
 void
 sc_tls_record_failure(struct sc_tls_conn *c, int ret, const char *during)
+{
+	struct sc_tls_sess_fail why;
+
+	record_failure(c, ret, during);
+	if (c->flight == 0)
+		return;
+	memset(&why, 0, sizeof(why));
+	why.kind = c->fail;
+	why.sign_err = c->signer.last_err;
+	snprintf(why.token, sizeof(why.token), "%s", c->choice.token);
+	snprintf(why.why, sizeof(why.why), "%s", c->err);
+	sc_tls_sessions_fail(c->o->sessions, c->flight, &why);
+	c->flight = 0;
+}
+
+static void
+record_failure(struct sc_tls_conn *c, int ret, const char *during)
 {
 	int e = SSL_get_error(c->ssl, ret), saved = errno;
 	char errs[384];
@@ -535,21 +560,30 @@ sc_tls_describe(const struct sc_tls_conn *c, char *buf, size_t len)
  * while another connection's handshake for it is in flight, this one waits
  * for its session rather than have the card sign in parallel.
  */
-static void
+static int
 offer_session(struct sc_tls_conn *c)
 {
+	struct sc_tls_sess_fail failed;
 	SSL_SESSION *sess;
 	int wait_ms = c->o->timeout_ms > 0 ? c->o->timeout_ms : 120000;
 
 	sess = sc_tls_sessions_get(c->o->sessions, c->host, c->port, c->o->cert_fp, &c->sess_id,
-	    &c->flight, wait_ms);
+	    &c->flight, wait_ms, &failed);
+	if (failed.kind != SC_TLS_OK) {
+		/* What the tunnel's answer (its 502 page) and the advice need of the failure. */
+		c->signer.last_err = failed.sign_err;
+		snprintf(c->choice.token, sizeof(c->choice.token), "%s", failed.token);
+		return sc_tls_fail(c, failed.kind, SC_ERR_TLS, "%s (the handshake this connection "
+		    "waited for; the card was not asked again)", failed.why);
+	}
 	if (sess == NULL)
-		return;
+		return SC_OK;
 	if (SSL_set_session(c->ssl, sess) != 1)
 		memset(&c->sess_id, 0, sizeof(c->sess_id));
 	else
 		sc_tls_note(c, "offering the kept session of certificate \"%s\"", c->sess_id.label);
 	SSL_SESSION_free(sess);
+	return SC_OK;
 }
 
 int
@@ -560,14 +594,12 @@ sc_tls_handshake(struct sc_tls_conn *c)
 
 	if ((r = setup_ctx(c)) != SC_OK)
 		return r;
-	if (keeps_sessions(c))
-		offer_session(c);
+	if (keeps_sessions(c) && (r = offer_session(c)) != SC_OK)
+		return r;
 	ERR_clear_error();
 	ret = SSL_connect(c->ssl);
 	if (ret != 1) {
 		sc_tls_record_failure(c, ret, "during the handshake");
-		sc_tls_sessions_end(c->o->sessions, c->flight);
-		c->flight = 0;
 		return SC_ERR_TLS;
 	}
 	c->handshake_done = 1;

@@ -186,7 +186,7 @@ void sc_tls_conn_free(struct sc_tls_conn *c);
 /*
  * The proxy for this connection, as curl chooses it: --proxy, else
  * https_proxy or HTTPS_PROXY, unless no_proxy (NO_PROXY) names the host
- * ("*", a name, or a domain suffix). 0 (c->via_proxy says whether one is
+ * ("*", a name, a domain suffix, or for an address an address or ADDR/BITS). 0 (c->via_proxy says whether one is
  * used), or SC_ERR_INVALID with c->err for a malformed proxy URL.
  */
 int sc_tls_proxy_choose(struct sc_tls_conn *c);

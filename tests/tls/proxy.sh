@@ -3,7 +3,8 @@
 # with credentials (percent-encoded in the URL, sent as Basic, never shown in
 # the output or the tunnel's log), https_proxy and no_proxy as curl reads
 # them, probe's `proxy` check after `tcp` (only when a proxy is used), and a
-# proxy that wants credentials that were not given. The proxy is a small
+# proxy that wants credentials that were not given, and proxies whose answer
+# never ends or carries raw control bytes. The proxy is a small
 # Python CONNECT relay that logs what it was asked.
 . "$TOP_SRCDIR/tests/testbed/testbed.sh"
 . "$TOP_SRCDIR/tests/tls/tls-common.sh"
@@ -15,8 +16,21 @@ NP=$(tb_port)
 tls_nginx main "$NP"
 
 cat >"$TB_DIR/proxy.py" <<-'PY'
-	import base64, socket, sys, threading
+	import base64, socket, sys, threading, time
 	port, log, need = int(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else ""
+	modef = sys.argv[4] if len(sys.argv) > 4 else None
+	def misbehave(c, mode):
+	    if mode == "endless":
+	        # a header line with no end, for 40 s at most
+	        c.sendall(b"HTTP/1.1 200 OK\r\nX-Pad: ")
+	        end = time.time() + 40
+	        while time.time() < end:
+	            c.sendall(b"a" * 4096)
+	    elif mode == "esc502":
+	        c.sendall(b"HTTP/1.1 502 Bad \xff\xfe\x1b[2J Gateway\r\n\r\n")
+	    elif mode == "esc200":
+	        c.sendall(b"HTTP/1.1 200 OK \x1b]0;owned\x07\r\n\r\n")
+	        time.sleep(1)
 	def pipe(a, b):
 	    try:
 	        while True:
@@ -39,6 +53,10 @@ cat >"$TB_DIR/proxy.py" <<-'PY'
 	        if l.lower().startswith("proxy-authorization: basic "):
 	            auth = base64.b64decode(l.split()[2]).decode()
 	    with open(log, "a") as f: f.write("%s auth=%s\n" % (lines[0], auth or "-"))
+	    if modef:
+	        try: misbehave(c, open(modef).read().strip())
+	        except OSError: pass
+	        return c.close()
 	    if need and auth != need:
 	        c.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"t\"\r\nContent-Length: 0\r\n\r\n")
 	        return c.close()
@@ -95,6 +113,27 @@ else
 	fail "https_proxy/no_proxy (rc=$rc, proxy lines $n0 $n1 $n2): $body / $body2"
 fi
 
+# no_proxy with addresses as curl reads it: an address block covers the
+# address, a name's suffix does not; a long list is read to its end.
+IPURL=https://127.0.0.1:$NP/
+long=$(printf 'host%d.example.org,' $(seq 120))localhost
+rc=0
+n0=$(wc -l <"$PLOG")
+https_proxy="http://u:p%40ss@127.0.0.1:$PP" no_proxy="10.0.0.0/8,127.0.0.0/8" \
+	"$SCAGENT" connect --cafile "$PKI/root.pem" "$IPURL" >/dev/null 2>&1 || rc=$?
+n1=$(wc -l <"$PLOG")
+https_proxy="http://u:p%40ss@127.0.0.1:$PP" no_proxy="0.0.1,.0.1" \
+	"$SCAGENT" connect --cafile "$PKI/root.pem" "$IPURL" >/dev/null 2>&1 || rc=$?
+n2=$(wc -l <"$PLOG")
+https_proxy="http://u:p%40ss@127.0.0.1:$PP" no_proxy="$long" \
+	"$SCAGENT" connect --cafile "$PKI/root.pem" "$URL" >/dev/null 2>&1 || rc=$?
+n3=$(wc -l <"$PLOG")
+if [ "$rc" = 0 ] && [ "$n1" = "$n0" ] && [ "$n2" = $((n1 + 1)) ] && [ "$n3" = "$n2" ]; then
+	pass "no_proxy: 127.0.0.0/8 covers 127.0.0.1, 0.0.1 does not, a ${#long}-byte list is read to its end"
+else
+	fail "no_proxy with addresses (rc=$rc, proxy lines $n0 $n1 $n2 $n3; want n0 n0 n0+1 n0+1)"
+fi
+
 # probe: a proxy check after tcp, only with a proxy.
 out=$TB_DIR/probe.json
 rc=0
@@ -123,6 +162,46 @@ then pass "probe through a proxy that wants credentials: proxy fails, the rest s
 else fail "probe 407 (rc=$rc)"; show "$out"; fi
 err=$TB_DIR/probe.err
 probe 0 "" "probe without a proxy has no proxy check" "$URL" --cafile "$PKI/root.pem"
+
+# A proxy that misbehaves (proxy.py with a mode file, read per connection):
+# its answer to CONNECT never ends, or carries bytes a terminal or JSON must
+# not get raw.
+BP=$(tb_port)
+echo endless >"$TB_DIR/badproxy.mode"
+python3 "$TB_DIR/proxy.py" "$BP" "$TB_DIR/badproxy.log" "" "$TB_DIR/badproxy.mode" &
+tb_track_pid $!
+wait_port "$BP" || bail_out "the misbehaving proxy did not start"
+rc=0
+timeout 20 "$SCAGENT" connect --cafile "$PKI/root.pem" --proxy "http://u:p%40ss@127.0.0.1:$BP" "$URL" \
+	>/dev/null 2>"$TB_DIR/c3.err" || rc=$?
+if [ "$rc" = 1 ] && grep -q "more than 16384 bytes of header" "$TB_DIR/c3.err" &&
+	! grep -qE 'p%40ss|p@ss' "$TB_DIR/c3.err"; then
+	pass "a proxy whose answer never ends: connect fails at once with one line (no hang)"
+else
+	fail "endless proxy answer (rc=$rc; 124 is a hang)"; show "$TB_DIR/c3.err"
+fi
+echo esc502 >"$TB_DIR/badproxy.mode"
+rc=0
+"$SCAGENT" probe --json --cafile "$PKI/root.pem" --proxy "http://u:p%40ss@127.0.0.1:$BP" "$URL" \
+	>"$out" 2>&1 || rc=$?
+if [ "$rc" = 1 ] && ! grep -q $'\x1b' "$out" && python3 - "$out" <<-'PY'
+	import json, sys
+	d = json.load(open(sys.argv[1], encoding="utf-8"))
+	p = [c for c in d["checks"] if c["id"] == "proxy"][0]
+	assert p["status"] == "fail" and "502 Bad" in p["detail"] and "Gateway" in p["detail"], p
+	assert "p@ss" not in json.dumps(d)
+PY
+then pass "probe --json through a proxy answering 502 with raw bytes: valid UTF-8 JSON, no escape byte"
+else fail "probe, 502 with raw bytes (rc=$rc)"; show "$out"; fi
+echo esc200 >"$TB_DIR/badproxy.mode"
+"$SCAGENT" -v connect --cafile "$PKI/root.pem" --proxy "http://127.0.0.1:$BP" "$URL" \
+	>/dev/null 2>"$TB_DIR/c4.err" || true
+if grep -q "connected us to localhost:$NP (HTTP/1.1 200 OK" "$TB_DIR/c4.err" &&
+	! grep -q $'\x1b' "$TB_DIR/c4.err" && ! grep -q $'\x07' "$TB_DIR/c4.err"; then
+	pass "connect -v: the proxy's status line is shown without its control bytes"
+else
+	fail "the proxy's status line reaches the terminal raw"; show "$TB_DIR/c4.err"
+fi
 
 # tunnel --proxy: the log names the proxy without its credentials.
 LP=$(tb_port)
