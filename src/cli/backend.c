@@ -20,33 +20,14 @@
 #include "proto/proto.h"
 #include "token/pcsc.h"
 
-/*
- * One line: prefix, then the formatted text escaped for the terminal (it
- * may hold labels, names and server text: see docs/INTERFACE.md), newline.
- */
-static void
-vsay(FILE *fp, const char *prefix, const char *fmt, va_list ap)
-{
-	char *msg = NULL, *e = NULL;
-	int n;
-
-	if ((n = vasprintf(&msg, fmt, ap)) < 0) {
-		msg = NULL;
-		n = 0;
-	}
-	e = msg != NULL ? sc_term_escape(msg, (size_t)n, sc_term_utf8()) : NULL;
-	fprintf(fp, "%s%s\n", prefix, e != NULL ? e : "(out of memory)");
-	free(e);
-	free(msg);
-}
-
+/* Each line: a prefix, then the text escaped for the terminal (common/text.h). */
 void
 cli_say(FILE *fp, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsay(fp, "", fmt, ap);
+	sc_term_vsay(fp, "", fmt, ap);
 	va_end(ap);
 }
 
@@ -56,7 +37,7 @@ cli_err(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsay(stderr, "scagent: ", fmt, ap);
+	sc_term_vsay(stderr, "scagent: ", fmt, ap);
 	va_end(ap);
 }
 
@@ -68,7 +49,7 @@ cli_verbose(struct cli *c, const char *fmt, ...)
 	if (!c->verbose)
 		return;
 	va_start(ap, fmt);
-	vsay(stderr, "scagent: ", fmt, ap);
+	sc_term_vsay(stderr, "scagent: ", fmt, ap);
 	va_end(ap);
 }
 

@@ -1,6 +1,8 @@
 /*
  * scagent probe --exchange HOST: the sweep of the virtual directories
- * (tls/exchange.c) printed as one table, or JSON (INTERFACE.md).
+ * (tls/exchange.c) printed as one table, or JSON (INTERFACE.md). The
+ * server's words (names, HTTP reasons, in detail and advice) may be any
+ * bytes: JSON gets them as valid UTF-8 (common/text.h).
  */
 #include "config.h"
 #include <stdio.h>
@@ -10,6 +12,7 @@
 #include "cli/cli.h"
 #include "cli/exchange.h"
 #include "common/err.h"
+#include "common/text.h"
 #include "tls/exchange.h"
 
 static void
@@ -20,10 +23,10 @@ print_json(const struct sc_exchange *sw, const struct sc_exchange_endpoint *ep, 
 
 	snprintf(hp, sizeof(hp), "%s%s%s", sw->host, strcmp(sw->port, "443") ? ":" : "",
 	    strcmp(sw->port, "443") ? sw->port : "");
-	json_object_object_add(o, "host", json_object_new_string(hp));
+	json_object_object_add(o, "host", sc_json_new_text(hp));
 	for (int i = 0; i < n; i++) {
 		json_object *e = json_object_new_object();
-		json_object_object_add(e, "path", json_object_new_string(ep[i].path));
+		json_object_object_add(e, "path", sc_json_new_text(ep[i].path));
 		json_object_object_add(e, "client_cert", json_object_new_string(ep[i].client_cert));
 		json_object_object_add(e, "requested", json_object_new_string(ep[i].requested));
 		json_object_object_add(e, "status_without_cert",
@@ -33,24 +36,24 @@ print_json(const struct sc_exchange *sw, const struct sc_exchange_endpoint *ep, 
 		json_object_object_add(e, "result", json_object_new_string(ep[i].result));
 		if (ep[i].code[0])
 			json_object_object_add(e, "code", json_object_new_string(ep[i].code));
-		json_object_object_add(e, "advice", json_object_new_string(ep[i].advice));
+		json_object_object_add(e, "advice", sc_json_new_text(ep[i].advice));
 		json_object_array_add(arr, e);
 	}
 	json_object_object_add(o, "endpoints", arr);
 	if (sw->sv.checked) {
 		sv = json_object_new_object();
-		json_object_object_add(sv, "tls", json_object_new_string(sw->sv.desc));
+		json_object_object_add(sv, "tls", sc_json_new_text(sw->sv.desc));
 		json_object_object_add(sv, "server_chain", json_object_new_string(sw->sv.chain.status));
 		if (sw->sv.chain.code[0])
 			json_object_object_add(sv, "code", json_object_new_string(sw->sv.chain.code));
-		json_object_object_add(sv, "detail", json_object_new_string(sw->sv.chain.detail));
+		json_object_object_add(sv, "detail", sc_json_new_text(sw->sv.chain.detail));
 		if (sw->sv.chain.advice[0] && strcmp(sw->sv.chain.status, "pass") != 0)
-			json_object_object_add(sv, "advice", json_object_new_string(sw->sv.chain.advice));
+			json_object_object_add(sv, "advice", sc_json_new_text(sw->sv.chain.advice));
 		json_object_object_add(sv, "server_name", json_object_new_string(sw->sv.name.status));
 		if (strcmp(sw->sv.name.status, "fail") == 0)
-			json_object_object_add(sv, "name_detail", json_object_new_string(sw->sv.name.detail));
+			json_object_object_add(sv, "name_detail", sc_json_new_text(sw->sv.name.detail));
 		if (sw->sv.principal[0])
-			json_object_object_add(sv, "principal", json_object_new_string(sw->sv.principal));
+			json_object_object_add(sv, "principal", sc_json_new_text(sw->sv.principal));
 		json_object_object_add(o, "server", sv);
 	}
 	json_object_object_add(o, "signatures", json_object_new_int(sw->signatures));

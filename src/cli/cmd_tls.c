@@ -421,7 +421,7 @@ print_checks(const char *url, const struct sc_probe_check *k, int json)
 		failed |= strcmp(k[i].status, "fail") == 0;
 	if (json) {
 		json_object *o = json_object_new_object(), *arr = json_object_new_array();
-		json_object_object_add(o, "url", json_object_new_string(url));
+		json_object_object_add(o, "url", sc_json_new_text(url));
 		json_object_object_add(o, "result", json_object_new_string(failed ? "fail" : "pass"));
 		for (int i = 0; i < SC_PROBE_COUNT; i++) {
 			json_object *e;
@@ -430,11 +430,11 @@ print_checks(const char *url, const struct sc_probe_check *k, int json)
 			e = json_object_new_object();
 			json_object_object_add(e, "id", json_object_new_string(sc_probe_check_ids[i]));
 			json_object_object_add(e, "status", json_object_new_string(k[i].status));
-			json_object_object_add(e, "detail", json_object_new_string(k[i].detail));
+			json_object_object_add(e, "detail", sc_json_new_text(k[i].detail));
 			if (k[i].code != NULL)
 				json_object_object_add(e, "code", json_object_new_string(k[i].code));
 			if (strcmp(k[i].status, "pass") != 0 && k[i].advice[0])
-				json_object_object_add(e, "advice", json_object_new_string(k[i].advice));
+				json_object_object_add(e, "advice", sc_json_new_text(k[i].advice));
 			if (k[i].extra != NULL && i == SC_PROBE_CHAIN)
 				json_object_object_add(e, "chain", json_object_get(k[i].extra));
 			if (k[i].resumption != 0)

@@ -79,6 +79,25 @@ ends_of(int fd, struct ends *e)
 	return SC_OK;
 }
 
+/*
+ * Whether an address of a sock_diag answer is a (alen bytes of e's form). An
+ * IPv6 socket connected to an IPv4 address is found by the IPv4 lookup but
+ * answers as IPv6, with the address IPv4-mapped (::ffff:a.b.c.d).
+ */
+static int
+same_addr(const struct inet_diag_msg *m, const __be32 got[4], const struct in6_addr *a, size_t alen)
+{
+	struct in6_addr mapped;
+
+	if (alen == 4 && m->idiag_family == AF_INET6) {
+		memset(&mapped, 0, sizeof(mapped));
+		mapped.s6_addr[10] = mapped.s6_addr[11] = 0xff;
+		memcpy(mapped.s6_addr + 12, a->s6_addr, 4);
+		return memcmp(got, mapped.s6_addr, 16) == 0;
+	}
+	return memcmp(got, a->s6_addr, alen) == 0;
+}
+
 int
 sc_peer_uid_diag(int fd, uid_t *uid)
 {
@@ -136,8 +155,8 @@ sc_peer_uid_diag(int fd, uid_t *uid)
 			const struct inet_diag_msg *m = NLMSG_DATA(h);
 			/* The kernel answers for exactly these ends; check anyway. */
 			if (m->id.idiag_sport != e.peer_port || m->id.idiag_dport != e.self_port ||
-			    memcmp(m->id.idiag_src, e.peer.s6_addr, alen) != 0 ||
-			    memcmp(m->id.idiag_dst, e.self.s6_addr, alen) != 0)
+			    !same_addr(m, m->id.idiag_src, &e.peer, alen) ||
+			    !same_addr(m, m->id.idiag_dst, &e.self, alen))
 				continue;
 			/*
 			 * No inode: no process holds the socket any more (closed, or a

@@ -238,6 +238,21 @@ sc_term_escape(const char *s, size_t len, int utf8)
 	return d;
 }
 
+void
+sc_term_vsay(FILE *fp, const char *prefix, const char *fmt, va_list ap)
+{
+	char *msg = NULL, *e = NULL;
+	int n;
+
+	if ((n = vasprintf(&msg, fmt, ap)) < 0)
+		msg = NULL;
+	else
+		e = sc_term_escape(msg, (size_t)n, sc_term_utf8());
+	fprintf(fp, "%s%s\n", prefix != NULL ? prefix : "", e != NULL ? e : "(out of memory)");
+	free(e);
+	free(msg);
+}
+
 /* One string value escaped in place; raw (len bytes) is what it stands for. */
 static int
 escape_value(json_object *v, const char *raw, size_t len, int utf8)

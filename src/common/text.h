@@ -6,7 +6,9 @@
 #ifndef SC_TEXT_H
 #define SC_TEXT_H
 
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <json-c/json.h>
 
@@ -46,6 +48,13 @@ int sc_term_utf8(void);
  * everything non-ASCII when utf8 is 0. Caller frees; NULL when out of memory.
  */
 char *sc_term_escape(const char *p, size_t len, int utf8);
+/*
+ * One line on fp with a single fprintf (lines of threads do not mix): prefix
+ * as it is, then fmt's text escaped with sc_term_escape (it may quote labels,
+ * names and what servers and proxies said), then a newline.
+ */
+void sc_term_vsay(FILE *fp, const char *prefix, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 /*
  * Every string in the tree o made safe for a terminal with sc_term_escape,
  * in place. A string member K with a sibling K_hex (sc_json_add_text) is

@@ -33,10 +33,18 @@
 
 /* ---------------------------------------------------------------- HTTP */
 
+/*
+ * The most a response's status lines, headers and trailers may take, 1xx
+ * answers included (curl allows 300 KB): a server that sends headers or
+ * "100 Continue" without end is cut off, not kept in memory or waited on.
+ */
+#define MAX_HEAD (256 * 1024)
+
 struct rbuf {
 	struct sc_tls_conn *c;
 	unsigned char buf[16384];
 	size_t pos, len;
+	size_t headbytes;		/* of MAX_HEAD, taken so far */
 	int eof;
 };
 
@@ -208,6 +216,24 @@ send_request(struct sc_tls_conn *c, const char *method, const char *path,
 	return r;
 }
 
+/* One line of the head (status, header, trailer), counted against MAX_HEAD. */
+static int
+rhead(struct rbuf *rb, char *out, size_t outlen, int *eof)
+{
+	int r = rline(rb, out, outlen, eof);
+
+	if (r == SC_ERR_TOO_LARGE && rb->c->fail == SC_TLS_OK)
+		return sc_tls_fail(rb->c, SC_TLS_E_IO, r, "a line of the server's HTTP headers is over "
+		    "the %zu-byte limit", outlen - 1);
+	if (r != SC_OK)
+		return r;
+	rb->headbytes += strlen(out) + 2;
+	if (rb->headbytes > MAX_HEAD)
+		return sc_tls_fail(rb->c, SC_TLS_E_IO, SC_ERR_TOO_LARGE, "the server's HTTP headers "
+		    "are over the %d-byte limit", MAX_HEAD);
+	return SC_OK;
+}
+
 /* The server closed before the status line: why, after this connection's story. */
 static void
 closed_without_answer(struct sc_tls_conn *c)
@@ -241,7 +267,7 @@ read_head(struct rbuf *rb, struct sc_http_resp *resp, long long *clen, int *chun
 	int r, eof;
 
 	for (;;) {
-		if ((r = rline(rb, line, sizeof(line), &eof)) != SC_OK)
+		if ((r = rhead(rb, line, sizeof(line), &eof)) != SC_OK)
 			return r;
 		if (eof) {
 			closed_without_answer(c);
@@ -256,15 +282,17 @@ read_head(struct rbuf *rb, struct sc_http_resp *resp, long long *clen, int *chun
 		free(resp->head);
 		resp->head = NULL;
 		resp->headlen = 0;
-		head_append(resp, line);
+		if ((r = head_append(resp, line)) != SC_OK)
+			return sc_tls_fail(c, SC_TLS_E_IO, r, "out of memory");
 		for (;;) {
-			if ((r = rline(rb, line, sizeof(line), &eof)) != SC_OK)
+			if ((r = rhead(rb, line, sizeof(line), &eof)) != SC_OK)
 				return r;
 			if (eof)
 				return sc_tls_fail(c, SC_TLS_E_IO, SC_ERR_PROTOCOL, "the server closed the connection in the headers");
 			if (line[0] == '\0')
 				break;
-			head_append(resp, line);
+			if ((r = head_append(resp, line)) != SC_OK)
+				return sc_tls_fail(c, SC_TLS_E_IO, r, "out of memory");
 			if (strncasecmp(line, "Content-Length:", 15) == 0)
 				*clen = strtoll(line + 15, NULL, 10);
 			else if (strncasecmp(line, "Transfer-Encoding:", 18) == 0 && strcasestr(line + 18, "chunked"))
@@ -298,7 +326,7 @@ read_chunked(struct rbuf *rb, struct sc_http_resp *resp, size_t maxbody)
 		if (n == 0) {
 			/* trailers up to the empty line */
 			do {
-				if ((r = rline(rb, line, sizeof(line), &eof)) != SC_OK)
+				if ((r = rhead(rb, line, sizeof(line), &eof)) != SC_OK)
 					return r;
 			} while (!eof && line[0] != '\0');
 			return SC_OK;

@@ -30,6 +30,7 @@
 #include <openssl/x509v3.h>
 #include "cert/certinfo.h"
 #include "common/err.h"
+#include "common/text.h"
 #include "common/util.h"
 #include "tls/probe-diag.h"
 #include "tls/tlsclient.h"
@@ -37,32 +38,36 @@
 
 /* ---------------------------------------------------------------- helpers */
 
+/*
+ * -v notes quote labels, certificate names and what servers and proxies
+ * said: escaped for the terminal as every other line (common/text.h).
+ */
 void
 sc_tls_note(const struct sc_tls_conn *c, const char *fmt, ...)
 {
+	char prefix[80];
 	va_list ap;
 
 	if (c == NULL || c->o == NULL || !c->o->verbose)
 		return;
-	fprintf(stderr, "scagent: %s", c->logprefix);
+	snprintf(prefix, sizeof(prefix), "scagent: %s", c->logprefix);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	sc_term_vsay(stderr, prefix, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 void
 sc_tls_note_prefix(int verbose, const char *prefix, const char *fmt, ...)
 {
+	char pre[80];
 	va_list ap;
 
 	if (!verbose)
 		return;
-	fprintf(stderr, "scagent: %s", prefix ? prefix : "");
+	snprintf(pre, sizeof(pre), "scagent: %s", prefix ? prefix : "");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	sc_term_vsay(stderr, pre, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 int

@@ -91,25 +91,17 @@ static void tlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void
 tlog(const char *fmt, ...)
 {
-	char ts[32], *msg = NULL, *e = NULL;
+	char ts[32], prefix[64];
 	time_t now = time(NULL);
 	struct tm tm;
 	va_list ap;
-	int n;
 
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", localtime_r(&now, &tm));
+	snprintf(prefix, sizeof(prefix), "%s scagent tunnel: ", ts);
+	/* Peers' and servers' words are escaped for the terminal; one line, one fprintf (text.h). */
 	va_start(ap, fmt);
-	n = vasprintf(&msg, fmt, ap);
+	sc_term_vsay(stderr, prefix, fmt, ap);
 	va_end(ap);
-	/* Peers' and servers' words are escaped for the terminal (text.h). */
-	if (n >= 0)
-		e = sc_term_escape(msg, (size_t)n, sc_term_utf8());
-	else
-		msg = NULL;
-	/* One fprintf: lines of concurrent connections do not mix. */
-	fprintf(stderr, "%s scagent tunnel: %s\n", ts, e != NULL ? e : "(out of memory)");
-	free(e);
-	free(msg);
 }
 
 #define RELAY_BUF 16384
@@ -320,7 +312,7 @@ client_speaks_http(int fd)
 static void
 tunnel_not_logged_in(struct tconn *tc, const char *token)
 {
-	char body[300], resp[600], drain[4096];
+	char body[300], resp[600], drain[4096], *shown = NULL;
 	struct pollfd p = { tc->fd, POLLIN, 0 };
 	int blen, rlen;
 
@@ -331,8 +323,11 @@ tunnel_not_logged_in(struct tconn *tc, const char *token)
 		    "`scagent login --token %s`", tc->id, token, token);
 		return;
 	}
+	/* The label is the token's: the page (which curl prints) gets it escaped, as the terminal would. */
+	shown = sc_term_escape(token, strlen(token), 1);
 	blen = snprintf(body, sizeof(body), "scagent tunnel: the card is not logged in: log in "
-	    "with `scagent login --token %s`\n", token);
+	    "with `scagent login --token %s`\n", shown != NULL ? shown : "LABEL");
+	free(shown);
 	rlen = snprintf(resp, sizeof(resp), "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; "
 	    "charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", blen, body);
 	if (blen > 0 && rlen > 0 && (size_t)rlen < sizeof(resp))

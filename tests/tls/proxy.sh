@@ -5,7 +5,7 @@
 # them, probe's `proxy` check after `tcp` (only when a proxy is used), and a
 # proxy that wants credentials that were not given, and proxies whose answer
 # never ends or carries raw control bytes. The proxy is a small
-# Python CONNECT relay that logs what it was asked.
+# Python CONNECT relay that logs what it was asked (tls_proxy_py).
 . "$TOP_SRCDIR/tests/testbed/testbed.sh"
 . "$TOP_SRCDIR/tests/tls/tls-common.sh"
 _tb_need curl python3
@@ -15,62 +15,7 @@ PKI=$TB_DIR/pki
 NP=$(tb_port)
 tls_nginx main "$NP"
 
-cat >"$TB_DIR/proxy.py" <<-'PY'
-	import base64, socket, sys, threading, time
-	port, log, need = int(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else ""
-	modef = sys.argv[4] if len(sys.argv) > 4 else None
-	def misbehave(c, mode):
-	    if mode == "endless":
-	        # a header line with no end, for 40 s at most
-	        c.sendall(b"HTTP/1.1 200 OK\r\nX-Pad: ")
-	        end = time.time() + 40
-	        while time.time() < end:
-	            c.sendall(b"a" * 4096)
-	    elif mode == "esc502":
-	        c.sendall(b"HTTP/1.1 502 Bad \xff\xfe\x1b[2J Gateway\r\n\r\n")
-	    elif mode == "esc200":
-	        c.sendall(b"HTTP/1.1 200 OK \x1b]0;owned\x07\r\n\r\n")
-	        time.sleep(1)
-	def pipe(a, b):
-	    try:
-	        while True:
-	            d = a.recv(65536)
-	            if not d: break
-	            b.sendall(d)
-	    except OSError: pass
-	    finally:
-	        try: b.shutdown(socket.SHUT_WR)
-	        except OSError: pass
-	def serve(c):
-	    head = b""
-	    while b"\r\n\r\n" not in head:
-	        d = c.recv(1)
-	        if not d: return c.close()
-	        head += d
-	    lines = head.decode().split("\r\n")
-	    auth = ""
-	    for l in lines[1:]:
-	        if l.lower().startswith("proxy-authorization: basic "):
-	            auth = base64.b64decode(l.split()[2]).decode()
-	    with open(log, "a") as f: f.write("%s auth=%s\n" % (lines[0], auth or "-"))
-	    if modef:
-	        try: misbehave(c, open(modef).read().strip())
-	        except OSError: pass
-	        return c.close()
-	    if need and auth != need:
-	        c.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"t\"\r\nContent-Length: 0\r\n\r\n")
-	        return c.close()
-	    host, _, p = lines[0].split()[1].rpartition(":")
-	    u = socket.create_connection((host.strip("[]"), int(p)))
-	    c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-	    threading.Thread(target=pipe, args=(u, c), daemon=True).start()
-	    pipe(c, u)
-	s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-	s.bind(("127.0.0.1", port)); s.listen(16)
-	while True:
-	    c, _ = s.accept()
-	    threading.Thread(target=serve, args=(c,), daemon=True).start()
-PY
+tls_proxy_py
 PP=$(tb_port)
 PLOG=$TB_DIR/proxy.log
 : >"$PLOG"
@@ -168,7 +113,7 @@ probe 0 "" "probe without a proxy has no proxy check" "$URL" --cafile "$PKI/root
 # not get raw.
 BP=$(tb_port)
 echo endless >"$TB_DIR/badproxy.mode"
-python3 "$TB_DIR/proxy.py" "$BP" "$TB_DIR/badproxy.log" "" "$TB_DIR/badproxy.mode" &
+python3 "$TB_DIR/proxy.py" "$BP" "$TB_DIR/badproxy.log" "" "" "$TB_DIR/badproxy.mode" &
 tb_track_pid $!
 wait_port "$BP" || bail_out "the misbehaving proxy did not start"
 rc=0

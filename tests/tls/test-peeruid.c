@@ -1,7 +1,8 @@
 /*
  * common/peeruid: the uid owning the other end of a loopback TCP connection,
- * by sock_diag netlink and by /proc/net/tcp[6], over IPv4 and IPv6, for a
- * client of this uid and one of another uid (argv[1], needs root). TAP.
+ * by sock_diag netlink and by /proc/net/tcp[6], over IPv4 and IPv6 (and an
+ * IPv6 client of an IPv4 listener, ::ffff:127.0.0.1), for a client of this
+ * uid and one of another uid (argv[1], needs root). TAP.
  */
 #include "config.h"
 #include <arpa/inet.h>
@@ -54,21 +55,51 @@ listener(int family, struct sockaddr_storage *sa, socklen_t *sl)
 	return fd;
 }
 
-/* Connect to sa as uid (fork when it is not ours), accept, look the peer up both ways. */
-static void
-one(int family, uid_t as)
+/*
+ * The address a client connects to: sa itself, or with mapped (sa IPv4) the
+ * same as ::ffff:a.b.c.d for an IPv6 socket. Its family.
+ */
+static int
+client_addr(const struct sockaddr_storage *sa, socklen_t sl, int mapped,
+    struct sockaddr_storage *ca, socklen_t *cl)
 {
-	struct sockaddr_storage sa;
-	socklen_t sl;
-	int lfd = listener(family, &sa, &sl), cfd = -1, afd, p[2];
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ca;
+
+	*ca = *sa;
+	*cl = sl;
+	if (!mapped)
+		return sa->ss_family;
+	memset(ca, 0, sizeof(*ca));
+	s6->sin6_family = AF_INET6;
+	s6->sin6_port = s4->sin_port;
+	s6->sin6_addr.s6_addr[10] = s6->sin6_addr.s6_addr[11] = 0xff;
+	memcpy(s6->sin6_addr.s6_addr + 12, &s4->sin_addr, 4);
+	*cl = sizeof(*s6);
+	return AF_INET6;
+}
+
+/*
+ * Connect to sa as uid (fork when it is not ours), accept, look the peer up
+ * both ways. mapped: an IPv6 client of an IPv4 listener.
+ */
+static void
+one(int family, uid_t as, int mapped)
+{
+	struct sockaddr_storage sa, ca;
+	socklen_t sl, cl;
+	int lfd = listener(family, &sa, &sl), cfd = -1, afd, p[2], cfam;
 	pid_t child = -1;
 	uid_t u1 = (uid_t)-1, u2 = (uid_t)-1;
 	int r1, r2;
 	char what[160], c;
+	const char *fam = mapped ? "IPv6 client of IPv4 (::ffff:127.0.0.1)" :
+	    family == AF_INET ? "IPv4" : "IPv6";
 
+	cfam = client_addr(&sa, sl, mapped, &ca, &cl);
 	if (as == getuid()) {
-		cfd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (cfd < 0 || connect(cfd, (struct sockaddr *)&sa, sl) < 0) {
+		cfd = socket(cfam, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (cfd < 0 || connect(cfd, (struct sockaddr *)&ca, cl) < 0) {
 			perror("connect");
 			exit(99);
 		}
@@ -80,8 +111,8 @@ one(int family, uid_t as)
 			close(p[1]);
 			if (setgroups(0, NULL) < 0 || setgid(as) < 0 || setuid(as) < 0)
 				_exit(98);
-			s = socket(family, SOCK_STREAM, 0);
-			if (s < 0 || connect(s, (struct sockaddr *)&sa, sl) < 0)
+			s = socket(cfam, SOCK_STREAM, 0);
+			if (s < 0 || connect(s, (struct sockaddr *)&ca, cl) < 0)
 				_exit(97);
 			(void)!read(p[0], &c, 1);	/* keep the connection until the parent is done */
 			_exit(0);
@@ -94,11 +125,9 @@ one(int family, uid_t as)
 	}
 	r1 = sc_peer_uid_diag(afd, &u1);
 	r2 = sc_peer_uid_proc(afd, &u2);
-	snprintf(what, sizeof(what), "%s, client uid %lu: sock_diag finds it",
-	    family == AF_INET ? "IPv4" : "IPv6", (unsigned long)as);
+	snprintf(what, sizeof(what), "%s, client uid %lu: sock_diag finds it", fam, (unsigned long)as);
 	ok(r1 == SC_OK && u1 == as, what, r1 == SC_OK ? (long)u1 : r1);
-	snprintf(what, sizeof(what), "%s, client uid %lu: /proc/net finds it",
-	    family == AF_INET ? "IPv4" : "IPv6", (unsigned long)as);
+	snprintf(what, sizeof(what), "%s, client uid %lu: /proc/net finds it", fam, (unsigned long)as);
 	ok(r2 == SC_OK && u2 == as, what, r2 == SC_OK ? (long)u2 : r2);
 	close(afd);
 	if (cfd >= 0)
@@ -154,11 +183,13 @@ main(int argc, char **argv)
 	int sv[2];
 	uid_t u;
 
-	one(AF_INET, getuid());
-	one(AF_INET6, getuid());
+	one(AF_INET, getuid(), 0);
+	one(AF_INET6, getuid(), 0);
+	one(AF_INET, getuid(), 1);
 	if (getuid() == 0) {
-		one(AF_INET, other);
-		one(AF_INET6, other);
+		one(AF_INET, other, 0);
+		one(AF_INET6, other, 0);
+		one(AF_INET, other, 1);
 	}
 	closed(AF_INET);
 	closed(AF_INET6);
