@@ -318,11 +318,12 @@ client_main(void *arg)
 			reply_err(c, -1, SC_ERR_TIMEOUT, msg);
 			break;
 		}
+		/* Checked whatever came: a client that trickles a byte a second is never idle. */
+		if (partial_since && now - partial_since > c->srv->o.request_timeout_ms) {
+			sc_info("client pid %ld: request not completed in time, disconnected", (long)c->pid);
+			break;
+		}
 		if (n <= 0) {
-			if (partial_since && now - partial_since > c->srv->o.request_timeout_ms) {
-				sc_info("client pid %ld: request not completed in time, disconnected", (long)c->pid);
-				break;
-			}
 			/* A worker's connections are the agent's: they last as long as its clients. */
 			if (!c->watching && !c->srv->o.worker && now - last > CLIENT_IDLE_MS)
 				break;
