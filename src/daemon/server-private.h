@@ -113,6 +113,7 @@ struct sc_server {
 	struct sc_store *st;
 	struct sc_server_opts o;
 	int lfd;
+	int spare_fd;			/* /dev/null, given up to answer a newcomer when no fd is left */
 	int stop_pipe[2];
 	volatile sig_atomic_t stopping;
 	/*

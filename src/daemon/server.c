@@ -318,11 +318,12 @@ client_main(void *arg)
 			reply_err(c, -1, SC_ERR_TIMEOUT, msg);
 			break;
 		}
+		/* Checked whatever came: a client that trickles a byte a second is never idle. */
+		if (partial_since && now - partial_since > c->srv->o.request_timeout_ms) {
+			sc_info("client pid %ld: request not completed in time, disconnected", (long)c->pid);
+			break;
+		}
 		if (n <= 0) {
-			if (partial_since && now - partial_since > c->srv->o.request_timeout_ms) {
-				sc_info("client pid %ld: request not completed in time, disconnected", (long)c->pid);
-				break;
-			}
 			/* A worker's connections are the agent's: they last as long as its clients. */
 			if (!c->watching && !c->srv->o.worker && now - last > CLIENT_IDLE_MS)
 				break;
@@ -373,21 +374,18 @@ out:
 }
 
 /*
- * Every client slot is taken: tell the newcomer why before closing, so that
- * it says "busy" and not "no agent". One line that fits any socket buffer,
- * written without waiting; the connection has sent nothing yet, so the
- * answer's id is null.
+ * The newcomer on fd cannot be served (why says so): tell it before closing,
+ * so that it says "busy" and not "no agent". One line that fits any socket
+ * buffer, written without waiting; the connection has sent nothing yet, so
+ * the answer's id is null.
  */
 static void
-refuse_busy(struct sc_server *srv, int fd, pid_t pid)
+refuse_busy(int fd, pid_t pid, const char *why)
 {
-	char msg[200], *line;
+	char *line;
 	size_t len = 0;
 
-	snprintf(msg, sizeof(msg), "the agent is serving %d clients, its maximum: try again later, "
-	    "or raise scagentd --max-clients", srv->o.max_clients);
-	sc_warn("refused a connection from pid %ld: %d clients already", (long)pid, srv->o.max_clients);
-	if ((line = sc_proto_error(-1, SC_ERR_BUSY, msg, &len)) != NULL &&
+	if ((line = sc_proto_error(-1, SC_ERR_BUSY, why, &len)) != NULL &&
 	    send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		sc_debug("could not tell pid %ld the agent is busy: %s", (long)pid, strerror(errno));
 	free(line);
@@ -420,8 +418,14 @@ peer_ident(struct sc_server *srv, int fd, struct sc_client_ident *id, char *exe,
 	}
 	pthread_mutex_lock(&srv->lock);
 	if (srv->nclients >= srv->o.max_clients) {
+		char msg[200];
+
 		pthread_mutex_unlock(&srv->lock);
-		refuse_busy(srv, fd, cred.pid);
+		snprintf(msg, sizeof(msg), "the agent is serving %d clients, its maximum: try again "
+		    "later, or raise scagentd --max-clients", srv->o.max_clients);
+		sc_warn("refused a connection from pid %ld: %d clients already", (long)cred.pid,
+		    srv->o.max_clients);
+		refuse_busy(fd, cred.pid, msg);
 		return SC_ERR_BUSY;
 	}
 	pthread_mutex_unlock(&srv->lock);
@@ -482,13 +486,50 @@ sc_server_add_client(struct sc_server *srv, int fd, const struct sc_client_ident
 	return r;
 }
 
+/*
+ * No file descriptor is left (RLIMIT_NOFILE; clients, their connections to
+ * the workers): the newcomer waits in the listening socket's queue, which
+ * stays readable, so poll() would return at once for ever. The spare fd is
+ * given up for a moment to take the newcomer and tell it "busy"; without a
+ * spare, accepting pauses briefly rather than spin.
+ */
+static void
+accept_no_fd(struct sc_server *srv, int err)
+{
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	char msg[256];
+	int fd = -1;
+
+	if (srv->spare_fd >= 0) {
+		close(srv->spare_fd);
+		fd = accept4(srv->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0 && (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 ||
+		    (cred.uid != getuid() && cred.uid != 0)))
+			close(fd);	/* not the agent's user: told nothing */
+		else if (fd >= 0) {
+			snprintf(msg, sizeof(msg), "the agent has no file descriptor left for a new "
+			    "connection (%s): try again when fewer clients are connected, or raise its "
+			    "limit of open files (ulimit -n, LimitNOFILE=)", strerror(err));
+			sc_warn("refused a connection: %s", strerror(err));
+			refuse_busy(fd, cred.pid, msg);
+		}
+		srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	if (fd < 0)
+		poll(NULL, 0, 100);
+}
+
 static void
 accept_client(struct sc_server *srv)
 {
 	int fd;
 
-	if ((fd = accept4(srv->lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
+	if ((fd = accept4(srv->lfd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
+		if (errno == EMFILE || errno == ENFILE)
+			accept_no_fd(srv, errno);
 		return;
+	}
 	sc_server_add_client(srv, fd, NULL);
 }
 
@@ -509,6 +550,7 @@ sc_server_new(struct sc_store *st, int listen_fd, const struct sc_server_opts *o
 	if (srv->o.max_clients <= 0)
 		srv->o.max_clients = MAX_CLIENTS;
 	srv->lfd = listen_fd;
+	srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	srv->started = sc_now_ms();
 	srv->fatal_base = sc_ckr_fatal_count();
 	monitor_init(srv);
@@ -516,6 +558,8 @@ sc_server_new(struct sc_store *st, int listen_fd, const struct sc_server_opts *o
 	pthread_mutex_init(&srv->lock, NULL);
 	pthread_cond_init(&srv->cond, NULL);
 	if (pipe2(srv->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		if (srv->spare_fd >= 0)
+			close(srv->spare_fd);
 		free(srv);
 		return NULL;
 	}
@@ -599,6 +643,8 @@ sc_server_free(struct sc_server *srv)
 	desktop_stop(srv);
 	close(srv->stop_pipe[0]);
 	close(srv->stop_pipe[1]);
+	if (srv->spare_fd >= 0)
+		close(srv->spare_fd);
 	audit_close(srv);
 	sc_pcsc_free(srv->pcsc);
 	pthread_mutex_destroy(&srv->lock);

@@ -4,6 +4,7 @@
  * refresh, and logging every token out. Each takes sup->lock for its look.
  */
 #include "config.h"
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -82,8 +83,13 @@ sup_connect(struct sc_sup *sup, size_t i, struct client *c, unsigned *gen, char 
 		return SC_ERR_DEVICE;
 	}
 	if ((fd = sup_pass_conn(w, c->pid, c->uid, c->exe)) < 0) {
-		snprintf(msg, len, "the module %s takes no request now (its process is busy or "
-		    "stopping): try again in a moment", w->module);
+		if (errno == EMFILE || errno == ENFILE)
+			snprintf(msg, len, "the agent has no file descriptor left to reach the module "
+			    "%s (%s): try again when fewer clients are connected", w->module,
+			    strerror(errno));
+		else
+			snprintf(msg, len, "the module %s takes no request now (its process is busy "
+			    "or stopping): try again in a moment", w->module);
 		pthread_mutex_unlock(&sup->lock);
 		return SC_ERR_BUSY;
 	}

@@ -171,25 +171,42 @@ sup_ev_send(struct worker *w, int id, const char *op)
 		sc_debug("worker %s: could not ask %s", w->module, op);
 }
 
+/*
+ * w could not be started (sup->lock held): no file descriptor or process was
+ * left (what the agent's clients hold counts), which is no fault of the
+ * module and never makes it broken. Tried again after the back-off.
+ */
+static void
+start_failed(struct sc_sup *sup, struct worker *w, const char *what, int err)
+{
+	w->backoff_ms = w->backoff_ms < BACKOFF_MIN_MS ? BACKOFF_MIN_MS :
+	    w->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : w->backoff_ms * 2;
+	snprintf(w->last_error, sizeof(w->last_error), "cannot start its process (%s: %s); "
+	    "tried again in %u ms", what, strerror(err), w->backoff_ms);
+	sc_warn("module %s: %s", w->module, w->last_error);
+	w->state = W_DOWN;
+	w->due = sc_now_ms() + w->backoff_ms;
+	pthread_cond_broadcast(&sup->cond);
+}
+
 /* Start w (sup->lock held). */
 static void
 spawn(struct sc_sup *sup, struct worker *w)
 {
-	int sv[2];
+	int sv[2], ev, err;
 	pid_t pid;
 
 	w->due = 0;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-		snprintf(w->last_error, sizeof(w->last_error), "cannot start its process: %s", strerror(errno));
-		w->state = W_BROKEN;
+		start_failed(sup, w, "socketpair", errno);
 		return;
 	}
 	w->argv[w->retry_arg] = w->absent ? "--worker-retry" : NULL;
 	if ((pid = fork()) < 0) {
-		snprintf(w->last_error, sizeof(w->last_error), "cannot start its process: %s", strerror(errno));
+		err = errno;
 		close(sv[0]);
 		close(sv[1]);
-		w->state = W_BROKEN;
+		start_failed(sup, w, "fork", err);
 		return;
 	}
 	if (pid == 0) {
@@ -202,16 +219,27 @@ spawn(struct sc_sup *sup, struct worker *w)
 		_exit(127);
 	}
 	close(sv[1]);
+	w->ctl = sv[0];
+	/* Its event connection: without it, nothing would ever say the worker serves or ended. */
+	if ((ev = sup_pass_conn(w, getpid(), getuid(), "scagentd")) < 0) {
+		err = errno;
+		kill(pid, SIGKILL);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		close(w->ctl);
+		w->ctl = -1;
+		start_failed(sup, w, "its event connection", err);
+		return;
+	}
 	if (w->gen > 0 && !w->absent)
 		w->restarts++;
 	w->gen++;
 	w->pid = pid;
-	w->ctl = sv[0];
+	w->ev = ev;
 	w->kill_why[0] = '\0';
 	w->state = W_STARTING;
 	w->started = sc_now_ms();
 	w->due = w->started + sup->timeout_ms;
-	w->ev = sup_pass_conn(w, getpid(), getuid(), "scagentd");
 	sup_ev_send(w, EV_HELLO, "hello");
 	sup_ev_send(w, EV_WATCH, "watch");
 	sup_ev_send(w, EV_LIST, "list");

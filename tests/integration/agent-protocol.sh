@@ -229,6 +229,15 @@ ok "... after the 2 s request timeout (not before 1.5 s, within 6 s)" \
 	"$PY" -c "import sys; d = $t3 - $t0; sys.exit(not (1.5 <= d <= 6))"
 grep -q "request not completed in time" "$AGENT_LOG"
 is "the agent logs the timeout" "$?" 0
+# A request trickled a byte every 0.3 s never leaves the connection idle for
+# a whole poll round; the request timeout holds all the same.
+t0=$(date +%s.%N)
+printf '{"id":1,"op":"status","x":"%s"}' "$(printf 'a%.0s' $(seq 40))" |
+	raw --hello --chunk 1 --pace 0.3 --wait 20 >"$W/trickle.out"
+t1=$(date +%s.%N)
+is "a trickled request is dropped (connection closed)" "$(tail -n 1 "$W/trickle.out")" EOF
+ok "... after the 2 s request timeout (within 6 s, not after the 20 s it takes to send)" \
+	"$PY" -c "import sys; d = $t1 - $t0; sys.exit(not (1.5 <= d <= 6))"
 
 # ---------------------------------------------------------------- events
 raw --hello --wait 15 --lines 3 >"$W/watch.out" <<<'{"id":1,"op":"watch"}' &

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Speak raw bytes to scagentd, for the protocol tests.
 
-usage: rawclient.py SOCKET [--hello] [--wait SEC] [--lines N] [--chunk N] [--linger SEC]
+usage: rawclient.py SOCKET [--hello] [--wait SEC] [--lines N] [--chunk N [--pace SEC]] [--linger SEC]
 
 Sends standard input as it is (after a hello line with --hello; its reply is
 not printed), in chunks of N bytes when --chunk is given, then prints every
@@ -10,6 +10,8 @@ line the agent sends until it closes the connection or nothing has come for
 closed the connection, "OPEN" when it was still open. --lines N: stop
 reading (and print "OPEN") as soon as N lines have come. --linger SEC: keep the
 connection open that long after sending, before reading (a slow client).
+--pace SEC: wait that long before each chunk after the first (a client that
+trickles its request).
 """
 import socket
 import sys
@@ -19,7 +21,7 @@ import time
 def main():
     args = sys.argv[1:]
     path = args.pop(0)
-    hello = wait = chunk = linger = lines = None
+    hello = wait = chunk = linger = lines = pace = None
     while args:
         a = args.pop(0)
         if a == "--hello":
@@ -30,6 +32,8 @@ def main():
             lines = int(args.pop(0))
         elif a == "--chunk":
             chunk = int(args.pop(0))
+        elif a == "--pace":
+            pace = float(args.pop(0))
         elif a == "--linger":
             linger = float(args.pop(0))
         else:
@@ -51,6 +55,8 @@ def main():
     try:
         if chunk:
             for i in range(0, len(data), chunk):
+                if pace and i > 0:
+                    time.sleep(pace)
                 s.sendall(data[i:i + chunk])
         else:
             s.sendall(data)
