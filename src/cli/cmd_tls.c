@@ -564,7 +564,7 @@ out:
 
 /* The relay itself, and who may use it, are in tls/tunnel.c. */
 
-enum { O_MAXCONN = 1100, O_LIFETIME, O_KEEP };
+enum { O_MAXCONN = 1100, O_LIFETIME, O_KEEP, O_ALLOWHOST };
 
 /* --session-lifetime N[s|m|h]: seconds, or -1 (said). */
 static long
@@ -601,7 +601,8 @@ static const char tunnel_usage[] =
     "                      [--max-connections N] [--cert REF] [--cafile FILE]\n"
     "                      [--principal msstd:NAME] [--resolve HOST:PORT:ADDR]...\n"
     "                      [--tls-max 1.2|1.3] [--session-lifetime DURATION]\n"
-    "                      [--keep-on-removal] [--proxy http://[user:pass@]host:port]\n";
+    "                      [--keep-on-removal] [--proxy http://[user:pass@]host:port]\n"
+    "                      [--allow-host NAME[,NAME...]]\n";
 
 int
 cmd_tunnel(struct cli *c, int argc, char **argv)
@@ -614,6 +615,7 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 		{ "max-connections", required_argument, NULL, O_MAXCONN },
 		{ "session-lifetime", required_argument, NULL, O_LIFETIME },
 		{ "keep-on-removal", no_argument, NULL, O_KEEP },
+		{ "allow-host", required_argument, NULL, O_ALLOWHOST },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct tls_args a;
@@ -654,6 +656,14 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 				goto out;
 			break;
 		case O_KEEP: to.keep_on_removal = 1; break;
+		case O_ALLOWHOST:
+			if (optarg[0] == '\0' || strpbrk(optarg, " \t\r\n:/") != NULL) {
+				cli_err("--allow-host wants host names separated by commas (no port), "
+				    "not \"%s\"", optarg);
+				goto out;
+			}
+			to.allow_host = optarg;
+			break;
 		case 'h':
 			fputs(tunnel_usage, stdout);
 			rc = EX_SC_OK;

@@ -28,8 +28,10 @@
 #include "common/err.h"
 #include "common/peeruid.h"
 #include "common/text.h"
+#include "common/util.h"
 #include "tls/tlsclient.h"
 #include "tls/tunnel.h"
+#include "tls/tunnel-gate.h"
 #include "tls/tunnel-private.h"
 
 /*
@@ -58,6 +60,8 @@ struct tunnel {
 	struct sc_tls_sessions *sessions;	/* kept sessions, shared by the connections; NULL: none */
 	struct tconn *open;		/* connections whose upstream is up (under lock) */
 	int stopping;			/* the watch thread ends (under lock) */
+	int gated;			/* a TCP listener: first requests pass the browser gate */
+	struct sc_gate_hosts gh;	/* what the gate lets through */
 };
 
 struct tconn {
@@ -70,6 +74,7 @@ struct tconn {
 	int upfd;			/* the upstream socket */
 	int has_identity;		/* a client certificate authenticates it */
 	char token[128];		/* that certificate's token ("" unknown) */
+	struct sc_gate gate;		/* t->gated: the first request, held until judged */
 };
 
 static int tunnel_stop_fd = -1;
@@ -106,6 +111,8 @@ tlog(const char *fmt, ...)
 
 #define RELAY_BUF 16384
 
+_Static_assert(SC_GATE_MAX <= RELAY_BUF, "what the gate held fits a relay buffer");
+
 struct relay {
 	unsigned char buf[RELAY_BUF];
 	size_t off, len;
@@ -128,21 +135,159 @@ ssl_waits(SSL *ssl, int *want_r, int *want_w, int *e)
 	return 1;
 }
 
+/* How much the next read from the client may take: the gate holds at most SC_GATE_MAX. */
+static size_t
+gate_room(const struct tconn *tc, size_t room)
+{
+	if (!tc->t->gated || tc->gate.state != SC_GATE_UNDECIDED)
+		return room;
+	return SC_GATE_MAX - tc->gate.len < room ? SC_GATE_MAX - tc->gate.len : room;
+}
+
+/*
+ * An HTTP answer of our own to the local client: STATUS and a one-line
+ * text/plain body, then the connection's end. What the client still sends is
+ * read and dropped (a close with it unread would reset the answer).
+ */
+static void
+answer_page(int fd, const char *status, const char *body)
+{
+	char resp[1200], drain[4096];
+	struct pollfd p = { fd, POLLIN, 0 };
+	int rlen = snprintf(resp, sizeof(resp), "HTTP/1.1 %s\r\nContent-Type: text/plain; "
+	    "charset=utf-8\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s", status,
+	    strlen(body), body);
+
+	if (rlen > 0 && (size_t)rlen < sizeof(resp))
+		(void)!send(fd, resp, (size_t)rlen, MSG_NOSIGNAL);
+	shutdown(fd, SHUT_WR);
+	for (int i = 0; i < 64 && poll(&p, 1, 1000) > 0 &&
+	    recv(fd, drain, sizeof(drain), MSG_DONTWAIT) > 0; i++)
+		;
+}
+
+/*
+ * The gate refused tc's first request: a 403 page says why (curl and the
+ * browser show it), the log too; nothing of it went upstream.
+ */
+static void
+gate_refuse(struct tconn *tc)
+{
+	char body[700], *shown = sc_term_escape(tc->gate.why, strlen(tc->gate.why), 1);
+
+	snprintf(body, sizeof(body), "scagent tunnel: refused %s: only the card owner's own "
+	    "programs may use this tunnel (scagent tunnel --allow-host NAME lets a name through)\n",
+	    shown != NULL ? shown : "a request");
+	free(shown);
+	tlog("connection #%lu: refused %s; nothing of it was sent upstream", tc->id, tc->gate.why);
+	answer_page(tc->fd, "403 Forbidden", body);
+}
+
+/*
+ * n bytes the client sent, in buf (of RELAY_BUF): through the gate while it
+ * judges the first request. 1 with what may go upstream now in buf and *n
+ * (0 bytes while the gate holds them); 0 when it refused (said).
+ */
+static int
+gate_pass(struct tconn *tc, unsigned char *buf, size_t *n)
+{
+	struct sc_gate *g = &tc->gate;
+
+	if (!tc->t->gated || g->state == SC_GATE_PASS)
+		return 1;
+	switch (sc_gate_add(g, &tc->t->gh, buf, *n)) {
+	case SC_GATE_PASS:
+		memcpy(buf, g->buf, g->len);
+		*n = g->len;
+		g->len = 0;
+		return 1;
+	case SC_GATE_REFUSE:
+		gate_refuse(tc);
+		return 0;
+	default:
+		*n = 0;
+		return 1;
+	}
+}
+
+/*
+ * The client closed its side while the gate held bytes: any but an
+ * unfinished HTTP request head go upstream (as gate_pass); 0 when refused.
+ */
+static int
+gate_at_end(struct tconn *tc, unsigned char *buf, size_t *n)
+{
+	struct sc_gate *g = &tc->gate;
+
+	if (!tc->t->gated || g->state != SC_GATE_UNDECIDED)
+		return 1;
+	if (g->http) {
+		g->state = SC_GATE_REFUSE;
+		snprintf(g->why, sizeof(g->why), "an HTTP request whose headers did not end");
+		gate_refuse(tc);
+		return 0;
+	}
+	g->state = SC_GATE_PASS;
+	memcpy(buf, g->buf, g->len);
+	*n = g->len;
+	g->len = 0;
+	return 1;
+}
+
+/*
+ * Before the upstream handshake (and so before the card signs): what the
+ * client sends in its first GATE_WAIT_MS goes through the gate. 0 when it
+ * refused; 1 when it passed or is still to judge (a client that waits for the
+ * server, a browser's preconnect: judged in the relay).
+ */
+#define GATE_WAIT_MS 500
+
+static int
+gate_first(struct tconn *tc)
+{
+	unsigned char buf[4096];
+	struct pollfd p = { tc->fd, POLLIN, 0 };
+	uint64_t end = sc_now_ms() + GATE_WAIT_MS;
+	long left;
+
+	while (tc->gate.state == SC_GATE_UNDECIDED && (left = (long)(end - sc_now_ms())) > 0 &&
+	    poll(&p, 1, (int)left) > 0) {
+		ssize_t n = recv(tc->fd, buf, gate_room(tc, sizeof(buf)), MSG_DONTWAIT);
+
+		if (n <= 0)
+			break;	/* the client closed: the relay sees it */
+		if (sc_gate_add(&tc->gate, &tc->t->gh, buf, (size_t)n) == SC_GATE_REFUSE) {
+			gate_refuse(tc);
+			return 0;
+		}
+	}
+	return 1;
+}
+
 /* Copy both ways until both sides are done (half-close kept), or stop. */
 static void
 relay(struct tconn *tc, struct sc_tls_conn *up, unsigned long long *nup, unsigned long long *ndown)
 {
 	struct relay *c2u = calloc(1, sizeof(*c2u)), *u2c = calloc(1, sizeof(*u2c));
-	int c_eof = 0, u_eof = 0, shut_c = 0, shut_u = 0, ssl_want_r = 0, ssl_want_w = 0, e;
+	int c_eof = 0, u_eof = 0, shut_c = 0, shut_u = 0, ssl_want_r = 0, ssl_want_w = 0, e, kick = 0;
 	int fl = fcntl(up->fd, F_GETFL);
 
 	if (c2u == NULL || u2c == NULL)
 		goto out;
 	fcntl(up->fd, F_SETFL, fl | O_NONBLOCK);
 	fcntl(tc->fd, F_SETFL, fcntl(tc->fd, F_GETFL) | O_NONBLOCK);
+	/* what the gate held before the upstream was up goes first */
+	if (tc->t->gated && tc->gate.state == SC_GATE_PASS && tc->gate.len > 0) {
+		memcpy(c2u->buf, tc->gate.buf, tc->gate.len);
+		c2u->len = tc->gate.len;
+		tc->gate.len = 0;
+		kick = 1;	/* written in the first round, not after an event */
+	}
 	while (!(c_eof && u_eof && c2u->len == 0 && u2c->len == 0)) {
 		struct pollfd p[3];
-		int timeout = SSL_pending(up->ssl) > 0 ? 0 : -1;
+		int timeout = SSL_pending(up->ssl) > 0 || kick ? 0 : -1;
+
+		kick = 0;
 
 		p[0].fd = tc->fd;
 		p[0].events = (short)((!c_eof && c2u->len == 0 ? POLLIN : 0) | (u2c->len ? POLLOUT : 0));
@@ -192,15 +337,20 @@ relay(struct tconn *tc, struct sc_tls_conn *up, unsigned long long *nup, unsigne
 			shutdown(tc->fd, SHUT_WR);
 			shut_c = 1;
 		}
-		/* client -> upstream */
+		/* client -> upstream (the first request through the gate) */
 		if (!c_eof && c2u->len == 0) {
-			ssize_t n = recv(tc->fd, c2u->buf, sizeof(c2u->buf), 0);
+			ssize_t n = recv(tc->fd, c2u->buf, gate_room(tc, sizeof(c2u->buf)), 0);
 			if (n > 0) {
 				c2u->off = 0;
 				c2u->len = (size_t)n;
 				*nup += (unsigned long long)n;
-			} else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+				if (!gate_pass(tc, c2u->buf, &c2u->len))
+					break;
+			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 				c_eof = 1;
+				if (!gate_at_end(tc, c2u->buf, &c2u->len))
+					break;
+			}
 		}
 		if (c2u->len > 0) {
 			size_t w = 0;
@@ -312,31 +462,21 @@ client_speaks_http(int fd)
 static void
 tunnel_not_logged_in(struct tconn *tc, const char *token)
 {
-	char body[300], resp[600], drain[4096], *shown = NULL;
-	struct pollfd p = { tc->fd, POLLIN, 0 };
-	int blen, rlen;
+	char body[300], *shown = NULL;
 
 	if (token == NULL || token[0] == '\0')
 		token = "LABEL";
-	if (!client_speaks_http(tc->fd)) {
+	if (!tc->gate.http && !client_speaks_http(tc->fd)) {
 		tlog("connection #%lu: closed: token \"%s\" is not logged in; log in with "
 		    "`scagent login --token %s`", tc->id, token, token);
 		return;
 	}
 	/* The label is the token's: the page (which curl prints) gets it escaped, as the terminal would. */
 	shown = sc_term_escape(token, strlen(token), 1);
-	blen = snprintf(body, sizeof(body), "scagent tunnel: the card is not logged in: log in "
+	snprintf(body, sizeof(body), "scagent tunnel: the card is not logged in: log in "
 	    "with `scagent login --token %s`\n", shown != NULL ? shown : "LABEL");
 	free(shown);
-	rlen = snprintf(resp, sizeof(resp), "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; "
-	    "charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", blen, body);
-	if (blen > 0 && rlen > 0 && (size_t)rlen < sizeof(resp))
-		(void)!send(tc->fd, resp, (size_t)rlen, MSG_NOSIGNAL);
-	/* The request is read and dropped: a close with it unread would reset the answer. */
-	shutdown(tc->fd, SHUT_WR);
-	for (int i = 0; i < 64 && poll(&p, 1, 1000) > 0 &&
-	    recv(tc->fd, drain, sizeof(drain), MSG_DONTWAIT) > 0; i++)
-		;
+	answer_page(tc->fd, "502 Bad Gateway", body);
 	tlog("connection #%lu: answered the HTTP client 502 Bad Gateway: token \"%s\" is not "
 	    "logged in; log in with `scagent login --token %s`", tc->id, token, token);
 }
@@ -363,7 +503,9 @@ tunnel_conn(void *arg)
 	o.sessions = t->sessions;
 	sc_tls_conn_init(&up, &o, t->host, t->port);
 	snprintf(up.logprefix, sizeof(up.logprefix), "#%lu: ", tc->id);
-	if (sc_tls_open(&up) != SC_OK) {
+	if (t->gated && !gate_first(tc)) {
+		/* refused before anything was asked of the server or the card */
+	} else if (sc_tls_open(&up) != SC_OK) {
 		const char *adv = sc_tls_advice(&up);
 		tlog("connection #%lu: upstream %s:%s failed: %s%s%s", tc->id, t->host, t->port, up.err,
 		    adv[0] ? "; advice: " : "", adv);
@@ -737,6 +879,20 @@ sc_tunnel_run(const struct sc_tunnel_opts *o)
 	if ((rc = sc_tunnel_listen(o, &l)) != SC_OK)
 		goto out;
 	t.check_uid = l.loopback;
+	if (!l.is_unix) {
+		/* a browser reaches a TCP port, not a Unix socket */
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		char ignored[NI_MAXHOST];
+
+		t.gated = 1;
+		t.gh.upstream = t.host;
+		t.gh.allow = o->allow_host;
+		if (getsockname(l.fd, (struct sockaddr *)&ss, &sl) != 0 ||
+		    getnameinfo((struct sockaddr *)&ss, sl, ignored, sizeof(ignored), t.gh.port,
+		    sizeof(t.gh.port), NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+			snprintf(t.gh.port, sizeof(t.gh.port), "0");
+	}
 	if ((rc = tunnel_pipes(&t, pipefd, donefd, &old_term, &old_int)) != SC_OK)
 		goto out;
 	signals = 1;

@@ -26,6 +26,7 @@ struct sc_tunnel_opts {
 	int max_connections;
 	long session_lifetime;		/* --session-lifetime seconds; 0: no session is kept */
 	int keep_on_removal;		/* --keep-on-removal: the agent's events do not end sessions */
+	const char *allow_host;		/* --allow-host: more names a request may be for (comma-separated) */
 	/* Says one error line (the CLI's "scagent: ..." on stderr). */
 	void (*say_err)(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 };
