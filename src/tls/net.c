@@ -117,7 +117,8 @@ ip_in(const char *a, const char *net, int bits)
 }
 
 /*
- * no_proxy as curl reads it: "*", or entries separated by commas or blanks.
+ * no_proxy as curl reads it: "*" alone (every host), or entries separated by
+ * commas or blanks (a "*" among them is no wildcard).
  * For a host name, an entry is a name or a domain that covers its
  * subdomains (a leading dot optional), compared without case and without a
  * trailing dot. For an address (IPv4, or IPv6 as given in [ ]), an entry is
@@ -132,7 +133,11 @@ no_proxy_for(const char *list, const char *host)
 	int ip, hit = 0;
 	size_t hl;
 
-	if (list == NULL || *list == '\0' || (buf = strdup(list)) == NULL)
+	if (list == NULL || *list == '\0')
+		return 0;
+	if (strcmp(list, "*") == 0)
+		return 1;
+	if ((buf = strdup(list)) == NULL)
 		return 0;
 	snprintf(name, sizeof(name), "%s", host);
 	hl = strlen(name);
@@ -141,10 +146,6 @@ no_proxy_for(const char *list, const char *host)
 	ip = inet_pton(AF_INET, name, tmp) == 1 || inet_pton(AF_INET6, name, tmp) == 1;
 	for (char *w = strtok_r(buf, ", \t", &save); w != NULL && !hit; w = strtok_r(NULL, ", \t", &save)) {
 		size_t wl;
-		if (strcmp(w, "*") == 0) {
-			hit = 1;
-			break;
-		}
 		if (ip) {
 			char *slash = strchr(w, '/');
 			int bits = slash ? atoi(slash + 1) : -1;
@@ -177,10 +178,12 @@ hexval(int ch)
 	return isdigit(ch) ? ch - '0' : isxdigit(ch) ? (tolower(ch) - 'a' + 10) : -1;
 }
 
-/* %XX decoding in place (user names and passwords in URLs). */
-static void
+/* %XX decoding in place (user names and passwords in URLs): the length decoded (a %00 shows in it). */
+static size_t
 pct_decode(char *s)
 {
+	char *start = s;
+
 	char *o = s;
 
 	for (; *s; s++) {
@@ -191,6 +194,7 @@ pct_decode(char *s)
 			*o++ = *s;
 	}
 	*o = '\0';
+	return (size_t)(o - start);
 }
 
 int
@@ -243,12 +247,19 @@ sc_tls_proxy_choose(struct sc_tls_conn *c)
 	    c->proxy.port);
 	if (at != NULL) {
 		char *b64;
-		if ((size_t)(at - p) >= sizeof(cred))
+		if ((size_t)(at - p) >= sizeof(cred) - 1)
 			return sc_tls_fail(c, SC_TLS_E_USAGE, SC_ERR_INVALID, "the proxy credentials from %s "
 			    "are too long", c->proxy.source);
 		memcpy(cred, p, (size_t)(at - p));
 		cred[at - p] = '\0';
-		pct_decode(cred);
+		if (pct_decode(cred) != strlen(cred)) {
+			explicit_bzero(cred, sizeof(cred));
+			return sc_tls_fail(c, SC_TLS_E_USAGE, SC_ERR_INVALID, "the proxy credentials from %s "
+			    "hold %%00, which Basic authentication cannot send", c->proxy.source);
+		}
+		/* user-pass is user ":" password (RFC 7617), the password empty when not given */
+		if (strchr(cred, ':') == NULL)
+			strcat(cred, ":");
 		b64 = sc_b64((const unsigned char *)cred, strlen(cred));
 		if (b64 == NULL || asprintf(&c->proxy.auth, "Basic %s", b64) < 0) {
 			c->proxy.auth = NULL;

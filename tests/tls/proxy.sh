@@ -79,6 +79,37 @@ else
 	fail "no_proxy with addresses (rc=$rc, proxy lines $n0 $n1 $n2 $n3; want n0 n0 n0+1 n0+1)"
 fi
 
+# "*" alone disables the proxy; within a list it is no wildcard (curl).
+n0=$(wc -l <"$PLOG")
+rc=0
+https_proxy="http://u:p%40ss@127.0.0.1:$PP" no_proxy="*" \
+	"$SCAGENT" connect --cafile "$PKI/root.pem" "$URL" >/dev/null 2>&1 || rc=$?
+n1=$(wc -l <"$PLOG")
+https_proxy="http://u:p%40ss@127.0.0.1:$PP" no_proxy="example.org,*" \
+	"$SCAGENT" connect --cafile "$PKI/root.pem" "$URL" >/dev/null 2>&1 || rc=$?
+n2=$(wc -l <"$PLOG")
+if [ "$rc" = 0 ] && [ "$n1" = "$n0" ] && [ "$n2" = $((n1 + 1)) ]; then
+	pass "no_proxy: \"*\" alone goes direct, \"example.org,*\" does not (as curl)"
+else
+	fail "no_proxy with * (rc=$rc, proxy lines $n0 $n1 $n2; want n0 n0 n0+1)"
+fi
+# A user without a password is sent as "user:" (RFC 7617); %00 is refused before any connection.
+n0=$(wc -l <"$PLOG")
+"$SCAGENT" connect --cafile "$PKI/root.pem" --proxy "http://solo@127.0.0.1:$PP" "$URL" >/dev/null 2>&1
+if tail -n +"$((n0 + 1))" "$PLOG" | grep -q "^CONNECT localhost:$NP HTTP/1.1 auth=solo:\$"; then
+	pass "--proxy http://user@host: Basic user: with an empty password"
+else
+	fail "a user without a password"; show "$PLOG"
+fi
+n0=$(wc -l <"$PLOG")
+run "$SCAGENT" connect --cafile "$PKI/root.pem" --proxy "http://u:p%00x@127.0.0.1:$PP" "$URL"
+if [ "$RC" = 2 ] && printf '%s' "$ERR" | grep -q 'hold %00' && ! printf '%s' "$ERR" | grep -q 'p%00x' &&
+	[ "$(wc -l <"$PLOG")" = "$n0" ]; then
+	pass "--proxy credentials with %00: a usage error naming it, no connection, the credentials unsaid"
+else
+	fail "%00 in credentials (rc=$RC): $ERR"
+fi
+
 # probe: a proxy check after tcp, only with a proxy.
 out=$TB_DIR/probe.json
 rc=0
