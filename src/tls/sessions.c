@@ -43,6 +43,7 @@ struct sc_tls_sessions {
 	struct flight *flights;
 	unsigned long seq;
 	unsigned long owners;
+	unsigned long epoch;		/* counts forgets: a session made across one is not kept */
 };
 
 static long long
@@ -237,7 +238,7 @@ sc_tls_sessions_get(struct sc_tls_sessions *s, const char *host, const char *por
 
 long
 sc_tls_sessions_put(struct sc_tls_sessions *s, const char *host, const char *port,
-    const struct sc_tls_sess_id *id, SSL_SESSION *sess)
+    const struct sc_tls_sess_id *id, SSL_SESSION *sess, unsigned long epoch)
 {
 	struct entry *e, *old;
 	long timeout, hint;
@@ -268,6 +269,12 @@ sc_tls_sessions_put(struct sc_tls_sessions *s, const char *host, const char *por
 		timeout = hint;
 	e->expires = (time_t)SSL_SESSION_get_time(sess) + timeout;
 	pthread_mutex_lock(&s->lock);
+	if (s->epoch != epoch) {
+		/* a forget came while it was made: the card may be gone (its flights end with the connection) */
+		pthread_mutex_unlock(&s->lock);
+		entry_free(e);
+		return 0;
+	}
 	expire(s);
 	e->seq = ++s->seq;
 	e->next = s->entries;
@@ -362,6 +369,7 @@ sc_tls_sessions_forget(struct sc_tls_sessions *s, const char *token)
 	int n = 0;
 
 	pthread_mutex_lock(&s->lock);
+	s->epoch++;
 	for (struct entry **pp = &s->entries; *pp != NULL;) {
 		struct entry *e = *pp;
 		if (token == NULL || e->id.token[0] == '\0' || strcmp(e->id.token, token) == 0) {
@@ -373,6 +381,17 @@ sc_tls_sessions_forget(struct sc_tls_sessions *s, const char *token)
 	}
 	pthread_mutex_unlock(&s->lock);
 	return n;
+}
+
+unsigned long
+sc_tls_sessions_epoch(struct sc_tls_sessions *s)
+{
+	unsigned long e;
+
+	pthread_mutex_lock(&s->lock);
+	e = s->epoch;
+	pthread_mutex_unlock(&s->lock);
+	return e;
 }
 
 int

@@ -58,10 +58,12 @@ SSL_SESSION *sc_tls_sessions_get(struct sc_tls_sessions *s, const char *host, co
 /*
  * Keep a copy of sess, made with certificate id, for host:port: the seconds
  * it is kept for (the server's ticket lifetime, at most the cap), or 0 when
- * it is not (not resumable, or no memory). Ends the flights it answers.
+ * it is not (not resumable, no memory, or a forget came after epoch, the
+ * sc_tls_sessions_epoch its connection began under: the card may be gone).
+ * Ends the flights it answers.
  */
 long sc_tls_sessions_put(struct sc_tls_sessions *s, const char *host, const char *port,
-    const struct sc_tls_sess_id *id, SSL_SESSION *sess);
+    const struct sc_tls_sess_id *id, SSL_SESSION *sess, unsigned long epoch);
 
 /*
  * The flight's handshake is done: waiters resume what it kept, or, when
@@ -77,6 +79,8 @@ void sc_tls_sessions_fail(struct sc_tls_sessions *s, unsigned long flight,
 
 /* Forget the sessions made with certificates of token (NULL: all): how many. */
 int sc_tls_sessions_forget(struct sc_tls_sessions *s, const char *token);
+/* Counts the forgets so far: taken when a connection begins, given to _put. */
+unsigned long sc_tls_sessions_epoch(struct sc_tls_sessions *s);
 /* Sessions kept now. */
 int sc_tls_sessions_count(struct sc_tls_sessions *s);
 

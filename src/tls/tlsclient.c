@@ -343,7 +343,7 @@ new_session_cb(SSL *ssl, SSL_SESSION *sess)
 		id = c->sess_id;
 	else
 		return 0;	/* no certificate in it: resuming it would cost a signature anyway */
-	if ((kept = sc_tls_sessions_put(c->o->sessions, c->host, c->port, &id, sess)) > 0)
+	if ((kept = sc_tls_sessions_put(c->o->sessions, c->host, c->port, &id, sess, c->sess_epoch)) > 0)
 		sc_tls_note(c, "session kept for %s:%s with certificate \"%s\" (%s, for %ld s at most)",
 		    c->host, c->port, id.label, SSL_SESSION_get_protocol_version(sess) >= TLS1_3_VERSION ?
 		    "TLS 1.3 ticket" : SSL_SESSION_has_ticket(sess) ? "TLS 1.2 ticket" :
@@ -572,6 +572,7 @@ offer_session(struct sc_tls_conn *c)
 	SSL_SESSION *sess;
 	int wait_ms = c->o->timeout_ms > 0 ? c->o->timeout_ms : 120000;
 
+	c->sess_epoch = sc_tls_sessions_epoch(c->o->sessions);
 	sess = sc_tls_sessions_get(c->o->sessions, c->host, c->port, c->o->cert_fp, &c->sess_id,
 	    &c->flight, wait_ms, &failed);
 	if (failed.kind != SC_TLS_OK) {

@@ -154,6 +154,7 @@ struct sc_tls_conn {
 	int resumed;			/* a kept session was resumed: no certificate sent, nothing signed */
 	struct sc_tls_sess_id sess_id;	/* the certificate of the session resumed */
 	unsigned long flight;		/* this connection makes the handshake others wait for */
+	unsigned long sess_epoch;	/* the kept sessions' forgets when it began (sessions.h) */
 	int choice_err;			/* SC_ERR_* of the last choice, 0 when one was made */
 	EVP_PKEY *pkey;
 	struct sc_tls_signer signer;

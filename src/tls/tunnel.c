@@ -60,6 +60,7 @@ struct tunnel {
 	struct sc_tls_sessions *sessions;	/* kept sessions, shared by the connections; NULL: none */
 	struct tconn *open;		/* connections whose upstream is up (under lock) */
 	int stopping;			/* the watch thread ends (under lock) */
+	unsigned long forgets;		/* tunnel_forget calls so far (under lock) */
 	int gated;			/* a TCP listener: first requests pass the browser gate */
 	struct sc_gate_hosts gh;	/* what the gate lets through */
 };
@@ -75,6 +76,7 @@ struct tconn {
 	int has_identity;		/* a client certificate authenticates it */
 	char token[128];		/* that certificate's token ("" unknown) */
 	struct sc_gate gate;		/* t->gated: the first request, held until judged */
+	unsigned long forgets0;		/* t->forgets when it was accepted */
 };
 
 static int tunnel_stop_fd = -1;
@@ -381,19 +383,29 @@ out:
 	free(u2c);
 }
 
-/* The upstream of tc is up: it joins t->open, where the agent's events find it. */
-static void
+/*
+ * The upstream of tc is up: it joins t->open, where the agent's events find
+ * it, and 1. 0 when it carries an identity and a token was removed or logged
+ * out since tc was accepted: the card may be gone (the event came while its
+ * handshake ran, too early to close it), so it is not served.
+ */
+static int
 conn_opened(struct tconn *tc, int upfd, int has_identity, const char *token)
 {
 	struct tunnel *t = tc->t;
 
 	pthread_mutex_lock(&t->lock);
+	if (has_identity && t->forgets != tc->forgets0) {
+		pthread_mutex_unlock(&t->lock);
+		return 0;
+	}
 	tc->upfd = upfd;
 	tc->has_identity = has_identity;
 	snprintf(tc->token, sizeof(tc->token), "%s", token ? token : "");
 	tc->next = t->open;
 	t->open = tc;
 	pthread_mutex_unlock(&t->lock);
+	return 1;
 }
 
 /* The relay of tc has ended: it leaves t->open. */
@@ -521,9 +533,13 @@ tunnel_conn(void *arg)
 		tlog("connection #%lu: upstream %s:%s up (%s%s%s%s)", tc->id, t->host, t->port, desc,
 		    who ? ", client certificate " : "", who ? who : "",
 		    up.resumed ? ", session resumed: nothing signed" : "");
-		conn_opened(tc, up.fd, who != NULL, token);
-		relay(tc, &up, &nup, &ndown);
-		conn_closed(tc);
+		if (!conn_opened(tc, up.fd, who != NULL, token)) {
+			tlog("connection #%lu: closed: a token was removed or logged out while its "
+			    "handshake ran; the next connection needs the card again", tc->id);
+		} else {
+			relay(tc, &up, &nup, &ndown);
+			conn_closed(tc);
+		}
 	}
 	sc_tls_conn_free(&up);
 	sc_tls_agent_clear(&ag);
@@ -549,6 +565,7 @@ tunnel_forget(struct tunnel *t, const char *token, const char *why)
 	int n = sc_tls_sessions_forget(t->sessions, token), closed = 0;
 
 	pthread_mutex_lock(&t->lock);
+	t->forgets++;
 	for (struct tconn *tc = t->open; tc != NULL; tc = tc->next) {
 		if (!tc->has_identity || (token != NULL && tc->token[0] != '\0' &&
 		    strcmp(tc->token, token) != 0))
@@ -802,6 +819,7 @@ tunnel_accept(struct tunnel *t, const struct listener *l)
 	memcpy(tc->peer, peer, sizeof(tc->peer));
 	pthread_mutex_lock(&t->lock);
 	tc->id = ++t->served;
+	tc->forgets0 = t->forgets;
 	t->active++;
 	snprintf(shown, sizeof(shown), "%d active", t->active);
 	pthread_mutex_unlock(&t->lock);

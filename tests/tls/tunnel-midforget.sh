@@ -1,0 +1,100 @@
+#!/bin/bash
+# The identity ends with the card, even mid-handshake (issue 22): a logout
+# that comes after the card signed but before the tunnel's handshake is over
+# (TLS 1.2: the server's last flight is held back by a slow relay) must not
+# leave a connection served with the card's certificate, nor a session kept
+# that the next connection would resume without the card.
+. "$TOP_SRCDIR/tests/testbed/testbed.sh"
+. "$TOP_SRCDIR/tests/tls/tls-common.sh"
+_tb_need curl python3
+tb_init
+tls_agent
+PKI=$TB_DIR/pki
+NP=$(tb_port)
+tls_nginx main "$NP" "ssl_session_cache shared:SSL:1m; ssl_session_tickets on;"
+
+# slow.py PORT TO MARKER SECONDS: a TCP relay to 127.0.0.1:TO that, on its
+# first connection only, holds the server's answer to the client's second
+# flight (TLS 1.2: Certificate ... Finished) for SECONDS, writing MARKER first.
+cat >"$TB_DIR/slow.py" <<-'PY'
+	import os, socket, sys, threading, time
+	lport, dport, marker, secs = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+	def handle(c, slow):
+	    u = socket.create_connection(("127.0.0.1", dport))
+	    seen = [0]
+	    def c2u():
+	        try:
+	            while True:
+	                d = c.recv(65536)
+	                if not d: break
+	                seen[0] += 1
+	                u.sendall(d)
+	        except OSError: pass
+	        finally:
+	            try: u.shutdown(socket.SHUT_WR)
+	            except OSError: pass
+	    threading.Thread(target=c2u, daemon=True).start()
+	    try:
+	        while True:
+	            d = u.recv(65536)
+	            if not d: break
+	            if slow and seen[0] >= 2:
+	                slow = False
+	                open(marker, "w").write("holding\n")
+	                time.sleep(secs)
+	            c.sendall(d)
+	    except OSError: pass
+	    finally:
+	        try: c.shutdown(socket.SHUT_WR)
+	        except OSError: pass
+	s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+	s.bind(("127.0.0.1", lport)); s.listen(8)
+	first = True
+	while True:
+	    c, _ = s.accept()
+	    threading.Thread(target=handle, args=(c, first), daemon=True).start()
+	    first = False
+PY
+RP=$(tb_port)
+MARK=$TB_DIR/holding
+python3 "$TB_DIR/slow.py" "$RP" "$NP" "$MARK" 3 &
+tb_track_pid $!
+wait_port "$RP" || bail_out "relay did not start"
+
+LP=$(tb_port)
+log=$TB_DIR/tunnel.log
+"$SCAGENT" -v tunnel --listen "127.0.0.1:$LP" --connect "localhost:$RP" --cafile "$PKI/root.pem" \
+	--cert alice --tls-max 1.2 >"$log" 2>&1 &
+tb_track_pid $!
+wait_port "$LP" || { show "$log"; bail_out "the tunnel did not listen"; }
+sleep 1.2	# its watch of the agent's events is up
+
+curl -sS --max-time 30 "http://127.0.0.1:$LP/" >"$TB_DIR/r1" 2>&1 &
+c1=$!
+for _ in $(seq 100); do [ -f "$MARK" ] && break; sleep 0.1; done
+ok "the card signed and the server's last flight is held back" test -f "$MARK"
+"$SCAGENT" logout --token demo >/dev/null 2>&1
+for _ in $(seq 50); do grep -q 'the agent says logout' "$log" && break; sleep 0.1; done
+ok "the tunnel heard the logout while the handshake was still running" \
+	grep -q 'the agent says logout' "$log"
+wait $c1
+if grep -q 'hello from nginx' "$TB_DIR/r1"; then
+	fail "the connection whose handshake outlived the logout was served" "$(cat "$TB_DIR/r1")"
+else
+	pass "the connection whose handshake outlived the logout is closed, not served"
+fi
+ok "... and the log says why" grep -q 'closed: a token was removed or logged out while its handshake ran' "$log"
+if grep -q 'session kept for' "$log"; then
+	fail "a session made across the logout was kept" "$(grep 'session kept' "$log")"
+else
+	pass "no session made across the logout was kept"
+fi
+body=$(curl -sS --max-time 30 "http://127.0.0.1:$LP/" 2>&1)
+has "the next connection needs the card again: logged out, it gets the 502 page" "$body" "not logged in"
+if printf '%s' "$body" | grep -q 'hello from nginx'; then
+	fail "the next connection resumed without the card"
+else
+	pass "... and no page of the server"
+fi
+stop_agent "the agent stops cleanly"
+done_testing
