@@ -35,6 +35,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "common/err.h"
+#include "common/log.h"
 #include "common/text.h"
 #include "common/util.h"
 #include "daemon/server-private.h"
@@ -90,12 +91,18 @@ wconn_close(struct wconn *w)
 	sc_linebuf_init(&w->lb, SC_PROTO_MAX_RESPONSE);
 }
 
-/* Wait for fd (events ev) until end (sc_now_ms), or the agent's stop. 1 ready, 0 timeout, -1 stop. */
+/*
+ * Wait for fd (events ev) until end (sc_now_ms), the agent's stop, or the
+ * client's going: 1 ready, 0 timeout, -1 stop, -2 the client closed its
+ * socket (POLLHUP: both ways; a client that only shut its sending side still
+ * gets its answer).
+ */
 static int
 wait_fd(struct client *c, int fd, short ev, uint64_t end)
 {
 	for (;;) {
-		struct pollfd p[2] = { { fd, ev, 0 }, { c->srv->stop_pipe[0], POLLIN, 0 } };
+		struct pollfd p[3] = { { fd, ev, 0 }, { c->srv->stop_pipe[0], POLLIN, 0 },
+			{ c->fd, 0, 0 } };
 		uint64_t now = sc_now_ms();
 		int n;
 
@@ -103,17 +110,29 @@ wait_fd(struct client *c, int fd, short ev, uint64_t end)
 			return -1;
 		if (now >= end)
 			return 0;
-		n = poll(p, 2, (int)(end - now > 1000 ? 1000 : end - now));
+		n = poll(p, 3, (int)(end - now > 1000 ? 1000 : end - now));
 		if (n < 0 && errno != EINTR)
 			return -1;
 		if (n > 0 && p[1].revents)
 			return -1;
 		if (n > 0 && p[0].revents)
 			return 1;
+		if (n > 0 && (p[2].revents & (POLLHUP | POLLERR)))
+			return -2;
 	}
 }
 
-/* SC_OK, SC_ERR_TIMEOUT, SC_ERR_IO (the worker's end closed), SC_ERR_CANCELLED (stopping). */
+/* What wait_fd's k < 1 means as an SC_ERR_*. */
+static int
+wait_err(int k)
+{
+	return k == 0 ? SC_ERR_TIMEOUT : k == -2 ? SC_ERR_AGENT_UNREACHABLE : SC_ERR_CANCELLED;
+}
+
+/*
+ * SC_OK, SC_ERR_TIMEOUT, SC_ERR_IO (the worker's end closed), SC_ERR_CANCELLED
+ * (stopping), SC_ERR_AGENT_UNREACHABLE (the client went: wait_fd).
+ */
 static int
 send_all(struct client *c, int fd, const char *p, size_t n, uint64_t end)
 {
@@ -129,7 +148,7 @@ send_all(struct client *c, int fd, const char *p, size_t n, uint64_t end)
 		if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			return SC_ERR_IO;
 		if ((k = wait_fd(c, fd, POLLOUT, end)) <= 0)
-			return k == 0 ? SC_ERR_TIMEOUT : SC_ERR_CANCELLED;
+			return wait_err(k);
 	}
 	return SC_OK;
 }
@@ -156,7 +175,7 @@ read_line(struct client *c, struct wconn *w, uint64_t *end, char **ans, size_t *
 		if (r < 0)
 			return SC_ERR_IO;
 		if ((k = wait_fd(c, w->fd, POLLIN, *end)) <= 0)
-			return k == 0 ? SC_ERR_TIMEOUT : SC_ERR_CANCELLED;
+			return wait_err(k);
 		n = sc_linebuf_read(&w->lb, w->fd);
 		if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
 			return SC_ERR_IO;
@@ -224,6 +243,17 @@ fail:
 		    "are logged out: log in again", sup_module(sup, i), why);
 	} else if (r == SC_ERR_CANCELLED)
 		snprintf(msg, msglen, "the agent is stopping");
+	else if (r == SC_ERR_AGENT_UNREACHABLE) {
+		/*
+		 * The client is gone: its connection to the worker closes (the
+		 * worker finishes what the module is doing and drops the answer),
+		 * and its thread and slot go now, not after the module's time.
+		 */
+		snprintf(msg, msglen, "the client closed its connection while %s waited for %s",
+		    sup_module(sup, i), op);
+		sc_info("pid %ld (%s): %s; its request is dropped", (long)c->pid, c->exe, msg);
+		r = SC_ERR_CANCELLED;
+	}
 	else if (r == SC_ERR_IO) {
 		sup_death_message(sup, i, w->gen, msg, msglen);
 		r = SC_ERR_DEVICE;
