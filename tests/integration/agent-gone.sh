@@ -37,5 +37,14 @@ sleep 4
 run "$SCAGENT" sign --cert alice --alg rsa-pkcs1-sha256 --digest --in "$TB_DIR/digest" --out "$TB_DIR/sig"
 is "the worker signs the next request as before" "$RC" 0
 is "... with no restart of the module's worker" "$("$SCAGENT" status --json | "$PY" -c 'import json,sys; print(sum(p["restarts"] for p in json.load(sys.stdin)["processes"]))')" 0
+# SIGTERM while a client waits on the card: it is told the agent is stopping.
+"$SCAGENT" sign --cert alice --alg rsa-pkcs1-sha256 --digest --in "$TB_DIR/digest" \
+	>/dev/null 2>"$TB_DIR/sign.err" &
+sp=$!
+sleep 0.8
 stop_agent
+wait "$sp"
+rc=$?
+is "a client waiting when the agent stops: a failure exit" "$rc" 1
+has "... that says the agent is stopping" "$(cat "$TB_DIR/sign.err")" "the agent is stopping"
 done_testing
