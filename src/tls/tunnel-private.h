@@ -59,6 +59,7 @@ struct tunnel {
 	struct tconn *open;		/* connections whose upstream is up (under lock) */
 	int stopping;			/* the watch thread ends (under lock) */
 	unsigned long forgets;		/* tunnel_forget calls so far (under lock) */
+	int watch_up;			/* the watch thread follows the agent's events (under lock; idle signalled) */
 	int gated;			/* a TCP listener: first requests pass the browser gate */
 	struct sc_gate_hosts gh;	/* what the gate lets through */
 };

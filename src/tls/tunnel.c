@@ -150,6 +150,10 @@ tunnel_watch(void *arg)
 				continue;
 			}
 			had = 1;
+			pthread_mutex_lock(&t->lock);
+			t->watch_up = 1;
+			pthread_cond_broadcast(&t->idle);
+			pthread_mutex_unlock(&t->lock);
 		}
 		if ((r = scagent_next_event(cl, 500, &ev)) == SC_OK)
 			tunnel_event(t, ev);
@@ -265,6 +269,25 @@ tunnel_pipes(struct tunnel *t, int pipefd[2], int donefd[2], struct sigaction *o
 }
 
 /* Say who may use the listener, start the events thread (*watching), and say what sessions do. */
+#define WATCH_WAIT_MS 3000
+
+/* 1 when the watch thread follows the agent's events within WATCH_WAIT_MS. */
+static int
+watch_wait(struct tunnel *t)
+{
+	struct timespec ts;
+	int up;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += WATCH_WAIT_MS / 1000;
+	pthread_mutex_lock(&t->lock);
+	while (!t->watch_up && pthread_cond_timedwait(&t->idle, &t->lock, &ts) == 0)
+		;
+	up = t->watch_up;
+	pthread_mutex_unlock(&t->lock);
+	return up;
+}
+
 static int
 tunnel_announce(struct tunnel *t, pthread_t *watcher, int *watching)
 {
@@ -287,6 +310,14 @@ tunnel_announce(struct tunnel *t, pthread_t *watcher, int *watching)
 			return SC_ERR_INTERNAL;
 		}
 		*watching = 1;
+		/*
+		 * Connections are served once the events are followed (a card
+		 * removed meanwhile would go unseen), or after WATCH_WAIT_MS
+		 * without the agent: its absence is said by the connections.
+		 */
+		if (!watch_wait(t))
+			sc_tunnel_log("the agent's events are not followed yet (is scagentd running?): "
+			    "trying again every second");
 	}
 	if (t->sessions != NULL)
 		sc_tunnel_log("TLS sessions are kept for up to %ld s and resumed: the card signs once per "

@@ -67,7 +67,8 @@ log=$TB_DIR/tunnel.log
 	--cert alice --tls-max 1.2 >"$log" 2>&1 &
 tb_track_pid $!
 wait_port "$LP" || { show "$log"; bail_out "the tunnel did not listen"; }
-sleep 1.2	# its watch of the agent's events is up
+# it says so once it follows the agent's events, before it serves
+for _ in $(seq 50); do grep -q 'TLS sessions are kept' "$log" && break; sleep 0.1; done
 
 curl -sS --max-time 30 "http://127.0.0.1:$LP/" >"$TB_DIR/r1" 2>&1 &
 c1=$!
