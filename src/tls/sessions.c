@@ -368,6 +368,8 @@ sc_tls_sessions_forget(struct sc_tls_sessions *s, const char *token)
 {
 	int n = 0;
 
+	if (s == NULL)
+		return 0;	/* none kept (--session-lifetime 0) */
 	pthread_mutex_lock(&s->lock);
 	s->epoch++;
 	for (struct entry **pp = &s->entries; *pp != NULL;) {
@@ -388,6 +390,8 @@ sc_tls_sessions_epoch(struct sc_tls_sessions *s)
 {
 	unsigned long e;
 
+	if (s == NULL)
+		return 0;
 	pthread_mutex_lock(&s->lock);
 	e = s->epoch;
 	pthread_mutex_unlock(&s->lock);

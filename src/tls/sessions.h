@@ -77,7 +77,7 @@ void sc_tls_sessions_end(struct sc_tls_sessions *s, unsigned long flight);
 void sc_tls_sessions_fail(struct sc_tls_sessions *s, unsigned long flight,
     const struct sc_tls_sess_fail *why);
 
-/* Forget the sessions made with certificates of token (NULL: all): how many. */
+/* Forget the sessions made with certificates of token (NULL: all): how many (s NULL: 0). */
 int sc_tls_sessions_forget(struct sc_tls_sessions *s, const char *token);
 /* Counts the forgets so far: taken when a connection begins, given to _put. */
 unsigned long sc_tls_sessions_epoch(struct sc_tls_sessions *s);

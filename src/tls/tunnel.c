@@ -304,7 +304,8 @@ tunnel_announce(struct tunnel *t, pthread_t *watcher, int *watching)
 		snprintf(shown, sizeof(shown), "remote clients allowed");
 	sc_tunnel_log("listening on %s, forwarding to %s over mutual TLS (%s, at most %d connections at once)",
 	    o->listen, o->connect, shown, o->max_connections);
-	if (t->sessions != NULL && !o->keep_on_removal) {
+	/* Without kept sessions too: the connections made with a card's certificate end with it. */
+	if (!o->keep_on_removal) {
 		if (pthread_create(watcher, NULL, tunnel_watch, t) != 0) {
 			o->say_err("cannot start the thread that follows the agent's events");
 			return SC_ERR_INTERNAL;

@@ -97,5 +97,45 @@ if printf '%s' "$body" | grep -q 'hello from nginx'; then
 else
 	pass "... and no page of the server"
 fi
+
+# Without kept sessions (--session-lifetime 0) too, a connection made with the
+# card's certificate ends with the card: a kept-alive connection is closed at
+# logout.
+echo "$TB_PIN" | "$SCAGENT" login --token demo --pin-stdin >/dev/null 2>&1 || bail_out "login again"
+LP2=$(tb_port)
+log2=$TB_DIR/tunnel2.log
+"$SCAGENT" tunnel --listen "127.0.0.1:$LP2" --connect "localhost:$NP" --cafile "$PKI/root.pem" \
+	--cert alice --session-lifetime 0 >"$log2" 2>&1 &
+tb_track_pid $!
+wait_port "$LP2" || { show "$log2"; bail_out "the second tunnel did not listen"; }
+for _ in $(seq 50); do grep -q 'no TLS session is kept' "$log2" && break; sleep 0.1; done
+# ka.py PORT: one kept-alive request; prints the answer, then "closed" when the
+# tunnel ends the connection (within 15 s)
+cat >"$TB_DIR/ka.py" <<-'PY'
+	import socket, sys, time
+	s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+	s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	s.settimeout(15)
+	try:
+	    while True:
+	        d = s.recv(65536)
+	        if not d:
+	            print("closed", flush=True)
+	            break
+	        sys.stdout.write(d.decode("latin-1"))
+	        sys.stdout.flush()
+	except OSError as e:
+	    print("error", e, flush=True)
+PY
+"$PY" "$TB_DIR/ka.py" "$LP2" >"$TB_DIR/ka.out" 2>&1 &
+ka=$!
+tb_track_pid $ka
+for _ in $(seq 100); do grep -q 'hello from nginx' "$TB_DIR/ka.out" && break; sleep 0.1; done
+has "a kept-alive connection through a tunnel without sessions is served" "$(cat "$TB_DIR/ka.out")" "hello from nginx"
+"$SCAGENT" logout --token demo >/dev/null 2>&1
+for _ in $(seq 50); do grep -q 'closed 1 connection' "$log2" && break; sleep 0.1; done
+ok "... and closed at logout (the tunnel's log)" grep -q 'forgot 0 kept sessions and closed 1 connection' "$log2"
+for _ in $(seq 50); do grep -q '^closed' "$TB_DIR/ka.out" && break; sleep 0.1; done
+ok "... the client sees the connection end" grep -q '^closed' "$TB_DIR/ka.out"
 stop_agent "the agent stops cleanly"
 done_testing
