@@ -3,6 +3,7 @@
 #define SC_UTIL_H
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Lowercase hex of len bytes; caller frees; NULL on allocation failure. */
 char *sc_hex(const unsigned char *p, size_t len);
@@ -20,5 +21,7 @@ int sc_is_hex(const char *s);
 char *sc_strdup0(const char *s);
 /* Monotonic time in milliseconds. */
 uint64_t sc_now_ms(void);
+/* ms from now on clock clk, as pthread_cond_timedwait wants it (the condition's clock). */
+struct timespec sc_deadline(clockid_t clk, long ms);
 
 #endif

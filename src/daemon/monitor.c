@@ -146,15 +146,8 @@ static void
 monitor_wait(struct sc_server *srv, uint64_t due)
 {
 	uint64_t now = sc_now_ms(), ms = due > now ? due - now : 0;
-	struct timespec ts;
+	struct timespec ts = sc_deadline(CLOCK_REALTIME, (long)ms);
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += (time_t)(ms / 1000);
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	pthread_cond_timedwait(&srv->cond, &srv->lock, &ts);
 }
 

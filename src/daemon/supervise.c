@@ -562,15 +562,8 @@ sup_main(void *arg)
 void
 sup_cond_wait(struct sc_sup *sup, long ms)
 {
-	struct timespec ts;
+	struct timespec ts = sc_deadline(CLOCK_REALTIME, ms);
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	pthread_cond_timedwait(&sup->cond, &sup->lock, &ts);
 }
 

@@ -275,11 +275,9 @@ tunnel_pipes(struct tunnel *t, int pipefd[2], int donefd[2], struct sigaction *o
 static int
 watch_wait(struct tunnel *t)
 {
-	struct timespec ts;
+	struct timespec ts = sc_deadline(CLOCK_REALTIME, WATCH_WAIT_MS);
 	int up;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += WATCH_WAIT_MS / 1000;
 	pthread_mutex_lock(&t->lock);
 	while (!t->watch_up && pthread_cond_timedwait(&t->idle, &t->lock, &ts) == 0)
 		;

@@ -332,15 +332,8 @@ is_stopping(struct sc_pcsc *p)
 static void
 pause_ms(struct sc_pcsc *p, long ms)
 {
-	struct timespec ts;
+	struct timespec ts = sc_deadline(CLOCK_MONOTONIC, ms);
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&p->lock);
 	while (!p->stopping) {
 		if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) == ETIMEDOUT)
@@ -548,16 +541,10 @@ sc_pcsc_stop(struct sc_pcsc *p)
 	p->stopping = 1;
 	pthread_cond_broadcast(&p->cond);
 	while (!p->exited) {
-		struct timespec ts;
+		struct timespec ts = sc_deadline(CLOCK_MONOTONIC, 50);
 
 		if (p->have_ctx)
 			SCardCancel(p->ctx);
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += 50 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
 		pthread_cond_timedwait(&p->cond, &p->lock, &ts);
 	}
 	pthread_mutex_unlock(&p->lock);
