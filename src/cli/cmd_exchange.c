@@ -114,6 +114,10 @@ probe_exchange(const struct sc_tls_opts *o, const char *target, const char **ext
 			cli_err("--exchange %s: %s", target, why);
 		return EX_SC_USAGE;
 	}
+	if ((rc = tls_proxy_check(o, sw.host, sw.port)) != EX_SC_OK) {
+		sc_exchange_free(&sw);
+		return rc;
+	}
 	if (sc_exchange_run(&sw, extra, nextra) != SC_OK)
 		return EX_SC_FAIL;
 	if (json)

@@ -202,13 +202,13 @@ tls_cert_arg(struct tls_args *a)
  * checked before any connection: EX_SC_OK, or EX_SC_USAGE (said). The
  * message never shows the proxy's credentials.
  */
-static int
-tls_proxy_arg(struct tls_args *a, const char *host, const char *port)
+int
+tls_proxy_check(const struct sc_tls_opts *o, const char *host, const char *port)
 {
 	struct sc_tls_conn conn;
 	int rc = EX_SC_OK;
 
-	sc_tls_conn_init(&conn, &a->o, host, port);
+	sc_tls_conn_init(&conn, o, host, port);
 	if (sc_tls_proxy_choose(&conn) != SC_OK) {
 		cli_err("%s", conn.err);
 		rc = EX_SC_USAGE;
@@ -330,7 +330,7 @@ cmd_connect(struct cli *c, int argc, char **argv)
 	if (cli_have_tty())
 		a.o.ask_pin = tls_ask_pin;
 	headers = calloc((size_t)argc + 1, sizeof(*headers));
-	if (a.resolve == NULL || headers == NULL || tls_args_sessions(&a) < 0) {
+	if (a.resolve == NULL || headers == NULL) {
 		tls_args_clear(&a);
 		free(headers);
 		return EX_SC_FAIL;
@@ -382,7 +382,7 @@ cmd_connect(struct cli *c, int argc, char **argv)
 		rc = EX_SC_USAGE;
 		goto out;
 	}
-	if ((rc = tls_proxy_arg(&a, host, port)) != EX_SC_OK || (rc = tls_cert_arg(&a)) != EX_SC_OK)
+	if ((rc = tls_proxy_check(&a.o, host, port)) != EX_SC_OK || (rc = tls_cert_arg(&a)) != EX_SC_OK)
 		goto out;
 	rc = EX_SC_FAIL;
 	sc_tls_conn_init(&conn, &a.o, host, port);
@@ -413,12 +413,8 @@ out:
 
 /* The checks of tls/probe.c, as text or JSON. */
 static void
-print_checks(const char *url, const struct sc_probe_check *k, int json)
+print_checks(const char *url, const struct sc_probe_check *k, int failed, int json)
 {
-	int failed = 0;
-
-	for (int i = 0; i < SC_PROBE_COUNT; i++)
-		failed |= strcmp(k[i].status, "fail") == 0;
 	if (json) {
 		json_object *o = json_object_new_object(), *arr = json_object_new_array();
 		json_object_object_add(o, "url", sc_json_new_text(url));
@@ -538,7 +534,7 @@ cmd_probe(struct cli *c, int argc, char **argv)
 	if ((rc = url_arg(argc, argv, probe_usage, &url, host, sizeof(host), port, sizeof(port),
 	    &path)) != EX_SC_OK)
 		goto out;
-	if ((rc = tls_cert_arg(&a)) != EX_SC_OK)
+	if ((rc = tls_proxy_check(&a.o, host, port)) != EX_SC_OK || (rc = tls_cert_arg(&a)) != EX_SC_OK)
 		goto out;
 	rc = EX_SC_FAIL;
 	if (tls_args_sessions(&a) < 0)
@@ -550,7 +546,7 @@ cmd_probe(struct cli *c, int argc, char **argv)
 	po.path = path;
 	po.say = cli_err;
 	sc_probe_run(&po, &res);
-	print_checks(url, res.checks, json);
+	print_checks(url, res.checks, sc_probe_failed(&res), json);
 	rc = sc_probe_failed(&res) ? EX_SC_FAIL : EX_SC_OK;
 out:
 	sc_probe_result_free(&res);
@@ -575,6 +571,8 @@ parse_lifetime(const char *arg)
 
 	errno = 0;
 	n = strtol(arg, &end, 10);
+	if (end == arg)
+		n = -1;		/* no number ("h" alone): refused below */
 	if (*end == 'h')
 		mul = 3600;
 	else if (*end == 'm')
@@ -657,12 +655,11 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 			break;
 		case O_KEEP: to.keep_on_removal = 1; break;
 		case O_ALLOWHOST:
-			if (optarg[0] == '\0' || strpbrk(optarg, " \t\r\n:/") != NULL) {
-				cli_err("--allow-host wants host names separated by commas (no port), "
-				    "not \"%s\"", optarg);
+			if (to.allow_host != NULL) {
+				cli_err("--allow-host is given once, its names separated by commas");
 				goto out;
 			}
-			to.allow_host = optarg;
+			to.allow_host = optarg;	/* checked with --listen (sc_tunnel_check) */
 			break;
 		case 'h':
 			fputs(tunnel_usage, stdout);
@@ -680,14 +677,9 @@ cmd_tunnel(struct cli *c, int argc, char **argv)
 		goto out;
 	{
 		char host[256], port[8];
-		const char *colon = strrchr(to.connect, ':');
-		snprintf(host, sizeof(host), "%.*s", (int)(colon - to.connect), to.connect);
-		snprintf(port, sizeof(port), "%s", colon + 1);
-		if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-			memmove(host, host + 1, strlen(host));
-			host[strlen(host) - 1] = '\0';
-		}
-		if ((rc = tls_proxy_arg(&a, host, port)) != EX_SC_OK)
+
+		sc_tunnel_split_hostport(to.connect, host, sizeof(host), port, sizeof(port));
+		if ((rc = tls_proxy_check(&a.o, host, port)) != EX_SC_OK)
 			goto out;
 	}
 	if ((rc = tls_cert_arg(&a)) != EX_SC_OK)

@@ -12,5 +12,7 @@
  */
 int probe_exchange(const struct sc_tls_opts *o, const char *target, const char **extra,
     int nextra, int json);
+/* The proxy (--proxy, https_proxy, no_proxy) for host:port is usable: EX_SC_OK, or said and EX_SC_USAGE (cmd_tls.c). */
+int tls_proxy_check(const struct sc_tls_opts *o, const char *host, const char *port);
 
 #endif

@@ -138,16 +138,7 @@ write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Next line from the agent; deadline is a now_ms() time, < 0 waits for ever. */
+/* Next line from the agent; deadline is an sc_now_ms() time, < 0 waits for ever. */
 static int
 read_line(scagent_client *c, int64_t deadline, char **line)
 {
@@ -158,7 +149,7 @@ read_line(scagent_client *c, int64_t deadline, char **line)
 		if ((r = sc_linebuf_take(&c->in, line, &len)) != 0)
 			return r < 0 ? fail(c, SC_ERR_PROTOCOL, "the agent sent a malformed line") : SC_OK;
 		if (deadline >= 0) {
-			int64_t left = deadline - now_ms();
+			int64_t left = deadline - (int64_t)sc_now_ms();
 			struct pollfd p = { c->fd, POLLIN, 0 };
 			int n = poll(&p, 1, left > 0 ? (int)left : 0);
 			if (n == 0)
@@ -232,7 +223,7 @@ wait_start(const scagent_client *c, const char *op, struct wait *w)
 	int quick = c->timeout_ms > 0 ? c->timeout_ms : WAIT_QUICK_MS;
 
 	w->op = op;
-	w->start = now_ms();
+	w->start = (int64_t)sc_now_ms();
 	w->bound_ms = WAIT_QUICK_MS;
 	if (c->timeout_ms > 0)
 		w->bound_ms = c->timeout_ms;
@@ -289,7 +280,7 @@ await_line(scagent_client *c, const struct wait *w, char **line)
 	int r;
 
 	for (;;) {
-		int64_t now = now_ms(), until = w->start + w->stopped_ms;
+		int64_t now = (int64_t)sc_now_ms(), until = w->start + w->stopped_ms;
 
 		if (now >= until) {
 			if (process_stopped(c->agent_pid))
@@ -300,7 +291,7 @@ await_line(scagent_client *c, const struct wait *w, char **line)
 			until = deadline;
 		if ((r = read_line(c, until, line)) != SC_ERR_TIMEOUT)
 			return r;
-		if (now_ms() >= deadline)
+		if ((int64_t)sc_now_ms() >= deadline)
 			return wait_expired(c, w);
 	}
 }
@@ -329,7 +320,7 @@ closed_before_send(scagent_client *c, json_object **resp)
 	int e = errno;
 	char *line = NULL;
 
-	if (read_line(c, now_ms(), &line) == SC_OK) {
+	if (read_line(c, (int64_t)sc_now_ms(), &line) == SC_OK) {
 		*resp = json_tokener_parse(line);
 		free(line);
 		if (*resp != NULL && connection_error(*resp))
@@ -728,7 +719,7 @@ scagent_next_event(scagent_client *c, int timeout_ms, char **event_json)
 	if (c->fd < 0)
 		r = closed_after_timeout(c);
 	else
-		r = read_line(c, timeout_ms < 0 ? -1 : now_ms() + timeout_ms, &line);
+		r = read_line(c, timeout_ms < 0 ? -1 : (int64_t)sc_now_ms() + timeout_ms, &line);
 	pthread_mutex_unlock(&c->lock);
 	if (r != SC_OK)
 		return r;

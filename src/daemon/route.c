@@ -607,10 +607,15 @@ out:
 static void
 tell_desktop(struct client *c, const char *op, json_object *req, const char *ans)
 {
-	json_object *a = json_tokener_parse(ans), *res;
+	json_object *a, *res;
 	const char *emsg;
 	int code;
 
+	/* only these answers can make a note: others are not parsed again */
+	if (c->srv->o.notify == SC_NOTIFY_NO || (strcmp(op, "sign") != 0 &&
+	    strcmp(op, "sign-key") != 0 && strcmp(op, "login") != 0 && strcmp(op, "pin-change") != 0))
+		return;
+	a = json_tokener_parse(ans);
 	if (answer_parts(a, &res, &code, &emsg)) {
 		if (strcmp(op, "sign") == 0 || strcmp(op, "sign-key") == 0)
 			desktop_signed(c, arg_str(req, "ref"));

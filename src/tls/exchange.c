@@ -102,8 +102,7 @@ server_checks(struct sc_exchange *sw, struct sc_tls_conn *c, struct sc_exchange_
 	else if (strcmp(v.name.status, "fail") == 0)
 		set_result(e, "fail", v.name.code, v.name.advice);
 	else if (v.principal[0] != '\0')
-		set_result(e, "fail", "wrong-principal", "set --principal msstd:NAME to the certificate's "
-		    "CN or a DNS name, or check you reach the right server");
+		set_result(e, "fail", "wrong-principal", sc_tls_principal_advice);
 	else
 		return 0;
 	return 1;

@@ -697,6 +697,9 @@ sc_tls_write_all(struct sc_tls_conn *c, const void *buf, size_t len)
 
 /* ---------------------------------------------------------------- advice */
 
+const char sc_tls_principal_advice[] = "set --principal msstd:NAME to the certificate's CN or "
+    "a DNS name (msstd:*.domain for a wildcard certificate), or check you reach the right server";
+
 const char *
 sc_tls_advice(const struct sc_tls_conn *c)
 {
@@ -712,8 +715,7 @@ sc_tls_advice(const struct sc_tls_conn *c)
 		return "connect with a name the certificate lists (--resolve NAME:PORT:ADDR keeps the "
 		    "address), or reissue the server certificate with this name in its SAN";
 	case SC_TLS_E_PRINCIPAL:
-		return "set --principal msstd:NAME to the certificate's CN or a DNS name "
-		    "(msstd:*.domain for a wildcard certificate), or check you reach the right server";
+		return sc_tls_principal_advice;
 	case SC_TLS_E_NOCERT:
 		return "run `scagent -v list` to see your certificates; the server must trust their "
 		    "issuing CA (its CA list names the CAs it accepts), or pick one with --cert REF";

@@ -232,6 +232,8 @@ int sc_tls_write_all(struct sc_tls_conn *c, const void *buf, size_t len);
 void sc_tls_record_failure(struct sc_tls_conn *c, int ret, const char *during);
 /* One line of advice for c->fail (may be ""). */
 const char *sc_tls_advice(const struct sc_tls_conn *c);
+/* What to do when --principal does not match (SC_TLS_E_PRINCIPAL's advice). */
+extern const char sc_tls_principal_advice[];
 
 /*
  * The certificate this connection authenticates with: sent in its handshake,

@@ -207,6 +207,20 @@ sc_tunnel_check(const struct sc_tunnel_opts *o)
 		    o->listen);
 		return SC_ERR_INVALID;
 	}
+	if (strncmp(o->listen, "unix:", 5) == 0 && (o->allow_remote || o->allow_host != NULL)) {
+		o->say_err("%s is for an ADDR:PORT listener: a Unix socket is its owner's only",
+		    o->allow_remote ? "--allow-remote" : "--allow-host");
+		return SC_ERR_INVALID;
+	}
+	/* names, each non-empty, no port, no trailing dot (the gate compares without one) */
+	for (const char *p = o->allow_host; p != NULL; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+		size_t n = strcspn(p, ",");
+		if (n == 0 || p[n - 1] == '.' || strcspn(p, " \t\r\n:/[]") < n) {
+			o->say_err("--allow-host wants host names separated by commas (no port, no "
+			    "empty entry, no trailing dot), not \"%s\"", o->allow_host);
+			return SC_ERR_INVALID;
+		}
+	}
 	return SC_OK;
 }
 

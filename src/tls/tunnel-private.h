@@ -25,8 +25,6 @@ struct listener {
 	ino_t ino;
 };
 
-/* "HOST:PORT" or "[V6]:PORT" into host and port: 0, or -1 when malformed. */
-int sc_tunnel_split_hostport(const char *s, char *host, size_t hl, char *port, size_t pl);
 /* Listen as --listen says: SC_OK, or SC_ERR_INVALID / SC_ERR_IO (said through o->say_err). */
 int sc_tunnel_listen(const struct sc_tunnel_opts *o, struct listener *l);
 /* Close the listener; a Unix socket's file goes too, if it is still the one made. */

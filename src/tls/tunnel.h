@@ -36,6 +36,8 @@ struct sc_tunnel_opts {
  * through o->say_err).
  */
 int sc_tunnel_check(const struct sc_tunnel_opts *o);
+/* "HOST:PORT" or "[V6]:PORT" into host and port: 0, or -1 when malformed. */
+int sc_tunnel_split_hostport(const char *s, char *host, size_t hl, char *port, size_t pl);
 /*
  * Runs until SIGTERM or SIGINT: SC_OK; SC_ERR_INVALID for a listen address
  * that cannot be used as given; another SC_ERR_* when it cannot start.

@@ -65,7 +65,7 @@ stop_agent
 tb_monitor "$SESSION" "$W/no.mon" "interface='org.freedesktop.Notifications'"
 agent "notify = no"
 login
-for i in 1 2; do sign_as "$W/n$i" alice; done
+for i in 1 2; do ok "notify = no: signature $i made" sign_as "$W/n$i" alice; done
 sc logout --token demo
 sleep 1
 is "notify = no: no Notify" "$(notify_calls "$W/no.mon")" 0

@@ -212,6 +212,7 @@ echo hang-sign >"$W/faults2"
 "$SCAGENT" --socket "$S2" sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" >/dev/null 2>&1 &
 sleep 1
 wpids=$("$SCAGENT" --socket "$S2" status --json | "$PY" -c 'import json,sys; print(" ".join(str(p["pid"]) for p in json.load(sys.stdin)["processes"]))')
+is "two worker processes before SIGTERM" "$(wc -w <<<"$wpids")" 2
 t0=$(date +%s%N)
 kill -TERM "$AGENT_PID"
 for _ in $(seq 50); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.05; done

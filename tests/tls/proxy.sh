@@ -110,6 +110,13 @@ else
 	fail "%00 in credentials (rc=$RC): $ERR"
 fi
 
+# probe with a proxy URL it cannot use: a usage error before any connection, as connect.
+run "$SCAGENT" probe --cafile "$PKI/root.pem" --proxy "socks5://127.0.0.1:$PP" "$URL"
+is "probe --proxy socks5://...: exit 2 (as connect)" "$RC" 2
+has "  ... saying why" "$ERR" "is not http://"
+run "$SCAGENT" probe --exchange "localhost:$NP" --cafile "$PKI/root.pem" --proxy "socks5://127.0.0.1:$PP"
+is "probe --exchange with it: exit 2 once, not a failure per endpoint" "$RC" 2
+
 # probe: a proxy check after tcp, only with a proxy.
 out=$TB_DIR/probe.json
 rc=0

@@ -141,6 +141,17 @@ has "a client speaking something else than HTTP is relayed (nginx answers it)" "
 run "$SCAGENT" tunnel --listen "127.0.0.1:$(tb_port)" --connect "localhost:$NP" --allow-host "a.example:80"
 is "--allow-host with a port is a usage error" "$RC" 2
 has "  ... saying what it wants" "$ERR" "--allow-host wants host names"
+for bad in "a.example,,b.example" "a.example." "a.example,"; do
+	run "$SCAGENT" tunnel --listen "127.0.0.1:$(tb_port)" --connect "localhost:$NP" --allow-host "$bad"
+	is "--allow-host \"$bad\" is a usage error (a name it could never match)" "$RC" 2
+done
+run "$SCAGENT" tunnel --listen "127.0.0.1:$(tb_port)" --connect "localhost:$NP" --allow-host a.example --allow-host b.example
+is "--allow-host twice is a usage error" "$RC" 2
+run "$SCAGENT" tunnel --listen "unix:$TB_DIR/x.sock" --connect "localhost:$NP" --allow-host a.example
+is "--allow-host with a Unix socket is a usage error" "$RC" 2
+has "  ... saying it is for ADDR:PORT" "$ERR" "is for an ADDR:PORT listener"
+run "$SCAGENT" tunnel --listen "127.0.0.1:$(tb_port)" --connect "localhost:$NP" --session-lifetime h
+is "--session-lifetime h (no number) is a usage error, not 0" "$RC" 2
 
 # A Unix socket is not gated (a browser cannot reach one).
 usock=$TB_DIR/t.sock

@@ -82,8 +82,10 @@ through() {
 	fi
 	if [ "$max" -le 2 ]; then
 		# The agent re-reads SoftHSM's slots every 30 s on its own: one such
-		# pass (two C_GetSlotList) may fall in the window; nothing more.
-		if [ "$nr" != 0 ] && [ "$(calls C_GetSlotList "$s0")" -le 2 ] && [ "$nr" -le 16 ]; then
+		# pass (one or two C_GetSlotList) may fall in the window; nothing more,
+		# and no object read without it.
+		if [ "$nr" != 0 ] && [ "$(calls C_GetSlotList "$s0")" -ge 1 ] &&
+			[ "$(calls C_GetSlotList "$s0")" -le 2 ] && [ "$nr" -le 16 ]; then
 			diag "$name: the agent's periodic slot re-read fell in the window ($nr calls)"
 			nr=0
 		fi
