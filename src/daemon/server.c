@@ -624,9 +624,13 @@ sc_server_run(struct sc_server *srv)
 	sc_pcsc_stop(srv->pcsc);
 	pthread_mutex_lock(&srv->lock);
 	pthread_cond_broadcast(&srv->cond);
-	/* Wake clients out of poll() and wait for them to go. */
+	/*
+	 * Wake clients out of poll() and wait for them to go. Only the reading
+	 * side: a thread that waits on a worker wakes by the stop pipe and
+	 * still writes its "the agent is stopping" answer.
+	 */
 	for (struct client *c = srv->clients; c; c = c->next)
-		shutdown(c->fd, SHUT_RDWR);
+		shutdown(c->fd, SHUT_RD);
 	while (srv->nclients > 0)
 		pthread_cond_wait(&srv->cond, &srv->lock);
 	pthread_mutex_unlock(&srv->lock);
