@@ -58,7 +58,7 @@ gate_room(const struct tconn *tc, size_t room)
 {
 	if (!tc->t->gated || tc->gate.state != SC_GATE_UNDECIDED)
 		return room;
-	return SC_GATE_MAX - tc->gate.len < room ? SC_GATE_MAX - tc->gate.len : room;
+	return sc_gate_room(&tc->gate) < room ? sc_gate_room(&tc->gate) : room;
 }
 
 /*
@@ -84,70 +84,64 @@ answer_page(int fd, const char *status, const char *body)
 }
 
 /*
- * The gate refused tc's first request: a 403 page says why (curl and the
- * browser show it), the log too; nothing of it went upstream.
+ * The gate refused one of tc's requests: the log says why, and a 403 page
+ * too (curl and the browser show it) when page is set: not while an answer
+ * to an earlier request is still on its way. Nothing of it went upstream.
  */
 static void
-gate_refuse(struct tconn *tc)
+gate_refuse(struct tconn *tc, int page)
 {
-	char body[700], *shown = sc_term_escape(tc->gate.why, strlen(tc->gate.why), 1);
+	char body[700], nth[64] = "", *shown = sc_term_escape(tc->gate.why, strlen(tc->gate.why), 1);
 
+	if (tc->gate.requests > 0)
+		snprintf(nth, sizeof(nth), " (request %lu of the connection)", tc->gate.requests + 1);
 	snprintf(body, sizeof(body), "scagent tunnel: refused %s: only the card owner's own "
 	    "programs may use this tunnel (scagent tunnel --allow-host NAME lets a name through)\n",
 	    shown != NULL ? shown : "a request");
 	free(shown);
-	sc_tunnel_log("connection #%lu: refused %s; nothing of it was sent upstream", tc->id, tc->gate.why);
-	answer_page(tc->fd, "403 Forbidden", body);
+	sc_tunnel_log("connection #%lu: refused %s%s; nothing of it was sent upstream", tc->id,
+	    tc->gate.why, nth);
+	if (page)
+		answer_page(tc->fd, "403 Forbidden", body);
 }
 
 /*
- * n bytes the client sent, in buf (of RELAY_BUF): through the gate while it
- * judges the first request. 1 with what may go upstream now in buf and *n
- * (0 bytes while the gate holds them); 0 when it refused (said).
+ * n bytes the client sent, in buf (of RELAY_BUF): through the gate, which
+ * holds each request head until it is judged. 1 with what may go upstream now
+ * in buf and *n (0 bytes while the gate holds them); 0 when it refused.
  */
 static int
 gate_pass(struct tconn *tc, unsigned char *buf, size_t *n)
 {
 	struct sc_gate *g = &tc->gate;
 
-	if (!tc->t->gated || g->state == SC_GATE_PASS)
+	if (!tc->t->gated || (g->state == SC_GATE_PASS && g->len == 0))
 		return 1;
-	switch (sc_gate_add(g, &tc->t->gh, buf, *n)) {
-	case SC_GATE_PASS:
-		memcpy(buf, g->buf, g->len);
-		*n = g->len;
-		g->len = 0;
-		return 1;
-	case SC_GATE_REFUSE:
-		gate_refuse(tc);
+	if (sc_gate_add(g, &tc->t->gh, buf, *n) == SC_GATE_REFUSE)
 		return 0;
-	default:
-		*n = 0;
-		return 1;
-	}
+	*n = sc_gate_take(g, buf, RELAY_BUF);
+	return 1;
 }
 
 /*
- * The client closed its side while the gate held bytes: any but an
- * unfinished HTTP request head go upstream (as gate_pass); 0 when refused.
+ * The client closed its side while the gate held bytes: an unfinished HTTP
+ * request head is refused (0), anything else goes upstream (as gate_pass).
  */
 static int
 gate_at_end(struct tconn *tc, unsigned char *buf, size_t *n)
 {
 	struct sc_gate *g = &tc->gate;
 
-	if (!tc->t->gated || g->state != SC_GATE_UNDECIDED)
+	if (!tc->t->gated || g->state != SC_GATE_UNDECIDED || g->len == 0)
 		return 1;
-	if (g->http) {
+	if (g->http || g->requests > 0) {
 		g->state = SC_GATE_REFUSE;
 		snprintf(g->why, sizeof(g->why), "an HTTP request whose headers did not end");
-		gate_refuse(tc);
 		return 0;
 	}
 	g->state = SC_GATE_PASS;
-	memcpy(buf, g->buf, g->len);
-	*n = g->len;
-	g->len = 0;
+	g->ok = g->len;
+	*n = sc_gate_take(g, buf, RELAY_BUF);
 	return 1;
 }
 
@@ -167,14 +161,14 @@ gate_first(struct tconn *tc)
 	uint64_t end = sc_now_ms() + GATE_WAIT_MS;
 	long left;
 
-	while (tc->gate.state == SC_GATE_UNDECIDED && (left = (long)(end - sc_now_ms())) > 0 &&
-	    poll(&p, 1, (int)left) > 0) {
+	while (tc->gate.state == SC_GATE_UNDECIDED && tc->gate.requests == 0 &&
+	    (left = (long)(end - sc_now_ms())) > 0 && poll(&p, 1, (int)left) > 0) {
 		ssize_t n = recv(tc->fd, buf, gate_room(tc, sizeof(buf)), MSG_DONTWAIT);
 
 		if (n <= 0)
 			break;	/* the client closed: the relay sees it */
 		if (sc_gate_add(&tc->gate, &tc->t->gh, buf, (size_t)n) == SC_GATE_REFUSE) {
-			gate_refuse(tc);
+			gate_refuse(tc, 1);
 			return 0;
 		}
 	}
@@ -193,13 +187,9 @@ relay(struct tconn *tc, struct sc_tls_conn *up, unsigned long long *nup, unsigne
 		goto out;
 	fcntl(up->fd, F_SETFL, fl | O_NONBLOCK);
 	fcntl(tc->fd, F_SETFL, fcntl(tc->fd, F_GETFL) | O_NONBLOCK);
-	/* what the gate held before the upstream was up goes first */
-	if (tc->t->gated && tc->gate.state == SC_GATE_PASS && tc->gate.len > 0) {
-		memcpy(c2u->buf, tc->gate.buf, tc->gate.len);
-		c2u->len = tc->gate.len;
-		tc->gate.len = 0;
+	/* what the gate passed before the upstream was up goes first */
+	if (tc->t->gated && (c2u->len = sc_gate_take(&tc->gate, c2u->buf, sizeof(c2u->buf))) > 0)
 		kick = 1;	/* written in the first round, not after an event */
-	}
 	while (!(c_eof && u_eof && c2u->len == 0 && u2c->len == 0)) {
 		struct pollfd p[3];
 		int timeout = SSL_pending(up->ssl) > 0 || kick ? 0 : -1;
@@ -254,19 +244,23 @@ relay(struct tconn *tc, struct sc_tls_conn *up, unsigned long long *nup, unsigne
 			shutdown(tc->fd, SHUT_WR);
 			shut_c = 1;
 		}
-		/* client -> upstream (the first request through the gate) */
+		/* client -> upstream (each request head through the gate) */
 		if (!c_eof && c2u->len == 0) {
 			ssize_t n = recv(tc->fd, c2u->buf, gate_room(tc, sizeof(c2u->buf)), 0);
 			if (n > 0) {
 				c2u->off = 0;
 				c2u->len = (size_t)n;
 				*nup += (unsigned long long)n;
-				if (!gate_pass(tc, c2u->buf, &c2u->len))
+				if (!gate_pass(tc, c2u->buf, &c2u->len)) {
+					gate_refuse(tc, u2c->len == 0);
 					break;
+				}
 			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 				c_eof = 1;
-				if (!gate_at_end(tc, c2u->buf, &c2u->len))
+				if (!gate_at_end(tc, c2u->buf, &c2u->len)) {
+					gate_refuse(tc, u2c->len == 0);
 					break;
+				}
 			}
 		}
 		if (c2u->len > 0) {

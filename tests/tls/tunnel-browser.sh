@@ -1,7 +1,7 @@
 #!/bin/bash
 # The tunnel's browser gate: the owner's browser passes the uid check, so a
 # web page could make it send requests to the tunnel (cross-site) or, by DNS
-# rebinding, read the answers. The first request of a connection is refused
+# rebinding, read the answers. Each request of a connection is refused
 # with 403 when its Host is a name a page could own (not loopback, not the
 # upstream's, not --allow-host), its Origin is another site's or another
 # local port's, or the browser says Sec-Fetch-Site: cross-site/same-site;
@@ -109,6 +109,48 @@ else
 	pass "the tunnel's log quotes the refused Host escaped"
 fi
 ok "each refusal is logged with why" grep -q 'refused a request for the host "rebind.attacker.example:' "$log"
+
+# Every request of a kept-alive connection is judged, not only its first: a
+# page's request could travel on a connection the owner's page opened (a
+# browser that does not partition its connections by site). A body is no
+# request, whatever it holds; the request after it is judged in turn.
+keepalive() {
+	"$PY" - "$LP" "$@" <<'PYEOF'
+import http.client, sys
+port, reqs = int(sys.argv[1]), sys.argv[2:]
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+for r in reqs:
+    method, hdr, body = r.split("|")
+    headers = dict(h.split(": ", 1) for h in hdr.split(";") if h)
+    try:
+        c.request(method, "/", body=body or None, headers=headers)
+        resp = c.getresponse()
+        text = resp.read().decode("utf-8", "replace")
+        print(resp.status, text.strip().replace("\n", " ")[:300])
+    except Exception as e:
+        print("error", type(e).__name__)
+        break
+PYEOF
+}
+s0=$(served) b0=$(signs)
+out=$(keepalive "GET||" "GET|Origin: https://evil.example;Sec-Fetch-Site: cross-site|")
+sleep 0.2
+has "a kept-alive connection: its first request is served" "$(printf '%s' "$out" | sed -n 1p)" "200 hello from nginx main"
+has "... its second, cross-site, gets 403 naming the origin" "$(printf '%s' "$out" | sed -n 2p)" \
+	'403 scagent tunnel: refused a request from the web page origin "https://evil.example"'
+is "... and only the first reached the server" "$(( $(served) - s0 ))" 1
+ok "... the log says which request of the connection it was" grep -q 'evil.example".*(request 2 of the connection); nothing of it was sent upstream' "$log"
+s0=$(served)
+fake='GET /in-a-body HTTP/1.1\r\nHost: rebind.attacker.example\r\n\r\n'
+out=$(keepalive "POST||$(printf "$fake")" "GET||" "GET|Host: rebind.attacker.example:$LP|")
+sleep 0.2
+# (nginx answers a POST to a static page 405: it reached the server)
+is "a POST whose body looks like a request, then a GET: both answered, the third (rebinding) refused" \
+	"$(printf '%s' "$out" | cut -c1-3 | tr '\n' ' ')" "405 200 403 "
+is "... two requests reached the server, none from the body" "$(( $(served) - s0 ))" 2
+out=$(keepalive "GET||" "GET|Sec-Fetch-Site: same-origin;Origin: http://127.0.0.1:$LP|" "GET||")
+is "three requests of the owner's own on one connection are all served" \
+	"$(printf '%s' "$out" | cut -c1-3 | tr '\n' ' ')" "200 200 200 "
 
 # A browser's preconnect: the connection opens, the request comes later than
 # the tunnel waits before its handshake; it is judged in the relay all the
