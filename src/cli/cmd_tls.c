@@ -54,6 +54,7 @@ struct tls_args {
 	struct sc_tls_agent agent;
 	const char **resolve;
 	struct cli_chooser *chooser;		/* several certificates fit, none preferred (cmd_prefer.c) */
+	char *proxy;				/* --proxy's copy: its argv string is masked */
 };
 
 /* terminal: connect and probe may ask at the terminal which certificate goes; the tunnel never. */
@@ -122,12 +123,33 @@ tls_args_clear(struct tls_args *a)
 	cli_chooser_free(a->chooser);
 	sc_tls_sessions_free(a->sessions);
 	free(a->resolve);
+	free(a->proxy);
 	sc_tls_provider_cleanup();
+}
+
+/*
+ * The password in a proxy URL that is an argv string (http://user:PASSWORD@...)
+ * is overwritten with '*': other users read a process's command line
+ * (ps, /proc/PID/cmdline) while it runs, a tunnel for hours. The C standard
+ * lets a program modify argv's strings.
+ */
+static void
+mask_password(char *url)
+{
+	char *user = strstr(url, "://"), *at, *colon;
+
+	if (user == NULL)
+		return;
+	user += 3;
+	if ((at = strchr(user, '@')) == NULL || memchr(user, '/', (size_t)(at - user)) != NULL)
+		return;
+	if ((colon = memchr(user, ':', (size_t)(at - user))) != NULL)
+		memset(colon + 1, '*', (size_t)(at - colon - 1));
 }
 
 /* One shared option; 1 when taken, 0 when not ours, -1 on a bad value. */
 static int
-tls_option(struct cli *c, struct tls_args *a, int ch, const char *arg)
+tls_option(struct cli *c, struct tls_args *a, int ch, char *arg)
 {
 	switch (ch) {
 	case O_CERT:
@@ -168,7 +190,12 @@ tls_option(struct cli *c, struct tls_args *a, int ch, const char *arg)
 		}
 		return 1;
 	case O_PROXY:
-		a->o.proxy = arg;
+		free(a->proxy);
+		if ((a->o.proxy = a->proxy = strdup(arg)) == NULL) {
+			cli_err("out of memory");
+			return -1;
+		}
+		mask_password(arg);
 		return 1;
 	case 'v':
 		c->verbose++;

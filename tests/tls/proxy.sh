@@ -201,6 +201,14 @@ if [ "$body" = "hello from nginx main" ] && grep -q "through the proxy http://12
 else
 	fail "tunnel --proxy: $body"; show "$log"
 fi
+# Other users read a process's command line: the password is masked in it.
+cmdline=$(tr '\0' ' ' <"/proc/$TP/cmdline")
+if printf '%s' "$cmdline" | grep -qF -- "--proxy http://u:******@127.0.0.1:$PP" &&
+	! printf '%s' "$cmdline" | grep -qE 'p%40ss|p@ss'; then
+	pass "tunnel --proxy: its command line (ps, /proc/PID/cmdline) shows the password masked"
+else
+	fail "the proxy password is in the tunnel's command line" "$cmdline"
+fi
 kill $TP
 wait $TP 2>/dev/null
 rc=0
