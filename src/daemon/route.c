@@ -23,7 +23,10 @@
  * says so with a line {"pending":"pinentry"}, and the limit starts again at
  * pinentry's own). A worker that does not answer in time
  * is killed and started again, and the request answers `timeout`; one that
- * ends while a request waits answers `device`. A request never waits for a
+ * ends while a request waits answers `device`. A worker busy with another
+ * request still within its own limit (a module that serialises its calls
+ * behind a key generation) is not hung: the request waits behind it
+ * (wait_behind). A request never waits for a
  * worker past its limit, nor past the agent's stop.
  */
 #include "config.h"
@@ -49,6 +52,17 @@ struct wconn {
 	int fd;				/* -1: none */
 	unsigned gen;			/* of the worker it was made to */
 	struct sc_linebuf lb;
+};
+
+/* One request on its way to worker i and back (ask). */
+struct flight_wait {
+	struct sc_sup *sup;
+	size_t i;
+	const char *op;
+	unsigned long limit_ms;		/* its own */
+	uint64_t end;			/* sc_now_ms() time it gives up */
+	uint64_t id;			/* in the supervisor's flights (0: not kept) */
+	int behind;			/* it waited behind another's slow operation (said) */
 };
 
 enum route_kind { R_NONE, R_ALL, R_STATUS, R_CERT, R_KEY, R_TOKEN, R_VSC };
@@ -92,13 +106,38 @@ wconn_close(struct wconn *w)
 }
 
 /*
- * Wait for fd (events ev) until end (sc_now_ms), the agent's stop, or the
- * client's going: 1 ready, 0 timeout, -1 stop, -2 the client closed its
- * socket (POLLHUP: both ways; a client that only shut its sending side still
- * gets its answer).
+ * f's own limit passed: whether the worker is busy with another request
+ * still within its own (a slow operation the module makes this one wait
+ * behind, a key generation on a TPM): f then waits until that one's limit
+ * has passed and its own again after it (f->end moves; said once). A worker
+ * past every limit in flight to it hangs.
  */
 static int
-wait_fd(struct client *c, int fd, short ev, uint64_t end)
+wait_behind(struct client *c, struct flight_wait *f)
+{
+	uint64_t until = f->id != 0 ? sup_flight_excuse(f->sup, f->i, f->id) : 0;
+
+	if (until == 0)
+		return 0;
+	if (!f->behind)
+		sc_info("pid %ld (%s): the module %s did not answer %s within %lu s while "
+		    "another request to it is within its own limit: it waits behind that "
+		    "slow operation, %lu s more after it", (long)c->pid, c->exe,
+		    sup_module(f->sup, f->i), f->op, f->limit_ms / 1000, f->limit_ms / 1000);
+	f->behind = 1;
+	f->end = until + f->limit_ms;
+	return 1;
+}
+
+/*
+ * Wait for fd (events ev) until f->end (sc_now_ms; it moves while the worker
+ * is busy with another request within its limit: wait_behind), the agent's
+ * stop, or the client's going: 1 ready, 0 timeout, -1 stop, -2 the client
+ * closed its socket (POLLHUP: both ways; a client that only shut its sending
+ * side still gets its answer).
+ */
+static int
+wait_fd(struct client *c, int fd, short ev, struct flight_wait *f)
 {
 	for (;;) {
 		struct pollfd p[3] = { { fd, ev, 0 }, { c->srv->stop_pipe[0], POLLIN, 0 },
@@ -108,9 +147,9 @@ wait_fd(struct client *c, int fd, short ev, uint64_t end)
 
 		if (c->srv->stopping)
 			return -1;
-		if (now >= end)
+		if (now >= f->end && !wait_behind(c, f))
 			return 0;
-		n = poll(p, 3, (int)(end - now > 1000 ? 1000 : end - now));
+		n = poll(p, 3, (int)(f->end - now > 1000 ? 1000 : f->end - now));
 		if (n < 0 && errno != EINTR)
 			return -1;
 		if (n > 0 && p[1].revents)
@@ -134,7 +173,7 @@ wait_err(int k)
  * (stopping), SC_ERR_AGENT_UNREACHABLE (the client went: wait_fd).
  */
 static int
-send_all(struct client *c, int fd, const char *p, size_t n, uint64_t end)
+send_all(struct client *c, int fd, const char *p, size_t n, struct flight_wait *f)
 {
 	while (n > 0) {
 		ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -147,7 +186,7 @@ send_all(struct client *c, int fd, const char *p, size_t n, uint64_t end)
 		}
 		if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			return SC_ERR_IO;
-		if ((k = wait_fd(c, fd, POLLOUT, end)) <= 0)
+		if ((k = wait_fd(c, fd, POLLOUT, f)) <= 0)
 			return wait_err(k);
 	}
 	return SC_OK;
@@ -155,10 +194,10 @@ send_all(struct client *c, int fd, const char *p, size_t n, uint64_t end)
 
 /*
  * One answer line (malloc'd, no '\n'). Codes as send_all. A worker about to
- * wait for pinentry says so first: *end moves by pinentry's own limit.
+ * wait for pinentry says so first: f->end moves by pinentry's own limit.
  */
 static int
-read_line(struct client *c, struct wconn *w, uint64_t *end, char **ans, size_t *anslen)
+read_line(struct client *c, struct wconn *w, struct flight_wait *f, char **ans, size_t *anslen)
 {
 	for (;;) {
 		int r = sc_linebuf_take(&w->lb, ans, anslen), k;
@@ -167,14 +206,15 @@ read_line(struct client *c, struct wconn *w, uint64_t *end, char **ans, size_t *
 		if (r > 0 && strncmp(*ans, "{\"pending\":", 11) == 0) {
 			free(*ans);
 			*ans = NULL;
-			*end += PINENTRY_ALLOW_MS;	/* the module's time is still left after it */
+			f->end += PINENTRY_ALLOW_MS;	/* the module's time is still left after it */
+			sup_flight_move(f->sup, f->i, f->id, f->end);
 			continue;
 		}
 		if (r > 0)
 			return SC_OK;
 		if (r < 0)
 			return SC_ERR_IO;
-		if ((k = wait_fd(c, w->fd, POLLIN, *end)) <= 0)
+		if ((k = wait_fd(c, w->fd, POLLIN, f)) <= 0)
 			return wait_err(k);
 		n = sc_linebuf_read(&w->lb, w->fd);
 		if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
@@ -184,21 +224,22 @@ read_line(struct client *c, struct wconn *w, uint64_t *end, char **ans, size_t *
 
 /* Send a line to a worker's connection and read its answer. */
 static int
-round_trip(struct client *c, struct wconn *w, const char *line, size_t len, uint64_t *end,
+round_trip(struct client *c, struct wconn *w, const char *line, size_t len, struct flight_wait *f,
     char **ans, size_t *anslen)
 {
 	int r;
 
-	if ((r = send_all(c, w->fd, line, len, *end)) != SC_OK ||
-	    (r = send_all(c, w->fd, "\n", 1, *end)) != SC_OK)
+	if ((r = send_all(c, w->fd, line, len, f)) != SC_OK ||
+	    (r = send_all(c, w->fd, "\n", 1, f)) != SC_OK)
 		return r;
-	return read_line(c, w, end, ans, anslen);
+	return read_line(c, w, f, ans, anslen);
 }
 
 /*
  * Ask worker i: line (a request, no '\n') and its one answer line in *ans.
  * On failure msg says what happened: the worker was killed (timeout), ended
- * (device), or does not serve now.
+ * (device), or does not serve now. The request is in the supervisor's
+ * flights of the worker while it waits (wait_behind).
  */
 static int
 ask(struct client *c, size_t i, const char *op, const char *line, size_t len,
@@ -206,10 +247,10 @@ ask(struct client *c, size_t i, const char *op, const char *line, size_t len,
 {
 	struct sc_sup *sup = c->srv->sup;
 	struct wconn *w;
-	uint64_t end = sc_now_ms() + limit_ms;
+	struct flight_wait f = { sup, i, op, limit_ms, sc_now_ms() + limit_ms, 0, 0 };
 	char why[160], *hello = NULL;
 	size_t hlen;
-	int r, fd;
+	int r, fd, fresh;
 
 	*ans = NULL;
 	if (c->wc == NULL) {
@@ -223,19 +264,27 @@ ask(struct client *c, size_t i, const char *op, const char *line, size_t len,
 	w = &c->wc[i];
 	if (w->fd >= 0 && w->gen != sup_gen(sup, i))
 		wconn_close(w);		/* made to a worker that has since been restarted */
-	if (w->fd < 0) {
+	fresh = w->fd < 0;
+	if (fresh) {
 		if ((fd = sup_connect(sup, i, c, &w->gen, msg, msglen)) < 0)
 			return fd;
 		w->fd = fd;
+	}
+	f.id = sup_flight_add(sup, i, w->gen, f.end);
+	if (fresh) {
 		r = round_trip(c, w, "{\"id\":0,\"op\":\"hello\",\"version\":1}",
-		    strlen("{\"id\":0,\"op\":\"hello\",\"version\":1}"), &end, &hello, &hlen);
+		    strlen("{\"id\":0,\"op\":\"hello\",\"version\":1}"), &f, &hello, &hlen);
 		free(hello);
 		if (r != SC_OK)
 			goto fail;
 	}
-	if ((r = round_trip(c, w, line, len, &end, ans, anslen)) == SC_OK)
+	if ((r = round_trip(c, w, line, len, &f, ans, anslen)) == SC_OK) {
+		sup_flight_end(sup, i, f.id, 0);
 		return SC_OK;
+	}
 fail:
+	/* A request whose client went is still run by the worker: kept until its deadline. */
+	sup_flight_end(sup, i, f.id, r == SC_ERR_AGENT_UNREACHABLE);
 	if (r == SC_ERR_TIMEOUT) {
 		snprintf(why, sizeof(why), "did not answer within %lu s (%s)", limit_ms / 1000, op);
 		sup_kill(sup, i, w->gen, why);

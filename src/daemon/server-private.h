@@ -233,6 +233,22 @@ int sup_running(struct sc_sup *sup, size_t i);
  * the fd, and *gen the worker's generation; or an error with msg.
  */
 int sup_connect(struct sc_sup *sup, size_t i, struct client *c, unsigned *gen, char *msg, size_t len);
+/*
+ * The requests in flight to worker i. A request to generation gen whose own
+ * limit ends at deadline (sc_now_ms): its id (0: not kept, nothing else
+ * fails). Move: its deadline moved (pinentry). End: its answer came or it
+ * failed; gone: its client went while the worker still runs it, kept until
+ * its deadline.
+ */
+uint64_t sup_flight_add(struct sc_sup *sup, size_t i, unsigned gen, uint64_t deadline);
+void sup_flight_move(struct sc_sup *sup, size_t i, uint64_t id, uint64_t deadline);
+void sup_flight_end(struct sc_sup *sup, size_t i, uint64_t id, int gone);
+/*
+ * Flight id's own limit passed: the latest deadline still ahead among the
+ * other requests in flight to the same worker (it may wait behind one of
+ * them, a slow operation within its own limit), or 0: the worker hangs.
+ */
+uint64_t sup_flight_excuse(struct sc_sup *sup, size_t i, uint64_t id);
 /* Worker i of generation gen did not answer in time: SIGKILL, restart. */
 void sup_kill(struct sc_sup *sup, size_t i, unsigned gen, const char *why);
 /* Worker i of generation gen ended: what happened (waits briefly for it to be reaped). */

@@ -1,12 +1,13 @@
 /*
  * What the server and route.c ask of the supervisor: which workers there
- * are, a connection to one for a client, why one does not serve, status,
- * refresh, and logging every token out. Each takes sup->lock for its look.
+ * are, a connection to one for a client, the requests in flight to each,
+ * why one does not serve, status, refresh, and logging every token out. Each takes sup->lock for its look.
  */
 #include "config.h"
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include "common/err.h"
@@ -110,6 +111,89 @@ sup_kill(struct sc_sup *sup, size_t i, unsigned gen, const char *why)
 		kill(w->pid, SIGKILL);
 	}
 	pthread_mutex_unlock(&sup->lock);
+}
+
+uint64_t
+sup_flight_add(struct sc_sup *sup, size_t i, unsigned gen, uint64_t deadline)
+{
+	struct worker *w = &sup->w[i];
+	uint64_t now = sc_now_ms(), id = 0;
+	size_t k = 0;
+
+	pthread_mutex_lock(&sup->lock);
+	/* Those whose client went and whose time is up, and those of an earlier worker, go. */
+	for (size_t j = 0; j < w->nflights; j++)
+		if (w->flights[j].gen == w->gen && !(w->flights[j].gone && w->flights[j].deadline <= now))
+			w->flights[k++] = w->flights[j];
+	w->nflights = k;
+	if (w->nflights == w->capflights) {
+		size_t cap = w->capflights ? w->capflights * 2 : 8;
+		struct flight *f = realloc(w->flights, cap * sizeof(*f));
+
+		if (f == NULL)
+			goto out;	/* not kept: it excuses no other, none excuses it */
+		w->flights = f;
+		w->capflights = cap;
+	}
+	id = ++sup->last_flight;
+	w->flights[w->nflights++] = (struct flight){ id, gen, deadline, 0 };
+out:
+	pthread_mutex_unlock(&sup->lock);
+	return id;
+}
+
+/* Flight id's entry in w (sup->lock held), or NULL (ended, or emptied by a restart). */
+static struct flight *
+flight_find(struct worker *w, uint64_t id)
+{
+	for (size_t j = 0; id != 0 && j < w->nflights; j++)
+		if (w->flights[j].id == id)
+			return &w->flights[j];
+	return NULL;
+}
+
+void
+sup_flight_move(struct sc_sup *sup, size_t i, uint64_t id, uint64_t deadline)
+{
+	struct flight *f;
+
+	pthread_mutex_lock(&sup->lock);
+	if ((f = flight_find(&sup->w[i], id)) != NULL)
+		f->deadline = deadline;
+	pthread_mutex_unlock(&sup->lock);
+}
+
+void
+sup_flight_end(struct sc_sup *sup, size_t i, uint64_t id, int gone)
+{
+	struct worker *w = &sup->w[i];
+	struct flight *f;
+
+	pthread_mutex_lock(&sup->lock);
+	if ((f = flight_find(w, id)) != NULL) {
+		if (gone)
+			f->gone = 1;
+		else
+			*f = w->flights[--w->nflights];
+	}
+	pthread_mutex_unlock(&sup->lock);
+}
+
+uint64_t
+sup_flight_excuse(struct sc_sup *sup, size_t i, uint64_t id)
+{
+	struct worker *w = &sup->w[i];
+	uint64_t now = sc_now_ms(), until = 0;
+	struct flight *me;
+
+	pthread_mutex_lock(&sup->lock);
+	if ((me = flight_find(w, id)) != NULL)
+		for (size_t j = 0; j < w->nflights; j++)
+			if (w->flights[j].id != id && w->flights[j].gen == me->gen &&
+			    w->flights[j].deadline > now && w->flights[j].deadline > until)
+				until = w->flights[j].deadline;
+	pthread_mutex_unlock(&sup->lock);
+	return until;
 }
 
 void

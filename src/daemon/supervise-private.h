@@ -26,6 +26,19 @@ enum { EV_HELLO = 1, EV_WATCH, EV_LIST, EV_REFRESH, EV_LOGOUT };
 
 enum wstate { W_DOWN, W_STARTING, W_RUNNING, W_BROKEN, W_ABSENT };
 
+/*
+ * A request in flight to a worker (route.c's ask, sup_flight_*): until its
+ * answer comes, or, when its client went away, until its deadline (the
+ * worker still runs it). A request past its own deadline while another is
+ * still within its own waits behind it instead of killing the worker.
+ */
+struct flight {
+	uint64_t id;
+	unsigned gen;			/* of the worker it went to */
+	uint64_t deadline;		/* sc_now_ms() time its own limit ends */
+	int gone;			/* its client went: kept until deadline */
+};
+
 struct worker {
 	char *module;
 	const char **argv;		/* execv's, built once */
@@ -46,6 +59,8 @@ struct worker {
 	json_object *tokens;		/* its tokens as event fields */
 	int loaded;			/* its module loaded (its list had no "errors") */
 	int absent;			/* its module did not load; last_error says why (W_ABSENT, or a retry) */
+	struct flight *flights;		/* requests in flight to it; emptied when it ends */
+	size_t nflights, capflights;
 };
 
 struct sc_sup {
@@ -59,6 +74,7 @@ struct sc_sup {
 	int wake[2];
 	pthread_t th;
 	int thread_started, stopping;
+	uint64_t last_flight;		/* the last flight id given */
 };
 
 /* A new connection to w for a client (sup->lock held): the agent's end, or -1. */

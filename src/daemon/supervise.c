@@ -107,6 +107,7 @@ sc_sup_free(struct sc_sup *sup)
 		free(sup->w[i].argv);
 		sc_linebuf_free(&sup->w[i].evbuf);
 		json_object_put(sup->w[i].tokens);
+		free(sup->w[i].flights);
 	}
 	for (size_t i = 0; sup->args[i] != NULL; i++)
 		free(sup->args[i]);
@@ -431,6 +432,7 @@ worker_died(struct sc_sup *sup, struct worker *w)
 	w->ev = w->ctl = -1;
 	sc_linebuf_free(&w->evbuf);
 	sc_linebuf_init(&w->evbuf, SC_PROTO_MAX_RESPONSE);
+	w->nflights = 0;	/* what it ran went with it */
 	w->state = W_DOWN;
 	w->reaping = 1;
 	pthread_mutex_unlock(&sup->lock);

@@ -27,6 +27,13 @@
  *                       over USB: 20ms is a card's APDU round trip
  *     init-delay=MS     C_Initialize sleeps MS milliseconds first (a module
  *                       slow to start, as a TPM's can be)
+ *     delay-keygen=T    C_GenerateKeyPair takes T (as delay-sign), and the
+ *                       module serialises its calls meanwhile: every call the
+ *                       other delays apply to (signatures, logins, slot,
+ *                       token and session information, object searches and
+ *                       reads) waits until the key pair is made, as behind a
+ *                       TPM module's lock (tpm2-pkcs11 makes an RSA key in
+ *                       seconds, with every other call waiting)
  *     login-fail=CKR    C_Login returns CKR without trying the PIN
  *     renumber          every C_Logout numbers the module's objects anew: the
  *                       handles given out before it are refused after it
@@ -61,7 +68,8 @@
  *                         "SignInit S", "Sign S" (a signature made or
  *                         refused, S the session), "Login user=U" (U the
  *                         CKU_ user type), "SetPIN rv=R" and "InitPIN rv=R"
- *                         (R the real module's CK_RV), "Logout ops=N" (N
+ *                         (R the real module's CK_RV), "GenerateKeyPair 0"
+ *                         (a key generation begins), "Logout ops=N" (N
  *                         sessions with a signing operation still started)
  *                         and, under renumber, "Renumbered N" (the objects'
  *                         Nth numbering begins); "SignInit refused rv=R" (R
@@ -98,6 +106,7 @@ struct faults {
 	long init_delay_ms;
 	long other_delay_ms;
 	long sign_time_ms;		/* delay-sign */
+	long keygen_time_ms;		/* delay-keygen */
 	CK_RV login_fail;		/* 0: none */
 	CK_FLAGS pin_flags;		/* added to C_GetTokenInfo's flags */
 	int renumber;
@@ -201,6 +210,8 @@ parse_faults(const char *spec, struct faults *f)
 			;
 		else if (strcmp(w, "delay-other") == 0 && (f->other_delay_ms = parse_ms(val)) >= 0)
 			;
+		else if (strcmp(w, "delay-keygen") == 0 && (f->keygen_time_ms = parse_ms(val)) >= 0)
+			;
 		else if (strcmp(w, "crash-sign") == 0 && val == NULL)
 			f->crash_sign = 1;
 		else if (strcmp(w, "crash-sign-at") == 0 && val != NULL && (f->crash_sign_at = atol(val)) > 0)
@@ -262,12 +273,24 @@ sleep_ms(long ms)
 		;
 }
 
+/* Held by a key generation under delay-keygen: the module's calls wait for it. */
+static pthread_mutex_t card_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* delay-keygen: a call waits for a key generation the module is making. */
+static void
+card_wait(void)
+{
+	pthread_mutex_lock(&card_lock);
+	pthread_mutex_unlock(&card_lock);
+}
+
 /* delay-other: the time a card takes to answer a call other than a signature. */
 static void
 other_delay(void)
 {
 	struct faults f;
 
+	card_wait();
 	current_faults(&f);
 	if (f.other_delay_ms > 0)
 		sleep_ms(f.other_delay_ms);
@@ -349,6 +372,7 @@ fault_Login(CK_SESSION_HANDLE s, CK_USER_TYPE who, CK_UTF8CHAR_PTR pin, CK_ULONG
 {
 	struct faults f;
 
+	card_wait();
 	current_faults(&f);
 	trace("Login user=", who);
 	if (f.other_delay_ms > 0)
@@ -384,6 +408,7 @@ fault_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
 	struct faults f;
 	CK_RV rv;
 
+	card_wait();
 	current_faults(&f);
 	if (f.other_delay_ms > 0)
 		sleep_ms(f.other_delay_ms);
@@ -484,6 +509,7 @@ fault_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR n)
 {
 	struct faults f;
 
+	card_wait();
 	current_faults(&f);
 	trace("GetSlotList present=", present);
 	if (f.hang_slots)
@@ -499,6 +525,7 @@ fault_FindObjects(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE_PTR h, CK_ULONG max, CK_
 	struct faults f;
 	CK_RV rv;
 
+	card_wait();
 	current_faults(&f);
 	if (f.hang_find)
 		hang();
@@ -573,8 +600,18 @@ static CK_RV
 fault_GenerateKeyPair(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pub, CK_ULONG npub,
     CK_ATTRIBUTE_PTR priv, CK_ULONG npriv, CK_OBJECT_HANDLE_PTR hpub, CK_OBJECT_HANDLE_PTR hpriv)
 {
-	CK_RV rv = real->C_GenerateKeyPair(s, m, pub, npub, priv, npriv, hpub, hpriv);
+	struct faults f;
+	CK_RV rv;
 
+	current_faults(&f);
+	trace("GenerateKeyPair ", 0);
+	if (f.keygen_time_ms > 0) {
+		pthread_mutex_lock(&card_lock);
+		sleep_ms(f.keygen_time_ms);
+	}
+	rv = real->C_GenerateKeyPair(s, m, pub, npub, priv, npriv, hpub, hpriv);
+	if (f.keygen_time_ms > 0)
+		pthread_mutex_unlock(&card_lock);
 	if (rv == CKR_OK) {
 		*hpub = h_out(*hpub);
 		*hpriv = h_out(*hpriv);
@@ -645,6 +682,7 @@ fault_SignInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
 	struct faults f;
 	CK_RV rv;
 
+	card_wait();
 	current_faults(&f);
 	if (!f.renumber_now)
 		__atomic_store_n(&renumbered_now, 0, __ATOMIC_RELEASE);
@@ -690,6 +728,7 @@ fault_Logout(CK_SESSION_HANDLE s)
 	n = nops;
 	pthread_mutex_unlock(&ops_lock);
 	trace("Logout ops=", n);
+	card_wait();
 	current_faults(&f);
 	if (f.other_delay_ms > 0)
 		sleep_ms(f.other_delay_ms);
@@ -723,6 +762,7 @@ fault_Sign(CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
 
 	static long nsign;
 
+	card_wait();
 	current_faults(&f);
 	if (f.sign_delay_ms > 0)
 		sleep_ms(f.sign_delay_ms);
