@@ -108,22 +108,22 @@ wconn_close(struct wconn *w)
 /*
  * f's own limit passed: whether the worker is busy with another request
  * still within its own (a slow operation the module makes this one wait
- * behind, a key generation on a TPM): f then waits until that one's limit
- * has passed and its own again after it (f->end moves; said once). A worker
- * past every limit in flight to it hangs.
+ * behind, a key generation on a TPM): f then waits until the latest of their
+ * limits has passed and its own again after it (f->end moves; said). Once
+ * only: a worker that hangs is found within a bounded time even while new
+ * slow requests keep coming (each could excuse the one before).
  */
 static int
 wait_behind(struct client *c, struct flight_wait *f)
 {
-	uint64_t until = f->id != 0 ? sup_flight_excuse(f->sup, f->i, f->id) : 0;
+	uint64_t until = f->id != 0 && !f->behind ? sup_flight_excuse(f->sup, f->i, f->id) : 0;
 
 	if (until == 0)
 		return 0;
-	if (!f->behind)
-		sc_info("pid %ld (%s): the module %s did not answer %s within %lu s while "
-		    "another request to it is within its own limit: it waits behind that "
-		    "slow operation, %lu s more after it", (long)c->pid, c->exe,
-		    sup_module(f->sup, f->i), f->op, f->limit_ms / 1000, f->limit_ms / 1000);
+	sc_info("pid %ld (%s): the module %s did not answer %s within %lu s while "
+	    "another request to it is within its own limit: it waits behind that "
+	    "slow operation, %lu s more after it", (long)c->pid, c->exe,
+	    sup_module(f->sup, f->i), f->op, f->limit_ms / 1000, f->limit_ms / 1000);
 	f->behind = 1;
 	f->end = until + f->limit_ms;
 	return 1;
