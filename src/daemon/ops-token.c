@@ -223,7 +223,7 @@ login_with_pinentry(struct client *c, const char *token, int confirm, json_objec
 		return SC_ERR_NOT_LOGGED_IN;
 	snprintf(desc, sizeof(desc), "Enter the PIN of smart card \"%s\" for %s", token, c->exe);
 	worker_pending(c);
-	if ((r = sc_pinentry_getpin(c->srv->o.pinentry, desc, &pin)) != SC_OK)
+	if ((r = sc_pinentry_getpin(c->srv->o.pinentry, desc, c->fd, &pin)) != SC_OK)
 		return r;
 	r = sc_store_login(c->srv->st, token, pin, confirm, flags);
 	sc_secstr_free(pin);

@@ -32,6 +32,7 @@ struct pe {
 	int out;	/* we read */
 	char *buf;	/* secure: may hold the PIN */
 	size_t len;
+	int watch;	/* its peer's close ends the asking (-1: none) */
 };
 
 /* The first of names that is an executable file in $PATH, into buf. */
@@ -109,7 +110,6 @@ pe_start(struct pe *p, const char *program)
 	int to[2], from[2], r;
 	char *argv[] = { (char *)program, NULL };
 
-	memset(p, 0, sizeof(*p));
 	p->in = p->out = -1;
 	if (pipe2(to, O_CLOEXEC) < 0)
 		return SC_ERR_IO;
@@ -161,18 +161,27 @@ pe_end(struct pe *p)
 	sc_secmem_free(p->buf);
 }
 
-/* One line from pinentry into p->buf (NUL-terminated, no '\n'). */
+/*
+ * One line from pinentry into p->buf (NUL-terminated, no '\n');
+ * SC_ERR_CANCELLED when p->watch's peer closed (nobody waits for the answer).
+ */
 static int
 pe_line(struct pe *p)
 {
 	p->len = 0;
 	for (;;) {
-		struct pollfd pf = { p->out, POLLIN, 0 };
+		struct pollfd pf[2] = { { p->out, POLLIN, 0 }, { p->watch, POLLRDHUP, 0 } };
 		char ch;
 		ssize_t n;
 
-		if (poll(&pf, 1, PINENTRY_TIMEOUT_MS) <= 0)
+		if (poll(pf, 2, PINENTRY_TIMEOUT_MS) <= 0)
 			return SC_ERR_TIMEOUT;
+		if (pf[1].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+			sc_info("the request that asked for the PIN is gone: its prompt is closed");
+			return SC_ERR_CANCELLED;
+		}
+		if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
 		if ((n = read(p->out, &ch, 1)) <= 0)
 			return SC_ERR_IO;
 		if (ch == '\n')
@@ -266,7 +275,7 @@ pe_options(struct pe *p)
 }
 
 int
-sc_pinentry_getpin(const char *program, const char *desc, char **pin)
+sc_pinentry_getpin(const char *program, const char *desc, int watch, char **pin)
 {
 	char path[PINENTRY_PATH_MAX];
 	struct pe p;
@@ -275,6 +284,7 @@ sc_pinentry_getpin(const char *program, const char *desc, char **pin)
 	*pin = NULL;
 	memset(&p, 0, sizeof(p));
 	p.in = p.out = -1;
+	p.watch = watch;
 	if (!sc_pinentry_resolve(program, path, sizeof(path))) {
 		r = SC_ERR_NOT_LOGGED_IN;	/* nobody to ask: as without pinentry */
 		goto out;
@@ -317,12 +327,14 @@ out:
 }
 
 int
-sc_pinentry_confirm(const char *program, const char *desc)
+sc_pinentry_confirm(const char *program, const char *desc, int watch)
 {
 	char path[PINENTRY_PATH_MAX];
 	struct pe p;
 	int r;
 
+	memset(&p, 0, sizeof(p));
+	p.watch = watch;
 	/* Nobody to ask is no confirmation: the signature is refused. */
 	if (!sc_pinentry_resolve(program, path, sizeof(path)))
 		return SC_ERR_DENIED;

@@ -15,9 +15,14 @@ int sc_pinentry_resolve(const char *program, char *buf, size_t len);
 /*
  * Ask for a PIN; *pin is in locked memory (free with sc_secstr_free).
  * SC_ERR_NOT_LOGGED_IN when nobody can be asked, as without a pinentry.
+ * watch: a socket whose peer's close (the request's client went) closes the
+ * prompt at once, SC_ERR_CANCELLED; -1 for none.
  */
-int sc_pinentry_getpin(const char *program, const char *desc, char **pin);
-/* Ask yes or no; SC_OK for yes, SC_ERR_CANCELLED for no, SC_ERR_DENIED when nobody can be asked. */
-int sc_pinentry_confirm(const char *program, const char *desc);
+int sc_pinentry_getpin(const char *program, const char *desc, int watch, char **pin);
+/*
+ * Ask yes or no; SC_OK for yes, SC_ERR_CANCELLED for no (or watch's peer
+ * closed, as for getpin), SC_ERR_DENIED when nobody can be asked.
+ */
+int sc_pinentry_confirm(const char *program, const char *desc, int watch);
 
 #endif

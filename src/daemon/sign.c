@@ -97,7 +97,7 @@ key_pin_from_pinentry(struct client *c, const char *what, const char *token, cha
 	snprintf(desc, sizeof(desc), "Enter the PIN for one signature with %s on smart card \"%s\" "
 	    "for %s (this key asks for it every time)", what, token, c->exe);
 	worker_pending(c);
-	r = sc_pinentry_getpin(c->srv->o.pinentry, desc, pin);
+	r = sc_pinentry_getpin(c->srv->o.pinentry, desc, c->fd, pin);
 	/* Nobody to ask (pinentry = auto without display or terminal): as without pinentry. */
 	return r == SC_ERR_NOT_LOGGED_IN ? SC_ERR_PIN_REQUIRED : r;
 }
@@ -176,7 +176,7 @@ sign_confirm(struct client *c, const char *ref, const char *algname, struct sign
 		snprintf(detail, sizeof(detail), "cert=%s alg=%s", sf->sha, algname);
 		snprintf(msg, sizeof(msg), "Allow %s (pid %ld) to sign with \"%s\"?", c->exe, (long)c->pid, ref);
 		worker_pending(c);
-		if ((r = sc_pinentry_confirm(c->srv->o.pinentry, msg)) != SC_OK) {
+		if ((r = sc_pinentry_confirm(c->srv->o.pinentry, msg, c->fd)) != SC_OK) {
 			audit(c->srv, c, "sign", detail, SC_ERR_DENIED);
 			return SC_ERR_DENIED;
 		}
@@ -329,7 +329,7 @@ op_sign_key(struct client *c, int64_t id, json_object *req)
 		snprintf(msg, sizeof(msg), "Allow %s (pid %ld) to sign with key \"%s\"?", c->exe,
 		    (long)c->pid, ref);
 		worker_pending(c);
-		if (sc_pinentry_confirm(c->srv->o.pinentry, msg) != SC_OK) {
+		if (sc_pinentry_confirm(c->srv->o.pinentry, msg, c->fd) != SC_OK) {
 			free(in);
 			snprintf(detail, sizeof(detail), "key=\"%s\" alg=%s", ref, algname);
 			audit(c->srv, c, "sign-key", detail, SC_ERR_DENIED);
