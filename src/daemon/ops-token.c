@@ -84,7 +84,8 @@ op_find(struct client *c, int64_t id, json_object *req)
 
 	if ((r = cas_anchors(req, &anchors, &why)) != SC_OK)
 		return reply_err(c, id, r, why);
-	refresh_if_stale(c->srv);
+	if (!arg_bool(req, "cached"))	/* as list's */
+		refresh_if_stale(c->srv);
 	r = sc_store_find_cert(c->srv->st, ref, anchors, &out, &cand);
 	X509_STORE_free(anchors);
 	if (r != SC_OK)

@@ -479,9 +479,13 @@ route_status(struct client *c, int64_t id)
 /* ------------------------------------------------------------------ */
 /* The worker that has it */
 
-/* The request that asks a worker whether it has what req names. */
+/*
+ * The request that asks a worker whether it has what req names. cached: a
+ * certificate is looked for in what the worker knows, without reading its
+ * slots again (find's "cached").
+ */
 static char *
-probe_line(enum route_kind kind, json_object *req, size_t *len)
+probe_line(enum route_kind kind, json_object *req, int cached, size_t *len)
 {
 	json_object *p = json_object_new_object(), *v;
 	char *s;
@@ -494,6 +498,8 @@ probe_line(enum route_kind kind, json_object *req, size_t *len)
 		    "get-public-key"));
 		if (json_object_object_get_ex(req, "ref", &v))
 			json_object_object_add(p, "ref", json_object_get(v));
+		if (cached && kind == R_CERT)
+			json_object_object_add(p, "cached", json_object_new_boolean(1));
 		break;
 	case R_TOKEN:
 		json_object_object_add(p, "op", json_object_new_string("mechanisms"));
@@ -567,16 +573,18 @@ ambiguous(struct client *c, int64_t id, enum route_kind kind, json_object *req, 
 
 /*
  * Which worker has what req names: *owner, or the request is answered here
- * (*answered, and the reply's result is returned).
+ * (*answered, and the reply's result is returned). cached: the workers look
+ * in what they know; when none has it, *again is set and nothing answered
+ * (ask again, reading slots: a card that just came).
  */
 static int
-find_owner(struct client *c, int64_t id, enum route_kind kind, json_object *req, size_t *owner,
-    int *answered)
+find_owner_in(struct client *c, int64_t id, enum route_kind kind, json_object *req, int cached,
+    size_t *owner, int *answered, int *again)
 {
 	struct sc_sup *sup = c->srv->sup;
 	size_t n = sup_count(sup), nfound = 0, nnf = 0, plen = 0;
 	json_object **ans = calloc(n, sizeof(*ans)), **found = calloc(n, sizeof(*found));
-	char **nf = calloc(n, sizeof(*nf)), *probe = probe_line(kind, req, &plen);
+	char **nf = calloc(n, sizeof(*nf)), *probe = probe_line(kind, req, cached, &plen);
 	char msg[2048], other[2048] = "";
 	int other_code = SC_OK, amb = -1, r = SC_OK;
 
@@ -634,7 +642,10 @@ find_owner(struct client *c, int64_t id, enum route_kind kind, json_object *req,
 		r = reply_err(c, id, code, emsg);
 	} else if (other_code != SC_OK)
 		r = reply_err(c, id, other_code, other);
-	else if (nnf > 0) {
+	else if (nnf > 0 && cached) {
+		*answered = 0;
+		*again = 1;
+	} else if (nnf > 0) {
 		merge_not_found(nf, nnf, kind == R_KEY ? "keys:" : "available:", msg, sizeof(msg));
 		r = reply_err(c, id, SC_ERR_NOT_FOUND, msg);
 	} else
@@ -647,6 +658,21 @@ out:
 	free(nf);
 	free(probe);
 	return r;
+}
+
+/*
+ * find_owner_in, first in what the workers know: a signature on one card
+ * costs no slot re-reading of every other module's (their cards are re-read
+ * on PC/SC events, login, logout and the periodic check). Only when no
+ * worker has it are slots read again, for a card that just came.
+ */
+static int
+find_owner(struct client *c, int64_t id, enum route_kind kind, json_object *req, size_t *owner,
+    int *answered)
+{
+	int again = 0, r = find_owner_in(c, id, kind, req, kind == R_CERT, owner, answered, &again);
+
+	return again ? find_owner_in(c, id, kind, req, 0, owner, answered, &again) : r;
 }
 
 /*

@@ -10,7 +10,7 @@
 const struct sc_op_spec sc_proto_ops[] = {
 	{ "hello", { { "version", SC_ARG_INT, 1 }, { "client", SC_ARG_STRING, 0 } } },
 	{ "list", { { "cas", SC_ARG_STRING, 0 }, { "cached", SC_ARG_BOOL, 0 } } },
-	{ "find", { { "ref", SC_ARG_STRING, 1 }, { "cas", SC_ARG_STRING, 0 } } },
+	{ "find", { { "ref", SC_ARG_STRING, 1 }, { "cas", SC_ARG_STRING, 0 }, { "cached", SC_ARG_BOOL, 0 } } },
 	{ "get-cert", { { "ref", SC_ARG_STRING, 1 }, { "chain", SC_ARG_BOOL, 0 } } },
 	{ "login", { { "token", SC_ARG_STRING, 1 }, { "pin", SC_ARG_STRING, 0 },
 	    { "confirm_final_try", SC_ARG_BOOL, 0 }, { "lifetime", SC_ARG_INT, 0 } } },

@@ -181,8 +181,7 @@ stop_agent "the agent stops on SIGTERM: exit 0, no sanitizer report"
 # ---------------------------------------------------------------- PIN flags (fault module)
 # SoftHSM counts no failed tries: the fault module adds the PIN flags a card
 # reports to C_GetTokenInfo, switched at run time through $W/faults.
-FAULT=$TOP_BUILDDIR/tests/mock/.libs/fault-pkcs11.so
-[ -f "$FAULT" ] || { echo "fault module $FAULT not built"; exit 99; }
+tb_fault_module
 : >"$W/faults"
 SCAGENT_FAULT_FILE=$W/faults SCAGENT_FAULT_TRACE=$W/trace start_agent "$S" --module "$FAULT" \
 	--audit-log "$W/audit3.log"

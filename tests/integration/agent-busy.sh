@@ -12,8 +12,7 @@
 # a 4 s keygen-timeout.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-FAULT=$TOP_BUILDDIR/tests/mock/.libs/fault-pkcs11.so
-[ -f "$FAULT" ] || bail_out "fault module $FAULT not built (make check builds it)"
+tb_fault_module
 need_py
 tb_init
 tb_pki

@@ -12,8 +12,7 @@
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
 need_py
-FAULT=$TOP_BUILDDIR/tests/mock/.libs/fault-pkcs11.so
-[ -f "$FAULT" ] || { echo "fault module $FAULT not built"; exit 99; }
+tb_fault_module
 
 set -e
 tb_init

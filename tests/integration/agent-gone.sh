@@ -8,8 +8,7 @@
 # once the departed one's slot is free.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
-FAULT=$TOP_BUILDDIR/tests/mock/.libs/fault-pkcs11.so
-[ -f "$FAULT" ] || bail_out "fault module $FAULT not built (make check builds it)"
+tb_fault_module
 tb_init
 tb_pki
 tb_softhsm_token card

@@ -10,8 +10,7 @@
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
 need_py
-FAULT=$TOP_BUILDDIR/tests/mock/.libs/fault-pkcs11.so
-[ -f "$FAULT" ] || bail_out "fault module $FAULT not built (make check builds it)"
+tb_fault_module
 
 set -e
 tb_init

@@ -10,8 +10,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
 need_py
 need setsid
-FAULT=$TOP_BUILDDIR/tests/mock/.libs/fault-pkcs11.so
-[ -f "$FAULT" ] || bail_out "fault module $FAULT not built: run make check once"
+tb_fault_module
 
 tb_agent_test alice
 export SCAGENT_FAULT_TARGET=$TB_SOFTHSM

@@ -9,8 +9,7 @@
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../testbed/testbed.sh"
 need_py
-FAULT=$TOP_BUILDDIR/tests/mock/.libs/fault-pkcs11.so
-[ -f "$FAULT" ] || { echo "fault module $FAULT not built"; exit 99; }
+tb_fault_module
 
 tb_agent_test bob
 export SCAGENT_FAULT_TARGET=$TB_SOFTHSM SCAGENT_FAULT_FILE=$W/faults

@@ -7,8 +7,7 @@
 # whose call trace shows every C_Login that reached the token: none for a
 # PIN checked against the hash, so the card's retry counter cannot move.
 . "$TOP_SRCDIR/tests/pkcs11/common.sh"
-FAULT=$TOP_BUILDDIR/tests/mock/.libs/fault-pkcs11.so
-[ -f "$FAULT" ] || { echo "fault module $FAULT not built"; exit 99; }
+tb_fault_module
 tb_init
 W=$TB_DIR/w
 mkdir -p "$W"

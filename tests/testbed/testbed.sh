@@ -337,6 +337,13 @@ tb_issue_csr() {
 # S=$TB_DIR/agent.sock (the socket start_agent "$S" uses), the work
 # directory W=$TB_DIR/w and 2000 bytes of data to sign in $W/data.
 # sc ARGS...: scagent on $S.
+# tb_fault_module: $FAULT, the fault-injection module over SoftHSM
+# (tests/mock/fault-pkcs11.c), built by make check; bails out without it.
+tb_fault_module() {
+	FAULT=$TOP_BUILDDIR/tests/mock/.libs/fault-pkcs11.so
+	[ -f "$FAULT" ] || bail_out "fault module $FAULT not built (make check builds it)"
+}
+
 tb_agent_test() {
 	local u
 	tb_init

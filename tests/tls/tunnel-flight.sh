@@ -9,8 +9,7 @@
 . "$TOP_SRCDIR/tests/testbed/testbed.sh"
 . "$TOP_SRCDIR/tests/tls/tls-common.sh"
 _tb_need curl
-FAULT=$TOP_BUILDDIR/tests/mock/.libs/fault-pkcs11.so
-[ -f "$FAULT" ] || bail_out "fault module $FAULT not built"
+tb_fault_module
 tb_init
 tls_card
 PKI=$TB_DIR/pki
