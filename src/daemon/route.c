@@ -375,7 +375,7 @@ route_all(struct client *c, int64_t id, const char *op, const char *line, size_t
 	char msg[1024], reason[256];
 
 	if (!is_list)
-		changed = sup_retry_absent(sup) > 0;	/* refresh: an absent module is tried again */
+		changed = sup_retry_stopped(sup) > 0;	/* refresh: an absent or broken module is tried again */
 	for (size_t i = 0; i < sup_count(sup); i++) {
 		json_object *a, *res, *v;
 		const char *emsg;

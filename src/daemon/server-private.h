@@ -262,10 +262,11 @@ void sup_refresh_all(struct sc_sup *sup);
 /* 1 while worker i's module is absent (did not load): reason says why. */
 int sup_absent(struct sc_sup *sup, size_t i, char *reason, size_t len);
 /*
- * Try every absent module again now; wait (up to module-timeout) until each
- * loaded or is absent again. How many loaded.
+ * Try every absent or broken module again now (a broken one with its count
+ * of ends started afresh); wait (up to module-timeout) until each serves or
+ * failed again. How many serve now.
  */
-int sup_retry_absent(struct sc_sup *sup);
+int sup_retry_stopped(struct sc_sup *sup);
 
 /* route.c: the agent's requests to its workers */
 /* Any operation but hello and watch, in the agent. */

@@ -269,31 +269,49 @@ sup_absent(struct sc_sup *sup, size_t i, char *reason, size_t len)
 }
 
 int
-sup_retry_absent(struct sc_sup *sup)
+sup_retry_stopped(struct sc_sup *sup)
 {
 	uint64_t now = sc_now_ms(), end = now + sup->timeout_ms;
-	int busy = 1, tried = 0, left = 0;
+	unsigned char *tried = calloc(sup->n ? sup->n : 1, 1);
+	int busy = 1, serve = 0;
 
+	if (tried == NULL)
+		return 0;
 	pthread_mutex_lock(&sup->lock);
-	for (size_t i = 0; i < sup->n; i++)
-		if (sup->w[i].state == W_ABSENT) {
-			sup->w[i].due = now;
-			tried++;
-		}
+	for (size_t i = 0; i < sup->n; i++) {
+		struct worker *w = &sup->w[i];
+
+		if (w->state == W_BROKEN) {
+			/* The user says it is fixed: a fresh start, its ends counted anew. */
+			sc_info("module %s: started again (refresh), after it was broken", w->module);
+			memset(w->deaths, 0, sizeof(w->deaths));
+			w->backoff_ms = 0;
+			w->state = W_DOWN;
+		} else if (w->state != W_ABSENT)
+			continue;
+		w->due = now;
+		tried[i] = 1;
+	}
 	sup_wake(sup);
-	/* Until each has loaded or is absent again: the refresh's list then has its tokens. */
+	/*
+	 * Until each serves or failed again (absent again, or down waiting out
+	 * its back-off): the refresh's list then has its tokens.
+	 */
 	while (busy && !sup->stopping && !sup->srv->stopping && sc_now_ms() < end) {
 		busy = 0;
 		for (size_t i = 0; i < sup->n; i++)
-			busy |= sup->w[i].absent && (sup->w[i].state != W_ABSENT || sup->w[i].due <= now);
+			busy |= tried[i] && (sup->w[i].state == W_STARTING ||
+			    ((sup->w[i].state == W_DOWN || sup->w[i].state == W_ABSENT) &&
+			    sup->w[i].due != 0 && sup->w[i].due <= now));
 		if (!busy)
 			break;
 		sup_cond_wait(sup, 50);
 	}
 	for (size_t i = 0; i < sup->n; i++)
-		left += sup->w[i].absent;
+		serve += tried[i] && sup->w[i].state == W_RUNNING;
 	pthread_mutex_unlock(&sup->lock);
-	return tried > left ? tried - left : 0;
+	free(tried);
+	return serve;
 }
 
 void

@@ -11,14 +11,15 @@
  * that ended, tells the watchers its tokens went (token-removed), and starts
  * it again after a back-off (0.2 s, doubling while it keeps dying, up to
  * 30 s); back, it says module-restarted and token-added. Five ends within
- * 60 s and the module is broken: left stopped, shown by status.
+ * 60 s and the module is broken: left stopped, shown by status, until a
+ * `refresh` starts it afresh (sup_retry_stopped).
  *
  * A worker whose module does not load (C_Initialize failed: no TPM, no
  * pcscd; or the module file is missing) says why on the socketpair and ends
  * with SC_WORKER_ABSENT: the module is absent, which is no crash. It is
  * logged and told (module-absent) once, shown by status and left out of the
  * human list, and tried again every ABSENT_RETRY_MS and at each `refresh`
- * (sup_retry_absent) in a fresh worker, quietly while the reason stays the
+ * (sup_retry_stopped) in a fresh worker, quietly while the reason stays the
  * same; once it loads, its tokens are added.
  *
  * sup->lock guards every worker's fields (supervise-private.h); sup->cond says a worker changed
@@ -480,7 +481,7 @@ worker_died(struct sc_sup *sup, struct worker *w)
 		size_t l = strlen(w->last_error);
 
 		snprintf(w->last_error + l, sizeof(w->last_error) - l, "; it ended %d times within "
-		    "%d s: not started again (fix the module, then restart the agent)", DEATH_LIMIT,
+		    "%d s: not started again (fix the module, then run scagent refresh)", DEATH_LIMIT,
 		    DEATH_WINDOW_MS / 1000);
 		sc_error("module %s is broken: %s", w->module, w->last_error);
 		w->state = W_BROKEN;

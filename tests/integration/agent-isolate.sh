@@ -199,6 +199,18 @@ run sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data"
 is "broken: a request for its token fails" "$RC" 1
 run sc status
 has "scagent status shows each module's process" "$OUT" "broken"
+has "... and that a refresh starts it again once it is fixed" "$(proc last_error)" "then run scagent refresh"
+# Fixed (here: the fault removed): a refresh starts it afresh, with no restart of the agent.
+: >"$W/faults"
+apid=$AGENT_PID
+run sc refresh
+is "broken, then fixed: scagent refresh succeeds" "$RC" 0
+is "... the module runs again" "$(proc state)" "running"
+ok "... its token is back" back
+is "... in the same agent, SoftHSM's login kept" "$AGENT_PID:$(logged_in)" "$apid:fast"
+run sc login --token slow --pin-stdin <<<"$TB_PIN"
+is "... a login to its token works" "$RC" 0
+ok "... and its key signs" sc sign --cert carol --alg rsa-pkcs1-sha256 --in "$W/data" --out "$W/carol.sig"
 
 # ---------------------------------------------------------------- SIGTERM with a hung module
 : >"$W/faults"
