@@ -109,19 +109,16 @@ op_refresh(struct client *c, int64_t id, json_object *req)
 /* ------------------------------------------------------------------ */
 /* The thread */
 
-/* Logins at the end of their lifetime (one event each), then idle ones. */
+/* Logins at the end of their lifetime, then idle ones: one event each. */
 static void
 expire_logins(struct sc_server *srv)
 {
 	json_object *labels = NULL;
 
-	if (sc_store_expire_lifetimes(srv->st, &labels) > 0)
-		for (size_t i = 0; i < json_object_array_length(labels); i++)
-			sc_server_broadcast(srv, "logout", token_fields(json_object_get_string(
-			    json_object_array_get_idx(labels, i)), "lifetime"));
-	json_object_put(labels);
-	if (srv->o.idle_timeout_ms > 0 && sc_store_expire_logins(srv->st, srv->o.idle_timeout_ms) > 0)
-		sc_server_broadcast(srv, "logout", token_fields(NULL, "idle-timeout"));
+	sc_store_expire_lifetimes(srv->st, &labels);
+	tell_logouts(srv, labels, "lifetime");
+	sc_store_expire_logins(srv->st, srv->o.idle_timeout_ms, &labels);
+	tell_logouts(srv, labels, "idle-timeout");
 }
 
 void

@@ -212,6 +212,15 @@ token_fields(const char *token, const char *reason)
 	return o;
 }
 
+void
+tell_logouts(struct sc_server *srv, json_object *labels, const char *reason)
+{
+	for (size_t i = 0; labels != NULL && i < json_object_array_length(labels); i++)
+		sc_server_broadcast(srv, "logout", token_fields(json_object_get_string(
+		    json_object_array_get_idx(labels, i)), reason));
+	json_object_put(labels);
+}
+
 /* Ask for the PIN through pinentry and log in once. */
 int
 login_with_pinentry(struct client *c, const char *token, int confirm, json_object **flags)
@@ -299,10 +308,7 @@ op_logout_all(struct client *c, int64_t id, json_object *req)
 	json_object *labels = NULL, *res = json_object_new_object();
 	int n = sc_store_logout_all(c->srv->st, &labels);
 
-	for (size_t i = 0; labels != NULL && i < json_object_array_length(labels); i++)
-		sc_server_broadcast(c->srv, "logout", token_fields(json_object_get_string(
-		    json_object_array_get_idx(labels, i)), reason));
-	json_object_put(labels);
+	tell_logouts(c->srv, labels, reason);
 	if (n > 0)
 		sc_info("logged out of %d token(s): %s", n, reason[0] == 'l' ? "the screen locked" :
 		    "the machine goes to sleep");

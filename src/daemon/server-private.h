@@ -167,6 +167,8 @@ sc_op_fn op_list, op_find, op_get_cert, op_login, op_logout, op_mechanisms, op_g
 sc_op_fn op_pin_change, op_pin_unblock, op_logout_all;
 /* Fields of a login/logout event. */
 json_object *token_fields(const char *token, const char *reason);
+/* A logout event (reason) for each token of labels, which it frees (NULL: none). */
+void tell_logouts(struct sc_server *srv, json_object *labels, const char *reason);
 /* Ask for the PIN through pinentry and log in once. */
 int login_with_pinentry(struct client *c, const char *token, int confirm, json_object **flags);
 

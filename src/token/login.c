@@ -267,27 +267,6 @@ sc_store_logout(struct sc_store *st, const char *token_label)
 	return r;
 }
 
-int
-sc_store_expire_logins(struct sc_store *st, unsigned long idle_ms)
-{
-	struct sc_token **v;
-	size_t n;
-	uint64_t now = sc_now_ms();
-	int count = 0;
-
-	v = tokens_get(st, &n);
-	for (size_t i = 0; i < n; i++) {
-		int expire;
-		pthread_mutex_lock(&v[i]->lock);
-		expire = idle_ms > 0 && v[i]->logged_in && now - v[i]->last_use > idle_ms;
-		pthread_mutex_unlock(&v[i]->lock);
-		if (expire && token_logout(v[i]) == SC_OK)
-			count++;
-	}
-	tokens_put(v, n);
-	return count;
-}
-
 /*
  * Before a key with CKA_ALWAYS_AUTHENTICATE signs: a PIN was given (else
  * pin-required, nothing tried), and it is not about to be spent on a locked
@@ -482,10 +461,18 @@ sc_store_login_lifetime(struct sc_store *st, const char *token_label, unsigned l
 	return r;
 }
 
-/* Log out of the tokens whose lifetime ended, or (all) of every token logged in. */
+/* Which logins logout_where ends. */
+enum { END_ALL, END_LIFETIME, END_IDLE };
+
+/*
+ * Log out of every token logged in (END_ALL), of those whose lifetime ended,
+ * or of those unused for over idle_ms; *labels (may be NULL) their labels.
+ */
 static int
-logout_where(struct sc_store *st, int all, json_object **labels)
+logout_where(struct sc_store *st, int which, unsigned long idle_ms, json_object **labels)
 {
+	static const char *const said[] = { NULL, "reached the end of its lifetime",
+		"was idle for too long" };
 	struct sc_token **v;
 	size_t n;
 	uint64_t now = sc_now_ms();
@@ -495,17 +482,21 @@ logout_where(struct sc_store *st, int all, json_object **labels)
 		*labels = json_object_new_array();
 	v = tokens_get(st, &n);
 	for (size_t i = 0; i < n; i++) {
-		int expire;
-		pthread_mutex_lock(&v[i]->lock);
-		expire = v[i]->logged_in && (all || (v[i]->login_ends != 0 && v[i]->login_ends <= now));
-		pthread_mutex_unlock(&v[i]->lock);
-		if (!expire || token_logout(v[i]) != SC_OK)
+		struct sc_token *t = v[i];
+		int end;
+
+		pthread_mutex_lock(&t->lock);
+		end = t->logged_in && (which == END_ALL ||
+		    (which == END_LIFETIME && t->login_ends != 0 && t->login_ends <= now) ||
+		    (which == END_IDLE && now - t->last_use > idle_ms));
+		pthread_mutex_unlock(&t->lock);
+		if (!end || token_logout(t) != SC_OK)
 			continue;
 		count++;
-		if (!all)
-			sc_info("the login to \"%s\" reached the end of its lifetime", v[i]->label);
+		if (said[which] != NULL)
+			sc_info("the login to \"%s\" %s", t->label, said[which]);
 		if (labels != NULL && *labels != NULL)
-			json_object_array_add(*labels, json_object_new_string(v[i]->label));
+			json_object_array_add(*labels, json_object_new_string(t->label));
 	}
 	tokens_put(v, n);
 	return count;
@@ -514,11 +505,22 @@ logout_where(struct sc_store *st, int all, json_object **labels)
 int
 sc_store_expire_lifetimes(struct sc_store *st, json_object **labels)
 {
-	return logout_where(st, 0, labels);
+	return logout_where(st, END_LIFETIME, 0, labels);
+}
+
+int
+sc_store_expire_logins(struct sc_store *st, unsigned long idle_ms, json_object **labels)
+{
+	if (idle_ms == 0) {
+		if (labels != NULL)
+			*labels = json_object_new_array();
+		return 0;
+	}
+	return logout_where(st, END_IDLE, idle_ms, labels);
 }
 
 int
 sc_store_logout_all(struct sc_store *st, json_object **labels)
 {
-	return logout_where(st, 1, labels);
+	return logout_where(st, END_ALL, 0, labels);
 }

@@ -126,8 +126,8 @@ int sc_store_logout_all(struct sc_store *st, json_object **labels);
  * named, into label: SC_OK, SC_ERR_NOT_FOUND, SC_ERR_AMBIGUOUS, SC_ERR_INVALID.
  */
 int sc_store_token_label(struct sc_store *st, const char *token, char *label, size_t len);
-/* Log out of tokens idle for more than idle_ms; returns how many. */
-int sc_store_expire_logins(struct sc_store *st, unsigned long idle_ms);
+/* Log out of tokens idle for more than idle_ms (0: none); labels as above. How many. */
+int sc_store_expire_logins(struct sc_store *st, unsigned long idle_ms, json_object **labels);
 /*
  * When (sc_now_ms() time) the first login idle for idle_ms (0: no idle
  * limit) or at the end of its lifetime expires, so a caller can sleep until

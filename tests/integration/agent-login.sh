@@ -76,6 +76,8 @@ stop_agent "the agent stops on SIGTERM: exit 0, no sanitizer report"
 # ---------------------------------------------------------------- idle timeout
 # (3 s: under ASan on a loaded machine a client takes up to a second to start.)
 start_agent "$S" --idle-timeout 3
+"$SCAGENT" --socket "$S" watch --json >"$W/idle-events" 2>&1 &
+wpid=$!
 sc login --token demo --pin-stdin <<<"$TB_PIN" 2>/dev/null
 fails=0
 for i in 1 2 3 4; do
@@ -90,6 +92,11 @@ has "idle timeout: not logged in any more" "$ERR" "needs a login"
 has "idle timeout: status says logged out" "$(sc status --json)" '{"label":"demo","logged_in":false}'
 grep -q 'logged out of "demo"' "$AGENT_LOG"
 is "idle timeout: logged" "$?" 0
+has "idle timeout: the log says why" "$(cat "$AGENT_LOG")" 'the login to "demo" was idle for too long'
+has "idle timeout: watchers get a logout event naming the token" "$(grep '"logout"' "$W/idle-events")" \
+	'"token":"demo","reason":"idle-timeout"'
+kill "$wpid" 2>/dev/null
+wait "$wpid" 2>/dev/null
 run sc login --token demo --pin-stdin <<<"$TB_PIN"
 is "idle timeout: a new login works" "$RC" 0
 
