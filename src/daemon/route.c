@@ -65,9 +65,9 @@ struct flight_wait {
 	int behind;			/* it waited behind another's slow operation (said) */
 };
 
-enum route_kind { R_NONE, R_ALL, R_STATUS, R_CERT, R_KEY, R_TOKEN, R_VSC };
+enum route_kind { R_ALL, R_STATUS, R_CERT, R_KEY, R_TOKEN, R_VSC };
 
-static const struct {
+static const struct route {
 	const char *op;
 	enum route_kind kind;
 	int slow;			/* keygen-timeout */
@@ -352,14 +352,14 @@ answer_parts(json_object *a, json_object **res, int *code, const char **msg)
 	return 0;
 }
 
-static unsigned long
-limit_for(struct client *c, const char *op)
+/* op's route, or NULL: an operation added without one. */
+static const struct route *
+route_of(const char *op)
 {
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-		if (strcmp(routes[i].op, op) == 0) {
-			return sup_timeout(c->srv->sup, routes[i].slow);
-		}
-	return sup_timeout(c->srv->sup, 0);
+		if (strcmp(routes[i].op, op) == 0)
+			return &routes[i];
+	return NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -384,7 +384,7 @@ route_all(struct client *c, int64_t id, const char *op, const char *line, size_t
 		int code, r, absent = sup_absent(sup, i, msg, sizeof(msg));
 
 		/* An absent module is an error marked as such: human lists leave it out. */
-		if (absent || (r = ask(c, i, op, line, len, limit_for(c, op), &ans, &alen, msg,
+		if (absent || (r = ask(c, i, op, line, len, sup_timeout(sup, 0), &ans, &alen, msg,
 		    sizeof(msg))) != SC_OK) {
 			json_object *e = json_object_new_object();
 			json_object_object_add(e, "module", json_object_new_string(sup_module(sup, i)));
@@ -706,31 +706,29 @@ route_request(struct client *c, int64_t id, const char *op, json_object *req,
     const char *line, size_t len)
 {
 	struct sc_sup *sup = c->srv->sup;
-	enum route_kind kind = R_NONE;
+	const struct route *rt = route_of(op);
 	size_t owner = 0;
 	char msg[1024], *ans;
 	size_t alen;
 	int answered = 0, r;
 
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-		if (strcmp(routes[i].op, op) == 0)
-			kind = routes[i].kind;
-	if (kind == R_NONE)	/* an operation added without a route: never to every worker */
+	if (rt == NULL)		/* an operation added without a route: never to every worker */
 		return reply_err(c, id, SC_ERR_UNSUPPORTED, "the agent does not pass this operation "
 		    "on to its module workers");
-	if (kind == R_STATUS)
+	if (rt->kind == R_STATUS)
 		return route_status(c, id);
-	if (kind == R_ALL)
+	if (rt->kind == R_ALL)
 		return route_all(c, id, op, line, len);
 	if (sup_count(sup) == 0)
 		return reply_err(c, id, SC_ERR_NOT_FOUND, "the agent has no PKCS#11 module: configure "
 		    "one (scagentd --module PATH, or modules.d)");
 	if (sup_count(sup) > 1) {
-		r = find_owner(c, id, kind, req, &owner, &answered);
+		r = find_owner(c, id, rt->kind, req, &owner, &answered);
 		if (answered)
 			return r;
 	}
-	if ((r = ask(c, owner, op, line, len, limit_for(c, op), &ans, &alen, msg, sizeof(msg))) != SC_OK)
+	if ((r = ask(c, owner, op, line, len, sup_timeout(sup, rt->slow), &ans, &alen, msg,
+	    sizeof(msg))) != SC_OK)
 		return reply_err(c, id, r, msg);
 	if (c->srv->desk != NULL)
 		tell_desktop(c, op, req, ans);
