@@ -29,11 +29,16 @@ tb_bus() {
 	tb_track_pid "$(sed -n 2p <<<"$out")"
 }
 
-# tb_monitor ADDR FILE MATCH: dbus-monitor on ADDR into FILE until the test ends
+# tb_monitor ADDR FILE MATCH: dbus-monitor on ADDR into FILE until the test
+# ends; bails out when it never attaches (a count of 0 calls would then prove
+# nothing)
 tb_monitor() {
+	local _
 	dbus-monitor --address "$1" "$3" >"$2" 2>&1 &
 	tb_track_pid $!
-	for _ in $(seq 50); do grep -q "NameAcquired\|member=" "$2" 2>/dev/null && break; sleep 0.05; done
+	for _ in $(seq 100); do grep -q "NameAcquired\|member=" "$2" 2>/dev/null && break; sleep 0.05; done
+	grep -q "NameAcquired\|member=" "$2" 2>/dev/null ||
+		bail_out "dbus-monitor did not attach to the bus $1 within 5 s: $(head -c 300 "$2")"
 	sleep 0.2
 }
 
