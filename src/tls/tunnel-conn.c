@@ -99,8 +99,8 @@ gate_refuse(struct tconn *tc, int page)
 	    "programs may use this tunnel (scagent tunnel --allow-host NAME lets a name through)\n",
 	    shown != NULL ? shown : "a request");
 	free(shown);
-	sc_tunnel_log("connection #%lu: refused %s%s; nothing of it was sent upstream", tc->id,
-	    tc->gate.why, nth);
+	sc_tunnel_refused(tc->t, "connection #%lu: refused %s%s; nothing of it was sent upstream",
+	    tc->id, tc->gate.why, nth);
 	if (page)
 		answer_page(tc->fd, "403 Forbidden", body);
 }

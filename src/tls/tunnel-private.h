@@ -58,8 +58,11 @@ struct tunnel {
 	int stopping;			/* the watch thread ends (under lock) */
 	unsigned long forgets;		/* tunnel_forget calls so far (under lock) */
 	int watch_up;			/* the watch thread follows the agent's events (under lock; idle signalled) */
-	int gated;			/* a TCP listener: first requests pass the browser gate */
+	int gated;			/* a TCP listener: requests pass the browser gate */
 	struct sc_gate_hosts gh;	/* what the gate lets through */
+	/* refusals logged one by one in this window, and those counted only (under lock) */
+	uint64_t refusal_window;
+	unsigned long refusals, refusals_unsaid;
 };
 
 struct tconn {
@@ -78,6 +81,17 @@ struct tconn {
 
 /* One timestamped line on stderr; peers' and servers' words escaped (text.h). */
 void sc_tunnel_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * A refused connection or request, logged as sc_tunnel_log while no more than
+ * SC_TUNNEL_REFUSALS_SAID were in the last SC_TUNNEL_REFUSAL_WINDOW_MS; the
+ * rest are counted and said in one line (tunnel_refusals_said): a flood of
+ * them, another user's or a web page's, cannot flood the log.
+ */
+#define SC_TUNNEL_REFUSALS_SAID 20
+#define SC_TUNNEL_REFUSAL_WINDOW_MS 10000
+void sc_tunnel_refused(struct tunnel *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The refusals counted and not yet said, said now (at the end). */
+void sc_tunnel_refusals_said(struct tunnel *t);
 /* A connection's thread (tunnel-conn.c): it owns tc and frees it. */
 void *sc_tunnel_conn_main(void *arg);
 

@@ -47,20 +47,74 @@ tunnel_signal(int sig)
 	errno = saved;
 }
 
-void
-sc_tunnel_log(const char *fmt, ...)
+static void
+vlog(const char *fmt, va_list ap)
 {
 	char ts[32], prefix[64];
 	time_t now = time(NULL);
 	struct tm tm;
-	va_list ap;
 
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", localtime_r(&now, &tm));
 	snprintf(prefix, sizeof(prefix), "%s scagent tunnel: ", ts);
 	/* Peers' and servers' words are escaped for the terminal; one line, one fprintf (text.h). */
-	va_start(ap, fmt);
 	sc_term_vsay(stderr, prefix, fmt, ap);
+}
+
+void
+sc_tunnel_log(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(fmt, ap);
 	va_end(ap);
+}
+
+/* The refusals not said one by one, said in one line (t->lock not held). */
+static void
+say_unsaid(unsigned long unsaid)
+{
+	if (unsaid > 0)
+		sc_tunnel_log("%lu more connection%s or request%s refused within %d s, not logged one "
+		    "by one (at most %d are)", unsaid, unsaid == 1 ? "" : "s", unsaid == 1 ? "" : "s",
+		    SC_TUNNEL_REFUSAL_WINDOW_MS / 1000, SC_TUNNEL_REFUSALS_SAID);
+}
+
+void
+sc_tunnel_refused(struct tunnel *t, const char *fmt, ...)
+{
+	uint64_t now = sc_now_ms();
+	unsigned long unsaid = 0;
+	va_list ap;
+	int say;
+
+	pthread_mutex_lock(&t->lock);
+	if (t->refusal_window == 0 || now - t->refusal_window >= SC_TUNNEL_REFUSAL_WINDOW_MS) {
+		unsaid = t->refusals_unsaid;
+		t->refusal_window = now;
+		t->refusals = t->refusals_unsaid = 0;
+	}
+	if (!(say = ++t->refusals <= SC_TUNNEL_REFUSALS_SAID))
+		t->refusals_unsaid++;
+	pthread_mutex_unlock(&t->lock);
+	say_unsaid(unsaid);
+	if (!say)
+		return;
+	va_start(ap, fmt);
+	vlog(fmt, ap);
+	va_end(ap);
+}
+
+void
+sc_tunnel_refusals_said(struct tunnel *t)
+{
+	unsigned long unsaid;
+
+	pthread_mutex_lock(&t->lock);
+	unsaid = t->refusals_unsaid;
+	t->refusals_unsaid = 0;
+	pthread_mutex_unlock(&t->lock);
+	say_unsaid(unsaid);
 }
 
 /*
@@ -207,7 +261,7 @@ admit(struct tunnel *t, const struct listener *l, int fd, const struct sockaddr_
 
 		/* Mode 0600 keeps others out; root is not kept out by modes. */
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0) {
-			sc_tunnel_log("refused a connection: cannot tell which user opened it (SO_PEERCRED: %s)",
+			sc_tunnel_refused(t, "refused a connection: cannot tell which user opened it (SO_PEERCRED: %s)",
 			    strerror(errno));
 			return 0;
 		}
@@ -221,7 +275,7 @@ admit(struct tunnel *t, const struct listener *l, int fd, const struct sockaddr_
 			if ((r = sc_peer_uid(fd, &uid)) != SC_OK) {
 				snprintf(why, sizeof(why), "%s", r == SC_ERR_NOT_FOUND ?
 				    "no socket on this host has its address" : strerror(errno));
-				sc_tunnel_log("refused a connection from %s: cannot tell which user opened it (%s)",
+				sc_tunnel_refused(t, "refused a connection from %s: cannot tell which user opened it (%s)",
 				    peer, why);
 				return 0;
 			}
@@ -229,7 +283,7 @@ admit(struct tunnel *t, const struct listener *l, int fd, const struct sockaddr_
 		}
 	}
 	if ((l->is_unix || t->check_uid) && uid != t->uid) {
-		sc_tunnel_log("refused a connection from uid %lu (%s): only uid %lu may use this tunnel",
+		sc_tunnel_refused(t, "refused a connection from uid %lu (%s): only uid %lu may use this tunnel",
 		    (unsigned long)uid, peer, (unsigned long)t->uid);
 		return 0;
 	}
@@ -237,7 +291,7 @@ admit(struct tunnel *t, const struct listener *l, int fd, const struct sockaddr_
 	active = t->active;
 	pthread_mutex_unlock(&t->lock);
 	if (active >= t->o->max_connections) {
-		sc_tunnel_log("refused a connection from %s: %d connections are open, the most "
+		sc_tunnel_refused(t, "refused a connection from %s: %d connections are open, the most "
 		    "--max-connections allows", peer, active);
 		return 0;
 	}
@@ -469,6 +523,7 @@ sc_tunnel_run(const struct sc_tunnel_opts *o)
 		tunnel_unwatch(&t, watcher);
 		watching = 0;
 	}
+	sc_tunnel_refusals_said(&t);
 	sc_tunnel_log("stopped after %lu connection%s", t.served, t.served == 1 ? "" : "s");
 	rc = SC_OK;
 out:
