@@ -496,7 +496,11 @@ cmd_status(struct cli *c, int argc, char **argv)
 		cli_err("the agent's status is not JSON: is it the same version as scagent?");
 		rc = EX_SC_FAIL;
 	} else {
-		print_status(stdout, o);
+		/* token labels and module errors are others' words: escaped for the terminal */
+		if (cli_escape_json(o) == SC_OK)
+			print_status(stdout, o);
+		else
+			rc = EX_SC_FAIL;
 		json_object_put(o);
 	}
 	scagent_free(res);

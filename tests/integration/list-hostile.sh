@@ -127,6 +127,14 @@ file_has "agent check (human): the label escaped from label_hex" "$W/ac.txt" \
 LC_ALL=C.UTF-8 "$SCAGENT" check nosuch >/dev/null 2>"$W/anf.err"
 ok "agent unknown REF: no raw ESC on stderr" sh -c "! grep -q '$ESC' '$W/anf.err'"
 file_has "agent unknown REF: candidates' labels escaped" "$W/anf.err" 'alice\n  forged  [CBA ok] ('
+LC_ALL=C.UTF-8 "$SCAGENT" status >"$W/st.txt" 2>"$W/st.err"
+is "agent status: exit 0" $? 0
+if LC_ALL=C grep -q $'[\x01-\x09\x0b-\x1f\x7f]' "$W/st.txt"; then
+	fail "agent status: no raw control byte" "$(od -c "$W/st.txt" | head -20)"
+else pass "agent status: no raw control byte"; fi
+ok "agent status: valid UTF-8" python3 -c 'import sys; open(sys.argv[1], "rb").read().decode("utf-8")' "$W/st.txt"
+file_has "agent status: the token label shown escaped (its invalid byte as U+FFFD)" "$W/st.txt" \
+	"card\\x1b[2J$(printf '\xef\xbf\xbd')"
 
 # The socket as a client reads it (python-client.py's way: json.loads on bytes).
 if out=$(python3 - "$SCAGENT_SOCKET" "$sha" <<-'PY' 2>&1
