@@ -71,6 +71,20 @@ sleep 1
 is "notify = no: no Notify" "$(notify_calls "$W/no.mon")" 0
 stop_agent
 
+# ---- a PIN at its last try: the desktop is told once the login is refused for it
+tb_fault_module
+tb_monitor "$SESSION" "$W/final.mon" "interface='org.freedesktop.Notifications'"
+printf '# defaults\n' >"$W/scagent.conf"
+SCAGENT_FAULT_TARGET=$TB_SOFTHSM SCAGENT_FAULT=pin-final-try DBUS_SESSION_BUS_ADDRESS=$SESSION \
+	DBUS_SYSTEM_BUS_ADDRESS=unix:path=$TB_DIR/none \
+	start_agent "$S" --config "$W/scagent.conf" --module "$FAULT" --log-level info
+run sc login --token demo --pin-stdin <<<"$TB_PIN"
+is "a login at the PIN's final try, unconfirmed: refused (exit 1)" "$RC" 1
+ok "... and the desktop gets a notice \"Smart card PIN: last try\"" \
+	wait_for 5 grep -q 'string "Smart card PIN: last try"' "$W/final.mon"
+file_has "... naming the token" "$W/final.mon" 'The PIN of token "demo" has one try left'
+stop_agent
+
 # ---- no session bus
 printf '# defaults\n' >"$W/scagent.conf"
 DBUS_SESSION_BUS_ADDRESS= DBUS_SYSTEM_BUS_ADDRESS=unix:path=$TB_DIR/none \

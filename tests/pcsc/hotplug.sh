@@ -1,11 +1,14 @@
 #!/bin/bash
 # Card insertion and removal, and a pcscd restart, with real pcscd + vpcd +
 # vicc and OpenSC's module in the agent: `watch --json` and `list --json`
-# must show them, the agent must survive pcscd going away, and an idle agent
-# must use no CPU (it blocks in SCardGetStatusChange, it does not poll).
+# must show them, the desktop gets a notice of each (a private session bus,
+# recorded by dbus-monitor), the agent must survive pcscd going away, and an
+# idle agent must use no CPU (it blocks in SCardGetStatusChange, it does not
+# poll).
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$TOP_SRCDIR/tests/testbed/testbed.sh"
 . "$here/pcsc-lib.sh"
+. "$TOP_SRCDIR/tests/desktop/dbus-lib.sh"
 pcsc_tools
 tb_init
 pcsc_lock
@@ -33,7 +36,10 @@ ok "--direct list shows both vpcd readers without a card" \
 	test "$(jq_py - "sorted((r['name'], r['card_present']) for r in j['readers'])" <<<"$direct")" \
 	= '[["Virtual PCD 00 00", false], ["Virtual PCD 00 01", false]]'
 
-start_agent "$TB_DIR/agent.sock" --log-level info --module "$OPENSC"
+tb_bus session
+tb_monitor "$BUS_ADDR" "$TB_DIR/notes.mon" "interface='org.freedesktop.Notifications'"
+DBUS_SESSION_BUS_ADDRESS=$BUS_ADDR DBUS_SYSTEM_BUS_ADDRESS=unix:path=$TB_DIR/none \
+	start_agent "$TB_DIR/agent.sock" --log-level info --module "$OPENSC"
 start_watch
 ok "agent list shows reader 0 with no card" wait_until 5 card_out "$R0"
 ok "agent list shows reader 1 with no card" card_out "$R1"
@@ -66,6 +72,8 @@ ok "--direct list sees the card too" \
 ok "human watch: one timestamped line for the insertion" \
 	grep -Eq "^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}  card-inserted +reader \"$R0\", ATR [0-9a-f]+$" \
 	"$TB_DIR/events.txt"
+ok "the desktop is told: a notice \"Smart card inserted\"" wait_for 5 grep -q 'string "Smart card inserted"' "$TB_DIR/notes.mon"
+file_has "... naming the reader" "$TB_DIR/notes.mon" "$R0"
 
 m=$(mark)
 stop_vicc
@@ -76,6 +84,7 @@ else
 	fail "watch: card-removed from reader 0"
 fi
 ok "list: reader 0 has no card any more" wait_until 5 card_out "$R0"
+ok "the desktop is told: a notice \"Smart card removed\"" wait_for 5 grep -q 'string "Smart card removed"' "$TB_DIR/notes.mon"
 
 # ---------------------------------------------------------------- removal mid-operation
 
