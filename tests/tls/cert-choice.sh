@@ -1,7 +1,8 @@
 #!/bin/bash
 # Which certificate goes when several fit (issue 24). Two certificates that
 # share the label "alice", as on a PIV card, both fit an openssl s_server
-# -Verify 2: unattended, connect fails and names both, before any signature;
+# -Verify 2: unattended, the first goes and stderr names both (several-fit =
+# fail: connect fails naming both, before any signature);
 # `scagent prefer localhost:PORT REF` remembers one for connect, probe and
 # tunnel (-v says "preferred"); at a terminal connect asks with a numbered
 # list (pty-driver.py types the answers); with a display, the picker program
