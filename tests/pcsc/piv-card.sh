@@ -76,7 +76,7 @@ ok "the card's counter is full before the agent" test "$(tries)" = 3
 
 # ---------------------------------------------------------------- the agent
 
-start_agent "$TB_DIR/agent.sock" --log-level info --module "$OPENSC"
+start_agent "$TB_DIR/agent.sock" --log-level info --module "$OPENSC" --audit-log "$TB_DIR/audit.log"
 start_watch
 ok "list: the PIV token \"$LABEL\" in reader 0" wait_until 10 token_shown
 ok "list: the token is in \"$R0\"" test "$(token_field reader)" = "$R0"
@@ -128,6 +128,21 @@ tls_ok() {
 ok "connect: mutual TLS 1.3 with the card's key, the server saw CN=$LABEL" tls_ok
 ok "connect: mutual TLS 1.2 with the card's key" tls_ok 1.2
 
+# A tunnel keeps the TLS session made with the card's key: the card signs once
+# for several connections, until the card is pulled (below).
+TP=$(tb_port)
+"$SCAGENT" --socket "$AGENT_SOCK" tunnel --listen "127.0.0.1:$TP" --connect "localhost:$port" \
+	--cafile "$KIT/pki/root.pem" --cert "$FP_AUTH" >"$TB_DIR/tunnel.log" 2>&1 &
+tb_track_pid $!
+wait_until 10 _tb_listening "$TP" >/dev/null
+signs() { grep -c ' sign pid=.* result=ok' "$TB_DIR/audit.log" || true; }
+through_tunnel() { curl -sS --max-time 30 "http://127.0.0.1:$TP/" 2>&1 | grep -qx "subject: CN=$LABEL,O=Contoso"; }
+s0=$(signs)
+ok "tunnel: a request through it is served with the card's certificate" through_tunnel
+ok "tunnel: ... and a second, on a new connection" through_tunnel
+ok "tunnel: ... and a third" through_tunnel
+is "tunnel: the card signed once for the three connections (a resumed session)" "$(( $(signs) - s0 ))" 1
+
 # ---------------------------------------------------------------- removal, reinsertion
 
 m=$(mark)
@@ -135,6 +150,8 @@ stop_card
 ok "watch: card-removed from reader 0" wait_event "$m" 10 card-removed reader "$R0"
 ok "watch: token-removed \"$LABEL\"" wait_event "$m" 10 token-removed token "$LABEL"
 ok "list: the token is gone" wait_until 5 token_gone
+ok "tunnel: the card's removal makes it forget the session made with it" \
+	wait_until 10 grep -Eq "token-removed of token $LABEL: forgot [1-9][0-9]* kept session" "$TB_DIR/tunnel.log"
 m=$(mark)
 start_card
 ok "watch: card-inserted into reader 0" wait_event "$m" 10 card-inserted reader "$R0"
@@ -151,6 +168,10 @@ relogin_signs() { # DESC: the login went with the card; after a new one the card
 	ok "$1: the card signs again" sign_ok "$FP_AUTH" rsa-pkcs1-sha256 "$KIT/certs/piv-auth.pem"
 }
 relogin_signs "after reinsertion"
+s0=$(signs)
+ok "tunnel: after reinsertion and a new login, a request is served" through_tunnel
+is "tunnel: ... with a new signature by the card (the forgotten session is not resumed)" \
+	"$(( $(signs) - s0 ))" 1
 
 # ---------------------------------------------------------------- pcscd restart
 
