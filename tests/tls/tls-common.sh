@@ -112,9 +112,11 @@ tls_apache() {
 
 # _tls_apache_run DIR PORT MODULES < LOCATIONS: Apache httpd serving
 # DIR/htdocs on 127.0.0.1:PORT with the Contoso server certificate and chain,
-# no client certificate on the virtual host, the <Location> sections read
+# no client certificate on the virtual host, the <Location> sections (or
+# virtual host directives, which override those before them) read
 # from standard input, MODULES (names, as "auth_basic authn_file") loaded
-# too. SSL log: DIR/logs/ssl.log.
+# too. SSL log: DIR/logs/ssl.log; error log DIR/logs/error.log at the level
+# APACHE_LOGLEVEL (default "info ssl:info").
 _tls_apache_run() {
 	local d=$1 port=$2 p=$TB_DIR/pki mods=/usr/lib/apache2/modules m loads="" locations
 	locations=$(cat)
@@ -141,7 +143,7 @@ LoadModule ${m}_module $mods/mod_$m.so"; done
 		TypesConfig /etc/mime.types
 		DirectoryIndex index.html
 		ErrorLog $d/logs/error.log
-		LogLevel info ssl:info
+		LogLevel ${APACHE_LOGLEVEL:-info ssl:info}
 		DefaultRuntimeDir $d
 		SSLSessionCache shmcb:$d/ssl_scache(512000)
 		<VirtualHost 127.0.0.1:$port>
