@@ -2,7 +2,8 @@
 # scagent probe as an Exchange administrator's analyzer (issue 23): the
 # server chain's failure codes (a leaf-only nginx: incomplete-chain), Accept
 # vs Require (client-cert-required), IIS's 403.x pages and a 401 after the
-# certificate as codes, the reason a certificate does not fit said without
+# certificate as codes (403.7 cert-required too), a not-yet-valid server
+# certificate, the reason a certificate does not fit said without
 # -v, and `probe --exchange` sweeping the virtual directories of an Apache
 # laid out as an Exchange server's IIS.
 . "$TOP_SRCDIR/tests/testbed/testbed.sh"
@@ -39,6 +40,24 @@ print(" ".join("%s=%s%s" % (c["id"], c["status"], ":" + c["code"] if "code" in c
 	if [ "$bad" = 0 ]; then pass "$what"; else fail "$what ($got)"; show "$out"; fi
 }
 
+# jcheck WHAT 'PYTHON-ASSERTS': the asserts on c, the checks of $out by id
+jcheck() {
+	if python3 -c "import json, sys
+c = {x['id']: x for x in json.load(open(sys.argv[1]))['checks']}
+$2" "$out"; then pass "$1"; else fail "$1"; show "$out"; fi
+}
+
+# human WHAT 'PATTERN|...' probe-args...: the human report exits 1 and has every
+# PATTERN (grep regexes, separated by |)
+human() {
+	local what=$1 pats=$2 rc=0 bad=0 pat
+	shift 2
+	"$SCAGENT" probe "$@" >"$out" 2>&1 || rc=$?
+	IFS='|' read -ra pats <<<"$pats"
+	for pat in "${pats[@]}" '^result: fail'; do grep -q "$pat" "$out" || bad=1; done
+	if [ "$rc" = 1 ] && [ "$bad" = 0 ]; then pass "$what"; else fail "$what (rc=$rc)"; show "$out"; fi
+}
+
 # ---- server chain codes
 pcode 1 "server-chain=fail:incomplete-chain client-auth=skip" \
 	"leaf-only nginx, root trusted: incomplete-chain" "${CA[@]}" "https://localhost:$LP/"
@@ -65,12 +84,26 @@ tb_track_pid $!
 wait_port "$XP" || bail_out "s_server"
 pcode 1 "server-chain=fail:self-signed" "self-signed server: self-signed" "${CA[@]}" "https://localhost:$XP/"
 TB_CERT_START="-400 days" TB_CERT_END="-1 day" tb_server_cert old DNS:localhost
-EP=$(tb_port)
-openssl s_server -accept "127.0.0.1:$EP" -cert "$PKI/old.pem" -key "$PKI/old.key" \
-	-cert_chain "$PKI/issuing.pem" -www </dev/null >"$TB_DIR/old-server.log" 2>&1 &
-tb_track_pid $!
-wait_port "$EP" || bail_out "s_server"
+# serve NAME: an s_server with $PKI/NAME.pem and the issuing CA; its port in $SRV
+serve() {
+	SRV=$(tb_port)
+	openssl s_server -accept "127.0.0.1:$SRV" -cert "$PKI/$1.pem" -key "$PKI/$1.key" \
+		-cert_chain "$PKI/issuing.pem" -www </dev/null >"$TB_DIR/$1-server.log" 2>&1 &
+	tb_track_pid $!
+	wait_port "$SRV" || bail_out "s_server"
+}
+serve old
+EP=$SRV
 pcode 1 "server-chain=fail:expired" "expired server certificate: expired" "${CA[@]}" "https://localhost:$EP/"
+TB_CERT_START="+2 days" TB_CERT_END="+400 days" tb_server_cert future DNS:localhost
+serve future
+FP=$SRV
+pcode 1 "server-chain=fail:not-yet-valid client-cert-request=skip client-auth=skip http=skip" \
+	"server certificate valid from the day after tomorrow: not-yet-valid" "${CA[@]}" "https://localhost:$FP/"
+jcheck "not-yet-valid --json: the advice is about the clocks and the start date" \
+	'assert "not valid yet" in c["server-chain"]["advice"] and "clocks" in c["server-chain"]["advice"]'
+human "not-yet-valid, human report: FAIL server-chain with the code and its advice" \
+	'^  FAIL  server-chain|not-yet-valid|check the clocks' "${CA[@]}" "https://localhost:$FP/"
 
 # ---- the reason no certificate fits, without -v
 pcode 1 "client-cert-match=fail" "TLS 1.3 server without RSA-PSS, --cert alice (RSA)" \
@@ -100,10 +133,25 @@ ok "the human report of an optional certificate advises 'Accept' -> 'Require'" \
 	grep -q "'Accept' -> 'Require'" "$out"
 
 # ---- HTTP outcomes after the certificate
+code=$(curl -sS --cacert "$PKI/root.pem" -o "$TB_DIR/body" -w '%{http_code}' "https://localhost:$AP/iis/403.7/")
+if [ "$code" = 403 ] && grep -q '403.7 - Forbidden' "$TB_DIR/body"; then
+	pass "the fixture's /iis/403.7/ answers IIS's 403.7 page to a client without a certificate"
+else
+	fail "fixture 403.7 ($code)"; show "$TB_DIR/body"
+fi
 for v in 1.2 1.3; do
 	pcode 1 "client-auth=fail:cert-untrusted http=fail:cert-untrusted" "IIS 403.16 page, TLS $v" \
 		"${CA[@]}" --tls-max "$v" "https://localhost:$AP/EWS/Exchange.asmx"
+	pcode 1 "client-cert-required=pass client-auth=fail:cert-required http=fail:cert-required" \
+		"IIS 403.7 page, TLS $v: cert-required" "${CA[@]}" --tls-max "$v" "https://localhost:$AP/iis/403.7/"
+	jcheck "403.7, TLS $v --json: the detail names 403.7, the advice is cert-required's" '
+for i in ("client-auth", "http"):
+    assert "403.7, client certificate required" in c[i]["detail"], c[i]
+    assert "IIS wants a client certificate" in c[i]["advice"], c[i]'
 done
+human "403.7, human report: FAIL client-auth with the code cert-required and its advice" \
+	'^  FAIL  client-auth.*403.7, client certificate required|cert-required|IIS wants a client certificate' \
+	"${CA[@]}" "https://localhost:$AP/iis/403.7/"
 pcode 1 "client-auth=fail:cert-revoked" "IIS 403.13 page" "${CA[@]}" "https://localhost:$AP/iis/403.13/"
 pcode 1 "client-auth=fail:cert-expired" "IIS 403.17 page" "${CA[@]}" "https://localhost:$AP/iis/403.17/"
 pcode 1 "client-auth=fail:not-mapped http=fail:not-mapped" "401 after the certificate: not-mapped" \

@@ -112,9 +112,11 @@ tls_apache() {
 
 # _tls_apache_run DIR PORT MODULES < LOCATIONS: Apache httpd serving
 # DIR/htdocs on 127.0.0.1:PORT with the Contoso server certificate and chain,
-# no client certificate on the virtual host, the <Location> sections read
+# no client certificate on the virtual host, the <Location> sections (or
+# virtual host directives, which override those before them) read
 # from standard input, MODULES (names, as "auth_basic authn_file") loaded
-# too. SSL log: DIR/logs/ssl.log.
+# too. SSL log: DIR/logs/ssl.log; error log DIR/logs/error.log at the level
+# APACHE_LOGLEVEL (default "info ssl:info").
 _tls_apache_run() {
 	local d=$1 port=$2 p=$TB_DIR/pki mods=/usr/lib/apache2/modules m loads="" locations
 	locations=$(cat)
@@ -141,7 +143,7 @@ LoadModule ${m}_module $mods/mod_$m.so"; done
 		TypesConfig /etc/mime.types
 		DirectoryIndex index.html
 		ErrorLog $d/logs/error.log
-		LogLevel info ssl:info
+		LogLevel ${APACHE_LOGLEVEL:-info ssl:info}
 		DefaultRuntimeDir $d
 		SSLSessionCache shmcb:$d/ssl_scache(512000)
 		<VirtualHost 127.0.0.1:$port>
@@ -209,12 +211,14 @@ probe() {
 #   /EWS/Exchange.asmx        required, then IIS's 403.16 page
 #   /mapi/                    required, then 401 (no account for the certificate)
 #   /iis/403.13/, /iis/403.17/  required, then IIS's 403.13 / 403.17 page
+#   /iis/403.7/               asked (optional at TLS), IIS's 403.7 page without a
+#                             certificate (IIS's "Require"), and here with one too
 #   /rpc/rpcproxy.dll         absent (404)
 # SSL log as tls_apache's, in $TB_DIR/apache-exchange/logs/ssl.log.
 tls_apache_exchange() {
 	local d=$TB_DIR/apache-exchange v
 	mkdir -p "$d/htdocs/autodiscover" "$d/htdocs/EWS"
-	for v in owa ecp Microsoft-Server-ActiveSync OAB mapi iis/403.13 iis/403.17; do
+	for v in owa ecp Microsoft-Server-ActiveSync OAB mapi iis/403.7 iis/403.13 iis/403.17; do
 		mkdir -p "$d/htdocs/$v"
 		echo "$v ok" >"$d/htdocs/$v/index.html"
 	done
@@ -235,6 +239,11 @@ tls_apache_exchange() {
 		    SSLVerifyClient require
 		    Require expr %{SSL_CLIENT_S_DN_CN} == 'nobody'
 		    ErrorDocument 403 "<html><body><h1>Server Error</h1><h2>HTTP Error 403.16 - Forbidden</h2><p>Your client certificate is either not trusted or is invalid.</p></body></html>"
+		</Location>
+		<Location /iis/403.7>
+		    SSLVerifyClient optional
+		    Require expr %{SSL_CLIENT_VERIFY} == 'SUCCESS' && %{SSL_CLIENT_S_DN_CN} == 'nobody'
+		    ErrorDocument 403 "<html><body><h2>HTTP Error 403.7 - Forbidden</h2><p>The page you are attempting to access requires your browser to have a Secure Sockets Layer (SSL) client certificate that the Web server recognizes.</p></body></html>"
 		</Location>
 		<Location /iis/403.13>
 		    SSLVerifyClient require
