@@ -168,7 +168,7 @@ _tb_ca_setup() {
 #   START/END are date(1) offsets like "-1 day", "+1 year".
 _tb_issue() {
 	local ca=$1 csr=$2 out=$3 ext=$4 sect=$5 now start end signer
-	now=$(date -u +%s)
+	printf -v now "%(%s)T" -1 # (no process: the kit issues a dozen certificates)
 	start=$(_tb_date "$now" "$6") end=$(_tb_date "$now" "$7")
 	if [ "${ca#self-}" != "$ca" ]; then
 		signer=(-selfsign -keyfile "$TB_DIR/pki/${ca#self-}.key")
@@ -186,9 +186,10 @@ _tb_issue() {
 _tb_make_ca() {
 	local name=$1 subj=$2 parent=$3 p=$TB_DIR/pki
 	_tb_ca_setup "$name"
-	# TB_FAST_KEYS=1 (the kit, which must be ready in seconds): the rogue CA's
-	# key is EC P-256; nothing looks at its type, and RSA generation is slow.
-	if [ "$name" = rogue ] && [ "${TB_FAST_KEYS:-0}" = 1 ]; then
+	# TB_FAST_KEYS=1 (the kit, which must be ready in seconds): the keys of
+	# the CAs other than root and issuing (rogue, the chain-problem CAs) are
+	# EC P-256; nothing looks at their type, and RSA generation is slow.
+	if [ "$name" != root ] && [ "$name" != issuing ] && [ "${TB_FAST_KEYS:-0}" = 1 ]; then
 		_tb_file_key "$p/$name.key" ec
 	else
 		_tb_file_key "$p/$name.key" rsa
@@ -217,6 +218,17 @@ tb_pki() {
 		keyUsage = critical, keyCertSign, cRLSign
 		subjectKeyIdentifier = hash
 		authorityKeyIdentifier = keyid
+		[ca_serveronly]
+		basicConstraints = critical, CA:TRUE, pathlen:0
+		keyUsage = critical, keyCertSign, cRLSign
+		extendedKeyUsage = serverAuth
+		subjectKeyIdentifier = hash
+		authorityKeyIdentifier = keyid
+		[ca_notca]
+		basicConstraints = critical, CA:FALSE
+		keyUsage = critical, keyCertSign, cRLSign
+		subjectKeyIdentifier = hash
+		authorityKeyIdentifier = keyid
 	EOF
 	# Subjects in OpenSSL -subj order (most significant RDN first), i.e.
 	# RFC 4514 "CN=Contoso Root CA,O=Contoso".
@@ -225,6 +237,22 @@ tb_pki() {
 	_tb_make_ca rogue "/CN=Fabrikam Rogue CA" self-rogue
 	cat "$p/issuing.pem" "$p/root.pem" >"$p/ca-chain.pem"
 	_tb_log "PKI ready in $p"
+}
+
+# _tb_problem_ca NAME: an issuing CA under the root whose chain is not valid
+# for a CBA client certificate, made on first use (not in tb_pki: most tests
+# need neither): "serveronly" ("CN=Contoso Server-only CA", EKU serverAuth
+# only: `openssl verify -purpose sslclient` refuses the chain, chain-purpose)
+# and "notca" ("CN=Contoso Not-a-CA", basicConstraints CA:FALSE although its
+# keyUsage has keyCertSign: no CA at all, chain-invalid-ca). Not for
+# parallel first use of the same NAME.
+_tb_problem_ca() {
+	[ -f "$TB_DIR/pki/$1.pem" ] && return 0
+	case $1 in
+	serveronly) _tb_make_ca serveronly "/O=Contoso/CN=Contoso Server-only CA" root ;;
+	notca) _tb_make_ca notca "/O=Contoso/CN=Contoso Not-a-CA" root ;;
+	*) _tb_die "unknown problem CA '$1'" ;;
+	esac
 }
 
 # tb_server_cert NAME [SAN...]: $TB_DIR/pki/NAME.{pem,key} + NAME-chain.pem
@@ -324,7 +352,9 @@ _tb_profile_ext() {
 }
 
 # _tb_issue_profile PROFILE LABEL UPN RSA CSR OUT: issue a certificate of
-# that profile for the key in CSR (the CSR's subject is replaced).
+# that profile for the key in CSR (the CSR's subject is replaced).  Profiles
+# untrusted, capurpose and notca are the good certificate from another CA:
+# the rogue CA, and the chain-problem CAs of _tb_problem_ca.
 _tb_issue_profile() {
 	local profile=$1 label=$2 upn=$3 rsa=$4 csr=$5 out=$6
 	local ca=issuing start="-1 day" end="+364 days" w=$TB_DIR/work
@@ -333,8 +363,11 @@ _tb_issue_profile() {
 	expired) start="-400 days" end="-1 day" ;;
 	notyet) start="+30 days" end="+400 days" ;;
 	untrusted) ca=rogue ;;
+	capurpose) ca=serveronly ;;
+	notca) ca=notca ;;
 	*) _tb_die "unknown profile '$profile'" ;;
 	esac
+	case $ca in serveronly | notca) _tb_problem_ca "$ca" ;; esac
 	# TB_CERT_START / TB_CERT_END: other validity times (date(1) offsets, "+40 seconds").
 	start=${TB_CERT_START:-$start} end=${TB_CERT_END:-$end}
 	_tb_profile_ext "$profile" "$label" "$upn" "$rsa" "$w/$label.ext"
@@ -413,6 +446,16 @@ tb_cert_only() {
 tb_write_ca_certs() {
 	tb_pki
 	_tb_write_cert "$1" "${2:-ca01}" "Contoso Issuing CA" "$TB_DIR/pki/issuing.pem"
+}
+
+# tb_write_problem_cas TOKEN: the chain-problem CAs made so far (profiles
+# capurpose and notca) on the token, "Contoso Server-only CA" as ID ca02 and
+# "Contoso Not-a-CA" as ca03, where `scagent check` finds intermediates.
+tb_write_problem_cas() {
+	[ ! -f "$TB_DIR/pki/serveronly.pem" ] ||
+		_tb_write_cert "$1" ca02 "Contoso Server-only CA" "$TB_DIR/pki/serveronly.pem"
+	[ ! -f "$TB_DIR/pki/notca.pem" ] ||
+		_tb_write_cert "$1" ca03 "Contoso Not-a-CA" "$TB_DIR/pki/notca.pem"
 }
 
 # tb_corrupt_cert TOKEN ID LABEL: a certificate object whose CKA_VALUE is
