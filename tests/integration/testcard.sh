@@ -35,6 +35,23 @@ is "certificates: 3 users and one per CBA problem code" \
 codes=$(sed -n 's/^\t{ "\([a-z-]*\)",$/\1/p' "$TOP_SRCDIR/src/cert/explain.c" | LC_ALL=C sort | tr '\n' ' ')
 is "  ... every code of src/cert/explain.c" \
 	"$(jv '" ".join(sorted(p for c in j["certificates"] for p in c["problems"]))') " "$codes"
+# each certificate's "key" says its key's type: rsa:BITS or EC:prime256v1
+mismatch=$("$PY" - "$J" <<'PYEOF'
+import json, subprocess, sys
+j = json.load(open(sys.argv[1]))
+for c in j["certificates"]:
+    pem = j["dir"] + "/certs/" + c["label"] + ".pem"
+    text = subprocess.run(["openssl", "x509", "-in", pem, "-noout", "-text"],
+                          capture_output=True, text=True).stdout
+    if c["key"].startswith("rsa:"):
+        good = "rsaEncryption" in text and "(%s bit)" % c["key"][4:] in text
+    else:
+        good = "id-ecPublicKey" in text and "prime256v1" in text
+    if not good:
+        print(c["label"], c["key"])
+PYEOF
+)
+is "  ... each one's \"key\" is its key's type and size" "$mismatch" ""
 export SOFTHSM2_CONF=$KIT/softhsm2.conf
 ok "the tokens exist in the kit's SoftHSM" bash -c 'l=$(softhsm2-util --show-slots); grep -q "Label: *testcard" <<<"$l" && grep -q "Label: *problems" <<<"$l"'
 # every user key was generated on the token: the private key is there, not extractable
