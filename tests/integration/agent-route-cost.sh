@@ -19,7 +19,9 @@ export SCAGENT_FAULT_TARGET=$TB_SOFTHSM_B SCAGENT_FAULT_TRACE=$TB_DIR/trace
 S=$TB_DIR/agent.sock
 sc() { "$SCAGENT" --socket "$S" "$@"; }
 head -c 32 /dev/urandom >"$TB_DIR/digest"
-start_agent "$S" --module "$TB_SOFTHSM" --module "$FAULT"
+# (no PC/SC: a pcscd another test starts meanwhile would make the agent re-read
+# every module's slots on its readers' events)
+PCSCLITE_CSOCK_NAME=$TB_DIR/no-pcscd start_agent "$S" --module "$TB_SOFTHSM" --module "$FAULT"
 for t in fast slow; do
 	echo "$TB_PIN" | sc login --token "$t" --pin-stdin >/dev/null 2>&1 || bail_out "login to $t failed"
 done
