@@ -58,41 +58,26 @@ else
 	fail "https_proxy/no_proxy (rc=$rc, proxy lines $n0 $n1 $n2): $body / $body2"
 fi
 
+# via NO_PROXY URL: connect with https_proxy and this no_proxy: "EXIT CONNECTS",
+# CONNECTS being how many CONNECT requests the proxy logged (0: direct)
+via() {
+	local n0 rc=0
+	n0=$(wc -l <"$PLOG")
+	https_proxy="http://u:p%40ss@127.0.0.1:$PP" no_proxy="$1" \
+		"$SCAGENT" connect --cafile "$PKI/root.pem" "$2" >/dev/null 2>&1 || rc=$?
+	echo "$rc $(( $(wc -l <"$PLOG") - n0 ))"
+}
+
 # no_proxy with addresses as curl reads it: an address block covers the
 # address, a name's suffix does not; a long list is read to its end.
 IPURL=https://127.0.0.1:$NP/
 long=$(printf 'host%d.example.org,' $(seq 120))localhost
-rc=0
-n0=$(wc -l <"$PLOG")
-https_proxy="http://u:p%40ss@127.0.0.1:$PP" no_proxy="10.0.0.0/8,127.0.0.0/8" \
-	"$SCAGENT" connect --cafile "$PKI/root.pem" "$IPURL" >/dev/null 2>&1 || rc=$?
-n1=$(wc -l <"$PLOG")
-https_proxy="http://u:p%40ss@127.0.0.1:$PP" no_proxy="0.0.1,.0.1" \
-	"$SCAGENT" connect --cafile "$PKI/root.pem" "$IPURL" >/dev/null 2>&1 || rc=$?
-n2=$(wc -l <"$PLOG")
-https_proxy="http://u:p%40ss@127.0.0.1:$PP" no_proxy="$long" \
-	"$SCAGENT" connect --cafile "$PKI/root.pem" "$URL" >/dev/null 2>&1 || rc=$?
-n3=$(wc -l <"$PLOG")
-if [ "$rc" = 0 ] && [ "$n1" = "$n0" ] && [ "$n2" = $((n1 + 1)) ] && [ "$n3" = "$n2" ]; then
-	pass "no_proxy: 127.0.0.0/8 covers 127.0.0.1, 0.0.1 does not, a ${#long}-byte list is read to its end"
-else
-	fail "no_proxy with addresses (rc=$rc, proxy lines $n0 $n1 $n2 $n3; want n0 n0 n0+1 n0+1)"
-fi
-
+is "no_proxy 127.0.0.0/8 covers 127.0.0.1: direct" "$(via "10.0.0.0/8,127.0.0.0/8" "$IPURL")" "0 0"
+is "no_proxy 0.0.1,.0.1 does not cover 127.0.0.1: through the proxy" "$(via "0.0.1,.0.1" "$IPURL")" "0 1"
+is "no_proxy of ${#long} bytes is read to its end (localhost last): direct" "$(via "$long" "$URL")" "0 0"
 # "*" alone disables the proxy; within a list it is no wildcard (curl).
-n0=$(wc -l <"$PLOG")
-rc=0
-https_proxy="http://u:p%40ss@127.0.0.1:$PP" no_proxy="*" \
-	"$SCAGENT" connect --cafile "$PKI/root.pem" "$URL" >/dev/null 2>&1 || rc=$?
-n1=$(wc -l <"$PLOG")
-https_proxy="http://u:p%40ss@127.0.0.1:$PP" no_proxy="example.org,*" \
-	"$SCAGENT" connect --cafile "$PKI/root.pem" "$URL" >/dev/null 2>&1 || rc=$?
-n2=$(wc -l <"$PLOG")
-if [ "$rc" = 0 ] && [ "$n1" = "$n0" ] && [ "$n2" = $((n1 + 1)) ]; then
-	pass "no_proxy: \"*\" alone goes direct, \"example.org,*\" does not (as curl)"
-else
-	fail "no_proxy with * (rc=$rc, proxy lines $n0 $n1 $n2; want n0 n0 n0+1)"
-fi
+is "no_proxy \"*\" alone: direct" "$(via "*" "$URL")" "0 0"
+is "no_proxy \"example.org,*\": through the proxy (as curl)" "$(via "example.org,*" "$URL")" "0 1"
 # A user without a password is sent as "user:" (RFC 7617); %00 is refused before any connection.
 n0=$(wc -l <"$PLOG")
 "$SCAGENT" connect --cafile "$PKI/root.pem" --proxy "http://solo@127.0.0.1:$PP" "$URL" >/dev/null 2>&1
