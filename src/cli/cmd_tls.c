@@ -137,11 +137,14 @@ static void
 mask_password(char *url)
 {
 	char *user = strstr(url, "://"), *at, *colon;
+	size_t authority;
 
 	if (user == NULL)
 		return;
 	user += 3;
-	if ((at = strchr(user, '@')) == NULL || memchr(user, '/', (size_t)(at - user)) != NULL)
+	authority = strcspn(user, "/");
+	/* the last '@' ends the credentials, as sc_tls_proxy_choose reads them */
+	if ((at = memrchr(user, '@', authority)) == NULL)
 		return;
 	if ((colon = memchr(user, ':', (size_t)(at - user))) != NULL)
 		memset(colon + 1, '*', (size_t)(at - colon - 1));

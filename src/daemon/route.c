@@ -125,6 +125,11 @@ wait_behind(struct client *c, struct flight_wait *f)
 	    "slow operation, %lu s more after it", (long)c->pid, c->exe,
 	    sup_module(f->sup, f->i), f->op, f->limit_ms / 1000, f->limit_ms / 1000);
 	f->behind = 1;
+	/*
+	 * Not written back to the flights: an extended wait excuses no other
+	 * request, or two waiting ones (a hung key generation and a signature
+	 * behind it) would excuse each other past the key generation's limit.
+	 */
 	f->end = until + f->limit_ms;
 	return 1;
 }
@@ -604,8 +609,14 @@ find_owner_in(struct client *c, int64_t id, enum route_kind kind, json_object *r
 
 		if (!sup_running(sup, i))
 			continue;
-		if (ask(c, i, kind == R_VSC ? "vsc-list" : "lookup", probe, plen, sup_timeout(sup, 0),
-		    &line, &llen, msg, sizeof(msg)) != SC_OK) {
+		if ((code = ask(c, i, kind == R_VSC ? "vsc-list" : "lookup", probe, plen,
+		    sup_timeout(sup, 0), &line, &llen, msg, sizeof(msg))) != SC_OK) {
+			if (code == SC_ERR_CANCELLED) {
+				/* the client went or the agent stops: no other worker is asked */
+				*answered = 1;
+				r = reply_err(c, id, code, msg);
+				goto out;
+			}
 			if (other_code == SC_OK)
 				snprintf(other, sizeof(other), "%s", msg);
 			other_code = SC_ERR_DEVICE;

@@ -148,7 +148,7 @@ gate_at_end(struct tconn *tc, unsigned char *buf, size_t *n)
 /*
  * Before the upstream handshake (and so before the card signs): what the
  * client sends in its first GATE_WAIT_MS goes through the gate. 0 when it
- * refused; 1 when it passed or is still to judge (a client that waits for the
+ * refused or the client closed without a byte; 1 when it passed or is still to judge (a client that waits for the
  * server, a browser's preconnect: judged in the relay).
  */
 #define GATE_WAIT_MS 500
@@ -165,8 +165,14 @@ gate_first(struct tconn *tc)
 	    (left = (long)(end - sc_now_ms())) > 0 && poll(&p, 1, (int)left) > 0) {
 		ssize_t n = recv(tc->fd, buf, gate_room(tc, sizeof(buf)), MSG_DONTWAIT);
 
+		if (n == 0 && tc->gate.len == 0) {
+			/* gone without a byte (a browser's preconnect it gave up): nothing to sign for */
+			sc_tunnel_log("connection #%lu: closed by the client before it sent anything; "
+			    "the server and the card were not asked", tc->id);
+			return 0;
+		}
 		if (n <= 0)
-			break;	/* the client closed: the relay sees it */
+			break;	/* the client closed after its bytes: the relay sees it */
 		if (sc_gate_add(&tc->gate, &tc->t->gh, buf, (size_t)n) == SC_GATE_REFUSE) {
 			gate_refuse(tc, 1);
 			return 0;

@@ -47,10 +47,15 @@ refuse(struct sc_gate *g, const char *before, const char *what, size_t len, cons
 	g->state = SC_GATE_REFUSE;
 }
 
-/* name (len bytes, no port) is an address: a literal, v4 or v6 ("[::1]" without brackets). */
+/*
+ * name (len bytes, no port) as an address literal, v4 or v6 ("[::1]" without
+ * brackets): 0 none, 1 an address, 2 a loopback one (127/8, ::1, ::ffff:127/104).
+ */
 static int
-is_address(const char *name, size_t len)
+address_kind(const char *name, size_t len)
 {
+	static const unsigned char v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	static const unsigned char v6loop[16] = { [15] = 1 };
 	char buf[64];
 	unsigned char a[16];
 
@@ -58,7 +63,11 @@ is_address(const char *name, size_t len)
 		return 0;
 	memcpy(buf, name, len);
 	buf[len] = '\0';
-	return inet_pton(AF_INET, buf, a) == 1 || inet_pton(AF_INET6, buf, a) == 1;
+	if (inet_pton(AF_INET, buf, a) == 1)
+		return a[0] == 127 ? 2 : 1;
+	if (inet_pton(AF_INET6, buf, a) != 1)
+		return 0;
+	return memcmp(a, v6loop, 16) == 0 || (memcmp(a, v4mapped, 12) == 0 && a[12] == 127) ? 2 : 1;
 }
 
 static int
@@ -142,7 +151,7 @@ host_ok(const struct sc_gate_hosts *h, const char *v, size_t len)
 
 	if (split(v, len, &name, &nlen, &port, &plen) < 0)
 		return 0;
-	return is_address(name, nlen) || loopback_name(name, nlen) ||
+	return address_kind(name, nlen) > 0 || loopback_name(name, nlen) ||
 	    name_is(name, nlen, h->upstream) || name_in_list(name, nlen, h->allow);
 }
 
@@ -162,7 +171,7 @@ origin_ok(const struct sc_gate_hosts *h, const char *v, size_t len)
 	rest = v + skip;
 	if (split(rest, len - skip, &name, &nlen, &port, &plen) < 0)
 		return 0;
-	if (!loopback_name(name, nlen) && !is_address(name, nlen))
+	if (!loopback_name(name, nlen) && address_kind(name, nlen) != 2)
 		return name_is(name, nlen, h->upstream) || name_in_list(name, nlen, h->allow);
 	/* a page on another local port is another web application */
 	if (plen == 0)

@@ -488,7 +488,7 @@ logout_where(struct sc_store *st, int which, unsigned long idle_ms, json_object 
 		pthread_mutex_lock(&t->lock);
 		end = t->logged_in && (which == END_ALL ||
 		    (which == END_LIFETIME && t->login_ends != 0 && t->login_ends <= now) ||
-		    (which == END_IDLE && now - t->last_use > idle_ms));
+		    (which == END_IDLE && t->last_use < now && now - t->last_use > idle_ms));
 		pthread_mutex_unlock(&t->lock);
 		if (!end || token_logout(t) != SC_OK)
 			continue;

@@ -13,15 +13,22 @@ tb_init
 tb_pki
 tb_softhsm_token card
 tb_enroll card 01 alice rsa:2048 good
-export SCAGENT_FAULT_TARGET=$TB_SOFTHSM SCAGENT_FAULT="delay-sign=4000ms"
+export SCAGENT_FAULT_TARGET=$TB_SOFTHSM SCAGENT_FAULT="delay-sign=4000ms" SCAGENT_FAULT_TRACE=$TB_DIR/trace
+# signing: until the card has begun the signature of the client just started
+signing() {
+	local n=$1
+	wait_for 20 sh -c '[ "$(grep -c "^SignInit" "$0" 2>/dev/null)" -gt "$1" ]' "$TB_DIR/trace" "$n" ||
+		bail_out "the signature did not reach the card"
+}
 start_agent --module "$FAULT" --max-clients 1
 echo "$TB_PIN" | "$SCAGENT" login --token card --pin-stdin >/dev/null 2>&1 || bail_out "login failed"
 head -c 32 /dev/urandom >"$TB_DIR/digest"
 
 # A signature asked for, and its client killed while the card works.
+n=$(grep -c "^SignInit" "$TB_DIR/trace" 2>/dev/null)
 "$SCAGENT" sign --cert alice --alg rsa-pkcs1-sha256 --digest --in "$TB_DIR/digest" >/dev/null 2>&1 &
 sp=$!
-sleep 0.8
+signing "${n:-0}"
 kill -KILL "$sp"
 wait "$sp" 2>/dev/null
 t0=$(date +%s%N)
@@ -37,10 +44,11 @@ run "$SCAGENT" sign --cert alice --alg rsa-pkcs1-sha256 --digest --in "$TB_DIR/d
 is "the worker signs the next request as before" "$RC" 0
 is "... with no restart of the module's worker" "$("$SCAGENT" status --json | "$PY" -c 'import json,sys; print(sum(p["restarts"] for p in json.load(sys.stdin)["processes"]))')" 0
 # SIGTERM while a client waits on the card: it is told the agent is stopping.
+n=$(grep -c "^SignInit" "$TB_DIR/trace")
 "$SCAGENT" sign --cert alice --alg rsa-pkcs1-sha256 --digest --in "$TB_DIR/digest" \
 	>/dev/null 2>"$TB_DIR/sign.err" &
 sp=$!
-sleep 0.8
+signing "$n"
 stop_agent
 wait "$sp"
 rc=$?

@@ -69,6 +69,7 @@
  *                         refused, S the session), "Login user=U" (U the
  *                         CKU_ user type), "SetPIN rv=R" and "InitPIN rv=R"
  *                         (R the real module's CK_RV), "GenerateKeyPair 0"
+ *                         and "GenerateKeyPair done rv=R" (its start and end)
  *                         (a key generation begins), "Logout ops=N" (N
  *                         sessions with a signing operation still started)
  *                         and, under renumber, "Renumbered N" (the objects'
@@ -610,6 +611,7 @@ fault_GenerateKeyPair(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR 
 		sleep_ms(f.keygen_time_ms);
 	}
 	rv = real->C_GenerateKeyPair(s, m, pub, npub, priv, npriv, hpub, hpriv);
+	trace("GenerateKeyPair done rv=", rv);
 	if (f.keygen_time_ms > 0)
 		pthread_mutex_unlock(&card_lock);
 	if (rv == CKR_OK) {

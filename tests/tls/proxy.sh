@@ -194,6 +194,18 @@ if printf '%s' "$cmdline" | grep -qF -- "--proxy http://u:******@127.0.0.1:$PP" 
 else
 	fail "the proxy password is in the tunnel's command line" "$cmdline"
 fi
+# A raw '@' in the password: the credentials end at the last '@' (as the
+# proxy URL is read), and all of the password is masked.
+LP2=$(tb_port)
+"$SCAGENT" tunnel --listen "127.0.0.1:$LP2" --connect "localhost:$NP" --cafile "$PKI/root.pem" \
+	--proxy "http://u:p@ss@127.0.0.1:$PP" >"$TB_DIR/tunnel2.log" 2>&1 &
+TP2=$!
+tb_track_pid $TP2
+wait_port "$LP2" || { show "$TB_DIR/tunnel2.log"; bail_out "tunnel did not listen"; }
+has "a password holding a raw '@': masked whole in the command line" \
+	"$(tr '\0' ' ' <"/proc/$TP2/cmdline")" "--proxy http://u:****@127.0.0.1:$PP"
+kill $TP2
+wait $TP2 2>/dev/null
 kill $TP
 wait $TP 2>/dev/null
 rc=0

@@ -168,6 +168,13 @@ fi
 resp=$( { sleep 1.5; printf 'GET / HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nConnection: close\r\n\r\n' "$LP"; sleep 2; } |
 	timeout 20 socat -t 5 - "TCP:127.0.0.1:$LP" 2>&1)
 has "... and a late request for the tunnel's own address is served" "$resp" "hello from nginx main"
+# A connection closed without a byte (a preconnect given up): no handshake, no signature.
+b0=$(signs)
+"$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1]))).close()' "$LP"
+wait_line 'closed by the client before it sent anything' "$log"
+sleep 0.3
+is "a connection closed without a byte costs no signature" "$(( $(signs) - b0 ))" 0
+ok "... and says so in the log" grep -q 'closed by the client before it sent anything; the server and the card were not asked' "$log"
 # A request head cut in the middle by the client's close is dropped, not sent.
 s0=$(served)
 printf 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n' | timeout 20 socat -t 3 - "TCP:127.0.0.1:$LP" >/dev/null 2>&1

@@ -87,6 +87,16 @@ test_cases(void **state)
 		{ "GET / HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: http://127.0.0.1\r\n\r\n",
 		  SC_GATE_REFUSE, "origin" },	/* port 80, not the tunnel's 8080 */
 		{ "GET / HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: null\r\n\r\n", SC_GATE_REFUSE, "null" },
+		/* an address is the tunnel's own origin only when it is loopback's */
+		{ "GET / HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: http://203.0.113.5:8080\r\n\r\n",
+		  SC_GATE_REFUSE, "origin \"http://203.0.113.5:8080\"" },
+		{ "GET / HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: http://[2001:db8::1]:8080\r\n\r\n",
+		  SC_GATE_REFUSE, "origin" },
+		{ "GET / HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: http://127.0.0.2:8080\r\n\r\n",
+		  SC_GATE_PASS, NULL },
+		{ "GET / HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: http://[::1]:8080\r\n\r\n", SC_GATE_PASS, NULL },
+		{ "GET / HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: http://[::ffff:127.0.0.1]:8080\r\n\r\n",
+		  SC_GATE_PASS, NULL },
 		{ "GET / HTTP/1.1\r\nHost: localhost:8080\r\nSec-Fetch-Site: cross-site\r\n\r\n",
 		  SC_GATE_REFUSE, "Sec-Fetch-Site: cross-site" },
 		{ "GET / HTTP/1.1\r\nHost: localhost:8080\r\nSec-Fetch-Site: same-site\r\n\r\n",
